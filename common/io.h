@@ -1,0 +1,20 @@
+/* Exact reads and writes on file descriptors, retrying EINTR and short I/O. */
+#ifndef HA_COMMON_IO_H
+#define HA_COMMON_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Reads up to len bytes, stopping early only at end of file.
+ * Returns the number of bytes read (less than len means EOF) or -errno. */
+ssize_t io_read_full(int fd, void *buf, size_t len);
+
+/* Writes all of buf. Returns 0 or -errno (-EPIPE if the peer went away). */
+int io_write_full(int fd, const void *buf, size_t len);
+
+/* Writes every byte of iov[0..cnt). The array is not modified.
+ * Returns 0 or -errno. */
+int io_writev_full(int fd, const struct iovec *iov, int cnt);
+
+#endif

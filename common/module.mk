@@ -1,0 +1,10 @@
+# common/: logging, exact I/O, bitmaps, monotonic time, sockets.
+LIB_OBJS += \
+	common/bitmap.o \
+	common/clock.o \
+	common/io.o \
+	common/log.o \
+	common/sock.o
+
+UNIT_TESTS += \
+	test_common

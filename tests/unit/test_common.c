@@ -1,0 +1,181 @@
+/* Unit tests for common/: bitmap, exact I/O, host:port parsing, fd passing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/bitmap.h"
+#include "common/clock.h"
+#include "common/io.h"
+#include "common/sock.h"
+
+static void test_bitmap(void **state)
+{
+	struct bitmap bm;
+	size_t bits[] = {0, 1, 63, 64, 65, 127, 500, 999};
+
+	assert_int_equal(bitmap_init(&bm, 1000), 0);
+	assert_int_equal(bitmap_count(&bm), 0);
+	assert_int_equal(bitmap_next_set(&bm, 0), 1000);
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+		bitmap_set(&bm, bits[i]);
+	assert_int_equal(bitmap_count(&bm), 8);
+	size_t at = 0, n = 0;
+	for (size_t b = bitmap_next_set(&bm, 0); b < bm.nbits; b = bitmap_next_set(&bm, b + 1)) {
+		assert_int_equal(b, bits[n]);
+		n++;
+		at = b;
+	}
+	assert_int_equal(n, 8);
+	assert_int_equal(at, 999);
+	bitmap_clear(&bm, 64);
+	assert_false(bitmap_test(&bm, 64));
+	assert_true(bitmap_test(&bm, 65));
+	assert_int_equal(bitmap_next_set(&bm, 64), 65);
+
+	struct bitmap other;
+	assert_int_equal(bitmap_init(&other, 1000), 0);
+	bitmap_set(&other, 64);
+	bitmap_or(&bm, &other);
+	assert_int_equal(bitmap_count(&bm), 8);
+	bitmap_zero(&bm);
+	assert_int_equal(bitmap_count(&bm), 0);
+	bitmap_destroy(&other);
+	bitmap_destroy(&bm);
+}
+
+static void test_io_roundtrip_and_eof(void **state)
+{
+	int p[2];
+	char a[] = "hello ", b[] = "world";
+	struct iovec iov[2] = {{a, 6}, {b, 5}};
+	char out[32] = {0};
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(io_writev_full(p[1], iov, 2), 0);
+	close(p[1]);
+	/* Asks for more than was written: gets it all, then EOF. */
+	assert_int_equal(io_read_full(p[0], out, sizeof(out)), 11);
+	assert_string_equal(out, "hello world");
+	assert_int_equal(io_read_full(p[0], out, 1), 0);
+	close(p[0]);
+	assert_int_equal(io_read_full(-1, out, 1), -EBADF);
+}
+
+static void test_io_large_writev(void **state)
+{
+	/* More iovecs than the local window, through a socketpair read in parallel. */
+	int sv[2];
+	static char bufs[200][37];
+	struct iovec iov[200];
+	size_t total = 0;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (int i = 0; i < 200; i++) {
+		memset(bufs[i], 'a' + i % 26, sizeof(bufs[i]));
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = sizeof(bufs[i]);
+		total += sizeof(bufs[i]);
+	}
+	assert_int_equal(io_writev_full(sv[0], iov, 200), 0);
+	close(sv[0]);
+	char *in = malloc(total + 1);
+	assert_int_equal(io_read_full(sv[1], in, total + 1), (ssize_t)total);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(in[i * 37 + 36], 'a' + i % 26);
+	free(in);
+	close(sv[1]);
+}
+
+static void test_hostport(void **state)
+{
+	char h[64], p[8];
+
+	assert_int_equal(sock_split_hostport("10.0.0.2:7000", h, sizeof(h), p, sizeof(p)), 0);
+	assert_string_equal(h, "10.0.0.2");
+	assert_string_equal(p, "7000");
+	assert_int_equal(sock_split_hostport("[::1]:9", h, sizeof(h), p, sizeof(p)), 0);
+	assert_string_equal(h, "::1");
+	assert_int_equal(sock_split_hostport(":80", h, sizeof(h), p, sizeof(p)), 0);
+	assert_string_equal(h, "");
+	assert_int_equal(sock_split_hostport("nohost", h, sizeof(h), p, sizeof(p)), -EINVAL);
+	assert_int_equal(sock_split_hostport("h:", h, sizeof(h), p, sizeof(p)), -EINVAL);
+	assert_int_equal(sock_split_hostport("h:8x", h, sizeof(h), p, sizeof(p)), -EINVAL);
+	assert_int_equal(sock_split_hostport("[::1:9", h, sizeof(h), p, sizeof(p)), -EINVAL);
+}
+
+static void test_tcp_loopback(void **state)
+{
+	int l = sock_tcp_listen("127.0.0.1:0", 1);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char hp[64];
+
+	assert_true(l >= 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&ss, &len), 0);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%u", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	int c = sock_tcp_connect(hp, 1000);
+	assert_true(c >= 0);
+	int a = sock_tcp_accept(l);
+	assert_true(a >= 0);
+	assert_int_equal(sock_tcp_tune(c), 0);
+	assert_int_equal(io_write_full(c, "x", 1), 0);
+	char x;
+	assert_int_equal(io_read_full(a, &x, 1), 1);
+	close(a);
+	close(c);
+	close(l);
+	/* Nobody listens on the old port any more. */
+	assert_true(sock_tcp_connect(hp, 1000) < 0);
+}
+
+static void test_fd_passing(void **state)
+{
+	int sv[2], fd, got;
+	char buf[8];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fd = open("/dev/null", O_RDONLY);
+	assert_int_equal(sock_send_fd(sv[0], fd, "memfd", 5), 0);
+	assert_int_equal(sock_recv_fd(sv[1], &got, buf, sizeof(buf)), 5);
+	assert_true(got >= 0 && got != fd);
+	pid_t pid;
+	uid_t uid;
+	assert_int_equal(sock_peer_cred(sv[1], &pid, &uid, NULL), 0);
+	assert_int_equal(pid, getpid());
+	assert_int_equal(uid, getuid());
+	close(got);
+	close(fd);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void test_clock(void **state)
+{
+	uint64_t a = clk_now_ns();
+	clk_sleep_until_ns(a + 2 * NSEC_PER_MSEC);
+	assert_true(clk_now_ns() >= a + 2 * NSEC_PER_MSEC);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bitmap),
+		cmocka_unit_test(test_io_roundtrip_and_eof),
+		cmocka_unit_test(test_io_large_writev),
+		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_tcp_loopback),
+		cmocka_unit_test(test_fd_passing),
+		cmocka_unit_test(test_clock),
+	};
+	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+}
