@@ -63,7 +63,7 @@ FUZZERS    :=
 BENCHES    :=
 EXTRA_ALL  :=
 
-include $(sort $(wildcard */module.mk))
+include $(sort $(wildcard */module.mk */*/module.mk */*/*/module.mk))
 
 LIB := $(B)/libha.a
 
