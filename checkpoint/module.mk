@@ -1,0 +1,24 @@
+# checkpoint/: the stream format, writer/reader, page codec, ha-stream tool.
+LIB_OBJS += \
+	checkpoint/codec.o \
+	checkpoint/stream.o
+
+LDLIBS += -lzstd -lxxhash
+
+PROGRAMS += ha-stream
+ha-stream_OBJS := \
+	checkpoint/ha-stream.o
+
+UNIT_TESTS += \
+	test_stream \
+	test_codec
+
+FUZZERS += \
+	fuzz_stream \
+	fuzz_codec
+
+BENCHES += \
+	bench_codec
+
+INTEG_TESTS += \
+	tests/integration/stream_cli.sh

@@ -1,0 +1,263 @@
+/* ha-stream: validate and pretty-print a saved checkpoint stream.
+ *
+ *   ha-stream verify FILE|-   exit 0 if valid, 1 if not (offset and record named)
+ *   ha-stream dump FILE|-     records, epochs, page counts, compression ratio
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/stream.h"
+#include "common/log.h"
+
+struct walk {
+	bool verbose;
+	struct ckpt_decoder *dec;
+	uint8_t *image; /* guest memory, for decoding deltas; NULL without a config */
+	size_t image_pages;
+
+	uint64_t records, checkpoints, pages, raw_bytes, wire_bytes;
+	uint64_t ckpt_pages, ckpt_wire;
+	char err[320];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: ha-stream verify FILE|-\n"
+		   "       ha-stream dump FILE|-\n"
+		   "Validates (verify) or prints (dump) a checkpoint stream saved with\n"
+		   "ha-protect --save. '-' reads standard input. verify exits 0 when the\n"
+		   "stream is valid and 1 when it is not, naming the offset and record.\n");
+}
+
+static int map_image(struct walk *w, const struct ckpt_stream_info *info)
+{
+	size_t len;
+
+	if (!info->have_config || w->image)
+		return 0;
+	w->image_pages = info->config.nr_pages;
+	if (w->image_pages > (SIZE_MAX >> CKPT_PAGE_SHIFT))
+		return -E2BIG;
+	len = w->image_pages << CKPT_PAGE_SHIFT;
+	/* Sparse: only pages the stream touches cost memory. */
+	w->image = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (w->image == MAP_FAILED) {
+		w->image = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+/* Decodes and applies every page, as a receiver would. */
+static int check_pages(struct walk *w, const struct ckpt_record *rec)
+{
+	struct ckpt_pages_view v;
+	const uint8_t *payload;
+
+	ckpt_pages_view(rec, &v);
+	payload = v.data;
+	for (uint32_t i = 0; i < v.count; i++) {
+		uint64_t e = v.descs ? v.descs[i].pfn : v.pfns[i];
+		uint64_t pfn = e & CKPT_PFN_MASK;
+		uint32_t enc = v.descs ? v.descs[i].encoding : CKPT_ENC_RAW;
+		uint32_t len = v.descs ? v.descs[i].length : CKPT_PAGE_SIZE;
+		uint8_t *page;
+
+		if (!ckpt_pfn_has_data(e))
+			continue;
+		if (w->image && pfn >= w->image_pages) {
+			snprintf(w->err, sizeof(w->err),
+				 "offset %llu: %s: page %u: pfn 0x%llx beyond the guest's %zu pages",
+				 (unsigned long long)rec->offset, ckpt_rec_name(rec->type), i,
+				 (unsigned long long)pfn, w->image_pages);
+			return -EBADMSG;
+		}
+		if (w->image) {
+			page = w->image + (pfn << CKPT_PAGE_SHIFT);
+			if (ckpt_decode_page(w->dec, enc, payload, len, page, page) < 0) {
+				snprintf(w->err, sizeof(w->err),
+					 "offset %llu: %s: page %u (pfn 0x%llx): corrupt compressed "
+					 "data (encoding %u, %u octets)",
+					 (unsigned long long)rec->offset, ckpt_rec_name(rec->type), i,
+					 (unsigned long long)pfn, enc, len);
+				return -EBADMSG;
+			}
+		}
+		payload += len;
+		w->pages++;
+		w->ckpt_pages++;
+		w->raw_bytes += CKPT_PAGE_SIZE;
+	}
+	w->wire_bytes += rec->length;
+	w->ckpt_wire += rec->length;
+	return 0;
+}
+
+static void print_record(const struct ckpt_record *rec)
+{
+	const uint8_t *b = rec->body;
+
+	printf("%12llu  %-26s %9u", (unsigned long long)rec->offset, ckpt_rec_name(rec->type),
+	       rec->length);
+	switch (rec->type) {
+	case CKPT_REC_PAGE_DATA:
+	case CKPT_REC_HA_PAGE_DATA_Z:
+		printf("  pages %u", rec->pages);
+		break;
+	case CKPT_REC_HA_TRAILER:
+	case CKPT_REC_CHECKPOINT:
+		printf("  epoch %llu", (unsigned long long)rec->epoch);
+		break;
+	case CKPT_REC_HA_ACK: {
+		const struct ckpt_ha_ack *a = (const void *)b;
+		printf("  epoch %llu%s%s", (unsigned long long)a->epoch,
+		       a->flags & CKPT_ACK_MEMORY ? " memory" : "",
+		       a->flags & CKPT_ACK_DISK ? " disk" : "");
+		break;
+	}
+	case CKPT_REC_HA_HEARTBEAT: {
+		const struct ckpt_ha_heartbeat *h = (const void *)b;
+		printf("  seq %llu committed %lld", (unsigned long long)h->seq,
+		       (long long)h->committed_epoch);
+		break;
+	}
+	case CKPT_REC_HA_DOMAIN_CONFIG: {
+		const struct ckpt_ha_domain_config *c = (const void *)b;
+		printf("  name %s, %llu pages, %u vCPUs, flags 0x%x", c->name,
+		       (unsigned long long)c->nr_pages, c->vcpus, c->flags);
+		break;
+	}
+	case CKPT_REC_HA_DISK_WRITE: {
+		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
+		printf("  epoch %llu offset %llu length %u", (unsigned long long)h->epoch,
+		       (unsigned long long)h->offset, h->length);
+		break;
+	}
+	case CKPT_REC_HA_ERROR: {
+		const struct ckpt_ha_error_hdr *h = (const void *)b;
+		printf("  code %u: %.*s", h->code, (int)(rec->length - sizeof(*h)),
+		       (const char *)(b + sizeof(*h)));
+		break;
+	}
+	default:
+		break;
+	}
+	printf("\n");
+}
+
+static int walk_stream(struct walk *w, struct ckpt_reader *r)
+{
+	struct ckpt_record rec;
+	const struct ckpt_stream_info *info;
+	int rc;
+
+	rc = ckpt_reader_headers(r, 0);
+	if (rc < 0)
+		goto bad;
+	info = ckpt_reader_info(r);
+	if (w->verbose)
+		printf("stream: %s, version %u, domain %s (0x%08x), Xen %u.%u\n",
+		       info->ihdr_id == CKPT_IHDR_ID_BACK ? "back channel" : "checkpoint stream",
+		       info->version, ckpt_domain_name(info->domain_type), info->domain_type,
+		       info->xen_major, info->xen_minor);
+	for (;;) {
+		rc = ckpt_reader_next(r, &rec);
+		if (rc < 0)
+			goto bad;
+		w->records++;
+		if (w->verbose)
+			print_record(&rec);
+		if (rec.type == CKPT_REC_HA_DOMAIN_CONFIG) {
+			rc = map_image(w, ckpt_reader_info(r));
+			if (rc < 0) {
+				snprintf(w->err, sizeof(w->err), "cannot map the guest image: %s",
+					 strerror(-rc));
+				return rc;
+			}
+		}
+		if (rec.type == CKPT_REC_PAGE_DATA || rec.type == CKPT_REC_HA_PAGE_DATA_Z) {
+			rc = check_pages(w, &rec);
+			if (rc < 0)
+				return rc;
+		}
+		if (rec.type == CKPT_REC_CHECKPOINT) {
+			w->checkpoints++;
+			if (w->verbose)
+				printf("              -- checkpoint epoch %llu: %llu pages, %llu "
+				       "octets of page records (%.3f of raw)\n",
+				       (unsigned long long)rec.epoch,
+				       (unsigned long long)w->ckpt_pages,
+				       (unsigned long long)w->ckpt_wire,
+				       w->ckpt_pages ? (double)w->ckpt_wire /
+							       (double)(w->ckpt_pages * CKPT_PAGE_SIZE)
+						     : 0.0);
+			w->ckpt_pages = w->ckpt_wire = 0;
+		}
+		if (rec.type == CKPT_REC_END)
+			break;
+	}
+	if (!ckpt_reader_at_eof(r)) {
+		snprintf(w->err, sizeof(w->err), "offset %llu: data after the END record",
+			 (unsigned long long)ckpt_reader_offset(r) - 1);
+		return -EBADMSG;
+	}
+	return 0;
+bad:
+	snprintf(w->err, sizeof(w->err), "%s", ckpt_reader_error(r));
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct walk w = {0};
+	struct ckpt_reader *r = NULL;
+	const char *path;
+	int fd, rc;
+
+	log_init(argv[0]);
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc != 3 || (strcmp(argv[1], "verify") && strcmp(argv[1], "dump"))) {
+		usage(stderr);
+		return 2;
+	}
+	w.verbose = !strcmp(argv[1], "dump");
+	path = argv[2];
+	fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+	if (fd < 0) {
+		fprintf(stderr, "ha-stream: cannot open %s: %s\n", path, strerror(errno));
+		return 2;
+	}
+	if (ckpt_reader_new_fd(fd, &r) < 0 || ckpt_decoder_new(&w.dec) < 0) {
+		fprintf(stderr, "ha-stream: out of memory\n");
+		return 2;
+	}
+	rc = walk_stream(&w, r);
+	if (rc < 0) {
+		fprintf(stderr, "ha-stream: %s: invalid: %s\n", path, w.err);
+	} else {
+		printf("%s: valid: %llu records, %llu checkpoints, %llu pages, page records "
+		       "%llu octets for %llu raw (ratio %.3f)\n",
+		       path, (unsigned long long)w.records, (unsigned long long)w.checkpoints,
+		       (unsigned long long)w.pages, (unsigned long long)w.wire_bytes,
+		       (unsigned long long)w.raw_bytes,
+		       w.raw_bytes ? (double)w.wire_bytes / (double)w.raw_bytes : 0.0);
+	}
+	if (w.image)
+		munmap(w.image, w.image_pages << CKPT_PAGE_SHIFT);
+	ckpt_decoder_free(w.dec);
+	ckpt_reader_free(r);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return rc < 0 ? 1 : 0;
+}

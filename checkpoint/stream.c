@@ -1,0 +1,865 @@
+#include "checkpoint/stream.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "common/io.h"
+#include "common/log.h"
+
+static const uint8_t zero_pad[CKPT_REC_ALIGN];
+
+static uint32_t pad_len(uint32_t length)
+{
+	return (CKPT_REC_ALIGN - length % CKPT_REC_ALIGN) % CKPT_REC_ALIGN;
+}
+
+/* Per-type layout rules. fixed: body length must equal min_len. */
+struct rec_desc {
+	uint32_t type;
+	const char *name;
+	uint32_t min_len;
+	uint32_t max_len;
+};
+
+static const struct rec_desc rec_table[] = {
+	{CKPT_REC_END, "END", 0, 0},
+	{CKPT_REC_PAGE_DATA, "PAGE_DATA", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_PV_INFO, "X86_PV_INFO", 8, 8},
+	{CKPT_REC_X86_PV_P2M_FRAMES, "X86_PV_P2M_FRAMES", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_PV_VCPU_BASIC, "X86_PV_VCPU_BASIC", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_PV_VCPU_EXTENDED, "X86_PV_VCPU_EXTENDED", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_PV_VCPU_XSAVE, "X86_PV_VCPU_XSAVE", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_SHARED_INFO, "SHARED_INFO", 4096, 4096},
+	{CKPT_REC_X86_TSC_INFO, "X86_TSC_INFO", 24, 24},
+	{CKPT_REC_HVM_CONTEXT, "HVM_CONTEXT", 1, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HVM_PARAMS, "HVM_PARAMS", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_TOOLSTACK, "TOOLSTACK", 0, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_PV_VCPU_MSRS, "X86_PV_VCPU_MSRS", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_VERIFY, "VERIFY", 0, 0},
+	{CKPT_REC_CHECKPOINT, "CHECKPOINT", 0, 0},
+	{CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST, "CHECKPOINT_DIRTY_PFN_LIST", 0, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_STATIC_DATA_END, "STATIC_DATA_END", 0, 0},
+	{CKPT_REC_X86_CPUID_POLICY, "X86_CPUID_POLICY", 0, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_X86_MSR_POLICY, "X86_MSR_POLICY", 0, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_DOMAIN_CONFIG, "HA_DOMAIN_CONFIG", 88, 88},
+	{CKPT_REC_HA_VMM_STATE, "HA_VMM_STATE", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_PAGE_DATA_Z, "HA_PAGE_DATA_Z", 8 + 16, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_TRAILER, "HA_CHECKPOINT_TRAILER", 32, 32},
+	{CKPT_REC_HA_DISK_WRITE, "HA_DISK_WRITE", 24, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_DISK_BARRIER, "HA_DISK_BARRIER", 16, 16},
+	{CKPT_REC_HA_ACK, "HA_ACK", 16, 16},
+	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
+	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
+};
+
+static const struct rec_desc *rec_lookup(uint32_t type)
+{
+	for (size_t i = 0; i < sizeof(rec_table) / sizeof(rec_table[0]); i++)
+		if (rec_table[i].type == type)
+			return &rec_table[i];
+	return NULL;
+}
+
+const char *ckpt_rec_name(uint32_t type)
+{
+	const struct rec_desc *d = rec_lookup(type);
+
+	return d ? d->name : "unknown";
+}
+
+const char *ckpt_domain_name(uint32_t type)
+{
+	switch (type) {
+	case CKPT_DHDR_X86_PV:
+		return "x86 PV";
+	case CKPT_DHDR_X86_HVM:
+		return "x86 HVM";
+	case CKPT_DHDR_X86_PVH:
+		return "x86 PVH";
+	case CKPT_DHDR_HAVM:
+		return "ha-vm";
+	default:
+		return "unknown";
+	}
+}
+
+bool ckpt_pfn_has_data(uint64_t entry)
+{
+	return (entry >> CKPT_PFN_TYPE_SHIFT) <= CKPT_PFN_TYPE_L4TAB;
+}
+
+/* ================================ writer ================================ */
+
+struct ckpt_writer {
+	int fd;
+	bool trailers;
+	uint64_t offset;
+	XXH3_state_t *csum;
+	uint32_t records; /* in the current checkpoint */
+	uint64_t pages;
+};
+
+int ckpt_writer_new(int fd, struct ckpt_writer **out)
+{
+	struct ckpt_writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->csum = XXH3_createState();
+	if (!w->csum) {
+		free(w);
+		return -ENOMEM;
+	}
+	XXH3_64bits_reset(w->csum);
+	w->fd = fd;
+	w->trailers = true;
+	*out = w;
+	return 0;
+}
+
+void ckpt_writer_free(struct ckpt_writer *w)
+{
+	if (!w)
+		return;
+	XXH3_freeState(w->csum);
+	free(w);
+}
+
+void ckpt_writer_set_trailers(struct ckpt_writer *w, bool on)
+{
+	w->trailers = on;
+}
+
+uint64_t ckpt_writer_offset(const struct ckpt_writer *w)
+{
+	return w->offset;
+}
+
+int ckpt_writer_headers(struct ckpt_writer *w, uint32_t ihdr_id, uint32_t domain_type,
+			uint32_t xen_major, uint32_t xen_minor)
+{
+	struct ckpt_image_hdr ih = {
+		.marker = htobe64(CKPT_IHDR_MARKER),
+		.id = htobe32(ihdr_id),
+		.version = htobe32(ihdr_id == CKPT_IHDR_ID_BACK ? CKPT_IHDR_BACK_VERSION
+							     : CKPT_IHDR_VERSION),
+	};
+	struct ckpt_domain_hdr dh = {
+		.type = htole32(domain_type),
+		.page_shift = htole16(CKPT_PAGE_SHIFT),
+		.xen_major = htole32(xen_major),
+		.xen_minor = htole32(xen_minor),
+	};
+	struct iovec iov[2] = {{&ih, sizeof(ih)}, {&dh, sizeof(dh)}};
+	int rc = io_writev_full(w->fd, iov, 2);
+
+	if (rc == 0)
+		w->offset += sizeof(ih) + sizeof(dh);
+	return rc;
+}
+
+/* Frames one record: header, body iovecs, padding, in one writev. */
+static int write_framed(struct ckpt_writer *w, uint32_t type, const struct iovec *iov, int iovcnt,
+			bool in_checksum)
+{
+	struct ckpt_rec_hdr hdr;
+	struct iovec stack_vec[64];
+	struct iovec *vec = stack_vec;
+	uint64_t length = 0;
+	int n = 0, rc;
+
+	for (int i = 0; i < iovcnt; i++)
+		length += iov[i].iov_len;
+	if (length > CKPT_REC_LENGTH_MAX) {
+		log_error("%s record of %llu octets exceeds the %u-octet cap", ckpt_rec_name(type),
+			  (unsigned long long)length, CKPT_REC_LENGTH_MAX);
+		return -EMSGSIZE;
+	}
+	if (iovcnt + 2 > (int)(sizeof(stack_vec) / sizeof(stack_vec[0]))) {
+		vec = malloc(sizeof(*vec) * (size_t)(iovcnt + 2));
+		if (!vec)
+			return -ENOMEM;
+	}
+	hdr.type = htole32(type);
+	hdr.length = htole32((uint32_t)length);
+	vec[n++] = (struct iovec){&hdr, sizeof(hdr)};
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			vec[n++] = iov[i];
+	if (pad_len((uint32_t)length))
+		vec[n++] = (struct iovec){(void *)zero_pad, pad_len((uint32_t)length)};
+
+	if (in_checksum) {
+		for (int i = 0; i < n; i++)
+			XXH3_64bits_update(w->csum, vec[i].iov_base, vec[i].iov_len);
+		w->records++;
+	}
+	rc = io_writev_full(w->fd, vec, n);
+	if (rc == 0)
+		w->offset += sizeof(hdr) + length + pad_len((uint32_t)length);
+	if (vec != stack_vec)
+		free(vec);
+	return rc;
+}
+
+int ckpt_writer_record(struct ckpt_writer *w, uint32_t type, const struct iovec *iov, int iovcnt)
+{
+	if (type == CKPT_REC_PAGE_DATA || type == CKPT_REC_HA_PAGE_DATA_Z ||
+	    type == CKPT_REC_CHECKPOINT || type == CKPT_REC_HA_TRAILER)
+		return -EINVAL;
+	return write_framed(w, type, iov, iovcnt, type != CKPT_REC_HA_HEARTBEAT);
+}
+
+int ckpt_writer_pages(struct ckpt_writer *w, uint32_t type, const struct iovec *iov, int iovcnt,
+		      uint32_t npages)
+{
+	int rc;
+
+	if (type != CKPT_REC_PAGE_DATA && type != CKPT_REC_HA_PAGE_DATA_Z)
+		return -EINVAL;
+	rc = write_framed(w, type, iov, iovcnt, true);
+	if (rc == 0)
+		w->pages += npages;
+	return rc;
+}
+
+int ckpt_writer_page_data(struct ckpt_writer *w, const uint64_t *pfns, const void *const *pages,
+			  uint32_t count)
+{
+	struct ckpt_page_data_hdr hdr = {.count = htole32(count)};
+	struct iovec *iov;
+	int rc;
+
+	if (count == 0 || (uint64_t)count * (8 + CKPT_PAGE_SIZE) + 8 > CKPT_REC_LENGTH_MAX)
+		return -EINVAL;
+	iov = malloc(sizeof(*iov) * (count + 2));
+	if (!iov)
+		return -ENOMEM;
+	iov[0] = (struct iovec){&hdr, sizeof(hdr)};
+	/* pfn entries are native little-endian u64s already (x86 hosts). */
+	iov[1] = (struct iovec){(void *)pfns, sizeof(uint64_t) * count};
+	for (uint32_t i = 0; i < count; i++)
+		iov[i + 2] = (struct iovec){(void *)pages[i], CKPT_PAGE_SIZE};
+	rc = ckpt_writer_pages(w, CKPT_REC_PAGE_DATA, iov, (int)count + 2, count);
+	free(iov);
+	return rc;
+}
+
+int ckpt_writer_checkpoint(struct ckpt_writer *w, uint64_t epoch)
+{
+	int rc;
+
+	if (w->trailers) {
+		struct ckpt_ha_trailer t = {
+			.epoch = htole64(epoch),
+			.checksum = htole64(XXH3_64bits_digest(w->csum)),
+			.records = htole32(w->records),
+			.algorithm = htole32(CKPT_CSUM_XXH3_64),
+			.pages = htole64(w->pages),
+		};
+		struct iovec iov = {&t, sizeof(t)};
+
+		rc = write_framed(w, CKPT_REC_HA_TRAILER, &iov, 1, false);
+		if (rc < 0)
+			return rc;
+	}
+	rc = write_framed(w, CKPT_REC_CHECKPOINT, NULL, 0, false);
+	XXH3_64bits_reset(w->csum);
+	w->records = 0;
+	w->pages = 0;
+	return rc;
+}
+
+int ckpt_writer_end(struct ckpt_writer *w)
+{
+	return write_framed(w, CKPT_REC_END, NULL, 0, false);
+}
+
+/* ================================ reader ================================ */
+
+struct ckpt_reader {
+	int fd;
+	const uint8_t *mem;
+	size_t mem_len;
+	size_t mem_pos;
+
+	uint64_t offset;
+	struct ckpt_stream_info info;
+	bool headers_done;
+	bool ended;
+
+	uint8_t *buf; /* record body, 8-aligned */
+	size_t buf_cap;
+
+	XXH3_state_t *csum;
+	uint32_t records;
+	uint64_t pages;
+	bool trailer_pending;
+	struct ckpt_ha_trailer trailer;
+	bool trailers_required;
+	uint64_t last_epoch; /* UINT64_MAX: none yet */
+
+	char err[256];
+};
+
+static int reader_alloc(struct ckpt_reader **out)
+{
+	struct ckpt_reader *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->csum = XXH3_createState();
+	if (!r->csum) {
+		free(r);
+		return -ENOMEM;
+	}
+	XXH3_64bits_reset(r->csum);
+	r->fd = -1;
+	r->last_epoch = UINT64_MAX;
+	*out = r;
+	return 0;
+}
+
+int ckpt_reader_new_fd(int fd, struct ckpt_reader **out)
+{
+	int rc = reader_alloc(out);
+
+	if (rc == 0)
+		(*out)->fd = fd;
+	return rc;
+}
+
+int ckpt_reader_new_mem(const void *buf, size_t len, struct ckpt_reader **out)
+{
+	int rc = reader_alloc(out);
+
+	if (rc == 0) {
+		(*out)->mem = buf;
+		(*out)->mem_len = len;
+	}
+	return rc;
+}
+
+void ckpt_reader_free(struct ckpt_reader *r)
+{
+	if (!r)
+		return;
+	XXH3_freeState(r->csum);
+	free(r->buf);
+	free(r);
+}
+
+const struct ckpt_stream_info *ckpt_reader_info(const struct ckpt_reader *r)
+{
+	return &r->info;
+}
+
+const char *ckpt_reader_error(const struct ckpt_reader *r)
+{
+	return r->err[0] ? r->err : "no error";
+}
+
+uint64_t ckpt_reader_offset(const struct ckpt_reader *r)
+{
+	return r->offset;
+}
+
+uint64_t ckpt_reader_last_epoch(const struct ckpt_reader *r)
+{
+	return r->last_epoch;
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(struct ckpt_reader *r, int err,
+						       const struct ckpt_record *rec,
+						       const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (rec)
+		n = snprintf(r->err, sizeof(r->err), "offset %llu: %s (0x%08x): ",
+			     (unsigned long long)rec->offset, ckpt_rec_name(rec->type), rec->type);
+	else
+		n = snprintf(r->err, sizeof(r->err), "offset %llu: ",
+			     (unsigned long long)r->offset);
+	va_start(ap, fmt);
+	vsnprintf(r->err + n, sizeof(r->err) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* Reads exactly len octets; returns len, fewer at EOF, or -errno. */
+static ssize_t src_read(struct ckpt_reader *r, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (r->mem) {
+		size_t left = r->mem_len - r->mem_pos;
+
+		n = (ssize_t)(len < left ? len : left);
+		memcpy(buf, r->mem + r->mem_pos, (size_t)n);
+		r->mem_pos += (size_t)n;
+	} else {
+		n = io_read_full(r->fd, buf, len);
+	}
+	if (n > 0)
+		r->offset += (uint64_t)n;
+	return n;
+}
+
+int ckpt_reader_at_eof(struct ckpt_reader *r)
+{
+	uint8_t b;
+	ssize_t n;
+
+	if (r->mem)
+		return r->mem_pos >= r->mem_len;
+	n = src_read(r, &b, 1);
+	return n == 0;
+}
+
+/* Reads exactly len octets or fails naming what was being read. */
+static int read_exact(struct ckpt_reader *r, void *buf, size_t len, const struct ckpt_record *rec,
+		      const char *what)
+{
+	uint64_t start = r->offset;
+	ssize_t n = src_read(r, buf, len);
+
+	if (n < 0)
+		return fail(r, (int)n, rec, "read error in %s: %s", what, strerror((int)-n));
+	if ((size_t)n < len)
+		return fail(r, -EPIPE, rec, "stream truncated in %s: %zu of %zu octets at %llu", what,
+			    (size_t)n, len, (unsigned long long)start);
+	return 0;
+}
+
+int ckpt_reader_headers(struct ckpt_reader *r, uint32_t ihdr_id)
+{
+	struct ckpt_image_hdr ih;
+	struct ckpt_domain_hdr dh;
+	uint32_t version;
+	int rc;
+
+	rc = read_exact(r, &ih, sizeof(ih), NULL, "the image header");
+	if (rc < 0)
+		return rc;
+	if (be64toh(ih.marker) != CKPT_IHDR_MARKER)
+		return fail(r, -EBADMSG, NULL,
+			    "image header: bad marker 0x%016llx (not a checkpoint stream)",
+			    (unsigned long long)be64toh(ih.marker));
+	if (ihdr_id == 0 &&
+	    (be32toh(ih.id) == CKPT_IHDR_ID_XEN || be32toh(ih.id) == CKPT_IHDR_ID_BACK))
+		ihdr_id = be32toh(ih.id);
+	if (be32toh(ih.id) != ihdr_id)
+		return fail(r, -EBADMSG, NULL, "image header: id 0x%08x, expected 0x%08x",
+			    be32toh(ih.id), ihdr_id);
+	version = be32toh(ih.version);
+	if (ihdr_id == CKPT_IHDR_ID_BACK ? version != CKPT_IHDR_BACK_VERSION
+					 : (version < CKPT_IHDR_VERSION_MIN ||
+					    version > CKPT_IHDR_VERSION))
+		return fail(r, -EBADMSG, NULL, "image header: unsupported version %u", version);
+	if (be16toh(ih.options) & CKPT_IHDR_OPT_BIG_ENDIAN)
+		return fail(r, -EBADMSG, NULL, "image header: big-endian guest data unsupported");
+	if (be16toh(ih.options) || ih.reserved1 || ih.reserved2)
+		return fail(r, -EBADMSG, NULL, "image header: reserved bits set");
+
+	rc = read_exact(r, &dh, sizeof(dh), NULL, "the domain header");
+	if (rc < 0)
+		return rc;
+	if (strcmp(ckpt_domain_name(le32toh(dh.type)), "unknown") == 0)
+		return fail(r, -EBADMSG, NULL, "domain header: unknown domain type 0x%08x",
+			    le32toh(dh.type));
+	if (le16toh(dh.page_shift) != CKPT_PAGE_SHIFT)
+		return fail(r, -EBADMSG, NULL, "domain header: page shift %u, expected %u",
+			    le16toh(dh.page_shift), CKPT_PAGE_SHIFT);
+	if (dh.reserved)
+		return fail(r, -EBADMSG, NULL, "domain header: reserved bits set");
+
+	r->info.ihdr_id = ihdr_id;
+	r->info.version = version;
+	r->info.domain_type = le32toh(dh.type);
+	r->info.xen_major = le32toh(dh.xen_major);
+	r->info.xen_minor = le32toh(dh.xen_minor);
+	r->headers_done = true;
+	return 0;
+}
+
+static int check_pfn(struct ckpt_reader *r, const struct ckpt_record *rec, uint32_t i,
+		     uint64_t e)
+{
+	unsigned type = (unsigned)(e >> CKPT_PFN_TYPE_SHIFT);
+
+	if (e & CKPT_PFN_RESERVED_MASK)
+		return fail(r, -EBADMSG, rec, "pfn entry %u: reserved bits set (0x%016llx)", i,
+			    (unsigned long long)e);
+	if (type >= 5 && type <= 8)
+		return fail(r, -EBADMSG, rec, "pfn entry %u: invalid page type %u", i, type);
+	return 0;
+}
+
+static int validate_page_data(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const struct ckpt_page_data_hdr *h = (const void *)rec->body;
+	uint32_t count = le32toh(h->count);
+	const uint64_t *pfns = (const uint64_t *)(rec->body + sizeof(*h));
+	uint64_t need, data = 0;
+
+	if (h->reserved)
+		return fail(r, -EBADMSG, rec, "reserved field set");
+	if (count == 0)
+		return fail(r, -EBADMSG, rec, "count is 0");
+	need = sizeof(*h) + (uint64_t)count * 8;
+	if (need > rec->length)
+		return fail(r, -EBADMSG, rec, "count %u needs %llu octets of pfns, length is %u",
+			    count, (unsigned long long)need, rec->length);
+	for (uint32_t i = 0; i < count; i++) {
+		int rc = check_pfn(r, rec, i, le64toh(pfns[i]));
+
+		if (rc < 0)
+			return rc;
+		data += ckpt_pfn_has_data(le64toh(pfns[i]));
+	}
+	need += data * CKPT_PAGE_SIZE;
+	if (need != rec->length)
+		return fail(r, -EBADMSG, rec,
+			    "page count mismatch: %u entries with %llu data pages need %llu octets, "
+			    "length is %u",
+			    count, (unsigned long long)data, (unsigned long long)need, rec->length);
+	rec->pages = (uint32_t)data;
+	return 0;
+}
+
+static int validate_page_data_z(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const struct ckpt_page_data_hdr *h = (const void *)rec->body;
+	uint32_t count = le32toh(h->count);
+	const struct ckpt_page_z_desc *d = (const void *)(rec->body + sizeof(*h));
+	uint64_t need, payload = 0;
+
+	if (h->reserved)
+		return fail(r, -EBADMSG, rec, "reserved field set");
+	if (count == 0)
+		return fail(r, -EBADMSG, rec, "count is 0");
+	need = sizeof(*h) + (uint64_t)count * sizeof(*d);
+	if (need > rec->length)
+		return fail(r, -EBADMSG, rec,
+			    "count %u needs %llu octets of descriptors, length is %u", count,
+			    (unsigned long long)need, rec->length);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t e = le64toh(d[i].pfn);
+		uint32_t enc = le32toh(d[i].encoding), len = le32toh(d[i].length);
+		int rc = check_pfn(r, rec, i, e);
+
+		if (rc < 0)
+			return rc;
+		if (!ckpt_pfn_has_data(e))
+			return fail(r, -EBADMSG, rec, "page %u: type without data", i);
+		if (enc > CKPT_ENC_MAX)
+			return fail(r, -EBADMSG, rec, "page %u: unknown encoding %u", i, enc);
+		if ((enc == CKPT_ENC_RAW && len != CKPT_PAGE_SIZE) ||
+		    (enc == CKPT_ENC_ZERO && len != 0) ||
+		    ((enc == CKPT_ENC_ZSTD || enc == CKPT_ENC_XOR_ZSTD) &&
+		     (len == 0 || len >= CKPT_PAGE_SIZE)))
+			return fail(r, -EBADMSG, rec, "page %u: payload length %u invalid for encoding %u",
+				    i, len, enc);
+		payload += len;
+	}
+	if (need + payload != rec->length)
+		return fail(r, -EBADMSG, rec,
+			    "page count mismatch: %u descriptors with %llu payload octets need %llu, "
+			    "length is %u",
+			    count, (unsigned long long)payload, (unsigned long long)(need + payload),
+			    rec->length);
+	rec->pages = count;
+	return 0;
+}
+
+static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const uint8_t *b = rec->body;
+
+	switch (rec->type) {
+	case CKPT_REC_PAGE_DATA:
+		return validate_page_data(r, rec);
+	case CKPT_REC_HA_PAGE_DATA_Z:
+		if (!r->info.have_config || !(r->info.config.flags & CKPT_CFG_COMPRESSED))
+			return fail(r, -EBADMSG, rec,
+				    "compressed pages in a stream whose configuration does not "
+				    "announce compression");
+		return validate_page_data_z(r, rec);
+	case CKPT_REC_X86_TSC_INFO: {
+		const struct ckpt_tsc_info *t = (const void *)b;
+
+		if (t->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
+	}
+	case CKPT_REC_HVM_PARAMS: {
+		const struct ckpt_hvm_params_hdr *h = (const void *)b;
+		uint64_t need = sizeof(*h) + (uint64_t)le32toh(h->count) * 16;
+
+		if (h->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		if (need != rec->length)
+			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
+				    le32toh(h->count), (unsigned long long)need, rec->length);
+		return 0;
+	}
+	case CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST:
+		if (rec->length % 8)
+			return fail(r, -EBADMSG, rec, "length %u is not a multiple of 8", rec->length);
+		return 0;
+	case CKPT_REC_HA_DOMAIN_CONFIG: {
+		const struct ckpt_ha_domain_config *c = (const void *)b;
+
+		if (r->info.have_config)
+			return fail(r, -EBADMSG, rec, "configuration sent twice");
+		if (le32toh(c->flags) & ~CKPT_CFG_KNOWN)
+			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", le32toh(c->flags));
+		if (c->reserved[0] || c->reserved[1])
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		if (!memchr(c->name, '\0', sizeof(c->name)))
+			return fail(r, -EBADMSG, rec, "domain name not terminated");
+		if (le64toh(c->nr_pages) == 0 || le32toh(c->vcpus) == 0)
+			return fail(r, -EBADMSG, rec, "empty domain (%llu pages, %u vCPUs)",
+				    (unsigned long long)le64toh(c->nr_pages), le32toh(c->vcpus));
+		r->info.have_config = true;
+		r->info.config = *c;
+		r->info.config.nr_pages = le64toh(c->nr_pages);
+		r->info.config.vcpus = le32toh(c->vcpus);
+		r->info.config.flags = le32toh(c->flags);
+		r->trailers_required = r->info.config.flags & CKPT_CFG_TRAILERS;
+		return 0;
+	}
+	case CKPT_REC_HA_VMM_STATE:
+		if (((const struct ckpt_ha_vmm_state_hdr *)b)->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
+	case CKPT_REC_HA_TRAILER: {
+		const struct ckpt_ha_trailer *t = (const void *)b;
+
+		if (le32toh(t->algorithm) != CKPT_CSUM_XXH3_64)
+			return fail(r, -EBADMSG, rec, "unknown checksum algorithm %u",
+				    le32toh(t->algorithm));
+		return 0;
+	}
+	case CKPT_REC_HA_DISK_WRITE: {
+		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
+
+		if (sizeof(*h) + (uint64_t)le32toh(h->length) != rec->length)
+			return fail(r, -EBADMSG, rec, "data length %u does not match record length %u",
+				    le32toh(h->length), rec->length);
+		if (le32toh(h->flags) & ~CKPT_DISK_FUA)
+			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", le32toh(h->flags));
+		return 0;
+	}
+	case CKPT_REC_HA_ACK: {
+		const struct ckpt_ha_ack *a = (const void *)b;
+
+		if (a->reserved || (le32toh(a->flags) & ~(CKPT_ACK_MEMORY | CKPT_ACK_DISK)))
+			return fail(r, -EBADMSG, rec, "reserved bits set");
+		return 0;
+	}
+	case CKPT_REC_HA_ERROR:
+		if (((const struct ckpt_ha_error_hdr *)b)->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int ensure_buf(struct ckpt_reader *r, size_t need)
+{
+	void *p;
+	size_t cap;
+
+	if (need <= r->buf_cap)
+		return 0;
+	cap = r->buf_cap ? r->buf_cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(r->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	r->buf = p;
+	r->buf_cap = cap;
+	return 0;
+}
+
+/* Skips an unknown optional record's body, feeding the checksum. */
+static int skip_body(struct ckpt_reader *r, struct ckpt_record *rec, uint64_t len)
+{
+	uint8_t chunk[4096];
+
+	while (len) {
+		size_t n = len < sizeof(chunk) ? (size_t)len : sizeof(chunk);
+		int rc = read_exact(r, chunk, n, rec, "the record body");
+
+		if (rc < 0)
+			return rc;
+		XXH3_64bits_update(r->csum, chunk, n);
+		len -= n;
+	}
+	return 0;
+}
+
+static int check_checkpoint(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	if (!r->trailer_pending) {
+		if (r->trailers_required)
+			return fail(r, -EBADMSG, rec, "checkpoint without a trailer");
+		rec->epoch = r->last_epoch == UINT64_MAX ? 0 : r->last_epoch + 1;
+	} else {
+		rec->epoch = le64toh(r->trailer.epoch);
+	}
+	r->last_epoch = rec->epoch;
+	r->trailer_pending = false;
+	XXH3_64bits_reset(r->csum);
+	r->records = 0;
+	r->pages = 0;
+	return 0;
+}
+
+static int check_trailer(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const struct ckpt_ha_trailer *t = (const void *)rec->body;
+	uint64_t epoch = le64toh(t->epoch);
+	uint64_t want = XXH3_64bits_digest(r->csum);
+
+	if (r->trailer_pending)
+		return fail(r, -EBADMSG, rec, "two trailers without a CHECKPOINT between them");
+	if (r->last_epoch != UINT64_MAX && epoch != r->last_epoch + 1)
+		return fail(r, -EBADMSG, rec, "epoch %llu follows epoch %llu",
+			    (unsigned long long)epoch, (unsigned long long)r->last_epoch);
+	if (le32toh(t->records) != r->records)
+		return fail(r, -EBADMSG, rec, "epoch %llu: %u records announced, %u received",
+			    (unsigned long long)epoch, le32toh(t->records), r->records);
+	if (le64toh(t->pages) != r->pages)
+		return fail(r, -EBADMSG, rec, "epoch %llu: %llu pages announced, %llu received",
+			    (unsigned long long)epoch, (unsigned long long)le64toh(t->pages),
+			    (unsigned long long)r->pages);
+	if (le64toh(t->checksum) != want)
+		return fail(r, -EBADMSG, rec,
+			    "epoch %llu: checksum mismatch (trailer 0x%016llx, data 0x%016llx): "
+			    "the checkpoint was corrupted in transit",
+			    (unsigned long long)epoch, (unsigned long long)le64toh(t->checksum),
+			    (unsigned long long)want);
+	rec->epoch = epoch;
+	r->trailer = *t;
+	r->trailer_pending = true;
+	return 0;
+}
+
+int ckpt_reader_next(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	struct ckpt_rec_hdr hdr;
+	const struct rec_desc *d;
+	uint32_t pad;
+	ssize_t n;
+	int rc;
+
+	if (!r->headers_done)
+		return fail(r, -EINVAL, NULL, "headers not read yet");
+	if (r->ended)
+		return fail(r, -EBADMSG, NULL, "read past the END record");
+again:
+	memset(rec, 0, sizeof(*rec));
+	rec->offset = r->offset;
+	n = src_read(r, &hdr, sizeof(hdr));
+	if (n < 0)
+		return fail(r, (int)n, NULL, "read error: %s", strerror((int)-n));
+	if (n == 0)
+		return fail(r, -ENODATA, NULL,
+			    "stream ends without an END record (the sender stopped or the link broke)");
+	if ((size_t)n < sizeof(hdr))
+		return fail(r, -EPIPE, NULL, "stream truncated in a record header");
+	rec->type = le32toh(hdr.type);
+	rec->length = le32toh(hdr.length);
+
+	if (rec->length > CKPT_REC_LENGTH_MAX)
+		return fail(r, -EBADMSG, rec, "length %u over the %u-octet cap", rec->length,
+			    CKPT_REC_LENGTH_MAX);
+	d = rec_lookup(rec->type);
+	if (!d) {
+		if (!(rec->type & CKPT_REC_OPTIONAL))
+			return fail(r, -EBADMSG, rec, "unknown mandatory record");
+		if (r->trailer_pending)
+			return fail(r, -EBADMSG, rec, "record between a trailer and its CHECKPOINT");
+		log_info("offset %llu: skipping unknown optional record 0x%08x (%u octets)",
+			 (unsigned long long)rec->offset, rec->type, rec->length);
+		XXH3_64bits_update(r->csum, &hdr, sizeof(hdr));
+		r->records++;
+		rc = skip_body(r, rec, (uint64_t)rec->length + pad_len(rec->length));
+		if (rc < 0)
+			return rc;
+		goto again;
+	}
+	if (rec->length < d->min_len || rec->length > d->max_len)
+		return fail(r, -EBADMSG, rec, "length %u outside %u..%u", rec->length, d->min_len,
+			    d->max_len);
+
+	pad = pad_len(rec->length);
+	rc = ensure_buf(r, (size_t)rec->length + pad + 1);
+	if (rc < 0)
+		return fail(r, rc, rec, "cannot allocate %u octets", rec->length);
+	rc = read_exact(r, r->buf, (size_t)rec->length + pad, rec, "the record body");
+	if (rc < 0)
+		return rc;
+	for (uint32_t i = 0; i < pad; i++)
+		if (r->buf[rec->length + i])
+			return fail(r, -EBADMSG, rec, "non-zero padding");
+	rec->body = r->buf;
+
+	rc = validate_body(r, rec);
+	if (rc < 0)
+		return rc;
+
+	switch (rec->type) {
+	case CKPT_REC_HA_HEARTBEAT:
+		return 0; /* outside checkpoints */
+	case CKPT_REC_HA_TRAILER:
+		return check_trailer(r, rec);
+	case CKPT_REC_CHECKPOINT:
+		return check_checkpoint(r, rec);
+	case CKPT_REC_END:
+		if (r->trailer_pending)
+			return fail(r, -EBADMSG, rec, "END between a trailer and its CHECKPOINT");
+		r->ended = true;
+		return 0;
+	default:
+		break;
+	}
+	if (r->trailer_pending)
+		return fail(r, -EBADMSG, rec, "record between a trailer and its CHECKPOINT");
+	XXH3_64bits_update(r->csum, &hdr, sizeof(hdr));
+	XXH3_64bits_update(r->csum, r->buf, (size_t)rec->length + pad);
+	r->records++;
+	r->pages += rec->pages;
+	return 0;
+}
+
+int ckpt_pages_view(const struct ckpt_record *rec, struct ckpt_pages_view *v)
+{
+	const struct ckpt_page_data_hdr *h = (const void *)rec->body;
+
+	memset(v, 0, sizeof(*v));
+	if (rec->type == CKPT_REC_PAGE_DATA) {
+		v->count = le32toh(h->count);
+		v->pfns = (const uint64_t *)(rec->body + sizeof(*h));
+		v->data = rec->body + sizeof(*h) + (size_t)v->count * 8;
+		return 0;
+	}
+	if (rec->type == CKPT_REC_HA_PAGE_DATA_Z) {
+		v->count = le32toh(h->count);
+		v->descs = (const struct ckpt_page_z_desc *)(rec->body + sizeof(*h));
+		v->data = rec->body + sizeof(*h) + (size_t)v->count * sizeof(*v->descs);
+		return 0;
+	}
+	return -EINVAL;
+}

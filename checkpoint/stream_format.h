@@ -1,0 +1,207 @@
+/* Wire structures of the checkpoint stream. Nothing but the wire format:
+ * see docs/stream-format.md for the specification. All multi-octet fields
+ * are little-endian except in the image header, which is big-endian.
+ */
+#ifndef HA_CHECKPOINT_STREAM_FORMAT_H
+#define HA_CHECKPOINT_STREAM_FORMAT_H
+
+#include <stdint.h>
+
+#define CKPT_PAGE_SHIFT 12
+#define CKPT_PAGE_SIZE (1u << CKPT_PAGE_SHIFT)
+
+/* Image header (big-endian on the wire). */
+struct ckpt_image_hdr {
+	uint64_t marker;
+	uint32_t id;
+	uint32_t version;
+	uint16_t options;
+	uint16_t reserved1;
+	uint32_t reserved2;
+};
+_Static_assert(sizeof(struct ckpt_image_hdr) == 24, "image header size");
+
+#define CKPT_IHDR_MARKER UINT64_C(0xFFFFFFFFFFFFFFFF)
+#define CKPT_IHDR_ID_XEN 0x58454E46u  /* "XENF": forward stream */
+#define CKPT_IHDR_ID_BACK 0x4841424Bu /* "HABK": back channel */
+#define CKPT_IHDR_VERSION 3u
+#define CKPT_IHDR_VERSION_MIN 2u
+#define CKPT_IHDR_BACK_VERSION 1u
+#define CKPT_IHDR_OPT_BIG_ENDIAN 0x0001u
+
+struct ckpt_domain_hdr {
+	uint32_t type;
+	uint16_t page_shift;
+	uint16_t reserved;
+	uint32_t xen_major;
+	uint32_t xen_minor;
+};
+_Static_assert(sizeof(struct ckpt_domain_hdr) == 16, "domain header size");
+
+#define CKPT_DHDR_X86_PV 0x00000001u
+#define CKPT_DHDR_X86_HVM 0x00000002u
+#define CKPT_DHDR_X86_PVH 0x00000003u
+#define CKPT_DHDR_HAVM 0x4841564Du /* "HAVM": an ha-vm guest on KVM */
+
+struct ckpt_rec_hdr {
+	uint32_t type;
+	uint32_t length;
+};
+_Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
+
+#define CKPT_REC_OPTIONAL 0x80000000u
+#define CKPT_REC_LENGTH_MAX (128u << 20)
+#define CKPT_REC_ALIGN 8u
+
+/* Xen's record types. */
+#define CKPT_REC_END 0x00000000u
+#define CKPT_REC_PAGE_DATA 0x00000001u
+#define CKPT_REC_X86_PV_INFO 0x00000002u
+#define CKPT_REC_X86_PV_P2M_FRAMES 0x00000003u
+#define CKPT_REC_X86_PV_VCPU_BASIC 0x00000004u
+#define CKPT_REC_X86_PV_VCPU_EXTENDED 0x00000005u
+#define CKPT_REC_X86_PV_VCPU_XSAVE 0x00000006u
+#define CKPT_REC_SHARED_INFO 0x00000007u
+#define CKPT_REC_X86_TSC_INFO 0x00000008u
+#define CKPT_REC_HVM_CONTEXT 0x00000009u
+#define CKPT_REC_HVM_PARAMS 0x0000000Au
+#define CKPT_REC_TOOLSTACK 0x0000000Bu
+#define CKPT_REC_X86_PV_VCPU_MSRS 0x0000000Cu
+#define CKPT_REC_VERIFY 0x0000000Du
+#define CKPT_REC_CHECKPOINT 0x0000000Eu
+#define CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST 0x0000000Fu
+#define CKPT_REC_STATIC_DATA_END 0x00000010u
+#define CKPT_REC_X86_CPUID_POLICY 0x00000011u
+#define CKPT_REC_X86_MSR_POLICY 0x00000012u
+
+/* ha-protect's private range: 0x4841xxxx, optional ones with bit 31. */
+#define CKPT_REC_HA_DOMAIN_CONFIG 0xC8410001u
+#define CKPT_REC_HA_VMM_STATE 0x48410002u
+#define CKPT_REC_HA_PAGE_DATA_Z 0x48410003u
+#define CKPT_REC_HA_TRAILER 0xC8410004u
+#define CKPT_REC_HA_DISK_WRITE 0x48410005u
+#define CKPT_REC_HA_DISK_BARRIER 0x48410006u
+#define CKPT_REC_HA_ACK 0x48410010u
+#define CKPT_REC_HA_HEARTBEAT 0xC8410011u
+#define CKPT_REC_HA_ERROR 0x48410012u
+
+/* PAGE_DATA and HA_PAGE_DATA_Z. */
+struct ckpt_page_data_hdr {
+	uint32_t count;
+	uint32_t reserved;
+	/* uint64_t pfn[count]; then the pages */
+};
+_Static_assert(sizeof(struct ckpt_page_data_hdr) == 8, "page data header size");
+
+#define CKPT_PFN_MASK UINT64_C(0x000FFFFFFFFFFFFF)
+#define CKPT_PFN_RESERVED_MASK UINT64_C(0x0FF0000000000000)
+#define CKPT_PFN_TYPE_SHIFT 60
+#define CKPT_PFN_TYPE_NOTAB 0x0u
+#define CKPT_PFN_TYPE_L4TAB 0x4u
+#define CKPT_PFN_TYPE_BROKEN 0xDu
+#define CKPT_PFN_TYPE_XALLOC 0xEu
+#define CKPT_PFN_TYPE_XTAB 0xFu
+
+struct ckpt_page_z_desc {
+	uint64_t pfn; /* as a PAGE_DATA pfn entry; data types only */
+	uint32_t encoding;
+	uint32_t length;
+};
+_Static_assert(sizeof(struct ckpt_page_z_desc) == 16, "compressed page descriptor size");
+
+#define CKPT_ENC_RAW 0u
+#define CKPT_ENC_ZERO 1u
+#define CKPT_ENC_ZSTD 2u
+#define CKPT_ENC_XOR_ZSTD 3u
+#define CKPT_ENC_MAX CKPT_ENC_XOR_ZSTD
+
+struct ckpt_tsc_info {
+	uint32_t mode;
+	uint32_t khz;
+	uint64_t nsec;
+	uint32_t incarnation;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct ckpt_tsc_info) == 24, "TSC info size");
+
+struct ckpt_hvm_params_hdr {
+	uint32_t count;
+	uint32_t reserved;
+	/* struct { uint64_t index, value; } entries[count]; */
+};
+_Static_assert(sizeof(struct ckpt_hvm_params_hdr) == 8, "HVM params header size");
+
+struct ckpt_ha_domain_config {
+	uint64_t nr_pages;
+	uint32_t vcpus;
+	uint32_t flags;
+	char name[64];
+	uint8_t mac[6];
+	uint8_t reserved[2];
+};
+_Static_assert(sizeof(struct ckpt_ha_domain_config) == 88, "domain config size");
+
+#define CKPT_CFG_TRAILERS 0x1u
+#define CKPT_CFG_COMPRESSED 0x2u
+#define CKPT_CFG_KNOWN (CKPT_CFG_TRAILERS | CKPT_CFG_COMPRESSED)
+
+struct ckpt_ha_vmm_state_hdr {
+	uint32_t format;
+	uint32_t reserved;
+	/* opaque ha-vm state */
+};
+_Static_assert(sizeof(struct ckpt_ha_vmm_state_hdr) == 8, "vmm state header size");
+
+struct ckpt_ha_trailer {
+	uint64_t epoch;
+	uint64_t checksum;
+	uint32_t records;
+	uint32_t algorithm;
+	uint64_t pages;
+};
+_Static_assert(sizeof(struct ckpt_ha_trailer) == 32, "trailer size");
+
+#define CKPT_CSUM_XXH3_64 1u
+
+struct ckpt_ha_disk_write_hdr {
+	uint64_t epoch;
+	uint64_t offset;
+	uint32_t length;
+	uint32_t flags;
+	/* data */
+};
+_Static_assert(sizeof(struct ckpt_ha_disk_write_hdr) == 24, "disk write header size");
+
+#define CKPT_DISK_FUA 0x1u
+
+struct ckpt_ha_disk_barrier {
+	uint64_t epoch;
+	uint64_t writes;
+};
+_Static_assert(sizeof(struct ckpt_ha_disk_barrier) == 16, "disk barrier size");
+
+struct ckpt_ha_ack {
+	uint64_t epoch;
+	uint32_t flags;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct ckpt_ha_ack) == 16, "ack size");
+
+#define CKPT_ACK_MEMORY 0x1u
+#define CKPT_ACK_DISK 0x2u
+
+struct ckpt_ha_heartbeat {
+	uint64_t seq;
+	uint64_t sent_ns;
+	uint64_t committed_epoch;
+};
+_Static_assert(sizeof(struct ckpt_ha_heartbeat) == 24, "heartbeat size");
+
+struct ckpt_ha_error_hdr {
+	uint32_t code;
+	uint32_t reserved;
+	/* message, UTF-8, no NUL */
+};
+_Static_assert(sizeof(struct ckpt_ha_error_hdr) == 8, "error header size");
+
+#endif
