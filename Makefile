@@ -118,7 +118,7 @@ check: deps
 
 .PHONY: bench
 bench: deps
-	$(Q)$(MAKE) --no-print-directory OPTFLAGS="-O2 -g -DNDEBUG" all $(addprefix $(B)/bench/,$(BENCHES))
+	$(Q)$(MAKE) --no-print-directory all $(addprefix $(B)/bench/,$(BENCHES))
 	$(Q)set -e; for b in $(BENCHES); do $(B)/bench/$$b; done
 
 # libFuzzer harnesses: clang only, always with ASan+UBSan, in their own tree.
