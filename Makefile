@@ -62,8 +62,12 @@ INTEG_TESTS :=
 FUZZERS    :=
 BENCHES    :=
 EXTRA_ALL  :=
+INCLUDES   :=
 
 include $(sort $(wildcard */module.mk */*/module.mk */*/*/module.mk))
+
+# Modules add include paths (e.g. from pkg-config) to INCLUDES.
+CPPFLAGS += $(INCLUDES)
 
 LIB := $(B)/libha.a
 
@@ -129,7 +133,7 @@ define fuzz_rule
 $(FUZZ_B)/$(1): tests/fuzz/$(1).c $(foreach o,$(LIB_OBJS),$(o:.o=.c))
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  FUZZ    $$@")
-	$$(Q)clang -I. -D_GNU_SOURCE $$(FUZZ_CFLAGS) -pthread -o $$@ $$^ $$(LDLIBS)
+	$$(Q)clang -I. -D_GNU_SOURCE $$(INCLUDES) $$(FUZZ_CFLAGS) -pthread -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call fuzz_rule,$(f))))
 

@@ -67,7 +67,8 @@ void log_set_epoch(uint64_t epoch)
 	log_epoch = epoch;
 }
 
-static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level, const char *fmt,
+								 va_list ap)
 {
 	char ctx[128] = "";
 	char ts[32];
