@@ -44,7 +44,7 @@ int ckpt_encoder_new(const struct ckpt_codec_config *cfg, struct ckpt_encoder **
 	e->cctx = ZSTD_createCCtx();
 	e->descs = calloc(CKPT_CODEC_BATCH_MAX, sizeof(*e->descs));
 	e->arena = malloc((size_t)CKPT_CODEC_BATCH_MAX * CKPT_PAGE_SIZE);
-	e->iov = calloc(2 + 2 * CKPT_CODEC_BATCH_MAX, sizeof(*e->iov));
+	e->iov = calloc(2 + CKPT_CODEC_BATCH_MAX, sizeof(*e->iov));
 	e->delta = aligned_alloc(64, CKPT_PAGE_SIZE);
 	if (lines) {
 		e->tags = malloc(lines * sizeof(*e->tags));
@@ -172,7 +172,8 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 	for (uint32_t i = 0; i < count; i++) {
 		const uint8_t *page = pages[i];
 		uint8_t *dst = e->arena + used;
-		const void *src = page;
+		const void *src;
+		uint8_t *stable;
 		uint32_t enc, len = 0;
 		long line;
 
@@ -186,17 +187,25 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 				e->tags[line] = NO_TAG;
 			enc = CKPT_ENC_ZERO;
 		} else {
+			/* The page may be live (pre-copy reads a running guest): read it
+			 * once into the cache line and encode only from stable copies,
+			 * so the cache always equals what the receiver decodes. */
 			if (line >= 0) {
-				xor_and_update(e->delta, e->data + (size_t)line * CKPT_PAGE_SIZE,
-					       page);
+				stable = e->data + (size_t)line * CKPT_PAGE_SIZE;
+				xor_and_update(e->delta, stable, page);
 				src = e->delta;
 				enc = CKPT_ENC_XOR_ZSTD;
 				e->stats.cache_hits++;
 			} else {
 				line = cache_claim(e, pfns[i]);
-				if (line >= 0)
-					memcpy(e->data + (size_t)line * CKPT_PAGE_SIZE, page,
-					       CKPT_PAGE_SIZE);
+				if (line >= 0) {
+					stable = e->data + (size_t)line * CKPT_PAGE_SIZE;
+					memcpy(stable, page, CKPT_PAGE_SIZE);
+				} else {
+					stable = e->delta;
+					memcpy(stable, page, CKPT_PAGE_SIZE);
+				}
+				src = stable;
 				enc = CKPT_ENC_ZSTD;
 			}
 			if (line >= 0)
@@ -206,6 +215,7 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 						  CKPT_PAGE_SIZE);
 			if (ZSTD_isError(z)) {
 				enc = CKPT_ENC_RAW;
+				memcpy(dst, stable, CKPT_PAGE_SIZE);
 				len = CKPT_PAGE_SIZE;
 			} else {
 				len = (uint32_t)z;
@@ -217,9 +227,7 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 		e->descs[i].length = htole32(len);
 		e->stats.by_encoding[enc]++;
 
-		if (enc == CKPT_ENC_RAW) {
-			e->iov[n++] = (struct iovec){(void *)page, CKPT_PAGE_SIZE};
-		} else if (len) {
+		if (len) {
 			/* Grow the previous arena iovec if it ends right here. */
 			struct iovec *prev = &e->iov[n - 1];
 

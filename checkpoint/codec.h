@@ -40,8 +40,9 @@ struct ckpt_codec_stats {
 
 struct ckpt_encoder;
 
-/* One encoded batch: the HA_PAGE_DATA_Z body as iovecs. RAW pages point to
- * the caller's pages, which must stay unchanged until the batch is written. */
+/* One encoded batch: the HA_PAGE_DATA_Z body as iovecs into the encoder's
+ * own buffers. Each page is read once, so pages may be live (pre-copy of a
+ * running guest): what is sent is one consistent snapshot of each page. */
 struct ckpt_zbatch {
 	struct iovec *iov;
 	int iovcnt;

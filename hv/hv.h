@@ -1,0 +1,83 @@
+/* Hypervisor backends: what the replication core needs from a domain.
+ *
+ * A domain is named "kvm:NAME" (an ha-vm instance) or "xen:NAME|ID"; the
+ * prefix picks the backend. One algorithm drives every backend through
+ * struct hv_ops. All callbacks return 0 or -errno unless said otherwise;
+ * members marked "may be NULL" are optional.
+ */
+#ifndef HA_HV_HV_H
+#define HA_HV_HV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bitmap.h"
+
+struct hv_dom;
+
+struct hv_info {
+	char name[64];
+	uint64_t nr_pages;    /* guest memory in 4 KiB pages (pfns 0..nr_pages-1) */
+	uint32_t vcpus;
+	uint8_t mac[6];       /* the guest NIC's MAC, zero if none */
+	uint32_t domain_type; /* CKPT_DHDR_* */
+	uint32_t xen_major, xen_minor;
+};
+
+/* A domain's CPU and device state as stream records, in one arena. */
+#define HV_STATE_RECS_MAX 16
+struct hv_state {
+	uint32_t nrecs;
+	struct {
+		uint32_t type; /* CKPT_REC_* */
+		uint32_t len;
+		size_t off;    /* into buf */
+	} recs[HV_STATE_RECS_MAX];
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+/* Appends a record to st (growing its buffer). */
+int hv_state_add(struct hv_state *st, uint32_t type, const void *body, size_t len);
+void hv_state_clear(struct hv_state *st);
+void hv_state_free(struct hv_state *st);
+int hv_state_copy(struct hv_state *dst, const struct hv_state *src);
+
+struct hv_ops {
+	const char *prefix; /* "kvm" */
+
+	/* ---- primary side ---- */
+	int (*open)(const char *name, struct hv_dom **out);
+	void (*close)(struct hv_dom *d);
+	int (*info)(struct hv_dom *d, struct hv_info *out);
+	/* Start tracking writes; the first harvest after this reports pages
+	 * written since it was called. */
+	int (*dirty_start)(struct hv_dom *d);
+	int (*dirty_stop)(struct hv_dom *d); /* may be NULL */
+	/* Sets exactly the pages written since the previous harvest (or
+	 * dirty_start) in dirty, which the caller has zeroed. */
+	int (*harvest)(struct hv_dom *d, struct bitmap *dirty);
+	int (*pause)(struct hv_dom *d);
+	int (*resume)(struct hv_dom *d);
+	/* State of a paused domain, as records (HA_VMM_STATE for ha-vm). */
+	int (*save_state)(struct hv_dom *d, struct hv_state *st);
+	/* The guest's page pfn, mapped for reading (primary) or writing
+	 * (incoming domain). Valid until close. NULL if pfn is out of range. */
+	uint8_t *(*page)(struct hv_dom *d, uint64_t pfn);
+
+	/* ---- secondary side ---- */
+	/* A paused, empty domain like info, whose memory the receiver fills. */
+	int (*create_incoming)(const struct hv_info *info, struct hv_dom **out);
+	/* Load st and run the domain: failover. It announces itself on the
+	 * network (gratuitous ARP) as part of resuming. */
+	int (*activate)(struct hv_dom *d, const struct hv_state *st);
+	/* Tear down an incoming domain that will never run. May be NULL. */
+	void (*destroy)(struct hv_dom *d);
+};
+
+/* The backend for "prefix:name", with *name pointing after the prefix.
+ * A name without a prefix uses the default backend (kvm here). NULL if the
+ * prefix is unknown. */
+const struct hv_ops *hv_lookup(const char *spec, const char **name);
+
+#endif
