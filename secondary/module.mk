@@ -1,0 +1,6 @@
+# secondary/: receiving, buffering and committing checkpoints; ha-receive.
+LIB_OBJS += \
+	secondary/ckbuf.o
+
+UNIT_TESTS += \
+	test_ckbuf
