@@ -97,6 +97,7 @@ bool ckpt_pfn_has_data(uint64_t entry)
 
 struct ckpt_writer {
 	int fd;
+	int tee; /* -1: none */
 	bool trailers;
 	uint64_t offset;
 	XXH3_state_t *csum;
@@ -117,6 +118,7 @@ int ckpt_writer_new(int fd, struct ckpt_writer **out)
 	}
 	XXH3_64bits_reset(w->csum);
 	w->fd = fd;
+	w->tee = -1;
 	w->trailers = true;
 	*out = w;
 	return 0;
@@ -128,6 +130,28 @@ void ckpt_writer_free(struct ckpt_writer *w)
 		return;
 	XXH3_freeState(w->csum);
 	free(w);
+}
+
+void ckpt_writer_set_tee(struct ckpt_writer *w, int fd)
+{
+	w->tee = fd;
+}
+
+/* Writes to the stream and, best effort, to the tee. */
+static int emit(struct ckpt_writer *w, const struct iovec *vec, int n)
+{
+	int rc = io_writev_full(w->fd, vec, n);
+
+	if (rc == 0 && w->tee >= 0) {
+		int trc = io_writev_full(w->tee, vec, n);
+
+		if (trc < 0) {
+			log_warn("saving the stream failed (%s); no longer saving it",
+				 strerror(-trc));
+			w->tee = -1;
+		}
+	}
+	return rc;
 }
 
 void ckpt_writer_set_trailers(struct ckpt_writer *w, bool on)
@@ -156,7 +180,7 @@ int ckpt_writer_headers(struct ckpt_writer *w, uint32_t ihdr_id, uint32_t domain
 		.xen_minor = htole32(xen_minor),
 	};
 	struct iovec iov[2] = {{&ih, sizeof(ih)}, {&dh, sizeof(dh)}};
-	int rc = io_writev_full(w->fd, iov, 2);
+	int rc = emit(w, iov, 2);
 
 	if (rc == 0)
 		w->offset += sizeof(ih) + sizeof(dh);
@@ -199,7 +223,7 @@ static int write_framed(struct ckpt_writer *w, uint32_t type, const struct iovec
 			XXH3_64bits_update(w->csum, vec[i].iov_base, vec[i].iov_len);
 		w->records++;
 	}
-	rc = io_writev_full(w->fd, vec, n);
+	rc = emit(w, vec, n);
 	if (rc == 0)
 		w->offset += sizeof(hdr) + length + pad_len((uint32_t)length);
 	if (vec != stack_vec)

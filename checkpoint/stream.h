@@ -37,6 +37,9 @@ void ckpt_writer_free(struct ckpt_writer *w);
 /* Image header (id CKPT_IHDR_ID_XEN or CKPT_IHDR_ID_BACK) and domain header. */
 int ckpt_writer_headers(struct ckpt_writer *w, uint32_t ihdr_id, uint32_t domain_type,
 			uint32_t xen_major, uint32_t xen_minor);
+/* Also writes everything to fd (best effort: a failure there is logged and
+ * ends the copy, never the stream). -1 stops. */
+void ckpt_writer_set_tee(struct ckpt_writer *w, int fd);
 /* Whether ckpt_writer_checkpoint() precedes CHECKPOINT with a trailer. */
 void ckpt_writer_set_trailers(struct ckpt_writer *w, bool on);
 /* Any record; the body is the concatenation of iov. Page records must go

@@ -20,6 +20,7 @@ struct hv_info {
 	uint64_t nr_pages;    /* guest memory in 4 KiB pages (pfns 0..nr_pages-1) */
 	uint32_t vcpus;
 	uint8_t mac[6];       /* the guest NIC's MAC, zero if none */
+	char iface[16];       /* host interface carrying its traffic ("" if none) */
 	uint32_t domain_type; /* CKPT_DHDR_* */
 	uint32_t xen_major, xen_minor;
 };

@@ -1,0 +1,167 @@
+#include "common/ctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "common/log.h"
+#include "common/sock.h"
+
+struct ctl_server {
+	int fd;
+	int wake[2];
+	char path[108];
+	ctl_handler_fn fn;
+	void *ctx;
+	pthread_t thread;
+};
+
+void ctl_path(char *buf, size_t len, const char *daemon, const char *domain)
+{
+	const char *base = getenv("HA_RUN_DIR");
+	size_t n = (size_t)snprintf(buf, len, "%s/%s/", base ? base : "/run", daemon);
+
+	for (const char *p = domain; *p && n + 6 < len; p++)
+		buf[n++] = (*p == ':' || *p == '/') ? '-' : *p;
+	snprintf(buf + n, len - n, ".sock");
+}
+
+static void serve_one(struct ctl_server *s, int fd)
+{
+	char line[256], *arg;
+	uid_t uid;
+	ssize_t n;
+	FILE *out;
+	char *reply = NULL;
+	size_t reply_len = 0;
+	struct timeval tv = {.tv_sec = 1};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (sock_peer_cred(fd, NULL, &uid, NULL) < 0 || (uid != 0 && uid != geteuid())) {
+		io_write_full(fd, "error: permission denied\n", 25);
+		return;
+	}
+	n = read(fd, line, sizeof(line) - 1);
+	if (n <= 0)
+		return;
+	line[n] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	arg = strchr(line, ' ');
+	if (arg)
+		*arg++ = '\0';
+	out = open_memstream(&reply, &reply_len);
+	if (!out)
+		return;
+	int rc = s->fn(s->ctx, line, arg ? arg : "", out);
+	if (rc < 0 && ftell(out) == 0)
+		fprintf(out, "error: %s\n", strerror(-rc));
+	fclose(out);
+	io_write_full(fd, reply, reply_len);
+	free(reply);
+}
+
+static void *ctl_main(void *arg)
+{
+	struct ctl_server *s = arg;
+	struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake[0], .events = POLLIN}};
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		int fd = sock_tcp_accept(s->fd);
+		if (fd < 0)
+			continue;
+		serve_one(s, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int ctl_server_start(const char *path, ctl_handler_fn fn, void *ctx, struct ctl_server **out)
+{
+	struct ctl_server *s = calloc(1, sizeof(*s));
+	char dir[108];
+	char *slash;
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+	s->fn = fn;
+	s->ctx = ctx;
+	s->fd = sock_unix_listen(path, 8);
+	if (s->fd < 0) {
+		rc = s->fd;
+		free(s);
+		return rc;
+	}
+	chmod(path, 0600);
+	if (pipe2(s->wake, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	rc = -pthread_create(&s->thread, NULL, ctl_main, s);
+	if (rc < 0) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+		goto err;
+	}
+	*out = s;
+	return 0;
+err:
+	close(s->fd);
+	unlink(path);
+	free(s);
+	return rc;
+}
+
+void ctl_server_stop(struct ctl_server *s)
+{
+	if (!s)
+		return;
+	io_write_full(s->wake[1], "x", 1);
+	pthread_join(s->thread, NULL);
+	close(s->wake[0]);
+	close(s->wake[1]);
+	close(s->fd);
+	unlink(s->path);
+	free(s);
+}
+
+int ctl_request(const char *path, const char *line, FILE *out)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = sock_unix_connect(path);
+
+	if (fd < 0)
+		return fd;
+	if (io_write_full(fd, line, strlen(line)) < 0 || io_write_full(fd, "\n", 1) < 0) {
+		close(fd);
+		return -EIO;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, out);
+	close(fd);
+	return 0;
+}

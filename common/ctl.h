@@ -1,0 +1,32 @@
+/* The local control socket of the daemons (ha-protect, ha-receive), used by
+ * ha-ctl. One request line per connection ("status", "interval 50",
+ * "stop"); the reply is text, ending when the server closes the connection.
+ * Only root and the daemon's own user may connect (peer credentials).
+ */
+#ifndef HA_COMMON_CTL_H
+#define HA_COMMON_CTL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Handles one request: cmd is the first word, arg the rest ("" if none).
+ * Writes the reply to out; returns 0, or -errno (the server then replies
+ * "error: <strerror>" unless the handler wrote something). */
+typedef int (*ctl_handler_fn)(void *ctx, const char *cmd, const char *arg, FILE *out);
+
+struct ctl_server;
+
+/* Listens on path (creating its directory) and serves on a thread. */
+int ctl_server_start(const char *path, ctl_handler_fn fn, void *ctx, struct ctl_server **out);
+void ctl_server_stop(struct ctl_server *s);
+
+/* Client: sends line to the socket at path and copies the reply to out.
+ * Returns 0, or -errno if the daemon cannot be reached. */
+int ctl_request(const char *path, const char *line, FILE *out);
+
+/* The socket path of a daemon for a domain: DIR/<domain with ':' and '/'
+ * replaced by '-'>.sock, DIR being /run/ha-protect or /run/ha-receive
+ * (or $HA_RUN_DIR/ha-protect etc. when set, for tests). */
+void ctl_path(char *buf, size_t len, const char *daemon, const char *domain);
+
+#endif

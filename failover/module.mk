@@ -1,0 +1,3 @@
+# failover/: the replication link (heartbeats, down timer).
+LIB_OBJS += \
+	failover/link.o

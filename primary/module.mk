@@ -1,0 +1,3 @@
+# primary/: the epoch loop, sender and ACK handling; ha-protect.
+LIB_OBJS += \
+	primary/protect.o

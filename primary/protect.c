@@ -1,0 +1,844 @@
+#include "primary/protect.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/stream.h"
+#include "common/bitmap.h"
+#include "common/clock.h"
+#include "common/ctl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "failover/link.h"
+
+#define NSLOTS 2
+#define LAT_RING 256
+#define BATCH CKPT_CODEC_BATCH_MAX
+
+enum prot_state { ST_SYNC, ST_PROTECTED, ST_DEGRADED, ST_STOPPING };
+static const char *const state_names[] = {"syncing", "protected", "degraded", "stopping"};
+
+static volatile sig_atomic_t stop_flag;
+
+void prot_request_stop(void)
+{
+	stop_flag = 1;
+}
+
+/* One epoch's staged copy: what the sender ships while the guest runs on. */
+struct slot {
+	bool busy;
+	uint64_t epoch;
+	uint32_t npages;
+	uint64_t *pfns;
+	uint8_t *pages;
+	const void **ptrs;
+	struct hv_state st;
+};
+
+struct stats {
+	uint64_t epochs, pause_ns_sum, pause_ns_last, pause_ns_max;
+	uint64_t pages_sum, wire_sum, raw_sum;
+	uint64_t ack_ns_last, ack_ns_sum, acks;
+	uint64_t stretched, degradations, reprotections;
+};
+
+struct prot {
+	const struct prot_config *cfg;
+	const struct hv_ops *ops;
+	struct hv_dom *dom;
+	struct hv_info info;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	enum prot_state state;
+	char reason[256];
+	_Atomic unsigned interval_ms;
+
+	struct fo_link *link;
+	int save_fd;
+	struct ckpt_encoder *enc;
+	struct bitmap dirty;
+	struct slot slots[NSLOTS];
+	unsigned q[NSLOTS], qhead, qlen;
+
+	uint64_t next_epoch;      /* the epoch the next pause closes */
+	int64_t sent, acked;      /* last epoch written / acknowledged, -1 none */
+	_Atomic uint64_t committed; /* for heartbeats */
+	uint64_t paused_at[LAT_RING];
+
+	pthread_t sender, acker;
+	bool sender_running, acker_running;
+	pthread_mutex_t devmu;
+	bool devs_up;
+
+	struct stats stats;
+	uint64_t epoch_wire_start;
+	struct ctl_server *ctl;
+};
+
+/* ------------------------------------------------------------------ */
+
+__attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const char *fmt, ...)
+{
+	va_list ap;
+	bool first = false;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->state == ST_SYNC || p->state == ST_PROTECTED) {
+		va_start(ap, fmt);
+		vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
+		va_end(ap);
+		p->state = ST_DEGRADED;
+		p->stats.degradations++;
+		first = true;
+	}
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (first) {
+		log_error("secondary lost: %s", p->reason);
+		log_error("DEGRADED: releasing held output; the domain runs UNPROTECTED until "
+			  "the secondary is back");
+	}
+	if (p->link)
+		fo_link_shutdown(p->link);
+}
+
+static bool running(struct prot *p, enum prot_state want)
+{
+	bool ok;
+
+	pthread_mutex_lock(&p->mu);
+	ok = p->state == want && !stop_flag;
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+/* Calls one phase on every device; the first failure is returned. */
+static int devs_call(struct prot *p, const char *phase, uint64_t epoch)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->devmu);
+	for (unsigned i = 0; p->devs_up && i < p->cfg->ndevs && rc == 0; i++) {
+		struct ckpt_dev *d = p->cfg->devs[i];
+		int (*fn)(struct ckpt_dev *, uint64_t) =
+			!strcmp(phase, "postsuspend") ? d->ops->postsuspend
+			: !strcmp(phase, "preresume") ? d->ops->preresume
+						      : d->ops->commit;
+
+		if (fn)
+			rc = fn(d, epoch);
+		if (rc < 0)
+			log_error("device %s (%s): %s of epoch %llu failed: %s", d->name,
+				  d->ops->kind, phase, (unsigned long long)epoch, strerror(-rc));
+	}
+	pthread_mutex_unlock(&p->devmu);
+	return rc;
+}
+
+static int devs_setup(struct prot *p)
+{
+	int rc = 0;
+	unsigned i;
+
+	pthread_mutex_lock(&p->devmu);
+	for (i = 0; i < p->cfg->ndevs; i++) {
+		struct ckpt_dev *d = p->cfg->devs[i];
+
+		rc = d->ops->setup(d);
+		if (rc < 0) {
+			log_error("device %s (%s): setup failed: %s", d->name, d->ops->kind,
+				  strerror(-rc));
+			while (i--)
+				p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
+			break;
+		}
+	}
+	p->devs_up = rc == 0;
+	pthread_mutex_unlock(&p->devmu);
+	return rc;
+}
+
+/* Releases everything held: called when protection ends either way. */
+static void devs_teardown(struct prot *p)
+{
+	pthread_mutex_lock(&p->devmu);
+	if (p->devs_up)
+		for (unsigned i = p->cfg->ndevs; i--;)
+			p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
+	p->devs_up = false;
+	pthread_mutex_unlock(&p->devmu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending pages: compressed (the encoder copies each page once) or raw. */
+
+static int send_pages(struct prot *p, const uint64_t *pfns, const void *const *pages, uint32_t n)
+{
+	for (uint32_t off = 0; off < n; off += BATCH) {
+		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
+		int rc;
+
+		if (p->cfg->compress) {
+			struct ckpt_zbatch zb;
+
+			rc = ckpt_encoder_encode(p->enc, pfns + off, pages + off, cnt, &zb);
+			if (rc == 0)
+				rc = fo_link_pages(p->link, CKPT_REC_HA_PAGE_DATA_Z, zb.iov,
+						   zb.iovcnt, zb.pages);
+		} else {
+			rc = fo_link_page_data(p->link, pfns + off, pages + off, cnt);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Pre-copy sends pages of the running guest: raw pages go through a bounce
+ * buffer so the checksum and the octets sent see the same copy. */
+static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
+{
+	struct slot *bounce = &p->slots[0];
+
+	for (uint32_t off = 0; off < n; off += BATCH) {
+		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
+		int rc;
+
+		for (uint32_t i = 0; i < cnt; i++) {
+			const uint8_t *src = p->ops->page(p->dom, pfns[off + i]);
+
+			if (p->cfg->compress) {
+				bounce->ptrs[i] = src;
+			} else {
+				memcpy(bounce->pages + (size_t)i * CKPT_PAGE_SIZE, src,
+				       CKPT_PAGE_SIZE);
+				bounce->ptrs[i] = bounce->pages + (size_t)i * CKPT_PAGE_SIZE;
+			}
+		}
+		rc = send_pages(p, pfns + off, bounce->ptrs, cnt);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int send_config(struct prot *p)
+{
+	struct ckpt_ha_domain_config c = {
+		.nr_pages = p->info.nr_pages,
+		.vcpus = p->info.vcpus,
+		.flags = CKPT_CFG_TRAILERS | (p->cfg->compress ? CKPT_CFG_COMPRESSED : 0),
+	};
+	struct iovec iov = {&c, sizeof(c)};
+
+	snprintf(c.name, sizeof(c.name), "%s", p->info.name);
+	memcpy(c.mac, p->info.mac, 6);
+	return fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void *sender_main(void *arg)
+{
+	struct prot *p = arg;
+
+	for (;;) {
+		struct slot *s;
+		int rc = 0;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->qlen && p->state == ST_PROTECTED)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (!p->qlen || p->state == ST_DEGRADED) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		s = &p->slots[p->q[p->qhead]];
+		pthread_mutex_unlock(&p->mu);
+
+		log_set_epoch(s->epoch);
+		uint64_t before = fo_link_bytes_sent(p->link);
+		rc = send_pages(p, s->pfns, s->ptrs, s->npages);
+		for (uint32_t i = 0; rc == 0 && i < s->st.nrecs; i++) {
+			struct iovec iov = {s->st.buf + s->st.recs[i].off, s->st.recs[i].len};
+
+			rc = fo_link_record(p->link, s->st.recs[i].type, &iov, 1);
+		}
+		if (rc == 0)
+			rc = fo_link_checkpoint(p->link, s->epoch);
+		if (rc < 0) {
+			degrade(p, "sending epoch %llu failed: %s", (unsigned long long)s->epoch,
+				strerror(-rc));
+			break;
+		}
+		uint64_t wire = fo_link_bytes_sent(p->link) - before;
+
+		if (p->cfg->blackhole && devs_call(p, "commit", s->epoch) < 0)
+			degrade(p, "releasing the output of epoch %llu failed",
+				(unsigned long long)s->epoch);
+		pthread_mutex_lock(&p->mu);
+		p->qhead = (p->qhead + 1) % NSLOTS;
+		p->qlen--;
+		s->busy = false;
+		p->sent = (int64_t)s->epoch;
+		p->stats.wire_sum += wire;
+		p->stats.raw_sum += (uint64_t)s->npages * CKPT_PAGE_SIZE;
+		if (p->cfg->blackhole) {
+			p->acked = (int64_t)s->epoch;
+			atomic_store(&p->committed, s->epoch);
+		}
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	log_set_epoch(LOG_NO_EPOCH);
+	return NULL;
+}
+
+static void *acker_main(void *arg)
+{
+	struct prot *p = arg;
+	struct ckpt_reader *r = fo_link_reader(p->link);
+	struct ckpt_record rec;
+	int rc;
+
+	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_BACK);
+	if (rc < 0) {
+		degrade(p, "%s", rc == -EAGAIN ? "the secondary does not answer"
+					       : ckpt_reader_error(r));
+		return NULL;
+	}
+	for (;;) {
+		rc = ckpt_reader_next(r, &rec);
+		if (rc < 0) {
+			if (rc == -EAGAIN)
+				degrade(p, "no heartbeat or ACK from the secondary for %u ms",
+					p->cfg->timeout_ms);
+			else
+				degrade(p, "back channel: %s", ckpt_reader_error(r));
+			return NULL;
+		}
+		if (rec.type == CKPT_REC_HA_ERROR) {
+			const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
+
+			degrade(p, "the secondary reports: %.*s (%s)",
+				(int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
+				strerror((int)h->code));
+			return NULL;
+		}
+		if (rec.type == CKPT_REC_END) {
+			degrade(p, "the secondary stopped");
+			return NULL;
+		}
+		if (rec.type != CKPT_REC_HA_ACK)
+			continue;
+
+		const struct ckpt_ha_ack *a = (const void *)rec.body;
+		uint32_t need = CKPT_ACK_MEMORY | (p->cfg->need_disk_ack ? CKPT_ACK_DISK : 0);
+
+		pthread_mutex_lock(&p->mu);
+		bool in_order = (int64_t)a->epoch == p->acked + 1 && a->epoch < p->next_epoch;
+		pthread_mutex_unlock(&p->mu);
+		if (!in_order || (a->flags & need) != need) {
+			degrade(p, "protocol error: ACK of epoch %llu (flags 0x%x) after epoch %lld",
+				(unsigned long long)a->epoch, a->flags, (long long)p->acked);
+			return NULL;
+		}
+		/* Invariant 1: the output of epoch N leaves only now. */
+		if (devs_call(p, "commit", a->epoch) < 0) {
+			degrade(p, "releasing the output of epoch %llu failed",
+				(unsigned long long)a->epoch);
+			return NULL;
+		}
+		uint64_t now = clk_now_ns();
+		pthread_mutex_lock(&p->mu);
+		p->acked = (int64_t)a->epoch;
+		atomic_store(&p->committed, a->epoch);
+		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
+		p->stats.ack_ns_sum += p->stats.ack_ns_last;
+		p->stats.acks++;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The pause path: only harvesting and copying happen while paused. */
+
+static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
+{
+	const char *what;
+	uint64_t t0 = clk_now_ns(), t1;
+	uint32_t n = 0;
+	int rc;
+
+	what = "pause";
+	rc = p->ops->pause(p->dom);
+	if (rc < 0)
+		goto fail;
+	bitmap_zero(&p->dirty);
+	what = "dirty harvest";
+	rc = p->ops->harvest(p->dom, &p->dirty);
+	if (rc < 0)
+		goto fail_resume;
+	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+	     b = bitmap_next_set(&p->dirty, b + 1)) {
+		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, p->ops->page(p->dom, b),
+		       CKPT_PAGE_SIZE);
+		s->pfns[n] = b;
+		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
+		n++;
+	}
+	hv_state_clear(&s->st);
+	what = "state capture";
+	rc = p->ops->save_state(p->dom, &s->st);
+	if (rc < 0)
+		goto fail_resume;
+	what = "device barrier";
+	rc = devs_call(p, "postsuspend", epoch);
+	if (rc < 0)
+		goto fail_resume;
+	devs_call(p, "preresume", epoch);
+	what = "resume";
+	rc = p->ops->resume(p->dom);
+	if (rc < 0)
+		goto fail;
+	t1 = clk_now_ns();
+
+	s->epoch = epoch;
+	s->npages = n;
+	p->paused_at[epoch % LAT_RING] = t0;
+	p->stats.epochs++;
+	p->stats.pause_ns_last = t1 - t0;
+	p->stats.pause_ns_sum += t1 - t0;
+	if (t1 - t0 > p->stats.pause_ns_max)
+		p->stats.pause_ns_max = t1 - t0;
+	p->stats.pages_sum += n;
+	return 0;
+
+fail_resume:
+	p->ops->resume(p->dom);
+fail:
+	log_error("epoch %llu: %s failed: %s", (unsigned long long)epoch, what, strerror(-rc));
+	return rc;
+}
+
+static int epoch_loop(struct prot *p)
+{
+	uint64_t deadline = clk_now_ns();
+
+	for (;;) {
+		struct slot *s = NULL;
+		bool stretched = false;
+
+		pthread_mutex_lock(&p->mu);
+		for (;;) {
+			uint64_t inflight = p->next_epoch - (uint64_t)(p->acked + 1);
+
+			if (p->state != ST_PROTECTED || stop_flag)
+				break;
+			for (unsigned i = 0; i < NSLOTS && !s; i++)
+				if (!p->slots[i].busy)
+					s = &p->slots[i];
+			if (s && inflight < p->cfg->max_inflight)
+				break;
+			s = NULL;
+			stretched = true;
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += 20 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		}
+		if (stretched)
+			p->stats.stretched++;
+		pthread_mutex_unlock(&p->mu);
+		if (!s)
+			return 0;
+
+		/* Sleep to the period's deadline, noticing a stop request. */
+		while (!stop_flag && clk_now_ns() < deadline) {
+			uint64_t step = clk_now_ns() + 20 * NSEC_PER_MSEC;
+			clk_sleep_until_ns(deadline < step ? deadline : step);
+		}
+		if (stop_flag)
+			return 0;
+		deadline = clk_now_ns() + (uint64_t)atomic_load(&p->interval_ms) * NSEC_PER_MSEC;
+
+		uint64_t epoch = p->next_epoch;
+		log_set_epoch(epoch);
+		int rc = checkpoint_epoch(p, s, epoch);
+		if (rc < 0)
+			return rc;
+		pthread_mutex_lock(&p->mu);
+		s->busy = true;
+		p->q[(p->qhead + p->qlen) % NSLOTS] = (unsigned)(s - p->slots);
+		p->qlen++;
+		p->next_epoch++;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (p->cfg->max_epochs && (uint64_t)(p->acked + 1) >= p->cfg->max_epochs)
+			stop_flag = 1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static int precopy(struct prot *p)
+{
+	uint64_t *pfns = p->slots[1].pfns;
+	uint64_t prev = p->info.nr_pages, t0 = clk_now_ns();
+	int rc;
+
+	rc = p->ops->dirty_start(p->dom);
+	if (rc < 0) {
+		log_error("cannot start dirty tracking: %s", strerror(-rc));
+		return rc;
+	}
+	for (uint64_t i = 0; i < p->info.nr_pages; i++)
+		pfns[i] = i;
+	log_info("pre-copy round 0: all %llu pages (%llu MiB)",
+		 (unsigned long long)p->info.nr_pages,
+		 (unsigned long long)(p->info.nr_pages >> 8));
+	rc = send_live(p, pfns, (uint32_t)p->info.nr_pages);
+	for (unsigned round = 1; rc == 0 && round <= p->cfg->precopy_rounds; round++) {
+		uint32_t n = 0;
+
+		if (!running(p, ST_SYNC))
+			return -ECANCELED;
+		bitmap_zero(&p->dirty);
+		rc = p->ops->harvest(p->dom, &p->dirty);
+		if (rc < 0)
+			break;
+		for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+		     b = bitmap_next_set(&p->dirty, b + 1))
+			pfns[n++] = b;
+		log_info("pre-copy round %u: %u dirty pages", round, n);
+		if (n == 0)
+			break;
+		rc = send_live(p, pfns, n);
+		/* Converged: what is left fits comfortably in one pause. */
+		if (n <= 1024 || n >= prev)
+			break;
+		prev = n;
+	}
+	if (rc < 0) {
+		if (running(p, ST_SYNC))
+			degrade(p, "pre-copy failed: %s", strerror(-rc));
+		return rc;
+	}
+	log_info("pre-copy done in %llu ms; first checkpoint follows",
+		 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return 0;
+}
+
+static int open_link(struct prot *p)
+{
+	int fd;
+
+	if (p->cfg->blackhole) {
+		const char *path = p->cfg->save_path ? p->cfg->save_path : "/dev/null";
+
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		return fo_link_new(fd, 0, &p->link);
+	}
+	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
+	if (fd < 0)
+		return fd;
+	return fo_link_new(fd, p->cfg->timeout_ms, &p->link);
+}
+
+/* One protection session: connect, synchronise, run epochs until the
+ * secondary is lost or a stop is requested. */
+static int session(struct prot *p, bool first)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->mu);
+	p->state = ST_SYNC;
+	p->reason[0] = '\0';
+	p->next_epoch = 0;
+	p->sent = p->acked = -1;
+	p->qhead = p->qlen = 0;
+	for (unsigned i = 0; i < NSLOTS; i++)
+		p->slots[i].busy = false;
+	pthread_mutex_unlock(&p->mu);
+	atomic_store(&p->committed, UINT64_MAX);
+	ckpt_encoder_reset(p->enc);
+
+	rc = open_link(p);
+	if (rc < 0) {
+		if (first)
+			log_error("cannot reach the secondary at %s: %s", p->cfg->peer,
+				  strerror(-rc));
+		return rc;
+	}
+	if (p->save_fd >= 0)
+		fo_link_tee(p->link, p->save_fd);
+	rc = fo_link_headers(p->link, CKPT_IHDR_ID_XEN, p->info.domain_type, p->info.xen_major,
+			     p->info.xen_minor);
+	if (rc == 0)
+		rc = send_config(p);
+	if (rc == 0 && !p->cfg->blackhole) {
+		rc = fo_link_heartbeat_start(p->link, &p->committed);
+		if (rc == 0) {
+			rc = -pthread_create(&p->acker, NULL, acker_main, p);
+			p->acker_running = rc == 0;
+		}
+	}
+	if (rc == 0)
+		rc = precopy(p);
+	if (rc == 0) {
+		rc = devs_setup(p);
+		if (rc < 0)
+			degrade(p, "cannot set up output buffering: %s", strerror(-rc));
+	}
+	if (rc == 0) {
+		rc = -pthread_create(&p->sender, NULL, sender_main, p);
+		p->sender_running = rc == 0;
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&p->mu);
+		if (p->state == ST_SYNC)
+			p->state = ST_PROTECTED;
+		pthread_mutex_unlock(&p->mu);
+		if (running(p, ST_PROTECTED)) {
+			log_info("PROTECTED: checkpointing every %u ms to %s",
+				 atomic_load(&p->interval_ms),
+				 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
+			if (!first)
+				p->stats.reprotections++;
+		}
+		rc = epoch_loop(p);
+	}
+
+	/* Wind down: a clean stop drains the sender and ends the stream. */
+	pthread_mutex_lock(&p->mu);
+	bool clean = p->state == ST_PROTECTED || p->state == ST_SYNC;
+	if (clean)
+		p->state = ST_STOPPING;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (p->sender_running) {
+		pthread_join(p->sender, NULL);
+		p->sender_running = false;
+	}
+	if (clean && stop_flag)
+		fo_link_end(p->link);
+	fo_link_shutdown(p->link);
+	if (p->acker_running) {
+		pthread_join(p->acker, NULL);
+		p->acker_running = false;
+	}
+	devs_teardown(p);
+	if (p->ops->dirty_stop)
+		p->ops->dirty_stop(p->dom);
+	fo_link_free(p->link);
+	p->link = NULL;
+	log_set_epoch(LOG_NO_EPOCH);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
+{
+	struct prot *p = ctx;
+
+	if (!strcmp(cmd, "status")) {
+		struct stats s;
+		enum prot_state st;
+		int64_t acked;
+		uint64_t next;
+		char reason[256];
+
+		pthread_mutex_lock(&p->mu);
+		s = p->stats;
+		st = p->state;
+		acked = p->acked;
+		next = p->next_epoch;
+		snprintf(reason, sizeof(reason), "%s", p->reason);
+		pthread_mutex_unlock(&p->mu);
+		fprintf(out, "role: primary\ndomain: %s\nstate: %s%s%s%s\npeer: %s\n",
+			p->cfg->domain, state_names[st], reason[0] ? " (" : "", reason,
+			reason[0] ? ")" : "", p->cfg->blackhole ? "(none)" : p->cfg->peer);
+		fprintf(out, "epoch: %llu\nacked_epoch: %lld\ninterval_ms: %u\n",
+			(unsigned long long)next, (long long)acked, atomic_load(&p->interval_ms));
+		fprintf(out, "pause_us: last %llu avg %llu max %llu\n",
+			(unsigned long long)(s.pause_ns_last / 1000),
+			(unsigned long long)(s.epochs ? s.pause_ns_sum / s.epochs / 1000 : 0),
+			(unsigned long long)(s.pause_ns_max / 1000));
+		fprintf(out, "pages_per_epoch: %llu\nbytes_per_epoch: %llu\nwire_ratio: %.3f\n",
+			(unsigned long long)(s.epochs ? s.pages_sum / s.epochs : 0),
+			(unsigned long long)(s.epochs ? s.wire_sum / s.epochs : 0),
+			s.raw_sum ? (double)s.wire_sum / (double)s.raw_sum : 0.0);
+		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
+			(unsigned long long)(s.ack_ns_last / 1000),
+			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
+		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
+			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
+			(unsigned long long)s.reprotections);
+		return 0;
+	}
+	if (!strcmp(cmd, "interval")) {
+		char *end;
+		unsigned long ms = strtoul(arg, &end, 10);
+
+		if (!*arg || *end || ms < 1 || ms > 60000) {
+			fprintf(out, "error: interval must be 1..60000 ms\n");
+			return -EINVAL;
+		}
+		atomic_store(&p->interval_ms, (unsigned)ms);
+		log_info("interval set to %lu ms", ms);
+		fprintf(out, "ok: interval %lu ms\n", ms);
+		return 0;
+	}
+	if (!strcmp(cmd, "stop")) {
+		stop_flag = 1;
+		fprintf(out, "ok: stopping\n");
+		return 0;
+	}
+	fprintf(out, "error: unknown command '%s' (status, interval MS, stop)\n", cmd);
+	return -EINVAL;
+}
+
+static int slots_init(struct prot *p)
+{
+	size_t n = p->info.nr_pages;
+
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		struct slot *s = &p->slots[i];
+
+		s->pages = mmap(NULL, n * CKPT_PAGE_SIZE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (s->pages == MAP_FAILED) {
+			s->pages = NULL;
+			return -ENOMEM;
+		}
+		s->pfns = malloc(n * sizeof(*s->pfns));
+		s->ptrs = malloc(n * sizeof(*s->ptrs));
+		if (!s->pfns || !s->ptrs)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void slots_free(struct prot *p)
+{
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		struct slot *s = &p->slots[i];
+
+		if (s->pages)
+			munmap(s->pages, p->info.nr_pages * CKPT_PAGE_SIZE);
+		free(s->pfns);
+		free(s->ptrs);
+		hv_state_free(&s->st);
+	}
+}
+
+int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom)
+{
+	struct prot *p = calloc(1, sizeof(*p));
+	struct ckpt_codec_config cc = {.cache_pages = cfg->cache_pages, .level = cfg->level};
+	pthread_condattr_t ca;
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	p->cfg = cfg;
+	p->ops = ops;
+	p->dom = dom;
+	p->save_fd = -1;
+	atomic_store(&p->interval_ms, cfg->interval_ms);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->devmu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	rc = ops->info(dom, &p->info);
+	if (rc < 0) {
+		log_error("cannot read the domain's configuration: %s", strerror(-rc));
+		goto out;
+	}
+	rc = bitmap_init(&p->dirty, p->info.nr_pages);
+	if (rc == 0)
+		rc = slots_init(p);
+	if (rc == 0)
+		rc = ckpt_encoder_new(&cc, &p->enc);
+	if (rc < 0) {
+		log_error("cannot allocate staging for %llu pages: %s",
+			  (unsigned long long)p->info.nr_pages, strerror(-rc));
+		goto out;
+	}
+	if (cfg->save_path && !cfg->blackhole) {
+		p->save_fd = open(cfg->save_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (p->save_fd < 0) {
+			rc = -errno;
+			log_error("cannot create %s: %s", cfg->save_path, strerror(errno));
+			goto out;
+		}
+	}
+	if (cfg->ctl_path) {
+		rc = ctl_server_start(cfg->ctl_path, ctl_handler, p, &p->ctl);
+		if (rc < 0) {
+			log_error("control socket %s: %s%s", cfg->ctl_path, strerror(-rc),
+				  rc == -EADDRINUSE ? " (is this domain already protected?)" : "");
+			goto out;
+		}
+	}
+
+	for (bool first = true; !stop_flag; first = false) {
+		rc = session(p, first);
+		if (stop_flag)
+			break;
+		if (first && p->stats.epochs == 0 && rc < 0 && rc != -ECANCELED &&
+		    p->stats.degradations == 0) {
+			/* Nothing ever worked: a configuration problem, say so and stop. */
+			goto out;
+		}
+		if (cfg->blackhole) {
+			log_error("writing the stream failed; stopping");
+			break;
+		}
+		pthread_mutex_lock(&p->mu);
+		p->state = ST_DEGRADED;
+		pthread_mutex_unlock(&p->mu);
+		log_warn("degraded: retrying the secondary at %s every %u ms", cfg->peer,
+			 cfg->retry_ms);
+		uint64_t until = clk_now_ns() + (uint64_t)cfg->retry_ms * NSEC_PER_MSEC;
+		while (!stop_flag && clk_now_ns() < until)
+			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
+	}
+	rc = 0;
+	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+out:
+	ctl_server_stop(p->ctl);
+	if (p->save_fd >= 0)
+		close(p->save_fd);
+	ckpt_encoder_free(p->enc);
+	slots_free(p);
+	bitmap_destroy(&p->dirty);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->devmu);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	return rc;
+}

@@ -1,0 +1,54 @@
+/* The primary: protects one domain by checkpointing it to a secondary.
+ *
+ *   pre-copy rounds (guest running) -> devices setup -> epochs:
+ *     pause | harvest | copy to staging | save state | devices postsuspend | resume
+ *     sender thread: encode, write pages + state + trailer + CHECKPOINT(N)
+ *     ack thread: ACK(N) -> devices commit(N) (output of N released)
+ *
+ * The guest is paused only for the harvest and the copies; compression and
+ * network I/O happen on the sender thread while the next epoch runs. At most
+ * max_inflight epochs are unacknowledged; when the secondary falls behind,
+ * the next pause waits (the epoch stretches) rather than queueing without
+ * bound. When the secondary is lost the primary releases held output, runs
+ * the guest unprotected (degraded) and keeps trying to re-protect.
+ */
+#ifndef HA_PRIMARY_PROTECT_H
+#define HA_PRIMARY_PROTECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hv/hv.h"
+#include "primary/ckpt_dev.h"
+
+#define PROT_MAX_DEVS 4
+
+struct prot_config {
+	const char *domain;   /* "kvm:NAME" */
+	const char *peer;     /* host:port; NULL with blackhole */
+	unsigned interval_ms; /* epoch period */
+	unsigned timeout_ms;  /* down timer for the secondary */
+	unsigned max_inflight;
+	unsigned precopy_rounds;
+	unsigned retry_ms; /* between re-protection attempts */
+	bool compress;
+	size_t cache_pages;
+	int level;
+	bool blackhole;        /* -b: stream to save_path or /dev/null, no ACKs */
+	const char *save_path; /* also write the stream here */
+	bool need_disk_ack;
+	const char *ctl_path;
+	struct ckpt_dev *devs[PROT_MAX_DEVS];
+	unsigned ndevs;
+	/* Stop after this many acknowledged epochs (0: run until stopped). */
+	unsigned long long max_epochs;
+};
+
+/* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0
+ * on a clean stop, -errno when protection could not start at all. */
+int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom);
+
+/* Asks a running prot_run to stop (async-signal-safe). */
+void prot_request_stop(void);
+
+#endif

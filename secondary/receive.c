@@ -1,0 +1,466 @@
+#include "secondary/receive.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/stream.h"
+#include "common/clock.h"
+#include "common/ctl.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "failover/link.h"
+#include "secondary/ckbuf.h"
+
+static volatile sig_atomic_t stop_flag;
+
+void rx_request_stop(void)
+{
+	stop_flag = 1;
+}
+
+enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FAILING_OVER, RX_ACTIVE };
+static const char *const rx_state_names[] = {"waiting for a primary", "syncing", "protected",
+					     "failing over", "active (failed over)"};
+
+struct rx {
+	const struct rx_config *cfg;
+	const struct hv_ops *ops;
+	pthread_mutex_t mu;
+	enum rx_state state;
+	char domain[64];
+	char peer[64];
+	_Atomic uint64_t committed; /* UINT64_MAX: none */
+	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
+	char last_error[320];
+	struct ctl_server *ctl;
+
+	/* The current session. */
+	struct hv_dom *dom;
+	struct hv_state state_recs;
+	struct ckbuf *buf;
+	struct ckpt_decoder *dec;
+};
+
+static void set_state(struct rx *x, enum rx_state s)
+{
+	pthread_mutex_lock(&x->mu);
+	x->state = s;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
+{
+	struct rx *x = ctx;
+	uint64_t c = atomic_load(&x->committed);
+
+	if (!strcmp(cmd, "status")) {
+		pthread_mutex_lock(&x->mu);
+		fprintf(out, "role: secondary\ndomain: %s\nstate: %s\nprimary: %s\n", x->domain,
+			rx_state_names[x->state], x->peer[0] ? x->peer : "(none)");
+		if (c == UINT64_MAX)
+			fprintf(out, "committed_epoch: none\n");
+		else
+			fprintf(out, "committed_epoch: %llu\n", (unsigned long long)c);
+		fprintf(out, "checkpoints: %llu\npages: %llu\nbytes: %llu\napply_us: %llu\n",
+			(unsigned long long)x->checkpoints, (unsigned long long)x->pages,
+			(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
+		if (x->state == RX_ACTIVE)
+			fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
+		if (x->last_error[0])
+			fprintf(out, "last_error: %s\n", x->last_error);
+		pthread_mutex_unlock(&x->mu);
+		return 0;
+	}
+	if (!strcmp(cmd, "stop")) {
+		stop_flag = 1;
+		fprintf(out, "ok: stopping\n");
+		return 0;
+	}
+	fprintf(out, "error: unknown command '%s' (status, stop)\n", cmd);
+	return -EINVAL;
+}
+
+static uint8_t *page_of(void *ctx, uint64_t pfn)
+{
+	struct rx *x = ctx;
+
+	return x->ops->page(x->dom, pfn);
+}
+
+static int send_ack(struct fo_link *l, uint64_t epoch)
+{
+	struct ckpt_ha_ack a = {.epoch = epoch, .flags = CKPT_ACK_MEMORY | CKPT_ACK_DISK};
+	struct iovec iov = {&a, sizeof(a)};
+
+	/* No replicated disk yet: the disk part of every epoch is trivially
+	 * durable. diskrepl will set the flag from its journal instead. */
+	return fo_link_record(l, CKPT_REC_HA_ACK, &iov, 1);
+}
+
+static void send_error(struct fo_link *l, int code, const char *msg)
+{
+	struct ckpt_ha_error_hdr h = {.code = (uint32_t)code};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)msg, strlen(msg)}};
+
+	fo_link_record(l, CKPT_REC_HA_ERROR, iov, 2);
+}
+
+static void failover(struct rx *x, const char *why)
+{
+	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
+	int rc;
+
+	set_state(x, RX_FAILING_OVER);
+	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
+		 (unsigned long long)epoch);
+	log_warn("no fencing configured: if the primary is alive behind a partition, two "
+		 "copies of the domain may now run");
+	rc = x->ops->activate(x->dom, &x->state_recs);
+	if (rc < 0) {
+		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
+		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
+			 strerror(-rc));
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
+	x->state = RX_ACTIVE;
+	pthread_mutex_unlock(&x->mu);
+	log_info("FAILOVER complete: the domain runs here from epoch %llu (activation %llu ms)",
+		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
+	x->ops->close(x->dom);
+	x->dom = NULL;
+}
+
+/* Applies one record during pre-copy (directly) or buffers it. */
+static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy, char *err,
+		       size_t errlen)
+{
+	int rc = ckbuf_add(x->buf, rec);
+
+	if (rc == -E2BIG) {
+		snprintf(err, errlen, "checkpoint larger than the %zu-octet buffer bound "
+				      "(raise --max-checkpoint)", x->cfg->max_ckpt_bytes);
+		return rc;
+	}
+	if (rc < 0 || !precopy)
+		return rc;
+	/* Nothing is committed yet: pre-copy pages go straight to the domain. */
+	struct hv_state none = {0};
+	rc = ckbuf_commit(x->buf, x->dec, page_of, x, &none, err, errlen);
+	hv_state_free(&none);
+	return rc;
+}
+
+/* Returns 1 when the domain was activated here, 0 when the session ended
+ * without failover, -errno on a local failure. */
+static int session(struct rx *x, int fd, const char *peer)
+{
+	struct fo_link *l;
+	struct ckpt_reader *r;
+	struct ckpt_record rec;
+	char err[320] = "";
+	bool have_ckpt = false;
+	int rc;
+
+	rc = fo_link_new(fd, x->cfg->timeout_ms, &l);
+	if (rc < 0)
+		return rc;
+	r = fo_link_reader(l);
+	atomic_store(&x->committed, UINT64_MAX);
+	snprintf(x->peer, sizeof(x->peer), "%s", peer);
+	set_state(x, RX_SYNCING);
+
+	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_XEN);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "%s", ckpt_reader_error(r));
+		goto refuse;
+	}
+	/* Answer at once, so the primary's down timer sees a live secondary
+	 * while the incoming domain is being created. */
+	rc = fo_link_headers(l, CKPT_IHDR_ID_BACK, ckpt_reader_info(r)->domain_type, 0, 0);
+	if (rc == 0)
+		rc = fo_link_heartbeat_start(l, &x->committed);
+	if (rc < 0)
+		goto out;
+	rc = ckpt_reader_next(r, &rec);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "%s", ckpt_reader_error(r));
+		goto refuse;
+	}
+	const struct ckpt_stream_info *info = ckpt_reader_info(r);
+	if (rec.type != CKPT_REC_HA_DOMAIN_CONFIG) {
+		snprintf(err, sizeof(err), "the stream does not start with a domain configuration");
+		rc = -EBADMSG;
+		goto refuse;
+	}
+	struct hv_info hi = {
+		.nr_pages = info->config.nr_pages,
+		.vcpus = info->config.vcpus,
+		.domain_type = info->domain_type,
+	};
+	snprintf(hi.name, sizeof(hi.name), "%s", info->config.name);
+	memcpy(hi.mac, info->config.mac, 6);
+	pthread_mutex_lock(&x->mu);
+	snprintf(x->domain, sizeof(x->domain), "%s", hi.name);
+	pthread_mutex_unlock(&x->mu);
+	log_set_domain(hi.name);
+
+	if (!x->ctl) {
+		char path[108];
+
+		if (x->cfg->ctl_path)
+			snprintf(path, sizeof(path), "%s", x->cfg->ctl_path);
+		else
+			ctl_path(path, sizeof(path), "ha-receive", hi.name);
+		if (ctl_server_start(path, ctl_handler, x, &x->ctl) < 0)
+			log_warn("no control socket at %s", path);
+	}
+	rc = x->ops->create_incoming(&hi, &x->dom);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "cannot create the incoming domain: %s", strerror(-rc));
+		goto refuse;
+	}
+	log_info("receiving %s (%llu pages, %u vCPUs) from %s", hi.name,
+		 (unsigned long long)hi.nr_pages, hi.vcpus, peer);
+
+	for (;;) {
+		rc = ckpt_reader_next(r, &rec);
+		if (rc < 0) {
+			snprintf(err, sizeof(err), "%s",
+				 rc == -EAGAIN ? "no data or heartbeat from the primary within the "
+						 "down timer"
+					       : ckpt_reader_error(r));
+			goto lost;
+		}
+		if (stop_flag) {
+			snprintf(err, sizeof(err), "stop requested");
+			rc = -ECANCELED;
+			goto lost;
+		}
+		switch (rec.type) {
+		case CKPT_REC_HA_HEARTBEAT:
+		case CKPT_REC_HA_TRAILER:
+			continue;
+		case CKPT_REC_END:
+			log_info("the primary stopped protection cleanly; discarding the copy");
+			rc = 0;
+			goto out;
+		case CKPT_REC_CHECKPOINT: {
+			uint64_t t0 = clk_now_ns(), pages = ckbuf_pages(x->buf);
+
+			log_set_epoch(rec.epoch);
+			rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, err,
+					  sizeof(err));
+			if (rc < 0)
+				goto lost;
+			if (!x->state_recs.nrecs) {
+				snprintf(err, sizeof(err), "checkpoint without domain state");
+				rc = -EBADMSG;
+				goto lost;
+			}
+			atomic_store(&x->committed, rec.epoch);
+			rc = send_ack(l, rec.epoch);
+			pthread_mutex_lock(&x->mu);
+			x->checkpoints++;
+			x->pages += pages;
+			x->apply_ns_last = clk_now_ns() - t0;
+			x->state = RX_PROTECTED;
+			pthread_mutex_unlock(&x->mu);
+			if (!have_ckpt)
+				log_info("first checkpoint committed: %s is protected", hi.name);
+			have_ckpt = true;
+			if (rc < 0) {
+				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-rc));
+				goto lost;
+			}
+			continue;
+		}
+		case CKPT_REC_PAGE_DATA:
+		case CKPT_REC_HA_PAGE_DATA_Z:
+			pthread_mutex_lock(&x->mu);
+			x->bytes += rec.length;
+			pthread_mutex_unlock(&x->mu);
+			rc = take_record(x, &rec, !have_ckpt && x->state_recs.nrecs == 0 &&
+							 ckpt_reader_last_epoch(r) == UINT64_MAX,
+					 err, sizeof(err));
+			if (rc < 0)
+				goto lost;
+			continue;
+		case CKPT_REC_HA_DISK_WRITE:
+		case CKPT_REC_HA_DISK_BARRIER:
+			snprintf(err, sizeof(err), "disk replication records, but no replicated "
+						   "disk is configured here");
+			rc = -EOPNOTSUPP;
+			goto lost;
+		default:
+			/* Domain state records (HA_VMM_STATE, Xen's context records). */
+			rc = take_record(x, &rec, false, err, sizeof(err));
+			if (rc < 0)
+				goto lost;
+			continue;
+		}
+	}
+
+refuse:
+	log_error("refusing the stream from %s: %s", peer, err);
+	if (fo_link_bytes_sent(l) == 0)
+		fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
+	send_error(l, -rc, err);
+	goto out;
+lost:
+	ckbuf_reset(x->buf);
+	snprintf(x->last_error, sizeof(x->last_error), "%s", err);
+	fo_link_shutdown(l);
+	if (have_ckpt && rc != -ECANCELED) {
+		log_error("primary lost: %s", err);
+		failover(x, err);
+		fo_link_free(l);
+		log_set_epoch(LOG_NO_EPOCH);
+		return x->dom == NULL && x->state == RX_ACTIVE ? 1 : -EIO;
+	}
+	if (rc != -ECANCELED)
+		log_error("the primary went away before the first checkpoint: %s; nothing to "
+			  "resume, waiting for a new primary", err);
+out:
+	ckbuf_reset(x->buf);
+	if (x->dom) {
+		if (x->ops->destroy)
+			x->ops->destroy(x->dom);
+		x->ops->close(x->dom);
+		x->dom = NULL;
+	}
+	hv_state_free(&x->state_recs);
+	fo_link_free(l);
+	set_state(x, RX_WAITING);
+	log_set_epoch(LOG_NO_EPOCH);
+	return 0;
+}
+
+/* Tells a second primary that this secondary is taken, then hangs up. */
+static void refuse_busy(int fd, const char *domain)
+{
+	struct fo_link *l;
+	char msg[160];
+
+	if (fo_link_new(fd, 1000, &l) < 0)
+		return;
+	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
+	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
+	send_error(l, EBUSY, msg);
+	fo_link_free(l);
+}
+
+struct session_arg {
+	struct rx *x;
+	int fd;
+	char peer[64];
+	int result;
+	_Atomic bool done;
+};
+
+static void *session_main(void *arg)
+{
+	struct session_arg *a = arg;
+
+	a->result = session(a->x, a->fd, a->peer);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
+{
+	struct rx *x = calloc(1, sizeof(*x));
+	struct session_arg *cur = NULL;
+	pthread_t th;
+	int lfd, rc = 0;
+
+	if (!x)
+		return -ENOMEM;
+	x->cfg = cfg;
+	x->ops = ops;
+	pthread_mutex_init(&x->mu, NULL);
+	atomic_store(&x->committed, UINT64_MAX);
+	snprintf(x->domain, sizeof(x->domain), "(none yet)");
+	if (ckbuf_new(cfg->max_ckpt_bytes, &x->buf) < 0 || ckpt_decoder_new(&x->dec) < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	lfd = sock_tcp_listen(cfg->listen, 4);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", cfg->listen, strerror(-lfd));
+		rc = lfd;
+		goto out;
+	}
+	log_info("listening on %s for a primary", cfg->listen);
+	while (!stop_flag) {
+		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+
+		if (cur && atomic_load(&cur->done)) {
+			pthread_join(th, NULL);
+			int res = cur->result;
+			free(cur);
+			cur = NULL;
+			if (res == 1) {
+				rc = 0;
+				break; /* failed over: the domain runs here now */
+			}
+			if (cfg->once)
+				break;
+		}
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		char host[64] = "?", serv[16] = "";
+
+		if (fd < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		if (cur) {
+			log_warn("refusing a second primary from %s: already protecting %s", host,
+				 x->domain);
+			refuse_busy(fd, x->domain);
+			continue;
+		}
+		cur = calloc(1, sizeof(*cur));
+		if (!cur) {
+			close(fd);
+			continue;
+		}
+		cur->x = x;
+		cur->fd = fd;
+		snprintf(cur->peer, sizeof(cur->peer), "%s:%s", host, serv);
+		if (pthread_create(&th, NULL, session_main, cur)) {
+			close(fd);
+			free(cur);
+			cur = NULL;
+		}
+	}
+	if (cur) {
+		pthread_join(th, NULL);
+		free(cur);
+	}
+	close(lfd);
+out:
+	ctl_server_stop(x->ctl);
+	ckbuf_free(x->buf);
+	ckpt_decoder_free(x->dec);
+	hv_state_free(&x->state_recs);
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+	return rc;
+}

@@ -1,0 +1,36 @@
+/* The secondary: receives a protected domain's checkpoints, commits each
+ * one whole, acknowledges it, and activates the domain from the last
+ * committed checkpoint when the primary is lost.
+ *
+ * Per connection: headers -> HA_DOMAIN_CONFIG -> an incoming domain is
+ * created -> pre-copy pages are written straight into it (nothing is
+ * committed yet, so nothing can be lost) -> from then on every record is
+ * buffered until CHECKPOINT(N), whose trailer the reader has verified; the
+ * checkpoint is applied all or nothing and ACK(N) goes back.
+ *
+ * A broken stream, a validation failure or silence past the down timer
+ * means failover once a checkpoint is committed; before that it is an
+ * error and the incoming domain is discarded. END means a clean stop.
+ */
+#ifndef HA_SECONDARY_RECEIVE_H
+#define HA_SECONDARY_RECEIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hv/hv.h"
+
+struct rx_config {
+	const char *listen;     /* host:port */
+	unsigned timeout_ms;    /* down timer for the primary */
+	size_t max_ckpt_bytes;  /* memory bound of one buffered checkpoint */
+	const char *ctl_path;   /* NULL: derived from the domain name */
+	bool once;              /* exit after the first session ends (tests) */
+};
+
+/* Runs until a failover completed (returns 0 with the domain running), a
+ * stop was requested, or a fatal error (-errno). */
+int rx_run(const struct rx_config *cfg, const struct hv_ops *ops);
+void rx_request_stop(void);
+
+#endif
