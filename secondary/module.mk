@@ -5,3 +5,8 @@ LIB_OBJS += \
 
 UNIT_TESTS += \
 	test_ckbuf
+
+# Linked once the kvm backend exists (hv/kvm.c).
+# PROGRAMS += ha-receive
+ha-receive_OBJS := \
+	secondary/ha-receive.o

@@ -1,0 +1,117 @@
+/* ha-receive: the secondary. Receives checkpoints, commits, acknowledges,
+ * and resumes the domain here when the primary is lost. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "hv/hv.h"
+#include "secondary/receive.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ha-receive [options] --listen HOST:PORT\n"
+		"Waits for ha-protect on the primary, keeps the domain's last committed\n"
+		"checkpoint, and resumes the domain here when the primary is lost.\n"
+		"\n"
+		"  -l, --listen ADDR        address to accept the primary on (required)\n"
+		"      --backend KIND       hypervisor backend for the incoming domain (kvm)\n"
+		"      --timeout MS         down timer for the primary (default 500)\n"
+		"      --max-checkpoint MB  memory bound of one buffered checkpoint (1024)\n"
+		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock)\n"
+		"      --once               exit when the first primary goes away\n"
+		"  -v, --verbose            debug logging\n"
+		"  -h, --help               this text\n"
+		"Backend options for the incoming domain come from the environment of the\n"
+		"backend (kvm: HA_VM_ARGS, e.g. \"--tap tap0\", passed to ha-vm).\n");
+}
+
+static void on_signal(int sig)
+{
+	rx_request_stop();
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND };
+	static const struct option opts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"backend", required_argument, NULL, O_BACKEND},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"max-checkpoint", required_argument, NULL, O_MAX},
+		{"ctl", required_argument, NULL, O_CTL},
+		{"once", no_argument, NULL, O_ONCE},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct rx_config cfg = {.timeout_ms = 500, .max_ckpt_bytes = (size_t)1024 << 20};
+	const char *backend = "kvm", *rest;
+	const struct hv_ops *ops;
+	char spec[64];
+	char *end;
+	unsigned long v;
+	int c, rc;
+
+	log_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			cfg.listen = optarg;
+			break;
+		case O_BACKEND:
+			backend = optarg;
+			break;
+		case O_TIMEOUT:
+		case O_MAX:
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || !*optarg || *end || v < (c == O_TIMEOUT ? 20 : 1) ||
+			    v > 600000) {
+				fprintf(stderr, "ha-receive: bad value '%s' for --%s\n", optarg,
+					c == O_TIMEOUT ? "timeout" : "max-checkpoint");
+				return 2;
+			}
+			if (c == O_TIMEOUT)
+				cfg.timeout_ms = (unsigned)v;
+			else
+				cfg.max_ckpt_bytes = (size_t)v << 20;
+			break;
+		case O_CTL:
+			cfg.ctl_path = optarg;
+			break;
+		case O_ONCE:
+			cfg.once = true;
+			break;
+		case 'v':
+			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!cfg.listen || optind != argc) {
+		fprintf(stderr, "ha-receive: --listen HOST:PORT is required, and nothing else\n");
+		usage(stderr);
+		return 2;
+	}
+	snprintf(spec, sizeof(spec), "%s:x", backend);
+	ops = hv_lookup(spec, &rest);
+	if (!ops || !ops->create_incoming) {
+		fprintf(stderr, "ha-receive: backend '%s' cannot receive domains\n", backend);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	rc = rx_run(&cfg, ops);
+	return rc < 0 ? 1 : 0;
+}

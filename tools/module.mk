@@ -1,0 +1,4 @@
+# tools/: ha-ctl.
+PROGRAMS += ha-ctl
+ha-ctl_OBJS := \
+	tools/ha-ctl.o
