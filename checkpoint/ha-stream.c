@@ -60,38 +60,32 @@ static int map_image(struct walk *w, const struct ckpt_stream_info *info)
 static int check_pages(struct walk *w, const struct ckpt_record *rec)
 {
 	struct ckpt_pages_view v;
-	const uint8_t *payload;
+	struct ckpt_page_iter it;
+	struct ckpt_page pg;
 
 	ckpt_pages_view(rec, &v);
-	payload = v.data;
-	for (uint32_t i = 0; i < v.count; i++) {
-		uint64_t e = v.descs ? v.descs[i].pfn : v.pfns[i];
-		uint64_t pfn = e & CKPT_PFN_MASK;
-		uint32_t enc = v.descs ? v.descs[i].encoding : CKPT_ENC_RAW;
-		uint32_t len = v.descs ? v.descs[i].length : CKPT_PAGE_SIZE;
-		uint8_t *page;
-
-		if (!ckpt_pfn_has_data(e))
-			continue;
-		if (w->image && pfn >= w->image_pages) {
+	ckpt_page_iter_init(&it, &v);
+	while (ckpt_page_iter_next(&it, &pg)) {
+		if (w->image && pg.pfn >= w->image_pages) {
 			snprintf(w->err, sizeof(w->err),
 				 "offset %llu: %s: page %u: pfn 0x%llx beyond the guest's %zu pages",
-				 (unsigned long long)rec->offset, ckpt_rec_name(rec->type), i,
-				 (unsigned long long)pfn, w->image_pages);
+				 (unsigned long long)rec->offset, ckpt_rec_name(rec->type), pg.index,
+				 (unsigned long long)pg.pfn, w->image_pages);
 			return -EBADMSG;
 		}
 		if (w->image) {
-			page = w->image + (pfn << CKPT_PAGE_SHIFT);
-			if (ckpt_decode_page(w->dec, enc, payload, len, page, page) < 0) {
+			uint8_t *page = w->image + (pg.pfn << CKPT_PAGE_SHIFT);
+
+			if (ckpt_decode_page(w->dec, pg.encoding, pg.payload, pg.length, page,
+					     page) < 0) {
 				snprintf(w->err, sizeof(w->err),
 					 "offset %llu: %s: page %u (pfn 0x%llx): corrupt compressed "
 					 "data (encoding %u, %u octets)",
-					 (unsigned long long)rec->offset, ckpt_rec_name(rec->type), i,
-					 (unsigned long long)pfn, enc, len);
+					 (unsigned long long)rec->offset, ckpt_rec_name(rec->type),
+					 pg.index, (unsigned long long)pg.pfn, pg.encoding, pg.length);
 				return -EBADMSG;
 			}
 		}
-		payload += len;
 		w->pages++;
 		w->ckpt_pages++;
 		w->raw_bytes += CKPT_PAGE_SIZE;

@@ -887,3 +887,31 @@ int ckpt_pages_view(const struct ckpt_record *rec, struct ckpt_pages_view *v)
 	}
 	return -EINVAL;
 }
+
+void ckpt_page_iter_init(struct ckpt_page_iter *it, const struct ckpt_pages_view *v)
+{
+	it->v = v;
+	it->next = 0;
+	it->payload = v->data;
+}
+
+bool ckpt_page_iter_next(struct ckpt_page_iter *it, struct ckpt_page *pg)
+{
+	const struct ckpt_pages_view *v = it->v;
+
+	while (it->next < v->count) {
+		uint32_t i = it->next++;
+		uint64_t e = le64toh(v->descs ? v->descs[i].pfn : v->pfns[i]);
+
+		if (!ckpt_pfn_has_data(e))
+			continue;
+		pg->pfn = e & CKPT_PFN_MASK;
+		pg->encoding = v->descs ? le32toh(v->descs[i].encoding) : CKPT_ENC_RAW;
+		pg->length = v->descs ? le32toh(v->descs[i].length) : CKPT_PAGE_SIZE;
+		pg->payload = it->payload;
+		pg->index = i;
+		it->payload += pg->length;
+		return true;
+	}
+	return false;
+}

@@ -109,6 +109,24 @@ struct ckpt_pages_view {
 };
 
 int ckpt_pages_view(const struct ckpt_record *rec, struct ckpt_pages_view *v);
+
+/* Walks the data pages of a view (entries without data are skipped). */
+struct ckpt_page {
+	uint64_t pfn;
+	uint32_t encoding; /* CKPT_ENC_RAW for PAGE_DATA */
+	uint32_t length;
+	const uint8_t *payload;
+	uint32_t index; /* entry index in the record */
+};
+
+struct ckpt_page_iter {
+	const struct ckpt_pages_view *v;
+	uint32_t next;
+	const uint8_t *payload;
+};
+
+void ckpt_page_iter_init(struct ckpt_page_iter *it, const struct ckpt_pages_view *v);
+bool ckpt_page_iter_next(struct ckpt_page_iter *it, struct ckpt_page *pg);
 /* True if a pfn entry's type carries a page of data. */
 bool ckpt_pfn_has_data(uint64_t entry);
 

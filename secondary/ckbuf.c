@@ -159,7 +159,6 @@ int ckbuf_commit(struct ckbuf *b, struct ckpt_decoder *dec, ckbuf_page_fn page, 
 	for (off = 0; off < b->len;) {
 		struct ckpt_record rec = {0};
 		struct ckpt_pages_view v;
-		const uint8_t *payload;
 
 		memcpy(&rec.type, b->data + off, 4);
 		memcpy(&rec.length, b->data + off + 4, 4);
@@ -172,34 +171,31 @@ int ckbuf_commit(struct ckbuf *b, struct ckpt_decoder *dec, ckbuf_page_fn page, 
 				goto out;
 			continue;
 		}
-		payload = v.data;
-		for (uint32_t i = 0; i < v.count; i++) {
-			uint64_t e = v.descs ? v.descs[i].pfn : v.pfns[i];
-			uint64_t pfn = e & CKPT_PFN_MASK;
-			uint32_t enc = v.descs ? v.descs[i].encoding : CKPT_ENC_RAW;
-			uint32_t len = v.descs ? v.descs[i].length : CKPT_PAGE_SIZE;
-			uint8_t *committed, *dst;
+		struct ckpt_page_iter it;
+		struct ckpt_page pg;
+
+		ckpt_page_iter_init(&it, &v);
+		while (ckpt_page_iter_next(&it, &pg)) {
+			uint8_t *committed = page(ctx, pg.pfn), *dst;
 			int fresh;
 
-			if (!ckpt_pfn_has_data(e))
-				continue;
-			committed = page(ctx, pfn);
 			if (!committed) {
 				snprintf(err, errlen, "page 0x%llx is beyond the guest's memory",
-					 (unsigned long long)pfn);
+					 (unsigned long long)pg.pfn);
 				rc = -EBADMSG;
 				goto out;
 			}
-			dst = b->scratch + (size_t)slot_for(b, pfn, &used, &fresh) * CKPT_PAGE_SIZE;
-			rc = ckpt_decode_page(dec, enc, payload, len, fresh ? committed : dst, dst);
+			dst = b->scratch +
+			      (size_t)slot_for(b, pg.pfn, &used, &fresh) * CKPT_PAGE_SIZE;
+			rc = ckpt_decode_page(dec, pg.encoding, pg.payload, pg.length,
+					      fresh ? committed : dst, dst);
 			if (rc < 0) {
 				snprintf(err, errlen,
 					 "page 0x%llx: corrupt compressed data (encoding %u, %u octets)",
-					 (unsigned long long)pfn, enc, len);
+					 (unsigned long long)pg.pfn, pg.encoding, pg.length);
 				rc = -EBADMSG;
 				goto out;
 			}
-			payload += len;
 		}
 	}
 

@@ -29,17 +29,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ckpt_reader_headers(r, 0) == 0) {
 		while (ckpt_reader_next(r, &rec) == 0 && rec.type != CKPT_REC_END) {
 			struct ckpt_pages_view v;
-			const uint8_t *p;
+			struct ckpt_page_iter it;
+			struct ckpt_page pg;
 
-			if (rec.type != CKPT_REC_HA_PAGE_DATA_Z || ckpt_pages_view(&rec, &v) < 0)
+			if (ckpt_pages_view(&rec, &v) < 0)
 				continue;
-			p = v.data;
-			for (uint32_t i = 0; i < v.count; i++) {
-				uint8_t *page = image[(v.descs[i].pfn & CKPT_PFN_MASK) % IMAGE_PAGES];
+			ckpt_page_iter_init(&it, &v);
+			while (ckpt_page_iter_next(&it, &pg)) {
+				uint8_t *page = image[pg.pfn % IMAGE_PAGES];
 
-				ckpt_decode_page(dec, v.descs[i].encoding, p, v.descs[i].length, page,
-						 page);
-				p += v.descs[i].length;
+				ckpt_decode_page(dec, pg.encoding, pg.payload, pg.length, page, page);
 			}
 		}
 	}
