@@ -1,3 +1,5 @@
 # hv/: hypervisor backends behind struct hv_ops.
 LIB_OBJS += \
+	hv/hv.o \
+	hv/kvm.o \
 	hv/state.o

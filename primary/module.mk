@@ -2,7 +2,6 @@
 LIB_OBJS += \
 	primary/protect.o
 
-# Linked once the kvm backend exists (hv/kvm.c).
-# PROGRAMS += ha-protect
+PROGRAMS += ha-protect
 ha-protect_OBJS := \
 	primary/ha-protect.o

@@ -6,7 +6,6 @@ LIB_OBJS += \
 UNIT_TESTS += \
 	test_ckbuf
 
-# Linked once the kvm backend exists (hv/kvm.c).
-# PROGRAMS += ha-receive
+PROGRAMS += ha-receive
 ha-receive_OBJS := \
 	secondary/ha-receive.o

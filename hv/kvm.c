@@ -1,0 +1,237 @@
+/* The kvm backend: a domain is an ha-vm instance, reached through its
+ * control socket (vmm/vmm_ctl.h); its memory is the VM's memfd, mapped
+ * here. On the secondary, an incoming ha-vm is started for each protected
+ * domain and activated on failover. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <stdbool.h>
+
+#include "checkpoint/stream_format.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "hv/hv.h"
+#include "vmm/guest/abi.h"
+#include "vmm/vmm_ctl.h"
+
+struct hv_dom {
+	struct vmm_ctl *ctl;
+	struct vmm_ctl_info info;
+	uint8_t *mem;
+	uint64_t mem_len;
+	uint64_t nr_pages;
+};
+
+static int attach(const char *name, struct hv_dom **out, bool quiet)
+{
+	struct hv_dom *d = calloc(1, sizeof(*d));
+	int rc;
+
+	if (!d)
+		return -ENOMEM;
+	rc = vmm_ctl_connect(name, &d->ctl);
+	if (rc < 0 && !quiet) {
+		char path[108];
+
+		vmm_ctl_path(path, sizeof(path), name);
+		log_error("no ha-vm named %s (%s: %s)", name, path, strerror(-rc));
+	}
+	if (rc < 0) {
+		free(d);
+		return rc;
+	}
+	rc = vmm_ctl_info(d->ctl, &d->info);
+	if (rc == 0)
+		rc = vmm_ctl_map(d->ctl, &d->mem, &d->mem_len);
+	if (rc < 0) {
+		vmm_ctl_close(d->ctl);
+		free(d);
+		return rc;
+	}
+	d->nr_pages = d->mem_len / CKPT_PAGE_SIZE;
+	*out = d;
+	return 0;
+}
+
+static int kvm_attach(const char *name, struct hv_dom **out)
+{
+	return attach(name, out, false);
+}
+
+static void kvm_close(struct hv_dom *d)
+{
+	if (!d)
+		return;
+	vmm_ctl_close(d->ctl);
+	free(d);
+}
+
+static int kvm_info(struct hv_dom *d, struct hv_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", d->info.name);
+	out->nr_pages = d->nr_pages;
+	out->vcpus = d->info.vcpus;
+	snprintf(out->iface, sizeof(out->iface), "%s", d->info.tap);
+	out->domain_type = CKPT_DHDR_HAVM;
+	/* The guest's MAC lives in its boot page. */
+	memcpy(out->mac, ((const struct havm_bootinfo *)(d->mem + HAVM_GPA_BOOTINFO))->mac, 6);
+	return 0;
+}
+
+static int kvm_dirty_start(struct hv_dom *d)
+{
+	return vmm_ctl_dirty_reset(d->ctl);
+}
+
+static int kvm_harvest(struct hv_dom *d, struct bitmap *dirty)
+{
+	return vmm_ctl_harvest(d->ctl, dirty->words, BITMAP_WORDS(dirty->nbits));
+}
+
+static int kvm_pause(struct hv_dom *d)
+{
+	return vmm_ctl_pause(d->ctl);
+}
+
+static int kvm_resume(struct hv_dom *d)
+{
+	return vmm_ctl_resume(d->ctl);
+}
+
+static int kvm_save_state(struct hv_dom *d, struct hv_state *st)
+{
+	void *blob;
+	size_t len;
+	int rc = vmm_ctl_get_state(d->ctl, &blob, &len);
+	struct ckpt_ha_vmm_state_hdr hdr = {.format = 1};
+	uint8_t *body;
+
+	if (rc < 0)
+		return rc;
+	body = malloc(sizeof(hdr) + len);
+	if (!body) {
+		free(blob);
+		return -ENOMEM;
+	}
+	memcpy(body, &hdr, sizeof(hdr));
+	memcpy(body + sizeof(hdr), blob, len);
+	rc = hv_state_add(st, CKPT_REC_HA_VMM_STATE, body, sizeof(hdr) + len);
+	free(body);
+	free(blob);
+	return rc;
+}
+
+static uint8_t *kvm_page(struct hv_dom *d, uint64_t pfn)
+{
+	return pfn < d->nr_pages ? d->mem + pfn * CKPT_PAGE_SIZE : NULL;
+}
+
+/* Starts "ha-vm run --incoming" in its own session (it must outlive us
+ * after a failover) and waits for its control socket. */
+static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
+{
+	char mem[32], self[4096], vmm[4200], *slash;
+	const char *extra = getenv("HA_VM_ARGS");
+	char *argv[32];
+	int argc = 0, rc = -ETIMEDOUT;
+	char *copy = NULL;
+	pid_t pid;
+
+	snprintf(mem, sizeof(mem), "%lluK", (unsigned long long)(info->nr_pages * 4));
+	/* ha-vm sits next to ha-receive. */
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(vmm, sizeof(vmm), "%s/ha-vm", self);
+	argv[argc++] = vmm;
+	argv[argc++] = (char *)"run";
+	argv[argc++] = (char *)"--incoming";
+	argv[argc++] = (char *)"--name";
+	argv[argc++] = (char *)info->name;
+	argv[argc++] = (char *)"--mem";
+	argv[argc++] = mem;
+	if (extra) {
+		copy = strdup(extra);
+		for (char *tok = strtok(copy, " "); tok && argc < 30; tok = strtok(NULL, " "))
+			argv[argc++] = tok;
+	}
+	argv[argc] = NULL;
+	pid = fork();
+	if (pid < 0) {
+		free(copy);
+		return -errno;
+	}
+	if (pid == 0) {
+		setsid();
+		signal(SIGPIPE, SIG_DFL);
+		execv(vmm, argv);
+		fprintf(stderr, "cannot run %s: %s\n", vmm, strerror(errno));
+		_exit(127);
+	}
+	free(copy);
+	for (int i = 0; i < 500; i++) {
+		int status;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			log_error("the incoming ha-vm exited at once (status %d)", status);
+			return -ECHILD;
+		}
+		rc = attach(info->name, out, true);
+		if (rc == 0) {
+			if ((*out)->nr_pages != info->nr_pages) {
+				kvm_close(*out);
+				return -EINVAL;
+			}
+			return 0;
+		}
+		clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+	}
+	kill(pid, SIGTERM);
+	return rc;
+}
+
+static int kvm_activate(struct hv_dom *d, const struct hv_state *st)
+{
+	for (uint32_t i = 0; i < st->nrecs; i++) {
+		if (st->recs[i].type != CKPT_REC_HA_VMM_STATE)
+			continue;
+		if (st->recs[i].len < sizeof(struct ckpt_ha_vmm_state_hdr))
+			return -EBADMSG;
+		return vmm_ctl_activate(d->ctl,
+					st->buf + st->recs[i].off +
+						sizeof(struct ckpt_ha_vmm_state_hdr),
+					st->recs[i].len - sizeof(struct ckpt_ha_vmm_state_hdr));
+	}
+	log_error("the committed checkpoint has no ha-vm state record");
+	return -EBADMSG;
+}
+
+static void kvm_destroy(struct hv_dom *d)
+{
+	vmm_ctl_stop(d->ctl);
+}
+
+const struct hv_ops hv_kvm_ops = {
+	.prefix = "kvm",
+	.open = kvm_attach,
+	.close = kvm_close,
+	.info = kvm_info,
+	.dirty_start = kvm_dirty_start,
+	.harvest = kvm_harvest,
+	.pause = kvm_pause,
+	.resume = kvm_resume,
+	.save_state = kvm_save_state,
+	.page = kvm_page,
+	.create_incoming = kvm_create_incoming,
+	.activate = kvm_activate,
+	.destroy = kvm_destroy,
+};

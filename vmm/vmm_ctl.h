@@ -1,0 +1,32 @@
+/* Client of an ha-vm's control socket: what hv/kvm.c (and the tests) use to
+ * pause, harvest, checkpoint and activate a VM in another process. The
+ * guest memory is shared through its memfd. All return 0 or -errno.
+ */
+#ifndef HA_VMM_VMM_CTL_H
+#define HA_VMM_VMM_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/ctl_proto.h"
+
+struct vmm_ctl;
+
+/* The socket path of VM name (honours HA_RUN_DIR). */
+void vmm_ctl_path(char *buf, size_t len, const char *name);
+int vmm_ctl_connect(const char *name, struct vmm_ctl **out);
+void vmm_ctl_close(struct vmm_ctl *c);
+
+int vmm_ctl_info(struct vmm_ctl *c, struct vmm_ctl_info *info);
+/* Maps the guest memory (shared, read-write) */
+int vmm_ctl_map(struct vmm_ctl *c, uint8_t **mem, uint64_t *len);
+int vmm_ctl_pause(struct vmm_ctl *c);
+int vmm_ctl_resume(struct vmm_ctl *c);
+int vmm_ctl_dirty_reset(struct vmm_ctl *c);
+/* ORs the pages dirtied since the last harvest into bitmap (words of 64). */
+int vmm_ctl_harvest(struct vmm_ctl *c, uint64_t *bitmap, size_t nwords);
+int vmm_ctl_get_state(struct vmm_ctl *c, void **blob, size_t *len);
+int vmm_ctl_activate(struct vmm_ctl *c, const void *blob, size_t len);
+int vmm_ctl_stop(struct vmm_ctl *c);
+
+#endif
