@@ -94,19 +94,12 @@ static void *ctl_main(void *arg)
 int ctl_server_start(const char *path, ctl_handler_fn fn, void *ctx, struct ctl_server **out)
 {
 	struct ctl_server *s = calloc(1, sizeof(*s));
-	char dir[108];
-	char *slash;
 	int rc;
 
 	if (!s)
 		return -ENOMEM;
 	snprintf(s->path, sizeof(s->path), "%s", path);
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		mkdir(dir, 0755);
-	}
+	sock_mkdir_parents(path);
 	s->fn = fn;
 	s->ctx = ctx;
 	s->fd = sock_unix_listen(path, 8);

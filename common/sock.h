@@ -16,6 +16,9 @@ int sock_tcp_accept(int lfd);
 /* TCP_NODELAY plus keepalive tuned to notice a dead peer in seconds. */
 int sock_tcp_tune(int fd);
 
+/* Creates the directories leading to path (mode 0755). */
+int sock_mkdir_parents(const char *path);
+
 /* Binds and listens on path, replacing a stale socket file. */
 int sock_unix_listen(const char *path, int backlog);
 int sock_unix_connect(const char *path);

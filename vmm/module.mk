@@ -31,3 +31,6 @@ $(B)/guest/%.o: $(B)/guest/%.bin
 	$(Q)cd $(B)/guest && ld -r -b binary -z noexecstack -o $*.o $*.bin
 
 .SECONDARY: $(patsubst %,$(B)/guest/%.elf,counter dirty kv) $(patsubst %,$(B)/guest/%.bin,counter dirty kv)
+
+UNIT_TESTS += \
+	test_vmm

@@ -121,15 +121,7 @@ int vmm_serve(struct vm *vm, const char *path)
 {
 	struct pollfd p[1 + MAX_CLIENTS];
 	int nclients = 0, lfd;
-	char dir[108];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash) {
-		*slash = '\0';
-		mkdir(dir, 0755);
-	}
+	sock_mkdir_parents(path);
 	lfd = sock_unix_listen(path, 8);
 	if (lfd < 0) {
 		log_error("control socket %s: %s%s", path, strerror(-lfd),
