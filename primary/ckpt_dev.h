@@ -37,6 +37,8 @@ struct ckpt_dev_ops {
 	void (*teardown)(struct ckpt_dev *dev);
 	/* One human-readable status line (counters, drops). May be NULL. */
 	int (*status)(struct ckpt_dev *dev, char *buf, size_t len);
+	/* Frees the device (after teardown). May be NULL. */
+	void (*destroy)(struct ckpt_dev *dev);
 };
 
 struct ckpt_dev {
