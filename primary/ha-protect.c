@@ -10,6 +10,7 @@
 #include "common/ctl.h"
 #include "common/log.h"
 #include "hv/hv.h"
+#include "netbuf/netbuf.h"
 #include "primary/protect.h"
 
 static void usage(FILE *f)
@@ -31,6 +32,8 @@ static void usage(FILE *f)
 		"      --level N         zstd level (default %d)\n"
 		"      --save FILE       also write the stream to FILE (see ha-stream)\n"
 		"      --netbuf MODE     auto|plug|nfqueue|none (default auto)\n"
+		"      --netbuf-queue N  NFQUEUE number (default 7)\n"
+		"      --netbuf-limit N  packets held at most (default 10000)\n"
 		"  -F, --unsafe          allow the unsafe modes below\n"
 		"  -n, --no-netbuf       do not hold network output (needs -F)\n"
 		"  -d, --no-disk         do not replicate disks (needs -F)\n"
@@ -66,7 +69,7 @@ static unsigned long number(const char *opt, const char *s, unsigned long min, u
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
@@ -78,6 +81,8 @@ int main(int argc, char **argv)
 		{"level", required_argument, NULL, O_LEVEL},
 		{"save", required_argument, NULL, O_SAVE},
 		{"netbuf", required_argument, NULL, O_NETBUF},
+		{"netbuf-queue", required_argument, NULL, O_NBQ},
+		{"netbuf-limit", required_argument, NULL, O_NBL},
 		{"unsafe", no_argument, NULL, 'F'},
 		{"no-netbuf", no_argument, NULL, 'n'},
 		{"no-disk", no_argument, NULL, 'd'},
@@ -99,6 +104,8 @@ int main(int argc, char **argv)
 		.level = CKPT_CODEC_DEFAULT_LEVEL,
 	};
 	const char *netbuf = "auto", *name;
+	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
+	struct hv_info info;
 	bool unsafe = false, no_netbuf = false;
 	char ctl[108];
 	const struct hv_ops *ops;
@@ -137,6 +144,12 @@ int main(int argc, char **argv)
 			break;
 		case O_NETBUF:
 			netbuf = optarg;
+			break;
+		case O_NBQ:
+			nb.queue = (uint16_t)number("--netbuf-queue", optarg, 0, 65535);
+			break;
+		case O_NBL:
+			nb.limit = (uint32_t)number("--netbuf-limit", optarg, 16, 1000000);
 			break;
 		case 'F':
 			unsafe = true;
@@ -180,9 +193,8 @@ int main(int argc, char **argv)
 			cfg.blackhole ? "-b" : "running without network buffering");
 		return 2;
 	}
-	if (!no_netbuf) {
-		fprintf(stderr, "ha-protect: network output buffering is not available in this "
-				"build yet; run with -F -n (unsafe) for now\n");
+	if (!no_netbuf && netbuf_parse_backend(netbuf, &nb.backend) < 0) {
+		fprintf(stderr, "ha-protect: --netbuf is auto, plug, nfqueue or none\n");
 		return 2;
 	}
 	cfg.domain = argv[optind];
@@ -207,7 +219,24 @@ int main(int argc, char **argv)
 		log_error("cannot open domain %s: %s", cfg.domain, strerror(-rc));
 		return 1;
 	}
-	rc = prot_run(&cfg, ops, dom);
+	rc = ops->info(dom, &info);
+	if (rc == 0 && !no_netbuf) {
+		if (!info.iface[0]) {
+			log_info("the domain has no network interface: no output to hold");
+		} else {
+			nb.ifname = info.iface;
+			rc = netbuf_create(&nb, &cfg.devs[cfg.ndevs]);
+			if (rc == 0)
+				cfg.ndevs++;
+		}
+	}
+	if (rc == 0)
+		rc = prot_run(&cfg, ops, dom);
+	else
+		log_error("cannot prepare protection: %s", strerror(-rc));
+	for (unsigned i = 0; i < cfg.ndevs; i++)
+		if (cfg.devs[i]->ops->destroy)
+			cfg.devs[i]->ops->destroy(cfg.devs[i]);
 	ops->close(dom);
 	return rc < 0 ? 1 : 0;
 }

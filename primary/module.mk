@@ -5,3 +5,6 @@ LIB_OBJS += \
 PROGRAMS += ha-protect
 ha-protect_OBJS := \
 	primary/ha-protect.o
+
+INTEG_TESTS += \
+	tests/integration/failover_counter.sh

@@ -1,0 +1,53 @@
+#!/bin/sh
+# End to end: a counter guest on host A protected to host B; a client
+# increments it continuously; host A is killed; the guest answers from B and
+# no acknowledged increment is lost (one client, exactly-once ids: the value
+# acknowledged for request N must be N). Repeated for several kill points.
+PREFIX=hae-
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/topology.sh"
+bin=$(cd "$HA_BUILD/bin" && pwd)
+tmp=$(mktemp -d)
+trap 'ns_cleanup; rm -rf "$tmp"' EXIT
+need_root
+[ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
+command -v iptables >/dev/null || skip "iptables is not installed"
+
+run_once() { # kill delay in seconds after protection starts, interval ms
+	delay=$1 interval=$2 dir=$tmp/run-$1-$2
+	mkdir -p "$dir"
+	ns_cleanup
+	topo_up
+	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
+		"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 150 > "$dir/rx.log" 2>&1 &
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
+		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
+	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -i "$interval" --timeout 150 \
+		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
+	wait_for 20 grep -q PROTECTED "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
+	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
+		--duration "$((delay + 6))" > "$dir/acks" 2> "$dir/client.log" &
+	client=$!
+	sleep "$delay"
+	before=$(wc -l < "$dir/acks")
+	kill_host_a
+	wait $client
+	after=$(wc -l < "$dir/acks")
+	echo "     kill after ${delay}s (interval ${interval} ms): $before acks before, $((after - before)) after"
+	check "guest answered before the kill" test "$before" -gt 10
+	check "guest answers from B after the kill" test "$after" -gt "$((before + 10))"
+	check "no acknowledged increment lost (value == request id)" \
+		awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
+	check "the secondary failed over" grep -q "FAILOVER complete" "$dir/rx.log"
+	gap=$(awk 'BEGIN { m = 0 } $4 > m { m = $4 } END { print int(m / 1000) }' "$dir/acks")
+	echo "     longest wait for an acknowledgement (detection + failover + retry): ${gap} ms"
+	if [ "$fails" -ne 0 ]; then
+		for f in px rx vm; do echo "--- $f.log"; tail -n 15 "$dir/$f.log"; done
+	fi
+}
+
+run_once 1 20
+run_once 3 50
+run_once 2 100
+[ "$fails" -eq 0 ]
