@@ -50,7 +50,15 @@ static void serve_one(struct ctl_server *s, int fd)
 		io_write_full(fd, "error: permission denied\n", 25);
 		return;
 	}
-	n = read(fd, line, sizeof(line) - 1);
+	/* Up to the end of the first line (or the buffer). */
+	n = 0;
+	while ((size_t)n < sizeof(line) - 1 && !memchr(line, '\n', (size_t)n)) {
+		ssize_t r = read(fd, line + n, sizeof(line) - 1 - (size_t)n);
+
+		if (r <= 0)
+			break;
+		n += r;
+	}
 	if (n <= 0)
 		return;
 	line[n] = '\0';
@@ -149,7 +157,11 @@ int ctl_request(const char *path, const char *line, FILE *out)
 
 	if (fd < 0)
 		return fd;
-	if (io_write_full(fd, line, strlen(line)) < 0 || io_write_full(fd, "\n", 1) < 0) {
+	char req[256];
+	int n0 = snprintf(req, sizeof(req), "%s\n", line);
+
+	/* One send: the server answers the first line and hangs up. */
+	if (n0 >= (int)sizeof(req) || send(fd, req, (size_t)n0, MSG_NOSIGNAL) != n0) {
 		close(fd);
 		return -EIO;
 	}

@@ -7,4 +7,5 @@ ha-protect_OBJS := \
 	primary/ha-protect.o
 
 INTEG_TESTS += \
-	tests/integration/failover_counter.sh
+	tests/integration/failover_counter.sh \
+	tests/integration/secondary_loss.sh

@@ -571,8 +571,6 @@ static int session(struct prot *p, bool first)
 	int rc;
 
 	pthread_mutex_lock(&p->mu);
-	p->state = ST_SYNC;
-	p->reason[0] = '\0';
 	p->next_epoch = 0;
 	p->sent = p->acked = -1;
 	p->qhead = p->qlen = 0;
@@ -589,6 +587,11 @@ static int session(struct prot *p, bool first)
 				  strerror(-rc));
 		return rc;
 	}
+	/* Degraded until now; from here a failure degrades this session. */
+	pthread_mutex_lock(&p->mu);
+	p->state = ST_SYNC;
+	p->reason[0] = '\0';
+	pthread_mutex_unlock(&p->mu);
 	if (p->save_fd >= 0)
 		fo_link_tee(p->link, p->save_fd);
 	rc = fo_link_headers(p->link, CKPT_IHDR_ID_XEN, p->info.domain_type, p->info.xen_major,
@@ -619,11 +622,14 @@ static int session(struct prot *p, bool first)
 			p->state = ST_PROTECTED;
 		pthread_mutex_unlock(&p->mu);
 		if (running(p, ST_PROTECTED)) {
+			if (!first) {
+				pthread_mutex_lock(&p->mu);
+				p->stats.reprotections++;
+				pthread_mutex_unlock(&p->mu);
+			}
 			log_info("PROTECTED: checkpointing every %u ms to %s",
 				 atomic_load(&p->interval_ms),
 				 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
-			if (!first)
-				p->stats.reprotections++;
 		}
 		rc = epoch_loop(p);
 	}
@@ -765,6 +771,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	p->ops = ops;
 	p->dom = dom;
 	p->save_fd = -1;
+	p->state = ST_SYNC;
 	atomic_store(&p->interval_ms, cfg->interval_ms);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->devmu, NULL);

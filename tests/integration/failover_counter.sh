@@ -25,7 +25,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -i "$interval" --timeout 150 \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
-	wait_for 20 grep -q PROTECTED "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
+	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
 		--duration "$((delay + 6))" > "$dir/acks" 2> "$dir/client.log" &
 	client=$!

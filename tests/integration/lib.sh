@@ -9,8 +9,11 @@ skip() {
 
 need_root() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
+	ns_cleanup
 	ip netns add "${PREFIX}probe" 2>/dev/null || skip "cannot create network namespaces"
 	ip netns del "${PREFIX}probe"
+	# Leave nothing behind, also when interrupted.
+	trap 'exit 130' INT TERM
 }
 
 ns_cleanup() {
