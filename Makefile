@@ -159,6 +159,13 @@ clean:
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
+# The README's demo: a protected VM surviving the loss of its primary.
+.PHONY: demo
+demo: deps all
+	$(Q)scripts/demo.sh $(B)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
 # The demo arrives with the replication core; until then say so plainly.
 .PHONY: demo
 demo: deps all

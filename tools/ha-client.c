@@ -3,8 +3,8 @@
  *   ha-client counter HOST:PORT [--name C] [--count N] [--interval MS]
  *                     [--timeout MS] [--duration S]
  *       sends INC C ID for ID = 1, 2, ...; retries an unanswered ID (the
- *       guest answers a retry from memory); prints "ack ID VALUE MICROSECONDS"
- *       per reply, the time counted from the first try of that ID.
+ *       guest answers a retry from memory); prints "ack ID VALUE US WALL_MS"
+ *       per reply: US from the first try of that ID, WALL_MS the wall clock.
  *   ha-client udp-send HOST:PORT --from K --count N   datagrams "seq K".."seq K+N-1"
  *   ha-client udp-recv PORT [--idle MS]                prints each "seq K" received
  */
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -83,8 +84,12 @@ static int counter(int argc, char **argv)
 				rep[r] = '\0';
 				if (sscanf(rep, "OK %llu %llu", &rid, &val) == 2 && rid == id) {
 					/* Latency from the first try: retries included. */
-					printf("ack %llu %llu %llu\n", id, val,
-					       (unsigned long long)((clk_now_ns() - first) / 1000));
+					struct timespec wall;
+
+					clock_gettime(CLOCK_REALTIME, &wall);
+					printf("ack %llu %llu %llu %lld\n", id, val,
+					       (unsigned long long)((clk_now_ns() - first) / 1000),
+					       (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
 					acked++;
 					goto next;
 				}
