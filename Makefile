@@ -166,9 +166,3 @@ demo: deps all
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
-# The demo arrives with the replication core; until then say so plainly.
-.PHONY: demo
-demo: deps all
-	$(Q)if [ -x scripts/demo.sh ]; then scripts/demo.sh $(B); else \
-		echo "demo: the replication core (ha-protect/ha-receive) is not built yet;"; \
-		echo "demo: see README.md, Status. 'make check' runs what exists."; exit 1; fi
