@@ -62,8 +62,11 @@ static int hold(int argc, char **argv)
 	}
 	cfg.ifname = argv[optind];
 	rc = netbuf_create(&cfg, &dev);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = dev->ops->setup(dev);
+		if (rc < 0)
+			dev->ops->destroy(dev);
+	}
 	if (rc < 0) {
 		printf("error setup: %s\n", strerror(-rc));
 		return 1;

@@ -234,8 +234,9 @@ static int nfq_setup(struct ckpt_dev *dev)
 	}
 	d->qh = nfq_create_queue(d->h, d->cfg.queue, on_packet, d);
 	if (!d->qh) {
-		log_error("netbuf %s: queue %u: %s (is another process using it?)", d->ifname,
-			  d->cfg.queue, strerror(errno));
+		log_error("netbuf %s: queue %u: %s%s", d->ifname, d->cfg.queue, strerror(errno),
+			  errno == EPERM ? " (needs CAP_NET_ADMIN: run as root)"
+					 : " (is another process using it?)");
 		rc = errno ? -errno : -EBUSY;
 		goto err;
 	}

@@ -45,7 +45,6 @@ done
 
 say "Host A dies (its link goes down, every process in it is killed)"
 before=$(tail -n 1 "$tmp/acks" | awk '{print $3}')
-killed_at=$(date +%s%3N)
 kill_host_a
 echo "    last value acknowledged by A: $before"
 for i in 1 2 3 4 5; do
@@ -59,11 +58,11 @@ grep -E "primary lost|FAILOVER complete" "$tmp/rx.log" | sed 's/^[^ ]* //'
 grep "guest:" "$(ls "$tmp"/b/*.log 2>/dev/null | head -1)" 2>/dev/null | tail -n 2
 
 say "Verdict"
-gap=$(awk -v k="$killed_at" '$5 > k { print $5 - k; exit }' "$tmp/acks")
+gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$tmp/acks")
 lost=$(awk '$2 != $3 { n++ } END { print n + 0 }' "$tmp/acks")
 total=$(wc -l < "$tmp/acks")
-echo "    $total increments acknowledged; from the kill of host A to the first answer from"
-echo "    host B: ${gap} ms (down timer 100 ms + activation + the client's retry)"
+echo "    $total increments acknowledged; the client's longest wait between two answers"
+echo "    (the failover): ${gap} ms = down timer 100 ms + activation + the client's retry"
 if [ "$lost" -eq 0 ] && [ "$(tail -n 1 "$tmp/acks" | awk '{print $3}')" -gt "$before" ]; then
 	echo "    every acknowledged increment survived; the guest now answers from host B"
 	exit 0

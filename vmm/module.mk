@@ -33,4 +33,13 @@ $(B)/guest/%.o: $(B)/guest/%.bin
 .SECONDARY: $(patsubst %,$(B)/guest/%.elf,counter dirty kv) $(patsubst %,$(B)/guest/%.bin,counter dirty kv)
 
 UNIT_TESTS += \
+	test_gnet \
 	test_vmm
+
+FUZZERS += \
+	fuzz_gnet
+
+# The guests' stack and services also run on the host, for tests.
+LIB_OBJS += \
+	vmm/guest/gnet.o \
+	vmm/guest/svc.o

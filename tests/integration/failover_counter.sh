@@ -31,7 +31,6 @@ run_once() { # kill delay in seconds after protection starts, interval ms
 	client=$!
 	sleep "$delay"
 	before=$(wc -l < "$dir/acks")
-	killed_at=$(date +%s%3N)
 	kill_host_a
 	wait $client
 	after=$(wc -l < "$dir/acks")
@@ -41,8 +40,8 @@ run_once() { # kill delay in seconds after protection starts, interval ms
 	check "no acknowledged increment lost (value == request id)" \
 		awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
 	check "the secondary failed over" grep -q "FAILOVER complete" "$dir/rx.log"
-	gap=$(awk -v k="$killed_at" '$5 > k { print $5 - k; exit }' "$dir/acks")
-	echo "     from the kill to the first answer from B: ${gap} ms (down timer 150 ms)"
+	gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$dir/acks")
+	echo "     longest silence the client saw (the failover): ${gap} ms (down timer 150 ms)"
 	if [ "$fails" -ne 0 ]; then
 		for f in px rx vm; do echo "--- $f.log"; tail -n 15 "$dir/$f.log"; done
 	fi
