@@ -61,6 +61,7 @@ UNIT_TESTS :=
 INTEG_TESTS :=
 FUZZERS    :=
 BENCHES    :=
+BENCH_SCRIPTS :=
 EXTRA_ALL  :=
 INCLUDES   :=
 
@@ -123,7 +124,8 @@ check: deps
 .PHONY: bench
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(addprefix $(B)/bench/,$(BENCHES))
-	$(Q)set -e; for b in $(BENCHES); do $(B)/bench/$$b; done
+	$(Q)set -e; export HA_BUILD=$(B); for b in $(BENCHES); do $(B)/bench/$$b; done; \
+		for s in $(BENCH_SCRIPTS); do sh $$s; done
 
 # libFuzzer harnesses: clang only, always with ASan+UBSan, in their own tree.
 FUZZ_B := build/fuzz

@@ -9,3 +9,6 @@ ha-protect_OBJS := \
 INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
 	tests/integration/secondary_loss.sh
+
+BENCHES += \
+	bench_core

@@ -39,6 +39,9 @@ UNIT_TESTS += \
 FUZZERS += \
 	fuzz_gnet
 
+BENCHES += \
+	bench_vmm
+
 # The guests' stack and services also run on the host, for tests.
 LIB_OBJS += \
 	vmm/guest/gnet.o \
