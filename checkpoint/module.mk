@@ -21,4 +21,5 @@ BENCHES += \
 	bench_codec
 
 INTEG_TESTS += \
-	tests/integration/stream_cli.sh
+	tests/integration/stream_cli.sh \
+	tests/integration/stream_e2e.sh

@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
 		"                        /dev/null and count as acknowledged (needs -F)\n"
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
-		"      --max-epochs N    stop after N acknowledged epochs\n"
+		"      --max-epochs N    stop after N checkpoints\n"
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n",
 		CKPT_CODEC_DEFAULT_CACHE_PAGES, CKPT_CODEC_DEFAULT_LEVEL);

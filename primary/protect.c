@@ -491,7 +491,7 @@ static int epoch_loop(struct prot *p)
 		p->next_epoch++;
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
-		if (p->cfg->max_epochs && (uint64_t)(p->acked + 1) >= p->cfg->max_epochs)
+		if (p->cfg->max_epochs && p->next_epoch >= p->cfg->max_epochs)
 			stop_flag = 1;
 	}
 }

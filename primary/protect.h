@@ -40,7 +40,7 @@ struct prot_config {
 	const char *ctl_path;
 	struct ckpt_dev *devs[PROT_MAX_DEVS];
 	unsigned ndevs;
-	/* Stop after this many acknowledged epochs (0: run until stopped). */
+	/* Stop after this many checkpoints (0: run until stopped). */
 	unsigned long long max_epochs;
 };
 
