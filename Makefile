@@ -145,7 +145,8 @@ fuzz: deps $(addprefix $(FUZZ_B)/,$(FUZZERS))
 		mkdir -p $(FUZZ_B)/corpus-$$f; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
 		$(FUZZ_B)/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			$(FUZZ_B)/corpus-$$f tests/fuzz/corpus/$$f 2>$(FUZZ_B)/$$f.log || \
+			$(FUZZ_B)/corpus-$$f $$(test -d tests/fuzz/corpus/$$f && echo tests/fuzz/corpus/$$f) \
+			2>$(FUZZ_B)/$$f.log || \
 			{ tail -n 60 $(FUZZ_B)/$$f.log; exit 1; }; \
 		grep -E 'stat::number_of_executed_units|Done' $(FUZZ_B)/$$f.log | tail -n 2; \
 	done
