@@ -4,6 +4,7 @@
  *       reads "postsuspend N", "commit N", "status" lines on stdin and answers
  *       each with "ok ..." or "error ..."; EOF releases everything.
  *   ha-netbuf cleanup IFACE
+ *   ha-netbuf probe-plug        exit 0 if the kernel offers sch_plug
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +21,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: ha-netbuf hold [--backend auto|plug|nfqueue] [--limit N] [--queue Q] "
 		   "IFACE\n"
 		   "       ha-netbuf cleanup IFACE\n"
+		   "       ha-netbuf probe-plug\n"
 		   "hold buffers IFACE's output and takes 'postsuspend N', 'commit N' and\n"
 		   "'status' lines on standard input; end of input releases everything.\n");
 }
@@ -109,6 +111,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && !strcmp(argv[1], "hold"))
 		return hold(argc - 1, argv + 1);
+	if (argc == 2 && !strcmp(argv[1], "probe-plug"))
+		return netbuf_plug_available() == 1 ? 0 : 1;
 	if (argc == 3 && !strcmp(argv[1], "cleanup"))
 		return netbuf_cleanup(argv[2]) < 0 ? 1 : 0;
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {

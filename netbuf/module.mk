@@ -12,4 +12,8 @@ ha-netbuf_OBJS := \
 	netbuf/ha-netbuf.o
 
 INTEG_TESTS += \
-	tests/integration/netbuf_nfqueue.sh
+	tests/integration/netbuf_nfqueue.sh \
+	tests/integration/netbuf_plug.sh
+
+BENCH_SCRIPTS += \
+	bench/netbuf.sh

@@ -225,7 +225,6 @@ static int nfq_setup(struct ckpt_dev *dev)
 		log_error("netbuf: no interface %s here", d->ifname);
 		return -ENODEV;
 	}
-	remove_rules(d->ifname); /* leftovers of a killed run */
 	d->h = nfq_open();
 	if (!d->h) {
 		log_error("netbuf %s: cannot open nfnetlink_queue: %s (needs CAP_NET_ADMIN)",
@@ -246,6 +245,9 @@ static int nfq_setup(struct ckpt_dev *dev)
 		log_error("netbuf %s: cannot configure queue %u", d->ifname, d->cfg.queue);
 		goto err;
 	}
+	/* The queue is ours now: rules left for this interface by a killed
+	 * run can go (a live owner would still hold the queue: EBUSY above). */
+	remove_rules(d->ifname);
 	d->fd = nfq_fd(d->h);
 	nfnl_rcvbufsiz(nfq_nfnlh(d->h), 8 << 20);
 	if (pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
@@ -333,7 +335,17 @@ static void nfq_teardown(struct ckpt_dev *dev)
 		pthread_join(d->reader, NULL);
 		d->reader_running = false;
 	}
-	/* Release what is still held: protection is over. */
+	/* Release what is still held: protection is over. The rules are gone,
+	 * so nothing new is queued; take the messages the reader has not read
+	 * yet (destroying the queue would drop their packets), then accept
+	 * everything up to the last id. */
+	if (d->h && d->fd >= 0) {
+		char buf[65536] __attribute__((aligned));
+		ssize_t n;
+
+		while ((n = recv(d->fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			nfq_handle_packet(d->h, buf, (int)n);
+	}
 	pthread_mutex_lock(&d->mu);
 	if (d->qh && d->any && (!d->released_any || d->last_id != d->released_id))
 		nfq_set_verdict_batch(d->qh, d->last_id, NF_ACCEPT);
@@ -394,6 +406,7 @@ int netbuf_nfqueue_create(const struct netbuf_config *cfg, struct ckpt_dev **out
 	d->cfg.ifname = d->ifname;
 	chain_name(d->chain, sizeof(d->chain), d->ifname);
 	d->stop_pipe[0] = d->stop_pipe[1] = -1;
+	d->fd = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	d->dev.ops = &nfq_ops;
 	d->dev.priv = d;

@@ -5,8 +5,10 @@
  *       sends INC C ID for ID = 1, 2, ...; retries an unanswered ID (the
  *       guest answers a retry from memory); prints "ack ID VALUE US WALL_MS"
  *       per reply: US from the first try of that ID, WALL_MS the wall clock.
- *   ha-client udp-send HOST:PORT --from K --count N   datagrams "seq K".."seq K+N-1"
- *   ha-client udp-recv PORT [--idle MS]                prints each "seq K" received
+ *   ha-client udp-send HOST:PORT --from K --count N [--rate PER_S]
+ *       datagrams "seq K SENT_NS" .. "seq K+N-1 SENT_NS" (wall clock)
+ *   ha-client udp-recv PORT [--idle MS]
+ *       prints "seq K DELAY_US" for each datagram received
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -119,10 +121,19 @@ static int udp_send(int argc, char **argv)
 
 	if (fd < 0)
 		return 2;
-	for (unsigned long long k = from; k < from + count; k++) {
-		char b[32];
-		int n = snprintf(b, sizeof(b), "seq %llu", k);
+	unsigned rate = (unsigned)atoi(opt(argc, argv, "--rate", "0")); /* per second */
+	uint64_t start = clk_now_ns();
 
+	for (unsigned long long k = from; k < from + count; k++) {
+		char b[64];
+		struct timespec now;
+		int n;
+
+		if (rate)
+			clk_sleep_until_ns(start + (k - from) * NSEC_PER_SEC / rate);
+		clock_gettime(CLOCK_REALTIME, &now);
+		n = snprintf(b, sizeof(b), "seq %llu %lld", k,
+			     (long long)now.tv_sec * 1000000000 + now.tv_nsec);
 		if (sendto(fd, b, (size_t)n, 0, (struct sockaddr *)&ss, sl) < 0)
 			perror("sendto");
 	}
@@ -147,8 +158,17 @@ static int udp_recv(int argc, char **argv)
 		ssize_t r = recv(fd, b, sizeof(b) - 1, 0);
 
 		if (r > 0) {
+			unsigned long long k;
+			long long sent;
+			struct timespec now;
+
 			b[r] = '\0';
-			printf("%s\n", b);
+			clock_gettime(CLOCK_REALTIME, &now);
+			if (sscanf(b, "seq %llu %lld", &k, &sent) == 2)
+				printf("seq %llu %lld\n", k,
+				       ((long long)now.tv_sec * 1000000000 + now.tv_nsec - sent) / 1000);
+			else
+				printf("%s\n", b);
 		}
 	}
 	return 0;
@@ -165,7 +185,7 @@ int main(int argc, char **argv)
 	fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
 		"usage: ha-client counter HOST:PORT [--name C] [--count N] [--interval MS]\n"
 		"                 [--timeout MS] [--duration S]\n"
-		"       ha-client udp-send HOST:PORT --from K --count N\n"
+		"       ha-client udp-send HOST:PORT --from K --count N [--rate PER_S]\n"
 		"       ha-client udp-recv PORT [--idle MS]\n");
 	return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }

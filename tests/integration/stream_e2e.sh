@@ -46,6 +46,19 @@ check "and that guest runs on" sh -c "grep -c 'dirty:' '$tmp/rx/'*.log 2>/dev/nu
 HA_RUN_DIR="$tmp/rx" "$bin/ha-vm" stop hastvm
 wait $rx
 
+# The primary dies during pre-copy (before the first checkpoint): nothing is
+# committed, so nothing is resumed; the secondary waits for a new primary.
+first=$("$bin/ha-stream" dump "$tmp/z.stream" | awk '$2 == "CHECKPOINT" { print $1; exit }')
+head -c $((first / 2)) "$tmp/z.stream" > "$tmp/pre.stream"
+HA_RUN_DIR="$tmp/rx3" "$bin/ha-receive" --listen 127.0.0.1:7933 --timeout 300 --once \
+	> "$tmp/rx3.log" 2>&1 &
+rx=$!
+wait_for 5 grep -q listening "$tmp/rx3.log"
+bash -c "exec 3<>/dev/tcp/127.0.0.1/7933; cat '$tmp/pre.stream' >&3; sleep 1; exec 3>&-"
+wait $rx
+check "a primary lost during pre-copy: no failover, the copy is discarded" sh -c \
+	"grep -q 'before the first checkpoint' '$tmp/rx3.log' && ! grep -q FAILOVER '$tmp/rx3.log' && ! HA_RUN_DIR='$tmp/rx3' '$bin/ha-vm' list | grep -q hastvm"
+
 # A corrupted checkpoint (bit flip in page data) is never applied.
 flipat=$(( (off + end20) / 2 ))
 cp "$tmp/z.stream" "$tmp/flip.stream"
