@@ -12,17 +12,7 @@ trap 'exec 3>&- 2>/dev/null; ns_cleanup; rm -rf "$tmp"' EXIT
 [ "$(id -u)" -eq 0 ] || { echo "bench netbuf: SKIP: needs root"; exit 0; }
 command -v iptables >/dev/null || { echo "bench netbuf: SKIP: no iptables"; exit 0; }
 ns_cleanup
-for n in a g c; do ip netns add "${PREFIX}$n"; done
-ns a ip link add br0 type bridge
-ns a ip link set br0 up
-ns a ip link add gtap type veth peer name geth netns "${PREFIX}g"
-ns a ip link add up0 type veth peer name ceth netns "${PREFIX}c"
-for i in gtap up0; do ns a ip link set "$i" master br0 up; done
-ns g ip addr add 10.89.0.10/24 dev geth
-ns c ip addr add 10.89.0.20/24 dev ceth
-ns g ip link set geth up
-ns c ip link set ceth up
-ns g ip neigh replace 10.89.0.20 lladdr "$(ns c cat /sys/class/net/ceth/address)" dev geth
+bridge_topo
 
 RATE=20000 N=60000
 run() { # label
@@ -30,7 +20,7 @@ run() { # label
 	r=$!
 	sleep 0.3
 	t0=$(date +%s%N)
-	ns g "$bin/ha-client" udp-send 10.89.0.20:9000 --from 0 --count $N --rate $RATE
+	ns g "$bin/ha-client" udp-send 10.88.0.20:9000 --from 0 --count $N --rate $RATE
 	wait $r
 	got=$(grep -c '^seq' "$tmp/recv")
 	sort -n -k3 "$tmp/recv" | awk -v n="$got" -v label="$1" -v want=$N '

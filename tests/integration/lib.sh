@@ -54,3 +54,22 @@ check() { # description, then a command that must succeed
 		fails=$((fails + 1))
 	fi
 }
+
+# A bridge in namespace a with two ports: gtap (its peer geth, 10.88.0.10,
+# in namespace g: the "guest") and up0 (its peer ceth, 10.88.0.20, in
+# namespace c: the receiver), with static neighbours (no ARP needed).
+bridge_topo() {
+	for n in a g c; do ip netns add "${PREFIX}$n"; done
+	ns a ip link add br0 type bridge
+	ns a ip link set br0 up
+	ns a ip link add gtap type veth peer name geth netns "${PREFIX}g"
+	ns a ip link add up0 type veth peer name ceth netns "${PREFIX}c"
+	for i in gtap up0; do ns a ip link set "$i" master br0 up; done
+	ns g ip addr add 10.88.0.10/24 dev geth
+	ns c ip addr add 10.88.0.20/24 dev ceth
+	for h in g c; do ns "$h" ip link set lo up; done
+	ns g ip link set geth up
+	ns c ip link set ceth up
+	ns g ip neigh replace 10.88.0.20 lladdr "$(ns c cat /sys/class/net/ceth/address)" dev geth
+	ns c ip neigh replace 10.88.0.10 lladdr "$(ns g cat /sys/class/net/geth/address)" dev ceth
+}

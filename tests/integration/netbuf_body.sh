@@ -21,21 +21,7 @@ has_leftovers() {
 }
 no_leftovers() { ! has_leftovers; }
 
-for n in a g c; do ip netns add "${PREFIX}$n"; done
-ns a ip link add br0 type bridge
-ns a ip link set br0 up
-ns a ip link add gtap type veth peer name geth netns "${PREFIX}g"
-ns a ip link add up0 type veth peer name ceth netns "${PREFIX}c"
-for i in gtap up0; do ns a ip link set "$i" master br0 up; done
-ns g ip addr add 10.88.0.10/24 dev geth
-ns c ip addr add 10.88.0.20/24 dev ceth
-ns g ip link set geth up
-ns c ip link set ceth up
-ns g ip link set lo up
-ns c ip link set lo up
-# Static neighbours: the test is about IP output, not ARP (never queued).
-ns g ip neigh replace 10.88.0.20 lladdr "$(ns c cat /sys/class/net/ceth/address)" dev geth
-ns c ip neigh replace 10.88.0.10 lladdr "$(ns g cat /sys/class/net/geth/address)" dev ceth
+bridge_topo
 ns g ping -c 1 -W 2 10.88.0.20 >/dev/null || { echo "FAIL: topology does not pass traffic"; exit 1; }
 
 count() { grep -c '^seq' "$tmp/recv" 2>/dev/null || true; }
