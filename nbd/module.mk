@@ -1,0 +1,6 @@
+# nbd/: an NBD client (fixed newstyle, simple replies).
+LIB_OBJS += \
+	nbd/nbd.o
+
+UNIT_TESTS += \
+	test_nbd
