@@ -26,6 +26,7 @@
 GUEST(counter)
 GUEST(dirty)
 GUEST(kv)
+GUEST(disk)
 
 static const struct {
 	const char *name;
@@ -38,6 +39,8 @@ static const struct {
 	 "UDP key-value store on port 7001; --arg 0=SLOTS (needs --tap and --ip)"},
 	{"dirty", _binary_dirty_bin_start, _binary_dirty_bin_end,
 	 "dirties --arg 0=N pages per ms over --arg 1=W pages"},
+	{"disk", _binary_disk_bin_start, _binary_disk_bin_end,
+	 "writes sequence-numbered blocks (needs --disk); checks disk and memory agree"},
 };
 
 static struct vm *the_vm;
@@ -52,6 +55,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: ha-vm run --name NAME --mem SIZE (--guest PROGRAM | --incoming)\n"
 		   "                 [--tap IFACE] [--mac MAC] [--ip ADDR/LEN] [--gw ADDR]\n"
+		   "                 [--disk FILE|nbd:unix:PATH[#EXPORT]|nbd:HOST:PORT[#EXPORT]]\n"
 		   "                 [--arg I=VALUE]...\n"
 		   "       ha-vm list\n"
 		   "       ha-vm stop NAME\n"
@@ -96,13 +100,14 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 static int cmd_run(int argc, char **argv)
 {
-	enum { O_NAME = 256, O_MEM, O_GUEST, O_TAP, O_MAC, O_IP, O_GW, O_ARG, O_INCOMING };
+	enum { O_NAME = 256, O_MEM, O_GUEST, O_TAP, O_MAC, O_IP, O_GW, O_ARG, O_INCOMING, O_DISK };
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, O_NAME}, {"mem", required_argument, NULL, O_MEM},
 		{"guest", required_argument, NULL, O_GUEST}, {"tap", required_argument, NULL, O_TAP},
 		{"mac", required_argument, NULL, O_MAC},   {"ip", required_argument, NULL, O_IP},
 		{"gw", required_argument, NULL, O_GW},     {"arg", required_argument, NULL, O_ARG},
 		{"incoming", no_argument, NULL, O_INCOMING}, {"help", no_argument, NULL, 'h'},
+		{"disk", required_argument, NULL, O_DISK},
 		{0},
 	};
 	struct vm_config cfg = {.mem_bytes = 64u << 20};
@@ -179,6 +184,9 @@ static int cmd_run(int argc, char **argv)
 		}
 		case O_INCOMING:
 			cfg.incoming = true;
+			break;
+		case O_DISK:
+			cfg.disk = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -5,11 +5,13 @@ LIB_OBJS += \
 
 PROGRAMS += ha-vm
 ha-vm_OBJS := \
+	vmm/blk.o \
 	vmm/ha-vm.o \
 	vmm/server.o \
 	vmm/vm.o \
 	guest/counter.o \
 	guest/dirty.o \
+	guest/disk.o \
 	guest/kv.o
 
 # Guests: 64-bit, CPL3, no libc, loaded flat at 0x100000 (vmm/guest/abi.h).
@@ -30,7 +32,8 @@ $(B)/guest/%.bin: $(B)/guest/%.elf
 $(B)/guest/%.o: $(B)/guest/%.bin
 	$(Q)cd $(B)/guest && ld -r -b binary -z noexecstack -o $*.o $*.bin
 
-.SECONDARY: $(patsubst %,$(B)/guest/%.elf,counter dirty kv) $(patsubst %,$(B)/guest/%.bin,counter dirty kv)
+.SECONDARY: $(patsubst %,$(B)/guest/%.elf,counter dirty disk kv) \
+	$(patsubst %,$(B)/guest/%.bin,counter dirty disk kv)
 
 UNIT_TESTS += \
 	test_gnet \

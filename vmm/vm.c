@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vmm/blk.h"
 #include "vmm/guest/abi.h"
 
 #define PAGE 4096u
@@ -60,6 +61,7 @@ struct vm {
 
 	int tap;
 	char tap_name[IFNAMSIZ];
+	struct blk *disk;
 	int wake; /* eventfd: breaks an idle wait */
 
 	pthread_mutex_t mu;
@@ -344,6 +346,13 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		if (rc < 0)
 			goto err;
 	}
+	if (cfg->disk) {
+		rc = blk_open(cfg->disk, &vm->disk);
+		if (rc < 0) {
+			log_error("%s: cannot open disk %s: %s", vm->name, cfg->disk, strerror(-rc));
+			goto err;
+		}
+	}
 	vm->dev.has_nic = cfg->tap != NULL;
 
 	if (!cfg->incoming) {
@@ -399,6 +408,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->tap);
 	if (vm->wake >= 0)
 		close(vm->wake);
+	blk_close(vm->disk);
 	free(vm->kvm_bitmap);
 	free(vm->vmm_dirty);
 	pthread_cond_destroy(&vm->cv);
@@ -456,6 +466,52 @@ static void nic_tx(struct vm *vm, uint32_t len)
 			  strerror(errno));
 }
 
+static bool gpa_range_ok(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	return gpa <= vm->mem_bytes && len <= vm->mem_bytes - gpa;
+}
+
+/* Runs one block request synchronously; the data moves directly between
+ * the disk and guest RAM, and every page the VMM writes is marked dirty. */
+static void blk_request(struct vm *vm, uint64_t gpa)
+{
+	struct havm_blk_req req;
+	int rc = 0;
+
+	if (!gpa_range_ok(vm, gpa, sizeof(req)))
+		return;
+	memcpy(&req, vm->mem + gpa, sizeof(req));
+	if (!vm->disk) {
+		rc = -ENODEV;
+	} else if (req.op == HAVM_BLK_INFO) {
+		req.size = blk_size(vm->disk);
+	} else if (req.op == HAVM_BLK_FLUSH) {
+		rc = blk_flush(vm->disk);
+	} else if (req.op == HAVM_BLK_READ || req.op == HAVM_BLK_WRITE) {
+		if (req.len > HAVM_BLK_MAX || (req.len | req.offset) % 512 ||
+		    !gpa_range_ok(vm, req.buf, req.len) || req.offset > blk_size(vm->disk) ||
+		    req.len > blk_size(vm->disk) - req.offset)
+			rc = -EINVAL;
+		else if (req.op == HAVM_BLK_READ) {
+			rc = blk_read(vm->disk, vm->mem + req.buf, req.len, req.offset);
+			if (req.len)
+				mark_vmm_dirty(vm, req.buf, req.len);
+		} else {
+			rc = blk_write(vm->disk, vm->mem + req.buf, req.len, req.offset,
+				       req.flags & HAVM_BLK_FUA);
+		}
+	} else {
+		rc = -EINVAL;
+	}
+	if (rc < 0 && rc != -ENODEV && rc != -EINVAL)
+		log_warn("disk: %s of %u octets at %llu failed: %s",
+			 req.op == HAVM_BLK_READ ? "read" : "write", req.len,
+			 (unsigned long long)req.offset, strerror(-rc));
+	req.status = rc;
+	memcpy(vm->mem + gpa, &req, sizeof(req));
+	mark_vmm_dirty(vm, gpa, sizeof(req));
+}
+
 /* Returns 1 when the guest asked to stop. */
 static int handle_io(struct vm *vm)
 {
@@ -485,6 +541,10 @@ static int handle_io(struct vm *vm)
 	case HAVM_PORT_NIC_RX:
 		v = nic_rx(vm);
 		break;
+	case HAVM_PORT_BLK:
+		if (r->io.direction == KVM_EXIT_IO_OUT)
+			blk_request(vm, v);
+		return 0;
 	case HAVM_PORT_EXIT:
 		vm->result = (int)(v & 0x7fffffff);
 		log_info("guest exited with status %u", v);

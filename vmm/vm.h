@@ -19,6 +19,7 @@ struct vm_config {
 	const void *image;      /* guest program (flat, loaded at 0x100000); NULL if incoming */
 	size_t image_len;
 	const char *tap;        /* TAP interface name, NULL: no NIC */
+	const char *disk;       /* file or nbd:TARGET[#EXPORT], NULL: no disk */
 	uint8_t mac[6];
 	uint32_t ip, netmask, gateway;
 	uint64_t arg[4];

@@ -200,12 +200,113 @@ static void test_bad_requests(void **state)
 	/* A name already in use is refused by the second VM. */
 }
 
+struct disk_mailbox {
+	uint64_t magic, seq, checks, mismatch, errors;
+};
+
+/* A disk guest moved into an incoming ha-vm on the same disk: disk and
+ * memory agree, and it keeps writing. spec: the --disk argument. */
+static void disk_transfer(const char *spec)
+{
+	const char *a_args[] = {vmm, "run", "--name", "tda", "--mem", "8M", "--guest", "disk",
+				"--disk", spec, NULL};
+	const char *b_args[] = {vmm, "run", "--name", "tdb", "--mem", "8M", "--incoming",
+				"--disk", spec, NULL};
+	pid_t a = spawn(a_args), b;
+	struct vmm_ctl *ca = wait_for("tda"), *cb;
+	uint8_t *mem, *memb;
+	uint64_t len, lenb;
+	void *blob;
+	size_t blen;
+
+	assert_int_equal(vmm_ctl_map(ca, &mem, &len), 0);
+	const struct havm_bootinfo *bi = (const void *)(mem + HAVM_GPA_BOOTINFO);
+	uint64_t heap = bi->heap_start;
+	volatile struct disk_mailbox *mba = (void *)(mem + heap);
+	for (int i = 0; i < 100 && mba->seq < 50; i++)
+		sleep_ms(20);
+	assert_true(mba->seq >= 50);
+	assert_int_equal(mba->errors, 0);
+
+	b = spawn(b_args);
+	cb = wait_for("tdb");
+	assert_int_equal(vmm_ctl_map(cb, &memb, &lenb), 0);
+	assert_int_equal(vmm_ctl_pause(ca), 0);
+	assert_int_equal(vmm_ctl_get_state(ca, &blob, &blen), 0);
+	memcpy(memb, mem, len);
+	uint64_t seq = mba->seq;
+	assert_int_equal(vmm_ctl_stop(ca), 0);
+	vmm_ctl_close(ca);
+	waitpid(a, NULL, 0);
+	assert_int_equal(vmm_ctl_activate(cb, blob, blen), 0);
+	free(blob);
+	volatile struct disk_mailbox *mbb = (void *)(memb + heap);
+	for (int i = 0; i < 100 && mbb->checks == 0; i++)
+		sleep_ms(10);
+	sleep_ms(100);
+	assert_int_equal(mbb->checks, 1);
+	assert_int_equal(mbb->mismatch, 0);
+	assert_int_equal(mbb->errors, 0);
+	assert_true(mbb->seq > seq);
+	assert_int_equal(vmm_ctl_stop(cb), 0);
+	vmm_ctl_close(cb);
+	waitpid(b, NULL, 0);
+}
+
+static void test_disk_file(void **state)
+{
+	char path[128], cmd[256];
+
+	snprintf(path, sizeof(path), "%s/disk.img", run_dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s && truncate -s 1M %s", run_dir, path);
+	assert_int_equal(system(cmd), 0);
+	disk_transfer(path);
+	/* The guest's blocks are in the file. */
+	int fd = open(path, O_RDONLY);
+	uint64_t magic;
+	assert_int_equal(pread(fd, &magic, 8, 4096), 8);
+	assert_int_equal(magic, 0x4b534944u);
+	close(fd);
+}
+
+static void test_disk_nbd(void **state)
+{
+	char path[96], spec[128], cmd[640];
+
+	if (system("command -v qemu-nbd >/dev/null") != 0)
+		skip();
+	snprintf(path, sizeof(path), "%s/nbd.img", run_dir);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s && truncate -s 1M %s && qemu-nbd --fork --persistent "
+		 "--shared=2 --pid-file=%s/nbd.pid -k %s/nbd.sock -f raw -x vd %s",
+		 run_dir, path, run_dir, run_dir, path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(spec, sizeof(spec), "nbd:unix:%s/nbd.sock#vd", run_dir);
+	disk_transfer(spec);
+	snprintf(cmd, sizeof(cmd), "kill $(cat %s/nbd.pid)", run_dir);
+	(void)!system(cmd);
+}
+
+static void test_disk_bad_spec(void **state)
+{
+	const char *args[] = {vmm, "run", "--name", "tdx", "--mem", "8M", "--guest", "disk",
+			      "--disk", "/nonexistent/disk.img", NULL};
+	int status;
+	pid_t pid = spawn(args);
+
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+}
+
 int main(void)
 {
 	const char *build = getenv("HA_BUILD");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dirty_log_invariant_and_state_transfer),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_disk_file),
+		cmocka_unit_test(test_disk_nbd),
+		cmocka_unit_test(test_disk_bad_spec),
 	};
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {

@@ -40,6 +40,27 @@
 /* out32 CODE: the guest is done; the VMM stops with that status. */
 #define HAVM_PORT_EXIT 0x520
 
+/* out32 GPA: run the block request at GPA (struct havm_blk_req) now; the
+ * VMM writes its status (and, for INFO, the disk size) back into it. */
+#define HAVM_PORT_BLK 0x530
+
+#define HAVM_BLK_READ 0u
+#define HAVM_BLK_WRITE 1u
+#define HAVM_BLK_FLUSH 2u
+#define HAVM_BLK_INFO 3u
+#define HAVM_BLK_MAX (1u << 20) /* octets per request */
+#define HAVM_BLK_FUA 0x1u       /* flags: the write is durable on return */
+
+struct havm_blk_req {
+	uint32_t op;
+	int32_t status;  /* out: 0 or -errno (-ENODEV 19: no disk) */
+	uint64_t offset; /* octets, 512-aligned */
+	uint64_t buf;    /* guest physical address of the data */
+	uint32_t len;    /* octets, 512-aligned, <= HAVM_BLK_MAX */
+	uint32_t flags;
+	uint64_t size;   /* out (INFO): disk size in octets */
+};
+
 /* The domain was moved to another host (activated after a failover or a
  * migration): announce yourself on the network again. */
 #define HAVM_EV_MOVED 0x1u
