@@ -36,7 +36,8 @@ static void usage(FILE *f)
 		"      --netbuf-limit N  packets held at most (default 10000)\n"
 		"  -F, --unsafe          allow the unsafe modes below\n"
 		"  -n, --no-netbuf       do not hold network output (needs -F)\n"
-		"  -d, --no-disk         do not replicate disks (needs -F)\n"
+		"  -d, --no-disk         do not replicate disks (needs -F; disk replication\n"
+		"                        is not built yet: a guest disk must be shared)\n"
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
 		"                        /dev/null and count as acknowledged (needs -F)\n"
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
 	const char *netbuf = "auto", *name;
 	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
 	struct hv_info info;
-	bool unsafe = false, no_netbuf = false;
+	bool unsafe = false, no_netbuf = false, no_disk = false;
 	char ctl[108];
 	const struct hv_ops *ops;
 	struct hv_dom *dom;
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 			no_netbuf = true;
 			break;
 		case 'd':
-			break; /* no disk replication exists yet: nothing to turn off */
+			no_disk = true;
+			break;
 		case 'b':
 			cfg.blackhole = true;
 			break;
@@ -187,6 +189,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(netbuf, "none"))
 		no_netbuf = true;
+	if (no_disk && !unsafe) {
+		fprintf(stderr, "ha-protect: -d (no disk replication) is unsafe; add -F to allow it\n");
+		return 2;
+	}
 	if ((no_netbuf || cfg.blackhole) && !unsafe) {
 		fprintf(stderr, "ha-protect: %s is unsafe (clients could see output that a "
 				"failover loses); add -F to allow it\n",
