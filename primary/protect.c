@@ -700,6 +700,16 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
 			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
 			(unsigned long long)s.reprotections);
+		pthread_mutex_lock(&p->devmu);
+		for (unsigned i = 0; i < p->cfg->ndevs; i++) {
+			struct ckpt_dev *d = p->cfg->devs[i];
+			char line[256] = "not active";
+
+			if (p->devs_up && d->ops->status)
+				d->ops->status(d, line, sizeof(line));
+			fprintf(out, "device %s (%s): %s\n", d->name, d->ops->kind, line);
+		}
+		pthread_mutex_unlock(&p->devmu);
 		return 0;
 	}
 	if (!strcmp(cmd, "interval")) {
