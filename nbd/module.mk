@@ -4,3 +4,6 @@ LIB_OBJS += \
 
 UNIT_TESTS += \
 	test_nbd
+
+FUZZERS += \
+	fuzz_nbd_client

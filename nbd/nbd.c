@@ -158,6 +158,22 @@ static int connect_target(const char *target, int timeout_ms)
 int nbd_client_connect(const char *target, const char *export, int timeout_ms,
 		       struct nbd_client **out)
 {
+	int fd = connect_target(target, timeout_ms);
+	int rc;
+
+	if (fd < 0)
+		return fd;
+	rc = nbd_client_connect_fd(fd, export, timeout_ms, out);
+	if (rc < 0)
+		log_error("nbd %s: export '%s': %s", target, export,
+			  rc == -ENOENT ? "no such export"
+			  : rc == -EPROTO ? "not an NBD server (or a broken one)"
+					  : strerror(-rc));
+	return rc;
+}
+
+int nbd_client_connect_fd(int fd, const char *export, int timeout_ms, struct nbd_client **out)
+{
 	struct nbd_client *c = calloc(1, sizeof(*c));
 	struct {
 		uint64_t magic, opt;
@@ -166,14 +182,11 @@ int nbd_client_connect(const char *target, const char *export, int timeout_ms,
 	uint32_t cflags;
 	int rc;
 
-	if (!c)
+	if (!c) {
+		close(fd);
 		return -ENOMEM;
-	c->fd = connect_target(target, timeout_ms);
-	if (c->fd < 0) {
-		rc = c->fd;
-		free(c);
-		return rc;
 	}
+	c->fd = fd;
 	if (timeout_ms > 0) {
 		struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 
@@ -185,22 +198,18 @@ int nbd_client_connect(const char *target, const char *export, int timeout_ms,
 		goto err;
 	if (be64toh(hello.magic) != NBD_MAGIC || be64toh(hello.opt) != NBD_IHAVEOPT ||
 	    !(be16toh(hello.flags) & NBD_FLAG_FIXED_NEWSTYLE)) {
-		log_error("nbd %s: not a fixed-newstyle NBD server", target);
 		rc = -EPROTO;
 		goto err;
 	}
 	bool no_zeroes = be16toh(hello.flags) & NBD_FLAG_NO_ZEROES;
 	cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE | (no_zeroes ? NBD_FLAG_C_NO_ZEROES : 0));
-	rc = io_write_full(c->fd, &cflags, 4);
+	rc = send(c->fd, &cflags, 4, MSG_NOSIGNAL) == 4 ? 0 : -EPIPE;
 	if (rc == 0)
 		rc = opt_go(c, export);
 	if (rc == -EOPNOTSUPP)
 		rc = opt_export_name(c, export, no_zeroes);
-	if (rc < 0) {
-		log_error("nbd %s: export '%s': %s", target, export,
-			  rc == -ENOENT ? "no such export" : strerror(-rc));
+	if (rc < 0)
 		goto err;
-	}
 	*out = c;
 	return 0;
 err:

@@ -18,6 +18,8 @@ struct nbd_client;
  * timeout_ms bounds the connect and the handshake (<= 0: no bound). */
 int nbd_client_connect(const char *target, const char *export, int timeout_ms,
 		       struct nbd_client **out);
+/* The same over an already connected socket (taken over, closed on error). */
+int nbd_client_connect_fd(int fd, const char *export, int timeout_ms, struct nbd_client **out);
 void nbd_client_close(struct nbd_client *c);
 
 uint64_t nbd_client_size(const struct nbd_client *c);
