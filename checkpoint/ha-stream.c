@@ -131,8 +131,23 @@ static void print_record(const struct ckpt_record *rec)
 	}
 	case CKPT_REC_HA_DISK_WRITE: {
 		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
-		printf("  epoch %llu offset %llu length %u", (unsigned long long)h->epoch,
-		       (unsigned long long)h->offset, h->length);
+		printf("  disk %u epoch %llu offset %llu length %u%s%s%s", h->disk,
+		       (unsigned long long)h->epoch, (unsigned long long)h->offset, h->length,
+		       h->flags & CKPT_DISK_FUA ? " fua" : "", h->flags & CKPT_DISK_ZERO ? " zero" : "",
+		       h->flags & CKPT_DISK_SYNC ? " sync" : "");
+		break;
+	}
+	case CKPT_REC_HA_DISK_BARRIER: {
+		const struct ckpt_ha_disk_barrier *h = (const void *)b;
+		printf("  disk %u epoch %llu writes %llu", h->disk, (unsigned long long)h->epoch,
+		       (unsigned long long)h->writes);
+		break;
+	}
+	case CKPT_REC_HA_DISK_CONFIG: {
+		const struct ckpt_ha_disk_config *c = (const void *)b;
+		printf("  disk %u size %llu %s sync %llu octets", c->disk,
+		       (unsigned long long)c->size, c->flags & CKPT_DISKCFG_FULL ? "full" : "incremental",
+		       (unsigned long long)c->sync_bytes);
 		break;
 	}
 	case CKPT_REC_HA_ERROR: {

@@ -51,7 +51,8 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_PAGE_DATA_Z, "HA_PAGE_DATA_Z", 8 + 16, CKPT_REC_LENGTH_MAX},
 	{CKPT_REC_HA_TRAILER, "HA_CHECKPOINT_TRAILER", 32, 32},
 	{CKPT_REC_HA_DISK_WRITE, "HA_DISK_WRITE", 24, CKPT_REC_LENGTH_MAX},
-	{CKPT_REC_HA_DISK_BARRIER, "HA_DISK_BARRIER", 16, 16},
+	{CKPT_REC_HA_DISK_BARRIER, "HA_DISK_BARRIER", 24, 24},
+	{CKPT_REC_HA_DISK_CONFIG, "HA_DISK_CONFIG", 48, 48},
 	{CKPT_REC_HA_ACK, "HA_ACK", 16, 16},
 	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
@@ -674,12 +675,36 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 	}
 	case CKPT_REC_HA_DISK_WRITE: {
 		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
+		uint16_t fl = le16toh(h->flags);
+		uint64_t data = fl & CKPT_DISK_ZERO ? 0 : le32toh(h->length);
 
-		if (sizeof(*h) + (uint64_t)le32toh(h->length) != rec->length)
+		if (sizeof(*h) + data != rec->length)
 			return fail(r, -EBADMSG, rec, "data length %u does not match record length %u",
 				    le32toh(h->length), rec->length);
-		if (le32toh(h->flags) & ~CKPT_DISK_FUA)
-			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", le32toh(h->flags));
+		if (fl & ~CKPT_DISK_KNOWN)
+			return fail(r, -EBADMSG, rec, "unknown flags 0x%04x", fl);
+		if (le16toh(h->disk) >= CKPT_DISK_MAX)
+			return fail(r, -EBADMSG, rec, "disk %u out of range", le16toh(h->disk));
+		if (le32toh(h->length) == 0 || le64toh(h->offset) + le32toh(h->length) < le64toh(h->offset))
+			return fail(r, -EBADMSG, rec, "empty or wrapping range");
+		return 0;
+	}
+	case CKPT_REC_HA_DISK_BARRIER: {
+		const struct ckpt_ha_disk_barrier *h = (const void *)b;
+
+		if (h->reserved || le32toh(h->disk) >= CKPT_DISK_MAX)
+			return fail(r, -EBADMSG, rec, "disk %u out of range or reserved field set",
+				    le32toh(h->disk));
+		return 0;
+	}
+	case CKPT_REC_HA_DISK_CONFIG: {
+		const struct ckpt_ha_disk_config *c = (const void *)b;
+
+		if (c->reserved || le32toh(c->disk) >= CKPT_DISK_MAX ||
+		    (le32toh(c->flags) & ~CKPT_DISKCFG_FULL) || !c->size)
+			return fail(r, -EBADMSG, rec, "bad disk %u: flags 0x%x, %llu octets",
+				    le32toh(c->disk), le32toh(c->flags),
+				    (unsigned long long)le64toh(c->size));
 		return 0;
 	}
 	case CKPT_REC_HA_ACK: {

@@ -81,6 +81,7 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_TRAILER 0xC8410004u
 #define CKPT_REC_HA_DISK_WRITE 0x48410005u
 #define CKPT_REC_HA_DISK_BARRIER 0x48410006u
+#define CKPT_REC_HA_DISK_CONFIG 0x48410007u
 #define CKPT_REC_HA_ACK 0x48410010u
 #define CKPT_REC_HA_HEARTBEAT 0xC8410011u
 #define CKPT_REC_HA_ERROR 0x48410012u
@@ -163,22 +164,44 @@ _Static_assert(sizeof(struct ckpt_ha_trailer) == 32, "trailer size");
 
 #define CKPT_CSUM_XXH3_64 1u
 
+/* A replicated disk joins the stream: sent before any of its writes. */
+struct ckpt_ha_disk_config {
+	uint32_t disk;  /* index, 0..CKPT_DISK_MAX-1 */
+	uint32_t flags; /* CKPT_DISKCFG_* */
+	uint64_t size;  /* octets */
+	uint8_t source_id[16]; /* identity of the primary's image and its history */
+	uint64_t sync_bytes;   /* octets of SYNC writes before the first barrier */
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct ckpt_ha_disk_config) == 48, "disk config size");
+
+#define CKPT_DISK_MAX 16u
+/* The replica is resynchronised from scratch (else only the regions that
+ * changed since it last matched source_id are sent). */
+#define CKPT_DISKCFG_FULL 0x1u
+
 struct ckpt_ha_disk_write_hdr {
 	uint64_t epoch;
 	uint64_t offset;
 	uint32_t length;
-	uint32_t flags;
-	/* data */
+	uint16_t disk;
+	uint16_t flags;
+	/* data: length octets, none with ZERO */
 };
 _Static_assert(sizeof(struct ckpt_ha_disk_write_hdr) == 24, "disk write header size");
 
-#define CKPT_DISK_FUA 0x1u
+#define CKPT_DISK_FUA 0x1u  /* the guest asked for forced unit access */
+#define CKPT_DISK_ZERO 0x2u /* the range reads as zeros; no data follows */
+#define CKPT_DISK_SYNC 0x4u /* resynchronisation: current contents, not a guest write */
+#define CKPT_DISK_KNOWN (CKPT_DISK_FUA | CKPT_DISK_ZERO | CKPT_DISK_SYNC)
 
 struct ckpt_ha_disk_barrier {
 	uint64_t epoch;
-	uint64_t writes;
+	uint64_t writes; /* writes of this disk in epoch (SYNC ones excluded) */
+	uint32_t disk;
+	uint32_t reserved;
 };
-_Static_assert(sizeof(struct ckpt_ha_disk_barrier) == 16, "disk barrier size");
+_Static_assert(sizeof(struct ckpt_ha_disk_barrier) == 24, "disk barrier size");
 
 struct ckpt_ha_ack {
 	uint64_t epoch;

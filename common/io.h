@@ -17,4 +17,12 @@ int io_write_full(int fd, const void *buf, size_t len);
  * Returns 0 or -errno. */
 int io_writev_full(int fd, const struct iovec *iov, int cnt);
 
+/* Exact positioned I/O: all of len octets at off. Returns 0, or -errno with
+ * errno set (-EIO for a read past the end of the file). */
+int io_pread_all(int fd, void *buf, size_t len, unsigned long long off);
+int io_pwrite_all(int fd, const void *buf, size_t len, unsigned long long off);
+
+/* fsyncs the directory holding path (after a rename or create in it). */
+int io_fsync_parent(const char *path);
+
 #endif

@@ -1,0 +1,8 @@
+# diskrepl/: replicated disks. The secondary's replica and journal; the
+# primary's NBD export that mirrors writes (ha-diskrepl); the checkpoint
+# device through which ha-protect drives it.
+LIB_OBJS += \
+	diskrepl/replica.o
+
+UNIT_TESTS += \
+	test_replica

@@ -1,0 +1,707 @@
+#include "diskrepl/replica.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/io.h"
+#include "common/log.h"
+
+/* Journal file: a header, then entries appended in stream order.
+ *
+ *   header (64 octets): magic "HAJRNL01", version, flags, source id, size,
+ *                       checksum of the header
+ *   entry  (40 octets): magic "HAJE", type, flags, epoch, offset, length,
+ *                       header checksum, data checksum; then the data
+ *                       (WRITE only)
+ */
+#define JRN_MAGIC UINT64_C(0x31304c4e524a4148) /* "HAJRNL01" */
+#define JRN_VERSION 1u
+#define JH_SOURCE_SET 0x1u
+#define JH_BASE_COMPLETE 0x2u
+#define JENT_MAGIC 0x454a4148u /* "HAJE" */
+
+enum { JE_WRITE = 1, JE_ZERO = 2, JE_COMMIT = 3 };
+
+struct jhdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint8_t source_id[16];
+	uint64_t size;
+	uint64_t csum;
+	uint8_t reserved[16];
+};
+_Static_assert(sizeof(struct jhdr) == 64, "journal header size");
+
+struct jent {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t flags;
+	uint64_t epoch;
+	uint64_t offset;
+	uint32_t length;
+	uint32_t hcsum;
+	uint64_t dcsum;
+};
+_Static_assert(sizeof(struct jent) == 40, "journal entry size");
+
+struct ient {
+	uint64_t epoch, offset, jpos; /* jpos: where the data is in the journal */
+	uint32_t length;
+	uint16_t type, flags;
+};
+
+struct replica {
+	char image_path[PATH_MAX], journal_path[PATH_MAX];
+	int img, jfd;
+	uint64_t jsize, compact_bytes, img_size;
+	struct jhdr hdr;
+	struct ient *idx; /* journalled, not yet applied, in stream order */
+	size_t n, cap;
+
+	bool configured, sync_durable;
+	struct ckpt_ha_disk_config cfg;
+	int64_t committed, last_barrier;
+	uint64_t epoch_writes, sync_rx;
+
+	struct replica_stats st;
+	char err[512];
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct replica *r, int rc, const char *fmt,
+						     ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+const char *replica_error(const struct replica *r)
+{
+	return r->err;
+}
+
+const char *replica_path(const struct replica *r)
+{
+	return r->image_path;
+}
+
+static uint32_t ent_csum(const struct jent *e)
+{
+	struct jent c = *e;
+
+	c.hcsum = 0;
+	return (uint32_t)XXH3_64bits(&c, sizeof(c));
+}
+
+static uint64_t hdr_csum(const struct jhdr *h)
+{
+	struct jhdr c = *h;
+
+	c.csum = 0;
+	return XXH3_64bits(&c, sizeof(c));
+}
+
+static int write_header(struct replica *r, int fd)
+{
+	r->hdr.magic = JRN_MAGIC;
+	r->hdr.version = JRN_VERSION;
+	r->hdr.csum = hdr_csum(&r->hdr);
+	if (pwrite(fd, &r->hdr, sizeof(r->hdr), 0) != (ssize_t)sizeof(r->hdr))
+		return fail(r, errno ? -errno : -EIO, "journal %s: cannot write its header: %s",
+			    r->journal_path, strerror(errno ? errno : EIO));
+	if (fdatasync(fd) < 0)
+		return fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path,
+			    strerror(errno));
+	return 0;
+}
+
+static int idx_push(struct replica *r, const struct ient *e)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 256;
+		struct ient *p = realloc(r->idx, cap * sizeof(*p));
+
+		if (!p)
+			return fail(r, -ENOMEM, "out of memory for the journal index");
+		r->idx = p;
+		r->cap = cap;
+	}
+	r->idx[r->n++] = *e;
+	return 0;
+}
+
+/* Makes [off, off+len) of the image read as zeros. */
+static int zero_range(struct replica *r, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[65536];
+
+	if (fallocate(r->img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	while (len) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+		if (io_pwrite_all(r->img, zeros, n, off) < 0)
+			return fail(r, -errno, "replica %s: write: %s", r->image_path,
+				    strerror(errno));
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int apply_entry(struct replica *r, const struct ient *e, uint8_t **buf, size_t *bufsz)
+{
+	if (e->type == JE_ZERO)
+		return zero_range(r, e->offset, e->length);
+	if (*bufsz < e->length) {
+		uint8_t *p = realloc(*buf, e->length);
+
+		if (!p)
+			return fail(r, -ENOMEM, "out of memory applying a write of %u octets",
+				    e->length);
+		*buf = p;
+		*bufsz = e->length;
+	}
+	if (io_pread_all(r->jfd, *buf, e->length, e->jpos) < 0)
+		return fail(r, -EIO, "journal %s: read at %llu: %s", r->journal_path,
+			    (unsigned long long)e->jpos, strerror(errno ? errno : EIO));
+	if (io_pwrite_all(r->img, *buf, e->length, e->offset) < 0)
+		return fail(r, -errno, "replica %s: write at %llu: %s", r->image_path,
+			    (unsigned long long)e->offset, strerror(errno));
+	return 0;
+}
+
+/* Applies the index entries of epochs <= upto and removes them. */
+static int apply_upto(struct replica *r, int64_t upto)
+{
+	uint8_t *buf = NULL;
+	size_t bufsz = 0, i;
+	int rc = 0;
+
+	for (i = 0; i < r->n && (int64_t)r->idx[i].epoch <= upto; i++) {
+		rc = apply_entry(r, &r->idx[i], &buf, &bufsz);
+		if (rc < 0)
+			break;
+	}
+	free(buf);
+	memmove(r->idx, r->idx + i, (r->n - i) * sizeof(*r->idx));
+	r->n -= i;
+	return rc;
+}
+
+/* Rewrites the journal as its header plus the entries still in the index
+ * (uncommitted ones), after syncing the image: what was applied no longer
+ * needs the journal. */
+static int compact(struct replica *r)
+{
+	char tmp[PATH_MAX + 8];
+	uint8_t *buf = NULL;
+	size_t bufsz = 0;
+	uint64_t pos = sizeof(struct jhdr);
+	int fd, rc = 0;
+
+	if (fdatasync(r->img) < 0)
+		return fail(r, -errno, "replica %s: fdatasync: %s", r->image_path, strerror(errno));
+	snprintf(tmp, sizeof(tmp), "%s.new", r->journal_path);
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail(r, -errno, "cannot create %s: %s", tmp, strerror(errno));
+	rc = write_header(r, fd);
+	for (size_t i = 0; rc == 0 && i < r->n; i++) {
+		struct ient *e = &r->idx[i];
+		struct jent je = {.magic = JENT_MAGIC, .type = e->type, .flags = e->flags,
+				  .epoch = e->epoch, .offset = e->offset, .length = e->length};
+
+		if (e->type == JE_WRITE) {
+			if (bufsz < e->length) {
+				free(buf);
+				bufsz = e->length;
+				buf = malloc(bufsz);
+				if (!buf) {
+					rc = fail(r, -ENOMEM, "out of memory compacting the journal");
+					break;
+				}
+			}
+			if (io_pread_all(r->jfd, buf, e->length, e->jpos) < 0) {
+				rc = fail(r, -EIO, "journal %s: read: %s", r->journal_path,
+					  strerror(errno ? errno : EIO));
+				break;
+			}
+			je.dcsum = XXH3_64bits(buf, e->length);
+		}
+		je.hcsum = ent_csum(&je);
+		if (io_pwrite_all(fd, &je, sizeof(je), pos) < 0 ||
+		    (e->type == JE_WRITE && io_pwrite_all(fd, buf, e->length, pos + sizeof(je)) < 0)) {
+			rc = fail(r, -errno, "cannot write %s: %s", tmp, strerror(errno));
+			break;
+		}
+		pos += sizeof(je);
+		if (e->type == JE_WRITE) {
+			e->jpos = pos;
+			pos += e->length;
+		}
+	}
+	free(buf);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = fail(r, -errno, "cannot sync %s: %s", tmp, strerror(errno));
+	if (rc == 0 && rename(tmp, r->journal_path) < 0)
+		rc = fail(r, -errno, "cannot replace %s: %s", r->journal_path, strerror(errno));
+	if (rc < 0) {
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	io_fsync_parent(r->journal_path);
+	close(r->jfd);
+	r->jfd = fd;
+	r->jsize = pos;
+	r->st.compactions++;
+	return 0;
+}
+
+/* Looks for a valid entry header anywhere after from. */
+static bool valid_entry_after(struct replica *r, uint64_t from)
+{
+	uint8_t buf[65536 + sizeof(struct jent)];
+
+	for (uint64_t pos = from; pos + sizeof(struct jent) <= r->jsize;
+	     pos += sizeof(buf) - sizeof(struct jent)) {
+		ssize_t got = pread(r->jfd, buf, sizeof(buf), (off_t)pos);
+
+		if (got < (ssize_t)sizeof(struct jent))
+			return false;
+		for (size_t i = 0; i + sizeof(struct jent) <= (size_t)got; i++) {
+			struct jent e;
+
+			memcpy(&e, buf + i, sizeof(e));
+			if (e.magic == JENT_MAGIC && ent_csum(&e) == e.hcsum)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Reads the journal into the index; on return the index holds every valid
+ * entry and *committed the last committed epoch (-1 none). */
+static int scan(struct replica *r, int64_t *committed)
+{
+	uint64_t pos = sizeof(struct jhdr);
+	uint8_t *buf = NULL;
+	size_t bufsz = 0;
+	int rc = 0;
+
+	*committed = -1;
+	while (pos < r->jsize) {
+		struct jent e;
+		const char *why = NULL;
+
+		if (pos + sizeof(e) > r->jsize) {
+			why = "a torn entry header";
+		} else if (io_pread_all(r->jfd, &e, sizeof(e), pos) < 0) {
+			rc = fail(r, -EIO, "journal %s: read: %s", r->journal_path,
+				  strerror(errno ? errno : EIO));
+			break;
+		} else if (e.magic != JENT_MAGIC || ent_csum(&e) != e.hcsum ||
+			   (e.type != JE_WRITE && e.type != JE_ZERO && e.type != JE_COMMIT)) {
+			if (valid_entry_after(r, pos + 1)) {
+				rc = fail(r, -EBADMSG,
+					  "journal %s is corrupt: the entry at offset %llu is damaged "
+					  "and valid entries follow it; the replica was not changed. "
+					  "It cannot be trusted: move the replica and its journal "
+					  "aside and re-protect (a full resynchronisation)",
+					  r->journal_path, (unsigned long long)pos);
+				break;
+			}
+			why = "a damaged last entry";
+		} else if (e.type == JE_WRITE && pos + sizeof(e) + e.length > r->jsize) {
+			why = "a torn write";
+		} else if (e.type == JE_WRITE) {
+			if (bufsz < e.length) {
+				free(buf);
+				bufsz = e.length;
+				buf = malloc(bufsz);
+				if (!buf) {
+					rc = fail(r, -ENOMEM, "out of memory reading the journal");
+					break;
+				}
+			}
+			if (io_pread_all(r->jfd, buf, e.length, pos + sizeof(e)) < 0) {
+				rc = fail(r, -EIO, "journal %s: read: %s", r->journal_path,
+					  strerror(errno ? errno : EIO));
+				break;
+			}
+			if (XXH3_64bits(buf, e.length) != e.dcsum) {
+				if (pos + sizeof(e) + e.length < r->jsize) {
+					rc = fail(r, -EBADMSG,
+						  "journal %s is corrupt: the data of the write at "
+						  "offset %llu (epoch %llu) fails its checksum and more "
+						  "entries follow; the replica was not changed. Move the "
+						  "replica and its journal aside and re-protect (a full "
+						  "resynchronisation)",
+						  r->journal_path, (unsigned long long)pos,
+						  (unsigned long long)e.epoch);
+					break;
+				}
+				why = "a torn last write";
+			}
+		}
+		if (why) {
+			log_warn("journal %s: %s at offset %llu (a crash while appending): "
+				 "dropping %llu octets of uncommitted data",
+				 r->journal_path, why, (unsigned long long)pos,
+				 (unsigned long long)(r->jsize - pos));
+			break;
+		}
+		if (e.type == JE_COMMIT) {
+			if ((int64_t)e.epoch > *committed)
+				*committed = (int64_t)e.epoch;
+		} else {
+			struct ient ie = {.epoch = e.epoch, .offset = e.offset,
+					  .jpos = pos + sizeof(e), .length = e.length,
+					  .type = e.type, .flags = e.flags};
+
+			if (r->hdr.size && (e.offset > r->hdr.size || e.length > r->hdr.size - e.offset)) {
+				rc = fail(r, -EBADMSG,
+					  "journal %s is corrupt: a write at offset %llu lies beyond "
+					  "the disk's %llu octets; the replica was not changed",
+					  r->journal_path, (unsigned long long)e.offset,
+					  (unsigned long long)r->hdr.size);
+				break;
+			}
+			rc = idx_push(r, &ie);
+			if (rc < 0)
+				break;
+		}
+		pos += sizeof(e) + (e.type == JE_WRITE ? e.length : 0);
+	}
+	free(buf);
+	return rc;
+}
+
+static int recover(struct replica *r)
+{
+	int64_t committed;
+	size_t before;
+	int rc;
+
+	if (r->jsize == 0) {
+		memset(&r->hdr, 0, sizeof(r->hdr));
+		rc = write_header(r, r->jfd);
+		r->jsize = sizeof(r->hdr);
+		return rc;
+	}
+	if (r->jsize < sizeof(r->hdr) ||
+	    io_pread_all(r->jfd, &r->hdr, sizeof(r->hdr), 0) < 0 || r->hdr.magic != JRN_MAGIC ||
+	    r->hdr.csum != hdr_csum(&r->hdr))
+		return fail(r, -EBADMSG,
+			    "%s is not a replica journal or its header is damaged; the replica "
+			    "was not changed. Move it aside to start a new replica (a full "
+			    "resynchronisation)",
+			    r->journal_path);
+	if (r->hdr.version != JRN_VERSION)
+		return fail(r, -EPROTONOSUPPORT, "journal %s has version %u, this build reads %u",
+			    r->journal_path, r->hdr.version, JRN_VERSION);
+	rc = scan(r, &committed);
+	if (rc < 0)
+		return rc;
+	before = r->n;
+	rc = apply_upto(r, committed);
+	if (rc < 0)
+		return rc;
+	r->st.recovered_writes = before - r->n;
+	r->st.dropped_writes = r->n;
+	r->n = 0; /* uncommitted: the primary sends them again */
+	if (before)
+		log_info("journal %s: recovered %zu committed writes (through epoch %lld), "
+			 "dropped %llu uncommitted",
+			 r->journal_path, before - (size_t)r->st.dropped_writes, (long long)committed,
+			 (unsigned long long)r->st.dropped_writes);
+	return compact(r);
+}
+
+int replica_open(const char *image, const char *journal, uint64_t compact_bytes,
+		 struct replica **out, char *err, size_t errlen)
+{
+	struct replica *r = calloc(1, sizeof(*r));
+	struct stat sb;
+	int rc;
+
+	*out = NULL;
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r->img = r->jfd = -1;
+	r->committed = r->last_barrier = -1;
+	r->compact_bytes = compact_bytes ? compact_bytes : UINT64_C(64) << 20;
+	snprintf(r->image_path, sizeof(r->image_path), "%s", image);
+	if (journal)
+		snprintf(r->journal_path, sizeof(r->journal_path), "%s", journal);
+	else
+		snprintf(r->journal_path, sizeof(r->journal_path), "%s.journal", image);
+
+	r->img = open(image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (r->img < 0) {
+		rc = fail(r, -errno, "cannot open the replica %s: %s", image, strerror(errno));
+		goto fail;
+	}
+	r->jfd = open(r->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (r->jfd < 0 || fstat(r->jfd, &sb) < 0) {
+		rc = fail(r, -errno, "cannot open the journal %s: %s", r->journal_path,
+			  strerror(errno));
+		goto fail;
+	}
+	r->jsize = (uint64_t)sb.st_size;
+	rc = recover(r);
+	if (rc < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s", r->err);
+	replica_close(r);
+	return rc;
+}
+
+void replica_close(struct replica *r)
+{
+	if (!r)
+		return;
+	if (r->img >= 0)
+		close(r->img);
+	if (r->jfd >= 0)
+		close(r->jfd);
+	free(r->idx);
+	free(r);
+}
+
+static int image_size(struct replica *r, uint64_t *size)
+{
+	struct stat sb;
+
+	if (fstat(r->img, &sb) < 0)
+		return -errno;
+	if (S_ISBLK(sb.st_mode))
+		return ioctl(r->img, BLKGETSIZE64, size) < 0 ? -errno : 0;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c)
+{
+	bool full = c->flags & CKPT_DISKCFG_FULL;
+	uint64_t have;
+	struct stat sb;
+	int rc;
+
+	/* A new session: whatever the last one left uncommitted is void. */
+	r->n = 0;
+	rc = compact(r);
+	if (rc < 0)
+		return rc;
+	if (!full && (!(r->hdr.flags & JH_SOURCE_SET) ||
+		      memcmp(r->hdr.source_id, c->source_id, sizeof(c->source_id)) ||
+		      !(r->hdr.flags & JH_BASE_COMPLETE) || r->hdr.size != c->size))
+		return fail(r, -ESTALE,
+			    "the replica %s is not a complete copy of this primary disk: "
+			    "a full resynchronisation is needed",
+			    r->image_path);
+	rc = image_size(r, &have);
+	if (rc < 0)
+		return fail(r, rc, "replica %s: %s", r->image_path, strerror(-rc));
+	if (fstat(r->img, &sb) == 0 && S_ISREG(sb.st_mode) && have != c->size) {
+		if (ftruncate(r->img, (off_t)c->size) < 0)
+			return fail(r, -errno, "replica %s: cannot size it to %llu octets: %s",
+				    r->image_path, (unsigned long long)c->size, strerror(errno));
+	} else if (have < c->size) {
+		return fail(r, -ENOSPC, "replica %s holds %llu octets, the disk has %llu",
+			    r->image_path, (unsigned long long)have, (unsigned long long)c->size);
+	}
+	if (full) {
+		memcpy(r->hdr.source_id, c->source_id, sizeof(c->source_id));
+		r->hdr.flags = JH_SOURCE_SET;
+		r->hdr.size = c->size;
+		rc = write_header(r, r->jfd);
+		if (rc < 0)
+			return rc;
+	}
+	r->cfg = *c;
+	r->img_size = c->size;
+	r->configured = true;
+	r->sync_durable = c->sync_bytes == 0;
+	r->committed = r->last_barrier = -1;
+	r->epoch_writes = r->sync_rx = 0;
+	r->st.size = c->size;
+	return 0;
+}
+
+/* Appends one entry; on failure the journal is cut back to where it was. */
+static int append(struct replica *r, struct jent *e, const void *data, uint32_t dlen)
+{
+	uint64_t at = r->jsize;
+
+	e->magic = JENT_MAGIC;
+	e->dcsum = dlen ? XXH3_64bits(data, dlen) : 0;
+	e->hcsum = ent_csum(e);
+	if (io_pwrite_all(r->jfd, e, sizeof(*e), at) < 0 ||
+	    (dlen && io_pwrite_all(r->jfd, data, dlen, at + sizeof(*e)) < 0)) {
+		int err = errno ? errno : EIO;
+
+		if (ftruncate(r->jfd, (off_t)at) < 0)
+			log_warn("journal %s: cannot cut back a failed append: %s",
+				 r->journal_path, strerror(errno));
+		return fail(r, -err, "journal %s: cannot append %u octets: %s%s", r->journal_path,
+			    dlen, strerror(err),
+			    err == ENOSPC ? " (the secondary's disk is full)" : "");
+	}
+	r->jsize = at + sizeof(*e) + dlen;
+	return 0;
+}
+
+int replica_write(struct replica *r, const struct ckpt_ha_disk_write_hdr *h, const void *data)
+{
+	bool zero = h->flags & CKPT_DISK_ZERO;
+
+	if (!r->configured)
+		return fail(r, -EPROTO, "a disk write before the disk's configuration");
+	if (h->offset > r->img_size || h->length > r->img_size - h->offset)
+		return fail(r, -EPROTO, "a write at %llu+%u lies beyond the disk's %llu octets",
+			    (unsigned long long)h->offset, h->length,
+			    (unsigned long long)r->img_size);
+	if (h->flags & CKPT_DISK_SYNC) {
+		int rc;
+
+		if (r->last_barrier >= 0)
+			return fail(r, -EPROTO, "resynchronisation data after the first barrier");
+		rc = zero ? zero_range(r, h->offset, h->length)
+			  : (io_pwrite_all(r->img, data, h->length, h->offset) < 0
+				     ? fail(r, -errno, "replica %s: write: %s%s", r->image_path,
+					    strerror(errno),
+					    errno == ENOSPC ? " (the secondary's disk is full)" : "")
+				     : 0);
+		if (rc < 0)
+			return rc;
+		r->sync_rx += h->length;
+		r->st.sync_bytes += h->length;
+		return 0;
+	}
+	if ((int64_t)h->epoch != r->last_barrier + 1)
+		return fail(r, -EPROTO, "a write of epoch %llu while epoch %lld is open",
+			    (unsigned long long)h->epoch, (long long)r->last_barrier + 1);
+
+	struct jent e = {.type = zero ? JE_ZERO : JE_WRITE, .flags = h->flags, .epoch = h->epoch,
+			 .offset = h->offset, .length = h->length};
+	int rc = append(r, &e, data, zero ? 0 : h->length);
+
+	if (rc < 0)
+		return rc;
+	struct ient ie = {.epoch = h->epoch, .offset = h->offset,
+			  .jpos = r->jsize - (zero ? 0 : h->length), .length = h->length,
+			  .type = e.type, .flags = h->flags};
+
+	rc = idx_push(r, &ie);
+	if (rc < 0)
+		return rc;
+	r->epoch_writes++;
+	r->st.writes++;
+	r->st.write_bytes += h->length;
+	return 0;
+}
+
+int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b)
+{
+	if (!r->configured)
+		return fail(r, -EPROTO, "a disk barrier before the disk's configuration");
+	if ((int64_t)b->epoch != r->last_barrier + 1)
+		return fail(r, -EPROTO, "barrier of epoch %llu after that of epoch %lld",
+			    (unsigned long long)b->epoch, (long long)r->last_barrier);
+	if (b->writes != r->epoch_writes)
+		return fail(r, -EPROTO, "barrier of epoch %llu counts %llu writes, %llu arrived",
+			    (unsigned long long)b->epoch, (unsigned long long)b->writes,
+			    (unsigned long long)r->epoch_writes);
+	if (r->last_barrier < 0 && r->sync_rx != r->cfg.sync_bytes)
+		return fail(r, -EPROTO,
+			    "first barrier after %llu octets of resynchronisation, %llu announced",
+			    (unsigned long long)r->sync_rx, (unsigned long long)r->cfg.sync_bytes);
+	r->last_barrier = (int64_t)b->epoch;
+	r->epoch_writes = 0;
+	return 0;
+}
+
+bool replica_ready(const struct replica *r)
+{
+	return r->configured && r->last_barrier >= 0;
+}
+
+int replica_commit(struct replica *r, uint64_t epoch)
+{
+	struct jent e = {.type = JE_COMMIT, .epoch = epoch};
+	int rc;
+
+	if (!r->configured || r->last_barrier < (int64_t)epoch)
+		return fail(r, -EPROTO, "checkpoint %llu arrived before the disk's barrier",
+			    (unsigned long long)epoch);
+	/* Resync data went straight to the image: it must be durable before a
+	 * commit makes the replica a copy the primary stops tracking. */
+	if (!r->sync_durable) {
+		if (fdatasync(r->img) < 0)
+			return fail(r, -errno, "replica %s: fdatasync: %s", r->image_path,
+				    strerror(errno));
+		r->sync_durable = true;
+	}
+	rc = append(r, &e, NULL, 0);
+	if (rc == 0 && fdatasync(r->jfd) < 0)
+		rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path, strerror(errno));
+	if (rc < 0)
+		return rc;
+	r->committed = (int64_t)epoch;
+	r->st.commits++;
+	if (!(r->hdr.flags & JH_BASE_COMPLETE)) {
+		r->hdr.flags |= JH_BASE_COMPLETE;
+		rc = write_header(r, r->jfd);
+	}
+	return rc;
+}
+
+int replica_apply(struct replica *r)
+{
+	int rc = apply_upto(r, r->committed);
+
+	if (rc == 0 && r->jsize > r->compact_bytes)
+		rc = compact(r);
+	return rc;
+}
+
+int replica_failover(struct replica *r)
+{
+	int rc = apply_upto(r, r->committed);
+
+	if (rc < 0)
+		return rc;
+	r->n = 0;
+	return compact(r);
+}
+
+void replica_get_stats(const struct replica *r, struct replica_stats *st)
+{
+	*st = r->st;
+	st->committed = r->committed;
+	st->journal_bytes = r->jsize;
+	st->base_complete = r->hdr.flags & JH_BASE_COMPLETE;
+}
