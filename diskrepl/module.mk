@@ -6,3 +6,11 @@ LIB_OBJS += \
 
 UNIT_TESTS += \
 	test_replica
+
+LIB_OBJS += \
+	diskrepl/nbdsrv.o \
+	diskrepl/source.o
+
+PROGRAMS += ha-diskrepl
+ha-diskrepl_OBJS := \
+	diskrepl/ha-diskrepl.o

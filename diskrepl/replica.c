@@ -688,6 +688,12 @@ int replica_apply(struct replica *r)
 	return rc;
 }
 
+void replica_rollback(struct replica *r, uint64_t epoch)
+{
+	if (r->committed == (int64_t)epoch)
+		r->committed--;
+}
+
 int replica_failover(struct replica *r)
 {
 	int rc = apply_upto(r, r->committed);
@@ -695,6 +701,9 @@ int replica_failover(struct replica *r)
 	if (rc < 0)
 		return rc;
 	r->n = 0;
+	r->hdr.flags = 0;
+	memset(r->hdr.source_id, 0, sizeof(r->hdr.source_id));
+	r->configured = false;
 	return compact(r);
 }
 

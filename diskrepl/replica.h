@@ -60,10 +60,14 @@ int replica_write(struct replica *r, const struct ckpt_ha_disk_write_hdr *h, con
 int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b);
 /* Makes epoch durable (needs its barrier). */
 int replica_commit(struct replica *r, uint64_t epoch);
+/* Takes back a commit whose memory could not be committed (before any
+ * replica_apply): epoch stays uncommitted. */
+void replica_rollback(struct replica *r, uint64_t epoch);
 /* Writes committed epochs into the image; may compact the journal. */
 int replica_apply(struct replica *r);
 /* Drops everything uncommitted and syncs the image: it is now exactly the
- * last committed state, ready for the domain to use. */
+ * last committed state, ready for the domain to use. The domain will
+ * change it, so it stops being a base for an incremental resync. */
 int replica_failover(struct replica *r);
 /* True once the stream has sent all resync data and the first barrier. */
 bool replica_ready(const struct replica *r);

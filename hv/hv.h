@@ -21,6 +21,9 @@ struct hv_info {
 	uint32_t vcpus;
 	uint8_t mac[6];       /* the guest NIC's MAC, zero if none */
 	char iface[16];       /* host interface carrying its traffic ("" if none) */
+	/* Its disk: as the VMM opens it (primary), or the replica the incoming
+	 * domain must use (secondary); "" if none. */
+	char disk[256];
 	uint32_t domain_type; /* CKPT_DHDR_* */
 	uint32_t xen_major, xen_minor;
 };

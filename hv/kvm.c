@@ -78,6 +78,7 @@ static int kvm_info(struct hv_dom *d, struct hv_info *out)
 	out->nr_pages = d->nr_pages;
 	out->vcpus = d->info.vcpus;
 	snprintf(out->iface, sizeof(out->iface), "%s", d->info.tap);
+	snprintf(out->disk, sizeof(out->disk), "%s", d->info.disk);
 	out->domain_type = CKPT_DHDR_HAVM;
 	/* The guest's MAC lives in its boot page. */
 	memcpy(out->mac, ((const struct havm_bootinfo *)(d->mem + HAVM_GPA_BOOTINFO))->mac, 6);
@@ -159,6 +160,10 @@ static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 	argv[argc++] = (char *)info->name;
 	argv[argc++] = (char *)"--mem";
 	argv[argc++] = mem;
+	if (info->disk[0]) {
+		argv[argc++] = (char *)"--disk";
+		argv[argc++] = (char *)info->disk;
+	}
 	if (extra) {
 		copy = strdup(extra);
 		for (char *tok = strtok(copy, " "); tok && argc < 30; tok = strtok(NULL, " "))

@@ -24,6 +24,12 @@ static void usage(FILE *f)
 		"      --max-checkpoint MB  memory bound of one buffered checkpoint (1024)\n"
 		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock)\n"
 		"      --once               exit when the first primary goes away\n"
+		"      --disk IMAGE[,journal=PATH]\n"
+		"                           the replica of the primary's next replicated disk\n"
+		"                           (repeat in ha-protect's --disk order); its journal\n"
+		"                           defaults to IMAGE.journal. The resumed domain's\n"
+		"                           first disk is the first replica.\n"
+		"      --journal-limit MB   compact a journal past this size (default 64)\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"Backend options for the incoming domain come from the environment of the\n"
@@ -37,7 +43,7 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND };
+	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -45,6 +51,8 @@ int main(int argc, char **argv)
 		{"max-checkpoint", required_argument, NULL, O_MAX},
 		{"ctl", required_argument, NULL, O_CTL},
 		{"once", no_argument, NULL, O_ONCE},
+		{"disk", required_argument, NULL, O_DISK},
+		{"journal-limit", required_argument, NULL, O_JLIMIT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -66,18 +74,41 @@ int main(int argc, char **argv)
 		case O_BACKEND:
 			backend = optarg;
 			break;
+		case O_DISK: {
+			char *j = strstr(optarg, ",journal=");
+
+			if (cfg.ndisks == CKPT_DISK_MAX) {
+				fprintf(stderr, "ha-receive: at most %u disks\n", CKPT_DISK_MAX);
+				return 2;
+			}
+			if (j) {
+				*j = '\0';
+				cfg.journals[cfg.ndisks] = j + strlen(",journal=");
+			}
+			if (!*optarg) {
+				fprintf(stderr, "ha-receive: --disk wants an image path\n");
+				return 2;
+			}
+			cfg.disks[cfg.ndisks++] = optarg;
+			break;
+		}
 		case O_TIMEOUT:
 		case O_MAX:
+		case O_JLIMIT:
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
 			if (errno || !*optarg || *end || v < (c == O_TIMEOUT ? 20 : 1) ||
 			    v > 600000) {
 				fprintf(stderr, "ha-receive: bad value '%s' for --%s\n", optarg,
-					c == O_TIMEOUT ? "timeout" : "max-checkpoint");
+					c == O_TIMEOUT ? "timeout"
+					: c == O_MAX   ? "max-checkpoint"
+						       : "journal-limit");
 				return 2;
 			}
 			if (c == O_TIMEOUT)
 				cfg.timeout_ms = (unsigned)v;
+			else if (c == O_JLIMIT)
+				cfg.journal_limit = (unsigned long long)v << 20;
 			else
 				cfg.max_ckpt_bytes = (size_t)v << 20;
 			break;

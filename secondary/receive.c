@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
+#include "diskrepl/replica.h"
 #include "secondary/ckbuf.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -50,6 +51,8 @@ struct rx {
 	struct hv_state state_recs;
 	struct ckbuf *buf;
 	struct ckpt_decoder *dec;
+	struct replica *disks[CKPT_DISK_MAX];
+	bool disk_on[CKPT_DISK_MAX]; /* configured by this session's primary */
 };
 
 static void set_state(struct rx *x, enum rx_state s)
@@ -98,14 +101,123 @@ static uint8_t *page_of(void *ctx, uint64_t pfn)
 	return x->ops->page(x->dom, pfn);
 }
 
+/* Sent once memory is committed and every replicated disk's epoch is
+ * durable in its journal (with no disk, trivially). */
 static int send_ack(struct fo_link *l, uint64_t epoch)
 {
 	struct ckpt_ha_ack a = {.epoch = epoch, .flags = CKPT_ACK_MEMORY | CKPT_ACK_DISK};
 	struct iovec iov = {&a, sizeof(a)};
 
-	/* No replicated disk yet: the disk part of every epoch is trivially
-	 * durable. diskrepl will set the flag from its journal instead. */
 	return fo_link_record(l, CKPT_REC_HA_ACK, &iov, 1);
+}
+
+/* A disk record; -EPROTO for a stream that breaks its promises, another
+ * -errno for a local failure (journal or replica), with err set. */
+static int take_disk_record(struct rx *x, const struct ckpt_record *rec, char *err, size_t errlen)
+{
+	uint32_t disk;
+	struct replica *rp;
+	int rc;
+
+	switch (rec->type) {
+	case CKPT_REC_HA_DISK_CONFIG:
+		disk = ((const struct ckpt_ha_disk_config *)rec->body)->disk;
+		break;
+	case CKPT_REC_HA_DISK_WRITE:
+		disk = ((const struct ckpt_ha_disk_write_hdr *)rec->body)->disk;
+		break;
+	default:
+		disk = ((const struct ckpt_ha_disk_barrier *)rec->body)->disk;
+		break;
+	}
+	rp = disk < CKPT_DISK_MAX ? x->disks[disk] : NULL;
+	if (!rp) {
+		snprintf(err, errlen, "the primary replicates disk %u, but this secondary has no "
+				      "replica for it (ha-receive --disk IMAGE, one per disk, in order)",
+			 disk);
+		return -ENODEV;
+	}
+	if (rec->type == CKPT_REC_HA_DISK_CONFIG) {
+		const struct ckpt_ha_disk_config *c = (const void *)rec->body;
+
+		rc = replica_config(rp, c);
+		if (rc == 0) {
+			x->disk_on[disk] = true;
+			log_info("disk %u: replica %s, %llu MiB, %s resynchronisation of %llu MiB",
+				 disk, replica_path(rp), (unsigned long long)(c->size >> 20),
+				 c->flags & CKPT_DISKCFG_FULL ? "full" : "incremental",
+				 (unsigned long long)(c->sync_bytes >> 20));
+		}
+	} else if (rec->type == CKPT_REC_HA_DISK_WRITE) {
+		const struct ckpt_ha_disk_write_hdr *h = (const void *)rec->body;
+
+		rc = x->disk_on[disk] ? replica_write(rp, h, rec->body + sizeof(*h)) : -EPROTO;
+	} else {
+		rc = x->disk_on[disk]
+			     ? replica_barrier(rp, (const struct ckpt_ha_disk_barrier *)rec->body)
+			     : -EPROTO;
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "disk %u: %s", disk,
+			 x->disk_on[disk] || rec->type == CKPT_REC_HA_DISK_CONFIG
+				 ? replica_error(rp)
+				 : "a disk record before the disk's configuration");
+	return rc;
+}
+
+/* Every replica here must be replicated by the primary: a domain resumed
+ * on a replica nobody updates would see a stale disk. */
+static int disks_check(struct rx *x, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		if (x->disks[i] && !x->disk_on[i]) {
+			snprintf(err, errlen, "this secondary keeps a replica of disk %u (%s) but the "
+					      "primary does not replicate it (ha-protect --disk)",
+				 i, replica_path(x->disks[i]));
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+static void disks_rollback(struct rx *x, uint64_t epoch)
+{
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++)
+		if (x->disk_on[i])
+			replica_rollback(x->disks[i], epoch);
+}
+
+/* Makes epoch durable on every disk of the session. */
+static int disks_commit(struct rx *x, uint64_t epoch, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		int rc;
+
+		if (!x->disk_on[i])
+			continue;
+		rc = replica_commit(x->disks[i], epoch);
+		if (rc < 0) {
+			snprintf(err, errlen, "disk %u: %s", i, replica_error(x->disks[i]));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int disks_apply(struct rx *x, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		int rc;
+
+		if (!x->disk_on[i])
+			continue;
+		rc = replica_apply(x->disks[i]);
+		if (rc < 0) {
+			snprintf(err, errlen, "disk %u: %s", i, replica_error(x->disks[i]));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 static void send_error(struct fo_link *l, int code, const char *msg)
@@ -126,6 +238,21 @@ static void failover(struct rx *x, const char *why)
 		 (unsigned long long)epoch);
 	log_warn("no fencing configured: if the primary is alive behind a partition, two "
 		 "copies of the domain may now run");
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		if (!x->disk_on[i])
+			continue;
+		rc = replica_failover(x->disks[i]);
+		if (rc < 0) {
+			log_error("disk %u: %s; not resuming the domain on a disk that does not "
+				  "match its memory",
+				  i, replica_error(x->disks[i]));
+			snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i,
+				 replica_error(x->disks[i]));
+			return;
+		}
+		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
+			 (unsigned long long)epoch);
+	}
 	rc = x->ops->activate(x->dom, &x->state_recs);
 	if (rc < 0) {
 		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
@@ -179,6 +306,7 @@ static int session(struct rx *x, int fd, const char *peer)
 		return rc;
 	r = fo_link_reader(l);
 	atomic_store(&x->committed, UINT64_MAX);
+	memset(x->disk_on, 0, sizeof(x->disk_on));
 	snprintf(x->peer, sizeof(x->peer), "%s", peer);
 	set_state(x, RX_SYNCING);
 
@@ -212,6 +340,8 @@ static int session(struct rx *x, int fd, const char *peer)
 	};
 	snprintf(hi.name, sizeof(hi.name), "%s", info->config.name);
 	memcpy(hi.mac, info->config.mac, 6);
+	if (x->disks[0])
+		snprintf(hi.disk, sizeof(hi.disk), "%s", replica_path(x->disks[0]));
 	pthread_mutex_lock(&x->mu);
 	snprintf(x->domain, sizeof(x->domain), "%s", hi.name);
 	pthread_mutex_unlock(&x->mu);
@@ -261,10 +391,19 @@ static int session(struct rx *x, int fd, const char *peer)
 			uint64_t t0 = clk_now_ns(), pages = ckbuf_pages(x->buf);
 
 			log_set_epoch(rec.epoch);
+			rc = disks_check(x, err, sizeof(err));
+			if (rc == 0)
+				rc = disks_commit(x, rec.epoch, err, sizeof(err));
+			if (rc == -EPROTO)
+				goto lost;
+			if (rc < 0)
+				goto local_failure;
 			rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, err,
 					  sizeof(err));
-			if (rc < 0)
+			if (rc < 0) {
+				disks_rollback(x, rec.epoch);
 				goto lost;
+			}
 			if (!x->state_recs.nrecs) {
 				snprintf(err, sizeof(err), "checkpoint without domain state");
 				rc = -EBADMSG;
@@ -285,6 +424,9 @@ static int session(struct rx *x, int fd, const char *peer)
 				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-rc));
 				goto lost;
 			}
+			rc = disks_apply(x, err, sizeof(err));
+			if (rc < 0)
+				goto local_failure;
 			continue;
 		}
 		case CKPT_REC_PAGE_DATA:
@@ -298,12 +440,20 @@ static int session(struct rx *x, int fd, const char *peer)
 			if (rc < 0)
 				goto lost;
 			continue;
+		case CKPT_REC_HA_DISK_CONFIG:
 		case CKPT_REC_HA_DISK_WRITE:
 		case CKPT_REC_HA_DISK_BARRIER:
-			snprintf(err, sizeof(err), "disk replication records, but no replicated "
-						   "disk is configured here");
-			rc = -EOPNOTSUPP;
-			goto lost;
+			if (rec.type == CKPT_REC_HA_DISK_WRITE) {
+				pthread_mutex_lock(&x->mu);
+				x->bytes += rec.length;
+				pthread_mutex_unlock(&x->mu);
+			}
+			rc = take_disk_record(x, &rec, err, sizeof(err));
+			if (rc == -EPROTO)
+				goto lost;
+			if (rc < 0)
+				goto local_failure;
+			continue;
 		default:
 			/* Domain state records (HA_VMM_STATE, Xen's context records). */
 			rc = take_record(x, &rec, false, err, sizeof(err));
@@ -313,6 +463,12 @@ static int session(struct rx *x, int fd, const char *peer)
 		}
 	}
 
+local_failure:
+	/* The primary is alive: tell it why this copy cannot go on. */
+	log_error("cannot keep the copy: %s; the primary is told and runs degraded", err);
+	snprintf(x->last_error, sizeof(x->last_error), "%s", err);
+	send_error(l, -rc, err);
+	goto out;
 refuse:
 	log_error("refusing the stream from %s: %s", peer, err);
 	if (fo_link_bytes_sent(l) == 0)
@@ -397,6 +553,16 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 		rc = -ENOMEM;
 		goto out;
 	}
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		char err[512];
+
+		rc = replica_open(cfg->disks[i], cfg->journals[i], cfg->journal_limit, &x->disks[i],
+				  err, sizeof(err));
+		if (rc < 0) {
+			log_error("disk %u: %s", i, err);
+			goto out;
+		}
+	}
 	lfd = sock_tcp_listen(cfg->listen, 4);
 	if (lfd < 0) {
 		log_error("cannot listen on %s: %s", cfg->listen, strerror(-lfd));
@@ -457,6 +623,8 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 	close(lfd);
 out:
 	ctl_server_stop(x->ctl);
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++)
+		replica_close(x->disks[i]);
 	ckbuf_free(x->buf);
 	ckpt_decoder_free(x->dec);
 	hv_state_free(&x->state_recs);

@@ -8,9 +8,18 @@
  * buffered until CHECKPOINT(N), whose trailer the reader has verified; the
  * checkpoint is applied all or nothing and ACK(N) goes back.
  *
+ * Replicated disks (diskrepl/replica.h): HA_DISK_WRITE records go to each
+ * disk's journal; CHECKPOINT(N) first makes every disk's epoch N durable
+ * (its barrier must have arrived), then commits memory, then sends
+ * ACK(N, memory|disk), then applies the journalled writes to the replicas.
+ * On failover the replicas hold exactly the committed state.
+ *
  * A broken stream, a validation failure or silence past the down timer
  * means failover once a checkpoint is committed; before that it is an
- * error and the incoming domain is discarded. END means a clean stop.
+ * error and the incoming domain is discarded. A local failure (a replica's
+ * disk full or failing) is reported to the primary as HA_ERROR and ends
+ * the session without failover: the primary is alive and runs degraded.
+ * END means a clean stop.
  */
 #ifndef HA_SECONDARY_RECEIVE_H
 #define HA_SECONDARY_RECEIVE_H
@@ -18,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "checkpoint/stream_format.h"
 #include "hv/hv.h"
 
 struct rx_config {
@@ -26,6 +36,12 @@ struct rx_config {
 	size_t max_ckpt_bytes;  /* memory bound of one buffered checkpoint */
 	const char *ctl_path;   /* NULL: derived from the domain name */
 	bool once;              /* exit after the first session ends (tests) */
+	/* Replicated disks, by index: replica image and journal (NULL: next
+	 * to the image). Opened, and their journals recovered, at start. */
+	const char *disks[CKPT_DISK_MAX];
+	const char *journals[CKPT_DISK_MAX];
+	unsigned ndisks;
+	unsigned long long journal_limit; /* compaction threshold, octets (0: default) */
 };
 
 /* Runs until a failover completed (returns 0 with the domain running), a

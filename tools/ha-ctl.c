@@ -11,7 +11,7 @@ static void usage(FILE *f)
 		   "       ha-ctl [--ctl PATH] interval DOMAIN MS\n"
 		   "       ha-ctl [--ctl PATH] stop DOMAIN\n"
 		   "Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
-		   "for DOMAIN on this host.\n");
+		   "for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME.\n");
 }
 
 int main(int argc, char **argv)
@@ -47,9 +47,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	if (ctl)
+	if (ctl) {
 		rc = ctl_request(ctl, line, stdout);
-	else {
+	} else if (!strncmp(dom, "disk:", 5)) {
+		ctl_path(path, sizeof(path), "ha-diskrepl", dom + 5);
+		rc = ctl_request(path, line, stdout);
+		if (rc < 0) {
+			fprintf(stderr, "ha-ctl: no ha-diskrepl serving %s on this host (%s)\n",
+				dom + 5, strerror(-rc));
+			return 1;
+		}
+		return 0;
+	} else {
 		ctl_path(path, sizeof(path), "ha-protect", dom);
 		rc = ctl_request(path, line, stdout);
 		if (rc == -ENOENT || rc == -ECONNREFUSED) {

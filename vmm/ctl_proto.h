@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#define VMM_CTL_VERSION 1u
+#define VMM_CTL_VERSION 2u
 #define VMM_CTL_BODY_MAX (64u << 20)
 
 struct vmm_ctl_req {
@@ -48,8 +48,9 @@ struct vmm_ctl_info {
 	char name[64];
 	char tap[16];
 	uint64_t exits;
+	char disk[256]; /* as given to --disk, "" if none */
 };
 
-_Static_assert(sizeof(struct vmm_ctl_info) == 112, "info body");
+_Static_assert(sizeof(struct vmm_ctl_info) == 368, "info body");
 
 #endif

@@ -62,6 +62,7 @@ static int serve(struct vm *vm, int fd)
 			     (vm_paused(vm) ? VMM_INFO_PAUSED : 0);
 		snprintf(info.name, sizeof(info.name), "%s", vm_name(vm));
 		snprintf(info.tap, sizeof(info.tap), "%s", vm_tap(vm));
+		snprintf(info.disk, sizeof(info.disk), "%s", vm_disk(vm));
 		rc = reply(fd, 0, &info, sizeof(info), -1);
 		break;
 	}

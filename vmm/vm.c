@@ -52,6 +52,7 @@ struct dev_state {
 
 struct vm {
 	char name[64];
+	char disk_spec[256];
 	int kvm, fd, vcpu, memfd;
 	uint8_t *mem;
 	uint64_t mem_bytes;
@@ -347,6 +348,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 			goto err;
 	}
 	if (cfg->disk) {
+		snprintf(vm->disk_spec, sizeof(vm->disk_spec), "%s", cfg->disk);
 		rc = blk_open(cfg->disk, &vm->disk);
 		if (rc < 0) {
 			log_error("%s: cannot open disk %s: %s", vm->name, cfg->disk, strerror(-rc));
@@ -993,6 +995,11 @@ uint64_t vm_mem_bytes(struct vm *vm)
 const char *vm_tap(struct vm *vm)
 {
 	return vm->tap_name;
+}
+
+const char *vm_disk(struct vm *vm)
+{
+	return vm->disk_spec;
 }
 
 const char *vm_name(struct vm *vm)

@@ -60,6 +60,8 @@ int vm_activate(struct vm *vm, const void *blob, size_t len);
 int vm_memfd(struct vm *vm);
 uint64_t vm_mem_bytes(struct vm *vm);
 const char *vm_tap(struct vm *vm);
+/* The disk as given (file or nbd:...), "" if none. */
+const char *vm_disk(struct vm *vm);
 const char *vm_name(struct vm *vm);
 /* Pause latency statistics for the benchmark (ns). */
 uint64_t vm_exits(struct vm *vm);
