@@ -8,9 +8,13 @@ UNIT_TESTS += \
 	test_replica
 
 LIB_OBJS += \
+	diskrepl/dev.o \
 	diskrepl/nbdsrv.o \
 	diskrepl/source.o
 
 PROGRAMS += ha-diskrepl
 ha-diskrepl_OBJS := \
 	diskrepl/ha-diskrepl.o
+
+UNIT_TESTS += \
+	test_diskrepl

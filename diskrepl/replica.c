@@ -218,6 +218,23 @@ static int compact(struct replica *r)
 
 	if (fdatasync(r->img) < 0)
 		return fail(r, -errno, "replica %s: fdatasync: %s", r->image_path, strerror(errno));
+	if (r->n == 0) {
+		/* Nothing to keep: cut the journal in place, which needs no free
+		 * space (a full disk must not stop a failover). A crash half way
+		 * replays applied writes again, which is harmless. */
+		rc = write_header(r, r->jfd);
+		if (rc == 0 && ftruncate(r->jfd, sizeof(struct jhdr)) < 0)
+			rc = fail(r, -errno, "journal %s: truncate: %s", r->journal_path,
+				  strerror(errno));
+		if (rc == 0 && fdatasync(r->jfd) < 0)
+			rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path,
+				  strerror(errno));
+		if (rc == 0) {
+			r->jsize = sizeof(struct jhdr);
+			r->st.compactions++;
+		}
+		return rc;
+	}
 	snprintf(tmp, sizeof(tmp), "%s.new", r->journal_path);
 	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -670,6 +687,9 @@ int replica_commit(struct replica *r, uint64_t epoch)
 		rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path, strerror(errno));
 	if (rc < 0)
 		return rc;
+	for (size_t i = 0; i < r->n; i++)
+		if ((int64_t)r->idx[i].epoch > r->committed && r->idx[i].epoch <= epoch)
+			r->st.committed_writes++;
 	r->committed = (int64_t)epoch;
 	r->st.commits++;
 	if (!(r->hdr.flags & JH_BASE_COMPLETE)) {

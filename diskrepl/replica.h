@@ -38,6 +38,7 @@ struct replica_stats {
 	uint64_t size;           /* octets, 0 before the first config */
 	int64_t committed;       /* last committed epoch of this session, -1 none */
 	uint64_t writes, write_bytes, sync_bytes, commits, compactions;
+	uint64_t committed_writes; /* writes of epochs committed so far */
 	uint64_t journal_bytes;  /* current journal size */
 	uint64_t recovered_writes, dropped_writes; /* by the last open */
 	bool base_complete;

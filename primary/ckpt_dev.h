@@ -3,20 +3,28 @@
  * (network output buffering, disk replication, external hook scripts).
  *
  * Epoch contract, as seen by a device:
- *   setup       once, before the first checkpoint. From its return the
+ *   connect     the stream to the secondary is open, before pre-copy: a
+ *               device that replicates state of its own (a disk) starts
+ *               sending it through the sink, concurrently with pre-copy.
+ *   setup       once, before the first checkpoint (a replicating device
+ *               returns once its initial synchronisation is complete).
+ *               From its return the
  *               device holds the guest's output (it is not released until a
  *               commit says so).
  *   postsuspend the guest has just been paused at the end of epoch N:
  *               everything held and not yet assigned to an epoch belongs
  *               to N; what the guest produces after resume belongs to N+1.
  *   preresume   the guest is about to run again (epoch N+1 begins).
+ *   flush       the sender is about to write CHECKPOINT(N): returns once
+ *               every record of epoch N the device ships is in the stream.
  *   commit      the secondary acknowledged epoch N (memory and disk):
  *               release everything of epochs <= N.
  *   teardown    release everything still held and undo setup; must cope
  *               with a partial setup and be safe to call twice.
  *
  * postsuspend and preresume run while the guest is paused: they must be
- * quick (a netlink message, a barrier record), never network round trips.
+ * quick (a netlink message, a barrier request), never network round trips.
+ * teardown follows connect or setup, whichever came last.
  * All callbacks return 0 or -errno. Members marked "may be NULL" are
  * skipped by the epoch loop; the others are required.
  */
@@ -26,13 +34,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+#include <sys/uio.h>
+
 struct ckpt_dev;
+
+/* Where a device writes records of its own into the forward stream. */
+struct ckpt_sink {
+	/* Writes one record; safe to call from any thread. 0 or -errno. */
+	int (*record)(void *ctx, uint32_t type, const struct iovec *iov, int iovcnt);
+	/* True once the session is ending: long waits give up. */
+	bool (*cancelled)(void *ctx);
+	void *ctx;
+	/* The secondary asked for a complete resynchronisation. */
+	bool resync_full;
+};
 
 struct ckpt_dev_ops {
 	const char *kind; /* e.g. "netbuf-plug"; for logs and status */
+	int (*connect)(struct ckpt_dev *dev, const struct ckpt_sink *sink); /* may be NULL */
 	int (*setup)(struct ckpt_dev *dev);
 	int (*postsuspend)(struct ckpt_dev *dev, uint64_t epoch); /* may be NULL */
 	int (*preresume)(struct ckpt_dev *dev, uint64_t epoch);   /* may be NULL */
+	int (*flush)(struct ckpt_dev *dev, uint64_t epoch);       /* may be NULL */
 	int (*commit)(struct ckpt_dev *dev, uint64_t epoch);      /* may be NULL */
 	void (*teardown)(struct ckpt_dev *dev);
 	/* One human-readable status line (counters, drops). May be NULL. */

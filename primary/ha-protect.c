@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
+#include "diskrepl/dev.h"
 #include "primary/protect.h"
 
 static void usage(FILE *f)
@@ -36,8 +37,11 @@ static void usage(FILE *f)
 		"      --netbuf-limit N  packets held at most (default 10000)\n"
 		"  -F, --unsafe          allow the unsafe modes below\n"
 		"  -n, --no-netbuf       do not hold network output (needs -F)\n"
-		"  -d, --no-disk         do not replicate disks (needs -F; disk replication\n"
-		"                        is not built yet: a guest disk must be shared)\n"
+		"      --disk NAME       replicate the disk that ha-diskrepl serves as NAME\n"
+		"                        (or the path of its attach socket); repeat for\n"
+		"                        each disk, in the order of ha-receive's --disk\n"
+		"  -d, --no-disk         the domain's disk is not replicated (on shared\n"
+		"                        storage; needs -F)\n"
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
 		"                        /dev/null and count as acknowledged (needs -F)\n"
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
@@ -70,7 +74,7 @@ static unsigned long number(const char *opt, const char *s, unsigned long min, u
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
@@ -87,6 +91,7 @@ int main(int argc, char **argv)
 		{"unsafe", no_argument, NULL, 'F'},
 		{"no-netbuf", no_argument, NULL, 'n'},
 		{"no-disk", no_argument, NULL, 'd'},
+		{"disk", required_argument, NULL, O_DISK},
 		{"blackhole", no_argument, NULL, 'b'},
 		{"ctl", required_argument, NULL, O_CTL},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
@@ -108,6 +113,8 @@ int main(int argc, char **argv)
 	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
 	struct hv_info info;
 	bool unsafe = false, no_netbuf = false, no_disk = false;
+	const char *disks[PROT_MAX_DEVS];
+	unsigned ndisks = 0;
 	char ctl[108];
 	const struct hv_ops *ops;
 	struct hv_dom *dom;
@@ -161,6 +168,13 @@ int main(int argc, char **argv)
 		case 'd':
 			no_disk = true;
 			break;
+		case O_DISK:
+			if (ndisks == PROT_MAX_DEVS - 1) {
+				fprintf(stderr, "ha-protect: at most %u disks\n", PROT_MAX_DEVS - 1);
+				return 2;
+			}
+			disks[ndisks++] = optarg;
+			break;
 		case 'b':
 			cfg.blackhole = true;
 			break;
@@ -191,6 +205,10 @@ int main(int argc, char **argv)
 		no_netbuf = true;
 	if (no_disk && !unsafe) {
 		fprintf(stderr, "ha-protect: -d (no disk replication) is unsafe; add -F to allow it\n");
+		return 2;
+	}
+	if (no_disk && ndisks) {
+		fprintf(stderr, "ha-protect: --disk and -d contradict each other\n");
 		return 2;
 	}
 	if ((no_netbuf || cfg.blackhole) && !unsafe) {
@@ -226,6 +244,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = ops->info(dom, &info);
+	if (rc == 0 && info.disk[0] && !ndisks && !no_disk) {
+		log_error("the domain has a disk (%s) and nothing replicates it: serve it with "
+			  "ha-diskrepl and give --disk NAME, or -F -d if it is on shared storage",
+			  info.disk);
+		rc = -EINVAL;
+	} else if (rc == 0 && ndisks && strncmp(info.disk, "nbd:", 4)) {
+		log_error("--disk: the domain's disk (%s) is not an NBD export, so its writes "
+			  "cannot pass through ha-diskrepl; start the domain on "
+			  "nbd:unix:/run/ha-diskrepl/NAME.nbd",
+			  info.disk[0] ? info.disk : "none");
+		rc = -EINVAL;
+	}
+	for (unsigned i = 0; rc == 0 && i < ndisks; i++) {
+		rc = diskrepl_dev_create(disks[i], i, &cfg.devs[cfg.ndevs]);
+		if (rc == 0)
+			cfg.ndevs++;
+		cfg.need_disk_ack = true;
+	}
 	if (rc == 0 && !no_netbuf) {
 		if (!info.iface[0]) {
 			log_info("the domain has no network interface: no output to hold");

@@ -81,6 +81,8 @@ struct prot {
 	bool sender_running, acker_running;
 	pthread_mutex_t devmu;
 	bool devs_up;
+	bool dev_connected[PROT_MAX_DEVS];
+	bool resync_full; /* the secondary asked for complete disk copies */
 
 	struct stats stats;
 	uint64_t epoch_wire_start;
@@ -135,6 +137,7 @@ static int devs_call(struct prot *p, const char *phase, uint64_t epoch)
 		int (*fn)(struct ckpt_dev *, uint64_t) =
 			!strcmp(phase, "postsuspend") ? d->ops->postsuspend
 			: !strcmp(phase, "preresume") ? d->ops->preresume
+			: !strcmp(phase, "flush")     ? d->ops->flush
 						      : d->ops->commit;
 
 		if (fn)
@@ -144,6 +147,43 @@ static int devs_call(struct prot *p, const char *phase, uint64_t epoch)
 				  d->ops->kind, phase, (unsigned long long)epoch, strerror(-rc));
 	}
 	pthread_mutex_unlock(&p->devmu);
+	return rc;
+}
+
+static int sink_record(void *ctx, uint32_t type, const struct iovec *iov, int iovcnt)
+{
+	struct prot *p = ctx;
+
+	return fo_link_record(p->link, type, iov, iovcnt);
+}
+
+static bool sink_cancelled(void *ctx)
+{
+	struct prot *p = ctx;
+
+	return !running(p, ST_SYNC);
+}
+
+/* Devices that replicate state of their own start now, beside pre-copy. */
+static int devs_connect(struct prot *p)
+{
+	struct ckpt_sink sink = {.record = sink_record, .cancelled = sink_cancelled, .ctx = p};
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	sink.resync_full = p->resync_full;
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->cfg->ndevs && rc == 0; i++) {
+		struct ckpt_dev *d = p->cfg->devs[i];
+
+		if (!d->ops->connect)
+			continue;
+		rc = d->ops->connect(d, &sink);
+		p->dev_connected[i] = rc == 0;
+		if (rc < 0)
+			log_error("device %s (%s): cannot start: %s", d->name, d->ops->kind,
+				  strerror(-rc));
+	}
 	return rc;
 }
 
@@ -166,6 +206,11 @@ static int devs_setup(struct prot *p)
 		}
 	}
 	p->devs_up = rc == 0;
+	if (rc < 0) /* a connected device that failed its setup is torn down too */
+		for (i = 0; i < p->cfg->ndevs; i++)
+			if (p->dev_connected[i])
+				p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
+	memset(p->dev_connected, 0, sizeof(p->dev_connected));
 	pthread_mutex_unlock(&p->devmu);
 	return rc;
 }
@@ -174,10 +219,11 @@ static int devs_setup(struct prot *p)
 static void devs_teardown(struct prot *p)
 {
 	pthread_mutex_lock(&p->devmu);
-	if (p->devs_up)
-		for (unsigned i = p->cfg->ndevs; i--;)
+	for (unsigned i = p->cfg->ndevs; i--;)
+		if (p->devs_up || p->dev_connected[i])
 			p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
 	p->devs_up = false;
+	memset(p->dev_connected, 0, sizeof(p->dev_connected));
 	pthread_mutex_unlock(&p->devmu);
 }
 
@@ -276,6 +322,9 @@ static void *sender_main(void *arg)
 
 			rc = fo_link_record(p->link, s->st.recs[i].type, &iov, 1);
 		}
+		/* Disk writes and barriers of this epoch precede its CHECKPOINT. */
+		if (rc == 0)
+			rc = devs_call(p, "flush", s->epoch);
 		if (rc == 0)
 			rc = fo_link_checkpoint(p->link, s->epoch);
 		if (rc < 0) {
@@ -332,6 +381,12 @@ static void *acker_main(void *arg)
 		if (rec.type == CKPT_REC_HA_ERROR) {
 			const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
 
+			if (h->code == ESTALE) {
+				/* A replica that is no base for an incremental resync. */
+				pthread_mutex_lock(&p->mu);
+				p->resync_full = true;
+				pthread_mutex_unlock(&p->mu);
+			}
 			degrade(p, "the secondary reports: %.*s (%s)",
 				(int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
 				strerror((int)h->code));
@@ -363,6 +418,7 @@ static void *acker_main(void *arg)
 		}
 		uint64_t now = clk_now_ns();
 		pthread_mutex_lock(&p->mu);
+		p->resync_full = false;
 		p->acked = (int64_t)a->epoch;
 		atomic_store(&p->committed, a->epoch);
 		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
@@ -605,12 +661,17 @@ static int session(struct prot *p, bool first)
 			p->acker_running = rc == 0;
 		}
 	}
+	if (rc == 0) {
+		rc = devs_connect(p);
+		if (rc < 0)
+			degrade(p, "cannot start disk replication: %s", strerror(-rc));
+	}
 	if (rc == 0)
 		rc = precopy(p);
 	if (rc == 0) {
 		rc = devs_setup(p);
 		if (rc < 0)
-			degrade(p, "cannot set up output buffering: %s", strerror(-rc));
+			degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
 	}
 	if (rc == 0) {
 		rc = -pthread_create(&p->sender, NULL, sender_main, p);
