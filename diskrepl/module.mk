@@ -22,3 +22,6 @@ UNIT_TESTS += \
 INTEG_TESTS += \
 	tests/integration/disk_failover.sh \
 	tests/integration/disk_replica.sh
+
+BENCHES += \
+	bench_diskrepl
