@@ -72,6 +72,7 @@ struct epochs {
 	struct secondary *sec;
 	atomic_bool stop;
 	uint64_t closed;
+	uint64_t barrier_ns[4096]; /* postsuspend: the pause-path cost */
 	int rc;
 };
 
@@ -83,7 +84,11 @@ static void *epoch_main(void *arg)
 		uint64_t n = e->closed;
 
 		clk_sleep_until_ns(clk_now_ns() + EPOCH_MS * NSEC_PER_MSEC);
+		uint64_t t0 = clk_now_ns();
+
 		e->rc = e->dev->ops->postsuspend(e->dev, n);
+		if (n < 4096)
+			e->barrier_ns[n] = clk_now_ns() - t0;
 		if (e->rc == 0)
 			e->rc = e->dev->ops->flush(e->dev, n);
 		if (e->rc == 0) {
@@ -220,7 +225,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
 		struct result local, plain, mirror;
 		struct nbd_client *c;
-		struct epochs ep = {0};
+		static struct epochs ep;
 		pthread_t th;
 
 		local = run(fd, NULL, loads[i].len, loads[i].n, loads[i].random_off);
@@ -241,6 +246,7 @@ int main(void)
 			fprintf(stderr, "bench_diskrepl: cannot attach\n");
 			return 1;
 		}
+		memset(&ep, 0, sizeof(ep));
 		ep.dev = dev;
 		ep.sec = &sec;
 		pthread_create(&th, NULL, epoch_main, &ep);
@@ -260,8 +266,12 @@ int main(void)
 		print_row("local", &local, &local);
 		print_row("nbd", &plain, &local);
 		print_row("mirror", &mirror, &local);
-		printf("  (mirror: %llu epochs closed while it ran)\n",
-		       (unsigned long long)ep.closed);
+		uint64_t nb = ep.closed < 4096 ? ep.closed : 4096;
+
+		qsort(ep.barrier_ns, nb, sizeof(uint64_t), cmp_u64);
+		printf("  (mirror: %llu epochs; barrier on the pause path p50 %.1f us, max %.1f us)\n",
+		       (unsigned long long)ep.closed, (double)ep.barrier_ns[nb / 2] / 1e3,
+		       (double)ep.barrier_ns[nb - 1] / 1e3);
 	}
 	printf("ratio = figure / local's in the same run (throughput: higher is better; "
 	       "latency: lower is better)\n\n");
