@@ -1,0 +1,158 @@
+/* The adaptive epoch interval: see interval.h for the model. */
+#include "primary/interval.h"
+
+#include <errno.h>
+#include <math.h>
+
+/* Smoothing. The dirty rate rises fast (a load step must shorten the
+ * interval within a few epochs) and falls slowly (a lull is no promise). */
+#define RATE_UP 0.5
+#define RATE_DOWN 0.1
+#define COST_ALPHA 0.2
+#define BASE_ALPHA 0.1
+#define DEV_ALPHA 0.1
+#define TAIL_DEVS 3.0
+/* Below this many pages an epoch's per-page cost is mostly fixed overhead. */
+#define COST_MIN_PAGES 64
+/* The secondary's decode + apply per page, relative to the primary's side. */
+#define SECONDARY_FACTOR 2.0
+#define HEADROOM 0.9
+/* Shorten without waiting for the dead band past this share of the target. */
+#define GUARD 0.95
+#define P99_OF_UNIFORM 0.99
+/* Hysteresis. */
+#define DEADBAND 0.1
+#define UP_EPOCHS 5
+#define UP_NS 500000000ull
+#define UP_STEP 1.5
+#define WARMUP 3
+
+static unsigned clampu(unsigned v, unsigned lo, unsigned hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+int ival_init(struct ival *c, const struct ival_config *cfg)
+{
+	if (!cfg->min_ms || cfg->min_ms > cfg->max_ms || !cfg->target_us)
+		return -EINVAL;
+	*c = (struct ival){.cfg = *cfg};
+	c->cur_ms = clampu(cfg->start_ms ? cfg->start_ms : cfg->min_ms, cfg->min_ms, cfg->max_ms);
+	c->aim_ms = c->cur_ms;
+	return 0;
+}
+
+static double base_hi(const struct ival *c)
+{
+	return c->base + TAIL_DEVS * c->dev;
+}
+
+double ival_predict_us(const struct ival *c, unsigned interval_ms)
+{
+	double per_ms = 1000.0 * P99_OF_UNIFORM + (c->have_cost ? c->cost * c->rate : 0.0);
+
+	return (double)interval_ms * per_ms + base_hi(c);
+}
+
+/* The largest interval predicted to fit HEADROOM of the target, clamped. */
+static unsigned aim(struct ival *c)
+{
+	double per_ms = 1000.0 * P99_OF_UNIFORM + (c->have_cost ? c->cost * c->rate : 0.0);
+	double room = HEADROOM * (double)c->cfg.target_us - base_hi(c);
+	double ms = room > 0 ? floor(room / per_ms) : 0;
+
+	c->unreachable = ival_predict_us(c, c->cfg.min_ms) > (double)c->cfg.target_us;
+	if (ms < (double)c->cfg.min_ms)
+		return c->cfg.min_ms;
+	if (ms > (double)c->cfg.max_ms)
+		return c->cfg.max_ms;
+	return (unsigned)ms;
+}
+
+static void observe(struct ival *c, const struct ival_obs *o)
+{
+	double period_ms = o->period_ns ? (double)o->period_ns / 1e6 : (double)c->cur_ms;
+	double rate = (double)o->pages / period_ms;
+	double ack_us = (double)o->ack_ns / 1e3;
+	double res;
+
+	if (c->nobs == 0)
+		c->rate = rate;
+	else
+		c->rate += (rate > c->rate ? RATE_UP : RATE_DOWN) * (rate - c->rate);
+
+	if (o->pages >= COST_MIN_PAGES) {
+		double cost = SECONDARY_FACTOR * (double)(o->pause_ns + o->send_ns) / 1e3 /
+			      (double)o->pages;
+
+		c->cost = c->have_cost ? c->cost + COST_ALPHA * (cost - c->cost) : cost;
+		c->have_cost = true;
+	}
+
+	res = ack_us - (c->have_cost ? c->cost * (double)o->pages : 0.0);
+	if (res < 0)
+		res = 0;
+	if (c->nobs == 0) {
+		c->base = res;
+		c->dev = res / 4; /* unknown spread: start cautious */
+	} else {
+		c->dev += DEV_ALPHA * (fabs(res - c->base) - c->dev);
+		c->base += BASE_ALPHA * (res - c->base);
+	}
+	c->nobs++;
+}
+
+unsigned ival_update(struct ival *c, const struct ival_obs *o)
+{
+	unsigned want, cur = c->cur_ms;
+
+	observe(c, o);
+	want = aim(c);
+	c->aim_ms = want;
+	if (c->nobs < WARMUP)
+		return cur;
+	if (c->nobs == WARMUP) {
+		/* The first decision goes straight to the aim. */
+		c->cur_ms = want;
+	} else if (want < cur && ((double)want < (1.0 - DEADBAND) * cur ||
+			   ival_predict_us(c, cur) > GUARD * c->cfg.target_us)) {
+		/* Too long: shorten at once, all the way to the aim. */
+		c->cur_ms = want;
+	} else if ((double)want > (1.0 + DEADBAND) * cur && want > cur) {
+		/* Room to lengthen: only once it has lasted, and in bounded steps. */
+		c->up_epochs++;
+		c->up_ns += o->period_ns ? o->period_ns : (uint64_t)cur * 1000000u;
+		if (c->up_epochs >= UP_EPOCHS && c->up_ns >= UP_NS) {
+			unsigned step = (unsigned)((double)cur * UP_STEP);
+
+			if (step <= cur)
+				step = cur + 1;
+			c->cur_ms = want < step ? want : step;
+		}
+	} else {
+		c->up_epochs = 0;
+		c->up_ns = 0;
+	}
+	if (c->cur_ms != cur) {
+		c->changes++;
+		c->up_epochs = 0;
+		c->up_ns = 0;
+	}
+	return c->cur_ms;
+}
+
+void ival_estimate(const struct ival *c, struct ival_est *e)
+{
+	*e = (struct ival_est){
+		.interval_ms = c->cur_ms,
+		.aim_ms = c->aim_ms,
+		.rate_ppms = c->rate,
+		.cost_us = c->have_cost ? c->cost : 0.0,
+		.base_us = c->base,
+		.base_hi_us = base_hi(c),
+		.predicted_us = ival_predict_us(c, c->cur_ms),
+		.unreachable = c->unreachable,
+		.changes = c->changes,
+		.observations = c->nobs,
+	};
+}
