@@ -8,7 +8,7 @@
  * interval within a few epochs) and falls slowly (a lull is no promise). */
 #define RATE_UP 0.5
 #define RATE_DOWN 0.1
-#define COST_ALPHA 0.2
+#define COST_ALPHA 0.1
 #define BASE_ALPHA 0.1
 #define DEV_ALPHA 0.1
 #define TAIL_DEVS 3.0
