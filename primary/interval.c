@@ -12,6 +12,9 @@
 #define BASE_ALPHA 0.1
 #define DEV_ALPHA 0.1
 #define TAIL_DEVS 3.0
+#define CLIP_DEVS 4.0
+#define CLIP_FLOOR_US 100.0
+#define CLIP_RUN 3
 /* Below this many pages an epoch's per-page cost is mostly fixed overhead. */
 #define COST_MIN_PAGES 64
 /* The secondary's decode + apply per page, relative to the primary's side. */
@@ -96,6 +99,16 @@ static void observe(struct ival *c, const struct ival_obs *o)
 		c->base = res;
 		c->dev = res / 4; /* unknown spread: start cautious */
 	} else {
+		/* One stalled ACK (a scheduling hiccup) must not throw the interval
+		 * to its minimum: an isolated residual counts at most CLIP_DEVS
+		 * deviations above the mean. From the CLIP_RUN-th in a row it is a
+		 * lasting rise (a slower link, a loaded secondary) and counts whole. */
+		double cap = c->base + CLIP_DEVS * c->dev + CLIP_FLOOR_US;
+
+		if (res > cap && ++c->high_run < CLIP_RUN)
+			res = cap;
+		else if (res <= cap)
+			c->high_run = 0;
 		c->dev += DEV_ALPHA * (fabs(res - c->base) - c->dev);
 		c->base += BASE_ALPHA * (res - c->base);
 	}

@@ -18,7 +18,9 @@
  *            pause + encode + send per page, doubled for the secondary's
  *            decode + apply (taken to cost what the primary's side did)
  *   base_hi  the residual ACK latency (A - cost * pages), smoothed, plus
- *            three mean absolute deviations: the fixed part's tail
+ *            three mean absolute deviations: the fixed part's tail. An
+ *            isolated stalled ACK is clipped to four deviations; three in
+ *            a row are a lasting change and count whole.
  *
  * Overhead (pauses, bytes, CPU) only falls as I grows, so the controller
  * aims at the largest I whose predicted p99 fits 90% of the target, within
@@ -72,6 +74,7 @@ struct ival {
 	double rate, cost, base, dev;
 	bool have_cost;
 	uint64_t nobs, changes;
+	unsigned high_run;  /* consecutive ACKs far above the fixed part */
 	unsigned up_epochs; /* consecutive epochs the aim stayed above */
 	uint64_t up_ns;     /* ... and for how long */
 	unsigned aim_ms;

@@ -94,7 +94,8 @@ static void run(struct ival *c, struct plant *p, unsigned n, struct run *r)
 			r->max_seen = next;
 		r->last = next;
 		if (getenv("IVAL_TRACE"))
-			printf("%u %.0f %u\n", cur, added, next);
+			printf("%u %.0f %u base %.0f dev %.0f pred %.0f\n", cur, added, next, c->base,
+			       c->dev, ival_predict_us(c, next));
 	}
 }
 
@@ -220,6 +221,39 @@ static void test_noise(void **state)
 	assert_true(r.max_seen - r.min_seen <= r.max_seen / 4);
 }
 
+/* A lone stalled ACK (10x the usual round trip) now and then neither
+ * throws the interval to its minimum nor makes it hunt; a lasting rise of
+ * the round trip is followed within a few epochs. */
+static void test_spikes(void **state)
+{
+	struct ival c;
+	struct plant p = {.rate = 20, .ws = 30000, .rtt_us = 2000, .noise = 0.1, .rng = 13};
+	struct run r = {0};
+	unsigned steady;
+
+	assert_int_equal(ival_init(&c, &cfg50), 0);
+	run(&c, &p, 300, &r);
+	steady = r.last;
+	memset(&r, 0, sizeof(r));
+	for (unsigned i = 0; i < 20; i++) {
+		p.rtt_us = 20000;
+		run(&c, &p, 1, &r);
+		p.rtt_us = 2000;
+		run(&c, &p, 199, &r);
+	}
+	assert_true(r.min_seen >= steady * 7 / 10);
+	assert_true(r.changes <= 4);
+	assert_true(r.reversals <= 3);
+
+	/* The link really slows down: 2 ms -> 15 ms of round trip. */
+	p.rtt_us = 15000;
+	memset(&r, 0, sizeof(r));
+	run(&c, &p, 10, &r);
+	assert_true(r.last <= steady - 10);
+	run(&c, &p, 200, &r);
+	assert_true(r.over <= 10);
+}
+
 /* The fixed part alone exceeds the target: the minimum, flagged. */
 static void test_unreachable(void **state)
 {
@@ -264,7 +298,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config),     cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_step),       cmocka_unit_test(test_ramp),
-		cmocka_unit_test(test_noise),      cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_noise),      cmocka_unit_test(test_spikes),
+		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_estimates),
 	};
 
