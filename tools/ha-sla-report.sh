@@ -124,8 +124,8 @@ ratio() { # value base
 				return v[int((m + 1) / 2)] }
 			function lo(arr, k, m,  i, r) { r = arr[k, 1] + 0; for (i = 2; i <= m; i++) if (arr[k, i] + 0 < r) r = arr[k, i] + 0; return r }
 			function hi(arr, k, m,  i, r) { r = arr[k, 1] + 0; for (i = 2; i <= m; i++) if (arr[k, i] + 0 > r) r = arr[k, i] + 0; return r }
-			END { for (k = 1; k <= n; k++) printf "%s %s %s %s %s %s %s\n", name[k], start[k], stop[k], med(iv, k, c[k]), lo(iv, k, c[k]), hi(iv, k, c[k]), med(d, k, c[k]) }' |
-			while read -r name from to med lo hi dmed; do
+			END { for (k = 1; k <= n; k++) printf "%s|%s|%s|%s|%s|%s|%s\n", name[k], start[k], stop[k], med(iv, k, c[k]), lo(iv, k, c[k]), hi(iv, k, c[k]), med(d, k, c[k]) }' |
+			while IFS='|' read -r name from to med lo hi dmed; do
 				set -- $( [ -r "$lat" ] && awk -v a="$from" -v b="$to" '$1 / 1000 >= a && $1 / 1000 < b { print $2 }' "$lat" | sort -n | awk '
 					{ v[NR] = $1 } function q(p,  i) { i = int(p * NR + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
 					END { if (NR) printf "%d %.2f %.2f\n", NR, q(.5), q(.99); else print "0 - -" }')
@@ -136,7 +136,7 @@ ratio() { # value base
 		echo "The controller changed the interval $n times (\`raw/step/changes.log\`):"
 		echo
 		echo '```'
-		sed 's/^[^ ]* [^ ]* //' "$dir/raw/step/changes.log" 2>/dev/null | head -n 40
+		sed 's/^[0-9-]*T\([^ ]*\)Z [^ ]* info: /\1 /' "$dir/raw/step/changes.log" 2>/dev/null | head -n 40
 		echo '```'
 	fi
 } >"$md"
@@ -148,12 +148,13 @@ if [ -s "$good" ]; then
 	dat=$dir/plot.dat
 	awk -F, '{ bps = ($3 > 0 && $12 != "-") ? $16 * $12 / $3 : 0; print $1, $8, $10, $11, $13, $14, $18, $19, $20, $21, bps / 1e6, $15, $7 }' "$good" | sed 's/ - / NaN /g; s/ - / NaN /g; s/ -$/ NaN/' >"$dat"
 	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed" >&2
-set terminal svg size 800,450 dynamic font "sans,11"
+set terminal svg size 900,450 dynamic font "sans,11"
 set datafile missing "NaN"
 set logscale x
 set xlabel "epoch interval (ms)"
 set grid
-set key left top
+set key outside right top
+set xrange [$(awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%g:%g", lo / 1.4, hi * 1.4 }' "$dat")]
 set xtics ($(awk '{ printf "%s\"%s\" %s", (NR > 1 ? ", " : ""), $1, $1 }' "$dat"))
 set output "$dir/latency.svg"
 set title "Client latency vs epoch interval"
@@ -174,7 +175,6 @@ set ylabel "time (us)"
 set y2label "CPU (% of a core)"
 set y2tics
 set logscale y
-set key right top
 plot "$dir/plot.dat" using 1:6 with linespoints title "pause p99 (us)", \
      "" using 1:5 with linespoints title "pause p50 (us)", \
      "" using 1:8 with linespoints title "ACK p99 (us)", \

@@ -118,7 +118,7 @@ command -v gnuplot >/dev/null || echo "ha-sla: gnuplot is missing: the report wi
 mkdir -p "$out/raw" || die "cannot create $out"
 out=$(cd "$out" && pwd)
 csv=$out/results.csv
-PREFIX=sla$$-
+PREFIX=${HA_SLA_PREFIX:-sla$$-}
 GUEST_IP=10.66.0.100
 GUEST_MAC=52:54:00:aa:00:01
 HZ=$(getconf CLK_TCK)

@@ -17,3 +17,6 @@ $(B)/bin/%: tools/%.sh
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  INSTALL $@")
 	$(Q)install -m 0755 $< $@
+
+INTEG_TESTS += \
+	tests/integration/sla_report.sh
