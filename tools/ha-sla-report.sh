@@ -20,8 +20,8 @@ command -v gnuplot >/dev/null || plots=0
 # Rows measured (not failed), protected ones sorted by interval.
 good=$(mktemp)
 trap 'rm -f "$good"' EXIT
-awk -F, 'NR > 1 && $24 != "failed" && $2 == "protected"' "$csv" | sort -t, -k1,1n >"$good"
-base=$(awk -F, 'NR > 1 && $2 == "unprotected" && $24 != "failed"' "$csv" | head -n 1)
+awk -F, 'NR > 1 && $25 != "failed" && $2 == "protected"' "$csv" | sort -t, -k1,1n >"$good"
+base=$(awk -F, 'NR > 1 && $2 == "unprotected" && $25 != "failed"' "$csv" | head -n 1)
 b_p99=$(echo "$base" | cut -d, -f10)
 b_tput=$(echo "$base" | cut -d, -f7)
 b_p50=$(echo "$base" | cut -d, -f8)
@@ -52,7 +52,7 @@ ratio() { # value base
 	echo
 	echo "| interval ms | throughput rps | p50 ms | p95 ms | p99 ms | p99.9 ms | p99 vs unprotected | pause p50 us | pause p99 us | pages/epoch | bytes/epoch | wire ratio | ACK p50 us | ACK p99 us | CPU primary % | CPU secondary % | stretched |"
 	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-	awk -F, 'NR > 1' "$csv" | while IFS=, read -r iv mode secs req ok lost tput l50 l95 l99 l999 ep p50 p99 ppe bpe wr a50 a99 cp cs st ive note; do
+	awk -F, 'NR > 1' "$csv" | while IFS=, read -r iv mode secs req ok lost tput l50 l95 l99 l999 ep p50 p99 ppe bpe wr a50 a99 cp cs st ive win note; do
 		r=$( [ "$mode" = unprotected ] && echo "1.00x" || ratio "$l99" "$b_p99")
 		label=$iv
 		[ -n "$note" ] && label="$iv ($note)"
@@ -60,7 +60,7 @@ ratio() { # value base
 	done
 	echo
 	echo "Lost requests (no answer within 1 s, or the client had no socket free):"
-	awk -F, 'NR > 1 && $24 != "failed" { printf "%s %s of %s; ", $1, $6, $4 }' "$csv"
+	awk -F, 'NR > 1 && $25 != "failed" { printf "%s %s of %s; ", $1, $6, $4 }' "$csv"
 	echo
 	echo
 	echo "The raw data: \`results.csv\`; per run, under \`raw/\`, the daemons' logs,"
@@ -146,7 +146,7 @@ ratio() { # value base
 # --------------------------------------------------------------- the plots
 if [ -s "$good" ]; then
 	dat=$dir/plot.dat
-	awk -F, '{ bps = ($3 > 0 && $12 != "-") ? $16 * $12 / $3 : 0; print $1, $8, $10, $11, $13, $14, $18, $19, $20, $21, bps / 1e6, $15, $7 }' "$good" | sed 's/ - / NaN /g; s/ - / NaN /g; s/ -$/ NaN/' >"$dat"
+	awk -F, '{ bps = ($24 > 0 && $12 != "-") ? $16 * $12 / $24 : 0; print $1, $8, $10, $11, $13, $14, $18, $19, $20, $21, bps / 1e6, $15, $7 }' "$good" | sed 's/ - / NaN /g; s/ - / NaN /g; s/ -$/ NaN/' >"$dat"
 	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed" >&2
 set terminal svg size 900,450 dynamic font "sans,11"
 set datafile missing "NaN"

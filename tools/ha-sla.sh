@@ -221,7 +221,10 @@ progress() { # label, seconds total; polls while the load runs
 		done
 		[ "$alive" = 1 ] || break
 		[ "$interrupted" = 1 ] && break
+		sleep 0.2
 		el=$(($(date +%s) - t0))
+		[ "$el" = "${shown:-}" ] && continue
+		shown=$el
 		if [ "$tty" = 1 ]; then
 			ep=$(status "$dir" | awk '$1 == "epoch:" { print $2 }')
 			iv=$(status "$dir" | awk '$1 == "interval_ms:" { print $2 }')
@@ -231,7 +234,6 @@ progress() { # label, seconds total; polls while the load runs
 			last=$((el / 10))
 			echo "  $label: $el/$total s" >&2
 		fi
-		sleep 1
 	done
 	[ "$tty" = 1 ] && printf '\r%60s\r' '' >&2
 }
@@ -330,7 +332,10 @@ run_one() {
 	printf '%s\n' "$s1" >"$dir/status.end"
 	ns_cleanup
 
-	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	# The window between the two snapshots (CPU, epochs); the load's own
+	# duration (throughput) is what it reports.
+	win=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	secs=$win
 	# Client side.
 	sent=- ok=- lost=- tput=- l50=- l95=- l99=- l999=-
 	if [ "$guest" = kv ]; then
@@ -365,20 +370,20 @@ run_one() {
 		h0=$(printf '%s\n' "$s0" | sed -n 's/^ack_hist_us: *//p')
 		h1=$(printf '%s\n' "$s1" | sed -n 's/^ack_hist_us: *//p')
 		ack50=$(hist_q "$h0" "$h1" 0.5) ack99=$(hist_q "$h0" "$h1" 0.99)
-		cpup=$(awk -v a="$p0" -v b="$p1" -v hz="$HZ" -v s="$secs" 'BEGIN { printf "%.1f", (b - a) / hz / s * 100 }')
-		cpus=$(awk -v a="$q0" -v b="$q1" -v hz="$HZ" -v s="$secs" 'BEGIN { printf "%.1f", (b - a) / hz / s * 100 }')
+		cpup=$(awk -v a="$p0" -v b="$p1" -v hz="$HZ" -v s="$win" 'BEGIN { printf "%.1f", (b - a) / hz / s * 100 }')
+		cpus=$(awk -v a="$q0" -v b="$q1" -v hz="$HZ" -v s="$win" 'BEGIN { printf "%.1f", (b - a) / hz / s * 100 }')
 		ivend=$(field "$s1" interval_ms: 1)
 	fi
 	mode=protected
 	[ "$iv" = none ] && mode=unprotected
 	[ "$iv" = auto ] && mode="auto-p99-$step_target"
-	row="$label,$mode,$secs,$sent,$ok,$lost,$tput,$l50,$l95,$l99,$l999,$epochs,$pause50,$pause99,$ppe,$bpe,$wratio,$ack50,$ack99,$cpup,$cpus,$stretched,$ivend"
+	row="$label,$mode,$secs,$sent,$ok,$lost,$tput,$l50,$l95,$l99,$l999,$epochs,$pause50,$pause99,$ppe,$bpe,$wratio,$ack50,$ack99,$cpup,$cpus,$stretched,$ivend,$win"
 	[ "$interrupted" = 1 ] && row="$row,interrupted" || row="$row,"
 	echo "$row" >>"$csv"
 	print_row "$row"
 }
 
-header="interval_ms,mode,seconds,requests,ok,lost,throughput_rps,lat_p50_ms,lat_p95_ms,lat_p99_ms,lat_p999_ms,epochs,pause_p50_us,pause_p99_us,pages_per_epoch,bytes_per_epoch,wire_ratio,ack_p50_us,ack_p99_us,cpu_primary_pct,cpu_secondary_pct,stretched_epochs,interval_end_ms,note"
+header="interval_ms,mode,seconds,requests,ok,lost,throughput_rps,lat_p50_ms,lat_p95_ms,lat_p99_ms,lat_p999_ms,epochs,pause_p50_us,pause_p99_us,pages_per_epoch,bytes_per_epoch,wire_ratio,ack_p50_us,ack_p99_us,cpu_primary_pct,cpu_secondary_pct,stretched_epochs,interval_end_ms,window_s,note"
 
 print_head() {
 	printf '%-9s %8s %7s %7s %7s %8s %6s %7s %7s %7s %9s %6s %7s %7s %6s %6s\n' \
@@ -387,7 +392,7 @@ print_head() {
 
 print_row() {
 	echo "$1" | awk -F, '{ printf "%-9s %8s %7s %7s %7s %8s %6s %7s %7s %7s %9s %6s %7s %7s %6s %6s%s\n",
-		$1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, ($24 != "" ? "  (" $24 ")" : "") }' >&2
+		$1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, ($25 != "" ? "  (" $25 ")" : "") }' >&2
 }
 
 # ------------------------------------------------------------------ the runs
@@ -398,11 +403,11 @@ n_runs=$(echo "$intervals" | tr ',' '\n' | grep -c .)
 echo "ha-sla: $n_runs runs of ${duration} s, guest $guest$([ "$guest" = kv ] && echo ", $rate req/s, write fraction $write"); report in $out" >&2
 print_head
 if [ "$baseline" = 1 ] && [ "$interrupted" = 0 ]; then
-	run_one unprotected none || echo "unprotected,unprotected,0,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
+	run_one unprotected none || echo "unprotected,unprotected,0,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
 fi
 for iv in $(echo "$intervals" | tr ',' ' '); do
 	[ "$interrupted" = 1 ] && break
-	run_one "$iv" "$iv" || echo "$iv,protected,0,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
+	run_one "$iv" "$iv" || echo "$iv,protected,0,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
 done
 
 # --------------------------------------------------------- the load step
