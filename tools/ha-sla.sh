@@ -204,8 +204,9 @@ on_int() {
 	interrupted=1
 	echo >&2
 	echo "ha-sla: interrupted: finishing the current run early and writing what was measured" >&2
+	# The load generators stop early and still print their summary.
+	ip netns pids "${PREFIX}c" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
 	[ -n "${load_pid:-}" ] && kill "$load_pid" 2>/dev/null
-	[ -n "${load2_pid:-}" ] && kill "$load2_pid" 2>/dev/null
 }
 trap on_int INT TERM
 trap 'ns_cleanup' EXIT
