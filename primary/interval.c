@@ -27,8 +27,14 @@
 #define DEADBAND 0.1
 #define UP_EPOCHS 5
 #define UP_NS 500000000ull
+/* Back-off: a shortening right after a lengthening doubles the time the aim
+ * must stay above before the next lengthening (up to HOLD_MAX_NS); every
+ * CALM_NS without a shortening halves it again. */
+#define HOLD_MAX_NS 8000000000ull
+#define CALM_NS 10000000000ull
+#define COST_CLIP 2.0
 #define UP_STEP 1.5
-#define WARMUP 3
+#define WARMUP 8
 
 static unsigned clampu(unsigned v, unsigned lo, unsigned hi)
 {
@@ -41,6 +47,7 @@ int ival_init(struct ival *c, const struct ival_config *cfg)
 		return -EINVAL;
 	*c = (struct ival){.cfg = *cfg};
 	c->cur_ms = clampu(cfg->start_ms ? cfg->start_ms : cfg->min_ms, cfg->min_ms, cfg->max_ms);
+	c->hold_ns = UP_NS;
 	c->aim_ms = c->cur_ms;
 	return 0;
 }
@@ -88,6 +95,11 @@ static void observe(struct ival *c, const struct ival_obs *o)
 		double cost = SECONDARY_FACTOR * (double)(o->pause_ns + o->send_ns) / 1e3 /
 			      (double)o->pages;
 
+		/* A stalled pause or send is no per-page cost: a sample counts at
+		 * most COST_CLIP times the estimate (the stall shows in the ACK's
+		 * fixed part instead). A real rise still gets through in steps. */
+		if (c->have_cost && cost > COST_CLIP * c->cost)
+			cost = COST_CLIP * c->cost;
 		c->cost = c->have_cost ? c->cost + COST_ALPHA * (cost - c->cost) : cost;
 		c->have_cost = true;
 	}
@@ -109,8 +121,11 @@ static void observe(struct ival *c, const struct ival_obs *o)
 			res = cap;
 		else if (res <= cap)
 			c->high_run = 0;
-		c->dev += DEV_ALPHA * (fabs(res - c->base) - c->dev);
-		c->base += BASE_ALPHA * (res - c->base);
+		/* Plain means while warming up, then exponential smoothing. */
+		double a = c->nobs < WARMUP ? 1.0 / (double)(c->nobs + 1) : BASE_ALPHA;
+
+		c->dev += (c->nobs < WARMUP ? a : DEV_ALPHA) * (fabs(res - c->base) - c->dev);
+		c->base += a * (res - c->base);
 	}
 	c->nobs++;
 }
@@ -118,8 +133,15 @@ static void observe(struct ival *c, const struct ival_obs *o)
 unsigned ival_update(struct ival *c, const struct ival_obs *o)
 {
 	unsigned want, cur = c->cur_ms;
+	uint64_t period = o->period_ns ? o->period_ns : (uint64_t)cur * 1000000u;
 
 	observe(c, o);
+	c->calm_ns += period;
+	if (c->calm_ns >= CALM_NS) {
+		c->calm_ns = 0;
+		if (c->hold_ns > UP_NS)
+			c->hold_ns /= 2;
+	}
 	want = aim(c);
 	c->aim_ms = want;
 	if (c->nobs < WARMUP)
@@ -134,8 +156,8 @@ unsigned ival_update(struct ival *c, const struct ival_obs *o)
 	} else if ((double)want > (1.0 + DEADBAND) * cur && want > cur) {
 		/* Room to lengthen: only once it has lasted, and in bounded steps. */
 		c->up_epochs++;
-		c->up_ns += o->period_ns ? o->period_ns : (uint64_t)cur * 1000000u;
-		if (c->up_epochs >= UP_EPOCHS && c->up_ns >= UP_NS) {
+		c->up_ns += period;
+		if (c->up_epochs >= UP_EPOCHS && c->up_ns >= c->hold_ns) {
 			unsigned step = (unsigned)((double)cur * UP_STEP);
 
 			if (step <= cur)
@@ -147,6 +169,14 @@ unsigned ival_update(struct ival *c, const struct ival_obs *o)
 		c->up_ns = 0;
 	}
 	if (c->cur_ms != cur) {
+		int dir = c->cur_ms > cur ? 1 : -1;
+
+		if (c->nobs > WARMUP && dir < 0) {
+			if (c->last_dir > 0 && c->hold_ns < HOLD_MAX_NS)
+				c->hold_ns *= 2;
+			c->calm_ns = 0;
+		}
+		c->last_dir = c->nobs > WARMUP ? dir : 0;
 		c->changes++;
 		c->up_epochs = 0;
 		c->up_ns = 0;
@@ -166,6 +196,7 @@ void ival_estimate(const struct ival *c, struct ival_est *e)
 		.predicted_us = ival_predict_us(c, c->cur_ms),
 		.unreachable = c->unreachable,
 		.changes = c->changes,
+		.hold_ms = (unsigned)(c->hold_ns / 1000000u),
 		.observations = c->nobs,
 	};
 }

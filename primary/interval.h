@@ -16,7 +16,9 @@
  *   rate     dirty pages per ms of epoch, smoothed (rises fast, falls slowly)
  *   cost     us per page for the whole checkpoint path: the primary's
  *            pause + encode + send per page, doubled for the secondary's
- *            decode + apply (taken to cost what the primary's side did)
+ *            decode + apply (taken to cost what the primary's side did);
+ *            a sample counts at most twice the estimate (a stalled pause
+ *            is no per-page cost)
  *   base_hi  the residual ACK latency (A - cost * pages), smoothed, plus
  *            three mean absolute deviations: the fixed part's tail. An
  *            isolated stalled ACK is clipped to four deviations; three in
@@ -24,13 +26,15 @@
  *
  * Overhead (pauses, bytes, CPU) only falls as I grows, so the controller
  * aims at the largest I whose predicted p99 fits 90% of the target, within
- * [min_ms, max_ms]. Its first decision (after 3 epochs) goes straight to
- * the aim. Then, for stability: it moves down at once (to the aim) when the
+ * [min_ms, max_ms]. Its first decision (after 8 epochs, averaged) goes
+ * straight to the aim. Then, for stability: it moves down at once (to the aim) when the
  * aim is more than 10% below the current interval or the current one is
  * predicted past 95% of the target; it moves up only after the aim has
- * stayed more than 10% above it for 5 epochs and at least 0.5 s, and then
- * by at most 1.5x per step. The dead band and the asymmetry (fast down,
- * slow up) rule out a limit cycle.
+ * stayed more than 10% above it for 5 epochs and at least the hold time
+ * (0.5 s), and then by at most 1.5x per step. A shortening right after a
+ * lengthening doubles the hold time (up to 8 s); 10 s without a shortening
+ * halve it. The dead band, the asymmetry (fast down, slow up) and the
+ * back-off leave no room for a limit cycle.
  */
 #ifndef HA_PRIMARY_INTERVAL_H
 #define HA_PRIMARY_INTERVAL_H
@@ -65,6 +69,7 @@ struct ival_est {
 	double predicted_us;  /* added p99 predicted at interval_ms */
 	bool unreachable;     /* even min_ms is predicted to miss the target */
 	uint64_t changes;     /* decisions that changed the interval */
+	unsigned hold_ms;     /* the aim must stay above this long to lengthen */
 	uint64_t observations;
 };
 
@@ -77,6 +82,9 @@ struct ival {
 	unsigned high_run;  /* consecutive ACKs far above the fixed part */
 	unsigned up_epochs; /* consecutive epochs the aim stayed above */
 	uint64_t up_ns;     /* ... and for how long */
+	uint64_t hold_ns;   /* how long it must stay above before a lengthening */
+	uint64_t calm_ns;   /* since the last shortening */
+	int last_dir;       /* of the last change: 1 longer, -1 shorter */
 	unsigned aim_ms;
 	bool unreachable;
 };

@@ -319,8 +319,9 @@ static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
 	struct ival_est e;
 	unsigned before = atomic_load(&p->interval_ms), next;
 
-	/* The ACK overtook the sender's bookkeeping (or a very old epoch). */
-	if (!p->auto_on || r->epoch != epoch || !r->sent)
+	/* The ACK overtook the sender's bookkeeping (or a very old epoch);
+	 * epoch 0 carries the end of pre-copy: no steady-state figure. */
+	if (!p->auto_on || r->epoch != epoch || !r->sent || epoch == 0)
 		return;
 	struct ival_obs o = {
 		.period_ns = epoch ? p->paused_at[epoch % LAT_RING] -
@@ -331,6 +332,12 @@ static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
 		.send_ns = r->send_ns,
 		.ack_ns = acked_at - p->paused_at[epoch % LAT_RING],
 	};
+	/* One line per epoch at debug level: a trace to replay in tests. */
+	log_debug("interval obs: period_ns %llu pause_ns %llu pages %llu send_ns %llu ack_ns %llu "
+		  "interval_ms %u",
+		  (unsigned long long)o.period_ns, (unsigned long long)o.pause_ns,
+		  (unsigned long long)o.pages, (unsigned long long)o.send_ns,
+		  (unsigned long long)o.ack_ns, before);
 	next = ival_update(&p->ival, &o);
 	ival_estimate(&p->ival, &e);
 	if (next != before) {
@@ -810,11 +817,11 @@ static void status_auto(struct prot *p, const struct stats *s, FILE *out)
 		fprintf(out,
 			"interval_mode: auto (p99 target %u ms, range %u..%u ms%s)\n"
 			"interval_auto: aim %u ms, predicted_p99 %.1f ms, dirty %.2f pages/ms, "
-			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, changes "
-			"%llu, observations %llu\n",
+			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, hold %u ms, "
+			"changes %llu, observations %llu\n",
 			p->cfg->sla_p99_ms, p->cfg->interval_min_ms, p->cfg->interval_max_ms,
 			e.unreachable ? ", OUT OF REACH" : "", e.aim_ms, e.predicted_us / 1000,
-			e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us,
+			e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us, e.hold_ms,
 			(unsigned long long)e.changes, (unsigned long long)e.observations);
 	} else {
 		fprintf(out, "interval_mode: fixed\n");

@@ -108,14 +108,16 @@ ratio() { # value base
 		target=$(echo "$params" | tr ' ' '\n' | sed -n 's/^step_target=//p')
 		echo "\`ha-protect --interval auto --sla-p99 ${target:-?}\` protecting the kv guest while a light"
 		echo "client (100 requests/s, 10% writes) measures latency throughout, and a"
-		echo "heavy writer (PUTs of 256-octet values over 200,000 keys) runs in the"
-		echo "middle phase. The interval, the controller's aim and the client's"
-		echo "latency, sampled every 250 ms:"
+		echo "heavy writer ($(echo "$params" | tr ' ' '\n' | sed -n 's/^step_heavy_rate=//p') PUTs/s of 256-octet values over 200,000 keys) runs in the"
+		echo "middle phase; then the same load on the guest unprotected, for the"
+		echo "latency the guest and the machine add by themselves. The interval,"
+		echo "the controller's aim and the client's latency, sampled every 250 ms:"
 		echo
 		[ "$plots" = 1 ] && echo "![load step](step.svg)" && echo
-		echo "| phase | seconds | interval ms (median) | interval range ms | dirty pages/ms (median) | client requests | client p50 ms | client p99 ms |"
-		echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+		echo "| phase | seconds | interval ms (median) | interval range ms | dirty pages/ms (median) | client requests | client p50 ms | client p99 ms | unprotected p50 ms | unprotected p99 ms |"
+		echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 		lat=$dir/raw/step/latency.txt
+		ulat=$dir/raw/step-unprotected/latency.txt
 		awk -F, 'NR > 1 { print }' "$step" | awk -F, '
 			{ if ($2 != cur) { n++; cur = $2; name[n] = $2 (n > 1 && $2 == "idle" ? " again" : ""); start[n] = $1 }
 			  stop[n] = $1; iv[n, ++c[n]] = $3; d[n, c[n]] = $5 }
@@ -129,7 +131,10 @@ ratio() { # value base
 				set -- $( [ -r "$lat" ] && awk -v a="$from" -v b="$to" '$1 / 1000 >= a && $1 / 1000 < b { print $2 }' "$lat" | sort -n | awk '
 					{ v[NR] = $1 } function q(p,  i) { i = int(p * NR + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
 					END { if (NR) printf "%d %.2f %.2f\n", NR, q(.5), q(.99); else print "0 - -" }')
-				echo "| ${name} | ${from}-${to} | $med | $lo-$hi | $dmed | ${1:--} | ${2:--} | ${3:--} |"
+				u=$( [ -r "$ulat" ] && awk -v a="$from" -v b="$to" '$1 / 1000 >= a && $1 / 1000 < b { print $2 }' "$ulat" | sort -n | awk '
+					{ v[NR] = $1 } function q(p,  i) { i = int(p * NR + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
+					END { if (NR) printf "%.2f | %.2f\n", q(.5), q(.99); else print "- | -" }')
+				echo "| ${name} | ${from}-${to} | $med | $lo-$hi | $dmed | ${1:--} | ${2:--} | ${3:--} | ${u:-- | -} |"
 			done
 		echo
 		n=$(wc -l <"$dir/raw/step/changes.log" 2>/dev/null || echo 0)
@@ -194,11 +199,18 @@ EOF
 fi
 
 if [ -s "$step" ]; then
-	lat=$dir/raw/step/latency.txt
-	# The light client's p99 per second.
-	[ -r "$lat" ] && awk '{ s = int($1 / 1000); print s, $2 / 1000 }' "$lat" | sort -k1,1n -k2,2n | awk '
-		$1 != cur { if (n) print cur + 0.5, v[int(0.99 * n + 0.999999)]; cur = $1; n = 0 }
-		{ v[++n] = $2 } END { if (n) print cur + 0.5, v[int(0.99 * n + 0.999999)] }' >"$dir/step-lat.dat"
+	# The light client's p99 per second, protected and unprotected.
+	per_second_p99() {
+		if [ -r "$1" ]; then
+			awk '{ s = int($1 / 1000); print s, $2 / 1000 }' "$1" | sort -k1,1n -k2,2n | awk '
+				$1 != cur { if (n) print cur + 0.5, v[int(0.99 * n + 0.999999)]; cur = $1; n = 0 }
+				{ v[++n] = $2 } END { if (n) print cur + 0.5, v[int(0.99 * n + 0.999999)] }'
+		else
+			echo "NaN NaN"
+		fi
+	}
+	per_second_p99 "$dir/raw/step/latency.txt" >"$dir/step-lat.dat"
+	per_second_p99 "$dir/raw/step-unprotected/latency.txt" >"$dir/step-lat-u.dat"
 	awk -F, 'NR > 1 { print $1, $3, $4, ($5 == "" ? "NaN" : $5), ($2 == "heavy" ? 1 : 0) }' "$step" >"$dir/step.dat"
 	target=$(echo "$params" | tr ' ' '\n' | sed -n 's/^step_target=//p')
 	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed" >&2
@@ -210,11 +222,13 @@ set ylabel "ms"
 set y2label "dirty pages per ms"
 set y2tics
 set grid
-set key left top
+set key outside right top
+set logscale y
 $(awk -F, 'NR > 1 && $2 != p { if (p != "") printf "set arrow from %s, graph 0 to %s, graph 1 nohead dashtype 3\n", $1, $1; p = $2 }' "$step")
 plot "$dir/step.dat" using 1:2 with steps lw 2 title "interval (ms)", \
      "" using 1:3 with steps dashtype 2 title "aim (ms)", \
      "$dir/step-lat.dat" using 1:2 with linespoints title "client p99 per second (ms)", \
+     "$dir/step-lat-u.dat" using 1:2 with lines dashtype 2 title "... unprotected (ms)", \
      ${target:-NaN} with lines lw 1 title "target p99", \
      "$dir/step.dat" using 1:4 axes x1y2 with lines title "dirty rate (pages/ms)"
 EOF

@@ -14,7 +14,8 @@
 # It writes results.csv, report.md with gnuplot plots (SVG) and prints a
 # table. --sla p99=MS[,tput=RPS] recommends the largest interval meeting it.
 # --step adds a run of ha-protect --interval auto under a load step (idle,
-# heavy writes, idle) and plots what the controller did.
+# heavy writes, idle), and the same step unprotected, and plots what the
+# controller did.
 # Interrupting (Ctrl-C) finishes the run in progress early and still writes
 # everything measured so far.
 set -u
@@ -38,9 +39,11 @@ usage: ha-sla [options]
   --sla p99=MS[,tput=RPS]
                        recommend the largest interval whose client p99 is at
                        most MS (and throughput at least RPS)
-  --step               also run --interval auto under a load step
+  --step               also run --interval auto under a load step, and the
+                       same step unprotected
   --step-target MS     its --sla-p99 (default: the --sla p99, else 50)
   --step-phases S,S,S  idle, heavy, idle seconds (default 15,20,15)
+  --step-heavy-rate N  PUTs per second of the heavy writer (default 2000)
   --no-baseline        skip the unprotected run
   --title TEXT         report title
   --build DIR          build directory holding bin/ (default \$HA_BUILD or the
@@ -59,7 +62,7 @@ die() {
 # ------------------------------------------------------------------ options
 out=./sla-report guest=kv intervals=5,10,25,50,100,200 duration=20
 rate=500 write=0.5 keys=20000 vsize=200 dirty_rate=100 dirty_ws=20000 mem=128M
-sla="" step=0 step_target="" step_phases=15,20,15 baseline=1 title=""
+sla="" step=0 step_target="" step_phases=15,20,15 heavy_rate=2000 baseline=1 title=""
 build=${HA_BUILD:-}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--step) step=1 ;;
 	--step-target) step_target=$2; shift ;;
 	--step-phases) step_phases=$2; shift ;;
+	--step-heavy-rate) heavy_rate=$2; shift ;;
 	--no-baseline) baseline=0 ;;
 	--title) title=$2; shift ;;
 	--build) build=$2; shift ;;
@@ -88,7 +92,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case $guest in kv | dirty) ;; *) die "--guest is kv or dirty" ;; esac
-for v in $(echo "$intervals" | tr ',' ' ') $duration $rate $keys $vsize $dirty_rate $dirty_ws; do
+for v in $(echo "$intervals" | tr ',' ' ') $duration $heavy_rate $rate $keys $vsize $dirty_rate $dirty_ws; do
 	case $v in '' | *[!0-9]*) die "'$v' is not a whole number (intervals, durations, rates)" ;; esac
 done
 [ "$duration" -ge 1 ] || die "--duration must be at least 1 s"
@@ -412,73 +416,92 @@ for iv in $(echo "$intervals" | tr ',' ' '); do
 done
 
 # --------------------------------------------------------- the load step
+# run_step auto|none: the kv guest under a light client throughout and a
+# heavy writer in the middle phase, protected with --interval auto (status
+# sampled every 250 ms into step.csv) or unprotected (the baseline).
+run_step() {
+	smode=$1
+	dir=$out/raw/step
+	[ "$smode" = none ] && dir=$out/raw/step-unprotected
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	ns_cleanup
+	topo_up || { echo "ha-sla: cannot build the namespaces" >&2; return 1; }
+	if [ "$smode" = auto ]; then
+		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
+			"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
+	fi
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" --guest kv \
+		--arg 0=262144 --tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" >"$dir/vm.log" 2>&1 &
+	wait_for 10 test -S "$dir/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start" >&2; return 1; }
+	if [ "$smode" = auto ]; then
+		# -v: px.log keeps every epoch's observation (a trace to replay).
+		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -v -i auto --sla-p99 "$step_target" \
+			--timeout 2000 kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
+		wait_for 60 grep -q "PROTECTED:" "$dir/px.log" || {
+			echo "ha-sla: the step run did not start protecting:" >&2
+			tail -5 "$dir/px.log" >&2
+			return 1
+		}
+		echo "t_s,phase,interval_ms,aim_ms,dirty_pages_per_ms,predicted_p99_ms,ack_p99_us" >"$step_csv"
+	fi
+	wait_for 15 warm || echo "ha-sla: the guest does not answer yet; measuring anyway" >&2
+	# The light client runs throughout and sees the latency.
+	ns c "$bin/ha-client" load "$GUEST_IP:7001" --rate 100 --write 0.1 \
+		--keys "$keys" --duration "$total" --seed 2 \
+		--out "$dir/latency.txt" >"$dir/load.out" 2>&1 &
+	load_pid=$!
+	t0=$(date +%s.%N) started=0
+	while kill -0 "$load_pid" 2>/dev/null && [ "$interrupted" = 0 ]; do
+		t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+		phase=idle
+		if awk -v t="$t" -v a="$ph1" -v b="$((ph1 + ph2))" 'BEGIN { exit !(t >= a && t < b) }'; then
+			phase=heavy
+			if [ "$started" = 0 ]; then
+				started=1
+				ns c "$bin/ha-client" load "$GUEST_IP:7001" --rate "$heavy_rate" --write 1 \
+					--keys 200000 --value-size 256 --duration "$ph2" --seed 3 \
+					--out "$dir/heavy.txt" >"$dir/heavy.out" 2>&1 &
+			fi
+		fi
+		if [ "$smode" = auto ]; then
+			status "$dir" | awk -v t="$t" -v ph="$phase" '
+				$1 == "interval_ms:" { iv = $2 }
+				$1 == "interval_auto:" { aim = $3; pred = $6; dirty = $9 }
+				$1 == "ack_latency_us:" { ack = $3 }
+				END { gsub(",", "", pred); gsub(",", "", dirty); printf "%s,%s,%s,%s,%s,%s,%s\n", t, ph, iv, aim, dirty, pred, ack }' >>"$step_csv"
+			[ "$tty" = 1 ] && printf '\r  step: %s s (%s), interval %s ms   ' "$t" "$phase" \
+				"$(tail -n 1 "$step_csv" | cut -d, -f3)" >&2
+		else
+			[ "$tty" = 1 ] && printf '\r  step, unprotected: %s s (%s)   ' "$t" "$phase" >&2
+		fi
+		sleep 0.25
+	done
+	[ "$tty" = 1 ] && printf '\r%60s\r' '' >&2
+	wait "$load_pid" 2>/dev/null
+	load_pid=""
+	sleep 0.5
+	if [ "$smode" = auto ]; then
+		status "$dir" >"$dir/status.end"
+		grep "interval .* ms (auto)" "$dir/px.log" >"$dir/changes.log"
+	fi
+	ns_cleanup
+}
+
 step_csv=$out/step.csv
 if [ "$step" = 1 ] && [ "$interrupted" = 0 ]; then
 	set -- $(echo "$step_phases" | tr ',' ' ')
 	ph1=$1 ph2=$2 ph3=$3
 	total=$((ph1 + ph2 + ph3))
-	dir=$out/raw/step
-	rm -rf "$dir"
-	mkdir -p "$dir"
-	echo "ha-sla: load step under --interval auto --sla-p99 $step_target: idle ${ph1} s, heavy writes ${ph2} s, idle ${ph3} s" >&2
-	ns_cleanup
-	if topo_up; then
-		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-			"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
-		# shellcheck disable=SC2046
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" --guest kv \
-			--arg 0=262144 --tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" >"$dir/vm.log" 2>&1 &
-		wait_for 10 test -S "$dir/a/ha-vm/sla.sock"
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -i auto --sla-p99 "$step_target" \
-			--timeout 2000 kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
-		if wait_for 60 grep -q "PROTECTED:" "$dir/px.log"; then
-			# The light client runs throughout and sees the latency.
-			ns c "$bin/ha-client" load "$GUEST_IP:7001" --rate 100 --write 0.1 \
-				--keys "$keys" --duration "$total" --seed 2 \
-				--out "$dir/latency.txt" >"$dir/load.out" 2>&1 &
-			load_pid=$!
-			echo "t_s,phase,interval_ms,aim_ms,dirty_pages_per_ms,predicted_p99_ms,ack_p99_us" >"$step_csv"
-			t0=$(date +%s.%N) started=0
-			while kill -0 "$load_pid" 2>/dev/null && [ "$interrupted" = 0 ]; do
-				t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-				phase=idle
-				if awk -v t="$t" -v a="$ph1" -v b="$((ph1 + ph2))" 'BEGIN { exit !(t >= a && t < b) }'; then
-					phase=heavy
-					if [ "$started" = 0 ]; then
-						started=1
-						ns c "$bin/ha-client" load "$GUEST_IP:7001" --rate 4000 --write 1 \
-							--keys 200000 --value-size 256 --duration "$ph2" --seed 3 \
-							--out "$dir/heavy.txt" >"$dir/heavy.out" 2>&1 &
-						load2_pid=$!
-					fi
-				fi
-				s=$(status "$dir")
-				printf '%s\n' "$s" | awk -v t="$t" -v ph="$phase" '
-					$1 == "interval_ms:" { iv = $2 }
-					$1 == "interval_auto:" { aim = $3; pred = $6; dirty = $9 }
-					$1 == "ack_latency_us:" { ack = $3 }
-					END { gsub(",", "", pred); gsub(",", "", dirty); printf "%s,%s,%s,%s,%s,%s,%s\n", t, ph, iv, aim, dirty, pred, ack }' >>"$step_csv"
-				[ "$tty" = 1 ] && printf '\r  step: %s s (%s), interval %s ms   ' "$t" "$phase" \
-					"$(tail -n 1 "$step_csv" | cut -d, -f3)" >&2
-				sleep 0.25
-			done
-			[ "$tty" = 1 ] && printf '\r%60s\r' '' >&2
-			wait "$load_pid" 2>/dev/null
-			[ -n "${load2_pid:-}" ] && wait "$load2_pid" 2>/dev/null
-			load_pid="" load2_pid=""
-			status "$dir" >"$dir/status.end"
-			grep "interval .* ms (auto)" "$dir/px.log" >"$dir/changes.log"
-		else
-			echo "ha-sla: the step run did not start protecting:" >&2
-			tail -5 "$dir/px.log" >&2
-		fi
-	fi
-	ns_cleanup
+	echo "ha-sla: load step under --interval auto --sla-p99 $step_target: idle ${ph1} s, heavy writes ${ph2} s, idle ${ph3} s; then the same unprotected" >&2
+	rm -f "$step_csv"
+	run_step auto || echo "ha-sla: the load step under --interval auto failed" >&2
+	[ "$interrupted" = 0 ] && { run_step none || echo "ha-sla: the unprotected load step failed" >&2; }
 fi
 
 # ------------------------------------------------------------------ report
 "$(dirname "$0")/ha-sla-report" "$out" "$sla_p99" "$sla_tput" "$title" \
-	"guest=$guest duration=$duration rate=$rate write=$write keys=$keys value_size=$vsize dirty_rate=$dirty_rate dirty_ws=$dirty_ws mem=$mem step_target=$step_target step_phases=$step_phases" ||
+	"guest=$guest duration=$duration rate=$rate write=$write keys=$keys value_size=$vsize dirty_rate=$dirty_rate dirty_ws=$dirty_ws mem=$mem step_target=$step_target step_phases=$step_phases step_heavy_rate=$heavy_rate" ||
 	die "writing the report failed"
 [ "$interrupted" = 1 ] && echo "ha-sla: interrupted; the report holds the runs measured so far" >&2
 echo "ha-sla: wrote $out/report.md and $csv" >&2

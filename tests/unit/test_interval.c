@@ -18,6 +18,13 @@
 
 #include "primary/interval.h"
 
+struct trace_row {
+	struct ival_obs obs;
+	unsigned live_ms; /* the live controller's interval when it arrived */
+};
+
+#include "tests/unit/data/interval_step_trace.h"
+
 /* The simulated plant. */
 struct plant {
 	double rate;     /* pages dirtied per ms (first writes, before overlap) */
@@ -59,6 +66,17 @@ static double epoch(struct plant *p, unsigned interval_ms, struct ival_obs *o)
 	return 0.99 * interval_ms * 1000.0 + ack;
 }
 
+/* After its first decision the controller never keeps or picks an interval
+ * it predicts to miss the target, unless even the minimum would. */
+static void assert_keeps_target(const struct ival *c, unsigned next)
+{
+	struct ival_est e;
+
+	ival_estimate(c, &e);
+	if (e.observations >= 8 && !e.unreachable)
+		assert_true(ival_predict_us(c, next) <= 0.95 * c->cfg.target_us + 1e-6);
+}
+
 static const struct ival_config cfg50 = {
 	.target_us = 50000, .min_ms = 2, .max_ms = 500, .start_ms = 2};
 
@@ -78,6 +96,7 @@ static void run(struct ival *c, struct plant *p, unsigned n, struct run *r)
 		unsigned next = ival_update(c, &o);
 
 		assert_in_range(next, c->cfg.min_ms, c->cfg.max_ms);
+		assert_keeps_target(c, next);
 		if (added > c->cfg.target_us)
 			r->over++;
 		if (next != cur) {
@@ -254,6 +273,54 @@ static void test_spikes(void **state)
 	assert_true(r.over <= 10);
 }
 
+/* A trace recorded from a real run (ha-sla --step: idle, heavy writes,
+ * idle, target 50 ms, on a machine shared with other builds), replayed open
+ * loop (the observations were made at the intervals the live controller
+ * chose then): the decisions stay in bounds, never knowingly miss the
+ * target, and do not hunt: few changes, and a reversal at most every other
+ * change. The ACK stalls of the busy machine pull the interval down in the
+ * heavy phase (the fixed part's tail rises); it comes back once they stop. */
+static void test_recorded_step(void **state)
+{
+	const size_t n = sizeof(step_trace) / sizeof(step_trace[0]);
+	const struct ival_config cf = {.target_us = 50000, .min_ms = 2, .max_ms = 1000, .start_ms = 2};
+	struct ival c;
+	double heavy_min = 1e9, end_ms = 0;
+	unsigned reversals = 0, changes = 0;
+	int dir = 0;
+	double t = 0; /* s since protection began; the light client starts ~1 s later */
+
+	assert_true(n > 100);
+	assert_int_equal(ival_init(&c, &cf), 0);
+	for (size_t i = 0; i < n; i++) {
+		const struct ival_obs *o = &step_trace[i].obs;
+		unsigned cur = c.cur_ms, next;
+
+		t += (double)o->period_ns / 1e9;
+
+		assert_in_range(step_trace[i].live_ms, cf.min_ms, cf.max_ms);
+		next = ival_update(&c, o);
+		assert_in_range(next, cf.min_ms, cf.max_ms);
+		assert_keeps_target(&c, next);
+		if (next != cur) {
+			int d = next > cur ? 1 : -1;
+
+			reversals += dir && d != dir;
+			dir = d;
+			changes++;
+		}
+		/* Phases: idle 15 s, heavy writes 20 s, idle 15 s. */
+		if (t > 16 && t < 36 && next < heavy_min)
+			heavy_min = next;
+		end_ms = next;
+	}
+	assert_true(t > 40);
+	assert_true(heavy_min < 20);
+	assert_true(end_ms > 30);
+	assert_true(changes <= t / 2);
+	assert_true(reversals <= changes / 2 + 1);
+}
+
 /* The fixed part alone exceeds the target: the minimum, flagged. */
 static void test_unreachable(void **state)
 {
@@ -299,7 +366,7 @@ int main(void)
 		cmocka_unit_test(test_config),     cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_step),       cmocka_unit_test(test_ramp),
 		cmocka_unit_test(test_noise),      cmocka_unit_test(test_spikes),
-		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_unreachable), cmocka_unit_test(test_recorded_step),
 		cmocka_unit_test(test_estimates),
 	};
 
