@@ -55,7 +55,8 @@ ratio() { # value base
 	awk -F, 'NR > 1' "$csv" | while IFS=, read -r iv mode secs req ok lost tput l50 l95 l99 l999 ep p50 p99 ppe bpe wr a50 a99 cp cs st ive win note; do
 		r=$( [ "$mode" = unprotected ] && echo "1.00x" || ratio "$l99" "$b_p99")
 		label=$iv
-		[ -n "$note" ] && label="$iv ($note)"
+		case $mode in auto-p99-*) label="auto (target ${mode#auto-p99-} ms; ${ive} ms at the end)" ;; esac
+		[ -n "$note" ] && label="$label ($note)"
 		echo "| $label | $tput | $l50 | $l95 | $l99 | $l999 | $r | $p50 | $p99 | $ppe | $bpe | $wr | $a50 | $a99 | $cp | $cs | $st |"
 	done
 	echo
@@ -94,6 +95,9 @@ ratio() { # value base
 			first=$(head -n 1 "$good")
 			[ -n "$first" ] && echo "$first" | awk -F, '{ printf "\nThe shortest measured, %s ms, gave p99 %s ms and %s rps; the unprotected guest: see the table. Try shorter intervals, a faster link, or a looser target.\n", $1, $10, $7 }'
 		fi
+		auto=$(awk -F, 'NR > 1 && $2 ~ /^auto-p99-/ && $25 != "failed"' "$csv" | head -n 1)
+		[ -n "$auto" ] && echo "$auto" | awk -F, '{ t = $2; sub(/^auto-p99-/, "", t)
+			printf "\nWith `--interval auto --sla-p99 %s` on the same load the client p99 was %s ms (p99.9 %s ms), at %s rps; the interval was %s ms at the end of the run.\n", t, $10, $11, $7, $23 }'
 		echo
 		echo "Longer intervals cost less (fewer pauses, fewer pages and octets per"
 		echo "second of guest time, less CPU), so the largest interval that meets"

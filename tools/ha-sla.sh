@@ -27,7 +27,8 @@ usage: ha-sla [options]
   --guest kv|dirty     workload: the kv store under a client load (default), or
                        the dirty guest (raw dirty rate, no client)
   --intervals LIST     epoch intervals in ms, comma-separated
-                       (default 5,10,25,50,100,200)
+                       (default 5,10,25,50,100,200); 'auto' adds a run of
+                       --interval auto --sla-p99 (the --step-target)
   --duration S         seconds measured per interval (default 20)
   --rate N             kv: client requests per second (default 500)
   --write F            kv: share of PUTs, 0..1 (default 0.5)
@@ -92,7 +93,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case $guest in kv | dirty) ;; *) die "--guest is kv or dirty" ;; esac
-for v in $(echo "$intervals" | tr ',' ' ') $duration $heavy_rate $rate $keys $vsize $dirty_rate $dirty_ws; do
+for v in $(echo "$intervals" | tr ',' ' ' | sed 's/\<auto\>//g') $duration $heavy_rate $rate $keys $vsize $dirty_rate $dirty_ws; do
 	case $v in '' | *[!0-9]*) die "'$v' is not a whole number (intervals, durations, rates)" ;; esac
 done
 [ "$duration" -ge 1 ] || die "--duration must be at least 1 s"
