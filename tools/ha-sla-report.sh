@@ -20,12 +20,14 @@ command -v gnuplot >/dev/null || plots=0
 # Rows measured (not failed), protected ones sorted by interval.
 good=$(mktemp)
 trap 'rm -f "$good"' EXIT
-awk -F, 'NR > 1 && $25 != "failed" && $2 == "protected"' "$csv" | sort -t, -k1,1n >"$good"
-base=$(awk -F, 'NR > 1 && $2 == "unprotected" && $25 != "failed"' "$csv" | head -n 1)
+awk -F, 'NR > 1 && $26 != "failed" && $2 == "protected"' "$csv" | sort -t, -k1,1n >"$good"
+base=$(awk -F, 'NR > 1 && $2 == "unprotected" && $26 != "failed"' "$csv" | head -n 1)
 b_p99=$(echo "$base" | cut -d, -f10)
 b_tput=$(echo "$base" | cut -d, -f7)
 b_p50=$(echo "$base" | cut -d, -f8)
 b_p999=$(echo "$base" | cut -d, -f11)
+# Client latency measured at all (not with the dirty guest)?
+has_lat=$(awk -F, '$10 != "-" && $10 != ""' "$good" | wc -l)
 
 ratio() { # value base
 	awk -v v="$1" -v b="$2" 'BEGIN { if (v == "-" || b == "-" || v == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", v / b }'
@@ -44,24 +46,25 @@ ratio() { # value base
 	echo "checkpoint figures are differenced between the start and the end of the"
 	echo "measurement. CPU is percent of one core: the primary is ha-protect, the"
 	echo "secondary everything in its namespace (ha-receive and the incoming ha-vm)."
-	echo "All processes share the machine's cores, so the figures are noisy; the"
-	echo "ratios against the unprotected run of the same session are the point."
+	echo "All processes share the machine's cores with whatever else runs (\"machine"
+	echo "busy\": all CPUs, everything, during the run), so the figures are noisy;"
+	echo "the ratios against the unprotected run of the same session are the point."
 	grep -q ',interrupted$' "$csv" && { echo; echo "**The session was interrupted: the last row covers part of its run.**"; }
 	echo
 	echo "## Results"
 	echo
-	echo "| interval ms | throughput rps | p50 ms | p95 ms | p99 ms | p99.9 ms | p99 vs unprotected | pause p50 us | pause p99 us | pages/epoch | bytes/epoch | wire ratio | ACK p50 us | ACK p99 us | CPU primary % | CPU secondary % | stretched |"
-	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-	awk -F, 'NR > 1' "$csv" | while IFS=, read -r iv mode secs req ok lost tput l50 l95 l99 l999 ep p50 p99 ppe bpe wr a50 a99 cp cs st ive win note; do
+	echo "| interval ms | throughput rps | p50 ms | p95 ms | p99 ms | p99.9 ms | p99 vs unprotected | pause p50 us | pause p99 us | pages/epoch | bytes/epoch | wire ratio | ACK p50 us | ACK p99 us | CPU primary % | CPU secondary % | stretched | machine busy % |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	awk -F, 'NR > 1' "$csv" | while IFS=, read -r iv mode secs req ok lost tput l50 l95 l99 l999 ep p50 p99 ppe bpe wr a50 a99 cp cs st ive win busy note; do
 		r=$( [ "$mode" = unprotected ] && echo "1.00x" || ratio "$l99" "$b_p99")
 		label=$iv
 		case $mode in auto-p99-*) label="auto (target ${mode#auto-p99-} ms; ${ive} ms at the end)" ;; esac
 		[ -n "$note" ] && label="$label ($note)"
-		echo "| $label | $tput | $l50 | $l95 | $l99 | $l999 | $r | $p50 | $p99 | $ppe | $bpe | $wr | $a50 | $a99 | $cp | $cs | $st |"
+		echo "| $label | $tput | $l50 | $l95 | $l99 | $l999 | $r | $p50 | $p99 | $ppe | $bpe | $wr | $a50 | $a99 | $cp | $cs | $st | $busy |"
 	done
 	echo
 	echo "Lost requests (no answer within 1 s, or the client had no socket free):"
-	awk -F, 'NR > 1 && $25 != "failed" { printf "%s %s of %s; ", $1, $6, $4 }' "$csv"
+	awk -F, 'NR > 1 && $26 != "failed" { printf "%s %s of %s; ", $1, $6, $4 }' "$csv"
 	echo
 	echo
 	echo "The raw data: \`results.csv\`; per run, under \`raw/\`, the daemons' logs,"
@@ -71,8 +74,7 @@ ratio() { # value base
 		echo
 		echo "## Plots"
 		echo
-		echo "![client latency](latency.svg)"
-		echo
+		[ "$has_lat" -gt 0 ] && echo "![client latency](latency.svg)" && echo
 		echo "![overhead](overhead.svg)"
 		echo
 		echo "![replication traffic](traffic.svg)"
@@ -95,7 +97,7 @@ ratio() { # value base
 			first=$(head -n 1 "$good")
 			[ -n "$first" ] && echo "$first" | awk -F, '{ printf "\nThe shortest measured, %s ms, gave p99 %s ms and %s rps; the unprotected guest: see the table. Try shorter intervals, a faster link, or a looser target.\n", $1, $10, $7 }'
 		fi
-		auto=$(awk -F, 'NR > 1 && $2 ~ /^auto-p99-/ && $25 != "failed"' "$csv" | head -n 1)
+		auto=$(awk -F, 'NR > 1 && $2 ~ /^auto-p99-/ && $26 != "failed"' "$csv" | head -n 1)
 		[ -n "$auto" ] && echo "$auto" | awk -F, '{ t = $2; sub(/^auto-p99-/, "", t)
 			printf "\nWith `--interval auto --sla-p99 %s` on the same load the client p99 was %s ms (p99.9 %s ms), at %s rps; the interval was %s ms at the end of the run.\n", t, $10, $11, $7, $23 }'
 		echo
@@ -156,7 +158,7 @@ ratio() { # value base
 if [ -s "$good" ]; then
 	dat=$dir/plot.dat
 	awk -F, '{ bps = ($24 > 0 && $12 != "-") ? $16 * $12 / $24 : 0; print $1, $8, $10, $11, $13, $14, $18, $19, $20, $21, bps / 1e6, $15, $7 }' "$good" | sed 's/ - / NaN /g; s/ - / NaN /g; s/ -$/ NaN/' >"$dat"
-	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed" >&2
+	common=$(cat <<EOF
 set terminal svg size 900,450 dynamic font "sans,11"
 set datafile missing "NaN"
 set logscale x
@@ -165,39 +167,46 @@ set grid
 set key outside right top
 set xrange [$(awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%g:%g", lo / 1.4, hi * 1.4 }' "$dat")]
 set xtics ($(awk '{ printf "%s\"%s\" %s", (NR > 1 ? ", " : ""), $1, $1 }' "$dat"))
+EOF
+)
+	rm -f "$dir/latency.svg"
+	[ "$has_lat" -gt 0 ] && { gnuplot <<EOF || echo "ha-sla-report: gnuplot failed (latency)" >&2; }
+$common
 set output "$dir/latency.svg"
 set title "Client latency vs epoch interval"
 set ylabel "latency (ms)"
 set logscale y
 $( [ -n "$b_p99" ] && [ "$b_p99" != "-" ] && echo "u99 = $b_p99; u50 = $b_p50; u999 = $b_p999" || echo "u99 = NaN; u50 = NaN; u999 = NaN")
-plot "$dir/plot.dat" using 1:2 with linespoints title "p50", \
+plot "$dat" using 1:2 with linespoints title "p50", \
      "" using 1:3 with linespoints title "p99", \
      "" using 1:4 with linespoints title "p99.9", \
      u50 with lines dashtype 2 title "p50 unprotected", \
      u99 with lines dashtype 2 title "p99 unprotected", \
      u999 with lines dashtype 2 title "p99.9 unprotected"$( [ -n "$sla_p99" ] && echo ", \\
      $sla_p99 with lines lw 2 title \"target p99\"")
-unset logscale y
+EOF
+	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed (overhead)" >&2
+$common
 set output "$dir/overhead.svg"
 set title "Checkpoint overhead vs epoch interval"
 set ylabel "time (us)"
 set y2label "CPU (% of a core)"
 set y2tics
 set logscale y
-plot "$dir/plot.dat" using 1:6 with linespoints title "pause p99 (us)", \
+plot "$dat" using 1:6 with linespoints title "pause p99 (us)", \
      "" using 1:5 with linespoints title "pause p50 (us)", \
      "" using 1:8 with linespoints title "ACK p99 (us)", \
      "" using 1:9 axes x1y2 with linespoints dashtype 2 title "CPU primary (%)", \
      "" using 1:10 axes x1y2 with linespoints dashtype 2 title "CPU secondary (%)"
-unset logscale y
-unset y2label
-unset y2tics
+EOF
+	gnuplot <<EOF || echo "ha-sla-report: gnuplot failed (traffic)" >&2
+$common
 set output "$dir/traffic.svg"
 set title "Replication traffic vs epoch interval"
 set ylabel "MB/s on the wire"
 set y2label "pages per epoch"
 set y2tics
-plot "$dir/plot.dat" using 1:11 with linespoints title "MB/s sent", \
+plot "$dat" using 1:11 with linespoints title "MB/s sent", \
      "" using 1:12 axes x1y2 with linespoints dashtype 2 title "pages per epoch"
 EOF
 fi

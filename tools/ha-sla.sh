@@ -109,6 +109,7 @@ if [ -n "$sla" ]; then
 fi
 [ -z "$step_target" ] && step_target=${sla_p99:-50}
 [ "$step" = 1 ] && [ "$guest" != kv ] && die "--step needs the kv guest (its client sees the latency)"
+[ "$guest" = dirty ] && baseline=0 # no client: nothing to compare
 if [ -z "$build" ]; then
 	build=$(cd "$(dirname "$0")/.." && pwd)
 fi
@@ -199,6 +200,11 @@ pid_in() { # namespace, command name: the pid of that program there
 		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] && echo "$p" && return 0
 	done
 	return 1
+}
+
+# "busy total" jiffies of all CPUs, for the machine's load during a run.
+host_cpu() {
+	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
 status() { # run dir
@@ -315,6 +321,7 @@ run_one() {
 	spids=$(ip netns pids "${PREFIX}b" 2>/dev/null | tr '\n' ' ')
 	# shellcheck disable=SC2086
 	q0=$(cpu_ticks $spids)
+	m0=$(host_cpu)
 	t0=$(date +%s.%N)
 	load_pid=""
 	if [ "$guest" = kv ]; then
@@ -334,6 +341,7 @@ run_one() {
 	p1=$( [ -n "$px" ] && cpu_ticks "$px" || echo 0)
 	# shellcheck disable=SC2086
 	q1=$(cpu_ticks $spids)
+	m1=$(host_cpu)
 	printf '%s\n' "$s0" >"$dir/status.start"
 	printf '%s\n' "$s1" >"$dir/status.end"
 	ns_cleanup
@@ -383,13 +391,14 @@ run_one() {
 	mode=protected
 	[ "$iv" = none ] && mode=unprotected
 	[ "$iv" = auto ] && mode="auto-p99-$step_target"
-	row="$label,$mode,$secs,$sent,$ok,$lost,$tput,$l50,$l95,$l99,$l999,$epochs,$pause50,$pause99,$ppe,$bpe,$wratio,$ack50,$ack99,$cpup,$cpus,$stretched,$ivend,$win"
+	busy=$(printf '%s %s\n' "$m0" "$m1" | awk '{ d = $4 - $2; printf "%.0f", (d > 0 ? ($3 - $1) / d * 100 : 0) }')
+	row="$label,$mode,$secs,$sent,$ok,$lost,$tput,$l50,$l95,$l99,$l999,$epochs,$pause50,$pause99,$ppe,$bpe,$wratio,$ack50,$ack99,$cpup,$cpus,$stretched,$ivend,$win,$busy"
 	[ "$interrupted" = 1 ] && row="$row,interrupted" || row="$row,"
 	echo "$row" >>"$csv"
 	print_row "$row"
 }
 
-header="interval_ms,mode,seconds,requests,ok,lost,throughput_rps,lat_p50_ms,lat_p95_ms,lat_p99_ms,lat_p999_ms,epochs,pause_p50_us,pause_p99_us,pages_per_epoch,bytes_per_epoch,wire_ratio,ack_p50_us,ack_p99_us,cpu_primary_pct,cpu_secondary_pct,stretched_epochs,interval_end_ms,window_s,note"
+header="interval_ms,mode,seconds,requests,ok,lost,throughput_rps,lat_p50_ms,lat_p95_ms,lat_p99_ms,lat_p999_ms,epochs,pause_p50_us,pause_p99_us,pages_per_epoch,bytes_per_epoch,wire_ratio,ack_p50_us,ack_p99_us,cpu_primary_pct,cpu_secondary_pct,stretched_epochs,interval_end_ms,window_s,host_busy_pct,note"
 
 print_head() {
 	printf '%-9s %8s %7s %7s %7s %8s %6s %7s %7s %7s %9s %6s %7s %7s %6s %6s\n' \
@@ -398,7 +407,7 @@ print_head() {
 
 print_row() {
 	echo "$1" | awk -F, '{ printf "%-9s %8s %7s %7s %7s %8s %6s %7s %7s %7s %9s %6s %7s %7s %6s %6s%s\n",
-		$1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, ($25 != "" ? "  (" $25 ")" : "") }' >&2
+		$1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, ($26 != "" ? "  (" $26 ")" : "") }' >&2
 }
 
 # ------------------------------------------------------------------ the runs
@@ -409,11 +418,11 @@ n_runs=$(echo "$intervals" | tr ',' '\n' | grep -c .)
 echo "ha-sla: $n_runs runs of ${duration} s, guest $guest$([ "$guest" = kv ] && echo ", $rate req/s, write fraction $write"); report in $out" >&2
 print_head
 if [ "$baseline" = 1 ] && [ "$interrupted" = 0 ]; then
-	run_one unprotected none || echo "unprotected,unprotected,0,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
+	run_one unprotected none || echo "unprotected,unprotected,0,,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
 fi
 for iv in $(echo "$intervals" | tr ',' ' '); do
 	[ "$interrupted" = 1 ] && break
-	run_one "$iv" "$iv" || echo "$iv,protected,0,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
+	run_one "$iv" "$iv" || echo "$iv,protected,0,,,,,,,,,,,,,,,,,,,,,,,failed" >>"$csv"
 done
 
 # --------------------------------------------------------- the load step

@@ -20,8 +20,8 @@ rc=$?
 check "ha-sla exits 0" test "$rc" -eq 0
 csv=$out/results.csv
 check "results.csv: header and 3 rows" test "$(wc -l <"$csv")" -eq 4
-check "results.csv: 25 columns in every line" \
-	awk -F, 'NF != 25 { print "     line " NR ": " NF " columns"; bad = 1 } END { exit bad }' "$csv"
+check "results.csv: 26 columns in every line" \
+	awk -F, 'NF != 26 { print "     line " NR ": " NF " columns"; bad = 1 } END { exit bad }' "$csv"
 
 # The client's figures, for every run.
 check "client figures present and ordered (p50 <= p95 <= p99 <= p99.9)" awk -F, '
@@ -45,10 +45,11 @@ check "checkpoint figures sane" awk -F, '
 		if (!($17 > 0 && $17 <= 1.1)) { print "     " iv ": wire ratio " $17; bad = 1 }
 		if ($16 > $15 * 4096 * 1.1 + 65536) { print "     " iv ": more octets than pages"; bad = 1 }
 		if (!($20 > 0 && $20 < 200 && $21 >= 0 && $21 < 200)) { print "     " iv ": CPU " $20 " " $21; bad = 1 }
-		if ($23 != iv) { print "     " iv ": ran at " $23 " ms"; bad = 1 } }
+		if ($23 != iv) { print "     " iv ": ran at " $23 " ms"; bad = 1 }
+		if (!($25 > 0 && $25 <= 100)) { print "     " iv ": machine busy " $25 "%"; bad = 1 } }
 	END { exit bad }' "$csv"
 check "the unprotected run has no checkpoint figures" awk -F, '
-	$2 == "unprotected" { for (i = 12; i <= 23; i++) if ($i != "-") bad = 1; found = 1; if (!($24 > 0)) bad = 1 }
+	$2 == "unprotected" { for (i = 12; i <= 23; i++) if ($i != "-") bad = 1; found = 1; if (!($24 > 0 && $25 >= 0 && $25 <= 100)) bad = 1 }
 	END { exit bad || !found }' "$csv"
 
 md=$out/report.md
