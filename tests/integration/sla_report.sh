@@ -3,7 +3,7 @@
 # short load step under --interval auto. Checks the report's structure and
 # that every figure is present and sane (consistent with the others and
 # with the run's parameters), not how fast anything was.
-PREFIX=has-
+PREFIX=hsla-
 . "$(dirname "$0")/lib.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)
 tmp=$(mktemp -d)
