@@ -172,8 +172,8 @@ demo: deps all
 
 # The reference SLA figures (docs/sla/): ha-sla over the default intervals
 # and --interval auto, a recommendation for p99 <= SLA_P99 ms and the load
-# step under --interval auto. Needs root and /dev/kvm; takes about five
-# minutes.
+# step under --interval auto (and unprotected). Needs root and /dev/kvm;
+# takes about six minutes.
 SLA_P99 ?= 50
 .PHONY: sla-report
 sla-report: deps all

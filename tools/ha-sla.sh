@@ -510,9 +510,15 @@ if [ "$step" = 1 ] && [ "$interrupted" = 0 ]; then
 fi
 
 # ------------------------------------------------------------------ report
-"$(dirname "$0")/ha-sla-report" "$out" "$sla_p99" "$sla_tput" "$title" \
-	"guest=$guest duration=$duration rate=$rate write=$write keys=$keys value_size=$vsize dirty_rate=$dirty_rate dirty_ws=$dirty_ws mem=$mem step_target=$step_target step_phases=$step_phases step_heavy_rate=$heavy_rate" ||
-	die "writing the report failed"
+# What the report needs besides the CSVs, so that ha-sla-report DIR can
+# rewrite it later.
+{
+	echo "sla_p99=$sla_p99"
+	echo "sla_tput=$sla_tput"
+	echo "title=$title"
+	echo "params=guest=$guest duration=$duration rate=$rate write=$write keys=$keys value_size=$vsize dirty_rate=$dirty_rate dirty_ws=$dirty_ws mem=$mem step_target=$step_target step_phases=$step_phases step_heavy_rate=$heavy_rate"
+} >"$out/session.txt"
+"$(dirname "$0")/ha-sla-report" "$out" || die "writing the report failed"
 [ "$interrupted" = 1 ] && echo "ha-sla: interrupted; the report holds the runs measured so far" >&2
 echo "ha-sla: wrote $out/report.md and $csv" >&2
 exit 0
