@@ -412,6 +412,7 @@ print_row() {
 
 # ------------------------------------------------------------------ the runs
 ns_cleanup
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 echo "$header" >"$csv"
 n_runs=$(echo "$intervals" | tr ',' '\n' | grep -c .)
 [ "$baseline" = 1 ] && n_runs=$((n_runs + 1))
@@ -513,6 +514,7 @@ fi
 # What the report needs besides the CSVs, so that ha-sla-report DIR can
 # rewrite it later.
 {
+	echo "started=$started_at"
 	echo "sla_p99=$sla_p99"
 	echo "sla_tput=$sla_tput"
 	echo "title=$title"
