@@ -6,13 +6,14 @@
 # rerun on the same directory at will.
 set -u
 dir=${1:?usage: ha-sla-report DIR}
-sla_p99="" sla_tput=0 title="" params="" started=""
+sla_p99="" sla_tput=0 title="" params="" started="" interrupted=0
 if [ -r "$dir/session.txt" ]; then
 	sla_p99=$(sed -n 's/^sla_p99=//p' "$dir/session.txt")
 	sla_tput=$(sed -n 's/^sla_tput=//p' "$dir/session.txt")
 	title=$(sed -n 's/^title=//p' "$dir/session.txt")
 	params=$(sed -n 's/^params=//p' "$dir/session.txt")
 	started=$(sed -n 's/^started=//p' "$dir/session.txt")
+	interrupted=$(sed -n 's/^interrupted=//p' "$dir/session.txt")
 fi
 [ -n "$sla_tput" ] || sla_tput=0
 csv=$dir/results.csv
@@ -126,6 +127,7 @@ ratio() { # value base
 		echo "latency the guest and the machine add by themselves. The interval,"
 		echo "the controller's aim and the client's latency, sampled every 250 ms:"
 		echo
+		[ "$interrupted" = 1 ] && echo "**The session was interrupted: the step below may be cut short, its unprotected run missing.**" && echo
 		[ "$plots" = 1 ] && echo "![load step](step.svg)" && echo
 		echo "| phase | seconds | interval ms (median) | interval range ms | dirty pages/ms (median) | client requests | client p50 ms | client p99 ms | unprotected p50 ms | unprotected p99 ms |"
 		echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"

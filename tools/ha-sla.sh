@@ -515,6 +515,7 @@ fi
 # rewrite it later.
 {
 	echo "started=$started_at"
+	echo "interrupted=$interrupted"
 	echo "sla_p99=$sla_p99"
 	echo "sla_tput=$sla_tput"
 	echo "title=$title"
