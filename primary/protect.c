@@ -324,9 +324,7 @@ static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
 	if (!p->auto_on || r->epoch != epoch || !r->sent || epoch == 0)
 		return;
 	struct ival_obs o = {
-		.period_ns = epoch ? p->paused_at[epoch % LAT_RING] -
-					     p->paused_at[(epoch - 1) % LAT_RING]
-				   : 0,
+		.period_ns = p->paused_at[epoch % LAT_RING] - p->paused_at[(epoch - 1) % LAT_RING],
 		.pause_ns = r->pause_ns,
 		.pages = r->pages,
 		.send_ns = r->send_ns,
@@ -810,7 +808,7 @@ static int session(struct prot *p, bool first)
  * histograms that ha-sla differences between two snapshots. */
 static void status_auto(struct prot *p, const struct stats *s, FILE *out)
 {
-	char buf[4096];
+	char buf[HIST_BUCKETS * 28]; /* room for every bucket: never truncated */
 
 	pthread_mutex_lock(&p->mu);
 	if (p->auto_on) {
