@@ -808,7 +808,7 @@ static int session(struct prot *p, bool first)
  * histograms that ha-sla differences between two snapshots. */
 static void status_auto(struct prot *p, const struct stats *s, FILE *out)
 {
-	char buf[HIST_BUCKETS * 28]; /* room for every bucket: never truncated */
+	char buf[HIST_BUCKETS * 36]; /* "MID:COUNT " for every bucket fits */
 
 	pthread_mutex_lock(&p->mu);
 	if (p->auto_on) {
