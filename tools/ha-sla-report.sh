@@ -75,8 +75,10 @@ ratio() { # value base
 	awk -F, 'NR > 1 && $26 != "failed" { printf "%s %s of %s; ", $1, $6, $4 }' "$csv"
 	echo
 	echo
-	echo "The raw data: \`results.csv\`; per run, under \`raw/\`, the daemons' logs,"
-	echo "\`ha-ctl status\` at the start and end, and every request's latency."
+	echo "The raw data: \`results.csv\`; per run, under \`raw/\` of the run directory"
+	echo "(\`build/default/sla-report\` for \`make sla-report\`, which copies only the"
+	echo "report, its plots and CSVs into docs/sla/), the daemons' logs, \`ha-ctl status\`"
+	echo "at the start and end, and every request's latency."
 
 	if [ "$plots" = 1 ] && [ -s "$good" ]; then
 		echo
