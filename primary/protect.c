@@ -617,7 +617,14 @@ static int open_link(struct prot *p)
 	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
 	if (fd < 0)
 		return fd;
-	return fo_link_new(fd, p->cfg->timeout_ms, &p->link);
+	char err[320] = "";
+	int rc = fo_link_open(fd, p->cfg->timeout_ms, p->cfg->tls, &p->link, err, sizeof(err));
+
+	if (rc < 0 && err[0])
+		log_error("secondary %s: %s", p->cfg->peer, err);
+	else if (rc == 0)
+		log_info("link to %s: %s", p->cfg->peer, fo_link_security(p->link));
+	return rc;
 }
 
 /* One protection session: connect, synchronise, run epochs until the

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "failover/tls.h"
 #include "hv/hv.h"
 #include "primary/ckpt_dev.h"
 
@@ -26,6 +27,7 @@
 struct prot_config {
 	const char *domain;   /* "kvm:NAME" */
 	const char *peer;     /* host:port; NULL with blackhole */
+	struct fo_tls *tls;   /* the link's TLS; NULL: plain TCP (--insecure) */
 	unsigned interval_ms; /* epoch period */
 	unsigned timeout_ms;  /* down timer for the secondary */
 	unsigned max_inflight;

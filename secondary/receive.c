@@ -19,6 +19,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "failover/fence.h"
 #include "failover/link.h"
 #include "diskrepl/replica.h"
 #include "secondary/ckbuf.h"
@@ -30,9 +31,10 @@ void rx_request_stop(void)
 	stop_flag = 1;
 }
 
-enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FAILING_OVER, RX_ACTIVE };
+enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FENCING, RX_FAILING_OVER, RX_ACTIVE };
 static const char *const rx_state_names[] = {"waiting for a primary", "syncing", "protected",
-					     "failing over", "active (failed over)"};
+					     "fencing the primary (not active)", "failing over",
+					     "active (failed over)"};
 
 struct rx {
 	const struct rx_config *cfg;
@@ -43,6 +45,8 @@ struct rx {
 	char peer[64];
 	_Atomic uint64_t committed; /* UINT64_MAX: none */
 	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
+	unsigned fence_attempts;
+	char fence_result[200];
 	char last_error[320];
 	struct ctl_server *ctl;
 
@@ -80,6 +84,10 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
 		if (x->state == RX_ACTIVE)
 			fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
+		fprintf(out, "fencing: %s\n", x->cfg->fence_cmd ? "command" : "none (unsafe)");
+		if (x->fence_attempts)
+			fprintf(out, "fence_attempts: %u\nfence_result: %s\n", x->fence_attempts,
+				x->fence_result);
 		if (x->last_error[0])
 			fprintf(out, "last_error: %s\n", x->last_error);
 		pthread_mutex_unlock(&x->mu);
@@ -228,16 +236,59 @@ static void send_error(struct fo_link *l, int code, const char *msg)
 	fo_link_record(l, CKPT_REC_HA_ERROR, iov, 2);
 }
 
+/* Runs the fence command until it reports the primary fenced. Returns 0
+ * then, or -ECANCELED when a stop was requested first: the domain stays
+ * passive. */
+static int fence(struct rx *x, uint64_t epoch)
+{
+	const struct rx_config *c = x->cfg;
+	struct fo_fence_target t = {.domain = x->domain, .peer = x->peer, .epoch = epoch};
+
+	set_state(x, RX_FENCING);
+	for (unsigned attempt = 1; !stop_flag; attempt++) {
+		char why[200];
+		uint64_t t0 = clk_now_ns();
+		int rc;
+
+		log_warn("fencing the primary %s before activating (attempt %u)", x->peer, attempt);
+		rc = fo_fence_run(c->fence_cmd, c->fence_timeout_ms, &t, why, sizeof(why));
+		pthread_mutex_lock(&x->mu);
+		x->fence_attempts = attempt;
+		snprintf(x->fence_result, sizeof(x->fence_result), "%s", why);
+		pthread_mutex_unlock(&x->mu);
+		if (rc == 0) {
+			log_info("the primary %s is fenced (%s, %llu ms)", x->peer, why,
+				 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+			return 0;
+		}
+		log_error("fencing the primary %s failed: %s; NOT activating (it may still run "
+			  "and serve). Retrying in %u ms; fix the fence device, or power the "
+			  "primary off and let the retry succeed, or stop this secondary",
+			  x->peer, why, c->fence_retry_ms);
+		pthread_mutex_lock(&x->mu);
+		snprintf(x->last_error, sizeof(x->last_error), "fencing failed: %s", why);
+		pthread_mutex_unlock(&x->mu);
+		for (uint64_t until = clk_now_ns() + (uint64_t)c->fence_retry_ms * NSEC_PER_MSEC;
+		     !stop_flag && clk_now_ns() < until;)
+			usleep(20000);
+	}
+	log_warn("stop requested while fencing: the domain was not activated here");
+	return -ECANCELED;
+}
+
 static void failover(struct rx *x, const char *why)
 {
 	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
 	int rc;
 
+	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
+		return;
 	set_state(x, RX_FAILING_OVER);
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
-	log_warn("no fencing configured: if the primary is alive behind a partition, two "
-		 "copies of the domain may now run");
+	if (!x->cfg->fence_cmd)
+		log_warn("no fencing configured: if the primary is alive behind a partition, two "
+			 "copies of the domain may now run");
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
 		if (!x->disk_on[i])
 			continue;
@@ -291,7 +342,8 @@ static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy
 }
 
 /* Returns 1 when the domain was activated here, 0 when the session ended
- * without failover, -errno on a local failure. */
+ * without failover, 2 when the peer failed the TLS handshake (it was never
+ * a session), -errno on a local failure. */
 static int session(struct rx *x, int fd, const char *peer)
 {
 	struct fo_link *l;
@@ -301,9 +353,14 @@ static int session(struct rx *x, int fd, const char *peer)
 	bool have_ckpt = false;
 	int rc;
 
-	rc = fo_link_new(fd, x->cfg->timeout_ms, &l);
-	if (rc < 0)
-		return rc;
+	rc = fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &l, err, sizeof(err));
+	if (rc < 0) {
+		log_error("refusing the connection from %s: %s", peer,
+			  err[0] ? err : strerror(-rc));
+		return 2;
+	}
+	if (x->cfg->tls)
+		log_info("connection from %s: %s", peer, fo_link_security(l));
 	r = fo_link_reader(l);
 	atomic_store(&x->committed, UINT64_MAX);
 	memset(x->disk_on, 0, sizeof(x->disk_on));
@@ -505,12 +562,12 @@ out:
 }
 
 /* Tells a second primary that this secondary is taken, then hangs up. */
-static void refuse_busy(int fd, const char *domain)
+static void refuse_busy(int fd, const char *domain, struct fo_tls *x_tls)
 {
 	struct fo_link *l;
 	char msg[160];
 
-	if (fo_link_new(fd, 1000, &l) < 0)
+	if (fo_link_open(fd, 1000, x_tls, &l, msg, sizeof(msg)) < 0)
 		return;
 	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
 	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
@@ -569,7 +626,15 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 		rc = lfd;
 		goto out;
 	}
-	log_info("listening on %s for a primary", cfg->listen);
+	log_info("listening on %s for a primary (%s)", cfg->listen,
+		 cfg->tls ? fo_tls_mode(cfg->tls) : "plain TCP, --insecure");
+	if (cfg->fence_cmd)
+		log_info("fencing: activation waits for '%s' to succeed (timeout %u ms)",
+			 cfg->fence_cmd, cfg->fence_timeout_ms);
+	else
+		log_warn("UNSAFE: no fencing configured (--fence-cmd): if the link to the primary "
+			 "breaks while the primary still runs (a network partition), this host "
+			 "activates a second copy of the domain and both serve clients");
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 
@@ -582,7 +647,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 				rc = 0;
 				break; /* failed over: the domain runs here now */
 			}
-			if (cfg->once)
+			if (cfg->once && res != 2)
 				break;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
@@ -599,7 +664,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 		if (cur) {
 			log_warn("refusing a second primary from %s: already protecting %s", host,
 				 x->domain);
-			refuse_busy(fd, x->domain);
+			refuse_busy(fd, x->domain, cfg->tls);
 			continue;
 		}
 		cur = calloc(1, sizeof(*cur));
