@@ -41,7 +41,8 @@ static char **build_env(const struct fo_fence_target *t, char vars[FENCE_ENV_EXT
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (!strncmp(environ[i], "HA_DOMAIN=", 10) || !strncmp(environ[i], "HA_PEER=", 8) ||
-		    !strncmp(environ[i], "HA_PEER_HOST=", 13) || !strncmp(environ[i], "HA_EPOCH=", 9))
+		    !strncmp(environ[i], "HA_PEER_HOST=", 13) ||
+		    !strncmp(environ[i], "HA_EPOCH=", 9))
 			continue;
 		env[k++] = environ[i];
 	}
@@ -69,8 +70,8 @@ static void log_lines(char *buf, size_t *len, int final)
 	}
 }
 
-int fo_fence_run(const char *cmd, unsigned timeout_ms, const struct fo_fence_target *t,
-		 char *why, size_t whylen)
+int fo_fence_run(const char *cmd, unsigned timeout_ms, const struct fo_fence_target *t, char *why,
+		 size_t whylen)
 {
 	char vars[FENCE_ENV_EXTRA][256];
 	char **env = build_env(t, vars);

@@ -28,7 +28,7 @@ struct fo_fence_target {
  * whole process group is killed). Returns 0 if it exited 0; -ETIMEDOUT;
  * -EIO for another exit status or a signal (why says which); or -errno if
  * it could not be started. */
-int fo_fence_run(const char *cmd, unsigned timeout_ms, const struct fo_fence_target *t,
-		 char *why, size_t whylen);
+int fo_fence_run(const char *cmd, unsigned timeout_ms, const struct fo_fence_target *t, char *why,
+		 size_t whylen);
 
 #endif

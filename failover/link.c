@@ -162,9 +162,9 @@ static void *hb_main(void *arg)
 		pthread_mutex_unlock(&l->hb_mu);
 
 		struct ckpt_ha_heartbeat hb = {
-			.seq = ++l->hb_seq,
-			.sent_ns = clk_now_ns(),
-			.committed_epoch = atomic_load(l->committed),
+		    .seq = ++l->hb_seq,
+		    .sent_ns = clk_now_ns(),
+		    .committed_epoch = atomic_load(l->committed),
 		};
 		struct iovec iov = {&hb, sizeof(hb)};
 		int rc = fo_link_record(l, CKPT_REC_HA_HEARTBEAT, &iov, 1);

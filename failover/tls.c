@@ -93,8 +93,9 @@ static int load_psk(struct fo_tls *t, const char *path, char *err, size_t errlen
 	hex = colon + 1;
 	size_t hl = strlen(hex);
 	if (hl % 2 || hl / 2 < PSK_MIN || hl / 2 > PSK_MAX) {
-		snprintf(err, errlen, "the key in %s must be %d to %d octets in hex, not %zu digits",
-			 path, PSK_MIN, PSK_MAX, hl);
+		snprintf(err, errlen,
+			 "the key in %s must be %d to %d octets in hex, not %zu digits", path,
+			 PSK_MIN, PSK_MAX, hl);
 		goto out;
 	}
 	for (size_t i = 0; i < hl / 2; i++) {
@@ -139,12 +140,14 @@ int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out
 	int rc;
 
 	if (certs == !!cfg->psk) {
-		snprintf(err, errlen, "give either --tls-cert, --tls-key and --tls-ca, or --tls-psk");
+		snprintf(err, errlen,
+			 "give either --tls-cert, --tls-key and --tls-ca, or --tls-psk");
 		return -EINVAL;
 	}
 	if (certs && !(cfg->cert && cfg->key && cfg->ca)) {
-		snprintf(err, errlen, "certificate mode needs all of --tls-cert, --tls-key and "
-				      "--tls-ca");
+		snprintf(err, errlen,
+			 "certificate mode needs all of --tls-cert, --tls-key and "
+			 "--tls-ca");
 		return -EINVAL;
 	}
 	t = calloc(1, sizeof(*t));
@@ -207,8 +210,8 @@ fail:
 	return rc;
 }
 
-int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server,
-		 struct fo_tls **out, char *err, size_t errlen)
+int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server, struct fo_tls **out,
+		 char *err, size_t errlen)
 {
 	bool any = cfg->cert || cfg->key || cfg->ca || cfg->psk;
 
@@ -267,8 +270,7 @@ static void peer_name(struct fo_tls_session *ss, char *buf, size_t len)
 	gnutls_x509_crt_deinit(crt);
 }
 
-static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *err,
-		    size_t errlen)
+static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *err, size_t errlen)
 {
 	gnutls_datum_t txt = {0};
 	unsigned status;
@@ -276,8 +278,8 @@ static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *
 	switch (grc) {
 	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
 		status = gnutls_session_get_verify_cert_status(ss->s);
-		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &txt,
-								  0) < 0)
+		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &txt, 0) <
+		    0)
 			txt.data = NULL;
 		snprintf(err, errlen,
 			 "the peer's certificate was rejected (%s); it must be signed by the CA "
@@ -286,8 +288,9 @@ static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *
 		gnutls_free(txt.data);
 		return;
 	case GNUTLS_E_NO_CERTIFICATE_FOUND:
-		snprintf(err, errlen, "the peer presented no certificate; give it --tls-cert and "
-				      "--tls-key");
+		snprintf(err, errlen,
+			 "the peer presented no certificate; give it --tls-cert and "
+			 "--tls-key");
 		return;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		snprintf(err, errlen,
@@ -343,7 +346,7 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 	if (!ss)
 		return -ENOMEM;
 	grc = gnutls_init(&ss->s, (t->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS |
-					  GNUTLS_NO_SIGNAL);
+				      GNUTLS_NO_SIGNAL);
 	if (grc < 0) {
 		free(ss);
 		snprintf(err, errlen, "TLS session: %s", gnutls_strerror(grc));
@@ -371,8 +374,8 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 	gnutls_transport_set_int(ss->s, fd);
 	do
 		grc = gnutls_handshake(ss->s);
-	while (grc == GNUTLS_E_INTERRUPTED || (grc < 0 && !gnutls_error_is_fatal(grc) &&
-					       grc != GNUTLS_E_AGAIN));
+	while (grc == GNUTLS_E_INTERRUPTED ||
+	       (grc < 0 && !gnutls_error_is_fatal(grc) && grc != GNUTLS_E_AGAIN));
 	if (grc == GNUTLS_E_AGAIN) {
 		snprintf(err, errlen, "the TLS handshake timed out: the peer sent nothing");
 		rc = -ETIMEDOUT;

@@ -19,13 +19,13 @@
 #define HA_FAILOVER_TLS_H
 
 /* The options text both daemons print in their usage. */
-#define FO_TLS_USAGE                                                                        \
-	"      --tls-cert FILE   this host's certificate (PEM); with --tls-key, --tls-ca\n"  \
-	"      --tls-key FILE    its private key (PEM)\n"                                     \
-	"      --tls-ca FILE     CA certificate the peer's certificate must chain to\n"      \
-	"      --tls-psk FILE    pre-shared key instead of certificates: one line\n"         \
-	"                        IDENTITY:HEXKEY, the same file on both hosts\n"             \
-	"      --insecure        plain TCP on the replication link: no encryption, no\n"     \
+#define FO_TLS_USAGE                                                                               \
+	"      --tls-cert FILE   this host's certificate (PEM); with --tls-key, --tls-ca\n"        \
+	"      --tls-key FILE    its private key (PEM)\n"                                          \
+	"      --tls-ca FILE     CA certificate the peer's certificate must chain to\n"            \
+	"      --tls-psk FILE    pre-shared key instead of certificates: one line\n"               \
+	"                        IDENTITY:HEXKEY, the same file on both hosts\n"                   \
+	"      --insecure        plain TCP on the replication link: no encryption, no\n"           \
 	"                        authentication (only on a trusted, isolated network)\n"
 
 #include <stdbool.h>
@@ -36,7 +36,7 @@
 struct fo_tls_config {
 	const char *cert; /* PEM certificate (chain) of this host */
 	const char *key;  /* its PEM private key */
-	const char *ca;   /* PEM CA certificate(s) the peer must chain to */
+	const char *ca;	  /* PEM CA certificate(s) the peer must chain to */
 	const char *psk;  /* PSK file: "identity:hexkey" */
 };
 
@@ -53,8 +53,8 @@ void fo_tls_free(struct fo_tls *t);
 /* The daemons' policy: TLS from cfg, or plain TCP only when insecure is
  * set (then *out = NULL). Neither, or both, is a usage error (-EINVAL, err
  * says what to give). */
-int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server,
-		 struct fo_tls **out, char *err, size_t errlen);
+int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server, struct fo_tls **out,
+		 char *err, size_t errlen);
 /* "certificates" or "pre-shared key". */
 const char *fo_tls_mode(const struct fo_tls *t);
 

@@ -76,9 +76,9 @@ static int group_teardown(void **state)
 struct side {
 	struct fo_tls_config cfg;
 	bool server;
-	bool plain;  /* no TLS at all */
+	bool plain; /* no TLS at all */
 	int fd;
-	int rc;      /* of fo_link_open */
+	int rc; /* of fo_link_open */
 	char err[320];
 	struct fo_link *link;
 	char desc[256];
@@ -182,7 +182,7 @@ static void certs(struct side *s, const char *host)
 {
 	static char bufs[4][3][160];
 	static int n;
-	char (*b)[160] = bufs[n++ % 4];
+	char(*b)[160] = bufs[n++ % 4];
 
 	snprintf(b[0], 160, "%s/%s.pem", dir, host);
 	snprintf(b[1], 160, "%s/%s.key", dir, host);
@@ -475,14 +475,10 @@ static void test_fence(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cert_handshake),
-		cmocka_unit_test(test_psk_handshake),
-		cmocka_unit_test(test_wrong_ca),
-		cmocka_unit_test(test_wrong_psk),
-		cmocka_unit_test(test_plain_vs_tls),
-		cmocka_unit_test(test_garbage),
-		cmocka_unit_test(test_policy),
-		cmocka_unit_test(test_fence),
+	    cmocka_unit_test(test_cert_handshake), cmocka_unit_test(test_psk_handshake),
+	    cmocka_unit_test(test_wrong_ca),	   cmocka_unit_test(test_wrong_psk),
+	    cmocka_unit_test(test_plain_vs_tls),   cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_policy),	   cmocka_unit_test(test_fence),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
