@@ -1,11 +1,17 @@
-# failover/: the replication link (TLS, heartbeats, down timer).
+# failover/: the replication link (TLS, heartbeats, down timer), fencing, the
+# witness (ha-witness).
 LIB_OBJS += \
 	failover/fence.o \
 	failover/link.o \
-	failover/tls.o
+	failover/tls.o \
+	failover/witness.o
 
 INCLUDES += $(shell pkg-config --cflags gnutls)
 LDLIBS += $(shell pkg-config --libs gnutls)
 
 UNIT_TESTS += \
 	test_link
+
+PROGRAMS += ha-witness
+ha-witness_OBJS := \
+	failover/ha-witness.o

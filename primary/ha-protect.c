@@ -45,6 +45,10 @@ static void usage(FILE *f)
 		"                        storage; needs -F)\n"
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
 		"                        /dev/null and count as acknowledged (needs -F)\n"
+		"      --witness HOST:PORT  without the secondary, run the domain only while\n"
+		"                        holding the pair's lease from this ha-witness, else\n"
+		"                        pause it (same TLS settings as the link)\n"
+		"      --witness-ttl MS  the lease asked for, renewed every TTL/4 (default 2000)\n"
 		"Replication link security (one of these is required, except with -b):\n"
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
@@ -78,7 +82,7 @@ int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
 	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
-	       O_TLS_PSK, O_INSECURE };
+	       O_TLS_PSK, O_INSECURE, O_WITNESS, O_WTTL };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
@@ -103,6 +107,8 @@ int main(int argc, char **argv)
 		{"tls-ca", required_argument, NULL, O_TLS_CA},
 		{"tls-psk", required_argument, NULL, O_TLS_PSK},
 		{"insecure", no_argument, NULL, O_INSECURE},
+		{"witness", required_argument, NULL, O_WITNESS},
+		{"witness-ttl", required_argument, NULL, O_WTTL},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -117,6 +123,7 @@ int main(int argc, char **argv)
 		.compress = true,
 		.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
 		.level = CKPT_CODEC_DEFAULT_LEVEL,
+		.witness_ttl_ms = 2000,
 	};
 	const char *netbuf = "auto", *name;
 	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
@@ -207,6 +214,12 @@ int main(int argc, char **argv)
 		case O_INSECURE:
 			insecure = true;
 			break;
+		case O_WITNESS:
+			cfg.witness = optarg;
+			break;
+		case O_WTTL:
+			cfg.witness_ttl_ms = (unsigned)number("--witness-ttl", optarg, 100, 600000);
+			break;
 		case O_MAXEP:
 			cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
 			break;
@@ -247,6 +260,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ha-protect: --netbuf is auto, plug, nfqueue or none\n");
 		return 2;
 	}
+	if (cfg.witness && cfg.blackhole) {
+		fprintf(stderr, "ha-protect: --witness makes no sense with -b\n");
+		return 2;
+	}
 	if (!cfg.blackhole &&
 	    fo_tls_setup(&tlscfg, insecure, false, &cfg.tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-protect: %s\n", err);
@@ -270,6 +287,10 @@ int main(int argc, char **argv)
 	else if (!cfg.blackhole)
 		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
 			 "writes cross the network unencrypted and unauthenticated");
+	if (cfg.witness)
+		log_info("witness %s: without the secondary the domain runs only while this host "
+			 "holds the lease (TTL %u ms)",
+			 cfg.witness, cfg.witness_ttl_ms);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

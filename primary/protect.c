@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
+#include "failover/witness.h"
 
 #define NSLOTS 2
 #define LAT_RING 256
@@ -87,6 +88,21 @@ struct prot {
 	struct stats stats;
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
+
+	/* The witness lease (under mu). The domain may run with its output
+	 * released and no secondary (unprotected) only while the lease is
+	 * valid; otherwise it is paused (lease_lost) and a session's held
+	 * output stays held (devs_held). */
+	pthread_t wit;
+	bool wit_running;
+	_Atomic bool wit_stop;
+	uint64_t lease_until_ns; /* our view, a TTL/4 margin before the witness's */
+	uint64_t lease_gen;      /* 0: never granted */
+	bool superseded;         /* the secondary held the lease since: never resume */
+	bool unprotected;
+	bool lease_lost;
+	bool devs_held;
+	char wit_status[400];
 };
 
 /* ------------------------------------------------------------------ */
@@ -602,6 +618,132 @@ static int precopy(struct prot *p)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+
+static bool lease_valid(struct prot *p)
+{
+	return !p->superseded && p->lease_gen && clk_now_ns() < p->lease_until_ns;
+}
+
+/* At the end of a session lost to a degradation: may held output be
+ * released and the domain run on without the secondary? Without a witness,
+ * yes (the unsafe default). With one, only under a valid lease; otherwise
+ * the domain is paused here with its output still held. */
+static bool witness_may_release(struct prot *p)
+{
+	bool ok;
+
+	if (!p->cfg->witness || stop_flag)
+		return true;
+	pthread_mutex_lock(&p->mu);
+	ok = lease_valid(p);
+	if (ok) {
+		p->unprotected = true;
+	} else {
+		p->lease_lost = true;
+		p->devs_held = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (!ok) {
+		int rc = p->ops->pause(p->dom);
+
+		log_error("lost both the secondary and the witness's lease: the domain is PAUSED "
+			  "and its output held (%s), since the secondary may take over now",
+			  rc < 0 ? strerror(-rc) : "paused");
+	}
+	return ok;
+}
+
+/* Renews the lease every TTL/4; pauses an unprotected domain whose lease
+ * ran out, resumes it when the same lease comes back. */
+static void *witness_main(void *arg)
+{
+	struct prot *p = arg;
+	const struct prot_config *c = p->cfg;
+	unsigned ttl = c->witness_ttl_ms, period = ttl / 4;
+	char last_err[400] = "";
+
+	log_set_domain(c->domain);
+	while (!stop_flag && !atomic_load(&p->wit_stop)) {
+		struct fo_lease_reply rep;
+		char err[400] = "";
+		uint64_t sent = clk_now_ns();
+		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period, &rep,
+					err, sizeof(err));
+		enum { NONE, PAUSE, RESUME } act = NONE;
+		bool held = false;
+
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0 && rep.granted) {
+			if (!p->lease_gen)
+				p->lease_gen = rep.generation;
+			if (rep.generation != p->lease_gen && !p->superseded) {
+				p->superseded = true;
+				snprintf(err, sizeof(err),
+					 "the lease came back with generation %llu, not %llu: the "
+					 "secondary held it meanwhile",
+					 (unsigned long long)rep.generation,
+					 (unsigned long long)p->lease_gen);
+			} else if (!p->superseded) {
+				p->lease_until_ns = sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+			}
+		} else if (rc == 0) {
+			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
+				p->superseded = true;
+			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
+				 rep.holder);
+		}
+		if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
+			p->lease_lost = true;
+			p->unprotected = false;
+			act = PAUSE;
+		} else if (p->lease_lost && lease_valid(p)) {
+			p->lease_lost = false;
+			p->unprotected = true;
+			held = p->devs_held;
+			p->devs_held = false;
+			act = RESUME;
+		}
+		if (p->superseded)
+			snprintf(p->wit_status, sizeof(p->wit_status),
+				 "SUPERSEDED: the secondary took the lease; this copy must not run");
+		else if (lease_valid(p))
+			snprintf(p->wit_status, sizeof(p->wit_status),
+				 "lease held (generation %llu, %llu ms left)",
+				 (unsigned long long)p->lease_gen,
+				 (unsigned long long)((p->lease_until_ns - clk_now_ns()) /
+						      NSEC_PER_MSEC));
+		else
+			snprintf(p->wit_status, sizeof(p->wit_status), "no lease: %s",
+				 err[0] ? err : "not granted yet");
+		pthread_mutex_unlock(&p->mu);
+
+		if (err[0] && strcmp(err, last_err))
+			log_warn("witness: %s", err);
+		else if (!err[0] && last_err[0])
+			log_info("witness: lease renewed again (generation %llu)",
+				 (unsigned long long)p->lease_gen);
+		snprintf(last_err, sizeof(last_err), "%s", err);
+		if (act == PAUSE) {
+			rc = p->ops->pause(p->dom);
+			log_error("no secondary and no witness lease: the domain is PAUSED (%s) so "
+				  "that it cannot serve beside a copy the secondary may activate",
+				  rc < 0 ? strerror(-rc) : "paused");
+		} else if (act == RESUME) {
+			if (held)
+				devs_teardown(p);
+			rc = p->ops->resume(p->dom);
+			log_warn("the witness lease is back (generation %llu): the domain runs again, "
+				 "unprotected%s",
+				 (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
+		}
+		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
+		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next)
+			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+	}
+	return NULL;
+}
+
 static int open_link(struct prot *p)
 {
 	int fd;
@@ -652,6 +794,13 @@ static int session(struct prot *p, bool first)
 	}
 	/* Degraded until now; from here a failure degrades this session. */
 	pthread_mutex_lock(&p->mu);
+	if (p->lease_lost || p->superseded) {
+		pthread_mutex_unlock(&p->mu);
+		fo_link_free(p->link);
+		p->link = NULL;
+		return -EAGAIN;
+	}
+	p->unprotected = false;
 	p->state = ST_SYNC;
 	p->reason[0] = '\0';
 	pthread_mutex_unlock(&p->mu);
@@ -720,7 +869,8 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	devs_teardown(p);
+	if (witness_may_release(p))
+		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
@@ -765,6 +915,11 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
 			(unsigned long long)(s.ack_ns_last / 1000),
 			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
+		if (p->cfg->witness) {
+			pthread_mutex_lock(&p->mu);
+			fprintf(out, "witness: %s\n", p->wit_status[0] ? p->wit_status : "asking");
+			pthread_mutex_unlock(&p->mu);
+		}
 		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
 			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
 			(unsigned long long)s.reprotections);
@@ -890,7 +1045,23 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		}
 	}
 
+	if (cfg->witness) {
+		rc = -pthread_create(&p->wit, NULL, witness_main, p);
+		if (rc < 0) {
+			log_error("cannot start the witness thread: %s", strerror(-rc));
+			goto out;
+		}
+		p->wit_running = true;
+	}
 	for (bool first = true; !stop_flag; first = false) {
+		pthread_mutex_lock(&p->mu);
+		bool blocked = !first && (p->lease_lost || p->superseded);
+		pthread_mutex_unlock(&p->mu);
+		if (blocked) {
+			/* Paused for want of the lease: the witness thread decides. */
+			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
+			continue;
+		}
 		rc = session(p, first);
 		if (stop_flag)
 			break;
@@ -914,7 +1085,15 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 	rc = 0;
 	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+	if (p->lease_lost || p->superseded)
+		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
+			 "secondary did not activate its copy",
+			 p->devs_held ? " and its held output is dropped" : "");
 out:
+	if (p->wit_running) {
+		atomic_store(&p->wit_stop, true);
+		pthread_join(p->wit, NULL);
+	}
 	ctl_server_stop(p->ctl);
 	if (p->save_fd >= 0)
 		close(p->save_fd);

@@ -10,7 +10,9 @@
  * max_inflight epochs are unacknowledged; when the secondary falls behind,
  * the next pause waits (the epoch stretches) rather than queueing without
  * bound. When the secondary is lost the primary releases held output, runs
- * the guest unprotected (degraded) and keeps trying to re-protect.
+ * the guest unprotected (degraded) and keeps trying to re-protect. With a
+ * witness, it does so only while it holds the pair's lease: without the
+ * secondary and the lease it pauses the domain and keeps its output held.
  */
 #ifndef HA_PRIMARY_PROTECT_H
 #define HA_PRIMARY_PROTECT_H
@@ -42,6 +44,11 @@ struct prot_config {
 	const char *ctl_path;
 	struct ckpt_dev *devs[PROT_MAX_DEVS];
 	unsigned ndevs;
+	/* The witness (failover/witness.h): while running without the
+	 * secondary the domain runs only while the pair's lease is held;
+	 * NULL: none. */
+	const char *witness;
+	unsigned witness_ttl_ms;
 	/* Stop after this many checkpoints (0: run until stopped). */
 	unsigned long long max_epochs;
 };

@@ -36,6 +36,9 @@ static void usage(FILE *f)
 		"                           it a network partition can leave two copies running\n"
 		"      --fence-timeout MS   kill the fence command after MS (default 30000)\n"
 		"      --fence-retry MS     retry a failed fence after MS (default 5000)\n"
+		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
+		"                           ha-witness (same TLS settings as the link)\n"
+		"      --witness-ttl MS     the lease asked for (default 2000; as ha-protect)\n"
 		"Replication link security (one of these is required):\n"
 		FO_TLS_USAGE
 		"  -v, --verbose            debug logging\n"
@@ -52,7 +55,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -65,6 +68,8 @@ int main(int argc, char **argv)
 		{"fence-cmd", required_argument, NULL, O_FENCE},
 		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
 		{"fence-retry", required_argument, NULL, O_FRETRY},
+		{"witness", required_argument, NULL, O_WITNESS},
+		{"witness-ttl", required_argument, NULL, O_WTTL},
 		{"tls-cert", required_argument, NULL, O_TLS_CERT},
 		{"tls-key", required_argument, NULL, O_TLS_KEY},
 		{"tls-ca", required_argument, NULL, O_TLS_CA},
@@ -77,7 +82,8 @@ int main(int argc, char **argv)
 	struct rx_config cfg = {.timeout_ms = 500,
 				.max_ckpt_bytes = (size_t)1024 << 20,
 				.fence_timeout_ms = 30000,
-				.fence_retry_ms = 5000};
+				.fence_retry_ms = 5000,
+				.witness_ttl_ms = 2000};
 	struct fo_tls_config tlscfg = {0};
 	bool insecure = false;
 	char err[320];
@@ -137,17 +143,25 @@ int main(int argc, char **argv)
 		case O_INSECURE:
 			insecure = true;
 			break;
+		case O_WITNESS:
+			cfg.witness = optarg;
+			break;
 		case O_FTIMEOUT:
 		case O_FRETRY:
+		case O_WTTL:
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
 			if (errno || !*optarg || *end || v < 10 || v > 3600000) {
 				fprintf(stderr, "ha-receive: --%s wants milliseconds in 10..3600000\n",
-					c == O_FTIMEOUT ? "fence-timeout" : "fence-retry");
+					c == O_FTIMEOUT ? "fence-timeout"
+					: c == O_WTTL	? "witness-ttl"
+							: "fence-retry");
 				return 2;
 			}
 			if (c == O_FTIMEOUT)
 				cfg.fence_timeout_ms = (unsigned)v;
+			else if (c == O_WTTL)
+				cfg.witness_ttl_ms = (unsigned)v;
 			else
 				cfg.fence_retry_ms = (unsigned)v;
 			break;

@@ -21,6 +21,7 @@
 #include "common/sock.h"
 #include "failover/fence.h"
 #include "failover/link.h"
+#include "failover/witness.h"
 #include "diskrepl/replica.h"
 #include "secondary/ckbuf.h"
 
@@ -46,7 +47,7 @@ struct rx {
 	_Atomic uint64_t committed; /* UINT64_MAX: none */
 	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
 	unsigned fence_attempts;
-	char fence_result[200];
+	char fence_result[420];
 	char last_error[320];
 	struct ctl_server *ctl;
 
@@ -84,7 +85,9 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
 		if (x->state == RX_ACTIVE)
 			fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
-		fprintf(out, "fencing: %s\n", x->cfg->fence_cmd ? "command" : "none (unsafe)");
+		fprintf(out, "fencing: %s%s%s\n", x->cfg->witness ? "witness " : "",
+			x->cfg->fence_cmd ? "command" : "",
+			x->cfg->witness || x->cfg->fence_cmd ? "" : "none (unsafe)");
 		if (x->fence_attempts)
 			fprintf(out, "fence_attempts: %u\nfence_result: %s\n", x->fence_attempts,
 				x->fence_result);
@@ -276,17 +279,86 @@ static int fence(struct rx *x, uint64_t epoch)
 	return -ECANCELED;
 }
 
-static void failover(struct rx *x, const char *why)
+/* Asks the witness for the pair's lease until it is granted. Returns 0
+ * then; -EALREADY when the primary renewed its lease meanwhile (it is
+ * alive: this copy must not run); -ECANCELED on a stop. */
+static int witness_wait(struct rx *x)
+{
+	const struct rx_config *c = x->cfg;
+	uint64_t last_expiry = 0;
+
+	set_state(x, RX_FENCING);
+	for (unsigned attempt = 1; !stop_flag; attempt++) {
+		struct fo_lease_reply rep;
+		char err[400];
+		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
+		int rc = fo_witness_ask(c->witness, c->tls, x->domain, "secondary", c->witness_ttl_ms,
+					1000, &rep, err, sizeof(err));
+
+		pthread_mutex_lock(&x->mu);
+		x->fence_attempts = attempt;
+		if (rc < 0)
+			snprintf(x->fence_result, sizeof(x->fence_result), "%s", err);
+		else
+			snprintf(x->fence_result, sizeof(x->fence_result), "witness: %s (holder %s)",
+				 rep.granted ? "granted" : "denied", rep.holder);
+		pthread_mutex_unlock(&x->mu);
+		if (rc == 0 && rep.granted) {
+			log_info("the witness granted the lease (generation %llu): the primary is "
+				 "off or cut off from the witness too",
+				 (unsigned long long)rep.generation);
+			return 0;
+		}
+		if (rc < 0) {
+			log_error("%s; NOT activating: without the witness the primary may still "
+				  "run. Retrying in %u ms",
+				  err, c->fence_retry_ms);
+		} else {
+			uint64_t expiry = now + rep.ms;
+
+			/* The same lease expires at the same time; a later expiry
+			 * means its holder renewed it, so it is alive. */
+			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
+			    !strcmp(rep.holder, "primary")) {
+				log_warn("the primary still renews its lease with the witness: it is "
+					 "alive behind a partition and keeps serving; not activating. "
+					 "Discarding this copy; the primary re-protects when the link "
+					 "is back");
+				return -EALREADY;
+			}
+			last_expiry = expiry;
+			log_warn("the witness denies the lease: %s holds it for %u ms more "
+				 "(generation %llu); waiting for it to expire",
+				 rep.holder, rep.ms, (unsigned long long)rep.generation);
+			wait_ms = rep.ms + 50;
+		}
+		for (uint64_t until = clk_now_ns() + wait_ms * NSEC_PER_MSEC;
+		     !stop_flag && clk_now_ns() < until;)
+			usleep(20000);
+	}
+	log_warn("stop requested while waiting for the witness: the domain was not activated");
+	return -ECANCELED;
+}
+
+/* Returns 1 when the domain runs here, -EALREADY when the primary is
+ * known alive (discard the copy), another -errno when it was not
+ * activated. */
+static int failover(struct rx *x, const char *why)
 {
 	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
 	int rc;
 
+	if (x->cfg->witness) {
+		rc = witness_wait(x);
+		if (rc < 0)
+			return rc;
+	}
 	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
-		return;
+		return -ECANCELED;
 	set_state(x, RX_FAILING_OVER);
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
-	if (!x->cfg->fence_cmd)
+	if (!x->cfg->fence_cmd && !x->cfg->witness)
 		log_warn("no fencing configured: if the primary is alive behind a partition, two "
 			 "copies of the domain may now run");
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
@@ -299,7 +371,7 @@ static void failover(struct rx *x, const char *why)
 				  i, replica_error(x->disks[i]));
 			snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i,
 				 replica_error(x->disks[i]));
-			return;
+			return -EIO;
 		}
 		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
 			 (unsigned long long)epoch);
@@ -309,7 +381,7 @@ static void failover(struct rx *x, const char *why)
 		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
 		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
 			 strerror(-rc));
-		return;
+		return rc;
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
@@ -319,6 +391,7 @@ static void failover(struct rx *x, const char *why)
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
 	x->ops->close(x->dom);
 	x->dom = NULL;
+	return 1;
 }
 
 /* Applies one record during pre-copy (directly) or buffers it. */
@@ -538,7 +611,8 @@ lost:
 	fo_link_shutdown(l);
 	if (have_ckpt && rc != -ECANCELED) {
 		log_error("primary lost: %s", err);
-		failover(x, err);
+		if (failover(x, err) == -EALREADY)
+			goto out; /* the primary lives: discard the copy, wait for it */
 		fo_link_free(l);
 		log_set_epoch(LOG_NO_EPOCH);
 		return x->dom == NULL && x->state == RX_ACTIVE ? 1 : -EIO;
@@ -628,11 +702,13 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 	}
 	log_info("listening on %s for a primary (%s)", cfg->listen,
 		 cfg->tls ? fo_tls_mode(cfg->tls) : "plain TCP, --insecure");
+	if (cfg->witness)
+		log_info("witness: activation waits for the lease from %s", cfg->witness);
 	if (cfg->fence_cmd)
 		log_info("fencing: activation waits for '%s' to succeed (timeout %u ms)",
 			 cfg->fence_cmd, cfg->fence_timeout_ms);
-	else
-		log_warn("UNSAFE: no fencing configured (--fence-cmd): if the link to the primary "
+	else if (!cfg->witness)
+		log_warn("UNSAFE: no fencing configured (--fence-cmd or --witness): if the link to the primary "
 			 "breaks while the primary still runs (a network partition), this host "
 			 "activates a second copy of the domain and both serve clients");
 	while (!stop_flag) {

@@ -24,6 +24,10 @@
  * With a fence command, activation happens only after it reported the
  * primary fenced; a failed fence leaves the domain passive (state
  * "fencing", retried every fence_retry_ms until it succeeds or a stop).
+ * With a witness, activation waits for the witness to grant the pair's
+ * lease; if the primary is seen renewing it (alive beyond the partition),
+ * the copy is discarded and the secondary waits for the primary to
+ * re-protect.
  */
 #ifndef HA_SECONDARY_RECEIVE_H
 #define HA_SECONDARY_RECEIVE_H
@@ -53,6 +57,10 @@ struct rx_config {
 	const char *fence_cmd;
 	unsigned fence_timeout_ms;
 	unsigned fence_retry_ms;
+	/* The witness (failover/witness.h), asked for the pair's lease before
+	 * activation; NULL: none. Uses the link's TLS settings. */
+	const char *witness;
+	unsigned witness_ttl_ms;
 };
 
 /* Runs until a failover completed (returns 0 with the domain running), a

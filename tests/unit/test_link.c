@@ -23,6 +23,7 @@
 #include "failover/fence.h"
 #include "failover/link.h"
 #include "failover/tls.h"
+#include "failover/witness.h"
 
 static char dir[64];
 
@@ -472,13 +473,65 @@ static void test_fence(void **state)
 	}
 }
 
+static void test_lease_table(void **state)
+{
+	struct fo_lease_table *t;
+	char r[256];
+
+	assert_int_equal(fo_lease_table_new(1000, 2000, &t), 0);
+	/* A (re)started witness grants nothing for one maximum TTL. */
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 1500, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED (witness-restarting) 0 1500\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 3000, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 1 1000\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 3500, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 500\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 3600, r, sizeof(r)),
+			 FO_LEASE_RENEWED);
+	assert_string_equal(r, "GRANTED 1 1000\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 4599, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 1\n");
+	/* Another pair is independent. */
+	assert_int_equal(fo_lease_handle(t, "LEASE db secondary 1000", 4599, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	/* Expired: the secondary gets it, with a new generation... */
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 4600, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 2 1000\n");
+	/* ...and the primary is told who holds it. */
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 4700, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED secondary 2 900\n");
+	/* Back to the primary only after expiry, with yet another generation. */
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 5600, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 3 1000\n");
+	/* Malformed requests. */
+	const char *bad[] = {"LEASE web primary 5000", "LEASE web primary 10", "LEASE web",
+			     "LEASE w/b primary 1000", "LEASE web primary 1000 x", "HELLO", ""};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(fo_lease_handle(t, bad[i], 6000, r, sizeof(r)), FO_LEASE_ERROR);
+		assert_memory_equal(r, "ERROR ", 6);
+	}
+	fo_lease_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cert_handshake), cmocka_unit_test(test_psk_handshake),
-	    cmocka_unit_test(test_wrong_ca),	   cmocka_unit_test(test_wrong_psk),
-	    cmocka_unit_test(test_plain_vs_tls),   cmocka_unit_test(test_garbage),
-	    cmocka_unit_test(test_policy),	   cmocka_unit_test(test_fence),
+		cmocka_unit_test(test_cert_handshake),
+		cmocka_unit_test(test_psk_handshake),
+		cmocka_unit_test(test_wrong_ca),
+		cmocka_unit_test(test_wrong_psk),
+		cmocka_unit_test(test_plain_vs_tls),
+		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_fence),
+		cmocka_unit_test(test_lease_table),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
