@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,19 @@
 #include "failover/witness.h"
 
 static volatile sig_atomic_t stop_flag;
+
+/* Connections are served on threads of their own (at most MAX_CONNS at
+ * once), so a client that connects and stays silent delays nobody else. */
+#define MAX_CONNS 64
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned nconns;
+
+struct conn {
+	int fd;
+	struct fo_tls *tls;
+	struct fo_lease_table *t;
+	char peer[96];
+};
 
 static void on_signal(int sig)
 {
@@ -48,7 +63,7 @@ static uint64_t now_ms(void)
 }
 
 /* One request per connection; a slow or silent client is cut off after a
- * second, so it delays the others by that much at most. */
+ * second. */
 static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const char *peer)
 {
 	struct timeval tv = {.tv_sec = 1};
@@ -83,7 +98,9 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 		log_warn("%s: no complete request (%s)", peer, strerror(-rc));
 		goto out;
 	}
+	pthread_mutex_lock(&table_mu);
 	int what = fo_lease_handle(t, line, now_ms(), reply, sizeof(reply));
+	pthread_mutex_unlock(&table_mu);
 	struct iovec iov = {reply, strlen(reply)};
 	rc = s ? fo_tls_writev(s, &iov, 1) : io_writev_full(fd, &iov, 1);
 	reply[strcspn(reply, "\n")] = '\0';
@@ -96,6 +113,16 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 out:
 	fo_tls_session_free(s);
 	close(fd);
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+
+	serve(c->fd, c->tls, c->t, c->peer);
+	free(c);
+	atomic_fetch_sub(&nconns, 1);
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -200,8 +227,32 @@ int main(int argc, char **argv)
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
-		serve(fd, tls, t, peer);
+		struct conn *cn = calloc(1, sizeof(*cn));
+		pthread_attr_t attr;
+		pthread_t th;
+
+		if (!cn || atomic_load(&nconns) >= MAX_CONNS) {
+			log_warn("refusing %s: %d connections are being served", peer, MAX_CONNS);
+			free(cn);
+			close(fd);
+			continue;
+		}
+		*cn = (struct conn){.fd = fd, .tls = tls, .t = t};
+		snprintf(cn->peer, sizeof(cn->peer), "%s", peer);
+		atomic_fetch_add(&nconns, 1);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, conn_main, cn)) {
+			atomic_fetch_sub(&nconns, 1);
+			close(fd);
+			free(cn);
+		}
+		pthread_attr_destroy(&attr);
 	}
+	/* Let the connections in flight finish (each is bounded by its
+	 * timeouts) before the table goes. */
+	for (int i = 0; i < 300 && atomic_load(&nconns); i++)
+		usleep(10000);
 	close(lfd);
 	log_info("stopped");
 	rc = 0;

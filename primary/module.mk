@@ -8,7 +8,8 @@ ha-protect_OBJS := \
 
 INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
-	tests/integration/secondary_loss.sh
+	tests/integration/secondary_loss.sh \
+	tests/integration/split_brain.sh
 
 BENCHES += \
 	bench_core

@@ -321,7 +321,9 @@ static void *sender_main(void *arg)
 		int rc = 0;
 
 		pthread_mutex_lock(&p->mu);
-		while (!p->qlen && p->state == ST_PROTECTED)
+		/* Started just before the session turns PROTECTED: SYNC waits too,
+		 * or an early start would end the sender before its first epoch. */
+		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->qlen || p->state == ST_DEGRADED) {
 			pthread_mutex_unlock(&p->mu);

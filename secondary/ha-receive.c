@@ -207,8 +207,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0) {
+	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
+	    (cfg.witness &&
+	     fo_tls_setup(&tlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "ha-receive: %s\n", err);
+		fo_tls_free(cfg.tls);
 		return 2;
 	}
 	snprintf(spec, sizeof(spec), "%s:x", backend);
@@ -216,6 +219,7 @@ int main(int argc, char **argv)
 	if (!ops || !ops->create_incoming) {
 		fprintf(stderr, "ha-receive: backend '%s' cannot receive domains\n", backend);
 		fo_tls_free(cfg.tls);
+		fo_tls_free(cfg.witness_tls);
 		return 2;
 	}
 	if (insecure)
@@ -226,5 +230,6 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	rc = rx_run(&cfg, ops);
 	fo_tls_free(cfg.tls);
+	fo_tls_free(cfg.witness_tls);
 	return rc < 0 ? 1 : 0;
 }

@@ -61,6 +61,7 @@ struct rx_config {
 	 * activation; NULL: none. Uses the link's TLS settings. */
 	const char *witness;
 	unsigned witness_ttl_ms;
+	struct fo_tls *witness_tls; /* client side of the same settings */
 };
 
 /* Runs until a failover completed (returns 0 with the domain running), a
