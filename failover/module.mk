@@ -15,3 +15,6 @@ UNIT_TESTS += \
 PROGRAMS += ha-witness
 ha-witness_OBJS := \
 	failover/ha-witness.o
+
+BENCHES += \
+	bench_link

@@ -15,9 +15,13 @@
 #include "common/log.h"
 
 /* TLS 1.3 only. With a PSK, only the (EC)DHE-PSK exchanges: forward
- * secrecy even if the shared key leaks later. */
-#define PRIO_CERT "NORMAL:-VERS-ALL:+VERS-TLS1.3"
-#define PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK"
+ * secrecy even if the shared key leaks later. AES-GCM first, on both
+ * sides: GnuTLS may rank ChaCha20 first when it doubts the CPU's AES
+ * support, and its ChaCha20 ran at an eighth of AES-256-GCM's speed on the
+ * test machine (docs/benchmarks.md). */
+#define PRIO_CIPHERS ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
+#define PRIO_CERT "NORMAL:-VERS-ALL:+VERS-TLS1.3" PRIO_CIPHERS
+#define PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK" PRIO_CIPHERS
 
 #define PSK_MIN 16
 #define PSK_MAX 64
