@@ -8,4 +8,5 @@ LIB_OBJS += \
 	common/sock.o
 
 UNIT_TESTS += \
-	test_common
+	test_common \
+	test_ctl
