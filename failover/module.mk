@@ -16,5 +16,8 @@ PROGRAMS += ha-witness
 ha-witness_OBJS := \
 	failover/ha-witness.o
 
+INTEG_TESTS += \
+	tests/integration/link_tls.sh
+
 BENCHES += \
 	bench_link

@@ -399,6 +399,38 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 		rc = -EPROTO;
 		goto fail;
 	}
+	/* In TLS 1.3 the client's handshake ends before the server has
+	 * checked the client's certificate. The server confirms with one
+	 * octet, so a refused client learns it here (as an alert) and not
+	 * later in the middle of the stream. */
+	if (t->server) {
+		grc = (int)gnutls_record_send(ss->s, "\x01", 1);
+	} else {
+		char ok = 0;
+
+		do
+			grc = (int)gnutls_record_recv(ss->s, &ok, 1);
+		while (grc == GNUTLS_E_INTERRUPTED);
+		if (grc == 1 && ok != 1)
+			grc = GNUTLS_E_UNEXPECTED_PACKET;
+	}
+	if (grc == GNUTLS_E_AGAIN) {
+		snprintf(err, errlen, "the TLS handshake timed out: no confirmation from the peer");
+		rc = -ETIMEDOUT;
+		goto fail;
+	}
+	if (grc == 0 || grc == GNUTLS_E_PREMATURE_TERMINATION) {
+		grc = GNUTLS_E_PREMATURE_TERMINATION;
+		explain(t, ss, grc, err, errlen);
+		rc = -EPROTO;
+		goto fail;
+	}
+	if (grc < 0) {
+		explain(t, ss, grc, err, errlen);
+		rc = grc == GNUTLS_E_PUSH_ERROR || grc == GNUTLS_E_PULL_ERROR ? -ECONNRESET
+									      : -EPROTO;
+		goto fail;
+	}
 	if (gnutls_protocol_get_version(ss->s) != GNUTLS_TLS1_3) {
 		snprintf(err, errlen, "the peer negotiated %s, not TLS 1.3",
 			 gnutls_protocol_get_name(gnutls_protocol_get_version(ss->s)));

@@ -8,7 +8,10 @@
  *   - a pre-shared key (--tls-psk FILE, one line "identity:hexkey", at least
  *     16 octets of key), with an ephemeral (EC)DHE exchange so a leaked key
  *     does not reveal past traffic.
- * Only TLS 1.3 is offered or accepted. The server sends no session tickets,
+ * Only TLS 1.3 is offered or accepted. After the handshake the server
+ * sends one octet (0x01) inside TLS to confirm it accepted the client, so
+ * both sides learn of a refusal during fo_tls_handshake(). The server
+ * sends no session tickets,
  * so after the handshake only application data flows: one thread may send
  * while another receives (GnuTLS allows exactly that split).
  *

@@ -382,8 +382,12 @@ static void *acker_main(void *arg)
 
 	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_BACK);
 	if (rc < 0) {
-		degrade(p, "%s", rc == -EAGAIN ? "the secondary does not answer"
-					       : ckpt_reader_error(r));
+		degrade(p, "%s%s",
+			rc == -EAGAIN ? "the secondary does not answer" : ckpt_reader_error(r),
+			rc != -EAGAIN && !p->cfg->tls
+				? " (a secondary that wants TLS answers a plain --insecure primary "
+				  "like this: give both hosts the same --tls-* settings)"
+				: "");
 		return NULL;
 	}
 	for (;;) {
@@ -812,6 +816,13 @@ static int session(struct prot *p, bool first)
 			     p->info.xen_minor);
 	if (rc == 0)
 		rc = send_config(p);
+	if (rc < 0)
+		log_error("secondary %s: the connection broke at its start (%s)%s",
+			  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
+			  p->cfg->tls || p->cfg->blackhole
+				  ? ""
+				  : "; a secondary that wants TLS drops a plain --insecure primary "
+				    "like this: give both hosts the same --tls-* settings");
 	if (rc == 0 && !p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {

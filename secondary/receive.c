@@ -737,6 +737,19 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 			continue;
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
+		if (cur && atomic_load(&cur->done)) {
+			/* Ended since the last look (a refused handshake ends at
+			 * once): not a reason to turn this primary away. */
+			pthread_join(th, NULL);
+			int res = cur->result;
+			free(cur);
+			cur = NULL;
+			if (res == 1 || (cfg->once && res != 2)) {
+				close(fd);
+				rc = 0;
+				break;
+			}
+		}
 		if (cur) {
 			log_warn("refusing a second primary from %s: already protecting %s", host,
 				 x->domain);
