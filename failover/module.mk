@@ -21,3 +21,6 @@ INTEG_TESTS += \
 
 BENCHES += \
 	bench_link
+
+FUZZERS += \
+	fuzz_witness
