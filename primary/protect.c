@@ -775,6 +775,30 @@ static int open_link(struct prot *p)
 	return rc;
 }
 
+/* The connection broke while the stream's start was being written: the
+ * secondary may have said why (HA_ERROR, e.g. busy) before hanging up. */
+static void log_start_failure(struct prot *p, int rc)
+{
+	struct ckpt_reader *r = fo_link_reader(p->link);
+	struct ckpt_record rec;
+
+	if (!p->cfg->blackhole && ckpt_reader_headers(r, CKPT_IHDR_ID_BACK) == 0 &&
+	    ckpt_reader_next(r, &rec) == 0 && rec.type == CKPT_REC_HA_ERROR) {
+		const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
+
+		log_error("the secondary %s refused this primary: %.*s (%s)", p->cfg->peer,
+			  (int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
+			  strerror((int)h->code));
+		return;
+	}
+	log_error("secondary %s: the connection broke at its start (%s)%s",
+		  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
+		  p->cfg->tls || p->cfg->blackhole
+			  ? ""
+			  : "; a secondary that wants TLS drops a plain --insecure primary like "
+			    "this: give both hosts the same --tls-* settings");
+}
+
 /* One protection session: connect, synchronise, run epochs until the
  * secondary is lost or a stop is requested. */
 static int session(struct prot *p, bool first)
@@ -817,12 +841,7 @@ static int session(struct prot *p, bool first)
 	if (rc == 0)
 		rc = send_config(p);
 	if (rc < 0)
-		log_error("secondary %s: the connection broke at its start (%s)%s",
-			  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
-			  p->cfg->tls || p->cfg->blackhole
-				  ? ""
-				  : "; a secondary that wants TLS drops a plain --insecure primary "
-				    "like this: give both hosts the same --tls-* settings");
+		log_start_failure(p, rc);
 	if (rc == 0 && !p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {

@@ -55,7 +55,8 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
+	       O_TLS_PSK, O_INSECURE };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},

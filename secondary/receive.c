@@ -292,8 +292,8 @@ static int witness_wait(struct rx *x)
 		struct fo_lease_reply rep;
 		char err[400];
 		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
-		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary", c->witness_ttl_ms,
-					1000, &rep, err, sizeof(err));
+		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary",
+					c->witness_ttl_ms, 1000, &rep, err, sizeof(err));
 
 		pthread_mutex_lock(&x->mu);
 		x->fence_attempts = attempt;
