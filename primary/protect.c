@@ -97,8 +97,8 @@ struct prot {
 	bool wit_running;
 	_Atomic bool wit_stop;
 	uint64_t lease_until_ns; /* our view, a TTL/4 margin before the witness's */
-	uint64_t lease_gen;      /* 0: never granted */
-	bool superseded;         /* the secondary held the lease since: never resume */
+	uint64_t lease_gen;	 /* 0: never granted */
+	bool superseded;	 /* the secondary held the lease since: never resume */
 	bool unprotected;
 	bool lease_lost;
 	bool devs_held;
@@ -385,9 +385,9 @@ static void *acker_main(void *arg)
 		degrade(p, "%s%s",
 			rc == -EAGAIN ? "the secondary does not answer" : ckpt_reader_error(r),
 			rc != -EAGAIN && !p->cfg->tls
-				? " (a secondary that wants TLS answers a plain --insecure primary "
-				  "like this: give both hosts the same --tls-* settings)"
-				: "");
+			    ? " (a secondary that wants TLS answers a plain --insecure primary "
+			      "like this: give both hosts the same --tls-* settings)"
+			    : "");
 		return NULL;
 	}
 	for (;;) {
@@ -674,8 +674,8 @@ static void *witness_main(void *arg)
 		struct fo_lease_reply rep;
 		char err[400] = "";
 		uint64_t sent = clk_now_ns();
-		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period, &rep,
-					err, sizeof(err));
+		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period,
+					&rep, err, sizeof(err));
 		enum { NONE, PAUSE, RESUME } act = NONE;
 		bool held = false;
 
@@ -691,7 +691,8 @@ static void *witness_main(void *arg)
 					 (unsigned long long)rep.generation,
 					 (unsigned long long)p->lease_gen);
 			} else if (!p->superseded) {
-				p->lease_until_ns = sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+				p->lease_until_ns =
+				    sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
 			}
 		} else if (rc == 0) {
 			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
@@ -711,8 +712,9 @@ static void *witness_main(void *arg)
 			act = RESUME;
 		}
 		if (p->superseded)
-			snprintf(p->wit_status, sizeof(p->wit_status),
-				 "SUPERSEDED: the secondary took the lease; this copy must not run");
+			snprintf(
+			    p->wit_status, sizeof(p->wit_status),
+			    "SUPERSEDED: the secondary took the lease; this copy must not run");
 		else if (lease_valid(p))
 			snprintf(p->wit_status, sizeof(p->wit_status),
 				 "lease held (generation %llu, %llu ms left)",
@@ -739,9 +741,10 @@ static void *witness_main(void *arg)
 			if (held)
 				devs_teardown(p);
 			rc = p->ops->resume(p->dom);
-			log_warn("the witness lease is back (generation %llu): the domain runs again, "
-				 "unprotected%s",
-				 (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
+			log_warn(
+			    "the witness lease is back (generation %llu): the domain runs again, "
+			    "unprotected%s",
+			    (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
 		}
 		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
 		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next)
@@ -794,9 +797,9 @@ static void log_start_failure(struct prot *p, int rc)
 	log_error("secondary %s: the connection broke at its start (%s)%s",
 		  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
 		  p->cfg->tls || p->cfg->blackhole
-			  ? ""
-			  : "; a secondary that wants TLS drops a plain --insecure primary like "
-			    "this: give both hosts the same --tls-* settings");
+		      ? ""
+		      : "; a secondary that wants TLS drops a plain --insecure primary like "
+			"this: give both hosts the same --tls-* settings");
 }
 
 /* One protection session: connect, synchronise, run epochs until the

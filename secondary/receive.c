@@ -300,8 +300,9 @@ static int witness_wait(struct rx *x)
 		if (rc < 0)
 			snprintf(x->fence_result, sizeof(x->fence_result), "%s", err);
 		else
-			snprintf(x->fence_result, sizeof(x->fence_result), "witness: %s (holder %s)",
-				 rep.granted ? "granted" : "denied", rep.holder);
+			snprintf(x->fence_result, sizeof(x->fence_result),
+				 "witness: %s (holder %s)", rep.granted ? "granted" : "denied",
+				 rep.holder);
 		pthread_mutex_unlock(&x->mu);
 		if (rc == 0 && rep.granted) {
 			log_info("the witness granted the lease (generation %llu): the primary is "
@@ -320,10 +321,11 @@ static int witness_wait(struct rx *x)
 			 * means its holder renewed it, so it is alive. */
 			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
 			    !strcmp(rep.holder, "primary")) {
-				log_warn("the primary still renews its lease with the witness: it is "
-					 "alive behind a partition and keeps serving; not activating. "
-					 "Discarding this copy; the primary re-protects when the link "
-					 "is back");
+				log_warn(
+				    "the primary still renews its lease with the witness: it is "
+				    "alive behind a partition and keeps serving; not activating. "
+				    "Discarding this copy; the primary re-protects when the link "
+				    "is back");
 				return -EALREADY;
 			}
 			last_expiry = expiry;
@@ -355,6 +357,10 @@ static int failover(struct rx *x, const char *why)
 	}
 	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
 		return -ECANCELED;
+	if (x->cfg->witness || x->cfg->fence_cmd)
+		log_info("fencing took %llu ms",
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	t0 = clk_now_ns(); /* activation time alone */
 	set_state(x, RX_FAILING_OVER);
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
@@ -708,7 +714,8 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 		log_info("fencing: activation waits for '%s' to succeed (timeout %u ms)",
 			 cfg->fence_cmd, cfg->fence_timeout_ms);
 	else if (!cfg->witness)
-		log_warn("UNSAFE: no fencing configured (--fence-cmd or --witness): if the link to the primary "
+		log_warn("UNSAFE: no fencing configured (--fence-cmd or --witness): if the link to "
+			 "the primary "
 			 "breaks while the primary still runs (a network partition), this host "
 			 "activates a second copy of the domain and both serve clients");
 	while (!stop_flag) {

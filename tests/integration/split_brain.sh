@@ -10,7 +10,8 @@
 #   witness  A and B both reach ha-witness: A keeps the lease, B does not
 #            activate and discards its copy; A serves
 #   witness-isolated  A is cut off from B and the witness: A pauses the
-#            guest before B gets the lease and activates
+#            guest before B gets the lease and activates; when the
+#            partition heals, A learns it was superseded and stays paused
 # A client in namespace c reaches whichever copy the switch points to; a
 # probe inside namespace a reaches A's copy through A's own bridge.
 # The partition is an ebtables DROP between the switch ports of A and B
@@ -209,6 +210,13 @@ check "no acknowledged increment lost (value == request id; $bad wrong)" test "$
 na=$(probe a pa) nc=$(probe c pc)
 echo "     after the partition: A's copy answered $na, the client side got $nc answers"
 check "exactly one copy (B's) serves" test "$na" -eq 0 -a "$nc" -gt 0
+# The partition heals: A reaches the witness again, learns that the
+# secondary held the lease meanwhile, and keeps its copy paused.
+ns sw ebtables -F FORWARD
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+check "after the partition heals A knows it was superseded" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+sleep 1
+check "and its copy stays paused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
 finish witness-isolated
 fi
 
