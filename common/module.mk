@@ -9,4 +9,5 @@ LIB_OBJS += \
 	common/sock.o
 
 UNIT_TESTS += \
-	test_common
+	test_common \
+	test_ctl
