@@ -58,7 +58,7 @@ rx_stop() {
 px() {
 	log=$1
 	shift
-	ns h timeout 4 "$bin/ha-protect" "$@" --max-epochs 20 -i 20 \
+	ns h timeout 10 "$bin/ha-protect" "$@" --max-epochs 20 -i 20 \
 		kvm:web 127.0.0.1:7800 > "$log" 2>&1
 }
 
