@@ -18,3 +18,6 @@ ha-diskrepl_OBJS := \
 
 UNIT_TESTS += \
 	test_diskrepl
+
+FUZZERS += \
+	fuzz_journal
