@@ -9,3 +9,6 @@ LIB_OBJS += \
 
 UNIT_TESTS += \
 	test_common
+
+FUZZERS += \
+	fuzz_ctl

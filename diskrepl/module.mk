@@ -20,4 +20,5 @@ UNIT_TESTS += \
 	test_diskrepl
 
 FUZZERS += \
-	fuzz_journal
+	fuzz_journal \
+	fuzz_nbdsrv
