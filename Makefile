@@ -130,7 +130,10 @@ bench: deps
 # libFuzzer harnesses: clang only, always with ASan+UBSan, in their own tree.
 # The library is built once for them (instrumented for coverage), each
 # harness links against it. Every run replays the committed corpus
-# (tests/fuzz/corpus/NAME: seeds and the inputs of bugs found) first.
+# (tests/fuzz/corpus/NAME: seeds and the inputs of bugs found) first. An
+# input that runs for 30 s counts as a hang (a failure); the input of a
+# failure is left as build/fuzz/NAME-crash-* (or -timeout-*, -leak-*).
+# See docs/fuzzing.md.
 #   make fuzz                      each harness for FUZZ_SECONDS (CI)
 #   make fuzz FUZZ_RUNS=10000000   each harness for that many executions
 #   make fuzz-long                 the same with 10^7 executions
@@ -166,7 +169,8 @@ fuzz: deps fuzz-build
 	$(Q)set -e; for f in $(FUZZERS); do \
 		mkdir -p $(FUZZ_B)/corpus-$$f; \
 		echo "fuzz: $$f $(FUZZ_LIMIT)"; \
-		$(FUZZ_B)/$$f $(FUZZ_LIMIT) -print_final_stats=1 \
+		$(FUZZ_B)/$$f $(FUZZ_LIMIT) -timeout=30 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_B)/$$f- \
 			$(FUZZ_B)/corpus-$$f $$(test -d tests/fuzz/corpus/$$f && echo tests/fuzz/corpus/$$f) \
 			2>$(FUZZ_B)/$$f.log || \
 			{ tail -n 60 $(FUZZ_B)/$$f.log; exit 1; }; \
