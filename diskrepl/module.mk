@@ -19,6 +19,13 @@ ha-diskrepl_OBJS := \
 UNIT_TESTS += \
 	test_diskrepl
 
+INTEG_TESTS += \
+	tests/integration/disk_failover.sh \
+	tests/integration/disk_replica.sh
+
+BENCHES += \
+	bench_diskrepl
+
 FUZZERS += \
 	fuzz_journal \
 	fuzz_nbdsrv

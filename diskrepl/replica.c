@@ -92,9 +92,7 @@ static int write_header(struct replica *r, int fd)
 	r->hdr.magic = JRN_MAGIC;
 	r->hdr.version = JRN_VERSION;
 	r->hdr.csum = hdr_csum(&r->hdr);
-	/* From a copy: gcc 12 with ASan takes &r->hdr for its first member and
-	 * warns (stringop-overread) that 64 octets overrun it. */
-	struct jhdr h = r->hdr;
+	const struct jhdr h = r->hdr;
 
 	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		return fail(r, errno ? -errno : -EIO, "journal %s: cannot write its header: %s",

@@ -40,7 +40,7 @@ check "a bad interval is refused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR
 ns a env HA_RUN_DIR="$tmp/a2" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 	> "$tmp/vm2.log" 2>&1 &
 wait_for 10 test -S "$tmp/a2/ha-vm/web.sock"
-ns a env HA_RUN_DIR="$tmp/a2" timeout 3 "$bin/ha-protect" -F -n --timeout 150 \
+ns a env HA_RUN_DIR="$tmp/a2" timeout 10 "$bin/ha-protect" -F -n --timeout 150 \
 	--ctl "$tmp/a2/ctl.sock" kvm:web 10.66.0.2:7788 > "$tmp/px2.log" 2>&1
 check "a second primary is refused by the busy secondary" grep -q "already protecting" "$tmp/px2.log"
 ns a env HA_RUN_DIR="$tmp/a2" "$bin/ha-vm" stop web
