@@ -55,6 +55,9 @@ int ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx)
 	while ((size_t)n < sizeof(line) - 1 && !memchr(line, '\n', (size_t)n)) {
 		ssize_t r = read(fd, line + n, sizeof(line) - 1 - (size_t)n);
 
+		/* A signal ends a read with a timeout even under SA_RESTART. */
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r <= 0)
 			break;
 		n += r;

@@ -334,8 +334,11 @@ static void feed(struct feeder *f)
 	for (;;) {
 		struct pollfd p = {.fd = f->fd, .events = POLLIN | (wr ? POLLOUT : 0)};
 
-		if (poll(&p, 1, -1) < 0)
+		if (poll(&p, 1, -1) < 0) {
+			if (errno == EINTR) /* libFuzzer's timer signal */
+				continue;
 			break;
+		}
 		if (p.revents & POLLIN) {
 			ssize_t n = read(f->fd, sink, sizeof(sink));
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/stream_format.h"
 #include "common/log.h"
 #include "diskrepl/nbdsrv.h"
 #include "diskrepl/replica.h"
@@ -387,6 +388,38 @@ static void ctl_seeds(void)
 	vm_reply(&b, -EBUSY, NULL, 0);
 	vm_reply(&b, 0, NULL, 0);
 	save("fuzz_ctl", "vm-harvest-activate-stop", &b);
+
+	/* ha-diskrepl's attachment: mode 2, ATTACH (flags, disk), steps of
+	 * (op, a, b, c): 0-1 write, 2 zero, 3 BARRIER(a), 4 COMMIT(a),
+	 * 5 DETACH, 6 ATTACH again, 7 unknown (see fuzz_ctl.c). */
+	static const uint8_t session[] = {
+		2, 0, 0,
+		0, 1, 10, 0x41,  /* write 42 octets at 1 KiB, epoch 0 */
+		2, 5, 3, 0,      /* zero 12 octets at 5 KiB */
+		3, 0, 0, 0,      /* BARRIER(0) */
+		0x80, 20, 200, 7, /* FUA write, epoch 1 */
+		4, 0, 0, 0,      /* COMMIT(0) */
+		1, 40, 0, 0,     /* an empty write */
+		3, 1, 0, 0,      /* BARRIER(1) */
+		0, 60, 255, 3,   /* write across two chunks, epoch 2, never committed */
+		5, 0, 0, 0,      /* DETACH */
+		0, 10, 1, 0x99,  /* a write while detached */
+	};
+	static const uint8_t refused[][3] = {{2, 0x80, 0}, {2, 1, CKPT_DISK_MAX}};
+	static const uint8_t bad_barrier[] = {2, 1, 3, 0, 2, 50, 0, 3, 1, 0, 0, 0, 3, 9, 0, 0};
+
+	b.n = 0;
+	add(&b, session, sizeof(session));
+	save("fuzz_ctl", "attach-session", &b);
+	b.n = 0;
+	add(&b, refused[0], 3);
+	save("fuzz_ctl", "attach-without-pipe", &b);
+	b.n = 0;
+	add(&b, refused[1], 3);
+	save("fuzz_ctl", "attach-disk-out-of-range", &b);
+	b.n = 0;
+	add(&b, bad_barrier, sizeof(bad_barrier));
+	save("fuzz_ctl", "attach-barrier-out-of-order", &b);
 
 	/* A MEMFD answer that fails but carries the descriptor anyway. */
 	b.n = 0;
