@@ -3,6 +3,7 @@ LIB_OBJS += \
 	common/bitmap.o \
 	common/clock.o \
 	common/ctl.o \
+	common/hist.o \
 	common/io.o \
 	common/log.o \
 	common/sock.o

@@ -22,6 +22,11 @@ static void usage(FILE *f)
 		"secondary ha-receive listening at PEER (host:port).\n"
 		"\n"
 		"  -i, --interval MS     epoch period (default 100)\n"
+		"  -i, --interval auto   adjust the period to the load so that checkpointing\n"
+		"                        adds at most --sla-p99 MS to the p99 output latency\n"
+		"      --sla-p99 MS      the target for --interval auto\n"
+		"      --interval-min MS, --interval-max MS\n"
+		"                        bounds for --interval auto (default 2, 1000)\n"
 		"      --timeout MS      down timer for the secondary (default 500)\n"
 		"      --max-inflight N  unacknowledged epochs before the next pause waits\n"
 		"                        (default 2)\n"
@@ -74,9 +79,12 @@ static unsigned long number(const char *opt, const char *s, unsigned long min, u
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
+		{"sla-p99", required_argument, NULL, O_SLA},
+		{"interval-min", required_argument, NULL, O_IMIN},
+		{"interval-max", required_argument, NULL, O_IMAX},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
 		{"max-inflight", required_argument, NULL, O_INFLIGHT},
 		{"precopy-rounds", required_argument, NULL, O_ROUNDS},
@@ -105,6 +113,8 @@ int main(int argc, char **argv)
 		.max_inflight = 2,
 		.precopy_rounds = 5,
 		.retry_ms = 1000,
+		.interval_min_ms = 2,
+		.interval_max_ms = 1000,
 		.compress = true,
 		.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
 		.level = CKPT_CODEC_DEFAULT_LEVEL,
@@ -112,7 +122,8 @@ int main(int argc, char **argv)
 	const char *netbuf = "auto", *name;
 	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
 	struct hv_info info;
-	bool unsafe = false, no_netbuf = false, no_disk = false;
+	bool unsafe = false, no_netbuf = false, no_disk = false, auto_interval = false;
+	unsigned sla_p99 = 0;
 	const char *disks[PROT_MAX_DEVS];
 	unsigned ndisks = 0;
 	char ctl[108];
@@ -124,7 +135,18 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "i:uFndbvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
-			cfg.interval_ms = (unsigned)number("--interval", optarg, 1, 60000);
+			auto_interval = !strcmp(optarg, "auto");
+			if (!auto_interval)
+				cfg.interval_ms = (unsigned)number("--interval", optarg, 1, 60000);
+			break;
+		case O_SLA:
+			sla_p99 = (unsigned)number("--sla-p99", optarg, 1, 600000);
+			break;
+		case O_IMIN:
+			cfg.interval_min_ms = (unsigned)number("--interval-min", optarg, 1, 60000);
+			break;
+		case O_IMAX:
+			cfg.interval_max_ms = (unsigned)number("--interval-max", optarg, 1, 60000);
 			break;
 		case O_TIMEOUT:
 			cfg.timeout_ms = (unsigned)number("--timeout", optarg, 20, 600000);
@@ -201,6 +223,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (auto_interval != (sla_p99 != 0)) {
+		fprintf(stderr, auto_interval ? "ha-protect: --interval auto needs a target: "
+						"--sla-p99 MS\n"
+					      : "ha-protect: --sla-p99 goes with --interval auto\n");
+		return 2;
+	}
+	if (cfg.interval_min_ms > cfg.interval_max_ms) {
+		fprintf(stderr, "ha-protect: --interval-min %u is above --interval-max %u\n",
+			cfg.interval_min_ms, cfg.interval_max_ms);
+		return 2;
+	}
+	cfg.sla_p99_ms = sla_p99;
 	if (!strcmp(netbuf, "none"))
 		no_netbuf = true;
 	if (no_disk && !unsafe) {

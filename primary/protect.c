@@ -17,9 +17,11 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/ctl.h"
+#include "common/hist.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
+#include "primary/interval.h"
 
 #define NSLOTS 2
 #define LAT_RING 256
@@ -51,6 +53,13 @@ struct stats {
 	uint64_t pages_sum, wire_sum, raw_sum;
 	uint64_t ack_ns_last, ack_ns_sum, acks;
 	uint64_t stretched, degradations, reprotections;
+	struct hist pause_us, ack_us;
+};
+
+/* What the interval controller needs of one epoch, kept until its ACK. */
+struct epoch_rec {
+	uint64_t epoch, pause_ns, pages, send_ns;
+	bool sent;
 };
 
 struct prot {
@@ -76,6 +85,12 @@ struct prot {
 	int64_t sent, acked;      /* last epoch written / acknowledged, -1 none */
 	_Atomic uint64_t committed; /* for heartbeats */
 	uint64_t paused_at[LAT_RING];
+	struct epoch_rec rec[LAT_RING];
+
+	/* --interval auto (under mu). */
+	bool auto_on;
+	struct ival ival;
+	bool unreachable_logged;
 
 	pthread_t sender, acker;
 	bool sender_running, acker_running;
@@ -295,6 +310,56 @@ static int send_config(struct prot *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* --interval auto: each acknowledged epoch feeds the controller (interval.h),
+ * whose answer the epoch loop's next deadline uses. Called under p->mu. */
+
+static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
+{
+	const struct epoch_rec *r = &p->rec[epoch % LAT_RING];
+	struct ival_est e;
+	unsigned before = atomic_load(&p->interval_ms), next;
+
+	/* The ACK overtook the sender's bookkeeping (or a very old epoch);
+	 * epoch 0 carries the end of pre-copy: no steady-state figure. */
+	if (!p->auto_on || r->epoch != epoch || !r->sent || epoch == 0)
+		return;
+	struct ival_obs o = {
+		.period_ns = p->paused_at[epoch % LAT_RING] - p->paused_at[(epoch - 1) % LAT_RING],
+		.pause_ns = r->pause_ns,
+		.pages = r->pages,
+		.send_ns = r->send_ns,
+		.ack_ns = acked_at - p->paused_at[epoch % LAT_RING],
+	};
+	/* One line per epoch at debug level: a trace to replay in tests. */
+	log_debug("interval obs: period_ns %llu pause_ns %llu pages %llu send_ns %llu ack_ns %llu "
+		  "interval_ms %u",
+		  (unsigned long long)o.period_ns, (unsigned long long)o.pause_ns,
+		  (unsigned long long)o.pages, (unsigned long long)o.send_ns,
+		  (unsigned long long)o.ack_ns, before);
+	next = ival_update(&p->ival, &o);
+	ival_estimate(&p->ival, &e);
+	if (next != before) {
+		atomic_store(&p->interval_ms, next);
+		log_info("interval %u -> %u ms (auto): dirty %.1f pages/ms, %.1f us/page, ACK "
+			 "fixed part %.0f us (tail %.0f us); added p99 predicted %.1f ms, target "
+			 "%u ms",
+			 before, next, e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us,
+			 e.predicted_us / 1000, p->cfg->sla_p99_ms);
+	}
+	if (e.unreachable != p->unreachable_logged) {
+		p->unreachable_logged = e.unreachable;
+		if (e.unreachable)
+			log_warn("the p99 target of %u ms is out of reach: even %u ms epochs are "
+				 "predicted to add %.1f ms (ACK fixed part %.1f ms); raise "
+				 "--sla-p99, or look at the link to the secondary and its load",
+				 p->cfg->sla_p99_ms, p->cfg->interval_min_ms,
+				 ival_predict_us(&p->ival, p->cfg->interval_min_ms) / 1000,
+				 e.base_hi_us / 1000);
+		else
+			log_info("the p99 target of %u ms is within reach again",
+				 p->cfg->sla_p99_ms);
+	}
+}
 
 static void *sender_main(void *arg)
 {
@@ -318,7 +383,7 @@ static void *sender_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		log_set_epoch(s->epoch);
-		uint64_t before = fo_link_bytes_sent(p->link);
+		uint64_t before = fo_link_bytes_sent(p->link), t_send = clk_now_ns();
 		rc = send_pages(p, s->pfns, s->ptrs, s->npages);
 		for (uint32_t i = 0; rc == 0 && i < s->st.nrecs; i++) {
 			struct iovec iov = {s->st.buf + s->st.recs[i].off, s->st.recs[i].len};
@@ -336,6 +401,7 @@ static void *sender_main(void *arg)
 			break;
 		}
 		uint64_t wire = fo_link_bytes_sent(p->link) - before;
+		uint64_t send_ns = clk_now_ns() - t_send;
 
 		if (p->cfg->blackhole && devs_call(p, "commit", s->epoch) < 0)
 			degrade(p, "releasing the output of epoch %llu failed",
@@ -345,11 +411,16 @@ static void *sender_main(void *arg)
 		p->qlen--;
 		s->busy = false;
 		p->sent = (int64_t)s->epoch;
+		if (p->rec[s->epoch % LAT_RING].epoch == s->epoch) {
+			p->rec[s->epoch % LAT_RING].send_ns = send_ns;
+			p->rec[s->epoch % LAT_RING].sent = true;
+		}
 		p->stats.wire_sum += wire;
 		p->stats.raw_sum += (uint64_t)s->npages * CKPT_PAGE_SIZE;
 		if (p->cfg->blackhole) {
 			p->acked = (int64_t)s->epoch;
 			atomic_store(&p->committed, s->epoch);
+			interval_feed(p, s->epoch, clk_now_ns());
 		}
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
@@ -427,6 +498,8 @@ static void *acker_main(void *arg)
 		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
 		p->stats.ack_ns_sum += p->stats.ack_ns_last;
 		p->stats.acks++;
+		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
+		interval_feed(p, a->epoch, now);
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -484,6 +557,10 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 	if (t1 - t0 > p->stats.pause_ns_max)
 		p->stats.pause_ns_max = t1 - t0;
 	p->stats.pages_sum += n;
+	pthread_mutex_lock(&p->mu);
+	hist_add(&p->stats.pause_us, (t1 - t0) / 1000);
+	p->rec[epoch % LAT_RING] = (struct epoch_rec){.epoch = epoch, .pause_ns = t1 - t0, .pages = n};
+	pthread_mutex_unlock(&p->mu);
 	return 0;
 
 fail_resume:
@@ -727,6 +804,47 @@ static int session(struct prot *p, bool first)
 
 /* ------------------------------------------------------------------ */
 
+/* Status lines of the interval controller, and the quantiles and raw
+ * histograms that ha-sla differences between two snapshots. */
+static void status_auto(struct prot *p, const struct stats *s, FILE *out)
+{
+	char buf[HIST_BUCKETS * 36]; /* "MID:COUNT " for every bucket fits */
+
+	pthread_mutex_lock(&p->mu);
+	if (p->auto_on) {
+		struct ival_est e;
+
+		ival_estimate(&p->ival, &e);
+		fprintf(out,
+			"interval_mode: auto (p99 target %u ms, range %u..%u ms%s)\n"
+			"interval_auto: aim %u ms, predicted_p99 %.1f ms, dirty %.2f pages/ms, "
+			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, hold %u ms, "
+			"changes %llu, observations %llu\n",
+			p->cfg->sla_p99_ms, p->cfg->interval_min_ms, p->cfg->interval_max_ms,
+			e.unreachable ? ", OUT OF REACH" : "", e.aim_ms, e.predicted_us / 1000,
+			e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us, e.hold_ms,
+			(unsigned long long)e.changes, (unsigned long long)e.observations);
+	} else {
+		fprintf(out, "interval_mode: fixed\n");
+	}
+	pthread_mutex_unlock(&p->mu);
+	fprintf(out, "pause_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->pause_us, 0.5),
+		(unsigned long long)hist_quantile(&s->pause_us, 0.99));
+	fprintf(out, "ack_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->ack_us, 0.5),
+		(unsigned long long)hist_quantile(&s->ack_us, 0.99));
+	fprintf(out, "totals: epochs %llu pages %llu wire_bytes %llu raw_bytes %llu acks %llu "
+		     "stretched %llu\n",
+		(unsigned long long)s->epochs, (unsigned long long)s->pages_sum,
+		(unsigned long long)s->wire_sum, (unsigned long long)s->raw_sum,
+		(unsigned long long)s->acks, (unsigned long long)s->stretched);
+	hist_format(&s->pause_us, buf, sizeof(buf));
+	fprintf(out, "pause_hist_us: %s\n", buf);
+	hist_format(&s->ack_us, buf, sizeof(buf));
+	fprintf(out, "ack_hist_us: %s\n", buf);
+}
+
 static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 {
 	struct prot *p = ctx;
@@ -764,6 +882,7 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
 			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
 			(unsigned long long)s.reprotections);
+		status_auto(p, &s, out);
 		pthread_mutex_lock(&p->devmu);
 		for (unsigned i = 0; i < p->cfg->ndevs; i++) {
 			struct ckpt_dev *d = p->cfg->devs[i];
@@ -780,12 +899,38 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		char *end;
 		unsigned long ms = strtoul(arg, &end, 10);
 
+		if (!strcmp(arg, "auto")) {
+			if (!p->cfg->sla_p99_ms) {
+				fprintf(out, "error: no p99 target: start ha-protect with "
+					     "--interval auto --sla-p99 MS\n");
+				return -EINVAL;
+			}
+			pthread_mutex_lock(&p->mu);
+			struct ival_config ic = {
+				.target_us = p->cfg->sla_p99_ms * 1000,
+				.min_ms = p->cfg->interval_min_ms,
+				.max_ms = p->cfg->interval_max_ms,
+				.start_ms = atomic_load(&p->interval_ms),
+			};
+			ival_init(&p->ival, &ic);
+			p->auto_on = true;
+			pthread_mutex_unlock(&p->mu);
+			log_info("interval: automatic again (p99 target %u ms)", p->cfg->sla_p99_ms);
+			fprintf(out, "ok: interval auto\n");
+			return 0;
+		}
 		if (!*arg || *end || ms < 1 || ms > 60000) {
-			fprintf(out, "error: interval must be 1..60000 ms\n");
+			fprintf(out, "error: interval must be 1..60000 ms, or auto\n");
 			return -EINVAL;
 		}
+		pthread_mutex_lock(&p->mu);
+		bool was_auto = p->auto_on;
+		p->auto_on = false;
 		atomic_store(&p->interval_ms, (unsigned)ms);
-		log_info("interval set to %lu ms", ms);
+		pthread_mutex_unlock(&p->mu);
+		log_info("interval set to %lu ms%s", ms,
+			 was_auto ? " (automatic tuning off; 'ha-ctl interval DOMAIN auto' resumes it)"
+				  : "");
 		fprintf(out, "ok: interval %lu ms\n", ms);
 		return 0;
 	}
@@ -794,7 +939,7 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ok: stopping\n");
 		return 0;
 	}
-	fprintf(out, "error: unknown command '%s' (status, interval MS, stop)\n", cmd);
+	fprintf(out, "error: unknown command '%s' (status, interval MS|auto, stop)\n", cmd);
 	return -EINVAL;
 }
 
@@ -847,6 +992,23 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	p->save_fd = -1;
 	p->state = ST_SYNC;
 	atomic_store(&p->interval_ms, cfg->interval_ms);
+	if (cfg->sla_p99_ms) {
+		struct ival_config ic = {
+			.target_us = cfg->sla_p99_ms * 1000,
+			.min_ms = cfg->interval_min_ms,
+			.max_ms = cfg->interval_max_ms,
+			.start_ms = cfg->interval_min_ms,
+		};
+
+		if (ival_init(&p->ival, &ic) < 0) {
+			log_error("--interval auto: the range %u..%u ms is empty", cfg->interval_min_ms,
+				  cfg->interval_max_ms);
+			rc = -EINVAL;
+			goto out;
+		}
+		p->auto_on = true;
+		atomic_store(&p->interval_ms, p->ival.cur_ms);
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->devmu, NULL);
 	pthread_condattr_init(&ca);

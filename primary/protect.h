@@ -40,6 +40,11 @@ struct prot_config {
 	const char *ctl_path;
 	struct ckpt_dev *devs[PROT_MAX_DEVS];
 	unsigned ndevs;
+	/* --interval auto: p99 of the output latency checkpointing may add
+	 * (0: the interval stays interval_ms unless ha-ctl changes it); the
+	 * interval then moves within [interval_min_ms, interval_max_ms]. */
+	unsigned sla_p99_ms;
+	unsigned interval_min_ms, interval_max_ms;
 	/* Stop after this many checkpoints (0: run until stopped). */
 	unsigned long long max_epochs;
 };
