@@ -305,7 +305,10 @@ static void *sender_main(void *arg)
 		int rc = 0;
 
 		pthread_mutex_lock(&p->mu);
-		while (!p->qlen && p->state == ST_PROTECTED)
+		/* Started before the session leaves ST_SYNC: waiting only in
+		 * ST_PROTECTED let a sender that ran first exit at once, and the
+		 * first checkpoint was never sent. */
+		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->qlen || p->state == ST_DEGRADED) {
 			pthread_mutex_unlock(&p->mu);
