@@ -146,8 +146,9 @@ client_gen=0
 start_client() {
 	client_gen=$((client_gen + 1))
 	acks=$out/acks.$client_gen
-	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name "f$client_gen" --interval 5 \
-		--timeout 100 --duration 1000000 > "$acks" 2>> "$logs/client.log" &
+	# Not through the ns function: $! must be the client itself.
+	ip netns exec "${PREFIX}c" "$bin/ha-client" counter "$GUEST_IP:7000" --name "f$client_gen" \
+		--interval 5 --timeout 100 --duration 1000000 > "$acks" 2>> "$logs/client.log" &
 	client_pid=$!
 }
 
@@ -286,7 +287,12 @@ for k in $ALL_KINDS; do tried[$k]=0 failovers[$k]=0 reprotects[$k]=0 fences[$k]=
 rebuilds=0
 topo_up
 fault=0
-rebuild || { echo "faults: the first protected pair did not come up"; for f in "$logs"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
+if ! rebuild; then
+	echo "faults: the first protected pair did not come up"
+	for h in a b; do ctl "$h" kvm:web; ctl "$h" web; done
+	for f in "$logs"/*.log; do echo "--- $f"; tail -n 20 "$f"; done
+	exit 1
+fi
 kinds=($KINDS)
 t_run=$(now_ms)
 printf '%4s %-18s %-5s %-10s %-9s %-6s %s\n' "#" kind host outcome recovery copies "violations"
