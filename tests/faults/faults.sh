@@ -182,12 +182,24 @@ violation() {
 	log "VIOLATION: $*"
 }
 
-checked_lines=0
-check_acks() { # every acknowledged value equals its request id, ids consecutive
-	local bad
-	bad=$(awk -v from="$checked_lines" 'NR > from && ($2 != NR || $3 != $2) { print; n++ } n >= 3 { exit }' "$acks")
-	if [ -n "$bad" ]; then
-		violation lost "acknowledged values do not match their requests (first: $(echo "$bad" | head -n 1))"
+# The client's Nth line must be "ack N N": ids are consecutive and each value
+# its id. After a loss the values stay shifted; the shift found is kept so
+# that one loss is reported once.
+checked_lines=0 ack_shift=0
+check_acks() {
+	local res
+	res=$(awk -v from="$checked_lines" -v shift="$ack_shift" '
+		NR > from && ($2 != NR || $3 - $2 != shift) {
+			if (!bad) first = $0
+			bad++
+			shift = $3 - $2
+		}
+		END { print shift + 0, bad + 0, first }' "$acks")
+	set -- $res
+	ack_shift=$1
+	if [ "$2" -gt 0 ]; then
+		shift 2
+		violation lost "an acknowledged value does not match its request (ack ID VALUE US MS: $*)"
 	fi
 	checked_lines=$(lines "$acks")
 }
@@ -210,7 +222,9 @@ check_copies_during() { # while the fault's effects last
 
 check_copies_after() {
 	local n running=0 h
-	for h in a b; do [ "$(vm_state "$h")" = running ] && running=$((running + 1)); done
+	for h in a b; do
+		case $(vm_state "$h") in running | paused) running=$((running + 1)) ;; esac
+	done
 	n=$(answering)
 	[ "$running" -eq 1 ] || violation copies "$running copies of the guest run after recovery"
 	[ "${n:-0}" -eq 1 ] || violation copies "${n:-0} copies of the guest answer after recovery"
@@ -380,7 +394,7 @@ for fault in $(seq 1 "$N"); do
 		rebuilds=$((rebuilds + 1))
 		log "rebuilding the pair after a violation"
 		rebuild || { echo "faults: the pair cannot be rebuilt; stopping"; break; }
-		checked_lines=0
+		checked_lines=0 ack_shift=0
 	fi
 	rm -f "$out/offsets.$fault"
 done
