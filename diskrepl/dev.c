@@ -1,6 +1,8 @@
 #include "diskrepl/dev.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "diskrepl/proto.h"
 
 #define FLUSH_TIMEOUT_MS 30000
+#define BARRIER_TIMEOUT_MS 1000
 #define MAX_RECORD (CKPT_REC_LENGTH_MAX)
 
 struct drdev {
@@ -25,6 +28,7 @@ struct drdev {
 	char path[108];
 	uint32_t index;
 	int fd;
+	int ackfd; /* read end of the barrier confirmations (proto.h) */
 	struct ckpt_sink sink;
 
 	pthread_mutex_t mu;
@@ -159,6 +163,25 @@ static int send_cmd(struct drdev *d, uint32_t op, uint64_t epoch, uint32_t flags
 	return io_write_full(d->fd, &c, sizeof(c));
 }
 
+/* ATTACH, handing ha-diskrepl the write end of the confirmation pipe. */
+static int attach_cmd(struct drdev *d, bool full)
+{
+	struct drl_cmd c = {.op = DRL_ATTACH, .flags = full ? DRL_ATTACH_FULL : 0,
+			    .disk = d->index};
+	int p[2], rc;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	rc = sock_send_fd(d->fd, p[1], &c, sizeof(c));
+	close(p[1]);
+	if (rc < 0) {
+		close(p[0]);
+		return rc;
+	}
+	d->ackfd = p[0];
+	return 0;
+}
+
 static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 {
 	struct drdev *d = dev->priv;
@@ -180,7 +203,7 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 			  d->index, d->path, strerror(-rc));
 		return rc;
 	}
-	rc = send_cmd(d, DRL_ATTACH, 0, sink->resync_full ? DRL_ATTACH_FULL : 0);
+	rc = attach_cmd(d, sink->resync_full);
 	if (rc == 0)
 		rc = read_record(d, &h, &buf, &cap);
 	if (rc == 0 && h.type == CKPT_REC_HA_ERROR && h.length >= sizeof(struct ckpt_ha_error_hdr)) {
@@ -211,6 +234,9 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 	if (rc < 0) {
 		close(d->fd);
 		d->fd = -1;
+		if (d->ackfd >= 0)
+			close(d->ackfd);
+		d->ackfd = -1;
 		return rc;
 	}
 	log_info("disk %u: attached (%llu MiB); %s resynchronisation of %llu MiB", d->index,
@@ -253,9 +279,32 @@ static int dr_setup(struct ckpt_dev *dev)
 	return rc;
 }
 
+/* The guest is paused: epoch's writes are closed once ha-diskrepl says so
+ * (a local round trip of some tens of microseconds; see proto.h). */
 static int dr_postsuspend(struct ckpt_dev *dev, uint64_t epoch)
 {
-	return send_cmd(dev->priv, DRL_BARRIER, epoch, 0);
+	struct drdev *d = dev->priv;
+	struct pollfd pfd = {.fd = d->ackfd, .events = POLLIN};
+	uint64_t got;
+	ssize_t n;
+	int rc = send_cmd(d, DRL_BARRIER, epoch, 0);
+
+	if (rc < 0)
+		return rc;
+	rc = poll(&pfd, 1, BARRIER_TIMEOUT_MS);
+	if (rc == 0) {
+		log_error("disk %u: ha-diskrepl did not confirm the barrier of epoch %llu within "
+			  "%u ms", d->index, (unsigned long long)epoch, BARRIER_TIMEOUT_MS);
+		return -ETIMEDOUT;
+	}
+	n = io_read_full(d->ackfd, &got, sizeof(got));
+	if (n != (ssize_t)sizeof(got) || got != epoch) {
+		log_error("disk %u: ha-diskrepl %s the barrier of epoch %llu", d->index,
+			  n == (ssize_t)sizeof(got) ? "confirmed another epoch than" : "ended before confirming",
+			  (unsigned long long)epoch);
+		return n < 0 ? (int)n : -EPROTO;
+	}
+	return 0;
 }
 
 static int dr_flush(struct ckpt_dev *dev, uint64_t epoch)
@@ -303,6 +352,10 @@ static void dr_teardown(struct ckpt_dev *dev)
 	if (d->fd >= 0) {
 		close(d->fd);
 		d->fd = -1;
+	}
+	if (d->ackfd >= 0) {
+		close(d->ackfd);
+		d->ackfd = -1;
 	}
 }
 
@@ -363,7 +416,7 @@ int diskrepl_dev_create(const char *spec, uint32_t index, struct ckpt_dev **out)
 		snprintf(d->path, sizeof(d->path), "%.*s.attach", (int)(strlen(ctl) - 5), ctl);
 	}
 	d->index = index;
-	d->fd = -1;
+	d->fd = d->ackfd = -1;
 	d->barrier = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_condattr_init(&ca);

@@ -18,3 +18,10 @@ ha-diskrepl_OBJS := \
 
 UNIT_TESTS += \
 	test_diskrepl
+
+INTEG_TESTS += \
+	tests/integration/disk_failover.sh \
+	tests/integration/disk_replica.sh
+
+BENCHES += \
+	bench_diskrepl

@@ -2,9 +2,18 @@
  * socket $HA_RUN_DIR/ha-diskrepl/NAME.sock (root or the owner only).
  *
  * ha-protect -> ha-diskrepl: fixed 24-octet commands (struct drl_cmd).
- *   ATTACH(disk, flags FULL)  start mirroring; FULL forces a complete copy
+ *   ATTACH(disk, flags FULL)  start mirroring; FULL forces a complete copy.
+ *                             It carries (SCM_RIGHTS) the write end of a
+ *                             pipe: the barrier confirmations.
  *   BARRIER(N)                the guest is paused at the end of epoch N:
- *                             writes so far belong to N
+ *                             writes so far belong to N. ha-diskrepl closes
+ *                             the epoch and writes N (u64) to the pipe
+ *                             before anything else can write; ha-protect
+ *                             resumes the guest only after reading it, so
+ *                             no write of epoch N+1 can land in epoch N.
+ *                             (The record stream cannot carry this: it may
+ *                             be queued behind writes the network is slow
+ *                             to take.)
  *   COMMIT(N)                 the secondary acknowledged epoch N
  *   DETACH                    stop mirroring (changes are tracked again)
  *

@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/sock.h"
 #include "diskrepl/proto.h"
 
 struct extent {
@@ -42,6 +43,7 @@ struct source {
 
 	/* The attachment, if any. */
 	int afd; /* -1: detached; writes only under mu */
+	int ackfd; /* barrier confirmations (see proto.h), -1 none */
 	bool attached, synced, committed_once;
 	uint32_t disk;
 	uint64_t epoch, epoch_writes;
@@ -88,6 +90,9 @@ static void detach_locked(struct source *s, const char *why)
 	if (s->afd >= 0)
 		shutdown(s->afd, SHUT_RDWR);
 	s->afd = -1;
+	if (s->ackfd >= 0)
+		close(s->ackfd);
+	s->ackfd = -1;
 	s->attached = false;
 	snprintf(s->last_detach, sizeof(s->last_detach), "%s", why);
 	log_info("detached (%s): %zu chunks to resynchronise next time%s", why,
@@ -397,18 +402,29 @@ int source_attach(struct source *s, int fd)
 {
 	struct drl_cmd cmd;
 	struct timeval tv = {.tv_sec = 30};
+	int ackfd = -1;
 	ssize_t n;
 	int rc;
 
 	/* A writer stuck for this long means ha-protect is hung: detach. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	n = io_read_full(fd, &cmd, sizeof(cmd));
-	if (n != (ssize_t)sizeof(cmd) || cmd.op != DRL_ATTACH) {
-		refuse(fd, EPROTO, "expected ATTACH");
+	n = sock_recv_fd(fd, &ackfd, &cmd, sizeof(cmd));
+	if (n > 0 && n < (ssize_t)sizeof(cmd) &&
+	    io_read_full(fd, (uint8_t *)&cmd + n, sizeof(cmd) - (size_t)n) ==
+		    (ssize_t)(sizeof(cmd) - (size_t)n))
+		n = sizeof(cmd);
+	if (n != (ssize_t)sizeof(cmd) || cmd.op != DRL_ATTACH || ackfd < 0) {
+		refuse(fd, EPROTO, "expected ATTACH with its confirmation pipe");
+		if (ackfd >= 0)
+			close(ackfd);
 		return -EPROTO;
 	}
 	pthread_mutex_lock(&s->mu);
 	rc = start(s, fd, &cmd);
+	if (rc == 0)
+		s->ackfd = ackfd;
+	else
+		close(ackfd);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0)
 		return rc;
@@ -435,9 +451,15 @@ int source_attach(struct source *s, int fd)
 							 .writes = s->epoch_writes,
 							 .disk = s->disk};
 
+			uint64_t e = cmd.epoch;
+
+			/* Confirmed before the record is emitted: mu is held until
+			 * then, so no later write can slip in ahead of the barrier. */
 			if (!s->synced || cmd.epoch != s->epoch) {
 				detach_locked(s, "a barrier out of order or before the "
 						 "resynchronisation ended");
+			} else if (io_write_full(s->ackfd, &e, sizeof(e)) < 0) {
+				detach_locked(s, "ha-protect closed its barrier confirmations");
 			} else if (emit(s, CKPT_REC_HA_DISK_BARRIER, &b, sizeof(b), NULL, 0) == 0) {
 				s->epoch++;
 				s->epoch_writes = 0;
@@ -510,7 +532,7 @@ int source_open(const char *image, uint32_t chunk, struct source **out, char *er
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	s->img = s->afd = -1;
+	s->img = s->afd = s->ackfd = -1;
 	s->chunk = chunk;
 	snprintf(s->path, sizeof(s->path), "%s", image);
 	pthread_mutex_init(&s->mu, NULL);

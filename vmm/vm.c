@@ -347,8 +347,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		if (rc < 0)
 			goto err;
 	}
-	if (cfg->disk) {
+	/* An incoming VM opens its disk when it is activated: until then the
+	 * disk (a replica being updated, sized by its first configuration) is
+	 * not the one the guest will find. */
+	if (cfg->disk)
 		snprintf(vm->disk_spec, sizeof(vm->disk_spec), "%s", cfg->disk);
+	if (cfg->disk && !cfg->incoming) {
 		rc = blk_open(cfg->disk, &vm->disk);
 		if (rc < 0) {
 			log_error("%s: cannot open disk %s: %s", vm->name, cfg->disk, strerror(-rc));
@@ -974,6 +978,14 @@ int vm_activate(struct vm *vm, const void *blob, size_t len)
 
 	if (!vm_incoming(vm))
 		return -EBUSY;
+	if (vm->disk_spec[0] && !vm->disk) {
+		rc = blk_open(vm->disk_spec, &vm->disk);
+		if (rc < 0) {
+			log_error("%s: cannot open disk %s: %s", vm->name, vm->disk_spec,
+				  strerror(-rc));
+			return rc;
+		}
+	}
 	rc = load_state(vm, blob, len);
 	if (rc < 0)
 		return rc;

@@ -41,20 +41,25 @@ static int blk_io(uint32_t op, uint64_t off, uint32_t flags)
 
 static void check(volatile struct mailbox *mb, uint64_t nblocks)
 {
-	uint64_t s = mb->seq;
+	uint64_t s = mb->seq, here = 0, next = 0;
 	bool ok = true;
 
 	if (s && (blk_io(HAVM_BLK_READ, (s % nblocks) * 4096, 0) != 0 || blk.magic != MAGIC ||
 		  blk.seq != s))
-		ok = false;
-	if (ok && nblocks > 1 && blk_io(HAVM_BLK_READ, ((s + 1) % nblocks) * 4096, 0) == 0 &&
-	    blk.magic == MAGIC && blk.seq > s)
-		ok = false; /* the disk is ahead of memory */
+		ok = false; /* the disk is behind memory */
+	here = blk.magic == MAGIC ? blk.seq : 0;
+	if (nblocks > 1 && blk_io(HAVM_BLK_READ, ((s + 1) % nblocks) * 4096, 0) == 0 &&
+	    blk.magic == MAGIC) {
+		next = blk.seq;
+		if (next > s)
+			ok = false; /* the disk is ahead of memory */
+	}
 	mb->checks++;
 	if (!ok)
 		mb->mismatch++;
-	rt_printf("disk: %s at sequence %llu\n", ok ? "disk and memory agree" : "MISMATCH",
-		  (unsigned long long)s);
+	rt_printf("disk: %s at sequence %llu (its block holds %llu, the next %llu)\n",
+		  ok ? "disk and memory agree" : "MISMATCH", (unsigned long long)s,
+		  (unsigned long long)here, (unsigned long long)next);
 }
 
 int guest_main(void)
