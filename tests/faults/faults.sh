@@ -37,7 +37,12 @@ FENCE=${FENCE:-harness}
 KEEP=${KEEP:-0}
 INTERVAL=${INTERVAL:-50}
 TIMEOUT=${TIMEOUT:-400}
-ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip"
+GUEST=${FAULT_GUEST:-counter}
+case $GUEST in
+counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip" ;;
+disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip disk-full" ;;
+*) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
+esac
 KINDS=$(echo "${FAULT_KINDS:-$ALL_KINDS}" | tr ',' ' ')
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,7 +58,7 @@ done
 for k in $KINDS; do
 	case " $ALL_KINDS " in *" $k "*) ;; *) echo "faults: unknown kind '$k' (kinds: $ALL_KINDS)"; exit 2 ;; esac
 done
-out=$top/build/faults/$SEED
+out=$top/build/faults/$SEED${FAULT_GUEST:+-$GUEST}
 run=$out/run
 logs=$out/logs
 rm -rf "$out"
@@ -62,6 +67,7 @@ mkdir -p "$run" "$logs"
 cleanup() {
 	[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null
 	ns_cleanup
+	mountpoint -q "$out/disk/jfs" 2>/dev/null && umount "$out/disk/jfs"
 	rm -rf "$run"
 }
 trap cleanup EXIT
@@ -71,8 +77,9 @@ command -v iptables >/dev/null || skip "iptables is not installed"
 command -v tc >/dev/null || skip "tc is not installed"
 
 RANDOM=$SEED
-echo "faults: N=$N SEED=$SEED kinds: $KINDS (fencing: $FENCE; interval $INTERVAL ms, down timer $TIMEOUT ms)"
-echo "faults: replay with: make faults N=$N SEED=$SEED${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
+echo "faults: N=$N SEED=$SEED guest $GUEST, kinds: $KINDS (fencing: $FENCE; interval $INTERVAL ms, down timer $TIMEOUT ms)"
+replay="make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
+echo "faults: replay with: $replay"
 
 ip_of() { case $1 in a) echo 10.66.0.1 ;; b) echo 10.66.0.2 ;; esac; }
 other() { case $1 in a) echo b ;; b) echo a ;; esac; }
@@ -93,6 +100,12 @@ ha() {
 	protect) set -- "$bin/ha-protect" -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
 	receive) set -- "$bin/ha-receive" --timeout "$TIMEOUT" "$@" ;;
 	esac
+	if [ "$GUEST" = disk ]; then
+		case $role in
+		protect) set -- "$@" --disk d0 ;;
+		receive) set -- "$@" --disk "$disk/replica.img,journal=$disk/jfs/replica.journal" --journal-limit 4 ;;
+		esac
+	fi
 	log "start on $h: $*"
 	ns "$h" env HA_RUN_DIR="$run/$h" HA_VM_ARGS="--tap tap$h" "$@" >> "$logs/$role-$h.log" 2>&1 &
 }
@@ -143,6 +156,7 @@ protected() { # the pair P -> S checkpoints
 }
 
 client_gen=0
+acks=$out/acks.none # the disk guest has no client
 start_client() {
 	client_gen=$((client_gen + 1))
 	acks=$out/acks.$client_gen
@@ -152,9 +166,35 @@ start_client() {
 	client_pid=$!
 }
 
+# The disk guest's pair from scratch: host a serves a fresh 8 MiB image
+# through ha-diskrepl to the disk guest; host b keeps the replica, its
+# journal on a 16 MiB tmpfs (the disk-full fault fills it).
+disk=$out/disk
+rebuild_disk() {
+	power_off a
+	P=a S=b
+	power_off b
+	mkdir -p "$disk/jfs"
+	mountpoint -q "$disk/jfs" || mount -t tmpfs -o size=16m faults-journal "$disk/jfs" || return 1
+	rm -f "$disk"/*.img "$disk"/jfs/*
+	truncate -s 8M "$disk/primary.img"
+	start_secondary b
+	rm -rf "${run:?}/a"
+	ns a "$bin/ha-netbuf" cleanup tapa >> "$logs/harness.log" 2>&1
+	ns a env HA_RUN_DIR="$run/a" "$bin/ha-diskrepl" --name d0 --image "$disk/primary.img" \
+		>> "$logs/diskrepl-a.log" 2>&1 &
+	wait_for 10 test -S "$run/a/ha-diskrepl/d0.nbd" || return 1
+	ns a env HA_RUN_DIR="$run/a" "$bin/ha-vm" run --name web --mem 32M --guest disk \
+		--disk "nbd:unix:$run/a/ha-diskrepl/d0.nbd" --tap tapa >> "$logs/vm-a.log" 2>&1 &
+	wait_for 10 test -S "$run/a/ha-vm/web.sock" || return 1
+	start_primary a
+	wait_for 30 protected
+}
+
 # The whole pair from scratch: a fresh guest on a, protected to b, a new
 # client (its values start at 1 again).
 rebuild() {
+	[ "$GUEST" = disk ] && { rebuild_disk; return; }
 	[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
 	power_off a
 	P=a S=b
@@ -230,6 +270,42 @@ check_copies_after() {
 	[ "${n:-0}" -eq 1 ] || violation copies "${n:-0} copies of the guest answer after recovery"
 }
 
+# Disk guest: a failover must resume it with disk and memory in agreement
+# (it checks on its own when it resumes on a new host and reports on its
+# console, which is in ha-receive's log). A fault without failover is
+# followed by one (host P dies), so every fault's aftermath is checked.
+# The resumed guest runs on the replica, outside ha-diskrepl, so the pair
+# is rebuilt afterwards.
+check_disk() {
+	local off=$rx_off verdict running=0 h
+	if [ "$outcome" != failover ]; then
+		off=$(lines "$logs/receive-$S.log")
+		sleep 1
+		ns sw ip link set "sw-$P" down
+		power_off "$P"
+		ns sw ip link set "sw-$P" up
+		if ! wait_for 10 sh -c "tail -n +$((off + 1)) '$logs/receive-$S.log' | grep -q 'FAILOVER complete'"; then
+			violation disk "the verification failover did not complete"
+			need_rebuild=1
+			return
+		fi
+		outcome="$outcome+check"
+	fi
+	wait_for 10 sh -c "tail -n +$((off + 1)) '$logs/receive-$S.log' | grep -q 'disk: .* at sequence'"
+	verdict=$(since "$logs/receive-$S.log" "$off" | grep -o "disk: .* at sequence [0-9]*" | tail -n 1)
+	case $verdict in
+	"disk: disk and memory agree"*) disk_checks=$((disk_checks + 1)) ;;
+	"") violation disk "the resumed guest reported no disk check" ;;
+	*) violation disk "the resumed guest reports: $verdict" ;;
+	esac
+	for h in a b; do
+		case $(vm_state "$h") in running | paused) running=$((running + 1)) ;; esac
+	done
+	[ "$running" -eq 1 ] || violation copies "$running copies of the guest run after the failover"
+	need_rebuild=1
+}
+disk_checks=0
+
 # --- faults -----------------------------------------------------------------
 
 heal_cmds=""
@@ -268,6 +344,12 @@ inject() { # KIND: injects the fault; sets heal_cmds (run later) and hold_ms
 		hold_ms=$r
 		;;
 	bitflip) kill -USR1 $(pids_of "$S" fault-relay) 2>/dev/null ;;
+	disk-full)
+		dd if=/dev/zero of="$disk/jfs/filler" bs=64k 2>/dev/null
+		heal_cmds="rm -f $disk/jfs/filler"
+		rand 300 2000
+		hold_ms=$r
+		;;
 	esac
 }
 
@@ -340,18 +422,23 @@ for fault in $(seq 1 "$N"); do
 	fi
 	host=$P
 	[ "$fenced" = 1 ] && fences[$kind]=$((fences[$kind] + 1))
-	check_copies_during
-	check_acks
+	if [ "$GUEST" = counter ]; then
+		check_copies_during
+		check_acks
+	fi
 
 	# Recovery: back to one protected pair.
 	recovery=ok
-	if [ "$outcome" = failover ]; then
+	if [ "$GUEST" = disk ] && [ "$outcome" = failover ]; then
+		failovers[$kind]=$((failovers[$kind] + 1))
+		recovery=checked # no failback with a replicated disk: rebuilt below
+	elif [ "$outcome" = failover ]; then
 		failovers[$kind]=$((failovers[$kind] + 1))
 		old=$P P=$S S=$old
 		start_secondary "$S"
 		start_primary "$P"
 	else
-		[ "$(vm_state "$P")" = running ] || recovery=lost-guest
+		case $(vm_state "$P") in running | paused) ;; *) recovery=lost-guest ;; esac
 		if [ "$recovery" = ok ]; then
 			if ! alive "$P" ha-protect; then
 				start_secondary "$S"
@@ -376,9 +463,13 @@ for fault in $(seq 1 "$N"); do
 	lost-guest) violation service "no copy of the guest runs any more" ;;
 	failed) violation reprotect "the pair did not return to protected within 40 s" ;;
 	*)
-		check_service
-		check_acks
-		check_copies_after
+		if [ "$GUEST" = counter ]; then
+			check_service
+			check_acks
+			check_copies_after
+		else
+			check_disk
+		fi
 		;;
 	esac
 	viols[$kind]=$((viols[$kind] + fault_viol))
@@ -394,13 +485,17 @@ for fault in $(seq 1 "$N"); do
 		rebuilds=$((rebuilds + 1))
 		log "rebuilding the pair after a violation"
 		rebuild || { echo "faults: the pair cannot be rebuilt; stopping"; break; }
-		checked_lines=0 ack_shift=0
+		checked_lines=0 ack_shift=0 need_rebuild=0
+	fi
+	if [ "${need_rebuild:-0}" = 1 ]; then
+		need_rebuild=0
+		rebuild || { echo "faults: the pair cannot be rebuilt; stopping"; break; }
 	fi
 	rm -f "$out/offsets.$fault"
 done
 t_end=$(now_ms)
-kill "$client_pid" 2>/dev/null
-wait "$client_pid" 2>/dev/null
+[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null
+[ -n "${client_pid:-}" ] && wait "$client_pid" 2>/dev/null
 total_acks=0
 for f in "$out"/acks.*; do total_acks=$((total_acks + $(lines "$f"))); done
 
@@ -415,10 +510,14 @@ for k in $ALL_KINDS; do
 	t_rp=$((t_rp + reprotects[$k])) t_fe=$((t_fe + fences[$k]))
 done
 printf '%-18s %6d %9d %12d %7d %10d\n' total "$t_tried" "$t_fo" "$t_rp" "$t_fe" "$violations"
-echo "faults: $t_tried faults in $(((t_end - t_run) / 1000)) s, $total_acks increments acknowledged, $rebuilds rebuilds, invariant violations: $violations"
+if [ "$GUEST" = disk ]; then
+	echo "faults: $t_tried faults in $(((t_end - t_run) / 1000)) s, $disk_checks resumed guests found disk and memory in agreement, $rebuilds rebuilds after violations, invariant violations: $violations"
+else
+	echo "faults: $t_tried faults in $(((t_end - t_run) / 1000)) s, $total_acks increments acknowledged, $rebuilds rebuilds after violations, invariant violations: $violations"
+fi
 if [ "$violations" -ne 0 ]; then
 	echo "faults: FAILED; logs kept in $out (fault-*/ hold each failing fault's part)"
-	echo "faults: replay with: make faults N=$N SEED=$SEED${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
+	echo "faults: replay with: $replay"
 	exit 1
 fi
 [ "$KEEP" = 1 ] || rm -rf "$out"
