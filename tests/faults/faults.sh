@@ -37,6 +37,7 @@ FENCE=${FENCE:-harness}
 KEEP=${KEEP:-0}
 INTERVAL=${INTERVAL:-50}
 TIMEOUT=${TIMEOUT:-400}
+JOURNAL_MB=${JOURNAL_MB:-4} # the secondary compacts its disk journal past this size
 GUEST=${FAULT_GUEST:-counter}
 case $GUEST in
 counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip" ;;
@@ -103,7 +104,7 @@ ha() {
 	if [ "$GUEST" = disk ]; then
 		case $role in
 		protect) set -- "$@" --disk d0 ;;
-		receive) set -- "$@" --disk "$disk/replica.img,journal=$disk/jfs/replica.journal" --journal-limit 4 ;;
+		receive) set -- "$@" --disk "$disk/replica.img,journal=$disk/jfs/replica.journal" --journal-limit "$JOURNAL_MB" ;;
 		esac
 	fi
 	log "start on $h: $*"
@@ -175,7 +176,7 @@ rebuild_disk() {
 	P=a S=b
 	power_off b
 	mkdir -p "$disk/jfs"
-	mountpoint -q "$disk/jfs" || mount -t tmpfs -o size=16m faults-journal "$disk/jfs" || return 1
+	mountpoint -q "$disk/jfs" || mount -t tmpfs -o size=$((2 * JOURNAL_MB + 16))m faults-journal "$disk/jfs" || return 1
 	rm -f "$disk"/*.img "$disk"/jfs/*
 	truncate -s 8M "$disk/primary.img"
 	start_secondary b
