@@ -6,7 +6,9 @@
 #   N=20 SEED=1234 tests/faults/faults.sh build/default     (make faults)
 #
 # Environment: N (faults, default 20), SEED (default: the time; printed),
-# FAULT_KINDS (comma-separated subset of the kinds below, default all),
+# FAULT_GUEST (counter, default, or disk: the disk guest on a replicated
+# disk), FAULT_KINDS (comma-separated kinds, or all; default: the kinds in
+# DEFAULT_KINDS below),
 # FENCE (harness: the harness fences the old primary as soon as the
 # secondary announces a failover, standing in for a fence command; none:
 # nobody fences), KEEP=1 (keep the logs of passing runs), INTERVAL and
@@ -44,7 +46,19 @@ counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-seconda
 disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip disk-full" ;;
 *) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
 esac
-KINDS=$(echo "${FAULT_KINDS:-$ALL_KINDS}" | tr ',' ' ')
+# The default kinds are the failures the product claims to handle today.
+# The others are known to break an invariant and are run on request
+# (FAULT_KINDS=all, or by name; see docs/faults.md): a primary that loses
+# the secondary while the secondary still sees it (one-way loss, a slow
+# link, an isolated secondary) releases output the secondary's failover
+# then forgets, until a witness arbitrates; a full secondary disk stalls the
+# primary's disk and can leave the replica one write ahead of memory.
+DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip"
+case ${FAULT_KINDS:-} in
+"") KINDS=$DEFAULT_KINDS ;;
+all) KINDS=$ALL_KINDS ;;
+*) KINDS=$(echo "$FAULT_KINDS" | tr ',' ' ') ;;
+esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)

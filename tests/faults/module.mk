@@ -19,10 +19,14 @@ $(foreach t,$(FAULT_TOOLS),$(eval $(call fault_tool_rule,$(t))))
 
 EXTRA_ALL += $(addprefix $(B)/tests/,$(FAULT_TOOLS))
 
-# N faults drawn from SEED (default: the time, printed so the run replays).
-N    ?= 20
-SEED ?=
+# N faults drawn from SEED (default: the time, printed so the run replays);
+# FAULT_GUEST=counter|disk, FAULT_KINDS=a,b,...|all (docs/faults.md).
+N           ?= 20
+SEED        ?=
+FAULT_GUEST ?=
+FAULT_KINDS ?=
 .PHONY: faults
 faults: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)N=$(N) SEED=$(SEED) tests/faults/faults.sh $(B)
+	$(Q)N=$(N) SEED=$(SEED) FAULT_GUEST=$(FAULT_GUEST) FAULT_KINDS=$(FAULT_KINDS) \
+		tests/faults/faults.sh $(B)
