@@ -159,7 +159,9 @@ start_secondary() {
 	ns "$h" "$tools/fault-relay" "$(ip_of "$h"):7789" "$(ip_of "$h"):7788" --seed "$((SEED + fault))" \
 		>> "$logs/relay-$h.log" 2>&1 &
 	ha receive "$h" --listen "$(ip_of "$h"):7788"
-	wait_for 5 ip netns exec "${PREFIX}$h" sh -c "ss -Hltn | grep -q ':7788 '"
+	# Both the relay and ha-receive listen before a primary may connect:
+	# ha-protect gives up when its first connection is refused.
+	wait_for 10 ip netns exec "${PREFIX}$h" sh -c "ss -Hltn | grep -q ':7788 ' && ss -Hltn | grep -q ':7789 '"
 }
 
 start_primary() { # HOST: protects the guest running there
@@ -209,6 +211,12 @@ rebuild_disk() {
 # The whole pair from scratch: a fresh guest on a, protected to b, a new
 # client (its values start at 1 again).
 rebuild() {
+	# A fresh guest does not announce itself: forget where the switch last
+	# saw its MAC (on b, after a failover), or it keeps sending there.
+	for h in a b; do
+		ns sw ip link set "sw-$h" down
+		ns sw ip link set "sw-$h" up
+	done
 	[ "$GUEST" = disk ] && { rebuild_disk; return; }
 	[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
 	power_off a
