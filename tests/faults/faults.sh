@@ -484,7 +484,10 @@ for fault in $(seq 1 "$N"); do
 	fi
 	case $recovery in
 	lost-guest) violation service "no copy of the guest runs any more" ;;
-	failed) violation reprotect "the pair did not return to protected within 40 s" ;;
+	failed)
+		violation reprotect "the pair did not return to protected within 40 s"
+		[ "$GUEST" = counter ] && check_copies_after
+		;;
 	*)
 		if [ "$GUEST" = counter ]; then
 			check_service
@@ -543,5 +546,8 @@ if [ "$violations" -ne 0 ]; then
 	echo "faults: replay with: $replay"
 	exit 1
 fi
-[ "$KEEP" = 1 ] || rm -rf "$out"
+if [ "$KEEP" != 1 ]; then
+	mountpoint -q "$disk/jfs" && umount "$disk/jfs"
+	rm -rf "$out"
+fi
 exit 0
