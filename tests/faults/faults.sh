@@ -421,6 +421,17 @@ for fault in $(seq 1 "$N"); do
 	pre_ms=$r
 	fault_viol=0 viol_note="" fenced=0 during_copies=-
 	sleep "$((pre_ms / 1000)).$(printf %03d $((pre_ms % 1000)))"
+	# Faults go into a protected pair only: one that lost its protection
+	# on its own since the last check (a stall longer than the down timer)
+	# is rebuilt, and that counts against the run.
+	if ! wait_for 20 protected; then
+		violations=$((violations + 1))
+		echo "     VIOLATION: reprotect the pair lost its protection before fault $fault without a fault; rebuilding"
+		log "VIOLATION: the pair is not protected before fault $fault"
+		rebuilds=$((rebuilds + 1))
+		rebuild || { echo "faults: the pair cannot be rebuilt; stopping"; break; }
+		checked_lines=0 ack_shift=0
+	fi
 	for f in "$logs"/*.log; do echo "$(basename "$f") $(lines "$f")"; done > "$out/offsets.$fault"
 	rx_off=$(lines "$logs/receive-$S.log")
 	px_off=$(lines "$logs/protect-$P.log")
