@@ -169,3 +169,16 @@ demo: deps all
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
+
+# The reference SLA figures (docs/sla/): ha-sla over the default intervals
+# and --interval auto, a recommendation for p99 <= SLA_P99 ms and the load
+# step under --interval auto (and unprotected). Needs root and /dev/kvm;
+# takes about six minutes.
+SLA_P99 ?= 50
+.PHONY: sla-report
+sla-report: deps all
+	$(Q)rm -rf $(B)/sla-report
+	$(Q)$(B)/bin/ha-sla --out $(B)/sla-report --intervals 5,10,25,50,100,200,auto \
+		--sla p99=$(SLA_P99) --step
+	$(Q)mkdir -p docs/sla && rm -f docs/sla/*.md docs/sla/*.svg docs/sla/*.csv
+	$(Q)cp $(B)/sla-report/report.md $(B)/sla-report/*.svg $(B)/sla-report/*.csv docs/sla/

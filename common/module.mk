@@ -3,9 +3,11 @@ LIB_OBJS += \
 	common/bitmap.o \
 	common/clock.o \
 	common/ctl.o \
+	common/hist.o \
 	common/io.o \
 	common/log.o \
 	common/sock.o
 
 UNIT_TESTS += \
-	test_common
+	test_common \
+	test_ctl

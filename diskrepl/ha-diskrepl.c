@@ -146,7 +146,8 @@ int main(int argc, char **argv)
 	const char *export = NULL;
 	unsigned long chunk_kib = 64;
 	char ctl[108], nbd_default[108], attach[108], err[256], *end;
-	struct server srv = {0};
+	/* Static: connection threads may outlive main, and so does the source. */
+	static struct server srv;
 	struct ctl_server *cs = NULL;
 	int nbd_fd = -1, tcp_fd = -1, att_fd = -1, c, rc = 1;
 

@@ -121,7 +121,9 @@ static int write_header(struct replica *r, int fd)
 	r->hdr.magic = JRN_MAGIC;
 	r->hdr.version = JRN_VERSION;
 	r->hdr.csum = hdr_csum(&r->hdr);
-	if (pwrite(fd, &r->hdr, sizeof(r->hdr), 0) != (ssize_t)sizeof(r->hdr))
+	const struct jhdr h = r->hdr;
+
+	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		return fail(r, errno ? -errno : -EIO, "journal %s: cannot write its header: %s",
 			    r->journal_path, strerror(errno ? errno : EIO));
 	if (fdatasync(fd) < 0)
@@ -200,8 +202,10 @@ static int apply_upto(struct replica *r, int64_t upto)
 			break;
 	}
 	free(buf);
-	memmove(r->idx, r->idx + i, (r->n - i) * sizeof(*r->idx));
-	r->n -= i;
+	if (i) {
+		memmove(r->idx, r->idx + i, (r->n - i) * sizeof(*r->idx));
+		r->n -= i;
+	}
 	return rc;
 }
 

@@ -1,14 +1,21 @@
 # primary/: the epoch loop, sender and ACK handling; ha-protect.
 LIB_OBJS += \
+	primary/interval.o \
 	primary/protect.o
+
+LDLIBS += -lm
 
 PROGRAMS += ha-protect
 ha-protect_OBJS := \
 	primary/ha-protect.o
 
+UNIT_TESTS += \
+	test_interval
+
 INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
-	tests/integration/secondary_loss.sh
+	tests/integration/secondary_loss.sh \
+	tests/integration/split_brain.sh
 
 BENCHES += \
 	bench_core

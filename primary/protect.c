@@ -17,9 +17,12 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/ctl.h"
+#include "common/hist.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
+#include "failover/witness.h"
+#include "primary/interval.h"
 
 #define NSLOTS 2
 #define LAT_RING 256
@@ -51,6 +54,13 @@ struct stats {
 	uint64_t pages_sum, wire_sum, raw_sum;
 	uint64_t ack_ns_last, ack_ns_sum, acks;
 	uint64_t stretched, degradations, reprotections;
+	struct hist pause_us, ack_us;
+};
+
+/* What the interval controller needs of one epoch, kept until its ACK. */
+struct epoch_rec {
+	uint64_t epoch, pause_ns, pages, send_ns;
+	bool sent;
 };
 
 struct prot {
@@ -76,6 +86,12 @@ struct prot {
 	int64_t sent, acked;      /* last epoch written / acknowledged, -1 none */
 	_Atomic uint64_t committed; /* for heartbeats */
 	uint64_t paused_at[LAT_RING];
+	struct epoch_rec rec[LAT_RING];
+
+	/* --interval auto (under mu). */
+	bool auto_on;
+	struct ival ival;
+	bool unreachable_logged;
 
 	pthread_t sender, acker;
 	bool sender_running, acker_running;
@@ -87,6 +103,21 @@ struct prot {
 	struct stats stats;
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
+
+	/* The witness lease (under mu). The domain may run with its output
+	 * released and no secondary (unprotected) only while the lease is
+	 * valid; otherwise it is paused (lease_lost) and a session's held
+	 * output stays held (devs_held). */
+	pthread_t wit;
+	bool wit_running;
+	_Atomic bool wit_stop;
+	uint64_t lease_until_ns; /* our view, a TTL/4 margin before the witness's */
+	uint64_t lease_gen;	 /* 0: never granted */
+	bool superseded;	 /* the secondary held the lease since: never resume */
+	bool unprotected;
+	bool lease_lost;
+	bool devs_held;
+	char wit_status[400];
 };
 
 /* ------------------------------------------------------------------ */
@@ -295,6 +326,56 @@ static int send_config(struct prot *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* --interval auto: each acknowledged epoch feeds the controller (interval.h),
+ * whose answer the epoch loop's next deadline uses. Called under p->mu. */
+
+static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
+{
+	const struct epoch_rec *r = &p->rec[epoch % LAT_RING];
+	struct ival_est e;
+	unsigned before = atomic_load(&p->interval_ms), next;
+
+	/* The ACK overtook the sender's bookkeeping (or a very old epoch);
+	 * epoch 0 carries the end of pre-copy: no steady-state figure. */
+	if (!p->auto_on || r->epoch != epoch || !r->sent || epoch == 0)
+		return;
+	struct ival_obs o = {
+		.period_ns = p->paused_at[epoch % LAT_RING] - p->paused_at[(epoch - 1) % LAT_RING],
+		.pause_ns = r->pause_ns,
+		.pages = r->pages,
+		.send_ns = r->send_ns,
+		.ack_ns = acked_at - p->paused_at[epoch % LAT_RING],
+	};
+	/* One line per epoch at debug level: a trace to replay in tests. */
+	log_debug("interval obs: period_ns %llu pause_ns %llu pages %llu send_ns %llu ack_ns %llu "
+		  "interval_ms %u",
+		  (unsigned long long)o.period_ns, (unsigned long long)o.pause_ns,
+		  (unsigned long long)o.pages, (unsigned long long)o.send_ns,
+		  (unsigned long long)o.ack_ns, before);
+	next = ival_update(&p->ival, &o);
+	ival_estimate(&p->ival, &e);
+	if (next != before) {
+		atomic_store(&p->interval_ms, next);
+		log_info("interval %u -> %u ms (auto): dirty %.1f pages/ms, %.1f us/page, ACK "
+			 "fixed part %.0f us (tail %.0f us); added p99 predicted %.1f ms, target "
+			 "%u ms",
+			 before, next, e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us,
+			 e.predicted_us / 1000, p->cfg->sla_p99_ms);
+	}
+	if (e.unreachable != p->unreachable_logged) {
+		p->unreachable_logged = e.unreachable;
+		if (e.unreachable)
+			log_warn("the p99 target of %u ms is out of reach: even %u ms epochs are "
+				 "predicted to add %.1f ms (ACK fixed part %.1f ms); raise "
+				 "--sla-p99, or look at the link to the secondary and its load",
+				 p->cfg->sla_p99_ms, p->cfg->interval_min_ms,
+				 ival_predict_us(&p->ival, p->cfg->interval_min_ms) / 1000,
+				 e.base_hi_us / 1000);
+		else
+			log_info("the p99 target of %u ms is within reach again",
+				 p->cfg->sla_p99_ms);
+	}
+}
 
 static void *sender_main(void *arg)
 {
@@ -305,9 +386,8 @@ static void *sender_main(void *arg)
 		int rc = 0;
 
 		pthread_mutex_lock(&p->mu);
-		/* Started before the session leaves ST_SYNC: waiting only in
-		 * ST_PROTECTED let a sender that ran first exit at once, and the
-		 * first checkpoint was never sent. */
+		/* Started just before the session turns PROTECTED: SYNC waits too,
+		 * or an early start would end the sender before its first epoch. */
 		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->qlen || p->state == ST_DEGRADED) {
@@ -318,7 +398,7 @@ static void *sender_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		log_set_epoch(s->epoch);
-		uint64_t before = fo_link_bytes_sent(p->link);
+		uint64_t before = fo_link_bytes_sent(p->link), t_send = clk_now_ns();
 		rc = send_pages(p, s->pfns, s->ptrs, s->npages);
 		for (uint32_t i = 0; rc == 0 && i < s->st.nrecs; i++) {
 			struct iovec iov = {s->st.buf + s->st.recs[i].off, s->st.recs[i].len};
@@ -336,6 +416,7 @@ static void *sender_main(void *arg)
 			break;
 		}
 		uint64_t wire = fo_link_bytes_sent(p->link) - before;
+		uint64_t send_ns = clk_now_ns() - t_send;
 
 		if (p->cfg->blackhole && devs_call(p, "commit", s->epoch) < 0)
 			degrade(p, "releasing the output of epoch %llu failed",
@@ -345,11 +426,16 @@ static void *sender_main(void *arg)
 		p->qlen--;
 		s->busy = false;
 		p->sent = (int64_t)s->epoch;
+		if (p->rec[s->epoch % LAT_RING].epoch == s->epoch) {
+			p->rec[s->epoch % LAT_RING].send_ns = send_ns;
+			p->rec[s->epoch % LAT_RING].sent = true;
+		}
 		p->stats.wire_sum += wire;
 		p->stats.raw_sum += (uint64_t)s->npages * CKPT_PAGE_SIZE;
 		if (p->cfg->blackhole) {
 			p->acked = (int64_t)s->epoch;
 			atomic_store(&p->committed, s->epoch);
+			interval_feed(p, s->epoch, clk_now_ns());
 		}
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
@@ -367,8 +453,12 @@ static void *acker_main(void *arg)
 
 	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_BACK);
 	if (rc < 0) {
-		degrade(p, "%s", rc == -EAGAIN ? "the secondary does not answer"
-					       : ckpt_reader_error(r));
+		degrade(p, "%s%s",
+			rc == -EAGAIN ? "the secondary does not answer" : ckpt_reader_error(r),
+			rc != -EAGAIN && !p->cfg->tls
+			    ? " (a secondary that wants TLS answers a plain --insecure primary "
+			      "like this: give both hosts the same --tls-* settings)"
+			    : "");
 		return NULL;
 	}
 	for (;;) {
@@ -427,6 +517,8 @@ static void *acker_main(void *arg)
 		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
 		p->stats.ack_ns_sum += p->stats.ack_ns_last;
 		p->stats.acks++;
+		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
+		interval_feed(p, a->epoch, now);
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -484,6 +576,10 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 	if (t1 - t0 > p->stats.pause_ns_max)
 		p->stats.pause_ns_max = t1 - t0;
 	p->stats.pages_sum += n;
+	pthread_mutex_lock(&p->mu);
+	hist_add(&p->stats.pause_us, (t1 - t0) / 1000);
+	p->rec[epoch % LAT_RING] = (struct epoch_rec){.epoch = epoch, .pause_ns = t1 - t0, .pages = n};
+	pthread_mutex_unlock(&p->mu);
 	return 0;
 
 fail_resume:
@@ -605,6 +701,135 @@ static int precopy(struct prot *p)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+
+static bool lease_valid(struct prot *p)
+{
+	return !p->superseded && p->lease_gen && clk_now_ns() < p->lease_until_ns;
+}
+
+/* At the end of a session lost to a degradation: may held output be
+ * released and the domain run on without the secondary? Without a witness,
+ * yes (the unsafe default). With one, only under a valid lease; otherwise
+ * the domain is paused here with its output still held. */
+static bool witness_may_release(struct prot *p)
+{
+	bool ok;
+
+	if (!p->cfg->witness || stop_flag)
+		return true;
+	pthread_mutex_lock(&p->mu);
+	ok = lease_valid(p);
+	if (ok) {
+		p->unprotected = true;
+	} else {
+		p->lease_lost = true;
+		p->devs_held = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (!ok) {
+		int rc = p->ops->pause(p->dom);
+
+		log_error("lost both the secondary and the witness's lease: the domain is PAUSED "
+			  "and its output held (%s), since the secondary may take over now",
+			  rc < 0 ? strerror(-rc) : "paused");
+	}
+	return ok;
+}
+
+/* Renews the lease every TTL/4; pauses an unprotected domain whose lease
+ * ran out, resumes it when the same lease comes back. */
+static void *witness_main(void *arg)
+{
+	struct prot *p = arg;
+	const struct prot_config *c = p->cfg;
+	unsigned ttl = c->witness_ttl_ms, period = ttl / 4;
+	char last_err[400] = "";
+
+	log_set_domain(c->domain);
+	while (!stop_flag && !atomic_load(&p->wit_stop)) {
+		struct fo_lease_reply rep;
+		char err[400] = "";
+		uint64_t sent = clk_now_ns();
+		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period,
+					&rep, err, sizeof(err));
+		enum { NONE, PAUSE, RESUME } act = NONE;
+		bool held = false;
+
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0 && rep.granted) {
+			if (!p->lease_gen)
+				p->lease_gen = rep.generation;
+			if (rep.generation != p->lease_gen && !p->superseded) {
+				p->superseded = true;
+				snprintf(err, sizeof(err),
+					 "the lease came back with generation %llu, not %llu: the "
+					 "secondary held it meanwhile",
+					 (unsigned long long)rep.generation,
+					 (unsigned long long)p->lease_gen);
+			} else if (!p->superseded) {
+				p->lease_until_ns =
+				    sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+			}
+		} else if (rc == 0) {
+			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
+				p->superseded = true;
+			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
+				 rep.holder);
+		}
+		if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
+			p->lease_lost = true;
+			p->unprotected = false;
+			act = PAUSE;
+		} else if (p->lease_lost && lease_valid(p)) {
+			p->lease_lost = false;
+			p->unprotected = true;
+			held = p->devs_held;
+			p->devs_held = false;
+			act = RESUME;
+		}
+		if (p->superseded)
+			snprintf(
+			    p->wit_status, sizeof(p->wit_status),
+			    "SUPERSEDED: the secondary took the lease; this copy must not run");
+		else if (lease_valid(p))
+			snprintf(p->wit_status, sizeof(p->wit_status),
+				 "lease held (generation %llu, %llu ms left)",
+				 (unsigned long long)p->lease_gen,
+				 (unsigned long long)((p->lease_until_ns - clk_now_ns()) /
+						      NSEC_PER_MSEC));
+		else
+			snprintf(p->wit_status, sizeof(p->wit_status), "no lease: %s",
+				 err[0] ? err : "not granted yet");
+		pthread_mutex_unlock(&p->mu);
+
+		if (err[0] && strcmp(err, last_err))
+			log_warn("witness: %s", err);
+		else if (!err[0] && last_err[0])
+			log_info("witness: lease renewed again (generation %llu)",
+				 (unsigned long long)p->lease_gen);
+		snprintf(last_err, sizeof(last_err), "%s", err);
+		if (act == PAUSE) {
+			rc = p->ops->pause(p->dom);
+			log_error("no secondary and no witness lease: the domain is PAUSED (%s) so "
+				  "that it cannot serve beside a copy the secondary may activate",
+				  rc < 0 ? strerror(-rc) : "paused");
+		} else if (act == RESUME) {
+			if (held)
+				devs_teardown(p);
+			rc = p->ops->resume(p->dom);
+			log_warn(
+			    "the witness lease is back (generation %llu): the domain runs again, "
+			    "unprotected%s",
+			    (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
+		}
+		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
+		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next)
+			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+	}
+	return NULL;
+}
+
 static int open_link(struct prot *p)
 {
 	int fd;
@@ -620,7 +845,38 @@ static int open_link(struct prot *p)
 	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
 	if (fd < 0)
 		return fd;
-	return fo_link_new(fd, p->cfg->timeout_ms, &p->link);
+	char err[320] = "";
+	int rc = fo_link_open(fd, p->cfg->timeout_ms, p->cfg->tls, &p->link, err, sizeof(err));
+
+	if (rc < 0 && err[0])
+		log_error("secondary %s: %s", p->cfg->peer, err);
+	else if (rc == 0)
+		log_info("link to %s: %s", p->cfg->peer, fo_link_security(p->link));
+	return rc;
+}
+
+/* The connection broke while the stream's start was being written: the
+ * secondary may have said why (HA_ERROR, e.g. busy) before hanging up. */
+static void log_start_failure(struct prot *p, int rc)
+{
+	struct ckpt_reader *r = fo_link_reader(p->link);
+	struct ckpt_record rec;
+
+	if (!p->cfg->blackhole && ckpt_reader_headers(r, CKPT_IHDR_ID_BACK) == 0 &&
+	    ckpt_reader_next(r, &rec) == 0 && rec.type == CKPT_REC_HA_ERROR) {
+		const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
+
+		log_error("the secondary %s refused this primary: %.*s (%s)", p->cfg->peer,
+			  (int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
+			  strerror((int)h->code));
+		return;
+	}
+	log_error("secondary %s: the connection broke at its start (%s)%s",
+		  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
+		  p->cfg->tls || p->cfg->blackhole
+		      ? ""
+		      : "; a secondary that wants TLS drops a plain --insecure primary like "
+			"this: give both hosts the same --tls-* settings");
 }
 
 /* One protection session: connect, synchronise, run epochs until the
@@ -648,6 +904,13 @@ static int session(struct prot *p, bool first)
 	}
 	/* Degraded until now; from here a failure degrades this session. */
 	pthread_mutex_lock(&p->mu);
+	if (p->lease_lost || p->superseded) {
+		pthread_mutex_unlock(&p->mu);
+		fo_link_free(p->link);
+		p->link = NULL;
+		return -EAGAIN;
+	}
+	p->unprotected = false;
 	p->state = ST_SYNC;
 	p->reason[0] = '\0';
 	pthread_mutex_unlock(&p->mu);
@@ -657,6 +920,8 @@ static int session(struct prot *p, bool first)
 			     p->info.xen_minor);
 	if (rc == 0)
 		rc = send_config(p);
+	if (rc < 0)
+		log_start_failure(p, rc);
 	if (rc == 0 && !p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {
@@ -716,7 +981,8 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	devs_teardown(p);
+	if (witness_may_release(p))
+		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
@@ -726,6 +992,47 @@ static int session(struct prot *p, bool first)
 }
 
 /* ------------------------------------------------------------------ */
+
+/* Status lines of the interval controller, and the quantiles and raw
+ * histograms that ha-sla differences between two snapshots. */
+static void status_auto(struct prot *p, const struct stats *s, FILE *out)
+{
+	char buf[HIST_BUCKETS * 36]; /* "MID:COUNT " for every bucket fits */
+
+	pthread_mutex_lock(&p->mu);
+	if (p->auto_on) {
+		struct ival_est e;
+
+		ival_estimate(&p->ival, &e);
+		fprintf(out,
+			"interval_mode: auto (p99 target %u ms, range %u..%u ms%s)\n"
+			"interval_auto: aim %u ms, predicted_p99 %.1f ms, dirty %.2f pages/ms, "
+			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, hold %u ms, "
+			"changes %llu, observations %llu\n",
+			p->cfg->sla_p99_ms, p->cfg->interval_min_ms, p->cfg->interval_max_ms,
+			e.unreachable ? ", OUT OF REACH" : "", e.aim_ms, e.predicted_us / 1000,
+			e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us, e.hold_ms,
+			(unsigned long long)e.changes, (unsigned long long)e.observations);
+	} else {
+		fprintf(out, "interval_mode: fixed\n");
+	}
+	pthread_mutex_unlock(&p->mu);
+	fprintf(out, "pause_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->pause_us, 0.5),
+		(unsigned long long)hist_quantile(&s->pause_us, 0.99));
+	fprintf(out, "ack_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->ack_us, 0.5),
+		(unsigned long long)hist_quantile(&s->ack_us, 0.99));
+	fprintf(out, "totals: epochs %llu pages %llu wire_bytes %llu raw_bytes %llu acks %llu "
+		     "stretched %llu\n",
+		(unsigned long long)s->epochs, (unsigned long long)s->pages_sum,
+		(unsigned long long)s->wire_sum, (unsigned long long)s->raw_sum,
+		(unsigned long long)s->acks, (unsigned long long)s->stretched);
+	hist_format(&s->pause_us, buf, sizeof(buf));
+	fprintf(out, "pause_hist_us: %s\n", buf);
+	hist_format(&s->ack_us, buf, sizeof(buf));
+	fprintf(out, "ack_hist_us: %s\n", buf);
+}
 
 static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 {
@@ -761,9 +1068,15 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
 			(unsigned long long)(s.ack_ns_last / 1000),
 			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
+		if (p->cfg->witness) {
+			pthread_mutex_lock(&p->mu);
+			fprintf(out, "witness: %s\n", p->wit_status[0] ? p->wit_status : "asking");
+			pthread_mutex_unlock(&p->mu);
+		}
 		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
 			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
 			(unsigned long long)s.reprotections);
+		status_auto(p, &s, out);
 		pthread_mutex_lock(&p->devmu);
 		for (unsigned i = 0; i < p->cfg->ndevs; i++) {
 			struct ckpt_dev *d = p->cfg->devs[i];
@@ -780,12 +1093,38 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		char *end;
 		unsigned long ms = strtoul(arg, &end, 10);
 
+		if (!strcmp(arg, "auto")) {
+			if (!p->cfg->sla_p99_ms) {
+				fprintf(out, "error: no p99 target: start ha-protect with "
+					     "--interval auto --sla-p99 MS\n");
+				return -EINVAL;
+			}
+			pthread_mutex_lock(&p->mu);
+			struct ival_config ic = {
+				.target_us = p->cfg->sla_p99_ms * 1000,
+				.min_ms = p->cfg->interval_min_ms,
+				.max_ms = p->cfg->interval_max_ms,
+				.start_ms = atomic_load(&p->interval_ms),
+			};
+			ival_init(&p->ival, &ic);
+			p->auto_on = true;
+			pthread_mutex_unlock(&p->mu);
+			log_info("interval: automatic again (p99 target %u ms)", p->cfg->sla_p99_ms);
+			fprintf(out, "ok: interval auto\n");
+			return 0;
+		}
 		if (!*arg || *end || ms < 1 || ms > 60000) {
-			fprintf(out, "error: interval must be 1..60000 ms\n");
+			fprintf(out, "error: interval must be 1..60000 ms, or auto\n");
 			return -EINVAL;
 		}
+		pthread_mutex_lock(&p->mu);
+		bool was_auto = p->auto_on;
+		p->auto_on = false;
 		atomic_store(&p->interval_ms, (unsigned)ms);
-		log_info("interval set to %lu ms", ms);
+		pthread_mutex_unlock(&p->mu);
+		log_info("interval set to %lu ms%s", ms,
+			 was_auto ? " (automatic tuning off; 'ha-ctl interval DOMAIN auto' resumes it)"
+				  : "");
 		fprintf(out, "ok: interval %lu ms\n", ms);
 		return 0;
 	}
@@ -794,7 +1133,7 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ok: stopping\n");
 		return 0;
 	}
-	fprintf(out, "error: unknown command '%s' (status, interval MS, stop)\n", cmd);
+	fprintf(out, "error: unknown command '%s' (status, interval MS|auto, stop)\n", cmd);
 	return -EINVAL;
 }
 
@@ -847,6 +1186,23 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	p->save_fd = -1;
 	p->state = ST_SYNC;
 	atomic_store(&p->interval_ms, cfg->interval_ms);
+	if (cfg->sla_p99_ms) {
+		struct ival_config ic = {
+			.target_us = cfg->sla_p99_ms * 1000,
+			.min_ms = cfg->interval_min_ms,
+			.max_ms = cfg->interval_max_ms,
+			.start_ms = cfg->interval_min_ms,
+		};
+
+		if (ival_init(&p->ival, &ic) < 0) {
+			log_error("--interval auto: the range %u..%u ms is empty", cfg->interval_min_ms,
+				  cfg->interval_max_ms);
+			rc = -EINVAL;
+			goto out;
+		}
+		p->auto_on = true;
+		atomic_store(&p->interval_ms, p->ival.cur_ms);
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->devmu, NULL);
 	pthread_condattr_init(&ca);
@@ -886,7 +1242,23 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		}
 	}
 
+	if (cfg->witness) {
+		rc = -pthread_create(&p->wit, NULL, witness_main, p);
+		if (rc < 0) {
+			log_error("cannot start the witness thread: %s", strerror(-rc));
+			goto out;
+		}
+		p->wit_running = true;
+	}
 	for (bool first = true; !stop_flag; first = false) {
+		pthread_mutex_lock(&p->mu);
+		bool blocked = !first && (p->lease_lost || p->superseded);
+		pthread_mutex_unlock(&p->mu);
+		if (blocked) {
+			/* Paused for want of the lease: the witness thread decides. */
+			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
+			continue;
+		}
 		rc = session(p, first);
 		if (stop_flag)
 			break;
@@ -910,7 +1282,15 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 	rc = 0;
 	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+	if (p->lease_lost || p->superseded)
+		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
+			 "secondary did not activate its copy",
+			 p->devs_held ? " and its held output is dropped" : "");
 out:
+	if (p->wit_running) {
+		atomic_store(&p->wit_stop, true);
+		pthread_join(p->wit, NULL);
+	}
 	ctl_server_stop(p->ctl);
 	if (p->save_fd >= 0)
 		close(p->save_fd);

@@ -9,11 +9,21 @@
  *       datagrams "seq K SENT_NS" .. "seq K+N-1 SENT_NS" (wall clock)
  *   ha-client udp-recv PORT [--idle MS]
  *       prints "seq K DELAY_US" for each datagram received
+ *   ha-client load HOST:PORT --rate PER_S --write FRACTION --duration S
+ *                  [--keys N] [--value-size B] [--timeout MS] [--sockets N]
+ *                  [--seed N] [--out FILE]
+ *       an open-loop load on the kv guest: requests at a fixed rate, each a
+ *       PUT with probability FRACTION, else a GET, of a random key; writes
+ *       "T_MS LATENCY_US W|R" per answered request to FILE (latency from
+ *       the request's scheduled time, so a stalled client or guest cannot
+ *       hide delay) and prints a summary line "load: ..." on stdout.
  */
+#include <signal.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +184,191 @@ static int udp_recv(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* load: the kv replies carry no request id, so each outstanding request
+ * has a socket (a source port) of its own; a socket whose request timed
+ * out is replaced, so a late reply cannot be taken for a newer request. */
+
+static volatile sig_atomic_t load_stop;
+
+static void on_load_signal(int sig)
+{
+	load_stop = 1;
+}
+
+struct pending {
+	int fd;
+	bool busy, write;
+	uint64_t due; /* scheduled send time */
+};
+
+static int load_socket(const struct sockaddr_storage *ss, socklen_t sl)
+{
+	int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd >= 0 && connect(fd, (const struct sockaddr *)ss, sl) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static int load(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	double rate = atof(opt(argc, argv, "--rate", "500"));
+	double write = atof(opt(argc, argv, "--write", "0.5"));
+	double duration = atof(opt(argc, argv, "--duration", "10"));
+	unsigned keys = (unsigned)atoi(opt(argc, argv, "--keys", "10000"));
+	unsigned vsize = (unsigned)atoi(opt(argc, argv, "--value-size", "200"));
+	uint64_t timeout = (uint64_t)atoi(opt(argc, argv, "--timeout", "1000")) * NSEC_PER_MSEC;
+	unsigned nsock = (unsigned)atoi(opt(argc, argv, "--sockets", "512"));
+	uint64_t rng = strtoull(opt(argc, argv, "--seed", "1"), NULL, 10) * 2654435761u + 1;
+	const char *out_path = opt(argc, argv, "--out", NULL);
+	unsigned long long sent = 0, ok = 0, lost = 0, errors = 0, skipped = 0;
+	struct pending *pend;
+	struct pollfd *pfd;
+	unsigned *map;
+	FILE *out = NULL;
+	char val[257];
+	int probe = udp_to(argv[1], &ss, &sl), rc = 1;
+
+	if (probe < 0)
+		return 2;
+	close(probe);
+	if (rate <= 0 || rate > 1e6 || write < 0 || write > 1 || duration <= 0 || !keys ||
+	    vsize < 1 || vsize > 256 || !nsock || nsock > 65536 || !timeout) {
+		fprintf(stderr, "ha-client: load: --rate 0..1e6, --write 0..1, --duration > 0, "
+				"--keys >= 1, --value-size 1..256, --sockets 1..65536\n");
+		return 2;
+	}
+	pend = calloc(nsock, sizeof(*pend));
+	pfd = calloc(nsock, sizeof(*pfd));
+	map = calloc(nsock, sizeof(*map));
+	if (!pend || !pfd || !map)
+		goto done;
+	for (unsigned i = 0; i < nsock; i++) {
+		pend[i].fd = load_socket(&ss, sl);
+		if (pend[i].fd < 0) {
+			perror("ha-client: load: socket");
+			goto done;
+		}
+	}
+	if (out_path && !(out = fopen(out_path, "w"))) {
+		perror(out_path);
+		goto done;
+	}
+	memset(val, 'v', vsize);
+	val[vsize] = '\0';
+	signal(SIGINT, on_load_signal);
+	signal(SIGTERM, on_load_signal);
+
+	uint64_t start = clk_now_ns(), end = start + (uint64_t)(duration * 1e9);
+	uint64_t step = (uint64_t)(1e9 / rate), next = start;
+
+	for (;;) {
+		uint64_t now = clk_now_ns();
+		unsigned n = 0;
+
+		/* Send everything now due (a late client catches up; the latency
+		 * still counts from the scheduled time). */
+		while (!load_stop && next <= now && next < end) {
+			unsigned i;
+			char req[320];
+			int len;
+
+			for (i = 0; i < nsock && pend[i].busy; i++)
+				;
+			if (i == nsock) {
+				skipped++; /* every socket waits on a reply */
+			} else {
+				unsigned k;
+
+				rng ^= rng << 13;
+				rng ^= rng >> 7;
+				rng ^= rng << 17;
+				k = (unsigned)(rng >> 33) % keys;
+				pend[i].write = (double)(rng & 0xffffff) / 16777216.0 < write;
+				len = pend[i].write ? snprintf(req, sizeof(req), "PUT k%u %s", k, val)
+						    : snprintf(req, sizeof(req), "GET k%u", k);
+				pend[i].due = next;
+				pend[i].busy = true;
+				if (send(pend[i].fd, req, (size_t)len, 0) < 0)
+					errors++;
+				sent++;
+			}
+			next += step;
+		}
+		for (unsigned i = 0; i < nsock; i++) {
+			if (!pend[i].busy)
+				continue;
+			if (now - pend[i].due > timeout && now > pend[i].due) {
+				/* Lost: a fresh port, so a late reply is not misread. */
+				close(pend[i].fd);
+				pend[i].fd = load_socket(&ss, sl);
+				pend[i].busy = false;
+				lost++;
+				if (pend[i].fd < 0) {
+					perror("ha-client: load: socket");
+					goto done;
+				}
+				continue;
+			}
+			pfd[n] = (struct pollfd){.fd = pend[i].fd, .events = POLLIN};
+			map[n++] = i;
+		}
+		if ((load_stop || next >= end) && n == 0)
+			break;
+		if (load_stop && clk_now_ns() > end + timeout)
+			break;
+		uint64_t wake = next < end && !load_stop ? next : clk_now_ns() + 10 * NSEC_PER_MSEC;
+		int wait_ms = wake > now ? (int)((wake - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC) : 0;
+
+		if (poll(pfd, n, wait_ms) <= 0)
+			continue;
+		now = clk_now_ns();
+		for (unsigned j = 0; j < n; j++) {
+			struct pending *q = &pend[map[j]];
+			char rep[300];
+			ssize_t r;
+
+			if (!(pfd[j].revents & POLLIN))
+				continue;
+			r = recv(q->fd, rep, sizeof(rep) - 1, 0);
+			if (r <= 0)
+				continue;
+			rep[r] = '\0';
+			q->busy = false;
+			if (q->write ? strncmp(rep, "OK", 2) != 0
+				     : strncmp(rep, "VAL", 3) != 0 && strncmp(rep, "MISS", 4) != 0) {
+				errors++;
+				continue;
+			}
+			ok++;
+			if (out)
+				fprintf(out, "%.3f %llu %c\n", (double)(q->due - start) / 1e6,
+					(unsigned long long)((now - q->due) / 1000), q->write ? 'W' : 'R');
+		}
+	}
+	rc = 0;
+	printf("load: sent %llu ok %llu lost %llu errors %llu skipped %llu duration_s %.3f%s\n",
+	       sent, ok, lost, errors, skipped,
+	       (double)((next < end ? next : end) - start) / 1e9, load_stop ? " interrupted" : "");
+done:
+	if (out && fclose(out) != 0) {
+		perror(out_path);
+		rc = 1;
+	}
+	for (unsigned i = 0; pend && i < nsock; i++)
+		if (pend[i].fd >= 0)
+			close(pend[i].fd);
+	free(pend);
+	free(pfd);
+	free(map);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "counter"))
@@ -182,10 +377,15 @@ int main(int argc, char **argv)
 		return udp_send(argc - 1, argv + 1);
 	if (argc >= 3 && !strcmp(argv[1], "udp-recv"))
 		return udp_recv(argc - 1, argv + 1);
+	if (argc >= 3 && !strcmp(argv[1], "load"))
+		return load(argc - 1, argv + 1);
 	fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
 		"usage: ha-client counter HOST:PORT [--name C] [--count N] [--interval MS]\n"
 		"                 [--timeout MS] [--duration S]\n"
 		"       ha-client udp-send HOST:PORT --from K --count N [--rate PER_S]\n"
-		"       ha-client udp-recv PORT [--idle MS]\n");
+		"       ha-client udp-recv PORT [--idle MS]\n"
+		"       ha-client load HOST:PORT [--rate PER_S] [--write FRACTION] [--duration S]\n"
+		"                 [--keys N] [--value-size B] [--timeout MS] [--sockets N]\n"
+		"                 [--seed N] [--out FILE]\n");
 	return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }

@@ -8,7 +8,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: ha-ctl [--ctl PATH] status DOMAIN\n"
-		   "       ha-ctl [--ctl PATH] interval DOMAIN MS\n"
+		   "       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		   "       ha-ctl [--ctl PATH] stop DOMAIN\n"
 		   "Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
 		   "for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME.\n");

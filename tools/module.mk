@@ -6,3 +6,17 @@ ha-ctl_OBJS := \
 PROGRAMS += ha-client
 ha-client_OBJS := \
 	tools/ha-client.o
+
+# ha-sla: the SLA / epoch-interval report (a shell driver and its report
+# writer), copied into bin/ beside the programs it drives.
+EXTRA_ALL += \
+	$(B)/bin/ha-sla \
+	$(B)/bin/ha-sla-report
+
+$(B)/bin/%: tools/%.sh
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  INSTALL $@")
+	$(Q)install -m 0755 $< $@
+
+INTEG_TESTS += \
+	tests/integration/sla_report.sh

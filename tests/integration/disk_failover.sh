@@ -12,7 +12,7 @@ PREFIX=hadk-
 . "$(dirname "$0")/topology.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)
 tmp=$(mktemp -d)
-trap 'ns_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+trap 'ns_cleanup; umount "$tmp/full/small" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 need_root
 [ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
 
@@ -26,14 +26,14 @@ start_primary() {
 		--disk "nbd:unix:$dir/a/ha-diskrepl/d0.nbd" --tap tapa --ip "$GUEST_IP/24" \
 		--mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/st.sock" || { cat "$dir/vm.log"; return 1; }
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -i "$2" --timeout 150 --disk d0 \
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --insecure -i "$2" --timeout 150 --disk d0 \
 		kvm:st 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 30 grep -q "PROTECTED:" "$dir/px.log" || { tail -n 20 "$dir/px.log" "$dir/rx.log"; return 1; }
 }
 
 start_secondary() {
 	dir=$1
-	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
+	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --insecure \
 		--listen 10.66.0.2:7788 --timeout 150 --disk "$dir/replica.img" >> "$dir/rx.log" 2>&1 &
 	rx=$!
 	wait_for 10 test -S "$dir/b/ha-receive/st.sock" -o -S "$dir/b/ha-receive/ha-receive.sock" ||
@@ -113,7 +113,33 @@ run_reprotect() {
 	[ "$fails" -eq 0 ] || dump_logs "$dir"
 }
 
+# The secondary's disk fills up (its journal on a 2 MiB tmpfs): the primary
+# is told, goes degraded saying why, and the guest runs on unprotected.
+run_disk_full() {
+	dir=$tmp/full
+	mkdir -p "$dir/small"
+	mount -t tmpfs -o size=2m tmpfs "$dir/small" || { echo "     SKIP disk full: no tmpfs"; return; }
+	ns_cleanup
+	topo_up
+	truncate -s 8M "$dir/primary.img"
+	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --insecure \
+		--listen 10.66.0.2:7788 --timeout 150 \
+		--disk "$dir/replica.img,journal=$dir/small/journal" > "$dir/rx.log" 2>&1 &
+	start_primary "$dir" 50 || { fails=$((fails + 1)); dump_logs "$dir"; umount "$dir/small"; return; }
+	wait_for 20 grep -q "disk is full" "$dir/px.log"
+	echo "     $(grep -o "the secondary reports: .*" "$dir/px.log" | head -n 1)"
+	check "a full disk on the secondary: the primary degrades and says why" \
+		sh -c "grep 'DEGRADED\|secondary reports' '$dir/px.log' | grep -q 'disk is full'"
+	before=$(max_seq "$dir/primary.img")
+	sleep 1
+	check "the guest writes on, unprotected" test "$(max_seq "$dir/primary.img")" -gt "$before"
+	[ "$fails" -eq 0 ] || dump_logs "$dir"
+	ns_cleanup
+	umount "$dir/small"
+}
+
 run_failover 2 20
 run_failover 3 50
 run_reprotect
+run_disk_full
 [ "$fails" -eq 0 ]

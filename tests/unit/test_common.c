@@ -15,6 +15,7 @@
 
 #include "common/bitmap.h"
 #include "common/clock.h"
+#include "common/hist.h"
 #include "common/io.h"
 #include "common/sock.h"
 
@@ -166,6 +167,34 @@ static void test_clock(void **state)
 	assert_true(clk_now_ns() >= a + 2 * NSEC_PER_MSEC);
 }
 
+/* Quantiles within a bucket's width; the text form lists every sample. */
+static void test_hist(void **state)
+{
+	static struct hist h;
+	char buf[4096];
+	unsigned long long mid, cnt, total = 0;
+	const char *p = buf;
+	int n;
+
+	assert_int_equal(hist_quantile(&h, 0.5), 0);
+	for (uint64_t v = 1; v <= 10000; v++)
+		hist_add(&h, v);
+	hist_add(&h, (uint64_t)1 << 50); /* beyond the range: the last bucket */
+	assert_int_equal(h.count, 10001);
+	assert_in_range(hist_quantile(&h, 0.5), 5000 * 7 / 8, 5000 * 9 / 8);
+	assert_in_range(hist_quantile(&h, 0.99), 9900 * 7 / 8, 9900 * 9 / 8);
+	assert_int_equal(hist_quantile(&h, 0.0), 1);
+	assert_true(hist_quantile(&h, 1.0) > 10000);
+	assert_true(hist_format(&h, buf, sizeof(buf)) < (int)sizeof(buf));
+	while (sscanf(p, "%llu:%llu%n", &mid, &cnt, &n) == 2) {
+		total += cnt;
+		p += n;
+	}
+	assert_int_equal(total, 10001);
+	assert_true(hist_format(&h, buf, 8) > 8); /* truncated, length reported */
+	assert_true(strlen(buf) < 8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +205,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_hist),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
