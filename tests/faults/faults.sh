@@ -112,8 +112,8 @@ ha() {
 	local role=$1 h=$2
 	shift 2
 	case $role in
-	protect) set -- "$bin/ha-protect" -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
-	receive) set -- "$bin/ha-receive" --timeout "$TIMEOUT" "$@" ;;
+	protect) set -- "$bin/ha-protect" --insecure -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
+	receive) set -- "$bin/ha-receive" --insecure --timeout "$TIMEOUT" "$@" ;;
 	esac
 	if [ "$GUEST" = disk ]; then
 		case $role in
