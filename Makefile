@@ -128,28 +128,69 @@ bench: deps
 		for s in $(BENCH_SCRIPTS); do sh $$s; done
 
 # libFuzzer harnesses: clang only, always with ASan+UBSan, in their own tree.
+# The library is built once for them (instrumented for coverage), each
+# harness links against it. Every run replays the committed corpus
+# (tests/fuzz/corpus/NAME: seeds and the inputs of bugs found) first. An
+# input that runs for 30 s counts as a hang (a failure); the input of a
+# failure is left as build/fuzz/NAME-crash-* (or -timeout-*, -leak-*).
+# See docs/fuzzing.md.
+#   make fuzz                      each harness for FUZZ_SECONDS (CI)
+#   make fuzz FUZZ_RUNS=10000000   each harness for that many executions
+#   make fuzz-long                 the same with 10^7 executions
+#   make fuzz FUZZERS=fuzz_ctl     one harness only
+#   make fuzz-seeds                regenerate the generated seeds
 FUZZ_B := build/fuzz
-FUZZ_CFLAGS := -std=c11 -O1 -g $(WARNINGS) -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -O1 -g $(WARNINGS) -fsanitize=address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?=
+FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
+
+$(FUZZ_B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -pthread -c -o $@ $<
+
+$(FUZZ_B)/libha.a: $(addprefix $(FUZZ_B)/obj/,$(LIB_OBJS))
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 define fuzz_rule
-$(FUZZ_B)/$(1): tests/fuzz/$(1).c $(foreach o,$(LIB_OBJS),$(o:.o=.c))
-	@mkdir -p $$(dir $$@)
+$(FUZZ_B)/$(1): $(FUZZ_B)/obj/tests/fuzz/$(1).o $(FUZZ_B)/libha.a
 	@$$(if $$(Q),echo "  FUZZ    $$@")
-	$$(Q)clang -I. -D_GNU_SOURCE $$(INCLUDES) $$(FUZZ_CFLAGS) -pthread -o $$@ $$^ $$(LDLIBS)
+	$$(Q)clang $$(FUZZ_CFLAGS) -fsanitize=fuzzer -pthread -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call fuzz_rule,$(f))))
 
-.PHONY: fuzz
-fuzz: deps $(addprefix $(FUZZ_B)/,$(FUZZERS))
+.PHONY: fuzz fuzz-long fuzz-build
+fuzz-build: $(addprefix $(FUZZ_B)/,$(FUZZERS))
+
+fuzz: deps fuzz-build
 	$(Q)set -e; for f in $(FUZZERS); do \
 		mkdir -p $(FUZZ_B)/corpus-$$f; \
-		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-		$(FUZZ_B)/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		echo "fuzz: $$f $(FUZZ_LIMIT)"; \
+		$(FUZZ_B)/$$f $(FUZZ_LIMIT) -timeout=30 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_B)/$$f- \
 			$(FUZZ_B)/corpus-$$f $$(test -d tests/fuzz/corpus/$$f && echo tests/fuzz/corpus/$$f) \
 			2>$(FUZZ_B)/$$f.log || \
 			{ tail -n 60 $(FUZZ_B)/$$f.log; exit 1; }; \
-		grep -E 'stat::number_of_executed_units|Done' $(FUZZ_B)/$$f.log | tail -n 2; \
+		grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec|Done' \
+			$(FUZZ_B)/$$f.log | tail -n 3; \
 	done
+
+fuzz-long:
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_RUNS=10000000
+
+# Seeds that need real checksums or real protocol exchanges are written by
+# a program built against the (uninstrumented) library.
+$(B)/tests/fuzz_seeds: $(B)/tests/fuzz/fuzz_seeds.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: fuzz-seeds
+fuzz-seeds: $(B)/tests/fuzz_seeds
+	$(Q)$(B)/tests/fuzz_seeds tests/fuzz/corpus
 
 .PHONY: install
 install: all

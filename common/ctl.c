@@ -35,7 +35,7 @@ void ctl_path(char *buf, size_t len, const char *daemon, const char *domain)
 	snprintf(buf + n, len - n, ".sock");
 }
 
-static void serve_one(struct ctl_server *s, int fd)
+int ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx)
 {
 	char line[256], *arg;
 	uid_t uid;
@@ -48,19 +48,22 @@ static void serve_one(struct ctl_server *s, int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (sock_peer_cred(fd, NULL, &uid, NULL) < 0 || (uid != 0 && uid != geteuid())) {
 		io_write_full(fd, "error: permission denied\n", 25);
-		return;
+		return -EPERM;
 	}
 	/* Up to the end of the first line (or the buffer). */
 	n = 0;
 	while ((size_t)n < sizeof(line) - 1 && !memchr(line, '\n', (size_t)n)) {
 		ssize_t r = read(fd, line + n, sizeof(line) - 1 - (size_t)n);
 
+		/* A signal ends a read with a timeout even under SA_RESTART. */
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r <= 0)
 			break;
 		n += r;
 	}
-	if (n <= 0)
-		return;
+	if (n == 0)
+		return -ENODATA; /* hung up (or silent for a second) */
 	line[n] = '\0';
 	line[strcspn(line, "\r\n")] = '\0';
 	arg = strchr(line, ' ');
@@ -68,13 +71,14 @@ static void serve_one(struct ctl_server *s, int fd)
 		*arg++ = '\0';
 	out = open_memstream(&reply, &reply_len);
 	if (!out)
-		return;
-	int rc = s->fn(s->ctx, line, arg ? arg : "", out);
+		return -ENOMEM;
+	int rc = fn(ctx, line, arg ? arg : "", out);
 	if (rc < 0 && ftell(out) == 0)
 		fprintf(out, "error: %s\n", strerror(-rc));
 	fclose(out);
-	io_write_full(fd, reply, reply_len);
+	rc = io_write_full(fd, reply, reply_len);
 	free(reply);
+	return rc;
 }
 
 static void *ctl_main(void *arg)
@@ -93,7 +97,7 @@ static void *ctl_main(void *arg)
 		int fd = sock_tcp_accept(s->fd);
 		if (fd < 0)
 			continue;
-		serve_one(s, fd);
+		ctl_serve_fd(fd, s->fn, s->ctx);
 		close(fd);
 	}
 	return NULL;

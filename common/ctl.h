@@ -20,6 +20,13 @@ struct ctl_server;
 int ctl_server_start(const char *path, ctl_handler_fn fn, void *ctx, struct ctl_server **out);
 void ctl_server_stop(struct ctl_server *s);
 
+/* Serves one request on a connected socket (what the server's thread does
+ * for each connection; fd is not closed): checks the peer's credentials,
+ * reads the request line (at most 255 octets, up to CR or LF), splits it
+ * into cmd and arg at the first space, calls fn and writes the reply.
+ * Returns 0, or -errno if the request could not be read or answered. */
+int ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx);
+
 /* Client: sends line to the socket at path and copies the reply to out.
  * Returns 0, or -errno if the daemon cannot be reached. */
 int ctl_request(const char *path, const char *line, FILE *out);

@@ -11,3 +11,6 @@ LIB_OBJS += \
 UNIT_TESTS += \
 	test_common \
 	test_ctl
+
+FUZZERS += \
+	fuzz_ctl

@@ -25,3 +25,7 @@ INTEG_TESTS += \
 
 BENCHES += \
 	bench_diskrepl
+
+FUZZERS += \
+	fuzz_journal \
+	fuzz_nbdsrv

@@ -14,7 +14,8 @@
  *                             (The record stream cannot carry this: it may
  *                             be queued behind writes the network is slow
  *                             to take.)
- *   COMMIT(N)                 the secondary acknowledged epoch N
+ *   COMMIT(N)                 the secondary acknowledged epoch N (after
+ *                             BARRIER(N): a commit of an open epoch detaches)
  *   DETACH                    stop mirroring (changes are tracked again)
  *
  * ha-diskrepl -> ha-protect: stream records, framed as in the checkpoint

@@ -16,45 +16,9 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "diskrepl/journal_format.h"
 
-/* Journal file: a header, then entries appended in stream order.
- *
- *   header (64 octets): magic "HAJRNL01", version, flags, source id, size,
- *                       checksum of the header
- *   entry  (40 octets): magic "HAJE", type, flags, epoch, offset, length,
- *                       header checksum, data checksum; then the data
- *                       (WRITE only)
- */
-#define JRN_MAGIC UINT64_C(0x31304c4e524a4148) /* "HAJRNL01" */
-#define JRN_VERSION 1u
-#define JH_SOURCE_SET 0x1u
-#define JH_BASE_COMPLETE 0x2u
-#define JENT_MAGIC 0x454a4148u /* "HAJE" */
-
-enum { JE_WRITE = 1, JE_ZERO = 2, JE_COMMIT = 3 };
-
-struct jhdr {
-	uint64_t magic;
-	uint32_t version;
-	uint32_t flags;
-	uint8_t source_id[16];
-	uint64_t size;
-	uint64_t csum;
-	uint8_t reserved[16];
-};
-_Static_assert(sizeof(struct jhdr) == 64, "journal header size");
-
-struct jent {
-	uint32_t magic;
-	uint16_t type;
-	uint16_t flags;
-	uint64_t epoch;
-	uint64_t offset;
-	uint32_t length;
-	uint32_t hcsum;
-	uint64_t dcsum;
-};
-_Static_assert(sizeof(struct jent) == 40, "journal entry size");
+/* The journal file: diskrepl/journal_format.h. */
 
 struct ient {
 	uint64_t epoch, offset, jpos; /* jpos: where the data is in the journal */
@@ -106,6 +70,13 @@ static uint32_t ent_csum(const struct jent *e)
 
 	c.hcsum = 0;
 	return (uint32_t)XXH3_64bits(&c, sizeof(c));
+}
+
+/* A write's data checksum; an empty write has none (0), in every path that
+ * writes or checks one (append, compaction, recovery). */
+static uint64_t data_csum(const void *data, uint32_t len)
+{
+	return len ? XXH3_64bits(data, len) : 0;
 }
 
 static uint64_t hdr_csum(const struct jhdr *h)
@@ -264,7 +235,7 @@ static int compact(struct replica *r)
 					  strerror(errno ? errno : EIO));
 				break;
 			}
-			je.dcsum = XXH3_64bits(buf, e->length);
+			je.dcsum = data_csum(buf, e->length);
 		}
 		je.hcsum = ent_csum(&je);
 		if (io_pwrite_all(fd, &je, sizeof(je), pos) < 0 ||
@@ -367,7 +338,7 @@ static int scan(struct replica *r, int64_t *committed)
 					  strerror(errno ? errno : EIO));
 				break;
 			}
-			if (XXH3_64bits(buf, e.length) != e.dcsum) {
+			if (data_csum(buf, e.length) != e.dcsum) {
 				if (pos + sizeof(e) + e.length < r->jsize) {
 					rc = fail(r, -EBADMSG,
 						  "journal %s is corrupt: the data of the write at "
@@ -397,7 +368,23 @@ static int scan(struct replica *r, int64_t *committed)
 					  .jpos = pos + sizeof(e), .length = e.length,
 					  .type = e.type, .flags = e.flags};
 
-			if (r->hdr.size && (e.offset > r->hdr.size || e.length > r->hdr.size - e.offset)) {
+			/* Recovery applies a prefix of the index (the epochs up to
+			 * the last commit): a write older than the one before it
+			 * cannot come from this code. */
+			if (r->n && e.epoch < r->idx[r->n - 1].epoch) {
+				rc = fail(r, -EBADMSG,
+					  "journal %s is corrupt: the entry at offset %llu belongs to "
+					  "epoch %llu, after one of epoch %llu; the replica was not "
+					  "changed. Move the replica and its journal aside and "
+					  "re-protect (a full resynchronisation)",
+					  r->journal_path, (unsigned long long)pos,
+					  (unsigned long long)e.epoch,
+					  (unsigned long long)r->idx[r->n - 1].epoch);
+				break;
+			}
+			/* Writes are journalled only after a configuration has set
+			 * the size: a header without one describes an empty disk. */
+			if (e.offset > r->hdr.size || e.length > r->hdr.size - e.offset) {
 				rc = fail(r, -EBADMSG,
 					  "journal %s is corrupt: a write at offset %llu lies beyond "
 					  "the disk's %llu octets; the replica was not changed",
@@ -578,7 +565,7 @@ static int append(struct replica *r, struct jent *e, const void *data, uint32_t 
 	uint64_t at = r->jsize;
 
 	e->magic = JENT_MAGIC;
-	e->dcsum = dlen ? XXH3_64bits(data, dlen) : 0;
+	e->dcsum = data_csum(data, dlen);
 	e->hcsum = ent_csum(e);
 	if (io_pwrite_all(r->jfd, e, sizeof(*e), at) < 0 ||
 	    (dlen && io_pwrite_all(r->jfd, data, dlen, at + sizeof(*e)) < 0)) {

@@ -465,6 +465,10 @@ int source_attach(struct source *s, int fd)
 				s->epoch_writes = 0;
 				s->barriers++;
 			}
+		} else if (cmd.op == DRL_COMMIT && cmd.epoch >= s->epoch) {
+			/* The secondary cannot have committed an epoch that is
+			 * still open: taking it would forget writes it lacks. */
+			detach_locked(s, "a commit of an epoch not closed by its barrier");
 		} else if (cmd.op == DRL_COMMIT) {
 			size_t k = 0;
 

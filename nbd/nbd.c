@@ -278,8 +278,13 @@ static int command(struct nbd_client *c, uint16_t type, uint16_t flags, uint64_t
 		log_error("nbd: malformed reply (magic 0x%08x)", be32toh(rep.magic));
 		return -EPROTO;
 	}
-	if (rep.error)
-		return -(int)be32toh(rep.error);
+	if (rep.error) {
+		uint32_t e = be32toh(rep.error);
+
+		/* NBD's error values are errno numbers; any other is an I/O
+		 * error (and 2^31 would not even negate). */
+		return e < 4096 ? -(int)e : -EIO;
+	}
 	if (rbuf)
 		rc = rd(c, rbuf, len);
 	return rc;

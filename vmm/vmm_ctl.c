@@ -79,7 +79,9 @@ static int call(struct vmm_ctl *c, uint32_t op, const void *body, size_t len, vo
 		return (int)n;
 	if ((size_t)n < sizeof(rep))
 		return -ECONNRESET;
-	if (rep.len > VMM_CTL_BODY_MAX || (!alloc && rep.len > cap))
+	/* A status is 0 or -errno: anything else is not ha-vm speaking. */
+	if (rep.status > 0 || rep.status < -4095 || rep.len > VMM_CTL_BODY_MAX ||
+	    (!alloc && rep.len > cap))
 		return -EPROTO;
 	if (alloc) {
 		*alloc = malloc(rep.len ? rep.len : 1);
@@ -111,6 +113,11 @@ int vmm_ctl_info(struct vmm_ctl *c, struct vmm_ctl_info *info)
 
 	if (rc == 0 && got != sizeof(*info))
 		return -EPROTO;
+	/* Callers print these: an unterminated one would run past its field. */
+	if (rc == 0 && (!memchr(info->name, '\0', sizeof(info->name)) ||
+			!memchr(info->tap, '\0', sizeof(info->tap)) ||
+			!memchr(info->disk, '\0', sizeof(info->disk))))
+		return -EPROTO;
 	return rc;
 }
 
@@ -123,8 +130,11 @@ int vmm_ctl_map(struct vmm_ctl *c, uint8_t **mem, uint64_t *len)
 	if (rc < 0)
 		return rc;
 	rc = call(c, VMM_OP_MEMFD, NULL, 0, NULL, 0, NULL, NULL, &fd);
-	if (rc < 0 || fd < 0)
+	if (rc < 0 || fd < 0) {
+		if (fd >= 0) /* a refusal may still carry one */
+			close(fd);
 		return rc < 0 ? rc : -EPROTO;
+	}
 	c->mem = mmap(NULL, info.mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (c->mem == MAP_FAILED) {

@@ -17,6 +17,7 @@ void vmm_ctl_path(char *buf, size_t len, const char *name);
 int vmm_ctl_connect(const char *name, struct vmm_ctl **out);
 void vmm_ctl_close(struct vmm_ctl *c);
 
+/* -EPROTO for an answer of the wrong size or with an unterminated string. */
 int vmm_ctl_info(struct vmm_ctl *c, struct vmm_ctl_info *info);
 /* Maps the guest memory (shared, read-write) */
 int vmm_ctl_map(struct vmm_ctl *c, uint8_t **mem, uint64_t *len);

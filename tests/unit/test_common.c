@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 
 #include "common/bitmap.h"
 #include "common/clock.h"
+#include "common/ctl.h"
 #include "common/hist.h"
 #include "common/io.h"
 #include "common/sock.h"
@@ -160,6 +163,59 @@ static void test_fd_passing(void **state)
 	close(sv[1]);
 }
 
+static int ctl_echo(void *ctx, const char *cmd, const char *arg, FILE *out)
+{
+	(void)ctx;
+	fprintf(out, "%s|%s\n", cmd, arg);
+	return 0;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+struct late_client {
+	int fd;
+	pthread_t server;
+};
+
+/* Interrupts the server's read with a signal, then sends the request. */
+static void *late_client_main(void *arg)
+{
+	struct late_client *c = arg;
+
+	clk_sleep_until_ns(clk_now_ns() + 100 * NSEC_PER_MSEC);
+	pthread_kill(c->server, SIGUSR1);
+	clk_sleep_until_ns(clk_now_ns() + 100 * NSEC_PER_MSEC);
+	io_write_full(c->fd, "interval 20\n", 12);
+	return NULL;
+}
+
+/* A signal during the request read (a read with a timeout: SA_RESTART
+ * does not restart it) must not cut the request short. */
+static void test_ctl_request_survives_signal(void **state)
+{
+	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+	struct late_client c;
+	pthread_t th;
+	char reply[64] = "";
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c.fd = sv[1];
+	c.server = pthread_self();
+	assert_int_equal(pthread_create(&th, NULL, late_client_main, &c), 0);
+	assert_int_equal(ctl_serve_fd(sv[0], ctl_echo, NULL), 0);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	assert_true(io_read_full(sv[1], reply, sizeof(reply) - 1) > 0);
+	assert_string_equal(reply, "interval|20\n");
+	close(sv[1]);
+}
+
 static void test_clock(void **state)
 {
 	uint64_t a = clk_now_ns();
@@ -205,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_ctl_request_survives_signal),
 		cmocka_unit_test(test_hist),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);

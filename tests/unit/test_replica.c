@@ -257,6 +257,46 @@ static void test_protocol_errors(void **state)
 	replica_close(r);
 }
 
+/* An empty write (a guest may send one) is journalled like any other and
+ * does not make the journal look corrupt to the recovery after a crash,
+ * nor after a compaction. */
+static void test_empty_write_recovers(void **state)
+{
+	struct replica *r;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(replica_open(img, NULL, 4096, &r, err, sizeof(err)), 0);
+	config(r, true, 0, 0);
+	wr(r, 0, 300, 0, 0, 0);
+	wr(r, 0, 0, 100, 0x21, 0);
+	barrier(r, 0, 2);
+	wr(r, 1, 600, 0, 0, 0); /* epoch 1, uncommitted, kept by compaction */
+	wr(r, 1, 8000, 100, 0x22, 0);
+	assert_int_equal(replica_commit(r, 0), 0);
+	replica_close(r); /* crash before applying epoch 0 */
+
+	r = open_ok();
+	memset(want, 0x21, 100);
+	expect_image();
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 4000, 0x23, 0);
+	barrier(r, 0, 1);
+	wr(r, 1, 700, 0, 0, 0);
+	wr(r, 1, 5000, 10, 0x24, 0);
+	assert_int_equal(replica_commit(r, 0), 0);
+	assert_int_equal(replica_apply(r), 0); /* compacts: epoch 1 rewritten */
+	barrier(r, 1, 2);
+	assert_int_equal(replica_commit(r, 1), 0);
+	replica_close(r);
+
+	r = open_ok();
+	memset(want, 0x23, 4000);
+	memset(want + 5000, 0x24, 10);
+	expect_image();
+	replica_close(r);
+}
+
 /* Compaction keeps what is uncommitted, and recovery still works after it. */
 static void test_compaction_keeps_uncommitted(void **state)
 {
@@ -303,6 +343,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_uncommitted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_write_recovers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
