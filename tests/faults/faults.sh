@@ -51,9 +51,9 @@ esac
 # (FAULT_KINDS=all, or by name; see docs/faults.md): a primary that loses
 # the secondary while the secondary still sees it (one-way loss, a slow
 # link, an isolated secondary) releases output the secondary's failover
-# then forgets, until a witness arbitrates; a full secondary disk stalls the
-# primary's disk and can leave the replica one write ahead of memory.
+# then forgets, until a witness arbitrates.
 DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip"
+[ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS disk-full"
 case ${FAULT_KINDS:-} in
 "") KINDS=$DEFAULT_KINDS ;;
 all) KINDS=$ALL_KINDS ;;
