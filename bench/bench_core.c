@@ -170,15 +170,17 @@ static void epochs_per_second(void)
 
 	char rxdir[128];
 	snprintf(rxdir, sizeof(rxdir), "HA_RUN_DIR=%s/rx", run_dir);
-	const char *rargv[] = {rx, "--listen", "127.0.0.1:7991", "--timeout", "500", NULL};
+	const char *rargv[] = {rx,	"--insecure", "--listen", "127.0.0.1:7991",
+			       "--timeout", "500",	      NULL};
 	putenv(rxdir);
 	pid_t r = spawn(rargv);
 	char own[128];
 	snprintf(own, sizeof(own), "HA_RUN_DIR=%s", run_dir);
 	putenv(own);
 	sleep_ms(300);
-	const char *pargv2[] = {path, "-F", "-n", "-i", "1", "--timeout", "500", "--ctl", ctl, "kvm:bce",
-			  "127.0.0.1:7991", NULL};
+	const char *pargv2[] = {path,	  "--insecure", "-F",  "-n",     "-i",
+				"1",	  "--timeout",	"500", "--ctl",  ctl,
+				"kvm:bce", "127.0.0.1:7991", NULL};
 	p = spawn(pargv2);
 	sleep_ms(1500);
 	e0 = status_num(ctl, "epoch:", 0);

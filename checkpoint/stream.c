@@ -98,6 +98,7 @@ bool ckpt_pfn_has_data(uint64_t entry)
 
 struct ckpt_writer {
 	int fd;
+	const struct ckpt_transport *tr; /* NULL: plain fd */
 	int tee; /* -1: none */
 	bool trailers;
 	uint64_t offset;
@@ -141,7 +142,7 @@ void ckpt_writer_set_tee(struct ckpt_writer *w, int fd)
 /* Writes to the stream and, best effort, to the tee. */
 static int emit(struct ckpt_writer *w, const struct iovec *vec, int n)
 {
-	int rc = io_writev_full(w->fd, vec, n);
+	int rc = w->tr ? w->tr->writev(w->tr->priv, vec, n) : io_writev_full(w->fd, vec, n);
 
 	if (rc == 0 && w->tee >= 0) {
 		int trc = io_writev_full(w->tee, vec, n);
@@ -153,6 +154,11 @@ static int emit(struct ckpt_writer *w, const struct iovec *vec, int n)
 		}
 	}
 	return rc;
+}
+
+void ckpt_writer_set_transport(struct ckpt_writer *w, const struct ckpt_transport *t)
+{
+	w->tr = t;
 }
 
 void ckpt_writer_set_trailers(struct ckpt_writer *w, bool on)
@@ -309,6 +315,7 @@ int ckpt_writer_end(struct ckpt_writer *w)
 
 struct ckpt_reader {
 	int fd;
+	const struct ckpt_transport *tr; /* NULL: plain fd */
 	const uint8_t *mem;
 	size_t mem_len;
 	size_t mem_pos;
@@ -348,6 +355,11 @@ static int reader_alloc(struct ckpt_reader **out)
 	r->last_epoch = UINT64_MAX;
 	*out = r;
 	return 0;
+}
+
+void ckpt_reader_set_transport(struct ckpt_reader *r, const struct ckpt_transport *t)
+{
+	r->tr = t;
 }
 
 int ckpt_reader_new_fd(int fd, struct ckpt_reader **out)
@@ -429,6 +441,8 @@ static ssize_t src_read(struct ckpt_reader *r, void *buf, size_t len)
 		n = (ssize_t)(len < left ? len : left);
 		memcpy(buf, r->mem + r->mem_pos, (size_t)n);
 		r->mem_pos += (size_t)n;
+	} else if (r->tr) {
+		n = r->tr->read(r->tr->priv, buf, len);
 	} else {
 		n = io_read_full(r->fd, buf, len);
 	}

@@ -27,6 +27,16 @@ const char *ckpt_rec_name(uint32_t type);
 /* Name of a domain type ("x86 HVM", "ha-vm"), or "unknown". */
 const char *ckpt_domain_name(uint32_t type);
 
+/* A byte transport other than a plain file descriptor (the replication
+ * link's TLS session). Both calls keep io.h's semantics: writev writes
+ * everything or fails with -errno; read fills len octets, returns fewer
+ * only at end of input, or -errno. */
+struct ckpt_transport {
+	int (*writev)(void *priv, const struct iovec *iov, int cnt);
+	ssize_t (*read)(void *priv, void *buf, size_t len);
+	void *priv;
+};
+
 /* ---- writer ---- */
 
 struct ckpt_writer;
@@ -40,6 +50,8 @@ int ckpt_writer_headers(struct ckpt_writer *w, uint32_t ihdr_id, uint32_t domain
 /* Also writes everything to fd (best effort: a failure there is logged and
  * ends the copy, never the stream). -1 stops. */
 void ckpt_writer_set_tee(struct ckpt_writer *w, int fd);
+/* Writes through t (not copied, must outlive the writer) instead of fd. */
+void ckpt_writer_set_transport(struct ckpt_writer *w, const struct ckpt_transport *t);
 /* Whether ckpt_writer_checkpoint() precedes CHECKPOINT with a trailer. */
 void ckpt_writer_set_trailers(struct ckpt_writer *w, bool on);
 /* Any record; the body is the concatenation of iov. Page records must go
@@ -84,6 +96,8 @@ struct ckpt_record {
 int ckpt_reader_new_fd(int fd, struct ckpt_reader **out);
 int ckpt_reader_new_mem(const void *buf, size_t len, struct ckpt_reader **out);
 void ckpt_reader_free(struct ckpt_reader *r);
+/* Reads through t (not copied, must outlive the reader) instead of fd. */
+void ckpt_reader_set_transport(struct ckpt_reader *r, const struct ckpt_transport *t);
 /* Reads and validates the image header (expecting ihdr_id, or either kind
  * if 0) and the domain header. */
 int ckpt_reader_headers(struct ckpt_reader *r, uint32_t ihdr_id);

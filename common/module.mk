@@ -9,7 +9,8 @@ LIB_OBJS += \
 	common/sock.o
 
 UNIT_TESTS += \
-	test_common
+	test_common \
+	test_ctl
 
 FUZZERS += \
 	fuzz_ctl

@@ -128,11 +128,17 @@ static void *fwd_main(void *arg)
 			stop_with(d, -EPROTO, why);
 			break;
 		}
+		if (d->error)
+			continue; /* drained: see below */
 		rc = forward(d, &h, buf);
 		if (rc < 0) {
+			/* The session is over (the engine degrades at the next
+			 * flush). Keep reading, or ha-diskrepl would block with
+			 * the guest's writes behind it; what is dropped here stays
+			 * unacknowledged, so it is resynchronised later. */
 			snprintf(why, sizeof(why), "writing to the secondary: %s", strerror(-rc));
 			stop_with(d, rc, why);
-			break;
+			continue;
 		}
 		pthread_mutex_lock(&d->mu);
 		if (h.type == CKPT_REC_HA_DISK_BARRIER) {

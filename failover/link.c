@@ -16,6 +16,8 @@
 struct fo_link {
 	int fd;
 	unsigned down_ms;
+	struct fo_tls_session *tls; /* NULL: plain */
+	struct ckpt_transport tr;
 	pthread_mutex_t wmu;
 	struct ckpt_writer *w;
 	struct ckpt_reader *r;
@@ -29,7 +31,30 @@ struct fo_link {
 	uint64_t hb_seq;
 };
 
+static int tr_writev(void *priv, const struct iovec *iov, int cnt)
+{
+	return fo_tls_writev(priv, iov, cnt);
+}
+
+static ssize_t tr_read(void *priv, void *buf, size_t len)
+{
+	return fo_tls_read(priv, buf, len);
+}
+
+static void set_timeout(int fd, int opt, unsigned ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
 int fo_link_new(int fd, unsigned down_ms, struct fo_link **out)
+{
+	return fo_link_open(fd, down_ms, NULL, out, NULL, 0);
+}
+
+int fo_link_open(int fd, unsigned down_ms, struct fo_tls *tls, struct fo_link **out, char *err,
+		 size_t errlen)
 {
 	struct fo_link *l = calloc(1, sizeof(*l));
 	struct timeval tv = {.tv_sec = down_ms / 1000, .tv_usec = (down_ms % 1000) * 1000};
@@ -62,6 +87,20 @@ int fo_link_new(int fd, unsigned down_ms, struct fo_link **out)
 	rc = ckpt_writer_new(fd, &l->w);
 	if (rc == 0)
 		rc = ckpt_reader_new_fd(fd, &l->r);
+	if (rc == 0 && tls) {
+		/* A handshake costs a few round trips and signatures: give a
+		 * loaded host more than the down timer. */
+		unsigned hs_ms = down_ms * 4 > 5000 ? down_ms * 4 : 5000;
+
+		set_timeout(fd, SO_RCVTIMEO, hs_ms);
+		rc = fo_tls_handshake(tls, fd, &l->tls, err, errlen);
+		set_timeout(fd, SO_RCVTIMEO, down_ms);
+		if (rc == 0) {
+			l->tr = (struct ckpt_transport){tr_writev, tr_read, l->tls};
+			ckpt_writer_set_transport(l->w, &l->tr);
+			ckpt_reader_set_transport(l->r, &l->tr);
+		}
+	}
 	if (rc < 0) {
 		fo_link_free(l);
 		return rc;
@@ -88,6 +127,7 @@ void fo_link_free(struct fo_link *l)
 		pthread_join(l->hb_thread, NULL);
 	ckpt_writer_free(l->w);
 	ckpt_reader_free(l->r);
+	fo_tls_session_free(l->tls);
 	close(l->fd);
 	pthread_cond_destroy(&l->hb_cv);
 	pthread_mutex_destroy(&l->hb_mu);
@@ -122,9 +162,9 @@ static void *hb_main(void *arg)
 		pthread_mutex_unlock(&l->hb_mu);
 
 		struct ckpt_ha_heartbeat hb = {
-			.seq = ++l->hb_seq,
-			.sent_ns = clk_now_ns(),
-			.committed_epoch = atomic_load(l->committed),
+		    .seq = ++l->hb_seq,
+		    .sent_ns = clk_now_ns(),
+		    .committed_epoch = atomic_load(l->committed),
 		};
 		struct iovec iov = {&hb, sizeof(hb)};
 		int rc = fo_link_record(l, CKPT_REC_HA_HEARTBEAT, &iov, 1);
@@ -222,6 +262,11 @@ uint64_t fo_link_bytes_sent(struct fo_link *l)
 	n = ckpt_writer_offset(l->w);
 	pthread_mutex_unlock(&l->wmu);
 	return n;
+}
+
+const char *fo_link_security(const struct fo_link *l)
+{
+	return l->tls ? fo_tls_session_desc(l->tls) : "plain TCP (--insecure)";
 }
 
 struct ckpt_reader *fo_link_reader(struct fo_link *l)

@@ -16,12 +16,21 @@
 #include <sys/uio.h>
 
 #include "checkpoint/stream.h"
+#include "failover/tls.h"
 
 struct fo_link;
 
-/* Takes ownership of fd. down_ms: the down timer; heartbeats go every
- * down_ms / 4. */
+/* Takes ownership of fd (closed on failure too). down_ms: the down timer;
+ * heartbeats go every down_ms / 4. With tls, runs the TLS handshake first
+ * (bounded by max(4 x down_ms, 5 s)) and carries everything inside it;
+ * NULL means plain TCP (--insecure). A failed handshake returns its error
+ * (-EPROTO: authentication; see tls.h) with the reason in err. */
+int fo_link_open(int fd, unsigned down_ms, struct fo_tls *tls, struct fo_link **out, char *err,
+		 size_t errlen);
+/* fo_link_open() without TLS (files, and --insecure). */
 int fo_link_new(int fd, unsigned down_ms, struct fo_link **out);
+/* "TLS 1.3 AES-256-GCM, peer CN=b" or "plain TCP (--insecure)". */
+const char *fo_link_security(const struct fo_link *l);
 /* Closes the connection (waking any blocked reader or writer) and frees. */
 void fo_link_free(struct fo_link *l);
 /* Wakes every blocked reader and writer; later calls fail. */

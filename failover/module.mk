@@ -1,3 +1,26 @@
-# failover/: the replication link (heartbeats, down timer).
+# failover/: the replication link (TLS, heartbeats, down timer), fencing, the
+# witness (ha-witness).
 LIB_OBJS += \
-	failover/link.o
+	failover/fence.o \
+	failover/link.o \
+	failover/tls.o \
+	failover/witness.o
+
+INCLUDES += $(shell pkg-config --cflags gnutls)
+LDLIBS += $(shell pkg-config --libs gnutls)
+
+UNIT_TESTS += \
+	test_link
+
+PROGRAMS += ha-witness
+ha-witness_OBJS := \
+	failover/ha-witness.o
+
+INTEG_TESTS += \
+	tests/integration/link_tls.sh
+
+BENCHES += \
+	bench_link
+
+FUZZERS += \
+	fuzz_witness

@@ -21,6 +21,9 @@ struct nbd_client {
 	uint64_t size;
 	uint16_t flags;
 	uint64_t cookie;
+	/* A request whose reply never came in time (or a reply out of step)
+	 * leaves the connection out of sync: nothing more goes over it. */
+	bool broken;
 };
 
 static int rd(struct nbd_client *c, void *buf, size_t len)
@@ -224,7 +227,8 @@ void nbd_client_close(struct nbd_client *c)
 		return;
 	struct nbd_request req = {.magic = htobe32(NBD_REQUEST_MAGIC), .type = htobe16(NBD_CMD_DISC)};
 
-	io_write_full(c->fd, &req, sizeof(req));
+	if (!c->broken)
+		io_write_full(c->fd, &req, sizeof(req));
 	close(c->fd);
 	free(c);
 }
@@ -268,14 +272,20 @@ static int command(struct nbd_client *c, uint16_t type, uint16_t flags, uint64_t
 	};
 	struct iovec iov[2] = {{&req, sizeof(req)}, {(void *)wbuf, wbuf ? len : 0}};
 	struct nbd_simple_reply rep;
-	int rc = io_writev_full(c->fd, iov, wbuf ? 2 : 1);
+	int rc;
 
+	if (c->broken)
+		return -ENOTCONN;
+	rc = io_writev_full(c->fd, iov, wbuf ? 2 : 1);
 	if (rc == 0)
 		rc = rd(c, &rep, sizeof(rep));
-	if (rc < 0)
+	if (rc < 0) {
+		c->broken = true;
 		return rc;
+	}
 	if (be32toh(rep.magic) != NBD_SIMPLE_REPLY_MAGIC || be64toh(rep.cookie) != c->cookie) {
 		log_error("nbd: malformed reply (magic 0x%08x)", be32toh(rep.magic));
+		c->broken = true;
 		return -EPROTO;
 	}
 	if (rep.error) {
@@ -287,7 +297,14 @@ static int command(struct nbd_client *c, uint16_t type, uint16_t flags, uint64_t
 	}
 	if (rbuf)
 		rc = rd(c, rbuf, len);
+	if (rc < 0)
+		c->broken = true;
 	return rc;
+}
+
+bool nbd_client_broken(const struct nbd_client *c)
+{
+	return c->broken;
 }
 
 static int check_range(struct nbd_client *c, uint64_t off, size_t len)

@@ -27,6 +27,10 @@ bool nbd_client_read_only(const struct nbd_client *c);
 bool nbd_client_can_flush(const struct nbd_client *c);
 bool nbd_client_can_fua(const struct nbd_client *c);
 bool nbd_client_can_trim(const struct nbd_client *c);
+/* True once a request failed in transport (a timeout, a hang-up) or got a
+ * reply out of step: the connection is unusable (requests fail with
+ * ENOTCONN) and must be replaced. */
+bool nbd_client_broken(const struct nbd_client *c);
 
 int nbd_client_pread(struct nbd_client *c, void *buf, size_t len, uint64_t off);
 int nbd_client_pwrite(struct nbd_client *c, const void *buf, size_t len, uint64_t off, bool fua);

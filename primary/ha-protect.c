@@ -12,6 +12,7 @@
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
+#include "failover/tls.h"
 #include "primary/protect.h"
 
 static void usage(FILE *f)
@@ -49,6 +50,12 @@ static void usage(FILE *f)
 		"                        storage; needs -F)\n"
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
 		"                        /dev/null and count as acknowledged (needs -F)\n"
+		"      --witness HOST:PORT  without the secondary, run the domain only while\n"
+		"                        holding the pair's lease from this ha-witness, else\n"
+		"                        pause it (same TLS settings as the link)\n"
+		"      --witness-ttl MS  the lease asked for, renewed every TTL/4 (default 2000)\n"
+		"Replication link security (one of these is required, except with -b):\n"
+		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
 		"  -v, --verbose         debug logging\n"
@@ -79,7 +86,8 @@ static unsigned long number(const char *opt, const char *s, unsigned long min, u
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_TLS_CERT,
+	       O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE, O_WITNESS, O_WTTL };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -102,6 +110,13 @@ int main(int argc, char **argv)
 		{"disk", required_argument, NULL, O_DISK},
 		{"blackhole", no_argument, NULL, 'b'},
 		{"ctl", required_argument, NULL, O_CTL},
+		{"tls-cert", required_argument, NULL, O_TLS_CERT},
+		{"tls-key", required_argument, NULL, O_TLS_KEY},
+		{"tls-ca", required_argument, NULL, O_TLS_CA},
+		{"tls-psk", required_argument, NULL, O_TLS_PSK},
+		{"insecure", no_argument, NULL, O_INSECURE},
+		{"witness", required_argument, NULL, O_WITNESS},
+		{"witness-ttl", required_argument, NULL, O_WTTL},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -118,12 +133,16 @@ int main(int argc, char **argv)
 		.compress = true,
 		.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
 		.level = CKPT_CODEC_DEFAULT_LEVEL,
+		.witness_ttl_ms = 2000,
 	};
 	const char *netbuf = "auto", *name;
 	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
 	struct hv_info info;
 	bool unsafe = false, no_netbuf = false, no_disk = false, auto_interval = false;
+	bool insecure = false;
 	unsigned sla_p99 = 0;
+	struct fo_tls_config tlscfg = {0};
+	char err[320];
 	const char *disks[PROT_MAX_DEVS];
 	unsigned ndisks = 0;
 	char ctl[108];
@@ -203,6 +222,27 @@ int main(int argc, char **argv)
 		case O_CTL:
 			cfg.ctl_path = optarg;
 			break;
+		case O_TLS_CERT:
+			tlscfg.cert = optarg;
+			break;
+		case O_TLS_KEY:
+			tlscfg.key = optarg;
+			break;
+		case O_TLS_CA:
+			tlscfg.ca = optarg;
+			break;
+		case O_TLS_PSK:
+			tlscfg.psk = optarg;
+			break;
+		case O_INSECURE:
+			insecure = true;
+			break;
+		case O_WITNESS:
+			cfg.witness = optarg;
+			break;
+		case O_WTTL:
+			cfg.witness_ttl_ms = (unsigned)number("--witness-ttl", optarg, 100, 600000);
+			break;
 		case O_MAXEP:
 			cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
 			break;
@@ -255,6 +295,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ha-protect: --netbuf is auto, plug, nfqueue or none\n");
 		return 2;
 	}
+	if (cfg.witness && cfg.blackhole) {
+		fprintf(stderr, "ha-protect: --witness makes no sense with -b\n");
+		return 2;
+	}
+	if (!cfg.blackhole &&
+	    fo_tls_setup(&tlscfg, insecure, false, &cfg.tls, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ha-protect: %s\n", err);
+		return 2;
+	}
 	cfg.domain = argv[optind];
 	cfg.peer = cfg.blackhole ? NULL : argv[optind + 1];
 	ops = hv_lookup(cfg.domain, &name);
@@ -268,6 +317,15 @@ int main(int argc, char **argv)
 		cfg.ctl_path = ctl;
 	}
 	log_set_domain(cfg.domain);
+	if (cfg.tls)
+		log_info("replication link: TLS 1.3 with %s", fo_tls_mode(cfg.tls));
+	else if (!cfg.blackhole)
+		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
+			 "writes cross the network unencrypted and unauthenticated");
+	if (cfg.witness)
+		log_info("witness %s: without the secondary the domain runs only while this host "
+			 "holds the lease (TTL %u ms)",
+			 cfg.witness, cfg.witness_ttl_ms);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -275,6 +333,7 @@ int main(int argc, char **argv)
 	rc = ops->open(name, &dom);
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg.domain, strerror(-rc));
+		fo_tls_free(cfg.tls);
 		return 1;
 	}
 	rc = ops->info(dom, &info);
@@ -314,5 +373,6 @@ int main(int argc, char **argv)
 		if (cfg.devs[i]->ops->destroy)
 			cfg.devs[i]->ops->destroy(cfg.devs[i]);
 	ops->close(dom);
+	fo_tls_free(cfg.tls);
 	return rc < 0 ? 1 : 0;
 }

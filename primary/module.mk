@@ -14,7 +14,8 @@ UNIT_TESTS += \
 
 INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
-	tests/integration/secondary_loss.sh
+	tests/integration/secondary_loss.sh \
+	tests/integration/split_brain.sh
 
 BENCHES += \
 	bench_core

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
+#include "failover/witness.h"
 #include "primary/interval.h"
 
 #define NSLOTS 2
@@ -102,6 +103,21 @@ struct prot {
 	struct stats stats;
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
+
+	/* The witness lease (under mu). The domain may run with its output
+	 * released and no secondary (unprotected) only while the lease is
+	 * valid; otherwise it is paused (lease_lost) and a session's held
+	 * output stays held (devs_held). */
+	pthread_t wit;
+	bool wit_running;
+	_Atomic bool wit_stop;
+	uint64_t lease_until_ns; /* our view, a TTL/4 margin before the witness's */
+	uint64_t lease_gen;	 /* 0: never granted */
+	bool superseded;	 /* the secondary held the lease since: never resume */
+	bool unprotected;
+	bool lease_lost;
+	bool devs_held;
+	char wit_status[400];
 };
 
 /* ------------------------------------------------------------------ */
@@ -370,9 +386,8 @@ static void *sender_main(void *arg)
 		int rc = 0;
 
 		pthread_mutex_lock(&p->mu);
-		/* Started before the session leaves ST_SYNC: waiting only in
-		 * ST_PROTECTED let a sender that ran first exit at once, and the
-		 * first checkpoint was never sent. */
+		/* Started just before the session turns PROTECTED: SYNC waits too,
+		 * or an early start would end the sender before its first epoch. */
 		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->qlen || p->state == ST_DEGRADED) {
@@ -438,8 +453,12 @@ static void *acker_main(void *arg)
 
 	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_BACK);
 	if (rc < 0) {
-		degrade(p, "%s", rc == -EAGAIN ? "the secondary does not answer"
-					       : ckpt_reader_error(r));
+		degrade(p, "%s%s",
+			rc == -EAGAIN ? "the secondary does not answer" : ckpt_reader_error(r),
+			rc != -EAGAIN && !p->cfg->tls
+			    ? " (a secondary that wants TLS answers a plain --insecure primary "
+			      "like this: give both hosts the same --tls-* settings)"
+			    : "");
 		return NULL;
 	}
 	for (;;) {
@@ -682,6 +701,135 @@ static int precopy(struct prot *p)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+
+static bool lease_valid(struct prot *p)
+{
+	return !p->superseded && p->lease_gen && clk_now_ns() < p->lease_until_ns;
+}
+
+/* At the end of a session lost to a degradation: may held output be
+ * released and the domain run on without the secondary? Without a witness,
+ * yes (the unsafe default). With one, only under a valid lease; otherwise
+ * the domain is paused here with its output still held. */
+static bool witness_may_release(struct prot *p)
+{
+	bool ok;
+
+	if (!p->cfg->witness || stop_flag)
+		return true;
+	pthread_mutex_lock(&p->mu);
+	ok = lease_valid(p);
+	if (ok) {
+		p->unprotected = true;
+	} else {
+		p->lease_lost = true;
+		p->devs_held = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (!ok) {
+		int rc = p->ops->pause(p->dom);
+
+		log_error("lost both the secondary and the witness's lease: the domain is PAUSED "
+			  "and its output held (%s), since the secondary may take over now",
+			  rc < 0 ? strerror(-rc) : "paused");
+	}
+	return ok;
+}
+
+/* Renews the lease every TTL/4; pauses an unprotected domain whose lease
+ * ran out, resumes it when the same lease comes back. */
+static void *witness_main(void *arg)
+{
+	struct prot *p = arg;
+	const struct prot_config *c = p->cfg;
+	unsigned ttl = c->witness_ttl_ms, period = ttl / 4;
+	char last_err[400] = "";
+
+	log_set_domain(c->domain);
+	while (!stop_flag && !atomic_load(&p->wit_stop)) {
+		struct fo_lease_reply rep;
+		char err[400] = "";
+		uint64_t sent = clk_now_ns();
+		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period,
+					&rep, err, sizeof(err));
+		enum { NONE, PAUSE, RESUME } act = NONE;
+		bool held = false;
+
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0 && rep.granted) {
+			if (!p->lease_gen)
+				p->lease_gen = rep.generation;
+			if (rep.generation != p->lease_gen && !p->superseded) {
+				p->superseded = true;
+				snprintf(err, sizeof(err),
+					 "the lease came back with generation %llu, not %llu: the "
+					 "secondary held it meanwhile",
+					 (unsigned long long)rep.generation,
+					 (unsigned long long)p->lease_gen);
+			} else if (!p->superseded) {
+				p->lease_until_ns =
+				    sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+			}
+		} else if (rc == 0) {
+			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
+				p->superseded = true;
+			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
+				 rep.holder);
+		}
+		if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
+			p->lease_lost = true;
+			p->unprotected = false;
+			act = PAUSE;
+		} else if (p->lease_lost && lease_valid(p)) {
+			p->lease_lost = false;
+			p->unprotected = true;
+			held = p->devs_held;
+			p->devs_held = false;
+			act = RESUME;
+		}
+		if (p->superseded)
+			snprintf(
+			    p->wit_status, sizeof(p->wit_status),
+			    "SUPERSEDED: the secondary took the lease; this copy must not run");
+		else if (lease_valid(p))
+			snprintf(p->wit_status, sizeof(p->wit_status),
+				 "lease held (generation %llu, %llu ms left)",
+				 (unsigned long long)p->lease_gen,
+				 (unsigned long long)((p->lease_until_ns - clk_now_ns()) /
+						      NSEC_PER_MSEC));
+		else
+			snprintf(p->wit_status, sizeof(p->wit_status), "no lease: %s",
+				 err[0] ? err : "not granted yet");
+		pthread_mutex_unlock(&p->mu);
+
+		if (err[0] && strcmp(err, last_err))
+			log_warn("witness: %s", err);
+		else if (!err[0] && last_err[0])
+			log_info("witness: lease renewed again (generation %llu)",
+				 (unsigned long long)p->lease_gen);
+		snprintf(last_err, sizeof(last_err), "%s", err);
+		if (act == PAUSE) {
+			rc = p->ops->pause(p->dom);
+			log_error("no secondary and no witness lease: the domain is PAUSED (%s) so "
+				  "that it cannot serve beside a copy the secondary may activate",
+				  rc < 0 ? strerror(-rc) : "paused");
+		} else if (act == RESUME) {
+			if (held)
+				devs_teardown(p);
+			rc = p->ops->resume(p->dom);
+			log_warn(
+			    "the witness lease is back (generation %llu): the domain runs again, "
+			    "unprotected%s",
+			    (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
+		}
+		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
+		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next)
+			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+	}
+	return NULL;
+}
+
 static int open_link(struct prot *p)
 {
 	int fd;
@@ -697,7 +845,38 @@ static int open_link(struct prot *p)
 	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
 	if (fd < 0)
 		return fd;
-	return fo_link_new(fd, p->cfg->timeout_ms, &p->link);
+	char err[320] = "";
+	int rc = fo_link_open(fd, p->cfg->timeout_ms, p->cfg->tls, &p->link, err, sizeof(err));
+
+	if (rc < 0 && err[0])
+		log_error("secondary %s: %s", p->cfg->peer, err);
+	else if (rc == 0)
+		log_info("link to %s: %s", p->cfg->peer, fo_link_security(p->link));
+	return rc;
+}
+
+/* The connection broke while the stream's start was being written: the
+ * secondary may have said why (HA_ERROR, e.g. busy) before hanging up. */
+static void log_start_failure(struct prot *p, int rc)
+{
+	struct ckpt_reader *r = fo_link_reader(p->link);
+	struct ckpt_record rec;
+
+	if (!p->cfg->blackhole && ckpt_reader_headers(r, CKPT_IHDR_ID_BACK) == 0 &&
+	    ckpt_reader_next(r, &rec) == 0 && rec.type == CKPT_REC_HA_ERROR) {
+		const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
+
+		log_error("the secondary %s refused this primary: %.*s (%s)", p->cfg->peer,
+			  (int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
+			  strerror((int)h->code));
+		return;
+	}
+	log_error("secondary %s: the connection broke at its start (%s)%s",
+		  p->cfg->blackhole ? "(file)" : p->cfg->peer, strerror(-rc),
+		  p->cfg->tls || p->cfg->blackhole
+		      ? ""
+		      : "; a secondary that wants TLS drops a plain --insecure primary like "
+			"this: give both hosts the same --tls-* settings");
 }
 
 /* One protection session: connect, synchronise, run epochs until the
@@ -725,6 +904,13 @@ static int session(struct prot *p, bool first)
 	}
 	/* Degraded until now; from here a failure degrades this session. */
 	pthread_mutex_lock(&p->mu);
+	if (p->lease_lost || p->superseded) {
+		pthread_mutex_unlock(&p->mu);
+		fo_link_free(p->link);
+		p->link = NULL;
+		return -EAGAIN;
+	}
+	p->unprotected = false;
 	p->state = ST_SYNC;
 	p->reason[0] = '\0';
 	pthread_mutex_unlock(&p->mu);
@@ -734,6 +920,8 @@ static int session(struct prot *p, bool first)
 			     p->info.xen_minor);
 	if (rc == 0)
 		rc = send_config(p);
+	if (rc < 0)
+		log_start_failure(p, rc);
 	if (rc == 0 && !p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {
@@ -793,7 +981,8 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	devs_teardown(p);
+	if (witness_may_release(p))
+		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
@@ -879,6 +1068,11 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
 			(unsigned long long)(s.ack_ns_last / 1000),
 			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
+		if (p->cfg->witness) {
+			pthread_mutex_lock(&p->mu);
+			fprintf(out, "witness: %s\n", p->wit_status[0] ? p->wit_status : "asking");
+			pthread_mutex_unlock(&p->mu);
+		}
 		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
 			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
 			(unsigned long long)s.reprotections);
@@ -1048,7 +1242,23 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		}
 	}
 
+	if (cfg->witness) {
+		rc = -pthread_create(&p->wit, NULL, witness_main, p);
+		if (rc < 0) {
+			log_error("cannot start the witness thread: %s", strerror(-rc));
+			goto out;
+		}
+		p->wit_running = true;
+	}
 	for (bool first = true; !stop_flag; first = false) {
+		pthread_mutex_lock(&p->mu);
+		bool blocked = !first && (p->lease_lost || p->superseded);
+		pthread_mutex_unlock(&p->mu);
+		if (blocked) {
+			/* Paused for want of the lease: the witness thread decides. */
+			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
+			continue;
+		}
 		rc = session(p, first);
 		if (stop_flag)
 			break;
@@ -1072,7 +1282,15 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 	rc = 0;
 	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+	if (p->lease_lost || p->superseded)
+		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
+			 "secondary did not activate its copy",
+			 p->devs_held ? " and its held output is dropped" : "");
 out:
+	if (p->wit_running) {
+		atomic_store(&p->wit_stop, true);
+		pthread_join(p->wit, NULL);
+	}
 	ctl_server_stop(p->ctl);
 	if (p->save_fd >= 0)
 		close(p->save_fd);

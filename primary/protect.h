@@ -10,7 +10,9 @@
  * max_inflight epochs are unacknowledged; when the secondary falls behind,
  * the next pause waits (the epoch stretches) rather than queueing without
  * bound. When the secondary is lost the primary releases held output, runs
- * the guest unprotected (degraded) and keeps trying to re-protect.
+ * the guest unprotected (degraded) and keeps trying to re-protect. With a
+ * witness, it does so only while it holds the pair's lease: without the
+ * secondary and the lease it pauses the domain and keeps its output held.
  */
 #ifndef HA_PRIMARY_PROTECT_H
 #define HA_PRIMARY_PROTECT_H
@@ -18,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "failover/tls.h"
 #include "hv/hv.h"
 #include "primary/ckpt_dev.h"
 
@@ -26,6 +29,7 @@
 struct prot_config {
 	const char *domain;   /* "kvm:NAME" */
 	const char *peer;     /* host:port; NULL with blackhole */
+	struct fo_tls *tls;   /* the link's TLS; NULL: plain TCP (--insecure) */
 	unsigned interval_ms; /* epoch period */
 	unsigned timeout_ms;  /* down timer for the secondary */
 	unsigned max_inflight;
@@ -45,6 +49,11 @@ struct prot_config {
 	 * interval then moves within [interval_min_ms, interval_max_ms]. */
 	unsigned sla_p99_ms;
 	unsigned interval_min_ms, interval_max_ms;
+	/* The witness (failover/witness.h): while running without the
+	 * secondary the domain runs only while the pair's lease is held;
+	 * NULL: none. */
+	const char *witness;
+	unsigned witness_ttl_ms;
 	/* Stop after this many checkpoints (0: run until stopped). */
 	unsigned long long max_epochs;
 };

@@ -19,16 +19,20 @@ need_root
 
 say "Three hosts as network namespaces: A (primary), B (secondary), C (client)"
 topo_up
+sh "$here/scripts/tls-gen.sh" psk "$tmp/pair.psk" demo-pair ||
+	{ echo "demo: cannot make a pre-shared key (openssl)"; exit 1; }
+echo "the replication link is TLS 1.3 with a pre-shared key (scripts/tls-gen.sh psk)"
 ns b env HA_RUN_DIR="$tmp/b" HA_VM_ARGS="--tap tapb" \
-	"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 100 > "$tmp/rx.log" 2>&1 &
+	"$bin/ha-receive" --tls-psk "$tmp/pair.psk" --listen 10.66.0.2:7788 --timeout 100 \
+	> "$tmp/rx.log" 2>&1 &
 ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-vm" run --name web --mem 64M --guest counter \
 	--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$tmp/vm.log" 2>&1 &
 wait_for 10 test -S "$tmp/a/ha-vm/web.sock" || { cat "$tmp/vm.log"; exit 1; }
 echo "host A runs the 'counter' guest (ha-vm, 64 MiB) at $GUEST_IP:7000"
 
-say "ha-protect kvm:web 10.66.0.2:7788  (epoch every 25 ms, down timer 100 ms)"
-ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" -i 25 --timeout 100 kvm:web 10.66.0.2:7788 \
-	> "$tmp/px.log" 2>&1 &
+say "ha-protect --tls-psk FILE kvm:web 10.66.0.2:7788  (epoch every 25 ms, down timer 100 ms)"
+ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --tls-psk "$tmp/pair.psk" -i 25 --timeout 100 \
+	kvm:web 10.66.0.2:7788 > "$tmp/px.log" 2>&1 &
 wait_for 20 grep -q "PROTECTED:" "$tmp/px.log" || { cat "$tmp/px.log"; exit 1; }
 sed 's/^[^ ]* //' "$tmp/px.log"
 sleep 1

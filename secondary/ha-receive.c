@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "failover/tls.h"
 #include "hv/hv.h"
 #include "secondary/receive.h"
 
@@ -30,6 +31,16 @@ static void usage(FILE *f)
 		"                           defaults to IMAGE.journal. The resumed domain's\n"
 		"                           first disk is the first replica.\n"
 		"      --journal-limit MB   compact a journal past this size (default 64)\n"
+		"      --fence-cmd CMD      before activating, run CMD (/bin/sh -c) to make\n"
+		"                           sure the primary is off; exit 0 = fenced. Without\n"
+		"                           it a network partition can leave two copies running\n"
+		"      --fence-timeout MS   kill the fence command after MS (default 30000)\n"
+		"      --fence-retry MS     retry a failed fence after MS (default 5000)\n"
+		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
+		"                           ha-witness (same TLS settings as the link)\n"
+		"      --witness-ttl MS     the lease asked for (default 2000; as ha-protect)\n"
+		"Replication link security (one of these is required):\n"
+		FO_TLS_USAGE
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"Backend options for the incoming domain come from the environment of the\n"
@@ -43,7 +54,9 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT };
+	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT, O_FENCE,
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
+	       O_TLS_PSK, O_INSECURE };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -53,11 +66,28 @@ int main(int argc, char **argv)
 		{"once", no_argument, NULL, O_ONCE},
 		{"disk", required_argument, NULL, O_DISK},
 		{"journal-limit", required_argument, NULL, O_JLIMIT},
+		{"fence-cmd", required_argument, NULL, O_FENCE},
+		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
+		{"fence-retry", required_argument, NULL, O_FRETRY},
+		{"witness", required_argument, NULL, O_WITNESS},
+		{"witness-ttl", required_argument, NULL, O_WTTL},
+		{"tls-cert", required_argument, NULL, O_TLS_CERT},
+		{"tls-key", required_argument, NULL, O_TLS_KEY},
+		{"tls-ca", required_argument, NULL, O_TLS_CA},
+		{"tls-psk", required_argument, NULL, O_TLS_PSK},
+		{"insecure", no_argument, NULL, O_INSECURE},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct rx_config cfg = {.timeout_ms = 500, .max_ckpt_bytes = (size_t)1024 << 20};
+	struct rx_config cfg = {.timeout_ms = 500,
+				.max_ckpt_bytes = (size_t)1024 << 20,
+				.fence_timeout_ms = 30000,
+				.fence_retry_ms = 5000,
+				.witness_ttl_ms = 2000};
+	struct fo_tls_config tlscfg = {0};
+	bool insecure = false;
+	char err[320];
 	const char *backend = "kvm", *rest;
 	const struct hv_ops *ops;
 	char spec[64];
@@ -92,6 +122,50 @@ int main(int argc, char **argv)
 			cfg.disks[cfg.ndisks++] = optarg;
 			break;
 		}
+		case O_FENCE:
+			if (!*optarg) {
+				fprintf(stderr, "ha-receive: --fence-cmd wants a command\n");
+				return 2;
+			}
+			cfg.fence_cmd = optarg;
+			break;
+		case O_TLS_CERT:
+			tlscfg.cert = optarg;
+			break;
+		case O_TLS_KEY:
+			tlscfg.key = optarg;
+			break;
+		case O_TLS_CA:
+			tlscfg.ca = optarg;
+			break;
+		case O_TLS_PSK:
+			tlscfg.psk = optarg;
+			break;
+		case O_INSECURE:
+			insecure = true;
+			break;
+		case O_WITNESS:
+			cfg.witness = optarg;
+			break;
+		case O_FTIMEOUT:
+		case O_FRETRY:
+		case O_WTTL:
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || !*optarg || *end || v < 10 || v > 3600000) {
+				fprintf(stderr, "ha-receive: --%s wants milliseconds in 10..3600000\n",
+					c == O_FTIMEOUT ? "fence-timeout"
+					: c == O_WTTL	? "witness-ttl"
+							: "fence-retry");
+				return 2;
+			}
+			if (c == O_FTIMEOUT)
+				cfg.fence_timeout_ms = (unsigned)v;
+			else if (c == O_WTTL)
+				cfg.witness_ttl_ms = (unsigned)v;
+			else
+				cfg.fence_retry_ms = (unsigned)v;
+			break;
 		case O_TIMEOUT:
 		case O_MAX:
 		case O_JLIMIT:
@@ -134,15 +208,29 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
+	    (cfg.witness &&
+	     fo_tls_setup(&tlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {
+		fprintf(stderr, "ha-receive: %s\n", err);
+		fo_tls_free(cfg.tls);
+		return 2;
+	}
 	snprintf(spec, sizeof(spec), "%s:x", backend);
 	ops = hv_lookup(spec, &rest);
 	if (!ops || !ops->create_incoming) {
 		fprintf(stderr, "ha-receive: backend '%s' cannot receive domains\n", backend);
+		fo_tls_free(cfg.tls);
+		fo_tls_free(cfg.witness_tls);
 		return 2;
 	}
+	if (insecure)
+		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
+			 "writes cross the network unencrypted and unauthenticated");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = rx_run(&cfg, ops);
+	fo_tls_free(cfg.tls);
+	fo_tls_free(cfg.witness_tls);
 	return rc < 0 ? 1 : 0;
 }

@@ -19,7 +19,9 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "failover/fence.h"
 #include "failover/link.h"
+#include "failover/witness.h"
 #include "diskrepl/replica.h"
 #include "secondary/ckbuf.h"
 
@@ -30,9 +32,10 @@ void rx_request_stop(void)
 	stop_flag = 1;
 }
 
-enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FAILING_OVER, RX_ACTIVE };
+enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FENCING, RX_FAILING_OVER, RX_ACTIVE };
 static const char *const rx_state_names[] = {"waiting for a primary", "syncing", "protected",
-					     "failing over", "active (failed over)"};
+					     "fencing the primary (not active)", "failing over",
+					     "active (failed over)"};
 
 struct rx {
 	const struct rx_config *cfg;
@@ -43,6 +46,8 @@ struct rx {
 	char peer[64];
 	_Atomic uint64_t committed; /* UINT64_MAX: none */
 	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
+	unsigned fence_attempts;
+	char fence_result[420];
 	char last_error[320];
 	struct ctl_server *ctl;
 
@@ -80,6 +85,12 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
 		if (x->state == RX_ACTIVE)
 			fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
+		fprintf(out, "fencing: %s%s%s\n", x->cfg->witness ? "witness " : "",
+			x->cfg->fence_cmd ? "command" : "",
+			x->cfg->witness || x->cfg->fence_cmd ? "" : "none (unsafe)");
+		if (x->fence_attempts)
+			fprintf(out, "fence_attempts: %u\nfence_result: %s\n", x->fence_attempts,
+				x->fence_result);
 		if (x->last_error[0])
 			fprintf(out, "last_error: %s\n", x->last_error);
 		pthread_mutex_unlock(&x->mu);
@@ -228,16 +239,134 @@ static void send_error(struct fo_link *l, int code, const char *msg)
 	fo_link_record(l, CKPT_REC_HA_ERROR, iov, 2);
 }
 
-static void failover(struct rx *x, const char *why)
+/* Runs the fence command until it reports the primary fenced. Returns 0
+ * then, or -ECANCELED when a stop was requested first: the domain stays
+ * passive. */
+static int fence(struct rx *x, uint64_t epoch)
+{
+	const struct rx_config *c = x->cfg;
+	struct fo_fence_target t = {.domain = x->domain, .peer = x->peer, .epoch = epoch};
+
+	set_state(x, RX_FENCING);
+	for (unsigned attempt = 1; !stop_flag; attempt++) {
+		char why[200];
+		uint64_t t0 = clk_now_ns();
+		int rc;
+
+		log_warn("fencing the primary %s before activating (attempt %u)", x->peer, attempt);
+		rc = fo_fence_run(c->fence_cmd, c->fence_timeout_ms, &t, why, sizeof(why));
+		pthread_mutex_lock(&x->mu);
+		x->fence_attempts = attempt;
+		snprintf(x->fence_result, sizeof(x->fence_result), "%s", why);
+		pthread_mutex_unlock(&x->mu);
+		if (rc == 0) {
+			log_info("the primary %s is fenced (%s, %llu ms)", x->peer, why,
+				 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+			return 0;
+		}
+		log_error("fencing the primary %s failed: %s; NOT activating (it may still run "
+			  "and serve). Retrying in %u ms; fix the fence device, or power the "
+			  "primary off and let the retry succeed, or stop this secondary",
+			  x->peer, why, c->fence_retry_ms);
+		pthread_mutex_lock(&x->mu);
+		snprintf(x->last_error, sizeof(x->last_error), "fencing failed: %s", why);
+		pthread_mutex_unlock(&x->mu);
+		for (uint64_t until = clk_now_ns() + (uint64_t)c->fence_retry_ms * NSEC_PER_MSEC;
+		     !stop_flag && clk_now_ns() < until;)
+			usleep(20000);
+	}
+	log_warn("stop requested while fencing: the domain was not activated here");
+	return -ECANCELED;
+}
+
+/* Asks the witness for the pair's lease until it is granted. Returns 0
+ * then; -EALREADY when the primary renewed its lease meanwhile (it is
+ * alive: this copy must not run); -ECANCELED on a stop. */
+static int witness_wait(struct rx *x)
+{
+	const struct rx_config *c = x->cfg;
+	uint64_t last_expiry = 0;
+
+	set_state(x, RX_FENCING);
+	for (unsigned attempt = 1; !stop_flag; attempt++) {
+		struct fo_lease_reply rep;
+		char err[400];
+		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
+		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary",
+					c->witness_ttl_ms, 1000, &rep, err, sizeof(err));
+
+		pthread_mutex_lock(&x->mu);
+		x->fence_attempts = attempt;
+		if (rc < 0)
+			snprintf(x->fence_result, sizeof(x->fence_result), "%s", err);
+		else
+			snprintf(x->fence_result, sizeof(x->fence_result),
+				 "witness: %s (holder %s)", rep.granted ? "granted" : "denied",
+				 rep.holder);
+		pthread_mutex_unlock(&x->mu);
+		if (rc == 0 && rep.granted) {
+			log_info("the witness granted the lease (generation %llu): the primary is "
+				 "off or cut off from the witness too",
+				 (unsigned long long)rep.generation);
+			return 0;
+		}
+		if (rc < 0) {
+			log_error("%s; NOT activating: without the witness the primary may still "
+				  "run. Retrying in %u ms",
+				  err, c->fence_retry_ms);
+		} else {
+			uint64_t expiry = now + rep.ms;
+
+			/* The same lease expires at the same time; a later expiry
+			 * means its holder renewed it, so it is alive. */
+			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
+			    !strcmp(rep.holder, "primary")) {
+				log_warn(
+				    "the primary still renews its lease with the witness: it is "
+				    "alive behind a partition and keeps serving; not activating. "
+				    "Discarding this copy; the primary re-protects when the link "
+				    "is back");
+				return -EALREADY;
+			}
+			last_expiry = expiry;
+			log_warn("the witness denies the lease: %s holds it for %u ms more "
+				 "(generation %llu); waiting for it to expire",
+				 rep.holder, rep.ms, (unsigned long long)rep.generation);
+			wait_ms = rep.ms + 50;
+		}
+		for (uint64_t until = clk_now_ns() + wait_ms * NSEC_PER_MSEC;
+		     !stop_flag && clk_now_ns() < until;)
+			usleep(20000);
+	}
+	log_warn("stop requested while waiting for the witness: the domain was not activated");
+	return -ECANCELED;
+}
+
+/* Returns 1 when the domain runs here, -EALREADY when the primary is
+ * known alive (discard the copy), another -errno when it was not
+ * activated. */
+static int failover(struct rx *x, const char *why)
 {
 	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
 	int rc;
 
+	if (x->cfg->witness) {
+		rc = witness_wait(x);
+		if (rc < 0)
+			return rc;
+	}
+	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
+		return -ECANCELED;
+	if (x->cfg->witness || x->cfg->fence_cmd)
+		log_info("fencing took %llu ms",
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	t0 = clk_now_ns(); /* activation time alone */
 	set_state(x, RX_FAILING_OVER);
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
-	log_warn("no fencing configured: if the primary is alive behind a partition, two "
-		 "copies of the domain may now run");
+	if (!x->cfg->fence_cmd && !x->cfg->witness)
+		log_warn("no fencing configured: if the primary is alive behind a partition, two "
+			 "copies of the domain may now run");
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
 		if (!x->disk_on[i])
 			continue;
@@ -248,7 +377,7 @@ static void failover(struct rx *x, const char *why)
 				  i, replica_error(x->disks[i]));
 			snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i,
 				 replica_error(x->disks[i]));
-			return;
+			return -EIO;
 		}
 		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
 			 (unsigned long long)epoch);
@@ -258,7 +387,7 @@ static void failover(struct rx *x, const char *why)
 		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
 		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
 			 strerror(-rc));
-		return;
+		return rc;
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
@@ -268,6 +397,7 @@ static void failover(struct rx *x, const char *why)
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
 	x->ops->close(x->dom);
 	x->dom = NULL;
+	return 1;
 }
 
 /* Applies one record during pre-copy (directly) or buffers it. */
@@ -291,7 +421,8 @@ static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy
 }
 
 /* Returns 1 when the domain was activated here, 0 when the session ended
- * without failover, -errno on a local failure. */
+ * without failover, 2 when the peer failed the TLS handshake (it was never
+ * a session), -errno on a local failure. */
 static int session(struct rx *x, int fd, const char *peer)
 {
 	struct fo_link *l;
@@ -301,9 +432,14 @@ static int session(struct rx *x, int fd, const char *peer)
 	bool have_ckpt = false;
 	int rc;
 
-	rc = fo_link_new(fd, x->cfg->timeout_ms, &l);
-	if (rc < 0)
-		return rc;
+	rc = fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &l, err, sizeof(err));
+	if (rc < 0) {
+		log_error("refusing the connection from %s: %s", peer,
+			  err[0] ? err : strerror(-rc));
+		return 2;
+	}
+	if (x->cfg->tls)
+		log_info("connection from %s: %s", peer, fo_link_security(l));
 	r = fo_link_reader(l);
 	atomic_store(&x->committed, UINT64_MAX);
 	memset(x->disk_on, 0, sizeof(x->disk_on));
@@ -481,7 +617,8 @@ lost:
 	fo_link_shutdown(l);
 	if (have_ckpt && rc != -ECANCELED) {
 		log_error("primary lost: %s", err);
-		failover(x, err);
+		if (failover(x, err) == -EALREADY)
+			goto out; /* the primary lives: discard the copy, wait for it */
 		fo_link_free(l);
 		log_set_epoch(LOG_NO_EPOCH);
 		return x->dom == NULL && x->state == RX_ACTIVE ? 1 : -EIO;
@@ -505,12 +642,12 @@ out:
 }
 
 /* Tells a second primary that this secondary is taken, then hangs up. */
-static void refuse_busy(int fd, const char *domain)
+static void refuse_busy(int fd, const char *domain, struct fo_tls *x_tls)
 {
 	struct fo_link *l;
 	char msg[160];
 
-	if (fo_link_new(fd, 1000, &l) < 0)
+	if (fo_link_open(fd, 1000, x_tls, &l, msg, sizeof(msg)) < 0)
 		return;
 	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
 	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
@@ -569,7 +706,18 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 		rc = lfd;
 		goto out;
 	}
-	log_info("listening on %s for a primary", cfg->listen);
+	log_info("listening on %s for a primary (%s)", cfg->listen,
+		 cfg->tls ? fo_tls_mode(cfg->tls) : "plain TCP, --insecure");
+	if (cfg->witness)
+		log_info("witness: activation waits for the lease from %s", cfg->witness);
+	if (cfg->fence_cmd)
+		log_info("fencing: activation waits for '%s' to succeed (timeout %u ms)",
+			 cfg->fence_cmd, cfg->fence_timeout_ms);
+	else if (!cfg->witness)
+		log_warn("UNSAFE: no fencing configured (--fence-cmd or --witness): if the link to "
+			 "the primary "
+			 "breaks while the primary still runs (a network partition), this host "
+			 "activates a second copy of the domain and both serve clients");
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 
@@ -582,7 +730,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 				rc = 0;
 				break; /* failed over: the domain runs here now */
 			}
-			if (cfg->once)
+			if (cfg->once && res != 2)
 				break;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
@@ -596,10 +744,23 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 			continue;
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
+		if (cur && atomic_load(&cur->done)) {
+			/* Ended since the last look (a refused handshake ends at
+			 * once): not a reason to turn this primary away. */
+			pthread_join(th, NULL);
+			int res = cur->result;
+			free(cur);
+			cur = NULL;
+			if (res == 1 || (cfg->once && res != 2)) {
+				close(fd);
+				rc = 0;
+				break;
+			}
+		}
 		if (cur) {
 			log_warn("refusing a second primary from %s: already protecting %s", host,
 				 x->domain);
-			refuse_busy(fd, x->domain);
+			refuse_busy(fd, x->domain, cfg->tls);
 			continue;
 		}
 		cur = calloc(1, sizeof(*cur));

@@ -20,6 +20,14 @@
  * disk full or failing) is reported to the primary as HA_ERROR and ends
  * the session without failover: the primary is alive and runs degraded.
  * END means a clean stop.
+ *
+ * With a fence command, activation happens only after it reported the
+ * primary fenced; a failed fence leaves the domain passive (state
+ * "fencing", retried every fence_retry_ms until it succeeds or a stop).
+ * With a witness, activation waits for the witness to grant the pair's
+ * lease; if the primary is seen renewing it (alive beyond the partition),
+ * the copy is discarded and the secondary waits for the primary to
+ * re-protect.
  */
 #ifndef HA_SECONDARY_RECEIVE_H
 #define HA_SECONDARY_RECEIVE_H
@@ -28,6 +36,7 @@
 #include <stddef.h>
 
 #include "checkpoint/stream_format.h"
+#include "failover/tls.h"
 #include "hv/hv.h"
 
 struct rx_config {
@@ -42,6 +51,17 @@ struct rx_config {
 	const char *journals[CKPT_DISK_MAX];
 	unsigned ndisks;
 	unsigned long long journal_limit; /* compaction threshold, octets (0: default) */
+	struct fo_tls *tls; /* the link's TLS; NULL: plain TCP (--insecure) */
+	/* Fencing (failover/fence.h): run before activation; activation
+	 * waits until it succeeds. NULL: none (unsafe on a partition). */
+	const char *fence_cmd;
+	unsigned fence_timeout_ms;
+	unsigned fence_retry_ms;
+	/* The witness (failover/witness.h), asked for the pair's lease before
+	 * activation; NULL: none. Uses the link's TLS settings. */
+	const char *witness;
+	unsigned witness_ttl_ms;
+	struct fo_tls *witness_tls; /* client side of the same settings */
 };
 
 /* Runs until a failover completed (returns 0 with the domain running), a

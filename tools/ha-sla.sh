@@ -46,6 +46,8 @@ usage: ha-sla [options]
   --step-phases S,S,S  idle, heavy, idle seconds (default 15,20,15)
   --step-heavy-rate N  PUTs per second of the heavy writer (default 2000)
   --no-baseline        skip the unprotected run
+  --insecure           replicate over plain TCP (default: TLS 1.3 with a
+                       pre-shared key made for the run, as in production)
   --title TEXT         report title
   --build DIR          build directory holding bin/ (default \$HA_BUILD or the
                        directory of this script's parent)
@@ -64,6 +66,7 @@ die() {
 out=./sla-report guest=kv intervals=5,10,25,50,100,200 duration=20
 rate=500 write=0.5 keys=20000 vsize=200 dirty_rate=100 dirty_ws=20000 mem=128M
 sla="" step=0 step_target="" step_phases=15,20,15 heavy_rate=2000 baseline=1 title=""
+insecure=0
 build=${HA_BUILD:-}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -84,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--step-phases) step_phases=$2; shift ;;
 	--step-heavy-rate) heavy_rate=$2; shift ;;
 	--no-baseline) baseline=0 ;;
+	--insecure) insecure=1 ;;
 	--title) title=$2; shift ;;
 	--build) build=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -124,6 +128,14 @@ command -v gnuplot >/dev/null || echo "ha-sla: gnuplot is missing: the report wi
 mkdir -p "$out/raw" || die "cannot create $out"
 out=$(cd "$out" && pwd)
 csv=$out/results.csv
+# The replication link's security, the same on both sides.
+if [ "$insecure" = 1 ]; then
+	link_opts="--insecure"
+else
+	command -v openssl >/dev/null || die "openssl is missing (for the run's TLS key); or give --insecure"
+	(umask 077 && printf 'ha-sla:%s\n' "$(openssl rand -hex 32)" >"$out/raw/psk")
+	link_opts="--tls-psk $out/raw/psk"
+fi
 PREFIX=${HA_SLA_PREFIX:-sla$$-}
 GUEST_IP=10.66.0.100
 GUEST_MAC=52:54:00:aa:00:01
@@ -290,7 +302,7 @@ run_one() {
 	topo_up || { echo "ha-sla: cannot build the namespaces" >&2; return 1; }
 	if [ "$iv" != none ]; then
 		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-			"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
+			"$bin/ha-receive" $link_opts --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
 	fi
 	# shellcheck disable=SC2046
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" $(guest_args) \
@@ -304,7 +316,7 @@ run_one() {
 			iopt="-i $iv"
 		fi
 		# shellcheck disable=SC2086
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $iopt --timeout 2000 \
+		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $link_opts $iopt --timeout 2000 \
 			kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
 		wait_for 60 grep -q "PROTECTED:" "$dir/px.log" || {
 			echo "ha-sla: protection did not start:" >&2
@@ -440,14 +452,14 @@ run_step() {
 	topo_up || { echo "ha-sla: cannot build the namespaces" >&2; return 1; }
 	if [ "$smode" = auto ]; then
 		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-			"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
+			"$bin/ha-receive" $link_opts --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
 	fi
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" --guest kv \
 		--arg 0=262144 --tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" >"$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start" >&2; return 1; }
 	if [ "$smode" = auto ]; then
 		# -v: px.log keeps every epoch's observation (a trace to replay).
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -v -i auto --sla-p99 "$step_target" \
+		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $link_opts -v -i auto --sla-p99 "$step_target" \
 			--timeout 2000 kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
 		wait_for 60 grep -q "PROTECTED:" "$dir/px.log" || {
 			echo "ha-sla: the step run did not start protecting:" >&2

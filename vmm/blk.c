@@ -22,6 +22,7 @@ struct blk {
 	uint64_t size;
 	int fd;
 	struct nbd_client *nbd;
+	char target[256], export[128]; /* NBD: to reconnect */
 };
 
 static int file_read(struct blk *b, void *buf, size_t len, uint64_t off)
@@ -54,14 +55,48 @@ static void file_close(struct blk *b)
 
 static const struct blk_ops file_ops = {file_read, file_write, file_flush, file_close};
 
+#define NBD_TIMEOUT_MS 5000
+
+/* A request that failed in transport broke the connection (its reply may
+ * still come, out of step): the next request opens a new one. The guest
+ * saw that one request fail, as with any disk that timed out. */
+static int nbd_ready(struct blk *b)
+{
+	struct nbd_client *c;
+	int rc;
+
+	if (b->nbd && !nbd_client_broken(b->nbd))
+		return 0;
+	rc = nbd_client_connect(b->target, b->export, NBD_TIMEOUT_MS, &c);
+	if (rc < 0) {
+		log_error("disk: cannot reconnect to nbd:%s: %s", b->target, strerror(-rc));
+		return rc;
+	}
+	if (nbd_client_size(c) != b->size) {
+		log_error("disk: nbd:%s came back with another size", b->target);
+		nbd_client_close(c);
+		return -EIO;
+	}
+	nbd_client_close(b->nbd);
+	b->nbd = c;
+	log_warn("disk: reconnected to nbd:%s after a failed request", b->target);
+	return 0;
+}
+
 static int nbd_read(struct blk *b, void *buf, size_t len, uint64_t off)
 {
-	return nbd_client_pread(b->nbd, buf, len, off);
+	int rc = nbd_ready(b);
+
+	return rc < 0 ? rc : nbd_client_pread(b->nbd, buf, len, off);
 }
 
 static int nbd_write(struct blk *b, const void *buf, size_t len, uint64_t off, bool fua)
 {
-	int rc = nbd_client_pwrite(b->nbd, buf, len, off, fua);
+	int rc = nbd_ready(b);
+
+	if (rc < 0)
+		return rc;
+	rc = nbd_client_pwrite(b->nbd, buf, len, off, fua);
 
 	/* Without FUA support, durability needs a flush. */
 	if (rc == 0 && fua && !nbd_client_can_fua(b->nbd))
@@ -71,7 +106,9 @@ static int nbd_write(struct blk *b, const void *buf, size_t len, uint64_t off, b
 
 static int nbd_flush(struct blk *b)
 {
-	return nbd_client_flush(b->nbd);
+	int rc = nbd_ready(b);
+
+	return rc < 0 ? rc : nbd_client_flush(b->nbd);
 }
 
 static void nbd_close(struct blk *b)
@@ -93,13 +130,15 @@ int blk_open(const char *spec, struct blk **out)
 		const char *hash = strchr(spec + 4, '#');
 		size_t n = hash ? (size_t)(hash - spec - 4) : strlen(spec + 4);
 
-		if (n >= sizeof(target)) {
+		if (n >= sizeof(target) || (hash && strlen(hash + 1) >= sizeof(b->export))) {
 			free(b);
 			return -ENAMETOOLONG;
 		}
 		memcpy(target, spec + 4, n);
 		target[n] = '\0';
-		rc = nbd_client_connect(target, hash ? hash + 1 : "", 5000, &b->nbd);
+		snprintf(b->target, sizeof(b->target), "%s", target);
+		snprintf(b->export, sizeof(b->export), "%s", hash ? hash + 1 : "");
+		rc = nbd_client_connect(target, b->export, NBD_TIMEOUT_MS, &b->nbd);
 		if (rc < 0) {
 			free(b);
 			return rc;

@@ -16,6 +16,9 @@ need_root
 [ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
 command -v qemu-io >/dev/null || skip "qemu-io (qemu-utils) is not installed"
 command -v stdbuf >/dev/null || skip "stdbuf (coreutils) is missing"
+command -v openssl >/dev/null || skip "openssl (to make the link's key) is not installed"
+# The disk records travel inside the TLS link, like the memory.
+sh "$(dirname "$0")/../../scripts/tls-gen.sh" psk "$tmp/psk" pair || { echo "FAIL no PSK"; exit 1; }
 
 MiB=1048576
 HALF=$((4 * MiB)) # the disk guest writes below HALF; qemu-io above it
@@ -53,7 +56,7 @@ truncate -s 8M "$tmp/primary.img"
 head -c $HALF /dev/urandom | dd of="$tmp/primary.img" bs=1M seek=4 conv=notrunc status=none
 cp "$tmp/primary.img" "$tmp/initial.img"
 
-ns b env HA_RUN_DIR="$tmp/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
+ns b env HA_RUN_DIR="$tmp/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --tls-psk "$tmp/psk" \
 	--listen 10.66.0.2:7788 --timeout 1000 --disk "$tmp/replica.img" > "$tmp/rx.log" 2>&1 &
 ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-diskrepl" --name d0 --image "$tmp/primary.img" \
 	> "$tmp/drl.log" 2>&1 &
@@ -62,7 +65,7 @@ ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-vm" run --name st --mem 16M --guest disk \
 	--disk "nbd:unix:$tmp/a/ha-diskrepl/d0.nbd" --tap tapa --ip "$GUEST_IP/24" \
 	--mac "$GUEST_MAC" > "$tmp/vm.log" 2>&1 &
 wait_for 10 test -S "$tmp/a/ha-vm/st.sock" || { cat "$tmp/vm.log"; exit 1; }
-ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" -i 20 --timeout 1000 --disk d0 \
+ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 20 --timeout 1000 --disk d0 \
 	kvm:st 10.66.0.2:7788 > "$tmp/px.log" 2>&1 &
 wait_for 30 grep -q "PROTECTED:" "$tmp/px.log" || { tail -n 20 "$tmp/px.log" "$tmp/rx.log"; exit 1; }
 

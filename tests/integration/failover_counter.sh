@@ -2,7 +2,9 @@
 # End to end: a counter guest on host A protected to host B; a client
 # increments it continuously; host A is killed; the guest answers from B and
 # no acknowledged increment is lost (one client, exactly-once ids: the value
-# acknowledged for request N must be N). Repeated for several kill points.
+# acknowledged for request N must be N). Repeated for several kill points,
+# over TLS 1.3: with certificates (made by scripts/tls-gen.sh) and with a
+# pre-shared key.
 PREFIX=hae-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"
@@ -12,18 +14,30 @@ trap 'ns_cleanup; rm -rf "$tmp"' EXIT
 need_root
 [ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
 command -v iptables >/dev/null || skip "iptables is not installed"
+command -v openssl >/dev/null || skip "openssl (to make certificates) is not installed"
+gen="$(dirname "$0")/../../scripts/tls-gen.sh"
+sh "$gen" ca "$tmp/pki" && sh "$gen" cert "$tmp/pki" hosta && sh "$gen" cert "$tmp/pki" hostb &&
+	sh "$gen" psk "$tmp/psk" pair || { echo "FAIL cannot make TLS material"; exit 1; }
 
-run_once() { # kill delay in seconds after protection starts, interval ms
-	delay=$1 interval=$2 dir=$tmp/run-$1-$2
+run_once() { # kill delay in seconds after protection starts, interval ms, cert|psk
+	delay=$1 interval=$2 sec=$3 dir=$tmp/run-$1-$2
 	mkdir -p "$dir"
 	ns_cleanup
 	topo_up
+	if [ "$sec" = cert ]; then
+		tls_a="--tls-cert $tmp/pki/hosta.pem --tls-key $tmp/pki/hosta.key --tls-ca $tmp/pki/ca.pem"
+		tls_b="--tls-cert $tmp/pki/hostb.pem --tls-key $tmp/pki/hostb.key --tls-ca $tmp/pki/ca.pem"
+	else
+		tls_a="--tls-psk $tmp/psk" tls_b="--tls-psk $tmp/psk"
+	fi
+	# shellcheck disable=SC2086 # the TLS options are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-		"$bin/ha-receive" --listen 10.66.0.2:7788 --timeout 150 > "$dir/rx.log" 2>&1 &
+		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout 150 > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" -i "$interval" --timeout 150 \
+	# shellcheck disable=SC2086
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $tls_a -i "$interval" --timeout 150 \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
@@ -40,6 +54,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms
 	check "no acknowledged increment lost (value == request id)" \
 		awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
 	check "the secondary failed over" grep -q "FAILOVER complete" "$dir/rx.log"
+	check "the link was TLS 1.3 ($sec)" grep -q "TLS 1.3" "$dir/rx.log"
 	gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$dir/acks")
 	echo "     longest silence the client saw (the failover): ${gap} ms (down timer 150 ms)"
 	if [ "$fails" -ne 0 ]; then
@@ -47,7 +62,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms
 	fi
 }
 
-run_once 1 20
-run_once 3 50
-run_once 2 100
+run_once 1 20 cert
+run_once 3 50 psk
+run_once 2 100 psk
 [ "$fails" -eq 0 ]

@@ -1,0 +1,263 @@
+/* ha-witness: grants one lease per protected pair, so that a secondary
+ * activates only when the primary can no longer hold it (failover/witness.h).
+ * Run it on a third host that both hosts of each pair reach over a path of
+ * its own. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "failover/tls.h"
+#include "failover/witness.h"
+
+static volatile sig_atomic_t stop_flag;
+
+/* Connections are served on threads of their own (at most MAX_CONNS at
+ * once), so a client that connects and stays silent delays nobody else. */
+#define MAX_CONNS 64
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned nconns;
+
+struct conn {
+	int fd;
+	struct fo_tls *tls;
+	struct fo_lease_table *t;
+	char peer[96];
+};
+
+static void on_signal(int sig)
+{
+	stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: ha-witness [options] --listen HOST:PORT\n"
+		   "Grants each protected pair's lease to the host that may serve it.\n"
+		   "\n"
+		   "  -l, --listen ADDR   address to serve on (required)\n"
+		   "      --max-ttl MS    longest lease granted, and how long nothing is\n"
+		   "                      granted after a start (default 10000)\n"
+		   "  -v, --verbose       log every request\n"
+		   "  -h, --help          this text\n"
+		   "Link security (the same settings as the pairs it serves; one "
+		   "required):\n" FO_TLS_USAGE);
+}
+
+static uint64_t now_ms(void)
+{
+	return clk_now_ns() / NSEC_PER_MSEC;
+}
+
+/* One request per connection; a slow or silent client is cut off after a
+ * second. */
+static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const char *peer)
+{
+	struct timeval tv = {.tv_sec = 1};
+	struct fo_tls_session *s = NULL;
+	char line[256], reply[256], err[320] = "";
+	size_t n = 0;
+	int rc = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (tls) {
+		rc = fo_tls_handshake(tls, fd, &s, err, sizeof(err));
+		if (rc < 0) {
+			log_warn("refusing %s: %s", peer, err);
+			close(fd);
+			return;
+		}
+	}
+	while (n < sizeof(line) - 1) {
+		ssize_t r = s ? fo_tls_read(s, line + n, 1) : io_read_full(fd, line + n, 1);
+
+		if (r <= 0) {
+			rc = r < 0 ? (int)r : -EPIPE;
+			break;
+		}
+		if (line[n] == '\n')
+			break;
+		n++;
+	}
+	line[n] = '\0';
+	if (rc < 0) {
+		log_warn("%s: no complete request (%s)", peer, strerror(-rc));
+		goto out;
+	}
+	pthread_mutex_lock(&table_mu);
+	int what = fo_lease_handle(t, line, now_ms(), reply, sizeof(reply));
+	pthread_mutex_unlock(&table_mu);
+	struct iovec iov = {reply, strlen(reply)};
+	rc = s ? fo_tls_writev(s, &iov, 1) : io_writev_full(fd, &iov, 1);
+	reply[strcspn(reply, "\n")] = '\0';
+	if (what == FO_LEASE_NEW_HOLDER || what == FO_LEASE_DENIED || what == FO_LEASE_ERROR)
+		log_info("%s: %s -> %s", peer, line, reply);
+	else
+		log_debug("%s: %s -> %s", peer, line, reply);
+	if (rc < 0)
+		log_warn("%s: the reply was not delivered: %s", peer, strerror(-rc));
+out:
+	fo_tls_session_free(s);
+	close(fd);
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+
+	serve(c->fd, c->tls, c->t, c->peer);
+	free(c);
+	atomic_fetch_sub(&nconns, 1);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_MAXTTL = 256, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE };
+	static const struct option opts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"max-ttl", required_argument, NULL, O_MAXTTL},
+	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+	    {"tls-key", required_argument, NULL, O_TLS_KEY},
+	    {"tls-ca", required_argument, NULL, O_TLS_CA},
+	    {"tls-psk", required_argument, NULL, O_TLS_PSK},
+	    {"insecure", no_argument, NULL, O_INSECURE},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct fo_tls_config tc = {0};
+	struct fo_tls *tls = NULL;
+	struct fo_lease_table *t = NULL;
+	const char *listen = NULL;
+	bool insecure = false;
+	unsigned long max_ttl = 10000;
+	char err[320], *end;
+	int c, lfd, rc = 1;
+
+	log_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen = optarg;
+			break;
+		case O_MAXTTL:
+			errno = 0;
+			max_ttl = strtoul(optarg, &end, 10);
+			if (errno || !*optarg || *end || max_ttl < FO_WITNESS_TTL_MIN ||
+			    max_ttl > 3600000) {
+				fprintf(stderr, "ha-witness: --max-ttl wants %u..3600000 ms\n",
+					FO_WITNESS_TTL_MIN);
+				return 2;
+			}
+			break;
+		case O_TLS_CERT:
+			tc.cert = optarg;
+			break;
+		case O_TLS_KEY:
+			tc.key = optarg;
+			break;
+		case O_TLS_CA:
+			tc.ca = optarg;
+			break;
+		case O_TLS_PSK:
+			tc.psk = optarg;
+			break;
+		case O_INSECURE:
+			insecure = true;
+			break;
+		case 'v':
+			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!listen || optind != argc) {
+		fprintf(stderr, "ha-witness: --listen HOST:PORT is required, and nothing else\n");
+		usage(stderr);
+		return 2;
+	}
+	if (fo_tls_setup(&tc, insecure, true, &tls, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ha-witness: %s\n", err);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (fo_lease_table_new(now_ms(), (unsigned)max_ttl, &t) < 0)
+		goto out;
+	lfd = sock_tcp_listen(listen, 16);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", listen, strerror(-lfd));
+		goto out;
+	}
+	log_info("witness on %s (%s); granting leases of up to %lu ms from %lu ms after start",
+		 listen, tls ? fo_tls_mode(tls) : "plain TCP, --insecure", max_ttl, max_ttl);
+	while (!stop_flag) {
+		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[64] = "?", serv[16] = "", peer[96];
+		int fd;
+
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
+		struct conn *cn = calloc(1, sizeof(*cn));
+		pthread_attr_t attr;
+		pthread_t th;
+
+		if (!cn || atomic_load(&nconns) >= MAX_CONNS) {
+			log_warn("refusing %s: %d connections are being served", peer, MAX_CONNS);
+			free(cn);
+			close(fd);
+			continue;
+		}
+		*cn = (struct conn){.fd = fd, .tls = tls, .t = t};
+		snprintf(cn->peer, sizeof(cn->peer), "%s", peer);
+		atomic_fetch_add(&nconns, 1);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, conn_main, cn)) {
+			atomic_fetch_sub(&nconns, 1);
+			close(fd);
+			free(cn);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	/* Let the connections in flight finish (each is bounded by its
+	 * timeouts) before the table goes. */
+	for (int i = 0; i < 300 && atomic_load(&nconns); i++)
+		usleep(10000);
+	close(lfd);
+	log_info("stopped");
+	rc = 0;
+out:
+	fo_lease_table_free(t);
+	fo_tls_free(tls);
+	return rc;
+}

@@ -1,0 +1,573 @@
+#include "failover/tls.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* TLS 1.3 only. With a PSK, only the (EC)DHE-PSK exchanges: forward
+ * secrecy even if the shared key leaks later. AES-GCM first, on both
+ * sides: GnuTLS may rank ChaCha20 first when it doubts the CPU's AES
+ * support, and its ChaCha20 ran at an eighth of AES-256-GCM's speed on the
+ * test machine (docs/benchmarks.md). */
+#define PRIO_CIPHERS ":-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
+#define PRIO_CERT "NORMAL:-VERS-ALL:+VERS-TLS1.3" PRIO_CIPHERS
+#define PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK" PRIO_CIPHERS
+
+#define PSK_MIN 16
+#define PSK_MAX 64
+/* The largest plaintext of one TLS record. */
+#define REC_MAX 16384
+
+struct fo_tls {
+	bool server;
+	bool psk_mode;
+	gnutls_certificate_credentials_t xcred;
+	gnutls_psk_client_credentials_t pskc;
+	gnutls_psk_server_credentials_t psks;
+	char identity[128];
+	unsigned char key[PSK_MAX];
+	size_t keylen;
+};
+
+struct fo_tls_session {
+	gnutls_session_t s;
+	char desc[256];
+	/* Small writes are gathered into full records (the link serialises
+	 * writers, so one buffer suffices). */
+	size_t wlen;
+	uint8_t wbuf[REC_MAX];
+};
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* One line "identity:hexkey" (psktool's format). */
+static int load_psk(struct fo_tls *t, const char *path, char *err, size_t errlen)
+{
+	char line[512];
+	struct stat st;
+	ssize_t n;
+	char *colon, *hex;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = -EINVAL;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open the PSK file %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+		log_warn("the PSK file %s is readable by other users (mode %03o): chmod 600 it",
+			 path, (unsigned)(st.st_mode & 0777));
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read the PSK file %s: %s", path, strerror(errno));
+		return -EIO;
+	}
+	line[n] = '\0';
+	while (n > 0 && isspace((unsigned char)line[n - 1]))
+		line[--n] = '\0';
+	colon = strrchr(line, ':');
+	if (!colon || colon == line || (size_t)(colon - line) >= sizeof(t->identity) ||
+	    strchr(line, '\n')) {
+		snprintf(err, errlen,
+			 "the PSK file %s must hold one line IDENTITY:HEXKEY (see the operator "
+			 "guide for how to make one)",
+			 path);
+		goto out;
+	}
+	*colon = '\0';
+	hex = colon + 1;
+	size_t hl = strlen(hex);
+	if (hl % 2 || hl / 2 < PSK_MIN || hl / 2 > PSK_MAX) {
+		snprintf(err, errlen,
+			 "the key in %s must be %d to %d octets in hex, not %zu digits", path,
+			 PSK_MIN, PSK_MAX, hl);
+		goto out;
+	}
+	for (size_t i = 0; i < hl / 2; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			snprintf(err, errlen, "the key in %s is not hexadecimal", path);
+			goto out;
+		}
+		t->key[i] = (unsigned char)(hi << 4 | lo);
+	}
+	t->keylen = hl / 2;
+	memcpy(t->identity, line, (size_t)(colon - line) + 1);
+	rc = 0;
+out:
+	explicit_bzero(line, sizeof(line));
+	return rc;
+}
+
+static int psk_server_key(gnutls_session_t s, const char *username, gnutls_datum_t *key)
+{
+	struct fo_tls *t = gnutls_session_get_ptr(s);
+
+	if (strcmp(username, t->identity) != 0) {
+		log_warn("TLS: the peer offered PSK identity '%s', expected '%s'", username,
+			 t->identity);
+		return -1;
+	}
+	key->data = gnutls_malloc(t->keylen);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, t->key, t->keylen);
+	key->size = (unsigned)t->keylen;
+	return 0;
+}
+
+int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out, char *err,
+	       size_t errlen)
+{
+	bool certs = cfg->cert || cfg->key || cfg->ca;
+	struct fo_tls *t;
+	int rc;
+
+	if (certs == !!cfg->psk) {
+		snprintf(err, errlen,
+			 "give either --tls-cert, --tls-key and --tls-ca, or --tls-psk");
+		return -EINVAL;
+	}
+	if (certs && !(cfg->cert && cfg->key && cfg->ca)) {
+		snprintf(err, errlen,
+			 "certificate mode needs all of --tls-cert, --tls-key and "
+			 "--tls-ca");
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->server = server;
+	t->psk_mode = !certs;
+	if (t->psk_mode) {
+		gnutls_datum_t k;
+
+		rc = load_psk(t, cfg->psk, err, errlen);
+		if (rc < 0)
+			goto fail;
+		k.data = t->key;
+		k.size = (unsigned)t->keylen;
+		if (server) {
+			rc = gnutls_psk_allocate_server_credentials(&t->psks);
+			if (rc == 0)
+				gnutls_psk_set_server_credentials_function(t->psks, psk_server_key);
+		} else {
+			rc = gnutls_psk_allocate_client_credentials(&t->pskc);
+			if (rc == 0)
+				rc = gnutls_psk_set_client_credentials(t->pskc, t->identity, &k,
+								       GNUTLS_PSK_KEY_RAW);
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "PSK credentials: %s", gnutls_strerror(rc));
+			rc = -ENOMEM;
+			goto fail;
+		}
+	} else {
+		rc = gnutls_certificate_allocate_credentials(&t->xcred);
+		if (rc < 0) {
+			snprintf(err, errlen, "certificate credentials: %s", gnutls_strerror(rc));
+			rc = -ENOMEM;
+			goto fail;
+		}
+		rc = gnutls_certificate_set_x509_trust_file(t->xcred, cfg->ca, GNUTLS_X509_FMT_PEM);
+		if (rc <= 0) {
+			snprintf(err, errlen, "no CA certificate loaded from %s: %s", cfg->ca,
+				 rc < 0 ? gnutls_strerror(rc) : "the file holds none");
+			rc = -EINVAL;
+			goto fail;
+		}
+		rc = gnutls_certificate_set_x509_key_file(t->xcred, cfg->cert, cfg->key,
+							  GNUTLS_X509_FMT_PEM);
+		if (rc < 0) {
+			snprintf(err, errlen,
+				 "cannot use certificate %s with key %s: %s (both PEM, and the key "
+				 "must match the certificate)",
+				 cfg->cert, cfg->key, gnutls_strerror(rc));
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	*out = t;
+	return 0;
+fail:
+	fo_tls_free(t);
+	return rc;
+}
+
+int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server, struct fo_tls **out,
+		 char *err, size_t errlen)
+{
+	bool any = cfg->cert || cfg->key || cfg->ca || cfg->psk;
+
+	*out = NULL;
+	if (insecure && any) {
+		snprintf(err, errlen, "--insecure and --tls-* exclude each other");
+		return -EINVAL;
+	}
+	if (insecure)
+		return 0;
+	if (!any) {
+		snprintf(err, errlen,
+			 "the replication link needs TLS: give --tls-cert, --tls-key and "
+			 "--tls-ca, or --tls-psk FILE (see the operator guide), or --insecure "
+			 "for plain TCP on a trusted network");
+		return -EINVAL;
+	}
+	return fo_tls_new(cfg, server, out, err, errlen);
+}
+
+void fo_tls_free(struct fo_tls *t)
+{
+	if (!t)
+		return;
+	if (t->xcred)
+		gnutls_certificate_free_credentials(t->xcred);
+	if (t->pskc)
+		gnutls_psk_free_client_credentials(t->pskc);
+	if (t->psks)
+		gnutls_psk_free_server_credentials(t->psks);
+	explicit_bzero(t->key, sizeof(t->key));
+	free(t);
+}
+
+const char *fo_tls_mode(const struct fo_tls *t)
+{
+	return t->psk_mode ? "pre-shared key" : "certificates";
+}
+
+/* The peer's subject, for the log. */
+static void peer_name(struct fo_tls_session *ss, char *buf, size_t len)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(ss->s, &n);
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = {0};
+
+	snprintf(buf, len, "?");
+	if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
+		return;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+	    gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
+		snprintf(buf, len, "%.*s", (int)dn.size, (const char *)dn.data);
+		gnutls_free(dn.data);
+	}
+	gnutls_x509_crt_deinit(crt);
+}
+
+static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *err, size_t errlen)
+{
+	gnutls_datum_t txt = {0};
+	unsigned status;
+
+	switch (grc) {
+	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+		status = gnutls_session_get_verify_cert_status(ss->s);
+		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &txt, 0) <
+		    0)
+			txt.data = NULL;
+		snprintf(err, errlen,
+			 "the peer's certificate was rejected (%s); it must be signed by the CA "
+			 "in --tls-ca",
+			 txt.data ? (const char *)txt.data : "verification failed");
+		gnutls_free(txt.data);
+		return;
+	case GNUTLS_E_NO_CERTIFICATE_FOUND:
+		snprintf(err, errlen,
+			 "the peer presented no certificate; give it --tls-cert and "
+			 "--tls-key");
+		return;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		snprintf(err, errlen,
+			 "the peer refused the handshake (alert: %s); check on both hosts %s",
+			 gnutls_alert_get_name(gnutls_alert_get(ss->s)),
+			 t->psk_mode ? "that the PSK files hold the same identity and key"
+				     : "that each host's certificate is signed by the CA the "
+				       "other host has in --tls-ca");
+		return;
+	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+	case GNUTLS_E_UNEXPECTED_PACKET:
+	case GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET:
+	case GNUTLS_E_RECORD_OVERFLOW:
+		snprintf(err, errlen,
+			 "the peer does not speak TLS 1.3 (%s): is it running with --insecure? "
+			 "Both hosts need the same TLS settings",
+			 gnutls_strerror(grc));
+		return;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		snprintf(err, errlen,
+			 "the peer closed the connection during the TLS handshake: it refused "
+			 "our credentials, or it expects plain TCP (--insecure); see its log");
+		return;
+	case GNUTLS_E_DECRYPTION_FAILED:
+	case GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER:
+	case GNUTLS_E_USER_ERROR:
+	case GNUTLS_E_KEYFILE_ERROR:
+	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+		if (t->psk_mode) {
+			snprintf(err, errlen,
+				 "the peer's pre-shared key does not match ours (%s): both hosts "
+				 "need the same PSK file",
+				 gnutls_strerror(grc));
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	snprintf(err, errlen, "TLS handshake failed: %s; check the TLS settings on both hosts",
+		 gnutls_strerror(grc));
+}
+
+int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char *err,
+		     size_t errlen)
+{
+	struct fo_tls_session *ss = calloc(1, sizeof(*ss));
+	const char *errpos = NULL;
+	char peer[200];
+	int grc, rc;
+
+	if (!ss)
+		return -ENOMEM;
+	grc = gnutls_init(&ss->s, (t->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS |
+				      GNUTLS_NO_SIGNAL);
+	if (grc < 0) {
+		free(ss);
+		snprintf(err, errlen, "TLS session: %s", gnutls_strerror(grc));
+		return -ENOMEM;
+	}
+	gnutls_session_set_ptr(ss->s, t);
+	grc = gnutls_priority_set_direct(ss->s, t->psk_mode ? PRIO_PSK : PRIO_CERT, &errpos);
+	if (grc == 0) {
+		if (t->psk_mode) {
+			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_PSK,
+						     t->server ? (void *)t->psks : (void *)t->pskc);
+		} else {
+			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, t->xcred);
+			if (t->server)
+				gnutls_certificate_server_set_request(ss->s, GNUTLS_CERT_REQUIRE);
+			/* Checked against --tls-ca during the handshake, on both sides. */
+			gnutls_session_set_verify_cert(ss->s, NULL, 0);
+		}
+	}
+	if (grc < 0) {
+		snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(grc));
+		rc = -EINVAL;
+		goto fail;
+	}
+	gnutls_transport_set_int(ss->s, fd);
+	do
+		grc = gnutls_handshake(ss->s);
+	while (grc == GNUTLS_E_INTERRUPTED ||
+	       (grc < 0 && !gnutls_error_is_fatal(grc) && grc != GNUTLS_E_AGAIN));
+	if (grc == GNUTLS_E_AGAIN) {
+		snprintf(err, errlen, "the TLS handshake timed out: the peer sent nothing");
+		rc = -ETIMEDOUT;
+		goto fail;
+	}
+	if (grc == GNUTLS_E_PUSH_ERROR || grc == GNUTLS_E_PULL_ERROR) {
+		snprintf(err, errlen, "the connection failed during the TLS handshake (%s)",
+			 gnutls_strerror(grc));
+		rc = -ECONNRESET;
+		goto fail;
+	}
+	if (grc < 0) {
+		explain(t, ss, grc, err, errlen);
+		/* Tell the peer why, so its log says more than "closed". */
+		if (grc != GNUTLS_E_FATAL_ALERT_RECEIVED)
+			gnutls_alert_send_appropriate(ss->s, grc);
+		rc = -EPROTO;
+		goto fail;
+	}
+	/* In TLS 1.3 the client's handshake ends before the server has
+	 * checked the client's certificate. The server confirms with one
+	 * octet, so a refused client learns it here (as an alert) and not
+	 * later in the middle of the stream. */
+	if (t->server) {
+		grc = (int)gnutls_record_send(ss->s, "\x01", 1);
+	} else {
+		char ok = 0;
+
+		do
+			grc = (int)gnutls_record_recv(ss->s, &ok, 1);
+		while (grc == GNUTLS_E_INTERRUPTED);
+		if (grc == 1 && ok != 1)
+			grc = GNUTLS_E_UNEXPECTED_PACKET;
+	}
+	if (grc == GNUTLS_E_AGAIN) {
+		snprintf(err, errlen, "the TLS handshake timed out: no confirmation from the peer");
+		rc = -ETIMEDOUT;
+		goto fail;
+	}
+	if (grc == 0 || grc == GNUTLS_E_PREMATURE_TERMINATION) {
+		grc = GNUTLS_E_PREMATURE_TERMINATION;
+		explain(t, ss, grc, err, errlen);
+		rc = -EPROTO;
+		goto fail;
+	}
+	if (grc < 0) {
+		explain(t, ss, grc, err, errlen);
+		rc = grc == GNUTLS_E_PUSH_ERROR || grc == GNUTLS_E_PULL_ERROR ? -ECONNRESET
+									      : -EPROTO;
+		goto fail;
+	}
+	if (gnutls_protocol_get_version(ss->s) != GNUTLS_TLS1_3) {
+		snprintf(err, errlen, "the peer negotiated %s, not TLS 1.3",
+			 gnutls_protocol_get_name(gnutls_protocol_get_version(ss->s)));
+		rc = -EPROTO;
+		goto fail;
+	}
+	if (t->psk_mode) {
+		snprintf(peer, sizeof(peer), "PSK identity '%s'", t->identity);
+	} else {
+		unsigned status = 1;
+
+		/* Belt and braces: the handshake verified it already. */
+		if (gnutls_certificate_verify_peers2(ss->s, &status) < 0 || status) {
+			snprintf(err, errlen, "the peer's certificate did not verify");
+			rc = -EPROTO;
+			goto fail;
+		}
+		peer_name(ss, peer, sizeof(peer));
+	}
+	snprintf(ss->desc, sizeof(ss->desc), "TLS 1.3 %s, peer %s",
+		 gnutls_cipher_get_name(gnutls_cipher_get(ss->s)), peer);
+	*out = ss;
+	return 0;
+fail:
+	gnutls_deinit(ss->s);
+	free(ss);
+	return rc;
+}
+
+void fo_tls_session_free(struct fo_tls_session *s)
+{
+	if (!s)
+		return;
+	gnutls_deinit(s->s);
+	explicit_bzero(s->wbuf, sizeof(s->wbuf));
+	free(s);
+}
+
+const char *fo_tls_session_desc(const struct fo_tls_session *s)
+{
+	return s->desc;
+}
+
+ssize_t fo_tls_read(struct fo_tls_session *s, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = gnutls_record_recv(s->s, (uint8_t *)buf + done, len - done);
+
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		/* A connection cut without close_notify reads as end of input,
+		 * as it does on plain TCP: the stream reader decides. */
+		if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION)
+			break;
+		if (r == GNUTLS_E_INTERRUPTED)
+			continue;
+		if (r == GNUTLS_E_AGAIN)
+			return -EAGAIN;
+		if (r == GNUTLS_E_PULL_ERROR)
+			return -ECONNRESET;
+		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			log_error("TLS: the peer ended the session (alert: %s): it refused our "
+				  "credentials or our traffic; see its log",
+				  gnutls_alert_get_name(gnutls_alert_get(s->s)));
+			return -EBADMSG;
+		}
+		log_warn("TLS: a record from the peer was rejected: %s (corrupted or forged "
+			 "traffic)",
+			 gnutls_strerror((int)r));
+		return -EBADMSG;
+	}
+	return (ssize_t)done;
+}
+
+static int send_all(struct fo_tls_session *s, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t r = gnutls_record_send(s->s, p, len);
+
+		if (r > 0) {
+			p += r;
+			len -= (size_t)r;
+			continue;
+		}
+		if (r == GNUTLS_E_INTERRUPTED)
+			continue; /* gnutls wants the same arguments again */
+		if (r == GNUTLS_E_AGAIN)
+			return -EAGAIN;
+		if (r == GNUTLS_E_PUSH_ERROR)
+			return -EPIPE;
+		log_warn("TLS: sending failed: %s", gnutls_strerror((int)r));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int flush(struct fo_tls_session *s)
+{
+	int rc = send_all(s, s->wbuf, s->wlen);
+
+	s->wlen = 0;
+	return rc;
+}
+
+int fo_tls_writev(struct fo_tls_session *s, const struct iovec *iov, int cnt)
+{
+	int rc = 0;
+
+	for (int i = 0; i < cnt && rc == 0; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		/* Whole records straight from the caller's buffer. */
+		if (s->wlen == 0 && len >= REC_MAX) {
+			size_t whole = len - len % REC_MAX;
+
+			rc = send_all(s, p, whole);
+			p += whole;
+			len -= whole;
+		}
+		while (rc == 0 && len) {
+			size_t n = REC_MAX - s->wlen < len ? REC_MAX - s->wlen : len;
+
+			memcpy(s->wbuf + s->wlen, p, n);
+			s->wlen += n;
+			p += n;
+			len -= n;
+			if (s->wlen == REC_MAX)
+				rc = flush(s);
+		}
+	}
+	if (rc == 0 && s->wlen)
+		rc = flush(s);
+	s->wlen = 0;
+	return rc;
+}

@@ -1,0 +1,220 @@
+#include "failover/witness.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "common/sock.h"
+
+#define LINE_MAX_LEN 256
+#define TABLE_MAX 4096
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n >= FO_WITNESS_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("._:@-", *s)))
+			return false;
+	return true;
+}
+
+/* ================================ client ================================ */
+
+static void set_timeouts(int fd, unsigned ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, const char *holder,
+		   unsigned ttl_ms, unsigned timeout_ms, struct fo_lease_reply *out, char *err,
+		   size_t errlen)
+{
+	struct fo_tls_session *s = NULL;
+	char req[LINE_MAX_LEN], line[LINE_MAX_LEN];
+	size_t n = 0;
+	int fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!name_ok(pair) || !name_ok(holder)) {
+		snprintf(err, errlen,
+			 "the pair name '%s' or holder '%s' has characters the witness "
+			 "does not take ([A-Za-z0-9._:@-], at most 63)",
+			 pair, holder);
+		return -EINVAL;
+	}
+	fd = sock_tcp_connect(hostport, (int)timeout_ms);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot reach the witness at %s: %s", hostport,
+			 strerror(-fd));
+		return fd;
+	}
+	set_timeouts(fd, timeout_ms);
+	if (tls) {
+		char terr[320] = "";
+
+		rc = fo_tls_handshake(tls, fd, &s, terr, sizeof(terr));
+		if (rc < 0) {
+			snprintf(err, errlen, "witness %s: %s", hostport, terr);
+			goto out;
+		}
+	}
+	int len = snprintf(req, sizeof(req), "LEASE %s %s %u\n", pair, holder, ttl_ms);
+	struct iovec iov = {req, (size_t)len};
+	rc = s ? fo_tls_writev(s, &iov, 1) : io_writev_full(fd, &iov, 1);
+	while (rc == 0 && n < sizeof(line) - 1) {
+		ssize_t r = s ? fo_tls_read(s, line + n, 1) : io_read_full(fd, line + n, 1);
+
+		if (r < 0)
+			rc = (int)r;
+		else if (r == 0)
+			rc = -EPIPE;
+		else if (line[n++] == '\n')
+			break;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "witness %s: %s", hostport,
+			 rc == -EAGAIN ? "no answer in time" : strerror(-rc));
+		goto out;
+	}
+	line[n] = '\0';
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	unsigned long long gen;
+	unsigned ms;
+	int end = 0;
+	if (sscanf(line, "GRANTED %llu %u%n", &gen, &ms, &end) == 2 && !line[end]) {
+		out->granted = true;
+		snprintf(out->holder, sizeof(out->holder), "%s", holder);
+	} else if (sscanf(line, "DENIED %63s %llu %u%n", out->holder, &gen, &ms, &end) == 3 &&
+		   !line[end]) {
+		out->granted = false;
+	} else {
+		snprintf(err, errlen, "witness %s answered '%.100s'", hostport, line);
+		rc = -EPROTO;
+		goto out;
+	}
+	out->generation = gen;
+	out->ms = ms;
+	rc = 0;
+out:
+	fo_tls_session_free(s);
+	close(fd);
+	return rc;
+}
+
+/* ============================== lease table ============================= */
+
+struct lease {
+	char pair[FO_WITNESS_NAME_MAX];
+	char holder[FO_WITNESS_NAME_MAX];
+	uint64_t expiry_ms;
+	uint64_t generation;
+};
+
+struct fo_lease_table {
+	uint64_t quiet_until_ms;
+	unsigned max_ttl_ms;
+	struct lease *v;
+	size_t n, cap;
+};
+
+int fo_lease_table_new(uint64_t now_ms, unsigned quiet_ms, struct fo_lease_table **out)
+{
+	struct fo_lease_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->quiet_until_ms = now_ms + quiet_ms;
+	t->max_ttl_ms = quiet_ms;
+	*out = t;
+	return 0;
+}
+
+void fo_lease_table_free(struct fo_lease_table *t)
+{
+	if (!t)
+		return;
+	free(t->v);
+	free(t);
+}
+
+static struct lease *find(struct fo_lease_table *t, const char *pair, bool create)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (!strcmp(t->v[i].pair, pair))
+			return &t->v[i];
+	if (!create || t->n == TABLE_MAX)
+		return NULL;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		struct lease *v = realloc(t->v, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		t->v = v;
+		t->cap = cap;
+	}
+	struct lease *l = &t->v[t->n++];
+	memset(l, 0, sizeof(*l));
+	snprintf(l->pair, sizeof(l->pair), "%s", pair);
+	return l;
+}
+
+int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms, char *reply,
+		    size_t len)
+{
+	char pair[FO_WITNESS_NAME_MAX], holder[FO_WITNESS_NAME_MAX];
+	unsigned ttl;
+	int end = 0;
+	struct lease *l;
+
+	if (sscanf(line, "LEASE %63s %63s %u%n", pair, holder, &ttl, &end) != 3 || line[end] ||
+	    !name_ok(pair) || !name_ok(holder)) {
+		snprintf(reply, len, "ERROR expected LEASE <pair> <holder> <ttl_ms>\n");
+		return FO_LEASE_ERROR;
+	}
+	if (ttl < FO_WITNESS_TTL_MIN || ttl > t->max_ttl_ms) {
+		/* A restart's quiet time must outlast every lease granted. */
+		snprintf(reply, len, "ERROR ttl must be %u..%u ms (the witness's --max-ttl)\n",
+			 FO_WITNESS_TTL_MIN, t->max_ttl_ms);
+		return FO_LEASE_ERROR;
+	}
+	if (now_ms < t->quiet_until_ms) {
+		/* Leases from before a restart may still be counted on. */
+		snprintf(reply, len, "DENIED (witness-restarting) 0 %" PRIu64 "\n",
+			 t->quiet_until_ms - now_ms);
+		return FO_LEASE_DENIED;
+	}
+	l = find(t, pair, true);
+	if (!l) {
+		snprintf(reply, len, "ERROR too many pairs\n");
+		return FO_LEASE_ERROR;
+	}
+	if (l->generation && strcmp(l->holder, holder) && now_ms < l->expiry_ms) {
+		snprintf(reply, len, "DENIED %s %" PRIu64 " %" PRIu64 "\n", l->holder,
+			 l->generation, l->expiry_ms - now_ms);
+		return FO_LEASE_DENIED;
+	}
+	int rc = FO_LEASE_RENEWED;
+	if (!l->generation || strcmp(l->holder, holder)) {
+		l->generation++;
+		snprintf(l->holder, sizeof(l->holder), "%s", holder);
+		rc = FO_LEASE_NEW_HOLDER;
+	}
+	l->expiry_ms = now_ms + ttl;
+	snprintf(reply, len, "GRANTED %" PRIu64 " %u\n", l->generation, ttl);
+	return rc;
+}

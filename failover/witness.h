@@ -1,0 +1,75 @@
+/* The witness: a third party that decides which host of a pair may serve
+ * when the two cannot see each other.
+ *
+ * ha-witness keeps one lease per pair (named after the domain). A lease has
+ * a holder ("primary" or "secondary"), an expiry and a generation that
+ * changes whenever the holder changes. The primary renews its lease every
+ * TTL/4 for as long as it runs; the secondary asks for it only when it lost
+ * the primary. The witness grants a lease to its holder (renewal) or, once
+ * the lease has expired, to anyone:
+ *
+ *   primary alive, sees the witness   -> it keeps renewing; the secondary is
+ *                                        DENIED and does not activate
+ *   primary dead or cut off from it   -> the lease expires; the secondary is
+ *                                        GRANTED and activates
+ *
+ * The primary counts its lease from the moment it *sent* the request, so
+ * its view expires before the witness's does. Without the secondary it
+ * runs unprotected (output released) only while its lease is valid (with a
+ * TTL/4 margin); otherwise it pauses the domain and holds its output. A
+ * renewal that comes back with another generation means the secondary held
+ * the lease meanwhile: the primary's copy is superseded and stays paused.
+ * A restarted witness grants nothing for one maximum TTL, so leases granted
+ * before the restart run out first.
+ *
+ * Wire (inside the pair's TLS, one request per connection, text lines):
+ *   LEASE <pair> <holder> <ttl_ms>\n
+ *   GRANTED <generation> <ttl_ms>\n
+ *   DENIED <holder> <generation> <remaining_ms>\n
+ *   ERROR <text>\n
+ */
+#ifndef HA_FAILOVER_WITNESS_H
+#define HA_FAILOVER_WITNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "failover/tls.h"
+
+#define FO_WITNESS_NAME_MAX 64
+#define FO_WITNESS_TTL_MIN 100
+
+struct fo_lease_reply {
+	bool granted;
+	char holder[FO_WITNESS_NAME_MAX]; /* the current holder when denied */
+	uint64_t generation;
+	unsigned ms; /* granted: the TTL; denied: until the lease expires */
+};
+
+/* ---- client ---- */
+
+/* Asks the witness at hostport for the pair's lease. Returns 0 with *out
+ * filled (granted or denied), or -errno when the witness could not be
+ * asked (unreachable, TLS refused, bad answer; err says which). The whole
+ * exchange is bounded by timeout_ms. */
+int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, const char *holder,
+		   unsigned ttl_ms, unsigned timeout_ms, struct fo_lease_reply *out, char *err,
+		   size_t errlen);
+
+/* ---- server side: the lease table, apart from any I/O ---- */
+
+struct fo_lease_table;
+
+/* max_ttl_ms: the longest lease granted; also how long after its start
+ * (now_ms) the table grants nothing, for leases from before a restart. */
+int fo_lease_table_new(uint64_t now_ms, unsigned max_ttl_ms, struct fo_lease_table **out);
+void fo_lease_table_free(struct fo_lease_table *t);
+
+enum { FO_LEASE_ERROR = -1, FO_LEASE_RENEWED, FO_LEASE_NEW_HOLDER, FO_LEASE_DENIED };
+/* Handles one request line (without the newline); writes the reply line
+ * (with it) to reply and returns what happened (FO_LEASE_*). */
+int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms, char *reply,
+		    size_t len);
+
+#endif

@@ -1,0 +1,223 @@
+#!/bin/sh
+# Split brain: hosts A and B lose each other while both live and clients
+# can still reach them. The test counts the copies of the guest that
+# answer clients afterwards:
+#   unsafe   no fencing: ha-receive warns at start; after the partition
+#            both copies answer (the documented unsafe behaviour)
+#   fence    --fence-cmd "powers off" host A (kills every process in it)
+#            before B activates: one copy, no acknowledged increment lost
+#   fence-fails  the fence command fails: B stays passive, A serves
+#   witness  A and B both reach ha-witness: A keeps the lease, B does not
+#            activate and discards its copy; A serves
+#   witness-isolated  A is cut off from B and the witness: A pauses the
+#            guest before B gets the lease and activates; when the
+#            partition heals, A learns it was superseded and stays paused
+# A client in namespace c reaches whichever copy the switch points to; a
+# probe inside namespace a reaches A's copy through A's own bridge.
+# The partition is an ebtables DROP between the switch ports of A and B
+# (or all of A's), so the client network stays up. The link is TLS (PSK).
+PREFIX=hasb-
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/topology.sh"
+bin=$(cd "$HA_BUILD/bin" && pwd)
+tmp=$(mktemp -d)
+# SB_KEEP=1 keeps the logs.
+trap 'ns_cleanup; [ -n "${SB_KEEP:-}" ] && echo "logs in $tmp" || rm -rf "$tmp"' EXIT
+need_root
+[ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
+command -v ebtables >/dev/null || skip "ebtables is not installed (the partition)"
+command -v openssl >/dev/null || skip "openssl (to make the PSK) is not installed"
+sh "$(dirname "$0")/../../scripts/tls-gen.sh" psk "$tmp/psk" pair ||
+	{ echo "FAIL cannot make a PSK"; exit 1; }
+WITNESS=10.66.0.4:7790
+
+witness_up() {
+	ip netns add "${PREFIX}w"
+	ns sw ip link add sw-w type veth peer name w0 netns "${PREFIX}w"
+	ns sw ip link set sw-w master br0 up
+	ns w ip link set lo up
+	ns w ip link set w0 up
+	ns w ip addr add 10.66.0.4/24 dev w0
+	ns w "$bin/ha-witness" --tls-psk "$tmp/psk" --listen "$WITNESS" --max-ttl 1000 \
+		> "$dir/wit.log" 2>&1 &
+}
+
+# A and B cannot exchange frames; everyone else still reaches both.
+partition_ab() {
+	ns sw ebtables -A FORWARD -i sw-a -o sw-b -j DROP
+	ns sw ebtables -A FORWARD -i sw-b -o sw-a -j DROP
+}
+# A reaches nobody (but its own bridge, where the probe sits).
+isolate_a() {
+	ns sw ebtables -A FORWARD -i sw-a -j DROP
+	ns sw ebtables -A FORWARD -o sw-a -j DROP
+}
+
+# start NAME "ha-receive options" "ha-protect options"
+start() {
+	dir=$tmp/$1
+	mkdir -p "$dir"
+	ns_cleanup
+	topo_up
+	witness_up
+	# shellcheck disable=SC2086 # option lists are words
+	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
+		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout 150 $2 > "$dir/rx.log" 2>&1 &
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
+		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
+	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
+	# shellcheck disable=SC2086
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 $3 \
+		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
+	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { tail "$dir/px.log" "$dir/rx.log"; return 1; }
+	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 10 --timeout 100 \
+		--duration 14 > "$dir/c1.acks" 2> /dev/null &
+	client=$!
+	sleep 1.5
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-ctl" status kvm:web > "$dir/a.status" 2>&1
+	ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" status web > "$dir/b.status" 2>&1
+}
+
+# probe NAMESPACE NAME: answers a fresh client gets in 2 s there.
+probe() {
+	ns "$1" "$bin/ha-client" counter "$GUEST_IP:7000" --name "$2" --interval 20 --timeout 100 \
+		--duration 2 > "$dir/$2.acks" 2> /dev/null
+	wc -l < "$dir/$2.acks"
+}
+
+# Answers to the first client, up to now, whose value is not their
+# request id (increments lost, or served by two copies). The guest's
+# counter is shared, so this is counted before the probes add to it.
+c1_mismatches() {
+	sleep 1
+	head -n "$(wc -l < "$dir/c1.acks")" "$dir/c1.acks" |
+		awk '$2 != $3 { n++ } END { print n + 0 " of " NR }'
+}
+
+# Timestamp of the first log line matching a pattern.
+stamp() {
+	grep -m1 "$2" "$1" | cut -d' ' -f1
+}
+# earlier T1 T2: the ISO timestamp T1 is before T2.
+earlier() {
+	[ -n "$1" ] && [ -n "$2" ] && [ "$1" != "$2" ] &&
+		[ "$(printf '%s\n%s\n' "$1" "$2" | sort | head -n 1)" = "$1" ]
+}
+
+finish() {
+	# The client itself: killing the shell that waits for it would run
+	# this script's traps in that shell.
+	ip netns pids "${PREFIX}c" | xargs -r kill 2>/dev/null
+	wait "$client" 2>/dev/null
+	if [ "$fails" -ne "${fails_before:-0}" ]; then
+		for f in px rx wit; do echo "--- $1 $f.log"; tail -n 20 "$dir/$f.log"; done
+	fi
+	fails_before=$fails
+}
+
+# SB_ONLY=NAME runs one scenario (for debugging).
+want() { [ -z "${SB_ONLY:-}" ] || [ "$SB_ONLY" = "$1" ]; }
+
+if want unsafe; then
+echo "# unsafe: no fencing, no witness"
+start unsafe "" "--timeout 150" || exit 1
+check "ha-receive says at start that a partition is unsafe" grep -q "UNSAFE: no fencing" "$dir/rx.log"
+partition_ab
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "B activated its copy" grep -q "FAILOVER complete" "$dir/rx.log"
+bad=$(c1_mismatches)
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the partition: A's copy answered $na, the client side got $nc answers"
+check "two copies serve clients (the unsafe behaviour)" test "$na" -gt 0 -a "$nc" -gt 0
+echo "     the first client got $bad answers whose value is not their request id"
+finish unsafe
+fi
+
+if want fence; then
+echo "# fence: --fence-cmd powers host A off"
+start fence "--fence-cmd $tmp/fence.sh --fence-timeout 5000" "--timeout 1500" || exit 1
+cat > "$tmp/fence.sh" <<EOF
+#!/bin/sh
+echo "power off host \$HA_PEER_HOST (primary of \$HA_DOMAIN, committed epoch \$HA_EPOCH)"
+ip netns pids ${PREFIX}a | xargs -r kill -9
+EOF
+chmod +x "$tmp/fence.sh"
+check "ha-receive says activation waits for the fence" grep -q "activation waits for" "$dir/rx.log"
+partition_ab
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "B fenced A, then activated" sh -c "grep -q 'is fenced' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
+check "the fence command's output is logged" grep -q "fence: power off host 10.66.0.1" "$dir/rx.log"
+check "no process is left on host A" test -z "$(ip netns pids ${PREFIX}a)"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the partition: A's copy answered $na, the client side got $nc answers"
+check "exactly one copy serves" test "$na" -eq 0 -a "$nc" -gt 0
+finish fence
+fi
+
+if want fence-fails; then
+echo "# fence-fails: the fence command fails"
+printf '#!/bin/sh\necho IPMI unreachable\nexit 1\n' > "$tmp/fence-fails.sh"
+chmod +x "$tmp/fence-fails.sh"
+start fence-fails "--fence-cmd $tmp/fence-fails.sh --fence-retry 500" "--timeout 150" || exit 1
+partition_ab
+wait_for 10 grep -q "fencing the primary .* failed" "$dir/rx.log"
+sleep 1.5
+check "the failure is logged with the command's output" sh -c "grep -q 'fence: IPMI unreachable' '$dir/rx.log' && grep -q 'NOT activating' '$dir/rx.log'"
+check "B keeps retrying and does not activate" sh -c "test \$(grep -c 'fencing the primary .* (attempt' '$dir/rx.log') -ge 2 && ! grep -q 'FAILOVER:' '$dir/rx.log'"
+ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" status web > "$dir/st" 2>&1
+check "ha-ctl status shows it fencing" grep -q "state: fencing the primary (not active)" "$dir/st"
+na=$(probe a pa)
+echo "     after the partition: A's copy answered $na"
+check "A's copy is the one that serves" test "$na" -gt 0
+ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" stop web > /dev/null 2>&1
+wait_for 5 grep -q "stop requested while fencing" "$dir/rx.log"
+check "a stop while fencing leaves B's copy inactive" grep -q "stop requested while fencing" "$dir/rx.log"
+finish fence-fails
+fi
+
+if want witness; then
+echo "# witness: A and B lose each other, both reach the witness"
+start witness "--witness $WITNESS --witness-ttl 1000" "--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+wait_for 5 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+check "the primary holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+partition_ab
+wait_for 10 grep -q "still renews its lease" "$dir/rx.log"
+check "B sees the primary renewing and does not activate" sh -c "grep -q 'still renews its lease' '$dir/rx.log' && ! grep -q 'FAILOVER:' '$dir/rx.log'"
+check "A runs degraded under its lease, not paused" sh -c "grep -q DEGRADED '$dir/px.log' && ! grep -q PAUSED '$dir/px.log'"
+bad=$(c1_mismatches)
+check "the client's answers all come from one copy (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the partition: A's copy answered $na, the client side got $nc answers"
+check "one copy (A's) serves" test "$na" -gt 0 -a "$nc" -gt 0
+finish witness
+fi
+
+if want witness-isolated; then
+echo "# witness-isolated: A loses B and the witness"
+start witness-isolated "--witness $WITNESS --witness-ttl 1000" "--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+sleep 1
+isolate_a
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
+check "A paused its guest" grep -q "PAUSED" "$dir/px.log"
+tp=$(stamp "$dir/px.log" PAUSED) tf=$(stamp "$dir/rx.log" "FAILOVER:")
+echo "     A paused at $tp, B activated at $tf"
+check "A paused before B activated" earlier "$tp" "$tf"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the partition: A's copy answered $na, the client side got $nc answers"
+check "exactly one copy (B's) serves" test "$na" -eq 0 -a "$nc" -gt 0
+# The partition heals: A reaches the witness again, learns that the
+# secondary held the lease meanwhile, and keeps its copy paused.
+ns sw ebtables -F FORWARD
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+check "after the partition heals A knows it was superseded" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+sleep 1
+check "and its copy stays paused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
+finish witness-isolated
+fi
+
+[ "$fails" -eq 0 ]
