@@ -180,6 +180,9 @@ static int plug_setup(struct ckpt_dev *dev)
 	rtnl_cls_set_protocol(c, ETH_P_ALL);
 	rtnl_cls_set_prio(c, 1);
 	rtnl_u32_add_key_uint32(c, 0, 0, 0, 0);
+	/* A terminal node: without it a matching packet only follows a link
+	 * and the action never runs (every packet would pass unheld). */
+	rtnl_u32_set_cls_terminal(c);
 	a = rtnl_act_alloc();
 	rtnl_tc_set_kind(TC_CAST(a), "mirred");
 	rtnl_mirred_set_action(a, TCA_EGRESS_REDIR);
