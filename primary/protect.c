@@ -258,22 +258,31 @@ static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
 {
 	struct slot *bounce = &p->slots[0];
 
-	for (uint32_t off = 0; off < n; off += BATCH) {
-		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
+	uint64_t *batch = bounce->pfns;
+
+	for (uint32_t off = 0; off < n;) {
+		uint32_t cnt = 0;
 		int rc;
 
-		for (uint32_t i = 0; i < cnt; i++) {
-			const uint8_t *src = p->ops->page(p->dom, pfns[off + i]);
+		/* Holes in the guest's physical map (page() is NULL) are skipped. */
+		for (; off < n && cnt < BATCH; off++) {
+			const uint8_t *src = p->ops->page(p->dom, pfns[off]);
 
+			if (!src)
+				continue;
+			batch[cnt] = pfns[off];
 			if (p->cfg->compress) {
-				bounce->ptrs[i] = src;
+				bounce->ptrs[cnt] = src;
 			} else {
-				memcpy(bounce->pages + (size_t)i * CKPT_PAGE_SIZE, src,
+				memcpy(bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE, src,
 				       CKPT_PAGE_SIZE);
-				bounce->ptrs[i] = bounce->pages + (size_t)i * CKPT_PAGE_SIZE;
+				bounce->ptrs[cnt] = bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE;
 			}
+			cnt++;
 		}
-		rc = send_pages(p, pfns + off, bounce->ptrs, cnt);
+		if (!cnt)
+			break;
+		rc = send_pages(p, batch, bounce->ptrs, cnt);
 		if (rc < 0)
 			return rc;
 	}
@@ -289,9 +298,21 @@ static int send_config(struct prot *p)
 	};
 	struct iovec iov = {&c, sizeof(c)};
 
+	struct hv_state st = {0};
+	int rc;
+
 	snprintf(c.name, sizeof(c.name), "%s", p->info.name);
 	memcpy(c.mac, p->info.mac, 6);
-	return fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+	rc = fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+	if (rc == 0 && p->ops->stream_start)
+		rc = p->ops->stream_start(p->dom, &st);
+	for (uint32_t i = 0; rc == 0 && i < st.nrecs; i++) {
+		struct iovec r = {st.buf + st.recs[i].off, st.recs[i].len};
+
+		rc = fo_link_record(p->link, st.recs[i].type, &r, 1);
+	}
+	hv_state_free(&st);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -450,8 +471,11 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 		goto fail_resume;
 	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
 	     b = bitmap_next_set(&p->dirty, b + 1)) {
-		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, p->ops->page(p->dom, b),
-		       CKPT_PAGE_SIZE);
+		const uint8_t *src = p->ops->page(p->dom, b);
+
+		if (!src) /* a hole in the guest's physical map */
+			continue;
+		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, src, CKPT_PAGE_SIZE);
 		s->pfns[n] = b;
 		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
 		n++;

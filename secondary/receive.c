@@ -337,6 +337,8 @@ static int session(struct rx *x, int fd, const char *peer)
 		.nr_pages = info->config.nr_pages,
 		.vcpus = info->config.vcpus,
 		.domain_type = info->domain_type,
+		.xen_major = info->xen_major,
+		.xen_minor = info->xen_minor,
 	};
 	snprintf(hi.name, sizeof(hi.name), "%s", info->config.name);
 	memcpy(hi.mac, info->config.mac, 6);
