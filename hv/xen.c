@@ -577,8 +577,17 @@ static int xen_pause(struct hv_dom *d)
 	uint64_t deadline = clk_now_ns() + XEN_SUSPEND_TIMEOUT_MS * NSEC_PER_MSEC;
 	char path[96];
 	const char *how;
+	xc_dominfo_t info;
 	int rc;
 
+	if (getinfo(d, &info) < 0 || info.dying) {
+		log_error("domain %u is gone (destroyed or dying)", d->domid);
+		return -ESRCH;
+	}
+	if (info.crashed) {
+		log_error("domain %u crashed", d->domid);
+		return -ESRCH;
+	}
 	if (d->suspend_port >= 0) {
 		how = "suspend event channel";
 		rc = xenevtchn_notify(d->xce, (evtchn_port_t)d->suspend_port) < 0 ? -errno : 0;

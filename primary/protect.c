@@ -76,6 +76,7 @@ struct prot {
 	int64_t sent, acked;      /* last epoch written / acknowledged, -1 none */
 	_Atomic uint64_t committed; /* for heartbeats */
 	uint64_t paused_at[LAT_RING];
+	uint32_t pause_us[LAT_RING]; /* the last LAT_RING pauses, for percentiles */
 
 	pthread_t sender, acker;
 	bool sender_running, acker_running;
@@ -501,6 +502,8 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 	p->paused_at[epoch % LAT_RING] = t0;
 	p->stats.epochs++;
 	p->stats.pause_ns_last = t1 - t0;
+	p->pause_us[(p->stats.epochs - 1) % LAT_RING] =
+		(uint32_t)((t1 - t0) / 1000 > UINT32_MAX ? UINT32_MAX : (t1 - t0) / 1000);
 	p->stats.pause_ns_sum += t1 - t0;
 	if (t1 - t0 > p->stats.pause_ns_max)
 		p->stats.pause_ns_max = t1 - t0;
@@ -748,6 +751,29 @@ static int session(struct prot *p, bool first)
 
 /* ------------------------------------------------------------------ */
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* p50 and p99 of the last LAT_RING pauses (call with p->mu held or with
+ * the epoch loop stopped). */
+static void pause_percentiles(const struct prot *p, uint32_t *p50, uint32_t *p99, unsigned *n)
+{
+	uint32_t v[LAT_RING];
+
+	*n = p->stats.epochs < LAT_RING ? (unsigned)p->stats.epochs : LAT_RING;
+	*p50 = *p99 = 0;
+	if (!*n)
+		return;
+	memcpy(v, p->pause_us, *n * sizeof(v[0]));
+	qsort(v, *n, sizeof(v[0]), cmp_u32);
+	*p50 = v[(*n - 1) / 2];
+	*p99 = v[(*n * 99 + 99) / 100 - 1];
+}
+
 static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 {
 	struct prot *p = ctx;
@@ -758,8 +784,11 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		int64_t acked;
 		uint64_t next;
 		char reason[256];
+		uint32_t p50, p99;
+		unsigned n;
 
 		pthread_mutex_lock(&p->mu);
+		pause_percentiles(p, &p50, &p99, &n);
 		s = p->stats;
 		st = p->state;
 		acked = p->acked;
@@ -775,6 +804,7 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)(s.pause_ns_last / 1000),
 			(unsigned long long)(s.epochs ? s.pause_ns_sum / s.epochs / 1000 : 0),
 			(unsigned long long)(s.pause_ns_max / 1000));
+		fprintf(out, "pause_us_pct: p50 %u p99 %u (last %u epochs)\n", p50, p99, n);
 		fprintf(out, "pages_per_epoch: %llu\nbytes_per_epoch: %llu\nwire_ratio: %.3f\n",
 			(unsigned long long)(s.epochs ? s.pages_sum / s.epochs : 0),
 			(unsigned long long)(s.epochs ? s.wire_sum / s.epochs : 0),
@@ -911,6 +941,13 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		rc = session(p, first);
 		if (stop_flag)
 			break;
+		if (rc == -ESRCH) {
+			/* The domain itself is gone (destroyed or crashed): nothing is
+			 * left to protect, and the secondary, which saw the stream
+			 * break without END, takes over. */
+			log_error("the protected domain is gone; stopping");
+			break;
+		}
 		if (first && p->stats.epochs == 0 && rc < 0 && rc != -ECANCELED &&
 		    p->stats.degradations == 0) {
 			/* Nothing ever worked: a configuration problem, say so and stop. */
@@ -930,7 +967,18 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
 	rc = 0;
-	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+	{
+		uint32_t p50, p99;
+		unsigned n;
+
+		pause_percentiles(p, &p50, &p99, &n);
+		log_info("stopped after %llu epochs; pause us: p50 %u p99 %u max %llu (last %u), "
+			 "%llu pages per epoch",
+			 (unsigned long long)p->stats.epochs, p50, p99,
+			 (unsigned long long)(p->stats.pause_ns_max / 1000), n,
+			 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs
+							      : 0));
+	}
 out:
 	ctl_server_stop(p->ctl);
 	if (p->save_fd >= 0)
