@@ -8,3 +8,6 @@ LIB_OBJS += \
 
 # The xen backend: Debian's libxen-dev.
 LDLIBS += -lxenctrl -lxenguest -lxenforeignmemory -lxenevtchn -lxenstore -lxentoollog
+
+UNIT_TESTS += \
+	test_xen_image

@@ -109,7 +109,16 @@ struct hv_dom {
 	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
 	size_t config_len; /* with the NUL */
 	bool suspended;
+
+	/* Where a checkpoint's pause goes, summed over the session (logged
+	 * at close; per epoch at debug level). */
+	struct {
+		uint64_t n, suspend_ns, suspend_max_ns, harvest_ns, state_ns, resume_ns;
+	} t;
+	uint64_t t_pause;
 };
+
+#define MS(ns) ((double)(ns) / 1e6)
 
 static const char *const privcmd_paths[] = {"/dev/xen/privcmd", "/proc/xen/privcmd"};
 
@@ -307,6 +316,12 @@ static void xen_close(struct hv_dom *d)
 		free(d);
 		return;
 	}
+	if (d->t.n)
+		log_info("domain %u, %llu checkpoints: suspend avg %.1f ms (max %.1f), "
+			 "dirty harvest avg %.1f ms, state capture avg %.1f ms, resume avg %.1f ms",
+			 d->domid, (unsigned long long)d->t.n, MS(d->t.suspend_ns / d->t.n),
+			 MS(d->t.suspend_max_ns), MS(d->t.harvest_ns / d->t.n),
+			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n));
 	for (size_t c = 0; c < d->nchunks; c++) {
 		if (d->chunks[c].addr)
 			xenforeignmemory_unmap(d->fmem, d->chunks[c].addr, d->chunks[c].n);
@@ -529,9 +544,15 @@ static int xen_dirty_stop(struct hv_dom *d)
 
 static int xen_harvest(struct hv_dom *d, struct bitmap *dirty)
 {
+	uint64_t t0 = clk_now_ns();
+	int rc;
+
 	if (dirty->nbits != d->nr_pfns)
 		return -EINVAL;
-	return logdirty_clean(d, dirty->words);
+	rc = logdirty_clean(d, dirty->words);
+	if (d->suspended)
+		d->t.harvest_ns += clk_now_ns() - t0;
+	return rc;
 }
 
 /* Waits until Xen reports the domain shut down for suspend. */
@@ -618,13 +639,24 @@ static int xen_pause(struct hv_dom *d)
 			free(v);
 		}
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		uint64_t now = clk_now_ns(), t = now - (deadline - XEN_SUSPEND_TIMEOUT_MS * NSEC_PER_MSEC);
+
 		d->suspended = true;
+		d->t_pause = now;
+		d->t.n++;
+		d->t.suspend_ns += t;
+		if (t > d->t.suspend_max_ns)
+			d->t.suspend_max_ns = t;
+		log_debug("suspended in %.1f ms (%s)", MS(t), how);
+	}
 	return rc;
 }
 
 static int xen_resume(struct hv_dom *d)
 {
+	uint64_t t0 = clk_now_ns();
+
 	if (!d->suspended)
 		return 0;
 	if (xc_domain_resume(d->xch, d->domid, 1) < 0) {
@@ -636,6 +668,9 @@ static int xen_resume(struct hv_dom *d)
 		return -e;
 	}
 	d->suspended = false;
+	d->t.resume_ns += clk_now_ns() - t0;
+	log_debug("resumed in %.1f ms; suspended for %.1f ms", MS(clk_now_ns() - t0),
+		  MS(clk_now_ns() - d->t_pause));
 	return 0;
 }
 
@@ -669,7 +704,18 @@ static int save_hvm_params(struct hv_dom *d, struct hv_state *st)
 			    sizeof(rec.h) + rec.h.count * sizeof(rec.e[0]));
 }
 
+static int save_state(struct hv_dom *d, struct hv_state *st);
+
 static int xen_save_state(struct hv_dom *d, struct hv_state *st)
+{
+	uint64_t t0 = clk_now_ns();
+	int rc = save_state(d, st);
+
+	d->t.state_ns += clk_now_ns() - t0;
+	return rc;
+}
+
+static int save_state(struct hv_dom *d, struct hv_state *st)
 {
 	struct ckpt_tsc_info tsc = {0};
 	int n, rc;

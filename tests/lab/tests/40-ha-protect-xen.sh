@@ -60,7 +60,7 @@ echo "unprotected: $base counts/s"
 ha-protect -F -b -n -u -i "$interval" --max-epochs 30 --save "$T/stream.raw" \
 	--ctl "$T/a.sock" "xen:$dom" >"$T/save.log" 2>&1 ||
 	fail_with "ha-protect -b --save failed"
-grep -a 'stopped after' "$T/save.log"
+grep -a -e 'stopped after' -e 'suspend avg' "$T/save.log"
 ha-stream verify "$T/stream.raw" >"$T/verify.out" 2>&1 || {
 	cat "$T/verify.out"
 	fail_with "ha-stream verify rejects the saved stream"
@@ -131,6 +131,8 @@ image=$(sed -n 's/.* written: .* in \([0-9]*\) ms.*/\1/p' "$T/receive.log" | hea
 lab_figure failover_ms=$((tc - tf)) failover_to_restored_ms=$((ta - tf)) \
 	activation_ms="${activation:-?}" image_write_ms="${image:-?}" xl_restore_ms="${restore:-?}"
 echo "copy counting after failover: $(domu_count "$dom") (primary's last: $last)"
+grep -a -e 'suspend avg' -e 'pre-copy done' -e 'mapped domain' "$T/protect.log"
+grep -a -e 'FAILOVER' -e 'restore' "$T/receive.log"
 
 # --- ratios to xl remus, measured in the same lab run ------------------
 if [ -f "$LAB_OUT/xl-remus.figures" ]; then
