@@ -13,8 +13,8 @@
  *                  libxl configuration (HA_XEN_CONFIG) for the secondary
  *   resume         xc_domain_resume(fast): the guest's suspend hypercall
  *                  returns "cancelled" and it runs on without reconnecting
- *   pages          the whole guest-physical map is mapped once with
- *                  xenforeignmemory_map in batches; holes stay unmapped
+ *   pages          the present pages (Xen's page types tell holes apart)
+ *                  are mapped once, in runs, with xenforeignmemory_map
  *
  * PVH and HVM only: PV domains are refused, saying why (log-dirty for PV
  * needs shadow paging, which Xen built without CONFIG_SHADOW_PAGING lacks;
@@ -45,7 +45,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-/* Pfns mapped per xenforeignmemory_map call (64 MiB of address space). */
+/* Most pfns mapped by one xenforeignmemory_map call (64 MiB). */
 #define XEN_MAP_CHUNK 16384u
 #define XEN_SUSPEND_TIMEOUT_MS 10000u
 
@@ -70,11 +70,16 @@ static const uint32_t hvm_params[] = {
 };
 #define NR_HVM_PARAMS (sizeof(hvm_params) / sizeof(hvm_params[0]))
 
-struct map_chunk {
-	uint8_t *addr; /* NULL: nothing mapped (all holes) */
-	int *err;      /* per pfn: 0 mapped */
+/* One xenforeignmemory mapping: a run of present pfns. */
+struct mapping {
+	uint8_t *addr;
 	uint32_t n;
 };
+
+/* libxenctrl 4.17 exports this (VERS_4.17.0) without declaring it in its
+ * public header; libxc's own save uses it. It replaces each of num (at
+ * most 1024) pfns in arr by its XEN_DOMCTL_PFINFO_* type. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
 
 struct hv_dom {
 	/* Secondary: the committed image; everything below is unused. */
@@ -96,8 +101,9 @@ struct hv_dom {
 	uint64_t nr_pfns;
 	uint64_t populated;
 
-	struct map_chunk *chunks;
-	size_t nchunks;
+	uint8_t **pages;   /* per pfn: its mapping, NULL for a hole */
+	struct mapping *maps;
+	size_t nmaps;
 
 	bool logdirty;
 	xc_hypercall_buffer_t dirty_hbuf;
@@ -220,58 +226,93 @@ static void read_config(struct hv_dom *d, const xc_dominfo_t *info)
 		log_warn("cannot read the libxl configuration %s", path);
 }
 
-/* Maps every pfn of the guest-physical map, chunk by chunk; chunks that
- * are all holes are dropped. */
+static int map_run(struct hv_dom *d, xen_pfn_t *pfns, int *err, uint64_t first, uint32_t n)
+{
+	struct mapping *m;
+	void *addr;
+
+	for (uint32_t i = 0; i < n; i++)
+		pfns[i] = first + i;
+	addr = xenforeignmemory_map(d->fmem, d->domid, PROT_READ, n, pfns, err);
+	if (!addr) {
+		int e = errno;
+
+		log_error("cannot map the memory of domain %u (pfns %llu..%llu): %s; ha-protect "
+			  "must run in dom0 as root, and the domain must not be dying",
+			  d->domid, (unsigned long long)first, (unsigned long long)(first + n - 1),
+			  strerror(e));
+		return -e;
+	}
+	m = realloc(d->maps, (d->nmaps + 1) * sizeof(*d->maps));
+	if (!m) {
+		xenforeignmemory_unmap(d->fmem, addr, n);
+		return -ENOMEM;
+	}
+	d->maps = m;
+	d->maps[d->nmaps++] = (struct mapping){addr, n};
+	for (uint32_t i = 0; i < n; i++) {
+		if (err[i]) /* became a hole between the type query and now */
+			continue;
+		d->pages[first + i] = (uint8_t *)addr + (size_t)i * CKPT_PAGE_SIZE;
+		d->populated++;
+	}
+	return 0;
+}
+
+/* Maps the guest's present pages once, for the whole session: Xen reports
+ * each pfn's type (1024 per call, as libxc's save asks), and every run of
+ * present pfns is mapped in one call. Holes (XTAB: nothing there or a
+ * special page; BROKEN; XALLOC) stay unmapped. */
 static int map_memory(struct hv_dom *d)
 {
 	xen_pfn_t *pfns = malloc(XEN_MAP_CHUNK * sizeof(*pfns));
-	uint64_t t0 = clk_now_ns();
+	int *err = malloc(XEN_MAP_CHUNK * sizeof(*err));
+	uint64_t t0 = clk_now_ns(), run = 0;
+	uint32_t nrun = 0;
 	int rc = 0;
 
-	d->nchunks = (d->nr_pfns + XEN_MAP_CHUNK - 1) / XEN_MAP_CHUNK;
-	d->chunks = calloc(d->nchunks, sizeof(*d->chunks));
-	if (!pfns || !d->chunks) {
-		free(pfns);
-		return -ENOMEM;
+	d->pages = calloc(d->nr_pfns, sizeof(*d->pages));
+	if (!pfns || !err || !d->pages) {
+		rc = -ENOMEM;
+		goto out;
 	}
-	for (size_t c = 0; c < d->nchunks; c++) {
-		struct map_chunk *m = &d->chunks[c];
-		uint64_t base = (uint64_t)c * XEN_MAP_CHUNK;
-		uint32_t ok = 0;
+	for (uint64_t base = 0; base < d->nr_pfns && rc == 0; base += 1024) {
+		xen_pfn_t types[1024];
+		uint32_t n = d->nr_pfns - base < 1024 ? (uint32_t)(d->nr_pfns - base) : 1024;
 
-		m->n = (uint32_t)(d->nr_pfns - base < XEN_MAP_CHUNK ? d->nr_pfns - base
-								   : XEN_MAP_CHUNK);
-		m->err = calloc(m->n, sizeof(*m->err));
-		if (!m->err) {
-			rc = -ENOMEM;
-			break;
-		}
-		for (uint32_t i = 0; i < m->n; i++)
-			pfns[i] = base + i;
-		m->addr = xenforeignmemory_map(d->fmem, d->domid, PROT_READ, m->n, pfns, m->err);
-		if (!m->addr) {
+		for (uint32_t i = 0; i < n; i++)
+			types[i] = base + i;
+		if (xc_get_pfn_type_batch(d->xch, d->domid, n, types) < 0) {
 			rc = -errno;
-			log_error("cannot map the memory of domain %u (pfns %llu..%llu): %s; "
-				  "ha-protect must run in dom0 as root, and the domain must not be "
-				  "dying",
-				  d->domid, (unsigned long long)base,
-				  (unsigned long long)(base + m->n - 1), strerror(errno));
+			log_error("Xen refused the page types of domain %u (pfns %llu..): %s",
+				  d->domid, (unsigned long long)base, strerror(errno));
 			break;
 		}
-		for (uint32_t i = 0; i < m->n; i++)
-			ok += m->err[i] == 0;
-		if (!ok) {
-			xenforeignmemory_unmap(d->fmem, m->addr, m->n);
-			m->addr = NULL;
+		for (uint32_t i = 0; i < n && rc == 0; i++) {
+			uint32_t t = (uint32_t)types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+			bool present = t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN &&
+				       t != XEN_DOMCTL_PFINFO_XALLOC;
+
+			if (present && nrun == 0)
+				run = base + i;
+			if (present)
+				nrun++;
+			if (nrun && (!present || nrun == XEN_MAP_CHUNK)) {
+				rc = map_run(d, pfns, err, run, nrun);
+				nrun = 0;
+			}
 		}
-		d->populated += ok;
 	}
-	free(pfns);
+	if (rc == 0 && nrun)
+		rc = map_run(d, pfns, err, run, nrun);
 	if (rc == 0)
-		log_info("mapped domain %u: %llu pages present in a map of %llu pfns (%llu ms)",
-			 d->domid, (unsigned long long)d->populated,
-			 (unsigned long long)d->nr_pfns,
-			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+		log_info("mapped domain %u: %llu pages present in a map of %llu pfns, %zu runs "
+			 "(%llu ms)",
+			 d->domid, (unsigned long long)d->populated, (unsigned long long)d->nr_pfns,
+			 d->nmaps, (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+out:
+	free(pfns);
+	free(err);
 	return rc;
 }
 
@@ -322,12 +363,10 @@ static void xen_close(struct hv_dom *d)
 			 d->domid, (unsigned long long)d->t.n, MS(d->t.suspend_ns / d->t.n),
 			 MS(d->t.suspend_max_ns), MS(d->t.harvest_ns / d->t.n),
 			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n));
-	for (size_t c = 0; c < d->nchunks; c++) {
-		if (d->chunks[c].addr)
-			xenforeignmemory_unmap(d->fmem, d->chunks[c].addr, d->chunks[c].n);
-		free(d->chunks[c].err);
-	}
-	free(d->chunks);
+	for (size_t i = 0; i < d->nmaps; i++)
+		xenforeignmemory_unmap(d->fmem, d->maps[i].addr, d->maps[i].n);
+	free(d->maps);
+	free(d->pages);
 	if (d->logdirty)
 		xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
 	if (d->dirty_buf)
@@ -579,7 +618,7 @@ static int wait_suspended(struct hv_dom *d, uint64_t deadline)
 		if (d->suspend_port >= 0) {
 			struct pollfd ep = {.fd = xenevtchn_fd(d->xce), .events = POLLIN};
 
-			if (poll(&ep, 1, 5) > 0) {
+			if (poll(&ep, 1, 1) > 0) {
 				xenevtchn_port_or_error_t p = xenevtchn_pending(d->xce);
 
 				if (p >= 0)
@@ -587,7 +626,7 @@ static int wait_suspended(struct hv_dom *d, uint64_t deadline)
 			}
 			continue;
 		}
-		if (poll(&pfd, 1, 5) > 0)
+		if (poll(&pfd, 1, 1) > 0)
 			while ((w = xs_check_watch(d->xsh)) != NULL)
 				free(w);
 	}
@@ -768,18 +807,9 @@ static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
 
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 {
-	struct map_chunk *m;
-	uint32_t i;
-
 	if (d->img)
 		return hv_xen_image_page(d->img, pfn);
-	if (pfn >= d->nr_pfns)
-		return NULL;
-	m = &d->chunks[pfn / XEN_MAP_CHUNK];
-	i = (uint32_t)(pfn % XEN_MAP_CHUNK);
-	if (!m->addr || m->err[i])
-		return NULL;
-	return m->addr + (size_t)i * CKPT_PAGE_SIZE;
+	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
 }
 
 static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)

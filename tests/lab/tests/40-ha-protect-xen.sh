@@ -27,9 +27,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Tails of our logs on the console, then fail.
+# State, then the tails of our logs on the console, then fail.
 fail_with() {
 	local f
+	xl list
+	[ -S "$T/p.sock" ] && ha-ctl --ctl "$T/p.sock" status "xen:$dom"
+	[ -S "$T/rx.sock" ] && ha-ctl --ctl "$T/rx.sock" status "$dom"
 	for f in "$T"/*.log; do
 		[ -f "$f" ] || continue
 		echo "--- $(basename "$f") (last lines)"
@@ -71,12 +74,12 @@ rm -f "$T/stream.raw"
 domu_counting "$dom" 20 || fail_with "$dom stopped counting after a protection that ended cleanly"
 
 # --- 2. protected to a secondary on this host -------------------------
-HA_XEN_SAVE_DIR=$T ha-receive --backend xen --listen "127.0.0.1:$port" --once \
+HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --listen "127.0.0.1:$port" --once \
 	--timeout 3000 --ctl "$T/rx.sock" >"$T/receive.log" 2>&1 &
 rx=$!
 pids+=("$rx")
 wait_for 20 grep -q 'listening on' "$T/receive.log" || fail_with "ha-receive did not start"
-ha-protect -F -n -i "$interval" --timeout 3000 --ctl "$T/p.sock" "xen:$dom" \
+ha-protect -v -F -n -i "$interval" --timeout 3000 --ctl "$T/p.sock" "xen:$dom" \
 	"127.0.0.1:$port" >"$T/protect.log" 2>&1 &
 pr=$!
 pids+=("$pr")
