@@ -9,6 +9,10 @@ export HOME=/root TERM=dumb
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mkdir -p /dev/pts /dev/shm /run/xen /run/xenstored /run/netns /var/log/xen/console
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
