@@ -134,6 +134,10 @@ for t in $HOST_TOOLS; do
 	esac
 done
 cp /bin/busybox "$root/bin/busybox"
+# /bin/sh is bash: busybox's shell runs its own applets ahead of PATH
+# (its ip has no netns, its tc no plug qdisc), which the tests' sh -c
+# commands must not get.
+ln -s bash "$root/bin/sh"
 # Busybox applets go to /bin, except names a real tool already has.
 for a in $(/bin/busybox --list); do
 	[ "$a" = busybox ] && continue

@@ -7,7 +7,7 @@
 # in build/lab/serial.log. Prints "lab: N passed, N failed, N skipped" and
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
-# run, seconds, default 1200), LAB_TEST_TIMEOUT (default per test, 300).
+# run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300).
 set -uo pipefail
 export LC_ALL=C
 
@@ -16,7 +16,7 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 lab=$top/build/lab
-timeout_s=${LAB_TIMEOUT:-1200}
+timeout_s=${LAB_TIMEOUT:-1080}
 test_timeout=${LAB_TEST_TIMEOUT:-300}
 
 if ! command -v qemu-system-x86_64 >/dev/null; then

@@ -10,6 +10,9 @@
 modprobe sch_plug || lab_fail "modprobe sch_plug failed: the lab kernel should have it"
 "$LAB_BIN/ha-netbuf" probe-plug ||
 	lab_fail "ha-netbuf probe-plug finds no sch_plug although the module is loaded"
+ip netns add lab-probe >"$LAB_TMP/netns.err" 2>&1 ||
+	lab_fail "ip netns add fails in dom0: $(tail -n 1 "$LAB_TMP/netns.err")"
+ip netns del lab-probe
 HA_BUILD=/lab sh "$LAB_INTEG/netbuf_plug.sh" >"$LAB_TMP/out" 2>&1
 rc=$?
 cat "$LAB_TMP/out"

@@ -89,6 +89,7 @@ grep -q 'Primary domain has been destroyed' "$LAB_TMP/remus.log" ||
 	lab_fail "xl remus ended (exit $rrc) without noticing the primary's destruction"
 wait_for 60 grep -q 'Remus Failover for domain' "$LAB_TMP/recv.log" ||
 	{ tail -n 10 "$LAB_TMP/recv.log"; lab_fail "the backup did not fail over within 60 s"; }
+echo "backup reports failover $(($(now_ms) - t0)) ms after the primary's destruction (primary's last count $before)"
 if ! wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -gt $before ]"; then
 	domu_crashed domu && lab_fail "the backup crashed after failover: $(domu_crash_kind domu)"
 	lab_fail "the backup does not count past $before (the primary's last count) within 90 s (state $(domu_state domu))"
