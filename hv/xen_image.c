@@ -21,6 +21,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,13 +206,13 @@ out:
 	return rc;
 }
 
-/* Runs `xl restore [CONFIG] FILE`; xl returns once the domain runs. */
-static int run_xl_restore(const char *file)
+/* Starts `xl restore [CONFIG] FILE`; xl exits once the domain runs. */
+static pid_t start_xl_restore(const char *file)
 {
 	const char *xl = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
 	const char *cfg = getenv("HA_XEN_CONFIG");
 	char *argv[5];
-	int argc = 0, status;
+	int argc = 0;
 	pid_t pid;
 
 	argv[argc++] = (char *)xl;
@@ -220,38 +222,94 @@ static int run_xl_restore(const char *file)
 	argv[argc++] = (char *)file;
 	argv[argc] = NULL;
 	pid = fork();
-	if (pid < 0)
-		return -errno;
 	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
 		execvp(xl, argv);
 		fprintf(stderr, "cannot run %s: %s\n", xl, strerror(errno));
 		_exit(127);
 	}
+	return pid < 0 ? -errno : pid;
+}
+
+static int wait_xl(pid_t pid, const char *file)
+{
+	int status;
+
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_error("`%s restore %s%s%s` failed (status 0x%x); its messages are above", xl,
-			  cfg ? cfg : "", cfg ? " " : "", file, status);
+		log_error("`xl restore %s` failed (status 0x%x); its messages are above", file,
+			  status);
 		return -EIO;
 	}
 	return 0;
 }
 
-int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
+/* Streams the image to xl through a FIFO, so writing and restoring
+ * overlap. -EAGAIN: xl never opened the FIFO or it failed (the caller
+ * falls back to a file). */
+static int restore_fifo(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
 {
-	const char *dir = getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
-	uint32_t config_len;
+	char path[512];
+	uint64_t t0 = clk_now_ns();
+	int fd = -1, rc;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/ha-receive-%s.%d.fifo", dir, im->info.name,
+		 (int)getpid());
+	unlink(path);
+	if (mkfifo(path, 0600) < 0) {
+		log_warn("cannot create the FIFO %s (%s): writing the image to a file first", path,
+			 strerror(errno));
+		return -EAGAIN;
+	}
+	pid = start_xl_restore(path);
+	if (pid < 0) {
+		unlink(path);
+		return (int)pid;
+	}
+	/* Wait for xl to open the FIFO, without hanging if it exits first. */
+	while (fd < 0) {
+		int status;
+
+		fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 || errno != ENXIO)
+			break;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			log_warn("xl restore exited (status 0x%x) before reading the image", status);
+			unlink(path);
+			return -EAGAIN;
+		}
+		clk_sleep_until_ns(clk_now_ns() + NSEC_PER_MSEC);
+	}
+	if (fd < 0) {
+		rc = -errno;
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		unlink(path);
+		log_warn("cannot open the FIFO %s: %s", path, strerror(-rc));
+		return -EAGAIN;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	rc = hv_xen_image_write(im, st, fd);
+	close(fd);
+	log_info("restore image streamed to xl: %zu pages in %llu ms", bitmap_count(&im->present),
+		 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	if (rc < 0)
+		log_warn("streaming the image to xl failed: %s", strerror(-rc));
+	rc = wait_xl(pid, path) < 0 || rc < 0 ? -EAGAIN : 0;
+	unlink(path);
+	return rc;
+}
+
+static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
+{
 	char path[512];
 	uint64_t t0 = clk_now_ns(), t1;
 	int fd, rc;
+	pid_t pid;
 
-	if (!find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len) && !getenv("HA_XEN_CONFIG")) {
-		log_error("the primary sent no libxl configuration for %s and HA_XEN_CONFIG is not "
-			  "set: give ha-receive HA_XEN_CONFIG=FILE (the domain's xl config)",
-			  im->info.name);
-		return -ENOENT;
-	}
 	snprintf(path, sizeof(path), "%s/ha-receive-%s-XXXXXX", dir, im->info.name);
 	fd = mkstemp(path);
 	if (fd < 0) {
@@ -270,15 +328,41 @@ int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
 	t1 = clk_now_ns();
 	log_info("restore image %s written: %zu pages in %llu ms; running xl restore", path,
 		 bitmap_count(&im->present), (unsigned long long)((t1 - t0) / NSEC_PER_MSEC));
-	rc = run_xl_restore(path);
+	pid = start_xl_restore(path);
+	rc = pid < 0 ? (int)pid : wait_xl(pid, path);
 	if (rc < 0) {
-		log_error("the image stays in %s for inspection (ha-stream cannot read its xl "
-			  "header; `xl restore` can)",
-			  path);
+		log_error("the image stays in %s for inspection (`xl restore` reads it)", path);
 		return rc;
 	}
 	log_info("xl restore: %s runs (%llu ms)", im->info.name,
 		 (unsigned long long)((clk_now_ns() - t1) / NSEC_PER_MSEC));
 	unlink(path);
 	return 0;
+}
+
+int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
+{
+	const char *dir = getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
+	uint32_t config_len;
+	uint64_t t0 = clk_now_ns();
+	int rc;
+
+	if (!find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len) && !getenv("HA_XEN_CONFIG")) {
+		log_error("the primary sent no libxl configuration for %s and HA_XEN_CONFIG is not "
+			  "set: give ha-receive HA_XEN_CONFIG=FILE (the domain's xl config)",
+			  im->info.name);
+		return -ENOENT;
+	}
+	if (!getenv("HA_XEN_RESTORE_FILE")) {
+		rc = restore_fifo(im, st, dir);
+		if (rc == 0) {
+			log_info("xl restore: %s runs (%llu ms, image streamed)", im->info.name,
+				 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+			return 0;
+		}
+		if (rc != -EAGAIN)
+			return rc;
+		log_warn("restoring through a FIFO failed; retrying from a file");
+	}
+	return restore_file(im, st, dir);
 }

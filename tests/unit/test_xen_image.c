@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint/stream.h"
@@ -163,6 +164,80 @@ static void test_image_needs_context(void **unused)
 	hv_xen_image_free(im);
 }
 
+/* The failover plumbing with a stand-in for `xl restore` that records
+ * what it reads (the real xl restores in the lab): the image reaches it
+ * whole through the FIFO; when it refuses the FIFO, through a file. */
+static void restore_with(const char *script, const char *dir, const char *want_kind)
+{
+	struct hv_xen_image *im = make_image();
+	struct hv_state st = {0};
+	char xl[600], out[600], kind[600], cmd[1400];
+	int fd = memfd_create("image", MFD_CLOEXEC);
+	off_t len;
+	uint8_t *want, *got;
+	FILE *f;
+
+	snprintf(xl, sizeof(xl), "%s/xl", dir);
+	snprintf(out, sizeof(out), "%s/restored", dir);
+	snprintf(kind, sizeof(kind), "%s/kind", dir);
+	f = fopen(xl, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", script);
+	fclose(f);
+	assert_int_equal(chmod(xl, 0755), 0);
+	setenv("HA_XEN_XL", xl, 1);
+	setenv("HA_XEN_SAVE_DIR", dir, 1);
+	make_state(&st, true);
+	assert_int_equal(hv_xen_image_restore(im, &st), 0);
+
+	assert_int_equal(hv_xen_image_write(im, &st, fd), 0);
+	len = lseek(fd, 0, SEEK_END);
+	want = malloc((size_t)len);
+	got = malloc((size_t)len + 1);
+	assert_int_equal(pread(fd, want, (size_t)len, 0), len);
+	f = fopen(out, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(got, 1, (size_t)len + 1, f), (size_t)len);
+	fclose(f);
+	assert_memory_equal(got, want, (size_t)len);
+	f = fopen(kind, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(cmd, sizeof(cmd), f));
+	fclose(f);
+	assert_string_equal(cmd, want_kind);
+	free(want);
+	free(got);
+	close(fd);
+	unlink(xl);
+	unlink(out);
+	unlink(kind);
+	unsetenv("HA_XEN_XL");
+	unsetenv("HA_XEN_SAVE_DIR");
+	hv_state_free(&st);
+	hv_xen_image_free(im);
+}
+
+static void test_restore_plumbing(void **unused)
+{
+	char dir[] = "/tmp/test_xen_image.XXXXXX", script[1200];
+
+	assert_non_null(mkdtemp(dir));
+	/* $1 = restore, $2 = the image; no config argument. */
+	snprintf(script, sizeof(script),
+		 "[ \"$1\" = restore ] && [ $# = 2 ] || exit 3\n"
+		 "if [ -p \"$2\" ]; then echo fifo >%s/kind; else echo file >%s/kind; fi\n"
+		 "cat \"$2\" >%s/restored",
+		 dir, dir, dir);
+	restore_with(script, dir, "fifo\n");
+	/* An xl that cannot read from a FIFO: the file route follows. */
+	snprintf(script, sizeof(script),
+		 "[ -p \"$2\" ] && exit 1\n"
+		 "echo file >%s/kind; cat \"$2\" >%s/restored",
+		 dir, dir);
+	restore_with(script, dir, "file\n");
+	assert_int_equal(rmdir(dir), 0); /* nothing left behind */
+}
+
 static void test_lookup_and_no_xen(void **unused)
 {
 	const char *name;
@@ -187,6 +262,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_image),
 		cmocka_unit_test(test_image_needs_context),
+		cmocka_unit_test(test_restore_plumbing),
 		cmocka_unit_test(test_lookup_and_no_xen),
 	};
 
