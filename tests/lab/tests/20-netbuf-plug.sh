@@ -19,10 +19,41 @@ cat "$LAB_TMP/out"
 oks=$(grep -c '^ok ' "$LAB_TMP/out")
 fails=$(grep -c '^FAIL' "$LAB_TMP/out")
 lab_figure "checks_ok=$oks" "checks_failed=$fails"
+# On failure, show what the backend installed and what the qdiscs counted,
+# on a plain veth pair: the evidence for whoever fixes it.
+diagnose() {
+	ip netns add labnb1 && ip netns add labnb2 || return
+	ip -n labnb1 link add v0 type veth peer name v1 netns labnb2
+	ip -n labnb1 addr add 10.89.0.1/24 dev v0
+	ip -n labnb2 addr add 10.89.0.2/24 dev v1
+	ip -n labnb1 link set v0 up
+	ip -n labnb2 link set v1 up
+	mkfifo "$LAB_TMP/ctl"
+	ip netns exec labnb1 "$LAB_BIN/ha-netbuf" hold --backend plug v0 <"$LAB_TMP/ctl" >"$LAB_TMP/hold.out" 2>&1 &
+	exec 5>"$LAB_TMP/ctl"
+	wait_for 10 grep -q 'ok setup' "$LAB_TMP/hold.out"
+	echo "--- diagnosis: ha-netbuf hold on v0 (labnb1), peer v1 (labnb2); before traffic"
+	cat "$LAB_TMP/hold.out"
+	ip netns exec labnb1 tc -s qdisc show
+	ip netns exec labnb1 tc -s filter show dev v0 ingress
+	echo "--- 3 pings labnb2 -> 10.89.0.1, no commit: all should be held"
+	ip netns exec labnb2 ping -c 3 -i 0.2 -W 1 10.89.0.1 | tail -n 2
+	ip netns exec labnb1 tc -s qdisc show
+	ip netns exec labnb1 tc -s filter show dev v0 ingress
+	exec 5>&-
+	sleep 2
+	echo "--- after teardown"
+	cat "$LAB_TMP/hold.out"
+	ip netns exec labnb1 tc qdisc show
+	ip netns pids labnb1 | xargs -r kill -9
+	ip netns del labnb1
+	ip netns del labnb2
+}
+
 case $rc in
 0) [ "$oks" -gt 0 ] || lab_fail "netbuf_plug.sh passed without running a check" ;;
 77) lab_fail "netbuf_plug.sh skipped where it must run: $(grep '^SKIP' "$LAB_TMP/out" | tail -n 1)" ;;
-*) lab_fail "netbuf_plug.sh: $fails check(s) failed, first: $(grep -m 1 '^FAIL' "$LAB_TMP/out")" ;;
+*) diagnose; lab_fail "netbuf_plug.sh: $fails check(s) failed, first: $(grep -m 1 '^FAIL' "$LAB_TMP/out")" ;;
 esac
 # Nothing of the test's is left in dom0.
 ip netns list | grep -q '^hanbp-' && lab_fail "network namespaces hanbp-* left behind"
