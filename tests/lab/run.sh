@@ -45,8 +45,8 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-initrd "$img/vmlinuz $dom0_args,$img/dom0.gz" &
 qpid=$!
 # Show the result lines as they come.
-tail -n +1 -s 1 -f --pid=$qpid "$log" 2>/dev/null | tr -d '\r' |
-	grep --line-buffered -a -E '^(LAB: |lab: )' &
+tail -n +1 -s 1 -f --pid=$qpid "$log" 2>/dev/null |
+	grep --line-buffered -a -E '^(LAB: |lab: )' | sed -u 's/\r$//' &
 tpid=$!
 wait $qpid
 qrc=$?
