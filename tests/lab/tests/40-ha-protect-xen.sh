@@ -129,10 +129,13 @@ if domu_crashed "$dom"; then
 	fail_with "the copy crashed ($(domu_crash_kind "$dom"))"
 fi
 activation=$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/receive.log" | head -n 1)
-restore=$(sed -n 's/.*xl restore: .* (\([0-9]*\) ms).*/\1/p' "$T/receive.log" | head -n 1)
-image=$(sed -n 's/.* written: .* in \([0-9]*\) ms.*/\1/p' "$T/receive.log" | head -n 1)
+# The image goes to xl restore through a FIFO (or, failing that, a file).
+image=$(sed -n -e 's/.*restore image streamed to xl: .* in \([0-9]*\) ms.*/\1/p' \
+	-e 's/.*restore image .* written: .* in \([0-9]*\) ms.*/\1/p' "$T/receive.log" | head -n 1)
+route=fifo
+grep -q 'image streamed' "$T/receive.log" || route=file
 lab_figure failover_ms=$((tc - tf)) failover_to_restored_ms=$((ta - tf)) \
-	activation_ms="${activation:-?}" image_write_ms="${image:-?}" xl_restore_ms="${restore:-?}"
+	activation_ms="${activation:-?}" image_ms="${image:-?}" restore_route="$route"
 echo "copy counting after failover: $(domu_count "$dom") (primary's last: $last)"
 grep -a -e 'suspend avg' -e 'pre-copy done' -e 'mapped domain' "$T/protect.log"
 grep -a -e 'FAILOVER' -e 'restore' "$T/receive.log"
