@@ -47,7 +47,10 @@
 
 /* Most pfns mapped by one xenforeignmemory_map call (64 MiB). */
 #define XEN_MAP_CHUNK 16384u
-#define XEN_SUSPEND_TIMEOUT_MS 10000u
+/* How long a guest may take to suspend before it counts as not
+ * suspendable (HA_XEN_SUSPEND_TIMEOUT_MS overrides: a guest under heavy
+ * emulation, as in the lab, can take seconds). */
+#define XEN_SUSPEND_TIMEOUT_MS 30000u
 
 /* The HVM parameters a restore needs (the set libxc's HVM save sends). */
 static const uint32_t hvm_params[] = {
@@ -115,6 +118,7 @@ struct hv_dom {
 	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
 	size_t config_len; /* with the NUL */
 	bool suspended;
+	unsigned suspend_timeout_ms;
 
 	/* Where a checkpoint's pause goes, summed over the session (logged
 	 * at close; per epoch at debug level). */
@@ -404,6 +408,13 @@ static int xen_open(const char *name, struct hv_dom **out)
 		return -ENOMEM;
 	d->suspend_port = -1;
 	d->dirty_hbuf.ubuf = (void *)-1;
+	d->suspend_timeout_ms = XEN_SUSPEND_TIMEOUT_MS;
+	if (getenv("HA_XEN_SUSPEND_TIMEOUT_MS")) {
+		unsigned long v = strtoul(getenv("HA_XEN_SUSPEND_TIMEOUT_MS"), NULL, 10);
+
+		if (v >= 100 && v <= 600000)
+			d->suspend_timeout_ms = (unsigned)v;
+	}
 	d->xch = xc_interface_open(NULL, NULL, 0);
 	d->fmem = xenforeignmemory_open(NULL, 0);
 	d->xsh = xs_open(0);
@@ -634,7 +645,7 @@ static int wait_suspended(struct hv_dom *d, uint64_t deadline)
 
 static int xen_pause(struct hv_dom *d)
 {
-	uint64_t deadline = clk_now_ns() + XEN_SUSPEND_TIMEOUT_MS * NSEC_PER_MSEC;
+	uint64_t t0 = clk_now_ns(), deadline = t0 + d->suspend_timeout_ms * NSEC_PER_MSEC;
 	char path[96];
 	const char *how;
 	xc_dominfo_t info;
@@ -667,8 +678,9 @@ static int xen_pause(struct hv_dom *d)
 	if (rc == -ETIMEDOUT) {
 		log_error("domain %u did not suspend within %u ms (asked through %s): it is not "
 			  "suspendable; its kernel needs Xen suspend support (Linux: "
-			  "CONFIG_XEN_PVHVM / PVH with xenbus)",
-			  d->domid, XEN_SUSPEND_TIMEOUT_MS, how);
+			  "CONFIG_XEN_PVHVM / PVH with xenbus); a slow guest can be given longer "
+			  "with HA_XEN_SUSPEND_TIMEOUT_MS",
+			  d->domid, d->suspend_timeout_ms, how);
 		if (d->suspend_port < 0 && d->pv_drivers) {
 			/* Withdraw the request the guest never took. */
 			char *v = xs_read(d->xsh, XBT_NULL, path, NULL);
@@ -677,9 +689,13 @@ static int xen_pause(struct hv_dom *d)
 				xs_write(d->xsh, XBT_NULL, path, "", 0);
 			free(v);
 		}
+		/* A guest that took the request and suspends late must not be
+		 * left suspended: give it a moment, and resume it if it did. */
+		if (wait_suspended(d, clk_now_ns() + 1000 * NSEC_PER_MSEC) == 0)
+			xc_domain_resume(d->xch, d->domid, 1);
 	}
 	if (rc == 0) {
-		uint64_t now = clk_now_ns(), t = now - (deadline - XEN_SUSPEND_TIMEOUT_MS * NSEC_PER_MSEC);
+		uint64_t now = clk_now_ns(), t = now - t0;
 
 		d->suspended = true;
 		d->t_pause = now;

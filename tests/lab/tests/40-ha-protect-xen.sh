@@ -14,6 +14,8 @@ set -u
 . "$LAB_LIB"
 
 dom=haxen
+# Under TCG on a busy host a suspend has been seen to take 7.6 s.
+export HA_XEN_SUSPEND_TIMEOUT_MS=60000
 port=7400
 T=$LAB_TMP
 interval=100
