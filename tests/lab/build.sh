@@ -123,8 +123,13 @@ for t in drbdadm drbdsetup drbdmeta; do
 		[ -e "$sys/$d/$t" ] && cp -a "$sys/$d/$t" "$root/usr/sbin/" && break
 	done
 done
-# drbd-utils keeps version-specific helpers under /usr/lib/drbd.
-[ -d "$sys/usr/lib/drbd" ] && cp -a "$sys/usr/lib/drbd" "$root/usr/lib/"
+# drbd-utils keeps the tools per kernel-module version (drbdsetup-84, which
+# the drbdsetup wrapper runs for DRBD 8.4) under /lib/drbd, scripts under
+# /usr/lib/drbd.
+mkdir -p "$root/usr/lib"
+for d in lib/drbd usr/lib/drbd; do
+	[ -d "$sys/$d" ] && cp -a "$sys/$d" "$root/$(dirname "$d")/"
+done
 cp -a "$sys/etc/xen" "$root/etc/"
 
 for t in $HOST_TOOLS; do

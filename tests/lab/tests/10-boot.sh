@@ -1,6 +1,6 @@
 #!/bin/bash
 # The toolstack is up and a PVH domU boots and counts on its console.
-# lab-timeout: 240
+# lab-timeout: 480
 . "$LAB_LIB"
 
 xl list >"$LAB_TMP/xl-list" 2>&1 || lab_fail "xl list failed: $(tail -n 1 "$LAB_TMP/xl-list")"
@@ -9,12 +9,12 @@ xl info | grep -q 'hvm' || lab_fail "Xen reports no HVM capability: PVH guests c
 
 t0=$(now_ms)
 domu_create domu >"$LAB_TMP/create.log" 2>&1 || lab_fail "xl create failed: $(tail -n 2 "$LAB_TMP/create.log" | tr '\n' ' ')"
-if ! wait_for 120 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -ge 0 ]"; then
+if ! wait_for 300 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -ge 0 ]"; then
 	tail -n 20 "$(domu_logs domu | head -n 1)" 2>/dev/null
 	xl list
 	xl dmesg | tail -n 5
 	domu_crashed domu && lab_fail "domU crashed while booting: $(domu_crash_kind domu) (state $(domu_state domu))"
-	lab_fail "domU did not start counting within 120 s (state $(domu_state domu))"
+	lab_fail "domU did not start counting within 300 s (state $(domu_state domu))"
 fi
 t1=$(now_ms)
 rate=$(domu_rate domu 5)

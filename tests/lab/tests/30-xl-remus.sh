@@ -4,7 +4,7 @@
 # checkpoint and the guest's counting speed, then destroy the primary: the
 # backup must take over and keep counting past where the primary stopped.
 # Figures go to $LAB_OUT/xl-remus.figures (docs/lab.md).
-# lab-timeout: 540
+# lab-timeout: 720
 . "$LAB_LIB"
 
 interval=${LAB_REMUS_INTERVAL:-100}
@@ -20,9 +20,9 @@ trap cleanup EXIT
 
 domu_create domu >"$LAB_TMP/create.log" 2>&1 ||
 	lab_fail "xl create failed: $(tail -n 2 "$LAB_TMP/create.log" | tr '\n' ' ')"
-if ! wait_for 150 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -ge 0 ]"; then
+if ! wait_for 300 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -ge 0 ]"; then
 	domu_crashed domu && lab_fail "domU crashed while booting: $(domu_crash_kind domu)"
-	lab_fail "domU did not start counting within 150 s"
+	lab_fail "domU did not start counting within 300 s"
 fi
 # The unprotected speed: over at least 10 s and 20 counts (at most 90 s),
 # so a loaded host gives a slow rate rather than a zero.
