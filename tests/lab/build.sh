@@ -105,6 +105,7 @@ root=$work/dom0
 # --- dom0 tree --------------------------------------------------------
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,run,tmp,root,var/log/xen/console,var/lib/xen,var/lib/xenstored,lab/bin,lab/tests,lab/integration,lab/domu}
 ln -s ../run "$root/var/run"
+ln -s ../run/lock "$root/var/lock"
 
 xb=usr/lib/xen-4.17/bin
 mkdir -p "$root/$xb"
