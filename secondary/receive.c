@@ -517,14 +517,15 @@ static void refuse_busy(int fd, const char *domain)
 	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
 	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
 	send_error(l, EBUSY, msg);
-	/* Read what the primary sends until it hangs up (at most 2 s):
-	 * closing with its data unread would reset the connection, and the
-	 * primary could fail a write before it reads the refusal. */
-	for (uint64_t end = clk_now_ns() + 2000 * NSEC_PER_MSEC; clk_now_ns() < end;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		char sink[65536];
+	/* Hang up only after the primary did (at most 1 s): closing with its
+	 * data unread resets the connection, and the primary could fail a
+	 * write before it reads the refusal. Its data is not read, so it
+	 * stalls instead of being pumped through. */
+	shutdown(fd, SHUT_WR);
+	for (uint64_t end = clk_now_ns() + 1000 * NSEC_PER_MSEC; clk_now_ns() < end;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
 
-		if (poll(&pfd, 1, 100) > 0 && read(fd, sink, sizeof(sink)) <= 0)
+		if (poll(&pfd, 1, 50) > 0)
 			break;
 	}
 	fo_link_free(l);
