@@ -5,6 +5,7 @@
 #   make check SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench        run the benchmarks (figures as ratios vs in-run baselines)
 #   make fuzz         build the libFuzzer harnesses (clang) and run each briefly
+#   make lab-check    boot Xen + a Debian dom0 under QEMU (TCG) and run tests/lab/
 #   make install      install binaries under $(PREFIX)/bin
 #   V=1               show the commands
 #
@@ -120,6 +121,12 @@ UNIT_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS))
 check: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS)
 	$(Q)tests/run.sh $(B) $(UNIT_BINS) $(INTEG_TESTS)
+
+# The Xen lab: Xen 4.17 and a Debian dom0 built from Debian packages, booted
+# under QEMU (TCG); runs tests/lab/tests/ in dom0 (docs/lab.md).
+.PHONY: lab-check
+lab-check: deps all
+	$(Q)tests/lab/run.sh $(B)
 
 .PHONY: bench
 bench: deps

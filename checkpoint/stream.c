@@ -53,6 +53,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_DISK_WRITE, "HA_DISK_WRITE", 24, CKPT_REC_LENGTH_MAX},
 	{CKPT_REC_HA_DISK_BARRIER, "HA_DISK_BARRIER", 24, 24},
 	{CKPT_REC_HA_DISK_CONFIG, "HA_DISK_CONFIG", 48, 48},
+	{CKPT_REC_HA_XEN_CONFIG, "HA_XEN_CONFIG", 1, 1u << 20},
 	{CKPT_REC_HA_ACK, "HA_ACK", 16, 16},
 	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
@@ -675,6 +676,10 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 		r->trailers_required = r->info.config.flags & CKPT_CFG_TRAILERS;
 		return 0;
 	}
+	case CKPT_REC_HA_XEN_CONFIG:
+		if (b[rec->length - 1] != '\0')
+			return fail(r, -EBADMSG, rec, "configuration text not NUL-terminated");
+		return 0;
 	case CKPT_REC_HA_VMM_STATE:
 		if (((const struct ckpt_ha_vmm_state_hdr *)b)->reserved)
 			return fail(r, -EBADMSG, rec, "reserved field set");

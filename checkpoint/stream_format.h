@@ -82,6 +82,7 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_DISK_WRITE 0x48410005u
 #define CKPT_REC_HA_DISK_BARRIER 0x48410006u
 #define CKPT_REC_HA_DISK_CONFIG 0x48410007u
+#define CKPT_REC_HA_XEN_CONFIG 0xC8410008u /* libxl's JSON configuration of a Xen domain */
 #define CKPT_REC_HA_ACK 0x48410010u
 #define CKPT_REC_HA_HEARTBEAT 0xC8410011u
 #define CKPT_REC_HA_ERROR 0x48410012u

@@ -5,9 +5,12 @@
 #include <string.h>
 
 extern const struct hv_ops hv_kvm_ops;
+extern const struct hv_ops hv_xen_ops;
 
+/* The first is the default for names without a prefix. */
 static const struct hv_ops *const backends[] = {
 	&hv_kvm_ops,
+	&hv_xen_ops,
 };
 
 const struct hv_ops *hv_lookup(const char *spec, const char **name)

@@ -17,7 +17,9 @@ struct hv_dom;
 
 struct hv_info {
 	char name[64];
-	uint64_t nr_pages;    /* guest memory in 4 KiB pages (pfns 0..nr_pages-1) */
+	/* The guest-physical map in 4 KiB pages (pfns 0..nr_pages-1); on Xen
+	 * it may have holes (page() returns NULL there). */
+	uint64_t nr_pages;
 	uint32_t vcpus;
 	uint8_t mac[6];       /* the guest NIC's MAC, zero if none */
 	char iface[16];       /* host interface carrying its traffic ("" if none) */
@@ -48,7 +50,7 @@ void hv_state_free(struct hv_state *st);
 int hv_state_copy(struct hv_state *dst, const struct hv_state *src);
 
 struct hv_ops {
-	const char *prefix; /* "kvm" */
+	const char *prefix; /* "kvm", "xen" */
 
 	/* ---- primary side ---- */
 	int (*open)(const char *name, struct hv_dom **out);
@@ -65,8 +67,14 @@ struct hv_ops {
 	int (*resume)(struct hv_dom *d);
 	/* State of a paused domain, as records (HA_VMM_STATE for ha-vm). */
 	int (*save_state)(struct hv_dom *d, struct hv_state *st);
+	/* Records sent once at the start of the stream, after the domain
+	 * configuration and before any page (Xen: STATIC_DATA_END, which a v3
+	 * stream must carry before its first PAGE_DATA). May be NULL. */
+	int (*stream_start)(struct hv_dom *d, struct hv_state *st);
 	/* The guest's page pfn, mapped for reading (primary) or writing
-	 * (incoming domain). Valid until close. NULL if pfn is out of range. */
+	 * (incoming domain). Valid until close. NULL if pfn is out of range
+	 * or is a hole in the guest's physical map (Xen: no page there); the
+	 * core skips such pfns. */
 	uint8_t *(*page)(struct hv_dom *d, uint64_t pfn);
 
 	/* ---- secondary side ---- */
@@ -80,7 +88,7 @@ struct hv_ops {
 };
 
 /* The backend for "prefix:name", with *name pointing after the prefix.
- * A name without a prefix uses the default backend (kvm here). NULL if the
+ * A name without a prefix uses the default backend (kvm). NULL if the
  * prefix is unknown. */
 const struct hv_ops *hv_lookup(const char *spec, const char **name);
 

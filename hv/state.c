@@ -22,7 +22,8 @@ int hv_state_add(struct hv_state *st, uint32_t type, const void *body, size_t le
 		st->buf = p;
 		st->cap = cap;
 	}
-	memcpy(st->buf + st->len, body, len);
+	if (len)
+		memcpy(st->buf + st->len, body, len);
 	st->recs[st->nrecs].type = type;
 	st->recs[st->nrecs].len = (uint32_t)len;
 	st->recs[st->nrecs].off = st->len;

@@ -19,8 +19,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ha-protect [options] DOMAIN PEER\n"
-		"Protects DOMAIN (kvm:NAME, an ha-vm instance) by checkpointing it to the\n"
-		"secondary ha-receive listening at PEER (host:port).\n"
+		"Protects DOMAIN (kvm:NAME, an ha-vm instance; xen:NAME or xen:DOMID, a PVH or\n"
+		"HVM domain of this Xen host) by checkpointing it to the secondary ha-receive\n"
+		"listening at PEER (host:port).\n"
 		"\n"
 		"  -i, --interval MS     epoch period (default 100)\n"
 		"  -i, --interval auto   adjust the period to the load so that checkpointing\n"
@@ -308,7 +309,7 @@ int main(int argc, char **argv)
 	cfg.peer = cfg.blackhole ? NULL : argv[optind + 1];
 	ops = hv_lookup(cfg.domain, &name);
 	if (!ops) {
-		fprintf(stderr, "ha-protect: unknown domain kind in '%s' (use kvm:NAME)\n",
+		fprintf(stderr, "ha-protect: unknown domain kind in '%s' (use kvm:NAME or xen:NAME)\n",
 			cfg.domain);
 		return 2;
 	}

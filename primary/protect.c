@@ -289,22 +289,31 @@ static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
 {
 	struct slot *bounce = &p->slots[0];
 
-	for (uint32_t off = 0; off < n; off += BATCH) {
-		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
+	uint64_t *batch = bounce->pfns;
+
+	for (uint32_t off = 0; off < n;) {
+		uint32_t cnt = 0;
 		int rc;
 
-		for (uint32_t i = 0; i < cnt; i++) {
-			const uint8_t *src = p->ops->page(p->dom, pfns[off + i]);
+		/* Holes in the guest's physical map (page() is NULL) are skipped. */
+		for (; off < n && cnt < BATCH; off++) {
+			const uint8_t *src = p->ops->page(p->dom, pfns[off]);
 
+			if (!src)
+				continue;
+			batch[cnt] = pfns[off];
 			if (p->cfg->compress) {
-				bounce->ptrs[i] = src;
+				bounce->ptrs[cnt] = src;
 			} else {
-				memcpy(bounce->pages + (size_t)i * CKPT_PAGE_SIZE, src,
+				memcpy(bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE, src,
 				       CKPT_PAGE_SIZE);
-				bounce->ptrs[i] = bounce->pages + (size_t)i * CKPT_PAGE_SIZE;
+				bounce->ptrs[cnt] = bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE;
 			}
+			cnt++;
 		}
-		rc = send_pages(p, pfns + off, bounce->ptrs, cnt);
+		if (!cnt)
+			break;
+		rc = send_pages(p, batch, bounce->ptrs, cnt);
 		if (rc < 0)
 			return rc;
 	}
@@ -320,9 +329,21 @@ static int send_config(struct prot *p)
 	};
 	struct iovec iov = {&c, sizeof(c)};
 
+	struct hv_state st = {0};
+	int rc;
+
 	snprintf(c.name, sizeof(c.name), "%s", p->info.name);
 	memcpy(c.mac, p->info.mac, 6);
-	return fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+	rc = fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+	if (rc == 0 && p->ops->stream_start)
+		rc = p->ops->stream_start(p->dom, &st);
+	for (uint32_t i = 0; rc == 0 && i < st.nrecs; i++) {
+		struct iovec r = {st.buf + st.recs[i].off, st.recs[i].len};
+
+		rc = fo_link_record(p->link, st.recs[i].type, &r, 1);
+	}
+	hv_state_free(&st);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -545,8 +566,11 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 		goto fail_resume;
 	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
 	     b = bitmap_next_set(&p->dirty, b + 1)) {
-		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, p->ops->page(p->dom, b),
-		       CKPT_PAGE_SIZE);
+		const uint8_t *src = p->ops->page(p->dom, b);
+
+		if (!src) /* a hole in the guest's physical map */
+			continue;
+		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, src, CKPT_PAGE_SIZE);
 		s->pfns[n] = b;
 		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
 		n++;
@@ -1061,6 +1085,10 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)(s.pause_ns_last / 1000),
 			(unsigned long long)(s.epochs ? s.pause_ns_sum / s.epochs / 1000 : 0),
 			(unsigned long long)(s.pause_ns_max / 1000));
+		fprintf(out, "pause_us_pct: p50 %llu p99 %llu (%llu epochs)\n",
+			(unsigned long long)hist_quantile(&s.pause_us, 0.5),
+			(unsigned long long)hist_quantile(&s.pause_us, 0.99),
+			(unsigned long long)s.epochs);
 		fprintf(out, "pages_per_epoch: %llu\nbytes_per_epoch: %llu\nwire_ratio: %.3f\n",
 			(unsigned long long)(s.epochs ? s.pages_sum / s.epochs : 0),
 			(unsigned long long)(s.epochs ? s.wire_sum / s.epochs : 0),
@@ -1262,6 +1290,13 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		rc = session(p, first);
 		if (stop_flag)
 			break;
+		if (rc == -ESRCH) {
+			/* The domain itself is gone (destroyed or crashed): nothing is
+			 * left to protect, and the secondary, which saw the stream
+			 * break without END, takes over. */
+			log_error("the protected domain is gone; stopping");
+			break;
+		}
 		if (first && p->stats.epochs == 0 && rc < 0 && rc != -ECANCELED &&
 		    p->stats.degradations == 0) {
 			/* Nothing ever worked: a configuration problem, say so and stop. */
@@ -1281,7 +1316,13 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
 	rc = 0;
-	log_info("stopped after %llu epochs", (unsigned long long)p->stats.epochs);
+	log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu pages per "
+		 "epoch",
+		 (unsigned long long)p->stats.epochs,
+		 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.5),
+		 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.99),
+		 (unsigned long long)(p->stats.pause_ns_max / 1000),
+		 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs : 0));
 	if (p->lease_lost || p->superseded)
 		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
 			 "secondary did not activate its copy",

@@ -20,7 +20,8 @@ static void usage(FILE *f)
 		"checkpoint, and resumes the domain here when the primary is lost.\n"
 		"\n"
 		"  -l, --listen ADDR        address to accept the primary on (required)\n"
-		"      --backend KIND       hypervisor backend for the incoming domain (kvm)\n"
+		"      --backend KIND       hypervisor backend for the incoming domain: kvm\n"
+		"                           (default) or xen\n"
 		"      --timeout MS         down timer for the primary (default 500)\n"
 		"      --max-checkpoint MB  memory bound of one buffered checkpoint (1024)\n"
 		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock)\n"
@@ -44,7 +45,11 @@ static void usage(FILE *f)
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"Backend options for the incoming domain come from the environment of the\n"
-		"backend (kvm: HA_VM_ARGS, e.g. \"--tap tap0\", passed to ha-vm).\n");
+		"backend (kvm: HA_VM_ARGS, e.g. \"--tap tap0\", passed to ha-vm; xen:\n"
+		"HA_XEN_SAVE_DIR for the restore image (default /tmp), HA_XEN_CONFIG=FILE, an\n"
+		"xl config when the primary sends none, HA_XEN_XL for the xl binary,\n"
+		"HA_XEN_RESTORE_FILE=1 to write the image to a file before xl restore\n"
+		"instead of streaming it).\n");
 }
 
 static void on_signal(int sig)

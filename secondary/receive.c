@@ -473,6 +473,8 @@ static int session(struct rx *x, int fd, const char *peer)
 		.nr_pages = info->config.nr_pages,
 		.vcpus = info->config.vcpus,
 		.domain_type = info->domain_type,
+		.xen_major = info->xen_major,
+		.xen_minor = info->xen_minor,
 	};
 	snprintf(hi.name, sizeof(hi.name), "%s", info->config.name);
 	memcpy(hi.mac, info->config.mac, 6);
@@ -652,6 +654,17 @@ static void refuse_busy(int fd, const char *domain, struct fo_tls *x_tls)
 	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
 	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
 	send_error(l, EBUSY, msg);
+	/* Hang up only after the primary did (at most 1 s): closing with its
+	 * data unread resets the connection, and the primary could fail a
+	 * write before it reads the refusal. Its data is not read, so it
+	 * stalls instead of being pumped through. */
+	shutdown(fd, SHUT_WR);
+	for (uint64_t end = clk_now_ns() + 1000 * NSEC_PER_MSEC; clk_now_ns() < end;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+
+		if (poll(&pfd, 1, 50) > 0)
+			break;
+	}
 	fo_link_free(l);
 }
 

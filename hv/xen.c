@@ -1,0 +1,872 @@
+/* The xen backend, primary side: a domain is "xen:NAME" or "xen:DOMID" on
+ * the Xen host this runs on (dom0).
+ *
+ *   log-dirty      xc_shadow_control(ENABLE_LOGDIRTY), harvest with
+ *                  xc_logdirty_control(CLEAN) into a hypercall buffer
+ *   pause          suspend: the guest's suspend event channel when it
+ *                  advertises one, else control/shutdown = "suspend" in
+ *                  xenstore (HVM without PV drivers: SCHEDOP-style
+ *                  xc_domain_shutdown); done when Xen reports the domain
+ *                  shut down for suspend (@releaseDomain watch)
+ *   state          X86_TSC_INFO, HVM_CONTEXT, HVM_PARAMS (the records libxc
+ *                  writes at the end of an HVM checkpoint) and the domain's
+ *                  libxl configuration (HA_XEN_CONFIG) for the secondary
+ *   resume         xc_domain_resume(fast): the guest's suspend hypercall
+ *                  returns "cancelled" and it runs on without reconnecting
+ *   pages          the present pages (Xen's page types tell holes apart)
+ *                  are mapped once, in runs, with xenforeignmemory_map
+ *
+ * PVH and HVM only: PV domains are refused, saying why (log-dirty for PV
+ * needs shadow paging, which Xen built without CONFIG_SHADOW_PAGING lacks;
+ * and PV page-table normalisation is not implemented here).
+ */
+#include "hv/xen.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Xen's public headers need GNU C (anonymous unions, aligned attributes)
+ * and refuse strict ISO mode; the rest of the tree stays -std=c11. */
+#undef __STRICT_ANSI__
+#include <xenctrl.h>
+#include <xenevtchn.h>
+#include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xenstore.h>
+#include <xen/hvm/params.h>
+
+#include "checkpoint/stream_format.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+/* Most pfns mapped by one xenforeignmemory_map call (64 MiB). */
+#define XEN_MAP_CHUNK 16384u
+/* How long a guest may take to suspend before it counts as not
+ * suspendable (HA_XEN_SUSPEND_TIMEOUT_MS overrides: a guest under heavy
+ * emulation, as in the lab, can take seconds). */
+#define XEN_SUSPEND_TIMEOUT_MS 30000u
+
+/* The HVM parameters a restore needs (the set libxc's HVM save sends). */
+static const uint32_t hvm_params[] = {
+	HVM_PARAM_STORE_PFN,
+	HVM_PARAM_IOREQ_PFN,
+	HVM_PARAM_BUFIOREQ_PFN,
+	HVM_PARAM_PAGING_RING_PFN,
+	HVM_PARAM_MONITOR_RING_PFN,
+	HVM_PARAM_SHARING_RING_PFN,
+	HVM_PARAM_VM86_TSS_SIZED,
+	HVM_PARAM_CONSOLE_PFN,
+	HVM_PARAM_ACPI_IOPORTS_LOCATION,
+	HVM_PARAM_VIRIDIAN,
+	HVM_PARAM_IDENT_PT,
+	HVM_PARAM_VM_GENERATION_ID_ADDR,
+	HVM_PARAM_IOREQ_SERVER_PFN,
+	HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+	HVM_PARAM_X87_FIP_WIDTH,
+	HVM_PARAM_MCA_CAP,
+};
+#define NR_HVM_PARAMS (sizeof(hvm_params) / sizeof(hvm_params[0]))
+
+/* One xenforeignmemory mapping: a run of present pfns. */
+struct mapping {
+	uint8_t *addr;
+	uint32_t n;
+};
+
+/* libxenctrl 4.17 exports this (VERS_4.17.0) without declaring it in its
+ * public header; libxc's own save uses it. It replaces each of num (at
+ * most 1024) pfns in arr by its XEN_DOMCTL_PFINFO_* type. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
+
+struct hv_dom {
+	/* Secondary: the committed image; everything below is unused. */
+	struct hv_xen_image *img;
+
+	xc_interface *xch;
+	xenforeignmemory_handle *fmem;
+	struct xs_handle *xsh;
+	xenevtchn_handle *xce;
+	int suspend_port; /* local port bound to the guest's suspend channel, -1 */
+
+	uint32_t domid;
+	char name[64];
+	bool pv_drivers; /* HVM: the guest registered a callback (PV drivers) */
+	uint32_t vcpus;
+	uint32_t xen_major, xen_minor;
+	uint8_t mac[6];
+	char iface[16];
+	uint64_t nr_pfns;
+	uint64_t populated;
+
+	uint8_t **pages;   /* per pfn: its mapping, NULL for a hole */
+	struct mapping *maps;
+	size_t nmaps;
+
+	bool logdirty;
+	xc_hypercall_buffer_t dirty_hbuf;
+	void *dirty_buf;
+	int dirty_buf_pages;
+
+	uint8_t *hvm_ctx;
+	size_t hvm_ctx_cap;
+	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
+	size_t config_len; /* with the NUL */
+	bool suspended;
+	unsigned suspend_timeout_ms;
+
+	/* Where a checkpoint's pause goes, summed over the session (logged
+	 * at close; per epoch at debug level). */
+	struct {
+		uint64_t n, suspend_ns, suspend_max_ns, harvest_ns, state_ns, resume_ns;
+	} t;
+	uint64_t t_pause;
+};
+
+#define MS(ns) ((double)(ns) / 1e6)
+
+static const char *const privcmd_paths[] = {"/dev/xen/privcmd", "/proc/xen/privcmd"};
+
+bool hv_xen_present(const char *action)
+{
+	for (size_t i = 0; i < sizeof(privcmd_paths) / sizeof(privcmd_paths[0]); i++)
+		if (access(privcmd_paths[i], R_OK | W_OK) == 0)
+			return true;
+	log_error("%s: no Xen hypervisor here (/proc/xen / privcmd missing): run this in dom0 "
+		  "of a Xen host, with xenfs mounted on /proc/xen and the xen-privcmd module "
+		  "loaded",
+		  action);
+	return false;
+}
+
+static int getinfo(struct hv_dom *d, xc_dominfo_t *info)
+{
+	if (xc_domain_getinfo(d->xch, d->domid, 1, info) != 1 || info->domid != d->domid)
+		return -ESRCH;
+	return 0;
+}
+
+/* "NAME" or "DOMID" -> domid, through xenstore like the toolstack does. */
+static int resolve(struct hv_dom *d, const char *name)
+{
+	char *end, path[64], **ids;
+	unsigned long v = strtoul(name, &end, 10);
+	unsigned int n = 0;
+	int rc = -ENOENT;
+
+	if (*name && !*end && v < DOMID_FIRST_RESERVED) {
+		d->domid = (uint32_t)v;
+		return 0;
+	}
+	ids = xs_directory(d->xsh, XBT_NULL, "/local/domain", &n);
+	for (unsigned int i = 0; ids && i < n && rc < 0; i++) {
+		unsigned int len;
+		char *nm;
+
+		snprintf(path, sizeof(path), "/local/domain/%s/name", ids[i]);
+		nm = xs_read(d->xsh, XBT_NULL, path, &len);
+		if (nm && !strcmp(nm, name)) {
+			d->domid = (uint32_t)strtoul(ids[i], NULL, 10);
+			rc = 0;
+		}
+		free(nm);
+	}
+	free(ids);
+	return rc;
+}
+
+static char *xs_readf(struct hv_dom *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *xs_readf(struct hv_dom *d, const char *fmt, ...)
+{
+	char path[256];
+	unsigned int len;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return xs_read(d->xsh, XBT_NULL, path, &len);
+}
+
+/* libxl keeps each domain's configuration as JSON under /var/lib/xen;
+ * the secondary restores the domain with it (as `xl save` does). */
+static void read_config(struct hv_dom *d, const xc_dominfo_t *info)
+{
+	const uint8_t *u = info->handle;
+	char path[160];
+	FILE *f;
+	long len;
+
+	snprintf(path, sizeof(path),
+		 "/var/lib/xen/userdata-d.%u.%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x.libxl-json",
+		 d->domid, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+		 u[11], u[12], u[13], u[14], u[15]);
+	f = fopen(path, "re");
+	if (!f) {
+		log_warn("no libxl configuration for domain %u (%s: %s): the secondary will "
+			 "need HA_XEN_CONFIG=FILE (an xl config) to restore it",
+			 d->domid, path, strerror(errno));
+		return;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && len < (1l << 20) &&
+	    fseek(f, 0, SEEK_SET) == 0) {
+		d->config = malloc((size_t)len + 1);
+		if (d->config && fread(d->config, 1, (size_t)len, f) == (size_t)len) {
+			d->config[len] = '\0';
+			d->config_len = (size_t)len + 1;
+		} else {
+			free(d->config);
+			d->config = NULL;
+		}
+	}
+	fclose(f);
+	if (!d->config)
+		log_warn("cannot read the libxl configuration %s", path);
+}
+
+static int map_run(struct hv_dom *d, xen_pfn_t *pfns, int *err, uint64_t first, uint32_t n)
+{
+	struct mapping *m;
+	void *addr;
+
+	for (uint32_t i = 0; i < n; i++)
+		pfns[i] = first + i;
+	addr = xenforeignmemory_map(d->fmem, d->domid, PROT_READ, n, pfns, err);
+	if (!addr) {
+		int e = errno;
+
+		log_error("cannot map the memory of domain %u (pfns %llu..%llu): %s; ha-protect "
+			  "must run in dom0 as root, and the domain must not be dying",
+			  d->domid, (unsigned long long)first, (unsigned long long)(first + n - 1),
+			  strerror(e));
+		return -e;
+	}
+	m = realloc(d->maps, (d->nmaps + 1) * sizeof(*d->maps));
+	if (!m) {
+		xenforeignmemory_unmap(d->fmem, addr, n);
+		return -ENOMEM;
+	}
+	d->maps = m;
+	d->maps[d->nmaps++] = (struct mapping){addr, n};
+	for (uint32_t i = 0; i < n; i++) {
+		if (err[i]) /* became a hole between the type query and now */
+			continue;
+		d->pages[first + i] = (uint8_t *)addr + (size_t)i * CKPT_PAGE_SIZE;
+		d->populated++;
+	}
+	return 0;
+}
+
+/* Maps the guest's present pages once, for the whole session: Xen reports
+ * each pfn's type (1024 per call, as libxc's save asks), and every run of
+ * present pfns is mapped in one call. Holes (XTAB: nothing there or a
+ * special page; BROKEN; XALLOC) stay unmapped. */
+static int map_memory(struct hv_dom *d)
+{
+	xen_pfn_t *pfns = malloc(XEN_MAP_CHUNK * sizeof(*pfns));
+	int *err = malloc(XEN_MAP_CHUNK * sizeof(*err));
+	uint64_t t0 = clk_now_ns(), run = 0;
+	uint32_t nrun = 0;
+	int rc = 0;
+
+	d->pages = calloc(d->nr_pfns, sizeof(*d->pages));
+	if (!pfns || !err || !d->pages) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t base = 0; base < d->nr_pfns && rc == 0; base += 1024) {
+		xen_pfn_t types[1024];
+		uint32_t n = d->nr_pfns - base < 1024 ? (uint32_t)(d->nr_pfns - base) : 1024;
+
+		for (uint32_t i = 0; i < n; i++)
+			types[i] = base + i;
+		if (xc_get_pfn_type_batch(d->xch, d->domid, n, types) < 0) {
+			rc = -errno;
+			log_error("Xen refused the page types of domain %u (pfns %llu..): %s",
+				  d->domid, (unsigned long long)base, strerror(errno));
+			break;
+		}
+		for (uint32_t i = 0; i < n && rc == 0; i++) {
+			uint32_t t = (uint32_t)types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+			bool present = t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN &&
+				       t != XEN_DOMCTL_PFINFO_XALLOC;
+
+			if (present && nrun == 0)
+				run = base + i;
+			if (present)
+				nrun++;
+			if (nrun && (!present || nrun == XEN_MAP_CHUNK)) {
+				rc = map_run(d, pfns, err, run, nrun);
+				nrun = 0;
+			}
+		}
+	}
+	if (rc == 0 && nrun)
+		rc = map_run(d, pfns, err, run, nrun);
+	if (rc == 0)
+		log_info("mapped domain %u: %llu pages present in a map of %llu pfns, %zu runs "
+			 "(%llu ms)",
+			 d->domid, (unsigned long long)d->populated, (unsigned long long)d->nr_pfns,
+			 d->nmaps, (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+out:
+	free(pfns);
+	free(err);
+	return rc;
+}
+
+/* The guest's suspend event channel, if it advertises one. */
+static void bind_suspend_channel(struct hv_dom *d)
+{
+	char *port = xs_readf(d, "/local/domain/%u/device/suspend/event-channel", d->domid);
+	xenevtchn_port_or_error_t local;
+
+	d->suspend_port = -1;
+	if (!port || !*port) {
+		free(port);
+		return;
+	}
+	d->xce = xenevtchn_open(NULL, 0);
+	if (!d->xce) {
+		log_warn("cannot open the event channel device (%s): suspending through xenstore",
+			 strerror(errno));
+		free(port);
+		return;
+	}
+	local = xenevtchn_bind_interdomain(d->xce, d->domid, (uint32_t)strtoul(port, NULL, 10));
+	if (local < 0 || xc_domain_subscribe_for_suspend(d->xch, d->domid, (evtchn_port_t)local)) {
+		log_warn("cannot bind the guest's suspend event channel %s (%s): suspending "
+			 "through xenstore",
+			 port, strerror(errno));
+		if (local >= 0)
+			xenevtchn_unbind(d->xce, (evtchn_port_t)local);
+	} else {
+		d->suspend_port = local;
+		log_info("the guest advertises suspend event channel %s", port);
+	}
+	free(port);
+}
+
+static void xen_close(struct hv_dom *d)
+{
+	if (!d)
+		return;
+	if (d->img) {
+		hv_xen_image_free(d->img);
+		free(d);
+		return;
+	}
+	if (d->t.n)
+		log_info("domain %u, %llu checkpoints: suspend avg %.1f ms (max %.1f), "
+			 "dirty harvest avg %.1f ms, state capture avg %.1f ms, resume avg %.1f ms",
+			 d->domid, (unsigned long long)d->t.n, MS(d->t.suspend_ns / d->t.n),
+			 MS(d->t.suspend_max_ns), MS(d->t.harvest_ns / d->t.n),
+			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n));
+	for (size_t i = 0; i < d->nmaps; i++)
+		xenforeignmemory_unmap(d->fmem, d->maps[i].addr, d->maps[i].n);
+	free(d->maps);
+	free(d->pages);
+	if (d->logdirty)
+		xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
+	if (d->dirty_buf)
+		xc__hypercall_buffer_free_pages(d->xch, &d->dirty_hbuf, d->dirty_buf_pages);
+	if (d->xce) {
+		if (d->suspend_port >= 0)
+			xenevtchn_unbind(d->xce, (evtchn_port_t)d->suspend_port);
+		xenevtchn_close(d->xce);
+	}
+	if (d->xsh)
+		xs_close(d->xsh);
+	if (d->fmem)
+		xenforeignmemory_close(d->fmem);
+	if (d->xch)
+		xc_interface_close(d->xch);
+	free(d->hvm_ctx);
+	free(d->config);
+	free(d);
+}
+
+static int xen_open(const char *name, struct hv_dom **out)
+{
+	struct hv_dom *d;
+	xc_dominfo_t info;
+	xc_physinfo_t phys = {0};
+	xen_pfn_t nr = 0;
+	uint64_t cb = 0;
+	char *s;
+	int ver, rc;
+
+	if (!hv_xen_present("cannot protect a Xen domain"))
+		return -ENODEV;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->suspend_port = -1;
+	d->dirty_hbuf.ubuf = (void *)-1;
+	d->suspend_timeout_ms = XEN_SUSPEND_TIMEOUT_MS;
+	if (getenv("HA_XEN_SUSPEND_TIMEOUT_MS")) {
+		unsigned long v = strtoul(getenv("HA_XEN_SUSPEND_TIMEOUT_MS"), NULL, 10);
+
+		if (v >= 100 && v <= 600000)
+			d->suspend_timeout_ms = (unsigned)v;
+	}
+	d->xch = xc_interface_open(NULL, NULL, 0);
+	d->fmem = xenforeignmemory_open(NULL, 0);
+	d->xsh = xs_open(0);
+	if (!d->xch || !d->fmem || !d->xsh) {
+		rc = -errno ? -errno : -EACCES;
+		log_error("cannot open the Xen control interfaces (%s%s%s): %s; run as root in "
+			  "dom0 with xenstored running",
+			  d->xch ? "" : "libxenctrl ", d->fmem ? "" : "foreign memory ",
+			  d->xsh ? "" : "xenstore", strerror(-rc));
+		goto fail;
+	}
+	rc = resolve(d, name);
+	if (rc == 0)
+		rc = getinfo(d, &info);
+	if (rc < 0) {
+		log_error("no Xen domain named %s: `xl list` shows the running ones", name);
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (d->domid == 0) {
+		log_error("domain 0 cannot be protected: it runs this program");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (info.dying || info.crashed || (info.shutdown && info.shutdown_reason != SHUTDOWN_suspend)) {
+		log_error("domain %s (id %u) is %s: nothing to protect", name, d->domid,
+			  info.dying ? "dying" : info.crashed ? "crashed" : "shut down");
+		rc = -ESRCH;
+		goto fail;
+	}
+	if (!info.hvm) {
+		bool shadow = xc_physinfo(d->xch, &phys) == 0 &&
+			      (phys.capabilities & XEN_SYSCTL_PHYSCAP_shadow);
+
+		if (!shadow)
+			log_error("domain %s (id %u) is a PV guest: checkpointing needs log-dirty "
+				  "tracking, which for PV guests needs shadow paging, and this Xen "
+				  "is built without it (CONFIG_SHADOW_PAGING, as Debian's is). "
+				  "Run the guest as type = \"pvh\" (or \"hvm\")",
+				  name, d->domid);
+		else
+			log_error("domain %s (id %u) is a PV guest: ha-protect checkpoints PVH and "
+				  "HVM guests only (PV page tables would need normalising into the "
+				  "stream). Run the guest as type = \"pvh\" (or \"hvm\")",
+				  name, d->domid);
+		rc = -EOPNOTSUPP;
+		goto fail;
+	}
+	s = xs_readf(d, "/local/domain/%u/name", d->domid);
+	snprintf(d->name, sizeof(d->name), "%s", s ? s : name);
+	free(s);
+	d->vcpus = info.max_vcpu_id + 1;
+	ver = xc_version(d->xch, XENVER_version, NULL);
+	d->xen_major = (uint32_t)ver >> 16;
+	d->xen_minor = (uint32_t)ver & 0xffff;
+	if (xc_domain_nr_gpfns(d->xch, d->domid, &nr) < 0 || nr == 0) {
+		rc = errno ? -errno : -EINVAL;
+		log_error("cannot read the physical map size of domain %u: %s", d->domid,
+			  strerror(-rc));
+		goto fail;
+	}
+	d->nr_pfns = nr;
+	/* HVM without PV drivers has no callback and ignores xenstore. */
+	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &cb);
+	d->pv_drivers = cb != 0;
+
+	/* Its first network interface: the backend in dom0 (libxl's vifD.0). */
+	s = xs_readf(d, "/local/domain/0/backend/vif/%u/0/mac", d->domid);
+	if (s) {
+		unsigned m[6];
+
+		if (sscanf(s, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6)
+			for (int i = 0; i < 6; i++)
+				d->mac[i] = (uint8_t)m[i];
+		free(s);
+		s = xs_readf(d, "/local/domain/0/backend/vif/%u/0/vifname", d->domid);
+		if (s && *s)
+			snprintf(d->iface, sizeof(d->iface), "%s", s);
+		else
+			snprintf(d->iface, sizeof(d->iface), "vif%u.0", d->domid);
+		free(s);
+	}
+	read_config(d, &info);
+	bind_suspend_channel(d);
+	if (!xs_watch(d->xsh, "@releaseDomain", "ha-protect")) {
+		rc = -errno;
+		log_error("cannot watch @releaseDomain in xenstore: %s", strerror(errno));
+		goto fail;
+	}
+	rc = map_memory(d);
+	if (rc < 0)
+		goto fail;
+	log_info("Xen %u.%u: domain %s (id %u), %s%s, %u vCPUs, %llu MiB present", d->xen_major,
+		 d->xen_minor, d->name, d->domid, info.hap ? "HAP " : "", "HVM/PVH", d->vcpus,
+		 (unsigned long long)(d->populated >> 8));
+	*out = d;
+	return 0;
+fail:
+	xen_close(d);
+	return rc;
+}
+
+static int xen_info(struct hv_dom *d, struct hv_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", d->name);
+	out->nr_pages = d->nr_pfns;
+	out->vcpus = d->vcpus;
+	memcpy(out->mac, d->mac, 6);
+	snprintf(out->iface, sizeof(out->iface), "%s", d->iface);
+	/* PVH is an HVM container: libxc streams it as x86 HVM. */
+	out->domain_type = CKPT_DHDR_X86_HVM;
+	out->xen_major = d->xen_major;
+	out->xen_minor = d->xen_minor;
+	return 0;
+}
+
+static int logdirty_clean(struct hv_dom *d, uint64_t *dirty)
+{
+	xc_shadow_op_stats_t stats;
+	long long rc = xc_logdirty_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
+					   &d->dirty_hbuf, d->nr_pfns, 0, &stats);
+
+	if (rc < 0) {
+		int e = errno;
+
+		log_error("Xen refused the log-dirty bitmap of domain %u: %s", d->domid, strerror(e));
+		return -e;
+	}
+	if (dirty)
+		memcpy(dirty, d->dirty_buf, (d->nr_pfns + 7) / 8);
+	return 0;
+}
+
+static int xen_dirty_start(struct hv_dom *d)
+{
+	size_t bytes = (d->nr_pfns + 63) / 64 * 8;
+
+	if (!d->dirty_buf) {
+		d->dirty_buf_pages = (int)((bytes + 4095) / 4096);
+		d->dirty_buf = xc__hypercall_buffer_alloc_pages(d->xch, &d->dirty_hbuf,
+								d->dirty_buf_pages);
+		if (!d->dirty_buf)
+			return -ENOMEM;
+	}
+	if (!d->logdirty &&
+	    xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) < 0) {
+		int e = errno;
+
+		/* Left on by an earlier run that died: switch off and on again. */
+		if (xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) < 0 ||
+		    xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL,
+				      0) < 0) {
+			log_error("Xen refused log-dirty mode for domain %u (%s): a domain with "
+				  "passed-through PCI devices cannot be tracked (the devices write "
+				  "its memory behind Xen's back), nor one that needs shadow paging "
+				  "on a Xen without it; remove the passthrough devices or protect "
+				  "another domain",
+				  d->domid, strerror(e));
+			return -e;
+		}
+	}
+	d->logdirty = true;
+	/* Start from a clean bitmap: the next harvest reports writes from now. */
+	return logdirty_clean(d, NULL);
+}
+
+static int xen_dirty_stop(struct hv_dom *d)
+{
+	if (!d->logdirty)
+		return 0;
+	d->logdirty = false;
+	if (xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+static int xen_harvest(struct hv_dom *d, struct bitmap *dirty)
+{
+	uint64_t t0 = clk_now_ns();
+	int rc;
+
+	if (dirty->nbits != d->nr_pfns)
+		return -EINVAL;
+	rc = logdirty_clean(d, dirty->words);
+	if (d->suspended)
+		d->t.harvest_ns += clk_now_ns() - t0;
+	return rc;
+}
+
+/* Waits until Xen reports the domain shut down for suspend. */
+static int wait_suspended(struct hv_dom *d, uint64_t deadline)
+{
+	for (;;) {
+		xc_dominfo_t info;
+		struct pollfd pfd = {.fd = xs_fileno(d->xsh), .events = POLLIN};
+		char **w;
+
+		if (getinfo(d, &info) < 0) {
+			log_error("domain %u is gone (destroyed?) while suspending it", d->domid);
+			return -ESRCH;
+		}
+		if (info.shutdown && info.shutdown_reason == SHUTDOWN_suspend)
+			return 0;
+		if (info.shutdown || info.dying || info.crashed) {
+			log_error("domain %u %s instead of suspending", d->domid,
+				  info.crashed ? "crashed" : "shut down");
+			return -ESRCH;
+		}
+		if (clk_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (d->suspend_port >= 0) {
+			struct pollfd ep = {.fd = xenevtchn_fd(d->xce), .events = POLLIN};
+
+			if (poll(&ep, 1, 1) > 0) {
+				xenevtchn_port_or_error_t p = xenevtchn_pending(d->xce);
+
+				if (p >= 0)
+					xenevtchn_unmask(d->xce, (evtchn_port_t)p);
+			}
+			continue;
+		}
+		if (poll(&pfd, 1, 1) > 0)
+			while ((w = xs_check_watch(d->xsh)) != NULL)
+				free(w);
+	}
+}
+
+static int xen_pause(struct hv_dom *d)
+{
+	uint64_t t0 = clk_now_ns(), deadline = t0 + d->suspend_timeout_ms * NSEC_PER_MSEC;
+	char path[96];
+	const char *how;
+	xc_dominfo_t info;
+	int rc;
+
+	if (getinfo(d, &info) < 0 || info.dying) {
+		log_error("domain %u is gone (destroyed or dying)", d->domid);
+		return -ESRCH;
+	}
+	if (info.crashed) {
+		log_error("domain %u crashed", d->domid);
+		return -ESRCH;
+	}
+	if (d->suspend_port >= 0) {
+		how = "suspend event channel";
+		rc = xenevtchn_notify(d->xce, (evtchn_port_t)d->suspend_port) < 0 ? -errno : 0;
+	} else if (d->pv_drivers) {
+		how = "xenstore control/shutdown";
+		snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", d->domid);
+		rc = xs_write(d->xsh, XBT_NULL, path, "suspend", 7) ? 0 : -errno;
+	} else {
+		how = "SHUTDOWN_suspend (no PV drivers)";
+		rc = xc_domain_shutdown(d->xch, d->domid, SHUTDOWN_suspend) < 0 ? -errno : 0;
+	}
+	if (rc < 0) {
+		log_error("cannot ask domain %u to suspend (%s): %s", d->domid, how, strerror(-rc));
+		return rc;
+	}
+	rc = wait_suspended(d, deadline);
+	if (rc == -ETIMEDOUT) {
+		log_error("domain %u did not suspend within %u ms (asked through %s): it is not "
+			  "suspendable; its kernel needs Xen suspend support (Linux: "
+			  "CONFIG_XEN_PVHVM / PVH with xenbus); a slow guest can be given longer "
+			  "with HA_XEN_SUSPEND_TIMEOUT_MS",
+			  d->domid, d->suspend_timeout_ms, how);
+		if (d->suspend_port < 0 && d->pv_drivers) {
+			/* Withdraw the request the guest never took. */
+			char *v = xs_read(d->xsh, XBT_NULL, path, NULL);
+
+			if (v && !strcmp(v, "suspend"))
+				xs_write(d->xsh, XBT_NULL, path, "", 0);
+			free(v);
+		}
+		/* A guest that took the request and suspends late must not be
+		 * left suspended: give it a moment, and resume it if it did. */
+		if (wait_suspended(d, clk_now_ns() + 1000 * NSEC_PER_MSEC) == 0)
+			xc_domain_resume(d->xch, d->domid, 1);
+	}
+	if (rc == 0) {
+		uint64_t now = clk_now_ns(), t = now - t0;
+
+		d->suspended = true;
+		d->t_pause = now;
+		d->t.n++;
+		d->t.suspend_ns += t;
+		if (t > d->t.suspend_max_ns)
+			d->t.suspend_max_ns = t;
+		log_debug("suspended in %.1f ms (%s)", MS(t), how);
+	}
+	return rc;
+}
+
+static int xen_resume(struct hv_dom *d)
+{
+	uint64_t t0 = clk_now_ns();
+
+	if (!d->suspended)
+		return 0;
+	if (xc_domain_resume(d->xch, d->domid, 1) < 0) {
+		int e = errno;
+
+		log_error("cannot resume domain %u after its checkpoint: %s; it stays suspended "
+			  "(`xl destroy` it and let the secondary take over)",
+			  d->domid, strerror(e));
+		return -e;
+	}
+	d->suspended = false;
+	d->t.resume_ns += clk_now_ns() - t0;
+	log_debug("resumed in %.1f ms; suspended for %.1f ms", MS(clk_now_ns() - t0),
+		  MS(clk_now_ns() - d->t_pause));
+	return 0;
+}
+
+static int save_hvm_params(struct hv_dom *d, struct hv_state *st)
+{
+	struct {
+		struct ckpt_hvm_params_hdr h;
+		struct {
+			uint64_t index, value;
+		} e[NR_HVM_PARAMS];
+	} rec;
+
+	memset(&rec, 0, sizeof(rec));
+	for (size_t i = 0; i < NR_HVM_PARAMS; i++) {
+		uint64_t v;
+
+		if (xc_hvm_param_get(d->xch, d->domid, hvm_params[i], &v) < 0) {
+			int e = errno;
+
+			log_error("cannot read HVM parameter %u of domain %u: %s", hvm_params[i],
+				  d->domid, strerror(e));
+			return -e;
+		}
+		if (!v)
+			continue;
+		rec.e[rec.h.count].index = hvm_params[i];
+		rec.e[rec.h.count].value = v;
+		rec.h.count++;
+	}
+	return hv_state_add(st, CKPT_REC_HVM_PARAMS, &rec,
+			    sizeof(rec.h) + rec.h.count * sizeof(rec.e[0]));
+}
+
+static int save_state(struct hv_dom *d, struct hv_state *st);
+
+static int xen_save_state(struct hv_dom *d, struct hv_state *st)
+{
+	uint64_t t0 = clk_now_ns();
+	int rc = save_state(d, st);
+
+	d->t.state_ns += clk_now_ns() - t0;
+	return rc;
+}
+
+static int save_state(struct hv_dom *d, struct hv_state *st)
+{
+	struct ckpt_tsc_info tsc = {0};
+	int n, rc;
+
+	if (xc_domain_get_tsc_info(d->xch, d->domid, &tsc.mode, &tsc.nsec, &tsc.khz,
+				   &tsc.incarnation) < 0) {
+		rc = -errno;
+		log_error("cannot read the TSC of domain %u: %s", d->domid, strerror(-rc));
+		return rc;
+	}
+	rc = hv_state_add(st, CKPT_REC_X86_TSC_INFO, &tsc, sizeof(tsc));
+	if (rc < 0)
+		return rc;
+	/* HVM context: vCPU registers, LAPIC, timers, MTRRs, ... as Xen saves them. */
+	for (int tries = 0; tries < 2; tries++) {
+		n = xc_domain_hvm_getcontext(d->xch, d->domid, d->hvm_ctx, (uint32_t)d->hvm_ctx_cap);
+		if (n > 0 && d->hvm_ctx)
+			break;
+		n = xc_domain_hvm_getcontext(d->xch, d->domid, NULL, 0);
+		if (n <= 0)
+			break;
+		free(d->hvm_ctx);
+		d->hvm_ctx_cap = (size_t)n + 4096;
+		d->hvm_ctx = malloc(d->hvm_ctx_cap);
+		if (!d->hvm_ctx) {
+			d->hvm_ctx_cap = 0;
+			return -ENOMEM;
+		}
+		n = -1;
+	}
+	if (n <= 0) {
+		rc = errno ? -errno : -EIO;
+		log_error("cannot read the HVM context of domain %u: %s", d->domid, strerror(-rc));
+		return rc;
+	}
+	rc = hv_state_add(st, CKPT_REC_HVM_CONTEXT, d->hvm_ctx, (size_t)n);
+	if (rc == 0)
+		rc = save_hvm_params(d, st);
+	if (rc == 0 && d->config)
+		rc = hv_state_add(st, CKPT_REC_HA_XEN_CONFIG, d->config, d->config_len);
+	return rc;
+}
+
+static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
+{
+	/* No CPUID/MSR policy records: the restoring side applies the host's
+	 * policy for the domain's type, as for a version 2 stream. */
+	return hv_state_add(st, CKPT_REC_STATIC_DATA_END, NULL, 0);
+}
+
+static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
+{
+	if (d->img)
+		return hv_xen_image_page(d->img, pfn);
+	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
+}
+
+static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
+{
+	struct hv_dom *d;
+	int rc;
+
+	if (!hv_xen_present("cannot keep a Xen domain's copy"))
+		return -ENODEV;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	rc = hv_xen_image_new(info, &d->img);
+	if (rc < 0) {
+		free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+static int xen_activate(struct hv_dom *d, const struct hv_state *st)
+{
+	if (!d->img)
+		return -EINVAL;
+	return hv_xen_image_restore(d->img, st);
+}
+
+const struct hv_ops hv_xen_ops = {
+	.prefix = "xen",
+	.open = xen_open,
+	.close = xen_close,
+	.info = xen_info,
+	.dirty_start = xen_dirty_start,
+	.dirty_stop = xen_dirty_stop,
+	.harvest = xen_harvest,
+	.pause = xen_pause,
+	.resume = xen_resume,
+	.save_state = xen_save_state,
+	.stream_start = xen_stream_start,
+	.page = xen_page,
+	.create_incoming = xen_create_incoming,
+	.activate = xen_activate,
+};

@@ -1,0 +1,271 @@
+#!/bin/bash
+# Builds the Xen lab from Debian packages: Xen 4.17's multiboot image, the
+# Debian kernel, and a dom0 initramfs holding the Xen tools, our binaries,
+# the lab tests and a small counting PVH domU.
+#
+#   tests/lab/build.sh BUILD            (BUILD: e.g. build/default, holds bin/)
+#
+# Output: build/lab/img/<key>/{xen,vmlinuz,dom0.gz} and build/lab/current
+# pointing at it. <key> hashes every input (package versions, host tools,
+# the lab's scripts, our binaries): an unchanged lab is not rebuilt.
+# Downloaded .debs stay in build/lab/debs between runs.
+set -euo pipefail
+export LC_ALL=C
+
+B=${1:?usage: tests/lab/build.sh BUILD (e.g. build/default)}
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+lab=$top/build/lab
+bindir=$(cd "$B/bin" 2>/dev/null && pwd) ||
+	{ echo "lab-build: $B/bin does not exist: run make first" >&2; exit 1; }
+
+say() { echo "lab-build: $*"; }
+die() { echo "lab-build: error: $*" >&2; exit 1; }
+
+for t in apt-get apt-cache dpkg-deb cpio gzip depmod modprobe ldd sha256sum; do
+	command -v "$t" >/dev/null || die "$t is missing: run scripts/install-deps.sh as root"
+done
+[ -x /bin/busybox ] || die "/bin/busybox is missing: install busybox-static (scripts/install-deps.sh)"
+file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+file_is_static /bin/busybox || die "/bin/busybox is not static: install busybox-static"
+
+# --- inputs -----------------------------------------------------------
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+	say "no package lists: apt-get update"
+	apt-get update -qq || die "apt-get update failed: the Debian archive must be reachable"
+	kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+fi
+[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a kernel package"
+kver=${kpkg#linux-image-}
+
+PKGS="$kpkg xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
+libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
+libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1 libyajl2 drbd-utils"
+
+# Host tools that go into dom0 as they are (same Debian release).
+HOST_TOOLS="/bin/bash /usr/bin/ip /sbin/tc /bin/ping /usr/bin/setpriv /usr/bin/timeout"
+HOST_TOOLS=$(for t in $HOST_TOOLS; do [ -e "$t" ] && readlink -f "$t"; done)
+
+mkdir -p "$lab/debs"
+versions=""
+for p in $PKGS; do
+	v=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')
+	[ -n "$v" ] && [ "$v" != "(none)" ] || die "package $p has no candidate version (apt-get update?)"
+	versions="$versions$p=$v
+"
+done
+
+key=$({
+	printf '%s' "$versions"
+	sha256sum /bin/busybox $HOST_TOOLS
+	(cd "$here" && find . -type f ! -name '*~' | sort | xargs sha256sum)
+	(cd "$top/tests/integration" && sha256sum ./*.sh)
+	(cd "$bindir" && sha256sum ./*)
+} | sha256sum | cut -c1-16)
+img=$lab/img/$key
+if [ -f "$img/done" ]; then
+	ln -sfn "img/$key" "$lab/current"
+	say "up to date ($key)"
+	exit 0
+fi
+say "building lab image $key"
+t0=$(date +%s)
+
+# --- packages ---------------------------------------------------------
+debfile() { # PKG VERSION -> the .deb apt-get download makes
+	local v=${2//:/%3a}
+	ls "$lab/debs/${1}_${v}_"*.deb 2>/dev/null | head -n 1
+}
+need=""
+while IFS='=' read -r p v; do
+	[ -n "$p" ] || continue
+	[ -n "$(debfile "$p" "$v")" ] || need="$need $p=$v"
+done <<<"$versions"
+if [ -n "$need" ]; then
+	say "downloading:$need"
+	# shellcheck disable=SC2086
+	(cd "$lab/debs" && apt-get download -q $need 2>&1 | grep -v -e '^Get:' -e unsandboxed -e '^Fetched' || true)
+fi
+work=$lab/work
+rm -rf "$work"
+mkdir -p "$work/sys" "$work/dom0" "$work/domu"
+while IFS='=' read -r p v; do
+	[ -n "$p" ] || continue
+	f=$(debfile "$p" "$v")
+	[ -n "$f" ] || die "download of $p=$v failed"
+	dpkg-deb -x "$f" "$work/sys"
+done <<<"$versions"
+
+sys=$work/sys
+root=$work/dom0
+[ -f "$sys/boot/xen-4.17-amd64.gz" ] || die "xen-hypervisor-4.17-amd64 has no boot/xen-4.17-amd64.gz"
+[ -f "$sys/boot/vmlinuz-$kver" ] || die "$kpkg has no boot/vmlinuz-$kver"
+
+# --- dom0 tree --------------------------------------------------------
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,run,tmp,root,var/log/xen/console,var/lib/xen,var/lib/xenstored,lab/bin,lab/tests,lab/integration,lab/domu}
+ln -s ../run "$root/var/run"
+ln -s ../run/lock "$root/var/lock"
+
+xb=usr/lib/xen-4.17/bin
+mkdir -p "$root/$xb"
+for t in xl xenstored xenconsoled libxl-save-helper xen-init-dom0 xenstore-control; do
+	cp -a "$sys/$xb/$t" "$root/$xb/"
+done
+for t in xl xenstored xenconsoled xen-init-dom0 xenstore-control; do
+	ln -s "/$xb/$t" "$root/usr/sbin/$t"
+done
+cp -a "$sys"/usr/bin/xenstore "$root/usr/bin/"
+for t in chmod exists list ls read rm watch write; do
+	ln -s xenstore "$root/usr/bin/xenstore-$t"
+done
+for t in drbdadm drbdsetup drbdmeta; do
+	for d in sbin usr/sbin; do
+		[ -e "$sys/$d/$t" ] && cp -a "$sys/$d/$t" "$root/usr/sbin/" && break
+	done
+done
+# drbd-utils keeps the tools per kernel-module version (drbdsetup-84, which
+# the drbdsetup wrapper runs for DRBD 8.4) under /lib/drbd, scripts under
+# /usr/lib/drbd.
+mkdir -p "$root/usr/lib"
+for d in lib/drbd usr/lib/drbd; do
+	[ -d "$sys/$d" ] && cp -a "$sys/$d" "$root/$(dirname "$d")/"
+done
+cp -a "$sys/etc/xen" "$root/etc/"
+
+for t in $HOST_TOOLS; do
+	case $(basename "$t") in
+	bash) cp "$t" "$root/bin/bash" ;;
+	*) cp "$t" "$root/usr/sbin/" ;;
+	esac
+done
+cp /bin/busybox "$root/bin/busybox"
+# /bin/sh is bash: busybox's shell runs its own applets ahead of PATH
+# (its ip has no netns, its tc no plug qdisc), which the tests' sh -c
+# commands must not get.
+ln -s bash "$root/bin/sh"
+# Busybox applets go to /bin, except names a real tool already has.
+for a in $(/bin/busybox --list); do
+	[ "$a" = busybox ] && continue
+	if [ -e "$root/usr/sbin/$a" ] || [ -e "$root/usr/bin/$a" ] || [ -e "$root/bin/$a" ]; then
+		continue
+	fi
+	ln -s busybox "$root/bin/$a"
+done
+
+# Our binaries and the lab's scripts.
+cp -a "$bindir"/. "$root/lab/bin/"
+cp "$here"/tests/*.sh "$root/lab/tests/"
+cp "$here/lib.sh" "$root/lab/lib.sh"
+cp "$top"/tests/integration/*.sh "$root/lab/integration/"
+cp "$here/init.sh" "$root/init"
+chmod 755 "$root/init"
+
+# Shared libraries: what ldd resolves for every ELF in dom0, looking in the
+# extracted packages first, then on the host (same Debian release).
+libpath=$sys/usr/lib/x86_64-linux-gnu:$sys/lib/x86_64-linux-gnu:$sys/usr/lib/xen-4.17/lib
+copy_lib() { # resolved path on the build host
+	local src=$1 dst
+	case "$src" in
+	"$sys"/*) dst=${src#"$sys"} ;;
+	*) dst=$src ;;
+	esac
+	dst=/usr/lib/x86_64-linux-gnu/$(basename "$dst")
+	[ -e "$root$dst" ] && return 0
+	cp -L "$src" "$root$dst"
+}
+mkdir -p "$root/usr/lib/x86_64-linux-gnu" "$root/lib64"
+: >"$work/libs"
+while IFS= read -r -d '' f; do
+	head -c 4 "$f" 2>/dev/null | grep -q 'ELF' || continue
+	out=$(LD_LIBRARY_PATH=$libpath ldd "$f" 2>/dev/null) || continue
+	if grep -q 'not found' <<<"$out"; then
+		die "$(basename "$f") needs a library found neither in the packages nor on this host: $(grep 'not found' <<<"$out" | head -n 3 | tr '\n' ' ')"
+	fi
+	awk '/=> \// {print $3}' <<<"$out" >>"$work/libs"
+done < <(find "$root" -type f -perm -u+x ! -name busybox -print0)
+sort -u "$work/libs" | while read -r l; do copy_lib "$l"; done
+cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+# xl and libxl need libgcc_s at run time (pthread_cancel unwinding).
+copy_lib "$(readlink -f /lib/x86_64-linux-gnu/libgcc_s.so.1)"
+[ -e "$root/usr/lib/x86_64-linux-gnu/libgcc_s.so.1" ] ||
+	cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/usr/lib/x86_64-linux-gnu/"
+ln -s usr/lib/x86_64-linux-gnu "$root/lib/x86_64-linux-gnu"
+mkdir -p "$root/etc"
+echo /usr/lib/x86_64-linux-gnu >"$root/etc/ld.so.conf"
+
+# Kernel modules: the ones the lab loads, with their dependencies.
+MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback
+sch_plug sch_ingress act_mirred cls_u32 cls_matchall ifb veth bridge dummy loop
+drbd crc32c_generic"
+kmods=$sys/lib/modules/$kver
+depmod -b "$sys" "$kver"
+for m in $MODULES; do
+	modprobe -d "$sys" -S "$kver" --show-depends "$m" 2>/dev/null |
+		awk '$1 == "insmod" {print $2}'
+done | sort -u >"$work/mods"
+[ -s "$work/mods" ] || die "no kernel modules resolved from $kpkg"
+for m in $MODULES; do
+	modprobe -d "$sys" -S "$kver" --show-depends "$m" >/dev/null 2>&1 ||
+		grep -q "/${m//-/[-_]}.ko" "$sys/lib/modules/$kver/modules.builtin" ||
+		die "module $m is neither in $kpkg nor built in"
+done
+while read -r m; do
+	rel=${m#"$sys"}
+	mkdir -p "$root$(dirname "$rel")"
+	cp "$m" "$root$rel"
+done <"$work/mods"
+cp "$kmods"/modules.order "$kmods"/modules.builtin* "$root/lib/modules/$kver/" 2>/dev/null || true
+depmod -b "$root" "$kver"
+
+# --- domU: the same kernel and a counting busybox initramfs ------------
+d=$work/domu
+mkdir -p "$d"/{bin,proc,sys,dev}
+cp /bin/busybox "$d/bin/busybox"
+for a in sh echo sleep usleep mount cat; do ln -s busybox "$d/bin/$a"; done
+cat >"$d/init" <<'EOF'
+#!/bin/sh
+# The lab's domU: print a counter every ~100 ms on the console (hvc0).
+mount -t proc proc /proc
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "domu: counting"
+i=0
+while :; do
+	echo "count $i"
+	i=$((i + 1))
+	usleep 100000
+done
+EOF
+chmod 755 "$d/init"
+(cd "$d" && find . | cpio -o -H newc --quiet | gzip -9) >"$root/lab/domu/initrd.gz"
+cp "$sys/boot/vmlinuz-$kver" "$root/lab/domu/vmlinuz"
+cat >"$root/lab/domu/domu.cfg" <<'EOF'
+# A PVH domU for the lab: the Debian kernel and a counting busybox initramfs.
+name = "domu"
+type = "pvh"
+kernel = "/lab/domu/vmlinuz"
+ramdisk = "/lab/domu/initrd.gz"
+extra = "console=hvc0 loglevel=3 rdinit=/init"
+memory = 96
+vcpus = 1
+on_crash = "preserve"
+EOF
+echo "$kver" >"$root/lab/kernel-version"
+printf '%s' "$versions" >"$root/lab/packages"
+
+# --- images -----------------------------------------------------------
+tmpimg=$lab/img/$key.tmp
+rm -rf "$tmpimg"
+mkdir -p "$tmpimg"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) >"$tmpimg/dom0.gz"
+zcat "$sys/boot/xen-4.17-amd64.gz" >"$tmpimg/xen"
+cp "$sys/boot/vmlinuz-$kver" "$tmpimg/vmlinuz"
+printf '%s' "$versions" >"$tmpimg/packages"
+touch "$tmpimg/done"
+rm -rf "$img"
+mv "$tmpimg" "$img"
+ln -sfn "img/$key" "$lab/current"
+# Keep the newest three images.
+ls -1dt "$lab"/img/*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
+rm -rf "$work"
+say "built $key in $(($(date +%s) - t0)) s: dom0 initramfs $(du -h "$img/dom0.gz" | cut -f1)"

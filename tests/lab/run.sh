@@ -1,0 +1,81 @@
+#!/bin/bash
+# Boots the Xen lab under QEMU (TCG) and runs the lab tests in its dom0.
+#
+#   tests/lab/run.sh BUILD [TEST...]     e.g. tests/lab/run.sh build/default 30-xl-remus
+#
+# Builds the lab first (tests/lab/build.sh, cached). The serial log is kept
+# in build/lab/serial.log. Prints "lab: N passed, N failed, N skipped" and
+# exits non-zero on a failed test, a boot that never reached the tests, a
+# dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
+# run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300).
+set -uo pipefail
+export LC_ALL=C
+
+B=${1:?usage: tests/lab/run.sh BUILD [TEST...]}
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+lab=$top/build/lab
+timeout_s=${LAB_TIMEOUT:-1080}
+test_timeout=${LAB_TEST_TIMEOUT:-300}
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+	echo "LAB: SKIP lab: qemu-system-x86_64 is not installed (Debian package qemu-system-x86:" \
+		"run scripts/install-deps.sh as root); the Xen lab did not run"
+	echo "lab: 0 passed, 0 failed, 1 skipped"
+	exit 0
+fi
+
+"$here/build.sh" "$B" || { echo "lab: building the lab failed (see above)"; echo "lab: 0 passed, 1 failed, 0 skipped"; exit 1; }
+img=$lab/current
+tests=$(IFS=+; echo "$*")
+log=$lab/serial.log
+: >"$log"
+
+dom0_args="console=hvc0 earlyprintk=xen rdinit=/init lab.timeout=$test_timeout"
+[ -n "$tests" ] && dom0_args="$dom0_args lab.tests=$tests"
+xen_args="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 noreboot"
+
+echo "lab: booting Xen under QEMU (TCG), at most ${timeout_s}s; serial log: $log"
+t0=$(date +%s)
+timeout -k 10 "$timeout_s" qemu-system-x86_64 \
+	-accel tcg,thread=multi -cpu qemu64,+svm,+npt -m 3072 -smp 2 \
+	-display none -nodefaults -no-reboot -monitor none -serial "file:$log" \
+	-kernel "$img/xen" -append "$xen_args" \
+	-initrd "$img/vmlinuz $dom0_args,$img/dom0.gz" &
+qpid=$!
+# Show the result lines as they come.
+tail -n +1 -s 1 -f --pid=$qpid "$log" 2>/dev/null |
+	grep --line-buffered -a -E '^(LAB: |lab: )' | sed -u 's/\r$//' &
+tpid=$!
+wait $qpid
+qrc=$?
+wait $tpid 2>/dev/null
+secs=$(($(date +%s) - t0))
+
+res=$(tr -d '\r' <"$log" | grep -a '^LAB: ')
+pass=$(grep -c '^LAB: PASS ' <<<"$res")
+fail=$(grep -c '^LAB: FAIL ' <<<"$res")
+skip=$(grep -c '^LAB: SKIP ' <<<"$res")
+bad=""
+echo "lab: QEMU ran ${secs}s (exit $qrc)"
+if ! grep -q '^LAB: READY' <<<"$res"; then
+	bad="the boot never reached the tests"
+	[ "$qrc" -eq 124 ] && bad="$bad (timed out after ${timeout_s}s)"
+	tail -n 25 "$log" | tr -d '\r'
+elif ! grep -q '^LAB: DONE' <<<"$res"; then
+	last=$(grep '^LAB: BEGIN ' <<<"$res" | tail -n 1 | cut -d' ' -f3)
+	if [ "$qrc" -eq 124 ]; then
+		bad="timed out after ${timeout_s}s, in test ${last:-?}"
+	else
+		bad="dom0 stopped before the end (QEMU exit $qrc), in test ${last:-?}"
+	fi
+	tail -n 25 "$log" | tr -d '\r'
+	fail=$((fail + 1))
+fi
+grep '^LAB: FIGURE ' <<<"$res" | sed 's/^LAB: FIGURE /lab: figure /'
+grep -E '^LAB: (FAIL|SKIP) ' <<<"$res" | sed 's/^LAB: /lab: /'
+[ -n "$bad" ] && echo "lab: FAIL: $bad; serial log: $log"
+[ -n "$bad" ] && [ "$fail" -eq 0 ] && fail=1
+echo "lab: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] && [ -z "$bad" ]
