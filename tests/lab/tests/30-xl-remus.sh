@@ -87,29 +87,9 @@ END {
 	printf "pause_ms_p50=%.1f\npause_ms_p90=%.1f\npause_ms_max=%.1f\n", pct(p, n, 0.5), pct(p, n, 0.9), pct(p, n, 1)
 }' "$LAB_TMP/remus.log" >"$LAB_TMP/ckpt.figures" || lab_fail "no complete checkpoint found in xl's log"
 
-# Failover: destroy the primary; the backup takes the name and runs on.
-before=$(domu_count domu)
-t0=$(now_ms)
-xl destroy "$primary" || lab_fail "xl destroy of the primary (domain $primary) failed"
-wait_for 60 sh -c "! kill -0 $rpid" || lab_fail "xl remus did not end within 60 s of the primary's destruction"
-wait "$rpid"
-rrc=$?
-rpid=""
-grep -q 'Primary domain has been destroyed' "$LAB_TMP/remus.log" ||
-	lab_fail "xl remus ended (exit $rrc) without noticing the primary's destruction"
-wait_for 60 grep -q 'Remus Failover for domain' "$LAB_TMP/recv.log" ||
-	{ tail -n 10 "$LAB_TMP/recv.log"; lab_fail "the backup did not fail over within 60 s"; }
-echo "backup reports failover $(($(now_ms) - t0)) ms after the primary's destruction (primary's last count $before)"
-if ! wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -gt $before ]"; then
-	domu_crashed domu && lab_fail "the backup crashed after failover: $(domu_crash_kind domu)"
-	lab_fail "the backup does not count past $before (the primary's last count) within 90 s (state $(domu_state domu))"
-fi
-failover_ms=$(($(now_ms) - t0))
-domu_counting domu 20 || lab_fail "the backup stopped counting after failover"
-[ "$(domu_id domu)" != "$primary" ] || lab_fail "domu still has the primary's id $primary"
-after=$(domu_rate domu 5)
-
 slowdown=$(awk -v a="$rate" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+# The checkpoint figures are what ha-protect is compared with (40-*): they
+# are kept before the failover, which is stock xl remus's own business.
 {
 	echo "interval_ms=$interval"
 	echo "window_s=$window"
@@ -118,12 +98,40 @@ slowdown=$(awk -v a="$rate" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b :
 	echo "count_rate_base=$base"
 	echo "count_rate=$rate"
 	echo "slowdown=$slowdown"
-	echo "failover_ms=$failover_ms"
-	echo "count_rate_after_failover=$after"
 } >"$figs.tmp"
 mv "$figs.tmp" "$figs"
+
+# Failover: destroy the primary; the backup takes the name and runs on.
+# How stock xl remus fails over is reported, not asserted: it is the tool we
+# measure against, not ours (it has been seen to exit without noticing).
+xl_failover() {
+	before=$(domu_count domu)
+	t0=$(now_ms)
+	xl destroy "$primary" || { echo "xl destroy of the primary (domain $primary) failed"; return 1; }
+	wait_for 60 sh -c "! kill -0 $rpid" || { echo "xl remus did not end within 60 s"; return 1; }
+	wait "$rpid"
+	rrc=$?
+	rpid=""
+	grep -q 'Primary domain has been destroyed' "$LAB_TMP/remus.log" ||
+		{ echo "xl remus ended (exit $rrc) without noticing the primary's destruction: $(tail -n 1 "$LAB_TMP/remus.log")"; return 1; }
+	wait_for 60 grep -q 'Remus Failover for domain' "$LAB_TMP/recv.log" ||
+		{ echo "the backup did not fail over within 60 s"; return 1; }
+	if ! wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; domu_count domu)\" -gt $before ]"; then
+		echo "the backup does not count past $before within 90 s (state $(domu_state domu))"
+		return 1
+	fi
+	failover_ms=$(($(now_ms) - t0))
+	domu_counting domu 20 || { echo "the backup stopped counting after failover"; return 1; }
+	after=$(domu_rate domu 5)
+	echo "failover_ms=$failover_ms" >>"$figs"
+	echo "count_rate_after_failover=$after" >>"$figs"
+}
+if ! xl_failover >"$LAB_TMP/failover.why"; then
+	echo "stock xl remus failover: $(cat "$LAB_TMP/failover.why")"
+	lab_figure xl_remus_failover=failed
+fi
 cat "$figs"
 # shellcheck disable=SC2046
 lab_figure $(tr '\n' ' ' <"$figs")
-xl destroy domu
+xl destroy domu 2>/dev/null
 exit 0

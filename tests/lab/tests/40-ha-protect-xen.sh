@@ -76,12 +76,14 @@ rm -f "$T/stream.raw"
 domu_counting "$dom" 20 || fail_with "$dom stopped counting after a protection that ended cleanly"
 
 # --- 2. protected to a secondary on this host -------------------------
-HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --listen "127.0.0.1:$port" --once \
+# Over TLS 1.3 with a pre-shared key, as a real pair would run.
+(umask 077 && printf 'lab:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/psk")
+HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:$port" --once \
 	--timeout 3000 --ctl "$T/rx.sock" >"$T/receive.log" 2>&1 &
 rx=$!
 pids+=("$rx")
 wait_for 20 grep -q 'listening on' "$T/receive.log" || fail_with "ha-receive did not start"
-ha-protect -v -F -n -i "$interval" --timeout 3000 --ctl "$T/p.sock" "xen:$dom" \
+ha-protect -v -F -n -i "$interval" --timeout 3000 --tls-psk "$T/psk" --ctl "$T/p.sock" "xen:$dom" \
 	"127.0.0.1:$port" >"$T/protect.log" 2>&1 &
 pr=$!
 pids+=("$pr")
