@@ -45,19 +45,7 @@ static int sink_record(void *ctx, uint32_t type, const struct iovec *iov, int io
 
 	(void)iovcnt;
 	pthread_mutex_lock(&s->mu);
-	switch (type) {
-	case CKPT_REC_HA_DISK_CONFIG:
-		rc = replica_config(s->r, (const void *)b);
-		break;
-	case CKPT_REC_HA_DISK_WRITE:
-		rc = replica_write(s->r, (const void *)b, b + sizeof(struct ckpt_ha_disk_write_hdr));
-		break;
-	case CKPT_REC_HA_DISK_BARRIER:
-		rc = replica_barrier(s->r, (const void *)b);
-		break;
-	default:
-		rc = -EPROTO;
-	}
+	rc = replica_take(s->r, type, b);
 	if (rc < 0 && !s->failed) {
 		s->failed = rc;
 		fprintf(stderr, "bench_diskrepl: replica: %s\n", replica_error(s->r));

@@ -245,9 +245,9 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 		d->ackfd = -1;
 		return rc;
 	}
-	log_info("disk %u: attached (%llu MiB); %s resynchronisation of %llu MiB", d->index,
+	log_info("disk %u: attached (%llu MiB); %s resynchronisation of %llu KiB", d->index,
 		 (unsigned long long)(d->size >> 20), d->full ? "full" : "incremental",
-		 (unsigned long long)(d->sync_total >> 20));
+		 (unsigned long long)(d->sync_total >> 10));
 	return 0;
 }
 

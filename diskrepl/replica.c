@@ -652,6 +652,21 @@ int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b)
 	return 0;
 }
 
+int replica_take(struct replica *r, uint32_t type, const uint8_t *body)
+{
+	switch (type) {
+	case CKPT_REC_HA_DISK_CONFIG:
+		return replica_config(r, (const void *)body);
+	case CKPT_REC_HA_DISK_WRITE:
+		return replica_write(r, (const void *)body,
+				     body + sizeof(struct ckpt_ha_disk_write_hdr));
+	case CKPT_REC_HA_DISK_BARRIER:
+		return replica_barrier(r, (const void *)body);
+	default:
+		return fail(r, -EPROTO, "record 0x%08x is no disk record", type);
+	}
+}
+
 bool replica_ready(const struct replica *r)
 {
 	return r->configured && r->last_barrier >= 0;

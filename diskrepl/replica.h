@@ -59,6 +59,9 @@ const char *replica_path(const struct replica *r);
 int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c);
 int replica_write(struct replica *r, const struct ckpt_ha_disk_write_hdr *h, const void *data);
 int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b);
+/* One disk record of the stream (HA_DISK_CONFIG, _WRITE or _BARRIER) by
+ * its type: the calls above. -EPROTO for another type. */
+int replica_take(struct replica *r, uint32_t type, const uint8_t *body);
 /* Makes epoch durable (needs its barrier). */
 int replica_commit(struct replica *r, uint64_t epoch);
 /* Takes back a commit whose memory could not be committed (before any

@@ -387,8 +387,8 @@ static int start(struct source *s, int fd, const struct drl_cmd *cmd)
 	rc = emit(s, CKPT_REC_HA_DISK_CONFIG, &c, sizeof(c), NULL, 0);
 	if (rc < 0)
 		return rc;
-	log_info("attached as disk %u: %s resynchronisation of %llu MiB", cmd->disk,
-		 full ? "full" : "incremental", (unsigned long long)(s->sync_total >> 20));
+	log_info("attached as disk %u: %s resynchronisation of %llu KiB", cmd->disk,
+		 full ? "full" : "incremental", (unsigned long long)(s->sync_total >> 10));
 	rc = -pthread_create(&s->sync_thread, NULL, sync_main, s);
 	if (rc < 0) {
 		detach_locked(s, "cannot start the resynchronisation");

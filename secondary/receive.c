@@ -148,25 +148,18 @@ static int take_disk_record(struct rx *x, const struct ckpt_record *rec, char *e
 			 disk);
 		return -ENODEV;
 	}
-	if (rec->type == CKPT_REC_HA_DISK_CONFIG) {
+	if (rec->type == CKPT_REC_HA_DISK_CONFIG || x->disk_on[disk])
+		rc = replica_take(rp, rec->type, rec->body);
+	else
+		rc = -EPROTO;
+	if (rc == 0 && rec->type == CKPT_REC_HA_DISK_CONFIG) {
 		const struct ckpt_ha_disk_config *c = (const void *)rec->body;
 
-		rc = replica_config(rp, c);
-		if (rc == 0) {
-			x->disk_on[disk] = true;
-			log_info("disk %u: replica %s, %llu MiB, %s resynchronisation of %llu MiB",
-				 disk, replica_path(rp), (unsigned long long)(c->size >> 20),
-				 c->flags & CKPT_DISKCFG_FULL ? "full" : "incremental",
-				 (unsigned long long)(c->sync_bytes >> 20));
-		}
-	} else if (rec->type == CKPT_REC_HA_DISK_WRITE) {
-		const struct ckpt_ha_disk_write_hdr *h = (const void *)rec->body;
-
-		rc = x->disk_on[disk] ? replica_write(rp, h, rec->body + sizeof(*h)) : -EPROTO;
-	} else {
-		rc = x->disk_on[disk]
-			     ? replica_barrier(rp, (const struct ckpt_ha_disk_barrier *)rec->body)
-			     : -EPROTO;
+		x->disk_on[disk] = true;
+		log_info("disk %u: replica %s, %llu MiB, %s resynchronisation of %llu KiB", disk,
+			 replica_path(rp), (unsigned long long)(c->size >> 20),
+			 c->flags & CKPT_DISKCFG_FULL ? "full" : "incremental",
+			 (unsigned long long)(c->sync_bytes >> 10));
 	}
 	if (rc < 0)
 		snprintf(err, errlen, "disk %u: %s", disk,
