@@ -64,6 +64,7 @@ FUZZERS    :=
 BENCHES    :=
 BENCH_SCRIPTS :=
 EXTRA_ALL  :=
+INSTALL_SCRIPTS :=
 INCLUDES   :=
 
 include $(sort $(wildcard */module.mk */*/module.mk */*/*/module.mk))
@@ -202,7 +203,7 @@ fuzz-seeds: $(B)/tests/fuzz_seeds
 .PHONY: install
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(addprefix $(B)/bin/,$(PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(addprefix $(B)/bin/,$(PROGRAMS) $(INSTALL_SCRIPTS)) $(DESTDIR)$(PREFIX)/bin/
 
 .PHONY: clean
 clean:

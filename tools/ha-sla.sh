@@ -145,6 +145,8 @@ tty=0
 [ -t 2 ] && tty=1
 
 # ----------------------------------------------------------------- topology
+# The same topology as tests/integration/topology.sh, kept here because
+# ha-sla is installed on its own (make install), without the tests.
 # namespace a (primary: ha-vm, ha-protect), b (secondary: ha-receive and its
 # incoming ha-vm), c (client), joined by a bridge in namespace sw.
 ns() {

@@ -12,6 +12,9 @@ ha-client_OBJS := \
 EXTRA_ALL += \
 	$(B)/bin/ha-sla \
 	$(B)/bin/ha-sla-report
+INSTALL_SCRIPTS += \
+	ha-sla \
+	ha-sla-report
 
 $(B)/bin/%: tools/%.sh
 	@mkdir -p $(dir $@)
