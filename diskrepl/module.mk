@@ -9,6 +9,7 @@ UNIT_TESTS += \
 
 LIB_OBJS += \
 	diskrepl/dev.o \
+	diskrepl/drbd.o \
 	diskrepl/nbdsrv.o \
 	diskrepl/source.o
 
@@ -17,7 +18,8 @@ ha-diskrepl_OBJS := \
 	diskrepl/ha-diskrepl.o
 
 UNIT_TESTS += \
-	test_diskrepl
+	test_diskrepl \
+	test_drbd
 
 INTEG_TESTS += \
 	tests/integration/disk_failover.sh \

@@ -124,6 +124,49 @@ static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *
 	return NULL;
 }
 
+/* The configuration with its first disk's "pdev_path" set to disk (the
+ * device that holds the disk on this host, e.g. a promoted DRBD resource
+ * with another minor than on the primary). NULL when the configuration
+ * names no disk (the caller uses it as it is) or on ENOMEM. */
+static char *config_with_disk(const char *json, uint32_t len, const char *disk, uint32_t *outlen)
+{
+	static const char key[] = "\"pdev_path\"";
+	const char *end = json + len, *p = json, *v, *q;
+	size_t klen = sizeof(key) - 1, n = 0;
+	char *out;
+
+	while (p + klen <= end && memcmp(p, key, klen))
+		p++;
+	if (p + klen > end)
+		return NULL;
+	v = p + klen;
+	while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':'))
+		v++;
+	if (v >= end || *v != '"')
+		return NULL;
+	for (q = v + 1; q < end && *q != '"'; q++)
+		if (*q == '\\')
+			q++;
+	if (q >= end)
+		return NULL;
+	out = malloc(len + 2 * strlen(disk) + 3);
+	if (!out)
+		return NULL;
+	memcpy(out, json, (size_t)(v - json));
+	n = (size_t)(v - json);
+	out[n++] = '"';
+	for (const char *d = disk; *d; d++) {
+		if (*d == '"' || *d == '\\')
+			out[n++] = '\\';
+		out[n++] = *d;
+	}
+	out[n++] = '"';
+	memcpy(out + n, q + 1, (size_t)(end - q - 1));
+	n += (size_t)(end - q - 1);
+	*outlen = (uint32_t)n;
+	return out;
+}
+
 static int write_xl_header(int fd, const void *config, uint32_t config_len)
 {
 	struct xl_save_hdr h = {
@@ -161,6 +204,7 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 	const void *pages[PAGES_PER_RECORD];
 	struct ckpt_writer *w = NULL;
 	const void *config;
+	char *local = NULL;
 	uint32_t config_len = 0, n = 0, len;
 	int rc;
 
@@ -169,6 +213,14 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 		return -EBADMSG;
 	}
 	config = find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len);
+	if (config && im->info.disk[0]) {
+		local = config_with_disk(config, config_len, im->info.disk, &config_len);
+		if (local)
+			config = local;
+		else
+			log_warn("the domain's configuration names no disk: %s is not attached to "
+				 "it", im->info.disk);
+	}
 	rc = write_xl_header(fd, config, config ? config_len : 0);
 	if (rc == 0)
 		rc = ckpt_writer_new(fd, &w);
@@ -203,6 +255,7 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 		rc = io_write_full(fd, &end, sizeof(end));
 out:
 	ckpt_writer_free(w);
+	free(local);
 	return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkpoint/codec.h"
 #include "common/ctl.h"
@@ -12,8 +13,13 @@
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
+#include "diskrepl/drbd.h"
 #include "failover/tls.h"
 #include "primary/protect.h"
+
+/* How long a DRBD resource may stay unconnected when protection starts
+ * (a resync that progresses extends it). */
+#define DRBD_SETUP_TIMEOUT_MS 60000
 
 static void usage(FILE *f)
 {
@@ -47,6 +53,9 @@ static void usage(FILE *f)
 		"      --disk NAME       replicate the disk that ha-diskrepl serves as NAME\n"
 		"                        (or the path of its attach socket); repeat for\n"
 		"                        each disk, in the order of ha-receive's --disk\n"
+		"      --disk drbd:RES   the disk is DRBD resource RES (or drbd:/dev/drbdN),\n"
+		"                        Primary here, protocol C: each epoch commits once\n"
+		"                        DRBD has its writes on the peer (ha-receive --drbd)\n"
 		"  -d, --no-disk         the domain's disk is not replicated (on shared\n"
 		"                        storage; needs -F)\n"
 		"  -b, --blackhole       no secondary: checkpoints go to --save FILE or\n"
@@ -82,6 +91,28 @@ static unsigned long number(const char *opt, const char *s, unsigned long min, u
 		exit(2);
 	}
 	return v;
+}
+
+/* The domain's disk and a DRBD device are the same block device. */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return !strcmp(a, b);
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Built-in replicated disks are numbered in the stream apart from DRBD's. */
+static unsigned ndrbd_before(const char *const *disks, unsigned i)
+{
+	unsigned n = 0;
+
+	while (i--)
+		n += !strncmp(disks[i], "drbd:", 5);
+	return n;
 }
 
 int main(int argc, char **argv)
@@ -338,12 +369,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = ops->info(dom, &info);
+	unsigned ndrbd = 0;
+	for (unsigned i = 0; i < ndisks; i++)
+		ndrbd += !strncmp(disks[i], "drbd:", 5);
 	if (rc == 0 && info.disk[0] && !ndisks && !no_disk) {
 		log_error("the domain has a disk (%s) and nothing replicates it: serve it with "
-			  "ha-diskrepl and give --disk NAME, or -F -d if it is on shared storage",
+			  "ha-diskrepl and give --disk NAME, give --disk drbd:RES if it is a DRBD "
+			  "device, or -F -d if it is on shared storage",
 			  info.disk);
 		rc = -EINVAL;
-	} else if (rc == 0 && ndisks && strncmp(info.disk, "nbd:", 4)) {
+	} else if (rc == 0 && ndisks > ndrbd && strncmp(info.disk, "nbd:", 4)) {
 		log_error("--disk: the domain's disk (%s) is not an NBD export, so its writes "
 			  "cannot pass through ha-diskrepl; start the domain on "
 			  "nbd:unix:/run/ha-diskrepl/NAME.nbd",
@@ -351,7 +386,22 @@ int main(int argc, char **argv)
 		rc = -EINVAL;
 	}
 	for (unsigned i = 0; rc == 0 && i < ndisks; i++) {
-		rc = diskrepl_dev_create(disks[i], i, &cfg.devs[cfg.ndevs]);
+		if (!strncmp(disks[i], "drbd:", 5)) {
+			/* DRBD's completion is the disk ACK: the secondary acks memory. */
+			rc = drbd_dev_create(disks[i] + 5, DRBD_SETUP_TIMEOUT_MS, &cfg.devs[cfg.ndevs]);
+			if (rc == 0 && info.disk[0] && ndisks == ndrbd &&
+			    !same_file(info.disk, drbd_dev_path(cfg.devs[cfg.ndevs]))) {
+				log_error("--disk %s: the domain's disk is %s, not the resource's "
+					  "device %s; start the domain on the DRBD device",
+					  disks[i], info.disk, drbd_dev_path(cfg.devs[cfg.ndevs]));
+				cfg.devs[cfg.ndevs]->ops->destroy(cfg.devs[cfg.ndevs]);
+				rc = -EINVAL;
+			}
+			if (rc == 0)
+				cfg.ndevs++;
+			continue;
+		}
+		rc = diskrepl_dev_create(disks[i], i - ndrbd_before(disks, i), &cfg.devs[cfg.ndevs]);
 		if (rc == 0)
 			cfg.ndevs++;
 		cfg.need_disk_ack = true;

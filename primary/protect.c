@@ -427,8 +427,17 @@ static void *sender_main(void *arg)
 			rc = fo_link_record(p->link, s->st.recs[i].type, &iov, 1);
 		}
 		/* Disk writes and barriers of this epoch precede its CHECKPOINT. */
-		if (rc == 0)
+		if (rc == 0) {
 			rc = devs_call(p, "flush", s->epoch);
+			/* A device failed, not the link (or not only): the secondary
+			 * is told that this primary lives on, unprotected, so it
+			 * discards its copy instead of taking over. */
+			if (rc < 0 && fo_link_end(p->link) == 0) {
+				degrade(p, "a checkpoint device failed at epoch %llu: %s",
+					(unsigned long long)s->epoch, strerror(-rc));
+				break;
+			}
+		}
 		if (rc == 0)
 			rc = fo_link_checkpoint(p->link, s->epoch);
 		if (rc < 0) {

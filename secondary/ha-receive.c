@@ -32,6 +32,10 @@ static void usage(FILE *f)
 		"                           defaults to IMAGE.journal. The resumed domain's\n"
 		"                           first disk is the first replica.\n"
 		"      --journal-limit MB   compact a journal past this size (default 64)\n"
+		"      --drbd RES           a disk is DRBD resource RES (or /dev/drbdN),\n"
+		"                           Secondary here (ha-protect --disk drbd:RES):\n"
+		"                           promoted on failover, before activation; with no\n"
+		"                           --disk, the resumed domain's disk is its device\n"
 		"      --fence-cmd CMD      before activating, run CMD (/bin/sh -c) to make\n"
 		"                           sure the primary is off; exit 0 = fenced. Without\n"
 		"                           it a network partition can leave two copies running\n"
@@ -59,7 +63,7 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_JLIMIT, O_FENCE,
+	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
 	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
 	       O_TLS_PSK, O_INSECURE };
 	static const struct option opts[] = {
@@ -70,6 +74,7 @@ int main(int argc, char **argv)
 		{"ctl", required_argument, NULL, O_CTL},
 		{"once", no_argument, NULL, O_ONCE},
 		{"disk", required_argument, NULL, O_DISK},
+		{"drbd", required_argument, NULL, O_DRBD},
 		{"journal-limit", required_argument, NULL, O_JLIMIT},
 		{"fence-cmd", required_argument, NULL, O_FENCE},
 		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
@@ -127,6 +132,13 @@ int main(int argc, char **argv)
 			cfg.disks[cfg.ndisks++] = optarg;
 			break;
 		}
+		case O_DRBD:
+			if (cfg.ndrbd == CKPT_DISK_MAX) {
+				fprintf(stderr, "ha-receive: at most %u DRBD resources\n", CKPT_DISK_MAX);
+				return 2;
+			}
+			cfg.drbd[cfg.ndrbd++] = optarg;
+			break;
 		case O_FENCE:
 			if (!*optarg) {
 				fprintf(stderr, "ha-receive: --fence-cmd wants a command\n");

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/fence.h"
+#include "diskrepl/drbd.h"
 #include "failover/link.h"
 #include "failover/witness.h"
 #include "diskrepl/replica.h"
@@ -58,7 +59,10 @@ struct rx {
 	struct ckpt_decoder *dec;
 	struct replica *disks[CKPT_DISK_MAX];
 	bool disk_on[CKPT_DISK_MAX]; /* configured by this session's primary */
+	struct drbd_res drbd[CKPT_DISK_MAX];
 };
+
+#define DRBD_PROMOTE_TIMEOUT_MS 30000
 
 static void set_state(struct rx *x, enum rx_state s)
 {
@@ -360,6 +364,25 @@ static int failover(struct rx *x, const char *why)
 	if (!x->cfg->fence_cmd && !x->cfg->witness)
 		log_warn("no fencing configured: if the primary is alive behind a partition, two "
 			 "copies of the domain may now run");
+	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
+		char err[sizeof(x->last_error)];
+
+		uint64_t until = clk_now_ns() + (uint64_t)DRBD_PROMOTE_TIMEOUT_MS * NSEC_PER_MSEC;
+
+		while ((rc = drbd_promote(&x->drbd[i], DRBD_PROMOTE_TIMEOUT_MS, err, sizeof(err))) ==
+			       -EBUSY &&
+		       clk_now_ns() < until && !stop_flag) {
+			log_warn("%s; retrying", err);
+			clk_sleep_until_ns(clk_now_ns() + NSEC_PER_SEC);
+		}
+		if (rc < 0) {
+			log_error("%s; not resuming the domain without its disk", err);
+			snprintf(x->last_error, sizeof(x->last_error), "%s", err);
+			return -EIO;
+		}
+		log_info("DRBD %s is Primary here: %s is the domain's disk", x->drbd[i].name,
+			 x->drbd[i].dev);
+	}
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
 		if (!x->disk_on[i])
 			continue;
@@ -473,6 +496,8 @@ static int session(struct rx *x, int fd, const char *peer)
 	memcpy(hi.mac, info->config.mac, 6);
 	if (x->disks[0])
 		snprintf(hi.disk, sizeof(hi.disk), "%s", replica_path(x->disks[0]));
+	else if (x->cfg->ndrbd)
+		snprintf(hi.disk, sizeof(hi.disk), "%s", x->drbd[0].dev);
 	pthread_mutex_lock(&x->mu);
 	snprintf(x->domain, sizeof(x->domain), "%s", hi.name);
 	pthread_mutex_unlock(&x->mu);
@@ -705,6 +730,19 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 			log_error("disk %u: %s", i, err);
 			goto out;
 		}
+	}
+	for (unsigned i = 0; i < cfg->ndrbd; i++) {
+		char err[512];
+
+		rc = drbd_resolve(cfg->drbd[i], &x->drbd[i], err, sizeof(err));
+		if (rc == 0)
+			rc = drbd_check_secondary(&x->drbd[i], err, sizeof(err));
+		if (rc < 0) {
+			log_error("--drbd %s: %s", cfg->drbd[i], err);
+			goto out;
+		}
+		log_info("DRBD %s (%s) replicates a disk; promoted here on failover",
+			 x->drbd[i].name, x->drbd[i].dev);
 	}
 	lfd = sock_tcp_listen(cfg->listen, 4);
 	if (lfd < 0) {

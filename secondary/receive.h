@@ -21,6 +21,10 @@
  * the session without failover: the primary is alive and runs degraded.
  * END means a clean stop.
  *
+ * DRBD resources are checked at start (Secondary here) and promoted on
+ * failover, after fencing and before activation; a disk that is not
+ * UpToDate, or a failed promotion, means no activation.
+ *
  * With a fence command, activation happens only after it reported the
  * primary fenced; a failed fence leaves the domain passive (state
  * "fencing", retried every fence_retry_ms until it succeeds or a stop).
@@ -51,6 +55,11 @@ struct rx_config {
 	const char *journals[CKPT_DISK_MAX];
 	unsigned ndisks;
 	unsigned long long journal_limit; /* compaction threshold, octets (0: default) */
+	/* DRBD resources (diskrepl/drbd.h) replicating the domain's disks:
+	 * Secondary here, promoted on failover before activation. With no
+	 * replica above, the first one's device is the resumed domain's disk. */
+	const char *drbd[CKPT_DISK_MAX];
+	unsigned ndrbd;
 	struct fo_tls *tls; /* the link's TLS; NULL: plain TCP (--insecure) */
 	/* Fencing (failover/fence.h): run before activation; activation
 	 * waits until it succeeds. NULL: none (unsafe on a partition). */

@@ -43,8 +43,9 @@ PKGS="$kpkg xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-u
 libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
 libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1 libyajl2 drbd-utils"
 
-# Host tools that go into dom0 as they are (same Debian release).
-HOST_TOOLS="/bin/bash /usr/bin/ip /sbin/tc /bin/ping /usr/bin/setpriv /usr/bin/timeout"
+# Host tools that go into dom0 as they are (same Debian release); flock is
+# for the hotplug scripts' locking (a domU with a disk).
+HOST_TOOLS="/bin/bash /usr/bin/ip /sbin/tc /bin/ping /usr/bin/setpriv /usr/bin/timeout /usr/bin/flock"
 HOST_TOOLS=$(for t in $HOST_TOOLS; do [ -e "$t" ] && readlink -f "$t"; done)
 
 mkdir -p "$lab/debs"
@@ -220,14 +221,49 @@ depmod -b "$root" "$kver"
 
 # --- domU: the same kernel and a counting busybox initramfs ------------
 d=$work/domu
-mkdir -p "$d"/{bin,proc,sys,dev}
+mkdir -p "$d"/{bin,proc,sys,dev,lib}
 cp /bin/busybox "$d/bin/busybox"
-for a in sh echo sleep usleep mount cat; do ln -s busybox "$d/bin/$a"; done
+for a in sh echo sleep usleep mount cat dd insmod grep tr; do ln -s busybox "$d/bin/$a"; done
+# The block frontend, for domUs given a disk (lab.disk on the command line).
+blkfront=$(find "$kmods" -name 'xen-blkfront.ko*' | head -n 1)
+[ -n "$blkfront" ] || die "$kpkg has no xen-blkfront module"
+case $blkfront in
+*.ko) cp "$blkfront" "$d/lib/xen-blkfront.ko" ;;
+*.ko.xz) xz -dc "$blkfront" >"$d/lib/xen-blkfront.ko" ;;
+*) die "cannot unpack $blkfront" ;;
+esac
 cat >"$d/init" <<'EOF'
 #!/bin/sh
 # The lab's domU: print a counter every ~100 ms on the console (hvc0).
+# With lab.disk on the command line, each step also writes record i
+# ("rec i", 512 bytes at sector i) to /dev/xvda with direct I/O, after
+# checking that record i-1 is on the disk (memory says it was written:
+# "DISK BEHIND" if not) and noting when record i is already there ("disk
+# ahead": a write the disk kept from beyond the checkpoint this copy was
+# resumed from).
 mount -t proc proc /proc
 mount -t devtmpfs dev /dev 2>/dev/null
+rec() { dd if=/dev/xvda bs=512 skip="$1" count=1 iflag=direct 2>/dev/null | tr -d '\000\n'; }
+if grep -q 'lab\.disk' /proc/cmdline; then
+	insmod /lib/xen-blkfront.ko
+	n=0
+	while [ ! -b /dev/xvda ] && [ $n -lt 100 ]; do usleep 100000; n=$((n + 1)); done
+	[ -b /dev/xvda ] || echo "domu: no /dev/xvda"
+	echo "domu: counting with disk records"
+	i=0
+	while :; do
+		if [ $i -gt 0 ]; then
+			r=$(rec $((i - 1)))
+			[ "$r" = "rec $((i - 1))" ] || echo "domu: DISK BEHIND: record $((i - 1)) reads '$r'"
+		fi
+		[ "$(rec $i)" = "rec $i" ] && echo "domu: disk ahead at $i"
+		printf 'rec %d\n' $i | dd of=/dev/xvda bs=512 seek=$i count=1 conv=sync,notrunc oflag=direct 2>/dev/null ||
+			echo "domu: writing record $i failed"
+		echo "count $i"
+		i=$((i + 1))
+		usleep 100000
+	done
+fi
 echo "domu: counting"
 i=0
 while :; do

@@ -1,0 +1,214 @@
+#!/bin/bash
+# ha-protect with stock DRBD as the disk replication: a PVH domU whose disk
+# is DRBD resource haA (Primary, minor 0) is protected to ha-receive, whose
+# copy will use resource haB (Secondary, minor 1). The two resources are a
+# DRBD pair over 127.0.0.1 <-> 127.0.0.2 on this dom0, standing in for two
+# hosts (DRBD 8.4 pairs resources by address, not by name). The domU writes
+# record i to sector i of its disk at each count, and checks that record
+# i-1 is on the disk before (see tests/lab/build.sh). Checks:
+#   1. wrong setups are refused with the reason: a Primary resource given
+#      to ha-receive, an unknown resource, a domain not on the resource;
+#   2. protected, each epoch waits for DRBD (flushes counted in status);
+#   3. DRBD's link is cut while protected: the primary degrades, saying
+#      why, tells the secondary (which does not take over), and protects
+#      again once DRBD has reconnected and resynced;
+#   4. host A dies (ha-protect killed, the domain destroyed, haA down):
+#      the secondary promotes haB and restores the domain on /dev/drbd1;
+#      the copy counts on, never finds its disk behind its memory, and
+#      every record up to its count is on haB.
+# Figures: flush p50/p99, records found ahead after the failover.
+# lab-timeout: 900
+set -u
+. "$LAB_LIB"
+
+dom=haxd
+export HA_XEN_SUSPEND_TIMEOUT_MS=60000
+port=7410
+T=$LAB_TMP
+interval=100
+pids=()
+la=""
+lb=""
+
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	sleep 0.5
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	xl destroy "$dom" >/dev/null 2>&1
+	drbdsetup down haA >/dev/null 2>&1
+	drbdsetup down haB >/dev/null 2>&1
+	[ -n "$la" ] && losetup -d "$la" 2>/dev/null
+	[ -n "$lb" ] && losetup -d "$lb" 2>/dev/null
+	return 0
+}
+trap cleanup EXIT
+
+fail_with() {
+	local f
+	xl list
+	cat /proc/drbd
+	[ -s /var/log/xen/xen-hotplug.log ] && tail -n 20 /var/log/xen/xen-hotplug.log
+	[ -S "$T/p.sock" ] && ha-ctl --ctl "$T/p.sock" status "xen:$dom"
+	[ -S "$T/rx.sock" ] && ha-ctl --ctl "$T/rx.sock" status "$dom"
+	for f in "$T"/*.log; do
+		[ -f "$f" ] || continue
+		echo "--- $(basename "$f") (last lines)"
+		tail -n 30 "$f"
+	done
+	for f in $(domu_logs "$dom"); do
+		echo "--- $(basename "$f") (last lines)"
+		tail -n 10 "$f"
+	done
+	lab_fail "$*"
+}
+
+run() { # CMD...: run, log, fail with its last line
+	echo "+ $*" >>"$T/drbd.log"
+	"$@" >>"$T/drbd.log" 2>&1 || fail_with "$*: $(tail -n 1 "$T/drbd.log")"
+}
+
+cs() { # MINOR -> its connection state
+	sed -n "s/^ *$1: cs:\([^ ]*\).*/\1/p" /proc/drbd
+}
+
+exited() {
+	[ ! -e "/proc/$1" ] || [ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" = Z ]
+}
+
+show_proc() { # NAME: /proc/drbd between markers (samples for tests/unit/data/drbd)
+	echo "PROC-DRBD $1"
+	cat /proc/drbd
+	echo "PROC-DRBD end"
+}
+
+status_field() { # FILE KEY
+	sed -n "s/^$2: //p" "$1" | head -n 1
+}
+
+# --- a DRBD pair on this host ----------------------------------------
+modprobe crc32c_generic
+modprobe drbd >"$T/modprobe" 2>&1 || lab_fail "modprobe drbd: $(tail -n 1 "$T/modprobe")"
+for s in a b; do
+	dd if=/dev/zero of="$T/$s.img" bs=1M count=0 seek=64 2>/dev/null
+done
+la=$(losetup -f) && losetup "$la" "$T/a.img" || lab_fail "no free loop device"
+lb=$(losetup -f) && losetup "$lb" "$T/b.img" || lab_fail "no second loop device"
+run drbdmeta --force 0 v08 "$la" internal create-md
+run drbdmeta --force 1 v08 "$lb" internal create-md
+run drbdsetup new-resource haA
+run drbdsetup new-minor haA 0 0
+run drbdsetup attach 0 "$la" "$la" internal
+run drbdsetup new-resource haB
+run drbdsetup new-minor haB 1 0
+run drbdsetup attach 1 "$lb" "$lb" internal
+connect_a() { run drbdsetup connect haA ipv4:127.0.0.1:7790 ipv4:127.0.0.2:7790 --protocol=C; }
+connect_b() { run drbdsetup connect haB ipv4:127.0.0.2:7790 ipv4:127.0.0.1:7790 --protocol=C; }
+connect_a
+connect_b
+wait_for 30 sh -c '[ "$(sed -n "s/^ *0: cs:\([^ ]*\).*/\1/p" /proc/drbd)" = Connected ]' ||
+	fail_with "haA and haB did not connect"
+# Both disks are zeros: no initial sync needed.
+run drbdsetup new-current-uuid 0 --clear-bitmap
+run drbdsetup primary 0
+wait_for 30 grep -q '^ *0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C' /proc/drbd ||
+	fail_with "haA is not Connected Primary/Secondary UpToDate/UpToDate"
+cat /proc/drbd
+drbdsetup show haA | sed -n '/device/p'
+
+# --- 1. wrong setups --------------------------------------------------
+(umask 077 && printf 'lab:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/psk")
+timeout 20 ha-receive --backend xen --drbd haA --tls-psk "$T/psk" --listen "127.0.0.1:$port" \
+	--once >"$T/err1.out" 2>&1 && fail_with "ha-receive accepted a Primary resource"
+grep -q 'must be Secondary' "$T/err1.out" || fail_with "ha-receive --drbd haA: $(tail -n 1 "$T/err1.out")"
+echo "refused: $(grep -o 'DRBD haA is Primary.*' "$T/err1.out" | head -n 1)"
+
+domu_create "$dom" 'disk = [ "phy:/dev/drbd0,xvda,w" ]' \
+	'extra = "console=hvc0 loglevel=3 rdinit=/init lab.disk"' || fail_with "xl create $dom failed"
+wait_for 120 grep -q 'counting with disk records' $(domu_logs "$dom") 2>/dev/null ||
+	fail_with "$dom did not start its disk records"
+domu_counting "$dom" 60 || fail_with "$dom does not count"
+grep -a 'no /dev/xvda\|failed' $(domu_logs "$dom") && fail_with "$dom has no working disk"
+
+timeout 20 ha-protect -F -n -b --disk drbd:nosuch "xen:$dom" >"$T/err2.out" 2>&1 &&
+	fail_with "ha-protect accepted an unknown DRBD resource"
+grep -q 'no DRBD resource nosuch' "$T/err2.out" || fail_with "--disk drbd:nosuch: $(tail -n 1 "$T/err2.out")"
+echo "refused: $(grep -o 'no DRBD resource nosuch.*' "$T/err2.out" | head -n 1)"
+
+# --- 2. protected -------------------------------------------------------
+HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --drbd haB --tls-psk "$T/psk" \
+	--listen "127.0.0.1:$port" --timeout 3000 --ctl "$T/rx.sock" >"$T/receive.log" 2>&1 &
+rx=$!
+pids+=("$rx")
+wait_for 20 grep -q 'listening on' "$T/receive.log" || fail_with "ha-receive did not start"
+ha-protect -v -F -n -i "$interval" --timeout 3000 --retry 500 --disk drbd:haA \
+	--tls-psk "$T/psk" --ctl "$T/p.sock" "xen:$dom" "127.0.0.1:$port" >"$T/protect.log" 2>&1 &
+pr=$!
+pids+=("$pr")
+wait_for 300 grep -q 'PROTECTED' "$T/protect.log" || fail_with "protection did not start"
+wait_for 60 grep -q 'first checkpoint committed' "$T/receive.log" ||
+	fail_with "the secondary committed no checkpoint"
+sleep 5
+ha-ctl --ctl "$T/p.sock" status "xen:$dom" >"$T/status1" 2>&1 || fail_with "ha-ctl status failed"
+grep -e '^state' -e '^epoch' -e '^device' "$T/status1"
+grep -q '^state: protected' "$T/status1" || fail_with "not protected: $(status_field "$T/status1" state)"
+dline=$(grep '^device drbd:haA' "$T/status1")
+flushes=$(sed -n 's/.*flushes \([0-9]*\).*/\1/p' <<<"$dline")
+[ "${flushes:-0}" -gt 0 ] || fail_with "no DRBD flush counted: $dline"
+fp50=$(sed -n 's/.*(p50 \([0-9]*\) us.*/\1/p' <<<"$dline")
+fp99=$(sed -n 's/.*p99 \([0-9]*\) us).*/\1/p' <<<"$dline")
+
+# --- 3. DRBD's link cut while protected --------------------------------
+run drbdsetup disconnect ipv4:127.0.0.2:7790 ipv4:127.0.0.1:7790
+wait_for 30 grep -q 'DRBD haA: .*not connected to its peer' "$T/protect.log" ||
+	fail_with "the primary did not notice DRBD's lost peer"
+wait_for 30 grep -q 'DEGRADED' "$T/protect.log" || fail_with "the primary did not degrade"
+grep -a 'DRBD haA: .*not committing' "$T/protect.log" | head -n 1
+wait_for 30 grep -q 'stopped protection cleanly' "$T/receive.log" ||
+	fail_with "the secondary was not told to discard its copy"
+grep -q 'FAILOVER' "$T/receive.log" && fail_with "the secondary took over from a live primary"
+domu_counting "$dom" 20 || fail_with "$dom stopped counting while degraded"
+show_proc wfconnection
+# A slow resync, so that the primary is seen waiting for it.
+run drbdsetup disk-options 0 --c-plan-ahead=0 --resync-rate=8
+connect_b
+wait_for 60 grep -q '^ *0: cs:SyncSource' /proc/drbd || fail_with "no resync after DRBD reconnected"
+show_proc syncsource
+wait_for 120 grep -q 'DRBD haA: waiting: a resync is in progress' "$T/protect.log" ||
+	fail_with "the primary did not wait for DRBD's resync"
+wait_for 180 grep -q '^ *0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate' /proc/drbd ||
+	fail_with "DRBD did not reconnect and resync"
+wait_for 300 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^reprotections: [1-9]'" ||
+	fail_with "protection did not resume after DRBD resynced"
+wait_for 120 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^state: protected'" ||
+	fail_with "not protected again"
+echo "re-protected after DRBD's resync"
+sleep 5
+
+# --- 4. host A dies -------------------------------------------------------
+last=$(domu_count "$dom")
+tf=$(now_ms)
+kill -9 "$pr"
+xl destroy "$dom" || fail_with "xl destroy $dom failed"
+# The backend lets go of /dev/drbd0 shortly after the domain is gone.
+wait_for 30 drbdsetup down haA || fail_with "drbdsetup down haA: $(drbdsetup down haA 2>&1)"
+wait_for 180 grep -q -e 'FAILOVER complete' -e 'activation failed' -e 'not resuming' "$T/receive.log" ||
+	fail_with "the secondary did not fail over"
+grep -q 'FAILOVER complete' "$T/receive.log" || fail_with "failover: $(grep -a error "$T/receive.log" | tail -n 1)"
+grep -a -e 'DRBD haB' -e 'FAILOVER' "$T/receive.log"
+grep -q '^ *1: cs:[A-Za-z]* ro:Primary' /proc/drbd || fail_with "haB is not Primary after the failover"
+wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -gt '$((last + 10))' ]" ||
+	fail_with "the copy does not count past $last"
+ta=$(now_ms)
+xl block-list "$dom" 2>&1 | tail -n +2
+behind=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a 'DISK BEHIND' | head -n 3)
+[ -z "$behind" ] || fail_with "the disk was behind the memory: $behind"
+ahead=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a -c 'disk ahead')
+now=$(domu_count "$dom")
+# Every record up to the copy's count is on haB, in order.
+dd if=/dev/drbd1 bs=512 count=$((now + 1)) iflag=direct 2>/dev/null | tr -s '\000' '\n' >"$T/records"
+missing=$(awk -v n="$now" '/^rec [0-9]+$/ {seen[$2] = 1} END {for (k = 0; k <= n; k++) if (!(k in seen)) {print k; exit}}' "$T/records")
+[ -z "$missing" ] || fail_with "record $missing (of 0..$now) is not on haB"
+echo "copy counting: $now (primary's last: $last); records 0..$now on haB; $ahead found ahead"
+lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
+	records_ahead_after_failover="$ahead" failover_ms=$((ta - tf))
+exit 0
