@@ -209,14 +209,12 @@ install: all
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -path build/lab -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # The README's demo: a protected VM surviving the loss of its primary.
 .PHONY: demo
 demo: deps all
 	$(Q)scripts/demo.sh $(B)
-
--include $(shell find build -name '*.d' 2>/dev/null)
 
 
 # The reference SLA figures (docs/sla/): ha-sla over the default intervals

@@ -29,5 +29,6 @@ BENCHES += \
 	bench_diskrepl
 
 FUZZERS += \
+	fuzz_drbd \
 	fuzz_journal \
 	fuzz_nbdsrv

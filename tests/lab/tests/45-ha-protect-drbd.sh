@@ -59,6 +59,9 @@ fail_with() {
 		echo "--- $(basename "$f") (last lines)"
 		tail -n 10 "$f"
 	done
+	if domu_crashed "$dom"; then
+		lab_fail "$* (the domU crashed: $(domu_crash_kind "$dom"))"
+	fi
 	lab_fail "$*"
 }
 
@@ -168,13 +171,15 @@ wait_for 30 grep -q 'stopped protection cleanly' "$T/receive.log" ||
 grep -q 'FAILOVER' "$T/receive.log" && fail_with "the secondary took over from a live primary"
 domu_counting "$dom" 20 || fail_with "$dom stopped counting while degraded"
 show_proc wfconnection
-# A slow resync, so that the primary is seen waiting for it.
-run drbdsetup disk-options 0 --c-plan-ahead=0 --resync-rate=8
+# The resync is held paused until the primary is seen waiting for it.
+run drbdsetup pause-sync 0
 connect_b
-wait_for 60 grep -q '^ *0: cs:SyncSource' /proc/drbd || fail_with "no resync after DRBD reconnected"
-show_proc syncsource
+wait_for 60 grep -q '^ *0: cs:PausedSyncS' /proc/drbd || fail_with "no paused resync after DRBD reconnected"
+show_proc pausedsync
 wait_for 120 grep -q 'DRBD haA: waiting: a resync is in progress' "$T/protect.log" ||
 	fail_with "the primary did not wait for DRBD's resync"
+grep -q 'FAILOVER' "$T/receive.log" && fail_with "the secondary took over during the resync"
+run drbdsetup resume-sync 0
 wait_for 180 grep -q '^ *0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate' /proc/drbd ||
 	fail_with "DRBD did not reconnect and resync"
 wait_for 300 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^reprotections: [1-9]'" ||
