@@ -331,6 +331,70 @@ static void test_compaction_keeps_uncommitted(void **state)
 	replica_close(r);
 }
 
+/* A commit taken back because memory could not commit the epoch is taken
+ * back durably: a crash after the rollback (before the failover rewrites
+ * the journal) must not recover the epoch as committed. */
+static void test_rollback_survives_crash(void **state)
+{
+	struct replica *r = open_ok();
+	struct replica_stats st;
+
+	(void)state;
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 1000, 0x31, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	assert_int_equal(replica_apply(r), 0);
+	memset(want, 0x31, 1000);
+	wr(r, 1, 500, 1000, 0x32, 0);
+	barrier(r, 1, 1);
+	wr(r, 2, 3000, 100, 0x33, 0); /* epoch 2 before CHECKPOINT 1 */
+	assert_int_equal(replica_commit(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 1), 0); /* memory failed to commit 1 */
+	replica_get_stats(r, &st);
+	assert_int_equal(st.committed, 0);
+	replica_close(r); /* crash before the failover */
+
+	r = open_ok();
+	expect_image(); /* epoch 0 only */
+	replica_get_stats(r, &st);
+	assert_int_equal(st.recovered_writes, 1); /* epoch 0 again */
+	assert_int_equal(st.dropped_writes, 2);   /* epochs 1 and 2 */
+	assert_true(st.base_complete);
+	replica_close(r);
+}
+
+/* Taking back the first commit of a full copy also takes back the claim
+ * that the copy completed: the primary never saw it acknowledged and
+ * copies everything again, so the replica must refuse an incremental one. */
+static void test_rollback_of_first_commit(void **state)
+{
+	struct replica *r = open_ok();
+	struct replica_stats st;
+
+	(void)state;
+	config(r, true, 4096, 0);
+	wr(r, 0, 0, 4096, 0x41, CKPT_DISK_SYNC);
+	memset(want, 0x41, 4096);
+	wr(r, 0, 100, 10, 0x42, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	replica_get_stats(r, &st);
+	assert_true(st.base_complete);
+	assert_int_equal(replica_rollback(r, 0), 0);
+	replica_get_stats(r, &st);
+	assert_false(st.base_complete);
+	assert_int_equal(st.committed, -1);
+	replica_close(r);
+
+	r = open_ok();
+	expect_image(); /* the resync data, not epoch 0 */
+	replica_get_stats(r, &st);
+	assert_false(st.base_complete);
+	config(r, false, 0, -ESTALE);
+	replica_close(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +408,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_uncommitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_write_recovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_survives_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_of_first_commit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
