@@ -44,6 +44,8 @@ struct replica {
 	/* The last commit, so that replica_rollback can take it back: where its
 	 * COMMIT entry lies, what it changed. */
 	struct {
+		bool valid;              /* it can still be taken back */
+		uint64_t epoch;
 		int64_t prev;            /* committed before it */
 		uint64_t at, end, jgen;  /* the entry is [at, end) of journal jgen */
 		uint64_t writes;         /* its committed_writes */
@@ -567,6 +569,7 @@ int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c)
 	r->configured = true;
 	r->sync_durable = c->sync_bytes == 0;
 	r->committed = r->last_barrier = r->applied = -1;
+	r->last.valid = false;
 	r->epoch_writes = r->sync_rx = 0;
 	r->st.size = c->size;
 	return 0;
@@ -735,6 +738,7 @@ static int uncommit(struct replica *r)
 /* Forgets the last commit in memory, then in the journal. */
 static int take_back(struct replica *r)
 {
+	r->last.valid = false;
 	r->committed = r->last.prev;
 	r->st.commits--;
 	r->st.committed_writes -= r->last.writes;
@@ -768,17 +772,19 @@ int replica_commit(struct replica *r, uint64_t epoch)
 		rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path, strerror(errno));
 		/* The entry may reach the disk later: a COMMIT that returned an
 		 * error must not be recovered. */
-		if (ftruncate(r->jfd, (off_t)at) < 0 || fdatasync(r->jfd) < 0)
+		if (ftruncate(r->jfd, (off_t)at) == 0)
+			r->jsize = at; /* the next append goes there */
+		if (r->jsize != at || fdatasync(r->jfd) < 0)
 			log_warn("journal %s: cannot cut back COMMIT(%llu) after a failed "
 				 "fdatasync: %s",
 				 r->journal_path, (unsigned long long)epoch, strerror(errno));
-		else
-			r->jsize = at;
 		return rc;
 	}
 	for (size_t i = 0; i < r->n; i++)
 		if ((int64_t)r->idx[i].epoch > r->committed && r->idx[i].epoch <= epoch)
 			writes++;
+	r->last.valid = true;
+	r->last.epoch = epoch;
 	r->last.prev = r->committed;
 	r->last.at = at;
 	r->last.end = r->jsize;
@@ -822,13 +828,17 @@ int replica_rollback(struct replica *r, uint64_t epoch)
 {
 	int rc;
 
-	if (r->committed != (int64_t)epoch)
+	if (r->committed < 0 || r->committed != (int64_t)epoch)
 		return 0; /* not committed: its commit failed, or was taken back */
 	if (r->applied >= (int64_t)epoch)
 		return fail(r, -EBUSY,
 			    "epoch %llu cannot be taken back: it is already written to the "
 			    "replica %s",
 			    (unsigned long long)epoch, r->image_path);
+	if (!r->last.valid || r->last.epoch != epoch)
+		return fail(r, -EINVAL,
+			    "epoch %llu cannot be taken back: only the last commit can be, once",
+			    (unsigned long long)epoch);
 	rc = take_back(r);
 	if (rc < 0) {
 		char why[sizeof(r->err)];

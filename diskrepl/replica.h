@@ -71,12 +71,13 @@ int replica_commit(struct replica *r, uint64_t epoch);
 /* Takes back the last commit, whose memory could not be committed, before
  * any replica_apply: the epoch is uncommitted again, and durably so when
  * this returns 0 (its writes stay journalled, uncommitted). The first
- * commit of a full copy also takes back the mark of a complete copy. 0
- * too when epoch is not committed (its commit failed). -EBUSY: the epoch
- * is already in the image. Another -errno: the journal could not be
- * rewritten and may still say the epoch committed (replica_error says what
- * to do); the epoch is uncommitted in memory, and replica_failover or the
- * next replica_config rewrites the journal. */
+ * commit of a full copy also takes back the mark of a complete copy.
+ * Returns 0 too when epoch is not committed (its commit failed); -EBUSY
+ * when it is already in the image; -EINVAL when it is not the last
+ * commit. Another -errno: the journal could not be rewritten and may still
+ * say the epoch committed (replica_error says what to do); the epoch is
+ * uncommitted in memory, and replica_failover or the next replica_config
+ * rewrites the journal. */
 int replica_rollback(struct replica *r, uint64_t epoch);
 /* Writes committed epochs into the image; may compact the journal. */
 int replica_apply(struct replica *r);

@@ -649,6 +649,7 @@ static void test_rollback_rules(void **state)
 	struct replica_stats st;
 
 	(void)state;
+	assert_int_equal(replica_rollback(r, UINT64_MAX), 0); /* nothing committed */
 	config(r, true, 0, 0);
 	wr(r, 0, 0, 100, 0x61, 0);
 	barrier(r, 0, 1);
@@ -674,9 +675,29 @@ static void test_rollback_rules(void **state)
 	assert_int_equal(replica_apply(r), 0);
 	memset(want + 200, 0x62, 100);
 	expect_image();
+
+	/* Only the last commit, once: the one before stays. */
+	wr(r, 2, 300, 100, 0x63, 0);
+	barrier(r, 2, 1);
+	assert_int_equal(replica_commit(r, 2), 0);
+	assert_int_equal(replica_rollback(r, 2), 0);
+	assert_int_equal(replica_rollback(r, 2), 0); /* no longer committed */
+	assert_int_equal(replica_rollback(r, 1), -EBUSY); /* in the image */
 	replica_close(r);
 
 	r = open_ok();
+	expect_image();
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 100, 0x64, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	barrier(r, 1, 0);
+	assert_int_equal(replica_commit(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 0), -EINVAL);
+	replica_close(r);
+	r = open_ok(); /* epoch 0 stays committed */
+	memset(want, 0x64, 100);
 	expect_image();
 	replica_close(r);
 }
@@ -700,35 +721,49 @@ static struct replica *first_epoch(void)
 }
 
 /* An I/O error at any step of a commit leaves the epoch uncommitted, in
- * memory and after a restart: the disk part of its ACK was never sent. */
+ * memory and after a restart: the disk part of its ACK was never sent.
+ * Retried, the commit then succeeds and the journal stays readable. */
 static void test_commit_error_is_all_or_nothing(void **state)
 {
 	unsigned k;
 
 	(void)state;
 	for (k = 1;; k++) {
-		struct replica *r = first_epoch();
-		struct replica_stats st;
-		int rc;
+		for (int retry = 0; retry < 2; retry++) {
+			struct replica *r = first_epoch();
+			struct replica_stats st;
+			int rc;
 
-		ncalls = 0;
-		fail_at = k;
-		rc = replica_commit(r, 0);
-		fail_at = 0;
-		if (ncalls < k) { /* every step passed: done */
-			assert_int_equal(rc, 0);
+			ncalls = 0;
+			fail_at = k;
+			rc = replica_commit(r, 0);
+			fail_at = 0;
+			if (ncalls < k) { /* every step passed: done */
+				assert_int_equal(rc, 0);
+				replica_close(r);
+				goto done;
+			}
+			assert_int_equal(rc, -EIO);
+			replica_get_stats(r, &st);
+			assert_int_equal(st.committed, -1);
+			assert_int_equal(st.commits, 0);
+			if (retry) {
+				assert_int_equal(replica_commit(r, 0), 0);
+				wr(r, 1, 30000, 10, 0x73, 0);
+				barrier(r, 1, 1);
+				assert_int_equal(replica_commit(r, 1), 0);
+				memset(want + 1000, 0x72, 3000);
+				memset(want + 30000, 0x73, 10);
+			}
 			replica_close(r);
-			break;
+			r = open_ok();
+			expect_image(); /* epoch 0 only if it was retried */
+			replica_get_stats(r, &st);
+			assert_int_equal(st.base_complete, retry);
+			replica_close(r);
 		}
-		assert_int_equal(rc, -EIO);
-		replica_get_stats(r, &st);
-		assert_int_equal(st.committed, -1);
-		assert_int_equal(st.commits, 0);
-		replica_close(r);
-		r = open_ok();
-		expect_image(); /* epoch 0 not recovered */
-		replica_close(r);
 	}
+done:
 	assert_true(k > 4); /* image sync, COMMIT, its sync, header */
 }
 
