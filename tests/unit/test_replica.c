@@ -34,11 +34,24 @@ static int setup(void **state)
 	return 0;
 }
 
+static void crash_path(unsigned k, const char *name, char *out, size_t len);
+
 static int teardown(void **state)
 {
 	(void)state;
 	unlink(img);
 	unlink(jrn);
+	/* Crash copies a failed test left behind. */
+	for (unsigned k = 0; k < MAX_CRASH; k++) {
+		char p[300];
+
+		crash_path(k, "replica.img", p, sizeof(p));
+		unlink(p);
+		crash_path(k, "replica.img.journal", p, sizeof(p));
+		unlink(p);
+		crash_path(k, NULL, p, sizeof(p));
+		rmdir(p);
+	}
 	rmdir(dir);
 	strcpy(dir, "/tmp/test_replica.XXXXXX");
 	return 0;
