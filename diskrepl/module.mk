@@ -23,7 +23,8 @@ UNIT_TESTS += \
 
 INTEG_TESTS += \
 	tests/integration/disk_failover.sh \
-	tests/integration/disk_replica.sh
+	tests/integration/disk_replica.sh \
+	tests/integration/disk_rollback.sh
 
 BENCHES += \
 	bench_diskrepl

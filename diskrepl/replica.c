@@ -37,7 +37,20 @@ struct replica {
 	bool configured, sync_durable;
 	struct ckpt_ha_disk_config cfg;
 	int64_t committed, last_barrier;
+	int64_t applied; /* last epoch written to the image this session, -1 none */
 	uint64_t epoch_writes, sync_rx;
+	uint64_t jgen; /* counts journal rewrites: positions change with them */
+
+	/* The last commit, so that replica_rollback can take it back: where its
+	 * COMMIT entry lies, what it changed. */
+	struct {
+		bool valid;              /* it can still be taken back */
+		uint64_t epoch;
+		int64_t prev;            /* committed before it */
+		uint64_t at, end, jgen;  /* the entry is [at, end) of journal jgen */
+		uint64_t writes;         /* its committed_writes */
+		bool set_base;           /* it set JH_BASE_COMPLETE */
+	} last;
 
 	struct replica_stats st;
 	char err[512];
@@ -208,6 +221,7 @@ static int compact(struct replica *r)
 			r->jsize = sizeof(struct jhdr);
 			r->st.compactions++;
 		}
+		r->jgen++;
 		return rc;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.new", r->journal_path);
@@ -263,6 +277,7 @@ static int compact(struct replica *r)
 	close(r->jfd);
 	r->jfd = fd;
 	r->jsize = pos;
+	r->jgen++;
 	r->st.compactions++;
 	return 0;
 }
@@ -456,7 +471,7 @@ int replica_open(const char *image, const char *journal, uint64_t compact_bytes,
 		return -ENOMEM;
 	}
 	r->img = r->jfd = -1;
-	r->committed = r->last_barrier = -1;
+	r->committed = r->last_barrier = r->applied = -1;
 	r->compact_bytes = compact_bytes ? compact_bytes : UINT64_C(64) << 20;
 	snprintf(r->image_path, sizeof(r->image_path), "%s", image);
 	if (journal)
@@ -553,7 +568,8 @@ int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c)
 	r->img_size = c->size;
 	r->configured = true;
 	r->sync_durable = c->sync_bytes == 0;
-	r->committed = r->last_barrier = -1;
+	r->committed = r->last_barrier = r->applied = -1;
+	r->last.valid = false;
 	r->epoch_writes = r->sync_rx = 0;
 	r->st.size = c->size;
 	return 0;
@@ -672,14 +688,75 @@ bool replica_ready(const struct replica *r)
 	return r->configured && r->last_barrier >= 0;
 }
 
+/* Takes the last commit out of the journal, durably: when this returns 0,
+ * no reopen recovers its epoch as committed. Its writes stay in the index
+ * (uncommitted). Crash points, in order:
+ *
+ *   (header: JH_BASE_COMPLETE cleared, fdatasync; only if the commit set it)
+ *   COMMIT(N) cut off the journal's end, fdatasync
+ *
+ * A crash before the cut recovers epoch N (with the flag cleared the next
+ * copy is a full one, as the primary wants: it never saw N acknowledged);
+ * after it, epoch N is gone. The cut needs no free space. Entries appended
+ * after COMMIT(N) (not in ha-receive's order, but allowed by this API) are
+ * kept by rewriting the journal without the COMMIT instead: committed
+ * epochs go to the image first, since the rewrite keeps no COMMIT. */
+static int uncommit(struct replica *r)
+{
+	int hrc = 0, rc;
+
+	if (r->last.set_base) {
+		r->hdr.flags &= ~JH_BASE_COMPLETE;
+		/* Even if this fails the COMMIT goes: a stale flag is harmless
+		 * (the primary asks for an incremental copy only of a lineage it
+		 * saw acknowledged), a stale COMMIT is not. */
+		hrc = write_header(r, r->jfd);
+		if (hrc == 0)
+			r->last.set_base = false;
+	}
+	if (r->last.jgen == r->jgen && r->last.end == r->jsize) {
+		if (ftruncate(r->jfd, (off_t)r->last.at) < 0)
+			return fail(r, -errno, "journal %s: truncate: %s", r->journal_path,
+				    strerror(errno));
+		r->jsize = r->last.at;
+		r->last.end = UINT64_MAX; /* nothing left to cut */
+		if (fdatasync(r->jfd) < 0)
+			return fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path,
+				    strerror(errno));
+		return hrc;
+	}
+	if (r->last.prev > r->applied)
+		r->applied = r->last.prev;
+	rc = apply_upto(r, r->last.prev);
+	if (rc == 0)
+		rc = compact(r); /* its header is r->hdr, the flag cleared */
+	if (rc == 0)
+		r->last.set_base = false;
+	return rc;
+}
+
+/* Forgets the last commit in memory, then in the journal. */
+static int take_back(struct replica *r)
+{
+	r->last.valid = false;
+	r->committed = r->last.prev;
+	r->st.commits--;
+	r->st.committed_writes -= r->last.writes;
+	return uncommit(r);
+}
+
 int replica_commit(struct replica *r, uint64_t epoch)
 {
 	struct jent e = {.type = JE_COMMIT, .epoch = epoch};
+	uint64_t at = r->jsize, writes = 0;
 	int rc;
 
 	if (!r->configured || r->last_barrier < (int64_t)epoch)
 		return fail(r, -EPROTO, "checkpoint %llu arrived before the disk's barrier",
 			    (unsigned long long)epoch);
+	if ((int64_t)epoch <= r->committed)
+		return fail(r, -EPROTO, "checkpoint %llu after that of epoch %lld",
+			    (unsigned long long)epoch, (long long)r->committed);
 	/* Resync data went straight to the image: it must be durable before a
 	 * commit makes the replica a copy the primary stops tracking. */
 	if (!r->sync_durable) {
@@ -689,41 +766,101 @@ int replica_commit(struct replica *r, uint64_t epoch)
 		r->sync_durable = true;
 	}
 	rc = append(r, &e, NULL, 0);
-	if (rc == 0 && fdatasync(r->jfd) < 0)
-		rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path, strerror(errno));
 	if (rc < 0)
 		return rc;
+	if (fdatasync(r->jfd) < 0) {
+		rc = fail(r, -errno, "journal %s: fdatasync: %s", r->journal_path, strerror(errno));
+		/* The entry may reach the disk later: a COMMIT that returned an
+		 * error must not be recovered. */
+		if (ftruncate(r->jfd, (off_t)at) == 0)
+			r->jsize = at; /* the next append goes there */
+		if (r->jsize != at || fdatasync(r->jfd) < 0)
+			log_warn("journal %s: cannot cut back COMMIT(%llu) after a failed "
+				 "fdatasync: %s",
+				 r->journal_path, (unsigned long long)epoch, strerror(errno));
+		return rc;
+	}
 	for (size_t i = 0; i < r->n; i++)
 		if ((int64_t)r->idx[i].epoch > r->committed && r->idx[i].epoch <= epoch)
-			r->st.committed_writes++;
+			writes++;
+	r->last.valid = true;
+	r->last.epoch = epoch;
+	r->last.prev = r->committed;
+	r->last.at = at;
+	r->last.end = r->jsize;
+	r->last.jgen = r->jgen;
+	r->last.writes = writes;
+	r->last.set_base = false;
 	r->committed = (int64_t)epoch;
 	r->st.commits++;
+	r->st.committed_writes += writes;
 	if (!(r->hdr.flags & JH_BASE_COMPLETE)) {
 		r->hdr.flags |= JH_BASE_COMPLETE;
+		r->last.set_base = true;
 		rc = write_header(r, r->jfd);
+		if (rc < 0) {
+			/* All or nothing: an error leaves the epoch uncommitted. */
+			char why[sizeof(r->err)];
+
+			snprintf(why, sizeof(why), "%s", r->err);
+			if (take_back(r) < 0)
+				log_warn("journal %s: cannot take back COMMIT(%llu) after a failed "
+					 "header write: %s",
+					 r->journal_path, (unsigned long long)epoch, r->err);
+			snprintf(r->err, sizeof(r->err), "%s", why);
+		}
 	}
 	return rc;
 }
 
 int replica_apply(struct replica *r)
 {
-	int rc = apply_upto(r, r->committed);
+	int rc;
 
+	r->applied = r->committed; /* from here the image may hold it */
+	rc = apply_upto(r, r->committed);
 	if (rc == 0 && r->jsize > r->compact_bytes)
 		rc = compact(r);
 	return rc;
 }
 
-void replica_rollback(struct replica *r, uint64_t epoch)
+int replica_rollback(struct replica *r, uint64_t epoch)
 {
-	if (r->committed == (int64_t)epoch)
-		r->committed--;
+	int rc;
+
+	if (r->committed < 0 || r->committed != (int64_t)epoch)
+		return 0; /* not committed: its commit failed, or was taken back */
+	if (r->applied >= (int64_t)epoch)
+		return fail(r, -EBUSY,
+			    "epoch %llu cannot be taken back: it is already written to the "
+			    "replica %s",
+			    (unsigned long long)epoch, r->image_path);
+	if (!r->last.valid || r->last.epoch != epoch)
+		return fail(r, -EINVAL,
+			    "epoch %llu cannot be taken back: only the last commit can be, once",
+			    (unsigned long long)epoch);
+	rc = take_back(r);
+	if (rc < 0) {
+		char why[sizeof(r->err)];
+
+		snprintf(why, sizeof(why), "%s", r->err);
+		fail(r, rc,
+		     "the commit of epoch %llu could not be taken back from the journal (%s): a "
+		     "restart would recover the epoch although the domain's memory never "
+		     "committed it. A failover from this process rewrites the journal; if "
+		     "none completes, move the replica and its journal aside and re-protect "
+		     "(a full resynchronisation)",
+		     (unsigned long long)epoch, why);
+	}
+	return rc;
 }
 
 int replica_failover(struct replica *r)
 {
-	int rc = apply_upto(r, r->committed);
+	int rc;
 
+	r->applied = r->committed;
+	rc = apply_upto(r, r->committed);
 	if (rc < 0)
 		return rc;
 	r->n = 0;

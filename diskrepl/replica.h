@@ -8,6 +8,9 @@
  *   HA_DISK_BARRIER (N)      every write of N has arrived (counted)
  *   replica_commit(N)        COMMIT(N) appended, journal fdatasync'd: the
  *                            disk part of ACK(N) may be sent
+ *   replica_rollback(N)      memory could not commit N: COMMIT(N) is cut
+ *                            off the journal again, fdatasync'd, before the
+ *                            call returns (a crash after it never recovers N)
  *   replica_apply(N)         the journalled writes of epochs <= N are
  *                            written to the image, in stream order
  *   replica_failover()       uncommitted epochs dropped; the image is
@@ -62,11 +65,20 @@ int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b);
 /* One disk record of the stream (HA_DISK_CONFIG, _WRITE or _BARRIER) by
  * its type: the calls above. -EPROTO for another type. */
 int replica_take(struct replica *r, uint32_t type, const uint8_t *body);
-/* Makes epoch durable (needs its barrier). */
+/* Makes epoch durable (needs its barrier; epochs only go forward). All or
+ * nothing: on error the epoch is not committed, in memory or journal. */
 int replica_commit(struct replica *r, uint64_t epoch);
-/* Takes back a commit whose memory could not be committed (before any
- * replica_apply): epoch stays uncommitted. */
-void replica_rollback(struct replica *r, uint64_t epoch);
+/* Takes back the last commit, whose memory could not be committed, before
+ * any replica_apply: the epoch is uncommitted again, and durably so when
+ * this returns 0 (its writes stay journalled, uncommitted). The first
+ * commit of a full copy also takes back the mark of a complete copy.
+ * Returns 0 too when epoch is not committed (its commit failed); -EBUSY
+ * when it is already in the image; -EINVAL when it is not the last
+ * commit. Another -errno: the journal could not be rewritten and may still
+ * say the epoch committed (replica_error says what to do); the epoch is
+ * uncommitted in memory, and replica_failover or the next replica_config
+ * rewrites the journal. */
+int replica_rollback(struct replica *r, uint64_t epoch);
 /* Writes committed epochs into the image; may compact the journal. */
 int replica_apply(struct replica *r);
 /* Drops everything uncommitted and syncs the image: it is now exactly the

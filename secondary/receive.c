@@ -188,11 +188,25 @@ static int disks_check(struct rx *x, char *err, size_t errlen)
 	return 0;
 }
 
+/* Takes back a disk commit of epoch whose memory did not commit (or that
+ * another disk could not commit): no restart may recover it on a disk. */
 static void disks_rollback(struct rx *x, uint64_t epoch)
 {
-	for (unsigned i = 0; i < CKPT_DISK_MAX; i++)
-		if (x->disk_on[i])
-			replica_rollback(x->disks[i], epoch);
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		struct replica_stats st;
+
+		if (!x->disk_on[i])
+			continue;
+		replica_get_stats(x->disks[i], &st);
+		if (st.committed != (int64_t)epoch)
+			continue; /* its commit did not happen */
+		if (replica_rollback(x->disks[i], epoch) < 0)
+			log_error("disk %u: %s", i, replica_error(x->disks[i]));
+		else
+			log_warn("disk %u: the commit of epoch %llu is taken back (its memory "
+				 "did not commit); the replica stays at the epoch before",
+				 i, (unsigned long long)epoch);
+	}
 }
 
 /* Makes epoch durable on every disk of the session. */
@@ -548,21 +562,25 @@ static int session(struct rx *x, int fd, const char *peer)
 
 			log_set_epoch(rec.epoch);
 			rc = disks_check(x, err, sizeof(err));
-			if (rc == 0)
+			if (rc == 0) {
 				rc = disks_commit(x, rec.epoch, err, sizeof(err));
+				if (rc < 0) /* the disks committed before the failing one */
+					disks_rollback(x, rec.epoch);
+			}
 			if (rc == -EPROTO)
 				goto lost;
 			if (rc < 0)
 				goto local_failure;
 			rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, err,
 					  sizeof(err));
-			if (rc < 0) {
-				disks_rollback(x, rec.epoch);
-				goto lost;
-			}
-			if (!x->state_recs.nrecs) {
+			if (rc == 0 && !x->state_recs.nrecs) {
 				snprintf(err, sizeof(err), "checkpoint without domain state");
 				rc = -EBADMSG;
+			}
+			if (rc < 0) {
+				/* Memory stays at the last committed epoch: so must the disks,
+				 * after a restart too. */
+				disks_rollback(x, rec.epoch);
 				goto lost;
 			}
 			atomic_store(&x->committed, rec.epoch);

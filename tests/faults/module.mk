@@ -1,13 +1,17 @@
 # tests/faults/: randomized fault injection (make faults N=20 SEED=...).
-# Two helpers for the harness, built with `make all` but not installed: a
-# TCP relay that flips bits on demand and an ARP probe that counts the
-# copies of a guest that answer.
+# Helpers for the harness and the integration tests, built with `make all`
+# but not installed: a TCP relay that flips bits on demand, an ARP probe
+# that counts the copies of a guest that answer, and a writer of a stream
+# whose last checkpoint cannot commit in memory (tests/integration/
+# disk_rollback.sh).
 FAULT_TOOLS := \
 	fault-relay \
-	fault-arp
+	fault-arp \
+	fault-forge
 
 fault-relay_SRC := tests/faults/relay.c
 fault-arp_SRC := tests/faults/arpprobe.c
+fault-forge_SRC := tests/faults/forge.c
 
 define fault_tool_rule
 $(B)/tests/$(1): $(B)/$($(1)_SRC:.c=.o) $(B)/libha.a

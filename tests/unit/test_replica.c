@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "diskrepl/replica.h"
 
 #define SIZE (64 * 1024)
+#define MAX_CRASH 32
 
 static char dir[] = "/tmp/test_replica.XXXXXX";
 static char img[256], jrn[256];
@@ -32,11 +34,24 @@ static int setup(void **state)
 	return 0;
 }
 
+static void crash_path(unsigned k, const char *name, char *out, size_t len);
+
 static int teardown(void **state)
 {
 	(void)state;
 	unlink(img);
 	unlink(jrn);
+	/* Crash copies a failed test left behind. */
+	for (unsigned k = 0; k < MAX_CRASH; k++) {
+		char p[300];
+
+		crash_path(k, "replica.img", p, sizeof(p));
+		unlink(p);
+		crash_path(k, "replica.img.journal", p, sizeof(p));
+		unlink(p);
+		crash_path(k, NULL, p, sizeof(p));
+		rmdir(p);
+	}
 	rmdir(dir);
 	strcpy(dir, "/tmp/test_replica.XXXXXX");
 	return 0;
@@ -331,6 +346,477 @@ static void test_compaction_keeps_uncommitted(void **state)
 	replica_close(r);
 }
 
+/* A commit taken back because memory could not commit the epoch is taken
+ * back durably: a crash after the rollback (before the failover rewrites
+ * the journal) must not recover the epoch as committed. */
+static void test_rollback_survives_crash(void **state)
+{
+	struct replica *r = open_ok();
+	struct replica_stats st;
+
+	(void)state;
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 1000, 0x31, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	assert_int_equal(replica_apply(r), 0);
+	memset(want, 0x31, 1000);
+	wr(r, 1, 500, 1000, 0x32, 0);
+	barrier(r, 1, 1);
+	wr(r, 2, 3000, 100, 0x33, 0); /* epoch 2 before CHECKPOINT 1 */
+	assert_int_equal(replica_commit(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 1), 0); /* memory failed to commit 1 */
+	replica_get_stats(r, &st);
+	assert_int_equal(st.committed, 0);
+	replica_close(r); /* crash before the failover */
+
+	r = open_ok();
+	expect_image(); /* epoch 0 only */
+	replica_get_stats(r, &st);
+	assert_int_equal(st.recovered_writes, 1); /* epoch 0 again */
+	assert_int_equal(st.dropped_writes, 2);   /* epochs 1 and 2 */
+	assert_true(st.base_complete);
+	replica_close(r);
+}
+
+/* Taking back the first commit of a full copy also takes back the claim
+ * that the copy completed: the primary never saw it acknowledged and
+ * copies everything again, so the replica must refuse an incremental one. */
+static void test_rollback_of_first_commit(void **state)
+{
+	struct replica *r = open_ok();
+	struct replica_stats st;
+
+	(void)state;
+	config(r, true, 4096, 0);
+	wr(r, 0, 0, 4096, 0x41, CKPT_DISK_SYNC);
+	memset(want, 0x41, 4096);
+	wr(r, 0, 100, 10, 0x42, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	replica_get_stats(r, &st);
+	assert_true(st.base_complete);
+	assert_int_equal(replica_rollback(r, 0), 0);
+	replica_get_stats(r, &st);
+	assert_false(st.base_complete);
+	assert_int_equal(st.committed, -1);
+	replica_close(r);
+
+	r = open_ok();
+	expect_image(); /* the resync data, not epoch 0 */
+	replica_get_stats(r, &st);
+	assert_false(st.base_complete);
+	config(r, false, 0, -ESTALE);
+	replica_close(r);
+}
+
+/* Crash points. While armed, every call that changes a file or makes it
+ * durable (pwrite, ftruncate, fdatasync, fsync, rename) first copies the
+ * image and the journal as they are: the files a crash just before that
+ * call leaves (each step of the code under test is synced before the next
+ * one, so a crash that loses unsynced data leaves one of these states
+ * too). The calls themselves go through to the C library unchanged. */
+static int crash_armed;
+static unsigned ncrash;
+/* Fault injection: the fail_at-th of those calls (1-based, 0 none) fails
+ * with EIO instead, without touching anything; ncalls counts them. */
+static unsigned fail_at, ncalls;
+
+static void copy_file(const char *from, const char *to)
+{
+	uint8_t buf[65536];
+	int in = open(from, O_RDONLY), out;
+	ssize_t got;
+
+	if (in < 0)
+		return; /* not created yet */
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (out < 0)
+		fail_msg("cannot create %s", to);
+	while ((got = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)got) != got)
+			fail_msg("cannot copy %s", from);
+	close(in);
+	close(out);
+}
+
+static void crash_path(unsigned k, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/crash%u%s%s", dir, k, name ? "/" : "", name ? name : "");
+}
+
+static void snapshot(void)
+{
+	char d[300], f[300];
+
+	if (!crash_armed)
+		return;
+	crash_armed = 0;
+	if (ncrash == MAX_CRASH)
+		fail_msg("more than %d crash points", MAX_CRASH);
+	crash_path(ncrash, NULL, d, sizeof(d));
+	if (mkdir(d, 0700) < 0)
+		fail_msg("mkdir %s", d);
+	crash_path(ncrash, "replica.img", f, sizeof(f));
+	copy_file(img, f);
+	crash_path(ncrash, "replica.img.journal", f, sizeof(f));
+	copy_file(jrn, f);
+	ncrash++;
+	crash_armed = 1;
+}
+
+#define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
+
+/* Returns true when this call is to fail. */
+static bool injected(void)
+{
+	if (!fail_at || ++ncalls != fail_at)
+		return false;
+	errno = EIO;
+	return true;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	snapshot();
+	if (injected())
+		return -1;
+	return REAL("pwrite", ssize_t (*)(int, const void *, size_t, off_t))(fd, buf, n, off);
+}
+
+int ftruncate(int fd, off_t len)
+{
+	snapshot();
+	if (injected())
+		return -1;
+	return REAL("ftruncate", int (*)(int, off_t))(fd, len);
+}
+
+int fdatasync(int fd)
+{
+	snapshot();
+	if (injected())
+		return -1;
+	return REAL("fdatasync", int (*)(int))(fd);
+}
+
+int fsync(int fd)
+{
+	snapshot();
+	if (injected())
+		return -1;
+	return REAL("fsync", int (*)(int))(fd);
+}
+
+int rename(const char *from, const char *to)
+{
+	snapshot();
+	if (injected())
+		return -1;
+	return REAL("rename", int (*)(const char *, const char *))(from, to);
+}
+
+static void crash_arm(void)
+{
+	ncrash = 0;
+	crash_armed = 1;
+}
+
+/* Stops recording; the last state is the one after the call returned. */
+static void crash_disarm(void)
+{
+	snapshot();
+	crash_armed = 0;
+}
+
+/* Recovers every recorded crash state and checks that each gives exactly
+ * the image before (0) or after (1) the operation, never a mix and never a
+ * refusal; that the states go from `first` to the other at most once; and
+ * that the state after the call gives `last`, with the complete-copy mark
+ * base. Removes the copies. */
+static void crash_check(const uint8_t *before, const uint8_t *after, int first, int last,
+			bool base)
+{
+	int prev = first;
+
+	assert_true(ncrash >= 2);
+	for (unsigned k = 0; k < ncrash; k++) {
+		char ci[300], cj[300], cd[300], err[512];
+		static uint8_t got[SIZE];
+		struct replica *r;
+		struct replica_stats st;
+		int fd, now = -1;
+
+		crash_path(k, "replica.img", ci, sizeof(ci));
+		crash_path(k, "replica.img.journal", cj, sizeof(cj));
+		crash_path(k, NULL, cd, sizeof(cd));
+		if (replica_open(ci, cj, 0, &r, err, sizeof(err)) < 0)
+			fail_msg("crash point %u: the reopen failed: %s", k, err);
+		replica_get_stats(r, &st);
+		replica_close(r);
+		fd = open(ci, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(read(fd, got, SIZE), SIZE);
+		close(fd);
+		if (!memcmp(got, before, SIZE))
+			now = 0;
+		else if (!memcmp(got, after, SIZE))
+			now = 1;
+		else
+			fail_msg("crash point %u of %u: the image is neither the state before nor "
+				 "the one after",
+				 k, ncrash);
+		if (k == 0 && now != first)
+			fail_msg("crash point 0: state %d, expected %d", now, first);
+		if (now != prev && prev != first)
+			fail_msg("crash point %u: back to state %d", k, now);
+		if (k == ncrash - 1) {
+			if (now != last)
+				fail_msg("after the call returned: state %d, expected %d", now,
+					 last);
+			assert_int_equal(st.base_complete, base);
+		}
+		prev = now;
+		unlink(ci);
+		unlink(cj);
+		rmdir(cd);
+	}
+}
+
+static uint8_t before[SIZE], after[SIZE];
+
+/* A crash at every point of a commit, then of its rollback: the epoch is
+ * recovered whole or not at all, and once replica_commit returned it is
+ * recovered, once replica_rollback returned never again. Three shapes:
+ * the first commit of a full copy (the rollback also clears the
+ * complete-copy mark in the header), a later commit (the rollback only
+ * cuts the COMMIT off), and a later commit with an entry behind its
+ * COMMIT (the rollback rewrites the journal). */
+static void rollback_crash_points(int shape)
+{
+	struct replica *r = open_ok();
+
+	config(r, true, shape == 0 ? 4096 : 0, 0);
+	if (shape == 0) {
+		wr(r, 0, 0, 4096, 0x51, CKPT_DISK_SYNC);
+		memset(want, 0x51, 4096);
+	} else {
+		wr(r, 0, 0, 2000, 0x52, 0);
+		barrier(r, 0, 1);
+		assert_int_equal(replica_commit(r, 0), 0);
+		assert_int_equal(replica_apply(r), 0);
+		memset(want, 0x52, 2000);
+	}
+	uint64_t n = shape == 0 ? 0 : 1;
+
+	memcpy(before, want, SIZE);
+	wr(r, n, 1000, 3000, 0x53, 0);
+	wr(r, n, 8000, 0, 0, CKPT_DISK_ZERO);
+	wr(r, n, 1500, 100, 0x54, 0);
+	barrier(r, n, 3);
+	memcpy(after, want, SIZE);
+	memset(after + 1000, 0x53, 3000);
+	memset(after + 1500, 0x54, 100);
+
+	crash_arm();
+	assert_int_equal(replica_commit(r, n), 0);
+	crash_disarm();
+	crash_check(before, after, 0, 1, true);
+
+	if (shape == 2)
+		wr(r, n + 1, 20000, 100, 0x55, 0); /* an entry behind COMMIT(n) */
+	crash_arm();
+	assert_int_equal(replica_rollback(r, n), 0);
+	crash_disarm();
+	crash_check(before, after, 1, 0, shape != 0);
+	replica_close(r);
+
+	r = open_ok();
+	expect_image(); /* the replica itself too */
+	replica_close(r);
+}
+
+static void test_rollback_crash_points_first_commit(void **state)
+{
+	(void)state;
+	rollback_crash_points(0);
+}
+
+static void test_rollback_crash_points(void **state)
+{
+	(void)state;
+	rollback_crash_points(1);
+}
+
+static void test_rollback_crash_points_entry_after(void **state)
+{
+	(void)state;
+	rollback_crash_points(2);
+}
+
+/* The rollback refuses an epoch already written to the image, and ignores
+ * one that is not committed; the session goes on after a rollback. */
+static void test_rollback_rules(void **state)
+{
+	struct replica *r = open_ok();
+	struct replica_stats st;
+
+	(void)state;
+	assert_int_equal(replica_rollback(r, UINT64_MAX), 0); /* nothing committed */
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 100, 0x61, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_rollback(r, 0), 0); /* not committed: nothing */
+	assert_int_equal(replica_commit(r, 0), 0);
+	assert_int_equal(replica_commit(r, 0), -EPROTO); /* epochs go forward */
+	assert_int_equal(replica_apply(r), 0);
+	memset(want, 0x61, 100);
+	assert_int_equal(replica_rollback(r, 0), -EBUSY);
+	assert_non_null(strstr(replica_error(r), "already written"));
+
+	wr(r, 1, 200, 100, 0x62, 0);
+	barrier(r, 1, 1);
+	assert_int_equal(replica_commit(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 1), 0);
+	replica_get_stats(r, &st);
+	assert_int_equal(st.committed, 0);
+	assert_int_equal(st.commits, 1);
+	assert_int_equal(st.committed_writes, 1);
+	assert_int_equal(replica_apply(r), 0);
+	expect_image(); /* epoch 1 stays out */
+	assert_int_equal(replica_commit(r, 1), 0); /* committed after all */
+	assert_int_equal(replica_apply(r), 0);
+	memset(want + 200, 0x62, 100);
+	expect_image();
+
+	/* Only the last commit, once: the one before stays. */
+	wr(r, 2, 300, 100, 0x63, 0);
+	barrier(r, 2, 1);
+	assert_int_equal(replica_commit(r, 2), 0);
+	assert_int_equal(replica_rollback(r, 2), 0);
+	assert_int_equal(replica_rollback(r, 2), 0); /* no longer committed */
+	assert_int_equal(replica_rollback(r, 1), -EBUSY); /* in the image */
+	replica_close(r);
+
+	r = open_ok();
+	expect_image();
+	config(r, true, 0, 0);
+	wr(r, 0, 0, 100, 0x64, 0);
+	barrier(r, 0, 1);
+	assert_int_equal(replica_commit(r, 0), 0);
+	barrier(r, 1, 0);
+	assert_int_equal(replica_commit(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 1), 0);
+	assert_int_equal(replica_rollback(r, 0), -EINVAL);
+	replica_close(r);
+	r = open_ok(); /* epoch 0 stays committed */
+	memset(want, 0x64, 100);
+	expect_image();
+	replica_close(r);
+}
+
+/* Sets up the first commit of a full copy as rollback_crash_points' shape
+ * 0 does, fresh files each time; before: the image without epoch 0. */
+static struct replica *first_epoch(void)
+{
+	struct replica *r;
+
+	unlink(img);
+	unlink(jrn);
+	memset(want, 0, SIZE);
+	r = open_ok();
+	config(r, true, 4096, 0);
+	wr(r, 0, 0, 4096, 0x71, CKPT_DISK_SYNC);
+	memset(want, 0x71, 4096);
+	wr(r, 0, 1000, 3000, 0x72, 0);
+	barrier(r, 0, 1);
+	return r;
+}
+
+/* An I/O error at any step of a commit leaves the epoch uncommitted, in
+ * memory and after a restart: the disk part of its ACK was never sent.
+ * Retried, the commit then succeeds and the journal stays readable. */
+static void test_commit_error_is_all_or_nothing(void **state)
+{
+	unsigned k;
+
+	(void)state;
+	for (k = 1;; k++) {
+		for (int retry = 0; retry < 2; retry++) {
+			struct replica *r = first_epoch();
+			struct replica_stats st;
+			int rc;
+
+			ncalls = 0;
+			fail_at = k;
+			rc = replica_commit(r, 0);
+			fail_at = 0;
+			if (ncalls < k) { /* every step passed: done */
+				assert_int_equal(rc, 0);
+				replica_close(r);
+				goto done;
+			}
+			assert_int_equal(rc, -EIO);
+			replica_get_stats(r, &st);
+			assert_int_equal(st.committed, -1);
+			assert_int_equal(st.commits, 0);
+			if (retry) {
+				assert_int_equal(replica_commit(r, 0), 0);
+				wr(r, 1, 30000, 10, 0x73, 0);
+				barrier(r, 1, 1);
+				assert_int_equal(replica_commit(r, 1), 0);
+				memset(want + 1000, 0x72, 3000);
+				memset(want + 30000, 0x73, 10);
+			}
+			replica_close(r);
+			r = open_ok();
+			expect_image(); /* epoch 0 only if it was retried */
+			replica_get_stats(r, &st);
+			assert_int_equal(st.base_complete, retry);
+			replica_close(r);
+		}
+	}
+done:
+	assert_true(k > 4); /* image sync, COMMIT, its sync, header */
+}
+
+/* An I/O error while taking a commit back is reported with what to do; the
+ * epoch is uncommitted in memory, and the failover then leaves the
+ * replica without it, after a restart too. */
+static void test_rollback_error_then_failover(void **state)
+{
+	unsigned k;
+
+	(void)state;
+	for (k = 1;; k++) {
+		struct replica *r = first_epoch();
+		struct replica_stats st;
+		int rc;
+
+		assert_int_equal(replica_commit(r, 0), 0);
+		ncalls = 0;
+		fail_at = k;
+		rc = replica_rollback(r, 0);
+		fail_at = 0;
+		if (ncalls < k) {
+			assert_int_equal(rc, 0);
+			replica_close(r);
+			break;
+		}
+		assert_int_equal(rc, -EIO);
+		assert_non_null(strstr(replica_error(r), "could not be taken back"));
+		replica_get_stats(r, &st);
+		assert_int_equal(st.committed, -1);
+		assert_int_equal(replica_failover(r), 0);
+		expect_image();
+		replica_close(r);
+		r = open_ok();
+		expect_image();
+		replica_close(r);
+	}
+	assert_true(k > 3); /* header, its sync, truncate, its sync */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +830,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_uncommitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_write_recovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_survives_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_of_first_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_crash_points_first_commit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_crash_points, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_crash_points_entry_after, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_error_is_all_or_nothing, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_error_then_failover, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
