@@ -416,7 +416,8 @@ struct ddev {
 	struct ckpt_dev dev;
 	struct drbd_res res;
 	unsigned setup_timeout_ms;
-	const struct ckpt_sink *sink;
+	struct ckpt_sink sink; /* a copy: the caller's is gone after connect */
+	bool has_sink;
 	int fd;
 	pthread_mutex_t mu; /* the figures below: status reads them from another thread */
 	uint64_t flushes, failures;
@@ -435,13 +436,14 @@ static int ddev_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 {
 	struct ddev *d = dev->priv;
 
-	d->sink = sink->cancelled ? sink : NULL;
+	d->sink = *sink;
+	d->has_sink = sink->cancelled != NULL;
 	return 0;
 }
 
 static bool cancelled(const struct ddev *d)
 {
-	return d->sink && d->sink->cancelled(d->sink->ctx);
+	return d->has_sink && d->sink.cancelled(d->sink.ctx);
 }
 
 /* Waits for a state in which completed writes are on the peer: at most the
@@ -560,7 +562,7 @@ static void ddev_teardown(struct ckpt_dev *dev)
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;
-	d->sink = NULL;
+	d->has_sink = false;
 }
 
 static int ddev_status(struct ckpt_dev *dev, char *buf, size_t len)

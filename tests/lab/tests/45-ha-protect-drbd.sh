@@ -41,7 +41,6 @@ cleanup() {
 	[ -n "$lb" ] && losetup -d "$lb" 2>/dev/null
 	return 0
 }
-trap cleanup EXIT
 
 fail_with() {
 	local f
@@ -52,15 +51,16 @@ fail_with() {
 	[ -S "$T/rx.sock" ] && ha-ctl --ctl "$T/rx.sock" status "$dom"
 	for f in "$T"/*.log; do
 		[ -f "$f" ] || continue
-		echo "--- $(basename "$f") (last lines)"
-		tail -n 30 "$f"
+		echo "--- $(basename "$f") (last lines but debug)"
+		grep -a -v ': debug: ' "$f" | tail -n 40
 	done
 	for f in $(domu_logs "$dom"); do
 		echo "--- $(basename "$f") (last lines)"
 		tail -n 10 "$f"
 	done
 	if domu_crashed "$dom"; then
-		lab_fail "$* (the domU crashed: $(domu_crash_kind "$dom"))"
+		echo "$* (the domU crashed: $(domu_crash_kind "$dom"))" >"$T/crashed"
+		exit 3
 	fi
 	lab_fail "$*"
 }
@@ -88,6 +88,9 @@ status_field() { # FILE KEY
 	sed -n "s/^$2: //p" "$1" | head -n 1
 }
 
+# One attempt, in a subshell: exit 3 when the domU crashed under it.
+attempt() {
+trap cleanup EXIT
 # --- a DRBD pair on this host ----------------------------------------
 modprobe crc32c_generic
 modprobe drbd >"$T/modprobe" 2>&1 || lab_fail "modprobe drbd: $(tail -n 1 "$T/modprobe")"
@@ -171,12 +174,16 @@ wait_for 30 grep -q 'stopped protection cleanly' "$T/receive.log" ||
 grep -q 'FAILOVER' "$T/receive.log" && fail_with "the secondary took over from a live primary"
 domu_counting "$dom" 20 || fail_with "$dom stopped counting while degraded"
 show_proc wfconnection
-# The resync is held paused until the primary is seen waiting for it.
+# The resync is held paused until the primary is seen waiting for it. The
+# guest's own writes would clear the few blocks it changed meanwhile (a
+# write to an out-of-sync block is replicated once connected), so 1 MiB
+# the guest never touches (at 32 MiB) is changed here while disconnected.
+run dd if=/dev/urandom of=/dev/drbd0 bs=64k seek=512 count=16 oflag=direct
 run drbdsetup pause-sync 0
 connect_b
 wait_for 60 grep -q '^ *0: cs:PausedSyncS' /proc/drbd || fail_with "no paused resync after DRBD reconnected"
 show_proc pausedsync
-wait_for 120 grep -q 'DRBD haA: waiting: a resync is in progress' "$T/protect.log" ||
+wait_for 60 grep -q 'DRBD haA: waiting: a resync is in progress' "$T/protect.log" ||
 	fail_with "the primary did not wait for DRBD's resync"
 grep -q 'FAILOVER' "$T/receive.log" && fail_with "the secondary took over during the resync"
 run drbdsetup resume-sync 0
@@ -217,3 +224,20 @@ echo "copy counting: $now (primary's last: $last); records 0..$now on haB; $ahea
 lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
 	records_ahead_after_failover="$ahead" failover_ms=$((ta - tf))
 exit 0
+}
+
+# The PVH domU occasionally triple-faults under TCG's emulated SVM
+# (docs/lab.md); a disk-writing domU under checkpoints more often than the
+# counting one. One crash is reported and the scenario run again from
+# scratch; a second fails the test.
+(attempt)
+rc=$?
+if [ "$rc" = 3 ]; then
+	echo "attempt 1: $(cat "$T/crashed"); running the scenario again"
+	lab_figure domu_crashed_attempts=1
+	rm -f "$T"/*.log "$T/crashed"
+	(attempt)
+	rc=$?
+	[ "$rc" = 3 ] && lab_fail "the domU crashed in both attempts: $(cat "$T/crashed")"
+fi
+exit "$rc"
