@@ -98,6 +98,19 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		if (x->last_error[0])
 			fprintf(out, "last_error: %s\n", x->last_error);
 		pthread_mutex_unlock(&x->mu);
+		/* DRBD's own view, read now: an operator's first question on a
+		 * failover that waits or refuses. */
+		for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
+			struct drbd_state st;
+			char line[160];
+			int rc = drbd_read_state(x->drbd[i].minor, &st);
+
+			if (rc == 0)
+				drbd_state_str(&st, line, sizeof(line));
+			else
+				snprintf(line, sizeof(line), "unreadable: %s", strerror(-rc));
+			fprintf(out, "drbd %s (%s): %s\n", x->drbd[i].name, x->drbd[i].dev, line);
+		}
 		return 0;
 	}
 	if (!strcmp(cmd, "stop")) {

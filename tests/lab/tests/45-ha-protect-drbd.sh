@@ -160,6 +160,9 @@ sleep 5
 ha-ctl --ctl "$T/p.sock" status "xen:$dom" >"$T/status1" 2>&1 || fail_with "ha-ctl status failed"
 grep -e '^state' -e '^epoch' -e '^device' "$T/status1"
 grep -q '^state: protected' "$T/status1" || fail_with "not protected: $(status_field "$T/status1" state)"
+ha-ctl --ctl "$T/rx.sock" status "$dom" >"$T/rxstatus" 2>&1 || fail_with "ha-ctl status (secondary) failed"
+grep -q '^drbd haB (/dev/drbd1): cs:Connected ro:Secondary/Primary' "$T/rxstatus" ||
+	fail_with "the secondary's status lacks DRBD's state: $(grep drbd "$T/rxstatus")"
 dline=$(grep '^device drbd:haA' "$T/status1")
 flushes=$(sed -n 's/.*flushes \([0-9]*\).*/\1/p' <<<"$dline")
 [ "${flushes:-0}" -gt 0 ] || fail_with "no DRBD flush counted: $dline"
