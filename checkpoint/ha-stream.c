@@ -150,6 +150,11 @@ static void print_record(const struct ckpt_record *rec)
 		       (unsigned long long)c->sync_bytes);
 		break;
 	}
+	case CKPT_REC_HA_DRBD_DISK: {
+		const struct ckpt_ha_drbd_disk *d = (const void *)b;
+		printf("  DRBD %s, minor %u", d->resource, le32toh(d->minor));
+		break;
+	}
 	case CKPT_REC_HA_ERROR: {
 		const struct ckpt_ha_error_hdr *h = (const void *)b;
 		printf("  code %u: %.*s", h->code, (int)(rec->length - sizeof(*h)),

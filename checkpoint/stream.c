@@ -54,6 +54,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_DISK_BARRIER, "HA_DISK_BARRIER", 24, 24},
 	{CKPT_REC_HA_DISK_CONFIG, "HA_DISK_CONFIG", 48, 48},
 	{CKPT_REC_HA_XEN_CONFIG, "HA_XEN_CONFIG", 1, 1u << 20},
+	{CKPT_REC_HA_DRBD_DISK, "HA_DRBD_DISK", 72, 72},
 	{CKPT_REC_HA_ACK, "HA_ACK", 16, 16},
 	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
@@ -724,6 +725,13 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 			return fail(r, -EBADMSG, rec, "bad disk %u: flags 0x%x, %llu octets",
 				    le32toh(c->disk), le32toh(c->flags),
 				    (unsigned long long)le64toh(c->size));
+		return 0;
+	}
+	case CKPT_REC_HA_DRBD_DISK: {
+		const struct ckpt_ha_drbd_disk *d = (const void *)b;
+
+		if (d->reserved || !memchr(d->resource, '\0', sizeof(d->resource)) || !d->resource[0])
+			return fail(r, -EBADMSG, rec, "reserved field set or resource name unterminated");
 		return 0;
 	}
 	case CKPT_REC_HA_ACK: {

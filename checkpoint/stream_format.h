@@ -83,6 +83,7 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_DISK_BARRIER 0x48410006u
 #define CKPT_REC_HA_DISK_CONFIG 0x48410007u
 #define CKPT_REC_HA_XEN_CONFIG 0xC8410008u /* libxl's JSON configuration of a Xen domain */
+#define CKPT_REC_HA_DRBD_DISK 0x48410009u /* a disk the primary replicates with stock DRBD */
 #define CKPT_REC_HA_ACK 0x48410010u
 #define CKPT_REC_HA_HEARTBEAT 0xC8410011u
 #define CKPT_REC_HA_ERROR 0x48410012u
@@ -177,6 +178,16 @@ struct ckpt_ha_disk_config {
 _Static_assert(sizeof(struct ckpt_ha_disk_config) == 48, "disk config size");
 
 #define CKPT_DISK_MAX 16u
+
+/* HA_DRBD_DISK: once per session, before the first CHECKPOINT. Mandatory,
+ * so that a secondary that cannot promote the resource refuses to protect
+ * rather than fail at failover. */
+struct ckpt_ha_drbd_disk {
+	uint32_t minor; /* on the primary */
+	uint32_t reserved;
+	char resource[64]; /* NUL-terminated, NUL-padded */
+};
+_Static_assert(sizeof(struct ckpt_ha_drbd_disk) == 72, "drbd disk size");
 /* The replica is resynchronised from scratch (else only the regions that
  * changed since it last matched source_id are sent). */
 #define CKPT_DISKCFG_FULL 0x1u

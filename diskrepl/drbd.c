@@ -1,6 +1,7 @@
 #include "diskrepl/drbd.h"
 
 #include <ctype.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkpoint/stream_format.h"
 #include "common/clock.h"
 #include "common/hist.h"
 #include "common/log.h"
@@ -436,9 +438,14 @@ static int ddev_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 {
 	struct ddev *d = dev->priv;
 
+	struct ckpt_ha_drbd_disk rec = {.minor = htole32(d->res.minor)};
+	struct iovec iov = {&rec, sizeof(rec)};
+
 	d->sink = *sink;
 	d->has_sink = sink->cancelled != NULL;
-	return 0;
+	/* The secondary must know, to promote its resource on failover. */
+	snprintf(rec.resource, sizeof(rec.resource), "%s", d->res.name);
+	return sink->record(sink->ctx, CKPT_REC_HA_DRBD_DISK, &iov, 1);
 }
 
 static bool cancelled(const struct ddev *d)

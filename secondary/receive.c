@@ -60,6 +60,7 @@ struct rx {
 	struct replica *disks[CKPT_DISK_MAX];
 	bool disk_on[CKPT_DISK_MAX]; /* configured by this session's primary */
 	struct drbd_res drbd[CKPT_DISK_MAX];
+	unsigned drbd_seen; /* HA_DRBD_DISK records of this session */
 };
 
 #define DRBD_PROMOTE_TIMEOUT_MS 30000
@@ -486,6 +487,7 @@ static int session(struct rx *x, int fd, const char *peer)
 	r = fo_link_reader(l);
 	atomic_store(&x->committed, UINT64_MAX);
 	memset(x->disk_on, 0, sizeof(x->disk_on));
+	x->drbd_seen = 0;
 	snprintf(x->peer, sizeof(x->peer), "%s", peer);
 	set_state(x, RX_SYNCING);
 
@@ -574,6 +576,15 @@ static int session(struct rx *x, int fd, const char *peer)
 			uint64_t t0 = clk_now_ns(), pages = ckbuf_pages(x->buf);
 
 			log_set_epoch(rec.epoch);
+			if (x->drbd_seen < x->cfg->ndrbd) {
+				snprintf(err, sizeof(err),
+					 "this secondary has DRBD %s (--drbd) for the domain's disk, "
+					 "but the primary does not replicate a disk with DRBD "
+					 "(ha-protect --disk drbd:RES)",
+					 x->drbd[x->drbd_seen].name);
+				rc = -ENODEV;
+				goto local_failure;
+			}
 			rc = disks_check(x, err, sizeof(err));
 			if (rc == 0) {
 				rc = disks_commit(x, rec.epoch, err, sizeof(err));
@@ -627,6 +638,25 @@ static int session(struct rx *x, int fd, const char *peer)
 			if (rc < 0)
 				goto lost;
 			continue;
+		case CKPT_REC_HA_DRBD_DISK: {
+			const struct ckpt_ha_drbd_disk *d = (const void *)rec.body;
+
+			if (x->drbd_seen >= x->cfg->ndrbd) {
+				snprintf(err, sizeof(err),
+					 "the primary's disk is DRBD resource %s (minor %u there) and "
+					 "this secondary has no --drbd for it: it could not resume the "
+					 "domain on its disk; start ha-receive with --drbd RES (the "
+					 "resource here)",
+					 d->resource, le32toh(d->minor));
+				rc = -ENODEV;
+				goto local_failure;
+			}
+			log_info("the primary's disk is DRBD %s (minor %u there); here DRBD %s (%s)",
+				 d->resource, le32toh(d->minor), x->drbd[x->drbd_seen].name,
+				 x->drbd[x->drbd_seen].dev);
+			x->drbd_seen++;
+			continue;
+		}
 		case CKPT_REC_HA_DISK_CONFIG:
 		case CKPT_REC_HA_DISK_WRITE:
 		case CKPT_REC_HA_DISK_BARRIER:

@@ -7,7 +7,7 @@
 # record i to sector i of its disk at each count, and checks that record
 # i-1 is on the disk before (see tests/lab/build.sh). Checks:
 #   1. wrong setups are refused with the reason: a Primary resource given
-#      to ha-receive, an unknown resource, a domain not on the resource;
+#      to ha-receive, an unknown resource, a secondary without --drbd;
 #   2. protected, each epoch waits for DRBD (flushes counted in status);
 #   3. DRBD's link is cut while protected: the primary degrades, saying
 #      why, tells the secondary (which does not take over), and protects
@@ -142,6 +142,22 @@ timeout 20 ha-protect -F -n -b --disk drbd:nosuch "xen:$dom" >"$T/err2.out" 2>&1
 	fail_with "ha-protect accepted an unknown DRBD resource"
 grep -q 'no DRBD resource nosuch' "$T/err2.out" || fail_with "--disk drbd:nosuch: $(tail -n 1 "$T/err2.out")"
 echo "refused: $(grep -o 'no DRBD resource nosuch.*' "$T/err2.out" | head -n 1)"
+
+# A secondary without --drbd cannot resume the domain on its disk: it
+# refuses, and the primary says why.
+HA_XEN_SAVE_DIR=$T ha-receive --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:$((port + 1))" \
+	--once >"$T/err3rx.out" 2>&1 &
+erx=$!
+wait_for 20 grep -q 'listening on' "$T/err3rx.out" || fail_with "ha-receive (no --drbd) did not start"
+ha-protect -F -n --disk drbd:haA --tls-psk "$T/psk" --ctl "$T/e.sock" "xen:$dom" \
+	"127.0.0.1:$((port + 1))" >"$T/err3.out" 2>&1 &
+epr=$!
+wait_for 60 grep -q 'secondary reports: .*has no --drbd' "$T/err3.out" ||
+	fail_with "ha-protect did not report a secondary without --drbd: $(tail -n 2 "$T/err3.out")"
+echo "refused: $(grep -o 'the primary.s disk is DRBD.*--drbd for it' "$T/err3rx.out" | head -n 1)"
+kill "$epr" "$erx" 2>/dev/null
+wait "$epr" "$erx" 2>/dev/null
+domu_counting "$dom" 30 || fail_with "$dom stopped counting after the refused protection"
 
 # --- 2. protected -------------------------------------------------------
 HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --drbd haB --tls-psk "$T/psk" \
