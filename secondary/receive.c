@@ -286,7 +286,7 @@ static int witness_wait(struct rx *x)
 		char err[400];
 		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
 		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary",
-					c->witness_ttl_ms, 1000, &rep, err, sizeof(err));
+					c->witness_ttl_ms, NULL, 1000, &rep, err, sizeof(err));
 
 		pthread_mutex_lock(&x->mu);
 		x->fence_attempts = attempt;
@@ -302,6 +302,14 @@ static int witness_wait(struct rx *x)
 				 "off or cut off from the witness too",
 				 (unsigned long long)rep.generation);
 			return 0;
+		}
+		if (rc == 0 && rep.stale) {
+			log_warn("the witness says the primary ran without this secondary since "
+				 "its last checkpoint (it released output this copy does not "
+				 "have): activating it would forget what clients saw. Not "
+				 "activating; discarding this copy. If the primary is gone for "
+				 "good, its last state is lost with it: recover by hand");
+			return -EALREADY;
 		}
 		if (rc < 0) {
 			log_error("%s; NOT activating: without the witness the primary may still "
