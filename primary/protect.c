@@ -266,6 +266,22 @@ static void devs_teardown(struct prot *p)
 	pthread_mutex_unlock(&p->devmu);
 }
 
+/* The domain is gone: what is held belongs to epochs the secondary never
+ * acknowledged and is dropped (its copy resumes without it). */
+static void devs_discard(struct prot *p)
+{
+	pthread_mutex_lock(&p->devmu);
+	for (unsigned i = p->cfg->ndevs; i--;) {
+		struct ckpt_dev *d = p->cfg->devs[i];
+
+		if (p->devs_up || p->dev_connected[i])
+			(d->ops->discard ? d->ops->discard : d->ops->teardown)(d);
+	}
+	p->devs_up = false;
+	memset(p->dev_connected, 0, sizeof(p->dev_connected));
+	pthread_mutex_unlock(&p->devmu);
+}
+
 /* ------------------------------------------------------------------ */
 /* Sending pages: compressed (the encoder copies each page once) or raw. */
 
@@ -1059,7 +1075,11 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	if (witness_may_release(p))
+	/* A domain that is gone releases nothing it still holds and claims
+	 * nothing: the secondary's copy is all that is left of it. */
+	if (rc == -ESRCH)
+		devs_discard(p);
+	else if (witness_may_release(p))
 		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);

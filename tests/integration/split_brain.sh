@@ -13,6 +13,9 @@
 #   witness-isolated  A is cut off from B and the witness: A pauses the
 #            guest before B gets the lease and activates; when the
 #            partition heals, A learns it was superseded and stays paused
+#   witness-vmm-dies  A's ha-vm is killed: A's ha-protect stops (the
+#            domain is gone; it claims nothing), its lease runs out and B
+#            activates
 #   witness-alone  A loses B first and runs on alone (it tells the
 #            witness before it releases output), then loses the witness
 #            too and pauses; B, which noticed late, must not activate its
@@ -251,6 +254,22 @@ nc=$(probe c pc)
 echo "     after A lost the witness: the client side got $nc answers"
 check "no copy serves (A paused, B discarded its stale copy)" test "$nc" -eq 0
 finish witness-alone
+fi
+
+if want witness-vmm-dies; then
+echo "# witness-vmm-dies: A's ha-vm dies"
+start witness-vmm-dies "--witness $WITNESS --witness-ttl 1000" \
+	"--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+for p in $(ip netns pids "${PREFIX}a"); do
+	[ "$(cat "/proc/$p/comm" 2>/dev/null)" = ha-vm ] && kill -9 "$p"
+done
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "A's ha-protect stops: the domain is gone" grep -q "protected domain is gone" "$dir/px.log"
+check "A does not claim to run alone" sh -c "! grep -q 'took the claim' '$dir/px.log'"
+check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+finish witness-vmm-dies
 fi
 
 [ "$fails" -eq 0 ]
