@@ -1394,6 +1394,12 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
 	rc = 0;
+	/* No more renewals: the secondary waits for this lease to expire. */
+	if (p->wit_running) {
+		atomic_store(&p->wit_stop, true);
+		pthread_join(p->wit, NULL);
+		p->wit_running = false;
+	}
 	log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu pages per "
 		 "epoch",
 		 (unsigned long long)p->stats.epochs,

@@ -279,6 +279,7 @@ static int witness_wait(struct rx *x)
 {
 	const struct rx_config *c = x->cfg;
 	uint64_t last_expiry = 0;
+	unsigned renewals = 0;
 
 	set_state(x, RX_FENCING);
 	for (unsigned attempt = 1; !stop_flag; attempt++) {
@@ -319,9 +320,15 @@ static int witness_wait(struct rx *x)
 			uint64_t expiry = now + rep.ms;
 
 			/* The same lease expires at the same time; a later expiry
-			 * means its holder renewed it, so it is alive. */
+			 * means its holder renewed it. Twice in a row, so that the
+			 * last renewal of a primary that was dying when it sent
+			 * it does not count: it is alive. */
 			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
-			    !strcmp(rep.holder, "primary")) {
+			    !strcmp(rep.holder, "primary"))
+				renewals++;
+			else
+				renewals = 0;
+			if (renewals >= 2) {
 				log_warn(
 				    "the primary still renews its lease with the witness: it is "
 				    "alive behind a partition and keeps serving; not activating. "

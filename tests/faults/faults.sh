@@ -23,10 +23,18 @@
 # Arbitration (FENCE):
 #   witness   (default) ha-protect and ha-receive both get --witness: the
 #             secondary activates only with the pair's lease, a primary
-#             without secondary and lease pauses its guest. The product
-#             alone keeps one copy serving. w stays reachable from the side
+#             without secondary and lease pauses its guest, a primary that
+#             runs on alone tells the witness first (the secondary then
+#             discards its stale copy). w stays reachable from the side
 #             that keeps the switch: a fault cuts off one host (link-*), or
 #             only the path between a and b (drop-*), or slows one uplink.
+#             Once granted the lease, ha-receive also runs its --fence-cmd,
+#             which powers the old primary's host off (kills every process
+#             in its namespace), as an operator's fence agent would: the
+#             witness decides, the product fences.
+#   witness-only  the witness without --fence-cmd: a guest whose ha-protect
+#             was killed keeps running on the old primary with its IP
+#             output blocked but answering ARP (docs/faults.md)
 #   harness   no witness: the harness powers the old primary's host off as
 #             soon as the secondary announces a failover (a fence agent
 #             that acts once the secondary has decided). It cannot undo
@@ -63,8 +71,8 @@ disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary 
 *) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
 esac
 case $FENCE in
-witness | harness | none) ;;
-*) echo "faults: FENCE is witness, harness or none, not '$FENCE'"; exit 2 ;;
+witness | witness-only | harness | none) ;;
+*) echo "faults: FENCE is witness, witness-only, harness or none, not '$FENCE'"; exit 2 ;;
 esac
 # The default kinds are the failures the product claims to handle. With a
 # witness that is every kind. Without one, a primary that loses the
@@ -72,7 +80,7 @@ esac
 # an isolated secondary) releases output that the secondary's failover then
 # forgets: those kinds run on request only (FAULT_KINDS=all, or by name).
 DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip"
-[ "$FENCE" = witness ] && DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link"
+case $FENCE in witness*) DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link" ;; esac
 [ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS disk-full"
 case ${FAULT_KINDS:-} in
 "") KINDS=$DEFAULT_KINDS ;;
@@ -114,7 +122,8 @@ command -v openssl >/dev/null || skip "openssl (to make the link's PSK) is not i
 
 RANDOM=$SEED
 arbiter=$FENCE
-[ "$FENCE" = witness ] && arbiter="witness, lease $WITNESS_TTL ms"
+[ "$FENCE" = witness ] && arbiter="witness, lease $WITNESS_TTL ms, then ha-receive's fence command"
+[ "$FENCE" = witness-only ] && arbiter="witness only, lease $WITNESS_TTL ms"
 echo "faults: N=$N SEED=$SEED guest $GUEST, kinds: $KINDS (arbitration: $arbiter; interval $INTERVAL ms, down timer $TIMEOUT ms)"
 replay="make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
 echo "faults: replay with: $replay"
@@ -133,8 +142,20 @@ psk=$run/pair.psk
 sh "$top/scripts/tls-gen.sh" psk "$psk" faults-pair || { echo "faults: cannot make a PSK"; exit 2; }
 link_opts="--tls-psk $psk"
 WITNESS=10.66.0.4:7790
+witness=false
+case $FENCE in witness*) witness=true ;; esac
 witness_wait=0
-[ "$FENCE" = witness ] && witness_wait=$WITNESS_TTL
+$witness && witness_wait=$WITNESS_TTL
+
+# ha-receive's fence commands (FENCE=witness): poweroff-H powers host H off.
+for h in a b; do
+	cat > "$run/poweroff-$h" <<EOF
+#!/bin/sh
+echo "power off host $h (the primary of \$HA_DOMAIN, committed epoch \$HA_EPOCH)"
+ip netns pids ${PREFIX}$h | xargs -r kill -9
+EOF
+	chmod +x "$run/poweroff-$h"
+done
 
 # Host w on the switch runs the witness for the whole run: the faults cut
 # off a or b (or the path between them), never w from both.
@@ -160,8 +181,10 @@ ha() {
 	shift 2
 	# A secondary that cannot reach the witness asks again after 250 ms
 	# (not the default 5 s), so that it decides soon after a fault heals.
-	[ "$FENCE" = witness ] && arb="--witness $WITNESS --witness-ttl $WITNESS_TTL"
-	[ "$FENCE" = witness ] && [ "$role" = receive ] && arb="$arb --fence-retry 250"
+	$witness && arb="--witness $WITNESS --witness-ttl $WITNESS_TTL"
+	$witness && [ "$role" = receive ] && arb="$arb --fence-retry 250"
+	# The primary of a secondary on h is on the other host.
+	[ "$FENCE" = witness ] && [ "$role" = receive ] && arb="$arb --fence-cmd $run/poweroff-$(other "$h")"
 	# shellcheck disable=SC2086
 	case $role in
 	protect) set -- "$bin/ha-protect" $link_opts $arb -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
@@ -451,7 +474,7 @@ watch() {
 		[ "$healed" = 1 ] && [ "$tnow" -ge "$until" ] && break
 		sleep 0.05
 	done
-	[ "$FENCE" = witness ] && wait_for 10 sh -c "! ip netns exec ${PREFIX}$S env HA_RUN_DIR=$run/$S \
+	$witness && wait_for 10 sh -c "! ip netns exec ${PREFIX}$S env HA_RUN_DIR=$run/$S \
 		$bin/ha-ctl status web 2>/dev/null | grep -q 'state: fencing'"
 }
 
@@ -461,7 +484,7 @@ declare -A tried failovers reprotects fences stooddown viols
 for k in $ALL_KINDS; do tried[$k]=0 failovers[$k]=0 reprotects[$k]=0 fences[$k]=0 stooddown[$k]=0 viols[$k]=0; done
 rebuilds=0
 topo_up
-[ "$FENCE" = witness ] && { witness_up || { echo "faults: ha-witness did not start"; exit 1; }; }
+$witness && { witness_up || { echo "faults: ha-witness did not start"; exit 1; }; }
 fault=0
 if ! rebuild; then
 	echo "faults: the first protected pair did not come up"
@@ -513,11 +536,10 @@ for fault in $(seq 1 "$N"); do
 		outcome=process-lost
 	fi
 	host=$P
-	# With a witness nobody fences: the primary pauses itself when it has
-	# neither the secondary nor the lease (counted as a fence), and a
-	# secondary stands down when it sees the primary renew its lease or
-	# the witness tells it that the primary runs without it.
-	if [ "$FENCE" = witness ] && since "$logs/protect-$P.log" "$px_off" | grep -q "is PAUSED"; then
+	# With a witness the product fences (FENCE=witness: ha-receive's fence
+	# command), and a secondary stands down when it sees the primary renew
+	# its lease or the witness tells it that the primary runs without it.
+	if [ "$FENCE" = witness ] && since "$logs/receive-$S.log" "$rx_off" | grep -q " is fenced"; then
 		fenced=1
 	fi
 	[ "$fenced" = 1 ] && fences[$kind]=$((fences[$kind] + 1))
@@ -606,8 +628,8 @@ total_acks=0
 for f in "$out"/acks.*; do total_acks=$((total_acks + $(lines "$f"))); done
 
 echo
-# fenced: by the harness (FENCE=harness), or the primary paused itself for
-# want of the lease (witness); stood-down: the secondary lost the primary
+# fenced: by ha-receive's fence command (FENCE=witness) or by the harness
+# (FENCE=harness); stood-down: the secondary lost the primary
 # but learnt from the witness that the primary still serves, and
 # discarded its copy (witness).
 printf '%-18s %6s %9s %12s %7s %10s %10s\n' kind tried failovers reprotected fenced stood-down violations
