@@ -125,7 +125,9 @@ arbiter=$FENCE
 [ "$FENCE" = witness ] && arbiter="witness, lease $WITNESS_TTL ms, then ha-receive's fence command"
 [ "$FENCE" = witness-only ] && arbiter="witness only, lease $WITNESS_TTL ms"
 echo "faults: N=$N SEED=$SEED guest $GUEST, kinds: $KINDS (arbitration: $arbiter; interval $INTERVAL ms, down timer $TIMEOUT ms)"
-replay="make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
+fence_env=""
+[ "$FENCE" = witness ] || fence_env="FENCE=$FENCE "
+replay="${fence_env}make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
 echo "faults: replay with: $replay"
 
 ip_of() { case $1 in a) echo 10.66.0.1 ;; b) echo 10.66.0.2 ;; esac; }
