@@ -38,9 +38,11 @@ static void set_timeouts(int fd, unsigned ms)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+static const char *const claim_names[] = {"", "alone", "protected"};
+
 int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, const char *holder,
-		   unsigned ttl_ms, unsigned timeout_ms, struct fo_lease_reply *out, char *err,
-		   size_t errlen)
+		   unsigned ttl_ms, const struct fo_lease_claim *claim, unsigned timeout_ms,
+		   struct fo_lease_reply *out, char *err, size_t errlen)
 {
 	struct fo_tls_session *s = NULL;
 	char req[LINE_MAX_LEN], line[LINE_MAX_LEN];
@@ -71,7 +73,13 @@ int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, c
 			goto out;
 		}
 	}
-	int len = snprintf(req, sizeof(req), "LEASE %s %s %u\n", pair, holder, ttl_ms);
+	int len;
+	if (claim && claim->kind != FO_CLAIM_NONE)
+		len = snprintf(req, sizeof(req), "LEASE %s %s %u %s %016" PRIx64 " %" PRIu64 "\n",
+			       pair, holder, ttl_ms, claim_names[claim->kind], claim->run,
+			       claim->seq);
+	else
+		len = snprintf(req, sizeof(req), "LEASE %s %s %u\n", pair, holder, ttl_ms);
 	struct iovec iov = {req, (size_t)len};
 	rc = s ? fo_tls_writev(s, &iov, 1) : io_writev_full(fd, &iov, 1);
 	while (rc == 0 && n < sizeof(line) - 1) {
@@ -99,8 +107,9 @@ int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, c
 		out->granted = true;
 		snprintf(out->holder, sizeof(out->holder), "%s", holder);
 	} else if (sscanf(line, "DENIED %63s %llu %u%n", out->holder, &gen, &ms, &end) == 3 &&
-		   !line[end]) {
+		   (!line[end] || !strcmp(line + end, " stale"))) {
 		out->granted = false;
+		out->stale = line[end] != '\0';
 	} else {
 		snprintf(err, errlen, "witness %s answered '%.100s'", hostport, line);
 		rc = -EPROTO;
@@ -122,6 +131,10 @@ struct lease {
 	char holder[FO_WITNESS_NAME_MAX];
 	uint64_t expiry_ms;
 	uint64_t generation;
+	/* The last claim taken: by run claim_run, request claim_seq. */
+	bool stale;
+	bool claimed;
+	uint64_t claim_run, claim_seq;
 };
 
 struct fo_lease_table {
@@ -176,15 +189,31 @@ static struct lease *find(struct fo_lease_table *t, const char *pair, bool creat
 int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms, char *reply,
 		    size_t len)
 {
-	char pair[FO_WITNESS_NAME_MAX], holder[FO_WITNESS_NAME_MAX];
+	char pair[FO_WITNESS_NAME_MAX], holder[FO_WITNESS_NAME_MAX], what[16] = "";
 	unsigned ttl;
-	int end = 0;
+	int end = 0, end2 = 0;
+	uint64_t run = 0, seq = 0;
+	enum fo_lease_claim_kind claim = FO_CLAIM_NONE;
 	struct lease *l;
 
-	if (sscanf(line, "LEASE %63s %63s %u%n", pair, holder, &ttl, &end) != 3 || line[end] ||
-	    !name_ok(pair) || !name_ok(holder)) {
-		snprintf(reply, len, "ERROR expected LEASE <pair> <holder> <ttl_ms>\n");
-		return FO_LEASE_ERROR;
+	if (sscanf(line, "LEASE %63s %63s %u%n", pair, holder, &ttl, &end) != 3 || !name_ok(pair) ||
+	    !name_ok(holder))
+		goto malformed;
+	if (line[end]) {
+		/* " <claim> <run> <seq>": the run in 16 hex digits. */
+		char runhex[17] = "";
+
+		if (sscanf(line + end, " %15s %16[0-9a-f] %" SCNu64 "%n", what, runhex, &seq,
+			   &end2) != 3 ||
+		    line[end + end2] || strlen(runhex) != 16)
+			goto malformed;
+		run = strtoull(runhex, NULL, 16);
+		if (!strcmp(what, "alone"))
+			claim = FO_CLAIM_ALONE;
+		else if (!strcmp(what, "protected"))
+			claim = FO_CLAIM_PROTECTED;
+		else
+			goto malformed;
 	}
 	if (ttl < FO_WITNESS_TTL_MIN || ttl > t->max_ttl_ms) {
 		/* A restart's quiet time must outlast every lease granted. */
@@ -203,6 +232,13 @@ int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms,
 		snprintf(reply, len, "ERROR too many pairs\n");
 		return FO_LEASE_ERROR;
 	}
+	/* A secondary whose copy is stale never gets the lease: activating
+	 * that copy would forget output the primary released without it. */
+	if (l->stale && strcmp(holder, "primary")) {
+		snprintf(reply, len, "DENIED %s %" PRIu64 " %" PRIu64 " stale\n", l->holder,
+			 l->generation, now_ms < l->expiry_ms ? l->expiry_ms - now_ms : 0);
+		return FO_LEASE_DENIED;
+	}
 	if (l->generation && strcmp(l->holder, holder) && now_ms < l->expiry_ms) {
 		snprintf(reply, len, "DENIED %s %" PRIu64 " %" PRIu64 "\n", l->holder,
 			 l->generation, l->expiry_ms - now_ms);
@@ -215,6 +251,19 @@ int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms,
 		rc = FO_LEASE_NEW_HOLDER;
 	}
 	l->expiry_ms = now_ms + ttl;
+	/* Only a granted claim counts, and only the newest of its run. */
+	if (claim != FO_CLAIM_NONE && (!l->claimed || run != l->claim_run || seq > l->claim_seq)) {
+		l->claimed = true;
+		l->claim_run = run;
+		l->claim_seq = seq;
+		l->stale = claim == FO_CLAIM_ALONE;
+	}
 	snprintf(reply, len, "GRANTED %" PRIu64 " %u\n", l->generation, ttl);
 	return rc;
+
+malformed:
+	snprintf(reply, len,
+		 "ERROR expected LEASE <pair> <holder> <ttl_ms>[ alone|protected <run> "
+		 "<seq>]\n");
+	return FO_LEASE_ERROR;
 }

@@ -22,10 +22,29 @@
  * A restarted witness grants nothing for one maximum TTL, so leases granted
  * before the restart run out first.
  *
+ * The lease alone does not keep the secondary's copy current: a primary
+ * that runs on without its secondary releases output that copy does not
+ * have, and if that primary then dies or loses the witness, activating the
+ * copy would forget what clients already saw. So the primary's requests
+ * carry a claim, and the witness keeps the last one per pair:
+ *
+ *   alone      sent (and granted) before the primary releases any output
+ *              without its secondary: the secondary's copy is STALE. The
+ *              witness then denies the secondary for good, with "stale",
+ *              even after the primary's lease expired; the secondary
+ *              discards its copy instead of activating it.
+ *   protected  the secondary acknowledged a checkpoint of a new session:
+ *              its copy is current again; the mark is cleared.
+ *
+ * Claims are ordered by (run, seq): run names one ha-protect process, seq
+ * counts its requests, so a claim delayed in the network cannot undo a
+ * later one of the same process; a new run's claim replaces an old run's.
+ * The marks live in the witness's memory: a restarted witness has none.
+ *
  * Wire (inside the pair's TLS, one request per connection, text lines):
- *   LEASE <pair> <holder> <ttl_ms>\n
+ *   LEASE <pair> <holder> <ttl_ms>[ <claim> <run:16 hex> <seq>]\n
  *   GRANTED <generation> <ttl_ms>\n
- *   DENIED <holder> <generation> <remaining_ms>\n
+ *   DENIED <holder> <generation> <remaining_ms>[ stale]\n
  *   ERROR <text>\n
  */
 #ifndef HA_FAILOVER_WITNESS_H
@@ -40,8 +59,17 @@
 #define FO_WITNESS_NAME_MAX 64
 #define FO_WITNESS_TTL_MIN 100
 
+/* What a primary tells the witness with a request (see above). */
+enum fo_lease_claim_kind { FO_CLAIM_NONE, FO_CLAIM_ALONE, FO_CLAIM_PROTECTED };
+struct fo_lease_claim {
+	enum fo_lease_claim_kind kind;
+	uint64_t run; /* this process: random at start */
+	uint64_t seq; /* increases with every request of the run */
+};
+
 struct fo_lease_reply {
 	bool granted;
+	bool stale; /* denied: the primary ran without the secondary since */
 	char holder[FO_WITNESS_NAME_MAX]; /* the current holder when denied */
 	uint64_t generation;
 	unsigned ms; /* granted: the TTL; denied: until the lease expires */
@@ -49,13 +77,13 @@ struct fo_lease_reply {
 
 /* ---- client ---- */
 
-/* Asks the witness at hostport for the pair's lease. Returns 0 with *out
- * filled (granted or denied), or -errno when the witness could not be
- * asked (unreachable, TLS refused, bad answer; err says which). The whole
- * exchange is bounded by timeout_ms. */
+/* Asks the witness at hostport for the pair's lease, with a claim (NULL or
+ * FO_CLAIM_NONE: none). Returns 0 with *out filled (granted or denied), or
+ * -errno when the witness could not be asked (unreachable, TLS refused, bad
+ * answer; err says which). The whole exchange is bounded by timeout_ms. */
 int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, const char *holder,
-		   unsigned ttl_ms, unsigned timeout_ms, struct fo_lease_reply *out, char *err,
-		   size_t errlen);
+		   unsigned ttl_ms, const struct fo_lease_claim *claim, unsigned timeout_ms,
+		   struct fo_lease_reply *out, char *err, size_t errlen);
 
 /* ---- server side: the lease table, apart from any I/O ---- */
 

@@ -85,24 +85,31 @@ static int kvm_info(struct hv_dom *d, struct hv_info *out)
 	return 0;
 }
 
+/* ha-vm is the domain: a control socket that broke means it died, and the
+ * epoch loop knows a domain that is gone as -ESRCH (as with Xen). */
+static int gone(int rc)
+{
+	return rc == -EPIPE || rc == -ECONNRESET ? -ESRCH : rc;
+}
+
 static int kvm_dirty_start(struct hv_dom *d)
 {
-	return vmm_ctl_dirty_reset(d->ctl);
+	return gone(vmm_ctl_dirty_reset(d->ctl));
 }
 
 static int kvm_harvest(struct hv_dom *d, struct bitmap *dirty)
 {
-	return vmm_ctl_harvest(d->ctl, dirty->words, BITMAP_WORDS(dirty->nbits));
+	return gone(vmm_ctl_harvest(d->ctl, dirty->words, BITMAP_WORDS(dirty->nbits)));
 }
 
 static int kvm_pause(struct hv_dom *d)
 {
-	return vmm_ctl_pause(d->ctl);
+	return gone(vmm_ctl_pause(d->ctl));
 }
 
 static int kvm_resume(struct hv_dom *d)
 {
-	return vmm_ctl_resume(d->ctl);
+	return gone(vmm_ctl_resume(d->ctl));
 }
 
 static int kvm_save_state(struct hv_dom *d, struct hv_state *st)
@@ -114,7 +121,7 @@ static int kvm_save_state(struct hv_dom *d, struct hv_state *st)
 	uint8_t *body;
 
 	if (rc < 0)
-		return rc;
+		return gone(rc);
 	body = malloc(sizeof(hdr) + len);
 	if (!body) {
 		free(blob);

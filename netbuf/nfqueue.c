@@ -322,7 +322,9 @@ static int nfq_commit(struct ckpt_dev *dev, uint64_t epoch)
 	return rc;
 }
 
-static void nfq_teardown(struct ckpt_dev *dev)
+/* Ends buffering: what is still held gets verdict (accept: released;
+ * drop: discarded). */
+static void nfq_end(struct ckpt_dev *dev, int verdict)
 {
 	struct nfq_dev *d = dev->priv;
 
@@ -335,10 +337,10 @@ static void nfq_teardown(struct ckpt_dev *dev)
 		pthread_join(d->reader, NULL);
 		d->reader_running = false;
 	}
-	/* Release what is still held: protection is over. The rules are gone,
-	 * so nothing new is queued; take the messages the reader has not read
-	 * yet (destroying the queue would drop their packets), then accept
-	 * everything up to the last id. */
+	/* Release (or drop) what is still held: protection is over. The rules
+	 * are gone, so nothing new is queued; take the messages the reader has
+	 * not read yet (destroying the queue would drop their packets), then
+	 * give everything up to the last id its verdict. */
 	if (d->h && d->fd >= 0) {
 		char buf[65536] __attribute__((aligned));
 		ssize_t n;
@@ -348,7 +350,7 @@ static void nfq_teardown(struct ckpt_dev *dev)
 	}
 	pthread_mutex_lock(&d->mu);
 	if (d->qh && d->any && (!d->released_any || d->last_id != d->released_id))
-		nfq_set_verdict_batch(d->qh, d->last_id, NF_ACCEPT);
+		nfq_set_verdict_batch(d->qh, d->last_id, (unsigned)verdict);
 	d->nbarriers = 0;
 	d->any = d->released_any = d->closed_any = false;
 	pthread_mutex_unlock(&d->mu);
@@ -363,6 +365,16 @@ static void nfq_teardown(struct ckpt_dev *dev)
 		close(d->stop_pipe[1]);
 		d->stop_pipe[0] = d->stop_pipe[1] = -1;
 	}
+}
+
+static void nfq_teardown(struct ckpt_dev *dev)
+{
+	nfq_end(dev, NF_ACCEPT);
+}
+
+static void nfq_discard(struct ckpt_dev *dev)
+{
+	nfq_end(dev, NF_DROP);
 }
 
 static int nfq_status(struct ckpt_dev *dev, char *buf, size_t len)
@@ -392,6 +404,7 @@ static const struct ckpt_dev_ops nfq_ops = {
 	.postsuspend = nfq_postsuspend,
 	.commit = nfq_commit,
 	.teardown = nfq_teardown,
+	.discard = nfq_discard,
 	.status = nfq_status,
 };
 

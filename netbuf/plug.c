@@ -236,12 +236,15 @@ static int plug_commit(struct ckpt_dev *dev, uint64_t epoch)
 	return rc;
 }
 
-static void plug_teardown(struct ckpt_dev *dev)
+/* Ends buffering; release: let out what is still held first, else it
+ * goes with the qdisc. */
+static void plug_end(struct ckpt_dev *dev, bool release)
 {
 	struct plug_dev *d = dev->priv;
 
 	if (d->plug_made) {
-		plug_action(d, rtnl_qdisc_plug_release_indefinite);
+		if (release)
+			plug_action(d, rtnl_qdisc_plug_release_indefinite);
 		d->plug_made = false;
 	}
 	if (d->plug) {
@@ -250,6 +253,16 @@ static void plug_teardown(struct ckpt_dev *dev)
 	}
 	d->npending = 0;
 	del_tc(d);
+}
+
+static void plug_teardown(struct ckpt_dev *dev)
+{
+	plug_end(dev, true);
+}
+
+static void plug_discard(struct ckpt_dev *dev)
+{
+	plug_end(dev, false);
 }
 
 static int plug_status(struct ckpt_dev *dev, char *buf, size_t len)
@@ -275,6 +288,7 @@ static const struct ckpt_dev_ops plug_ops = {
 	.postsuspend = plug_postsuspend,
 	.commit = plug_commit,
 	.teardown = plug_teardown,
+	.discard = plug_discard,
 	.status = plug_status,
 };
 

@@ -21,6 +21,9 @@
  *               release everything of epochs <= N.
  *   teardown    release everything still held and undo setup; must cope
  *               with a partial setup and be safe to call twice.
+ *   discard     instead of teardown when the domain is gone: drop what is
+ *               still held (epochs the secondary never acknowledged, which
+ *               its copy resumes without), then undo setup as teardown.
  *
  * postsuspend and preresume run while the guest is paused: they must be
  * quick (a netlink message, a barrier request), never network round trips.
@@ -59,6 +62,7 @@ struct ckpt_dev_ops {
 	int (*flush)(struct ckpt_dev *dev, uint64_t epoch);       /* may be NULL */
 	int (*commit)(struct ckpt_dev *dev, uint64_t epoch);      /* may be NULL */
 	void (*teardown)(struct ckpt_dev *dev);
+	void (*discard)(struct ckpt_dev *dev); /* may be NULL: teardown then */
 	/* One human-readable status line (counters, drops). May be NULL. */
 	int (*status)(struct ckpt_dev *dev, char *buf, size_t len);
 	/* Frees the device (after teardown). May be NULL. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "checkpoint/codec.h"
@@ -118,6 +119,13 @@ struct prot {
 	bool lease_lost;
 	bool devs_held;
 	char wit_status[400];
+	/* Claims (witness.h): output may be released without the secondary
+	 * only once the witness took "alone" (alone_ok), so that the
+	 * secondary's now stale copy is never activated; the first ACK of a
+	 * session claims "protected" again. */
+	struct fo_lease_claim claim; /* run and seq; kind unused */
+	bool want_alone, alone_ok, claim_protected;
+	_Atomic bool renew_now;
 };
 
 /* ------------------------------------------------------------------ */
@@ -253,6 +261,22 @@ static void devs_teardown(struct prot *p)
 	for (unsigned i = p->cfg->ndevs; i--;)
 		if (p->devs_up || p->dev_connected[i])
 			p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
+	p->devs_up = false;
+	memset(p->dev_connected, 0, sizeof(p->dev_connected));
+	pthread_mutex_unlock(&p->devmu);
+}
+
+/* The domain is gone: what is held belongs to epochs the secondary never
+ * acknowledged and is dropped (its copy resumes without it). */
+static void devs_discard(struct prot *p)
+{
+	pthread_mutex_lock(&p->devmu);
+	for (unsigned i = p->cfg->ndevs; i--;) {
+		struct ckpt_dev *d = p->cfg->devs[i];
+
+		if (p->devs_up || p->dev_connected[i])
+			(d->ops->discard ? d->ops->discard : d->ops->teardown)(d);
+	}
 	p->devs_up = false;
 	memset(p->dev_connected, 0, sizeof(p->dev_connected));
 	pthread_mutex_unlock(&p->devmu);
@@ -549,6 +573,12 @@ static void *acker_main(void *arg)
 		p->stats.acks++;
 		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
 		interval_feed(p, a->epoch, now);
+		if (a->epoch == 0 && p->cfg->witness) {
+			/* The secondary's copy is current again: tell the witness. */
+			p->want_alone = p->alone_ok = false;
+			p->claim_protected = true;
+			atomic_store(&p->renew_now, true);
+		}
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -743,8 +773,10 @@ static bool lease_valid(struct prot *p)
 
 /* At the end of a session lost to a degradation: may held output be
  * released and the domain run on without the secondary? Without a witness,
- * yes (the unsafe default). With one, only under a valid lease; otherwise
- * the domain is paused here with its output still held. */
+ * yes (the unsafe default). With one, only under a valid lease and once
+ * the witness has taken the claim "alone" (so the secondary, whose copy
+ * lacks what is released from now on, never activates it); otherwise the
+ * domain is paused here with its output still held. */
 static bool witness_may_release(struct prot *p)
 {
 	bool ok;
@@ -752,7 +784,24 @@ static bool witness_may_release(struct prot *p)
 	if (!p->cfg->witness || stop_flag)
 		return true;
 	pthread_mutex_lock(&p->mu);
-	ok = lease_valid(p);
+	if (!p->want_alone || !p->alone_ok) {
+		p->want_alone = true;
+		p->alone_ok = false;
+	}
+	p->claim_protected = false;
+	atomic_store(&p->renew_now, true);
+	while (!p->alone_ok && lease_valid(p) && !stop_flag) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	ok = p->alone_ok && lease_valid(p);
 	if (ok) {
 		p->unprotected = true;
 	} else {
@@ -782,10 +831,20 @@ static void *witness_main(void *arg)
 	log_set_domain(c->domain);
 	while (!stop_flag && !atomic_load(&p->wit_stop)) {
 		struct fo_lease_reply rep;
+		struct fo_lease_claim claim;
 		char err[400] = "";
 		uint64_t sent = clk_now_ns();
-		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, period,
-					&rep, err, sizeof(err));
+
+		atomic_store(&p->renew_now, false);
+		pthread_mutex_lock(&p->mu);
+		claim = p->claim;
+		claim.kind = p->want_alone	  ? FO_CLAIM_ALONE
+			     : p->claim_protected ? FO_CLAIM_PROTECTED
+						  : FO_CLAIM_NONE;
+		p->claim.seq++;
+		pthread_mutex_unlock(&p->mu);
+		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, &claim,
+					period, &rep, err, sizeof(err));
 		enum { NONE, PAUSE, RESUME } act = NONE;
 		bool held = false;
 
@@ -803,6 +862,16 @@ static void *witness_main(void *arg)
 			} else if (!p->superseded) {
 				p->lease_until_ns =
 				    sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+				/* Still wanted: the first ACK of a new session may
+				 * have withdrawn it meanwhile. */
+				if (claim.kind == FO_CLAIM_ALONE && p->want_alone && !p->alone_ok) {
+					p->alone_ok = true;
+					log_info("witness: took the claim that this host runs "
+						 "without its secondary (generation %llu): the "
+						 "secondary's copy will not be activated",
+						 (unsigned long long)p->lease_gen);
+				}
+				pthread_cond_broadcast(&p->cv);
 			}
 		} else if (rc == 0) {
 			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
@@ -814,7 +883,7 @@ static void *witness_main(void *arg)
 			p->lease_lost = true;
 			p->unprotected = false;
 			act = PAUSE;
-		} else if (p->lease_lost && lease_valid(p)) {
+		} else if (p->lease_lost && lease_valid(p) && p->alone_ok) {
 			p->lease_lost = false;
 			p->unprotected = true;
 			held = p->devs_held;
@@ -857,7 +926,8 @@ static void *witness_main(void *arg)
 			    (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
 		}
 		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
-		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next)
+		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next &&
+		       !atomic_load(&p->renew_now))
 			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
 	}
 	return NULL;
@@ -1014,7 +1084,11 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	if (witness_may_release(p))
+	/* A domain that is gone releases nothing it still holds and claims
+	 * nothing: the secondary's copy is all that is left of it. */
+	if (rc == -ESRCH)
+		devs_discard(p);
+	else if (witness_may_release(p))
 		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
@@ -1280,6 +1354,10 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 
 	if (cfg->witness) {
+		/* Names this process's claims; a failed read leaves the time. */
+		if (getrandom(&p->claim.run, sizeof(p->claim.run), 0) != sizeof(p->claim.run))
+			p->claim.run = clk_now_ns() ^ ((uint64_t)getpid() << 32);
+		p->claim.seq = 1;
 		rc = -pthread_create(&p->wit, NULL, witness_main, p);
 		if (rc < 0) {
 			log_error("cannot start the witness thread: %s", strerror(-rc));
@@ -1325,6 +1403,12 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
 	rc = 0;
+	/* No more renewals: the secondary waits for this lease to expire. */
+	if (p->wit_running) {
+		atomic_store(&p->wit_stop, true);
+		pthread_join(p->wit, NULL);
+		p->wit_running = false;
+	}
 	log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu pages per "
 		 "epoch",
 		 (unsigned long long)p->stats.epochs,

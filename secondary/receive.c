@@ -311,6 +311,7 @@ static int witness_wait(struct rx *x)
 {
 	const struct rx_config *c = x->cfg;
 	uint64_t last_expiry = 0;
+	unsigned renewals = 0;
 
 	set_state(x, RX_FENCING);
 	for (unsigned attempt = 1; !stop_flag; attempt++) {
@@ -318,7 +319,7 @@ static int witness_wait(struct rx *x)
 		char err[400];
 		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
 		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary",
-					c->witness_ttl_ms, 1000, &rep, err, sizeof(err));
+					c->witness_ttl_ms, NULL, 1000, &rep, err, sizeof(err));
 
 		pthread_mutex_lock(&x->mu);
 		x->fence_attempts = attempt;
@@ -335,6 +336,14 @@ static int witness_wait(struct rx *x)
 				 (unsigned long long)rep.generation);
 			return 0;
 		}
+		if (rc == 0 && rep.stale) {
+			log_warn("the witness says the primary ran without this secondary since "
+				 "its last checkpoint (it released output this copy does not "
+				 "have): activating it would forget what clients saw. Not "
+				 "activating; discarding this copy. If the primary is gone for "
+				 "good, its last state is lost with it: recover by hand");
+			return -EALREADY;
+		}
 		if (rc < 0) {
 			log_error("%s; NOT activating: without the witness the primary may still "
 				  "run. Retrying in %u ms",
@@ -343,9 +352,15 @@ static int witness_wait(struct rx *x)
 			uint64_t expiry = now + rep.ms;
 
 			/* The same lease expires at the same time; a later expiry
-			 * means its holder renewed it, so it is alive. */
+			 * means its holder renewed it. Twice in a row, so that the
+			 * last renewal of a primary that was dying when it sent
+			 * it does not count: it is alive. */
 			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
-			    !strcmp(rep.holder, "primary")) {
+			    !strcmp(rep.holder, "primary"))
+				renewals++;
+			else
+				renewals = 0;
+			if (renewals >= 2) {
 				log_warn(
 				    "the primary still renews its lease with the witness: it is "
 				    "alive behind a partition and keeps serving; not activating. "

@@ -8,17 +8,40 @@
 # Environment: N (faults, default 20), SEED (default: the time; printed),
 # FAULT_GUEST (counter, default, or disk: the disk guest on a replicated
 # disk), FAULT_KINDS (comma-separated kinds, or all; default: the kinds in
-# DEFAULT_KINDS below),
-# FENCE (harness: the harness fences the old primary as soon as the
-# secondary announces a failover, standing in for a fence command; none:
-# nobody fences), KEEP=1 (keep the logs of passing runs), INTERVAL and
-# TIMEOUT (epoch interval and down timer, ms).
+# DEFAULT_KINDS below), FENCE (how a partition is arbitrated; see below),
+# KEEP=1 (keep the logs of passing runs), INTERVAL and TIMEOUT (epoch
+# interval and down timer, ms), WITNESS_TTL (the lease, ms).
 #
 # Topology: tests/integration/topology.sh (hosts a and b, client c, switch
-# sw). The roles move: after a failover the old secondary is the primary and
-# the failed host is rebuilt as the new secondary. The replication stream
-# goes through fault-relay on the secondary's host (port 7789 -> 7788), which
-# flips bits on SIGUSR1.
+# sw) plus host w on the switch (10.66.0.4), which runs ha-witness. The
+# roles move: after a failover the old secondary is the primary and the
+# failed host is rebuilt as the new secondary. The replication stream goes
+# through fault-relay on the secondary's host (port 7789 -> 7788), which
+# flips bits on SIGUSR1. The link is TLS with a pre-shared key made for the
+# run; the witness uses the same key.
+#
+# Arbitration (FENCE):
+#   witness   (default) ha-protect and ha-receive both get --witness: the
+#             secondary activates only with the pair's lease, a primary
+#             without secondary and lease pauses its guest, a primary that
+#             runs on alone tells the witness first (the secondary then
+#             discards its stale copy). w stays reachable from the side
+#             that keeps the switch: a fault cuts off one host (link-*), or
+#             only the path between a and b (drop-*), or slows one uplink.
+#             Once granted the lease, ha-receive also runs its --fence-cmd,
+#             which powers the old primary's host off (kills every process
+#             in its namespace), as an operator's fence agent would: the
+#             witness decides, the product fences.
+#   witness-only  the witness without --fence-cmd: a guest whose ha-protect
+#             was killed keeps running on the old primary with its IP
+#             output blocked but answering ARP (docs/faults.md)
+#   harness   no witness: the harness powers the old primary's host off as
+#             soon as the secondary announces a failover (a fence agent
+#             that acts once the secondary has decided). It cannot undo
+#             output a primary released before that, so the partition
+#             kinds (drop-to-primary, link-secondary, slow-link) are not in
+#             its default set.
+#   none      no witness, nobody fences: partitions leave two copies.
 #
 # Invariants, after every fault:
 #   lost      no acknowledged increment lost, no output of an unacknowledged
@@ -35,7 +58,8 @@ build=${1:-build/default}
 N=${N:-20}
 SEED=${SEED:-}
 [ -n "$SEED" ] || SEED=$(date +%s)
-FENCE=${FENCE:-harness}
+FENCE=${FENCE:-witness}
+WITNESS_TTL=${WITNESS_TTL:-1000}
 KEEP=${KEEP:-0}
 INTERVAL=${INTERVAL:-50}
 TIMEOUT=${TIMEOUT:-400}
@@ -43,16 +67,20 @@ JOURNAL_MB=${JOURNAL_MB:-4} # the secondary compacts its disk journal past this 
 GUEST=${FAULT_GUEST:-counter}
 case $GUEST in
 counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip" ;;
-disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip disk-full" ;;
+disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip disk-full" ;;
 *) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
 esac
-# The default kinds are the failures the product claims to handle today.
-# The others are known to break an invariant and are run on request
-# (FAULT_KINDS=all, or by name; see docs/faults.md): a primary that loses
-# the secondary while the secondary still sees it (one-way loss, a slow
-# link, an isolated secondary) releases output the secondary's failover
-# then forgets, until a witness arbitrates.
+case $FENCE in
+witness | witness-only | harness | none) ;;
+*) echo "faults: FENCE is witness, witness-only, harness or none, not '$FENCE'"; exit 2 ;;
+esac
+# The default kinds are the failures the product claims to handle. With a
+# witness that is every kind. Without one, a primary that loses the
+# secondary while the secondary still sees it (one-way loss, a slow link,
+# an isolated secondary) releases output that the secondary's failover then
+# forgets: those kinds run on request only (FAULT_KINDS=all, or by name).
 DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip"
+case $FENCE in witness*) DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link" ;; esac
 [ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS disk-full"
 case ${FAULT_KINDS:-} in
 "") KINDS=$DEFAULT_KINDS ;;
@@ -90,10 +118,16 @@ need_root
 [ -w /dev/kvm ] || skip "/dev/kvm is missing: ha-vm cannot run here"
 command -v iptables >/dev/null || skip "iptables is not installed"
 command -v tc >/dev/null || skip "tc is not installed"
+command -v openssl >/dev/null || skip "openssl (to make the link's PSK) is not installed"
 
 RANDOM=$SEED
-echo "faults: N=$N SEED=$SEED guest $GUEST, kinds: $KINDS (fencing: $FENCE; interval $INTERVAL ms, down timer $TIMEOUT ms)"
-replay="make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
+arbiter=$FENCE
+[ "$FENCE" = witness ] && arbiter="witness, lease $WITNESS_TTL ms, then ha-receive's fence command"
+[ "$FENCE" = witness-only ] && arbiter="witness only, lease $WITNESS_TTL ms"
+echo "faults: N=$N SEED=$SEED guest $GUEST, kinds: $KINDS (arbitration: $arbiter; interval $INTERVAL ms, down timer $TIMEOUT ms)"
+fence_env=""
+[ "$FENCE" = witness ] || fence_env="FENCE=$FENCE "
+replay="${fence_env}make faults N=$N SEED=$SEED${FAULT_GUEST:+ FAULT_GUEST=$FAULT_GUEST}${FAULT_KINDS:+ FAULT_KINDS=$FAULT_KINDS}"
 echo "faults: replay with: $replay"
 
 ip_of() { case $1 in a) echo 10.66.0.1 ;; b) echo 10.66.0.2 ;; esac; }
@@ -104,16 +138,59 @@ rand() { r=$((RANDOM % ($2 - $1 + 1) + $1)); }
 now_ms() { date +%s%3N; }
 log() { echo "$(date -u +%H:%M:%S.%3N) $*" >> "$logs/harness.log"; }
 
+# The replication link's security: TLS with a pre-shared key made for this
+# run (ha-witness takes the same settings).
+psk=$run/pair.psk
+sh "$top/scripts/tls-gen.sh" psk "$psk" faults-pair || { echo "faults: cannot make a PSK"; exit 2; }
+link_opts="--tls-psk $psk"
+WITNESS=10.66.0.4:7790
+witness=false
+case $FENCE in witness*) witness=true ;; esac
+witness_wait=0
+$witness && witness_wait=$WITNESS_TTL
+
+# ha-receive's fence commands (FENCE=witness): poweroff-H powers host H off.
+for h in a b; do
+	cat > "$run/poweroff-$h" <<EOF
+#!/bin/sh
+echo "power off host $h (the primary of \$HA_DOMAIN, committed epoch \$HA_EPOCH)"
+ip netns pids ${PREFIX}$h | xargs -r kill -9
+EOF
+	chmod +x "$run/poweroff-$h"
+done
+
+# Host w on the switch runs the witness for the whole run: the faults cut
+# off a or b (or the path between them), never w from both.
+witness_up() {
+	ip netns add "${PREFIX}w"
+	ns sw ip link add sw-w type veth peer name w0 netns "${PREFIX}w"
+	ns sw ip link set sw-w master br0 up
+	ns w ip link set lo up
+	ns w ip link set w0 up
+	ns w ip addr add 10.66.0.4/24 dev w0
+	# shellcheck disable=SC2086 # option lists are words
+	ns w "$bin/ha-witness" $link_opts --listen "$WITNESS" --max-ttl "$WITNESS_TTL" -v \
+		>> "$logs/witness.log" 2>&1 &
+	wait_for 10 ip netns exec "${PREFIX}w" sh -c "ss -Hltn | grep -q ':7790 '"
+}
+
 # ha ROLE HOST ARGS...: starts ha-protect (ROLE protect) or ha-receive
 # (ROLE receive) in HOST's namespace, in the background. The only place that
 # builds their command lines: options of the replication link (transport
-# security, fencing) belong here.
+# security, arbitration) belong here.
 ha() {
-	local role=$1 h=$2
+	local role=$1 h=$2 arb=""
 	shift 2
+	# A secondary that cannot reach the witness asks again after 250 ms
+	# (not the default 5 s), so that it decides soon after a fault heals.
+	$witness && arb="--witness $WITNESS --witness-ttl $WITNESS_TTL"
+	$witness && [ "$role" = receive ] && arb="$arb --fence-retry 250"
+	# The primary of a secondary on h is on the other host.
+	[ "$FENCE" = witness ] && [ "$role" = receive ] && arb="$arb --fence-cmd $run/poweroff-$(other "$h")"
+	# shellcheck disable=SC2086
 	case $role in
-	protect) set -- "$bin/ha-protect" --insecure -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
-	receive) set -- "$bin/ha-receive" --insecure --timeout "$TIMEOUT" "$@" ;;
+	protect) set -- "$bin/ha-protect" $link_opts $arb -i "$INTERVAL" --timeout "$TIMEOUT" --retry 300 "$@" ;;
+	receive) set -- "$bin/ha-receive" $link_opts $arb --timeout "$TIMEOUT" "$@" ;;
 	esac
 	if [ "$GUEST" = disk ]; then
 		case $role in
@@ -377,7 +454,9 @@ inject() { # KIND: injects the fault; sets heal_cmds (run later) and hold_ms
 }
 
 # Watches for WAIT_MS: fences the old primary (FENCE=harness) the moment the
-# secondary announces a failover, and heals the fault after hold_ms.
+# secondary announces a failover, and heals the fault after hold_ms. Then,
+# with a witness, waits (at most 10 s) until a secondary that lost the
+# primary has decided: activated, or stood down.
 watch() {
 	local until=$(($(now_ms) + $1)) healed=0 tnow
 	while :; do
@@ -397,14 +476,17 @@ watch() {
 		[ "$healed" = 1 ] && [ "$tnow" -ge "$until" ] && break
 		sleep 0.05
 	done
+	$witness && wait_for 10 sh -c "! ip netns exec ${PREFIX}$S env HA_RUN_DIR=$run/$S \
+		$bin/ha-ctl status web 2>/dev/null | grep -q 'state: fencing'"
 }
 
 # --- the run ----------------------------------------------------------------
 
-declare -A tried failovers reprotects fences viols
-for k in $ALL_KINDS; do tried[$k]=0 failovers[$k]=0 reprotects[$k]=0 fences[$k]=0 viols[$k]=0; done
+declare -A tried failovers reprotects fences stooddown viols
+for k in $ALL_KINDS; do tried[$k]=0 failovers[$k]=0 reprotects[$k]=0 fences[$k]=0 stooddown[$k]=0 viols[$k]=0; done
 rebuilds=0
 topo_up
+$witness && { witness_up || { echo "faults: ha-witness did not start"; exit 1; }; }
 fault=0
 if ! rebuild; then
 	echo "faults: the first protected pair did not come up"
@@ -440,7 +522,8 @@ for fault in $(seq 1 "$N"); do
 	log "fault $fault: $kind (primary $P, secondary $S)"
 	t_inject=$(now_ms)
 	inject "$kind"
-	watch $((hold_ms + 2 * TIMEOUT + 1500))
+	# With a witness, a failover also waits for the old primary's lease.
+	watch $((hold_ms + 2 * TIMEOUT + 1500 + ${witness_wait:-0}))
 	tried[$kind]=$((tried[$kind] + 1))
 
 	# What happened.
@@ -455,7 +538,17 @@ for fault in $(seq 1 "$N"); do
 		outcome=process-lost
 	fi
 	host=$P
+	# With a witness the product fences (FENCE=witness: ha-receive's fence
+	# command), and a secondary stands down when it sees the primary renew
+	# its lease or the witness tells it that the primary runs without it.
+	if [ "$FENCE" = witness ] && since "$logs/receive-$S.log" "$rx_off" | grep -q " is fenced"; then
+		fenced=1
+	fi
 	[ "$fenced" = 1 ] && fences[$kind]=$((fences[$kind] + 1))
+	if since "$logs/receive-$S.log" "$rx_off" | grep -q "still renews its lease\|ran without this secondary"; then
+		stooddown[$kind]=$((stooddown[$kind] + 1))
+		[ "$outcome" = none ] || [ "$outcome" = degraded ] && outcome=stood-down
+	fi
 	if [ "$GUEST" = counter ]; then
 		check_copies_during
 		check_acks
@@ -537,16 +630,20 @@ total_acks=0
 for f in "$out"/acks.*; do total_acks=$((total_acks + $(lines "$f"))); done
 
 echo
-printf '%-18s %6s %9s %12s %7s %10s\n' kind tried failovers reprotected fenced violations
-t_tried=0 t_fo=0 t_rp=0 t_fe=0
+# fenced: by ha-receive's fence command (FENCE=witness) or by the harness
+# (FENCE=harness); stood-down: the secondary lost the primary
+# but learnt from the witness that the primary still serves, and
+# discarded its copy (witness).
+printf '%-18s %6s %9s %12s %7s %10s %10s\n' kind tried failovers reprotected fenced stood-down violations
+t_tried=0 t_fo=0 t_rp=0 t_fe=0 t_sd=0
 for k in $ALL_KINDS; do
 	case " $KINDS " in *" $k "*) ;; *) continue ;; esac
-	printf '%-18s %6d %9d %12d %7d %10d\n' "$k" "${tried[$k]}" "${failovers[$k]}" "${reprotects[$k]}" \
-		"${fences[$k]}" "${viols[$k]}"
+	printf '%-18s %6d %9d %12d %7d %10d %10d\n' "$k" "${tried[$k]}" "${failovers[$k]}" "${reprotects[$k]}" \
+		"${fences[$k]}" "${stooddown[$k]}" "${viols[$k]}"
 	t_tried=$((t_tried + tried[$k])) t_fo=$((t_fo + failovers[$k]))
-	t_rp=$((t_rp + reprotects[$k])) t_fe=$((t_fe + fences[$k]))
+	t_rp=$((t_rp + reprotects[$k])) t_fe=$((t_fe + fences[$k])) t_sd=$((t_sd + stooddown[$k]))
 done
-printf '%-18s %6d %9d %12d %7d %10d\n' total "$t_tried" "$t_fo" "$t_rp" "$t_fe" "$violations"
+printf '%-18s %6d %9d %12d %7d %10d %10d\n' total "$t_tried" "$t_fo" "$t_rp" "$t_fe" "$t_sd" "$violations"
 if [ "$GUEST" = disk ]; then
 	echo "faults: $t_tried faults in $(((t_end - t_run) / 1000)) s, $disk_checks resumed guests found disk and memory in agreement, $rebuilds rebuilds after violations, invariant violations: $violations"
 else

@@ -7,16 +7,25 @@
 #   fence    --fence-cmd "powers off" host A (kills every process in it)
 #            before B activates: one copy, no acknowledged increment lost
 #   fence-fails  the fence command fails: B stays passive, A serves
-#   witness  A and B both reach ha-witness: A keeps the lease, B does not
-#            activate and discards its copy; A serves
+#   witness  A and B both reach ha-witness: A keeps the lease and claims
+#            that it runs alone, B does not activate and discards its
+#            copy; A serves
 #   witness-isolated  A is cut off from B and the witness: A pauses the
 #            guest before B gets the lease and activates; when the
 #            partition heals, A learns it was superseded and stays paused
+#   witness-vmm-dies  A's ha-vm is killed: A's ha-protect stops (the
+#            domain is gone; it claims nothing), its lease runs out and B
+#            activates
+#   witness-alone  A loses B first and runs on alone (it tells the
+#            witness before it releases output), then loses the witness
+#            too and pauses; B, which noticed late, must not activate its
+#            copy, which lacks what A served alone: no copy serves, and no
+#            acknowledged increment is lost
 # A client in namespace c reaches whichever copy the switch points to; a
 # probe inside namespace a reaches A's copy through A's own bridge.
 # The partition is an ebtables DROP between the switch ports of A and B
 # (or all of A's), so the client network stays up. The link is TLS (PSK).
-PREFIX=hasb-
+PREFIX=hasb$$-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)
@@ -183,8 +192,11 @@ start witness "--witness $WITNESS --witness-ttl 1000" "--witness $WITNESS --witn
 wait_for 5 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 check "the primary holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 partition_ab
-wait_for 10 grep -q "still renews its lease" "$dir/rx.log"
-check "B sees the primary renewing and does not activate" sh -c "grep -q 'still renews its lease' '$dir/rx.log' && ! grep -q 'FAILOVER:' '$dir/rx.log'"
+# B stands down: it sees A renew its lease, or the witness tells it that A
+# runs without it (whichever B learns first).
+standdown="still renews its lease\|ran without this secondary"
+wait_for 10 grep -q "$standdown" "$dir/rx.log"
+check "B learns that A serves and does not activate" sh -c "grep -q '$standdown' '$dir/rx.log' && ! grep -q 'FAILOVER:' '$dir/rx.log'"
 check "A runs degraded under its lease, not paused" sh -c "grep -q DEGRADED '$dir/px.log' && ! grep -q PAUSED '$dir/px.log'"
 bad=$(c1_mismatches)
 check "the client's answers all come from one copy (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
@@ -218,6 +230,46 @@ check "after the partition heals A knows it was superseded" sh -c "ip netns exec
 sleep 1
 check "and its copy stays paused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
 finish witness-isolated
+fi
+
+if want witness-alone; then
+echo "# witness-alone: A runs without B, then loses the witness; B notices late"
+# B's down timer (3 s) outlasts A's (150 ms) and A's lease (1 s).
+start witness-alone "--witness $WITNESS --witness-ttl 1000 --timeout 3000" \
+	"--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+sleep 1
+partition_ab
+wait_for 5 grep -q "DEGRADED" "$dir/px.log"
+sleep 1 # A serves alone; the client sees values that B's copy lacks
+isolate_a
+check "A claimed with the witness that it runs without B" grep -q "took the claim" "$dir/px.log"
+wait_for 10 grep -q "ran without this secondary" "$dir/rx.log"
+sleep 1
+check "B is told its copy is stale and does not activate" \
+	sh -c "grep -q 'ran without this secondary' '$dir/rx.log' && ! grep -q 'FAILOVER:' '$dir/rx.log'"
+check "A paused once it lost the lease" grep -q "is PAUSED" "$dir/px.log"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+nc=$(probe c pc)
+echo "     after A lost the witness: the client side got $nc answers"
+check "no copy serves (A paused, B discarded its stale copy)" test "$nc" -eq 0
+finish witness-alone
+fi
+
+if want witness-vmm-dies; then
+echo "# witness-vmm-dies: A's ha-vm dies"
+start witness-vmm-dies "--witness $WITNESS --witness-ttl 1000" \
+	"--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+for p in $(ip netns pids "${PREFIX}a"); do
+	[ "$(cat "/proc/$p/comm" 2>/dev/null)" = ha-vm ] && kill -9 "$p"
+done
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "A's ha-protect stops: the domain is gone" grep -q "protected domain is gone" "$dir/px.log"
+check "A does not claim to run alone" sh -c "! grep -q 'took the claim' '$dir/px.log'"
+check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+finish witness-vmm-dies
 fi
 
 [ "$fails" -eq 0 ]

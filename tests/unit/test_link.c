@@ -516,6 +516,79 @@ static void test_lease_table(void **state)
 	fo_lease_table_free(t);
 }
 
+/* A primary that runs without its secondary claims "alone" first: from then
+ * on the secondary's copy is stale and the secondary never gets the lease,
+ * not even after the primary's expired, until a session's first ACK is
+ * claimed ("protected"). Claims are ordered per run by seq. */
+static void test_lease_claims(void **state)
+{
+	struct fo_lease_table *t;
+	char r[256];
+
+	assert_int_equal(fo_lease_table_new(0, 1000, &t), 0);
+	assert_int_equal(
+	    fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 1", 1000, r,
+			    sizeof(r)),
+	    FO_LEASE_NEW_HOLDER);
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000 alone 00000000000000aa 3",
+					 1100, r, sizeof(r)),
+			 FO_LEASE_RENEWED);
+	assert_string_equal(r, "GRANTED 1 1000\n");
+	/* While the lease runs, and after it expired: denied as stale. */
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 1500, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 600 stale\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 9000, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 0 stale\n");
+	/* An older "protected" of the same run, delayed, changes nothing. */
+	assert_int_equal(
+	    fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 2", 9100, r,
+			    sizeof(r)),
+	    FO_LEASE_RENEWED);
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 9200, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 900 stale\n");
+	/* A claim in a request that is denied does not count. */
+	assert_int_equal(
+	    fo_lease_handle(t, "LEASE web backup 1000 protected 00000000000000bb 9", 9300, r,
+			    sizeof(r)),
+	    FO_LEASE_DENIED);
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 10200, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 0 stale\n");
+	/* The next session's first ACK: the copy is current again. */
+	assert_int_equal(
+	    fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 4", 10300, r,
+			    sizeof(r)),
+	    FO_LEASE_RENEWED);
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 10400, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED primary 1 900\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 11300, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	/* A new run's claim replaces an old run's, whatever its seq. */
+	assert_int_equal(fo_lease_handle(t, "LEASE db primary 1000 alone 00000000000000aa 50",
+					 11300, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_int_equal(
+	    fo_lease_handle(t, "LEASE db primary 1000 protected 00000000000000cc 1", 11400, r,
+			    sizeof(r)),
+	    FO_LEASE_RENEWED);
+	assert_int_equal(fo_lease_handle(t, "LEASE db secondary 1000", 12500, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	/* Malformed claims. */
+	const char *bad[] = {"LEASE web primary 1000 alone", "LEASE web primary 1000 alone aa 1",
+			     "LEASE web primary 1000 gone 00000000000000aa 1",
+			     "LEASE web primary 1000 alone 00000000000000aa 1 x",
+			     "LEASE web primary 1000 alone 00000000000000AA 1"};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(fo_lease_handle(t, bad[i], 13000, r, sizeof(r)), FO_LEASE_ERROR);
+		assert_memory_equal(r, "ERROR ", 6);
+	}
+	fo_lease_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_fence),
 		cmocka_unit_test(test_lease_table),
+		cmocka_unit_test(test_lease_claims),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
