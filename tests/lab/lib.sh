@@ -120,3 +120,13 @@ lab_crashes() {
 		echo "$n $(domu_crash_kind "$n")"
 	done
 }
+
+# exited PID: true when PID is gone, or a zombie of ours.
+exited() {
+	[ ! -e "/proc/$1" ] || [ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" = Z ]
+}
+
+# status_field FILE KEY: the value after "KEY: " in an `ha-ctl status` output.
+status_field() {
+	sed -n "s/^$2: //p" "$1" | head -n 1
+}

@@ -43,13 +43,6 @@ fail_with() {
 	lab_fail "$*"
 }
 
-exited() { # PID: gone, or a zombie of ours
-	[ ! -e "/proc/$1" ] || [ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" = Z ]
-}
-
-status_field() { # FILE KEY -> the value after "KEY: "
-	sed -n "s/^$2: //p" "$1" | head -n 1
-}
 
 [ -x "$LAB_BIN/ha-protect" ] && [ -x "$LAB_BIN/ha-receive" ] ||
 	lab_fail "ha-protect/ha-receive missing from $LAB_BIN"

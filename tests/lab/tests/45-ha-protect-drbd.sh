@@ -73,22 +73,10 @@ run() { # CMD...: run, log, fail with its last line
 	"$@" >>"$T/drbd.log" 2>&1 || fail_with "$*: $(tail -n 1 "$T/drbd.log")"
 }
 
-cs() { # MINOR -> its connection state
-	sed -n "s/^ *$1: cs:\([^ ]*\).*/\1/p" /proc/drbd
-}
-
-exited() {
-	[ ! -e "/proc/$1" ] || [ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" = Z ]
-}
-
 show_proc() { # NAME: /proc/drbd between markers (samples for tests/unit/data/drbd)
 	echo "PROC-DRBD $1"
 	cat /proc/drbd
 	echo "PROC-DRBD end"
-}
-
-status_field() { # FILE KEY
-	sed -n "s/^$2: //p" "$1" | head -n 1
 }
 
 # One attempt, in a subshell: exit 3 when the domU crashed under it.
