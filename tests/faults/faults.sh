@@ -143,7 +143,7 @@ log() { echo "$(date -u +%H:%M:%S.%3N) $*" >> "$logs/harness.log"; }
 psk=$run/pair.psk
 sh "$top/scripts/tls-gen.sh" psk "$psk" faults-pair || { echo "faults: cannot make a PSK"; exit 2; }
 link_opts="--tls-psk $psk"
-WITNESS=10.66.0.4:7790
+WITNESS=$WITNESS_IP:7790
 witness=false
 case $FENCE in witness*) witness=true ;; esac
 witness_wait=0
@@ -162,12 +162,7 @@ done
 # Host w on the switch runs the witness for the whole run: the faults cut
 # off a or b (or the path between them), never w from both.
 witness_up() {
-	ip netns add "${PREFIX}w"
-	ns sw ip link add sw-w type veth peer name w0 netns "${PREFIX}w"
-	ns sw ip link set sw-w master br0 up
-	ns w ip link set lo up
-	ns w ip link set w0 up
-	ns w ip addr add 10.66.0.4/24 dev w0
+	topo_witness_host
 	# shellcheck disable=SC2086 # option lists are words
 	ns w "$bin/ha-witness" $link_opts --listen "$WITNESS" --max-ttl "$WITNESS_TTL" -v \
 		>> "$logs/witness.log" 2>&1 &

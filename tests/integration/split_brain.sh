@@ -38,15 +38,10 @@ command -v ebtables >/dev/null || skip "ebtables is not installed (the partition
 command -v openssl >/dev/null || skip "openssl (to make the PSK) is not installed"
 sh "$(dirname "$0")/../../scripts/tls-gen.sh" psk "$tmp/psk" pair ||
 	{ echo "FAIL cannot make a PSK"; exit 1; }
-WITNESS=10.66.0.4:7790
+WITNESS=$WITNESS_IP:7790
 
 witness_up() {
-	ip netns add "${PREFIX}w"
-	ns sw ip link add sw-w type veth peer name w0 netns "${PREFIX}w"
-	ns sw ip link set sw-w master br0 up
-	ns w ip link set lo up
-	ns w ip link set w0 up
-	ns w ip addr add 10.66.0.4/24 dev w0
+	topo_witness_host
 	ns w "$bin/ha-witness" --tls-psk "$tmp/psk" --listen "$WITNESS" --max-ttl 1000 \
 		> "$dir/wit.log" 2>&1 &
 }

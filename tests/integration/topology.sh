@@ -31,6 +31,18 @@ topo_up() {
 	ns c ip addr add 10.66.0.3/24 dev c0
 }
 
+# Host w (10.66.0.4) on the switch, for a witness: a partition of a or b
+# (or of the path between them) leaves it reachable from the other side.
+WITNESS_IP=10.66.0.4
+topo_witness_host() {
+	ip netns add "${PREFIX}w"
+	ns sw ip link add sw-w type veth peer name w0 netns "${PREFIX}w"
+	ns sw ip link set sw-w master br0 up
+	ns w ip link set lo up
+	ns w ip link set w0 up
+	ns w ip addr add "$WITNESS_IP/24" dev w0
+}
+
 # Host A dies: its link first (a dead host sends no FIN or RST), then
 # every process in it.
 kill_host_a() {
