@@ -109,7 +109,8 @@ int drbd_parse_proc(const char *text, unsigned minor, struct drbd_state *st)
 		if (p && p < end) {
 			double pct = strtod(p + 8, NULL);
 
-			st->sync_permille = pct < 0 ? 0 : pct > 100 ? 1000 : (int)(pct * 10);
+			/* !(pct >= 0) also catches "nan", which no cast may meet. */
+			st->sync_permille = !(pct >= 0) ? 0 : pct > 100 ? 1000 : (int)(pct * 10);
 		}
 		if (!next)
 			break;

@@ -136,7 +136,16 @@ static void test_garbled(void **state)
 					 " r-----\n",
 					 0, &st),
 			 -EBADMSG);
-	/* No newline after the minor's line: still parsed, no counters. */
+	/* A resync share that is not a number counts as none done. */
+	assert_int_equal(drbd_parse_proc("version: 8.4.11 (api:1/proto:86-101)\n"
+					 " 0: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent"
+					 " C r-----\n"
+					 "    ns:0 oos:8\n"
+					 "\t[>...] sync'ed:nan%\n",
+					 0, &st),
+			 0);
+	assert_int_equal(st.sync_permille, 0);
+	/* No counters after the minor's line: still parsed. */
 	assert_int_equal(drbd_parse_proc("version: 8.4.11 (api:1/proto:86-101)\n"
 					 " 0: cs:StandAlone ro:Primary/Unknown ds:UpToDate/DUnknown"
 					 " C r-----\n",
