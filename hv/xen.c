@@ -529,6 +529,9 @@ static int xen_info(struct hv_dom *d, struct hv_info *out)
 	out->domain_type = CKPT_DHDR_X86_HVM;
 	out->xen_major = d->xen_major;
 	out->xen_minor = d->xen_minor;
+	/* Its disk, so that ha-protect can refuse one that nothing replicates. */
+	if (d->config)
+		hv_xen_config_disk(d->config, d->config_len, out->disk, sizeof(out->disk));
 	return 0;
 }
 

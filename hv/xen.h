@@ -33,4 +33,8 @@ int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st);
 /* The same file without restoring it (for tests and tools). */
 int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd);
 
+/* The first disk's device ("pdev_path") in a libxl JSON configuration,
+ * into out. 0; -ENOENT when it names no disk (out is ""); -ENAMETOOLONG. */
+int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen);
+
 #endif

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,36 +125,69 @@ static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *
 	return NULL;
 }
 
+/* The first disk's "pdev_path" value in a libxl JSON configuration: the
+ * string's opening quote at *v and its closing quote at *q. False when the
+ * configuration names no disk. */
+static bool find_pdev_path(const char *json, size_t len, const char **v, const char **q)
+{
+	static const char key[] = "\"pdev_path\"";
+	const char *end = json + len, *p = json;
+	size_t klen = sizeof(key) - 1;
+
+	while (p + klen <= end && memcmp(p, key, klen))
+		p++;
+	if (p + klen > end)
+		return false;
+	p += klen;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':'))
+		p++;
+	if (p >= end || *p != '"')
+		return false;
+	*v = p;
+	for (p++; p < end && *p != '"'; p++)
+		if (*p == '\\')
+			p++;
+	*q = p;
+	return p < end;
+}
+
+int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen)
+{
+	const char *v, *q;
+	size_t n = 0;
+
+	if (outlen)
+		out[0] = '\0';
+	if (!find_pdev_path(json, len, &v, &q))
+		return -ENOENT;
+	for (const char *p = v + 1; p < q; p++) {
+		if (*p == '\\')
+			p++; /* \" \\ \/: the character itself (paths need no others) */
+		if (n + 1 >= outlen)
+			return -ENAMETOOLONG;
+		out[n++] = *p;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 /* The configuration with its first disk's "pdev_path" set to disk (the
  * device that holds the disk on this host, e.g. a promoted DRBD resource
  * with another minor than on the primary). NULL when the configuration
  * names no disk (the caller uses it as it is) or on ENOMEM. */
 static char *config_with_disk(const char *json, uint32_t len, const char *disk, uint32_t *outlen)
 {
-	static const char key[] = "\"pdev_path\"";
-	const char *end = json + len, *p = json, *v, *q;
-	size_t klen = sizeof(key) - 1, n = 0;
+	const char *end = json + len, *v, *q;
+	size_t n;
 	char *out;
 
-	while (p + klen <= end && memcmp(p, key, klen))
-		p++;
-	if (p + klen > end)
-		return NULL;
-	v = p + klen;
-	while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':'))
-		v++;
-	if (v >= end || *v != '"')
-		return NULL;
-	for (q = v + 1; q < end && *q != '"'; q++)
-		if (*q == '\\')
-			q++;
-	if (q >= end)
+	if (!find_pdev_path(json, len, &v, &q))
 		return NULL;
 	out = malloc(len + 2 * strlen(disk) + 3);
 	if (!out)
 		return NULL;
-	memcpy(out, json, (size_t)(v - json));
 	n = (size_t)(v - json);
+	memcpy(out, json, n);
 	out[n++] = '"';
 	for (const char *d = disk; *d; d++) {
 		if (*d == '"' || *d == '\\')

@@ -257,6 +257,56 @@ static void test_lookup_and_no_xen(void **unused)
 	assert_null(d);
 }
 
+/* The first disk's device, read from and rewritten in libxl's JSON: the
+ * secondary restores a DRBD-backed domain on its own minor. */
+static void test_config_disk(void **unused)
+{
+	static const char two[] = "{\"disks\": [\n  {\"pdev_path\": \"/dev/drbd0\", \"vdev\": "
+				  "\"xvda\"},\n  {\"pdev_path\": \"/srv/b\\\"q.img\"}]}";
+	struct hv_info info = {.nr_pages = 4096, .vcpus = 1, .xen_major = 4, .xen_minor = 17};
+	struct hv_xen_image *im;
+	struct hv_state st = {0};
+	char dev[64], *b;
+	int fd = memfd_create("image", MFD_CLOEXEC);
+	uint32_t u32;
+	off_t len;
+
+	(void)unused;
+	assert_int_equal(hv_xen_config_disk(two, sizeof(two), dev, sizeof(dev)), 0);
+	assert_string_equal(dev, "/dev/drbd0");
+	assert_int_equal(hv_xen_config_disk(config, sizeof(config), dev, sizeof(dev)), -ENOENT);
+	assert_string_equal(dev, "");
+	assert_int_equal(hv_xen_config_disk(two, sizeof(two), dev, 5), -ENAMETOOLONG);
+	assert_int_equal(hv_xen_config_disk("{\"pdev_path\": \"/dev/x", 21, dev, sizeof(dev)),
+			 -ENOENT);
+
+	/* The image's configuration names this host's device instead. */
+	snprintf(info.name, sizeof(info.name), "web");
+	snprintf(info.disk, sizeof(info.disk), "/dev/drbd1");
+	assert_int_equal(hv_xen_image_new(&info, &im), 0);
+	assert_true(fd >= 0);
+	make_state(&st, true);
+	for (uint32_t i = 0; i < st.nrecs; i++)
+		if (st.recs[i].type == CKPT_REC_HA_XEN_CONFIG)
+			st.recs[i].type = CKPT_REC_HVM_PARAMS + 0x1000; /* not found any more */
+	assert_int_equal(hv_state_add(&st, CKPT_REC_HA_XEN_CONFIG, two, sizeof(two)), 0);
+	assert_int_equal(hv_xen_image_write(im, &st, fd), 0);
+	len = lseek(fd, 0, SEEK_END);
+	b = malloc((size_t)len);
+	assert_int_equal(pread(fd, b, (size_t)len, 0), len);
+	memcpy(&u32, b + 48, 4);
+	assert_int_equal(u32, sizeof(two));
+	assert_int_equal(hv_xen_config_disk(b + 52, u32, dev, sizeof(dev)), 0);
+	assert_string_equal(dev, "/dev/drbd1");
+	const char *keep1 = "\"vdev\": \"xvda\"", *keep2 = "\"/srv/b\\\"q.img\"";
+	assert_non_null(memmem(b + 52, u32, keep1, strlen(keep1)));
+	assert_non_null(memmem(b + 52, u32, keep2, strlen(keep2)));
+	free(b);
+	close(fd);
+	hv_state_free(&st);
+	hv_xen_image_free(im);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_image_needs_context),
 		cmocka_unit_test(test_restore_plumbing),
 		cmocka_unit_test(test_lookup_and_no_xen),
+		cmocka_unit_test(test_config_disk),
 	};
 
 	log_init("test_xen_image");

@@ -7,7 +7,8 @@
 # record i to sector i of its disk at each count, and checks that record
 # i-1 is on the disk before (see tests/lab/build.sh). Checks:
 #   1. wrong setups are refused with the reason: a Primary resource given
-#      to ha-receive, an unknown resource, a secondary without --drbd;
+#      to ha-receive, an unknown resource, a resource that is not the
+#      domain's disk, a disk nothing replicates, a secondary without --drbd;
 #   2. protected, each epoch waits for DRBD (flushes counted in status);
 #   3. DRBD's link is cut while protected: the primary degrades, saying
 #      why, tells the secondary (which does not take over), and protects
@@ -130,6 +131,16 @@ timeout 20 ha-protect -F -n -b --disk drbd:nosuch "xen:$dom" >"$T/err2.out" 2>&1
 	fail_with "ha-protect accepted an unknown DRBD resource"
 grep -q 'no DRBD resource nosuch' "$T/err2.out" || fail_with "--disk drbd:nosuch: $(tail -n 1 "$T/err2.out")"
 echo "refused: $(grep -o 'no DRBD resource nosuch.*' "$T/err2.out" | head -n 1)"
+timeout 20 ha-protect -F -n -b --disk drbd:haB "xen:$dom" >"$T/err4.out" 2>&1 &&
+	fail_with "ha-protect accepted a resource that is not the domain's disk"
+grep -q "the domain's disk is /dev/drbd0, not the resource's device /dev/drbd1" "$T/err4.out" ||
+	fail_with "--disk drbd:haB: $(tail -n 1 "$T/err4.out")"
+echo "refused: $(grep -o "the domain's disk is /dev/drbd0.*" "$T/err4.out" | head -n 1)"
+timeout 20 ha-protect -F -n -b "xen:$dom" >"$T/err5.out" 2>&1 &&
+	fail_with "ha-protect protected a domain whose disk nothing replicates"
+grep -q 'the domain has a disk (/dev/drbd0) and nothing replicates it' "$T/err5.out" ||
+	fail_with "no --disk: $(tail -n 1 "$T/err5.out")"
+echo "refused: $(grep -o 'the domain has a disk.*' "$T/err5.out" | head -n 1)"
 
 # A secondary without --drbd cannot resume the domain on its disk: it
 # refuses, and the primary says why.
