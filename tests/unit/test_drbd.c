@@ -1,5 +1,5 @@
 /* Unit tests for diskrepl/drbd.c: reading DRBD 8.4's /proc/drbd (samples
- * captured from the lab's dom0, tests/unit/data/drbd/), the primary's
+ * captured from the lab's dom0 by test 45, tests/unit/data/drbd/), the primary's
  * safety rule, resource resolution and the secondary's refusals. The
  * checkpoint device itself runs against real DRBD in the lab
  * (tests/lab/tests/45-ha-protect-drbd.sh). */
@@ -90,6 +90,14 @@ static void test_parse_states(void **state)
 	assert_non_null(strstr(drbd_primary_unsafe(&st), "resync"));
 	free(wf);
 	free(sync);
+
+	/* A paused resync (drbdsetup pause-sync): still a resync to wait for. */
+	char *paused = slurp(DATA "pausedsync.txt");
+	assert_int_equal(drbd_parse_proc(paused, 0, &st), 0);
+	assert_string_equal(st.cs, "PausedSyncS");
+	assert_int_equal(st.oos_kib, 1028);
+	assert_non_null(strstr(drbd_primary_unsafe(&st), "resync"));
+	free(paused);
 }
 
 static void test_unsafe_rules(void **state)
