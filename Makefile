@@ -13,6 +13,10 @@
 # it adds to the library, the programs it builds, its tests, fuzzers and
 # benchmarks. The rules below turn those lists into targets.
 
+# The module fragments included below define rules of their own: `make`
+# with no target still builds everything.
+.DEFAULT_GOAL := all
+
 PREFIX  ?= /usr/local
 DESTDIR ?=
 SAN     ?= 0

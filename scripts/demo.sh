@@ -9,12 +9,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=hademo-
 . "$here/tests/integration/lib.sh"
 . "$here/tests/integration/topology.sh"
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces)"; exit 1; }
+KVMLAB_ENV=""
+. "$here/tests/kvmlab/need-kvm.sh" "$here" "$0" "$@"
 tmp=$(mktemp -d)
 trap 'ns_cleanup; rm -rf "$tmp"' EXIT
 say() { printf '\n== %s\n' "$*"; }
 
-[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces)"; exit 1; }
-[ -w /dev/kvm ] || { echo "demo: /dev/kvm is missing: ha-vm needs KVM"; exit 1; }
+[ -w /dev/kvm ] || { echo "demo: /dev/kvm is missing: ha-vm needs KVM (HA_KVM=host was given)"; exit 1; }
+[ "${HA_KVMLAB:-0}" = 1 ] && echo "demo: running in the KVM lab: the hosts, ha-vm and its guest are emulated (QEMU TCG), so every figure is slower than on real hardware"
 need_root
 
 say "Three hosts as network namespaces: A (primary), B (secondary), C (client)"

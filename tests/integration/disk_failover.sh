@@ -7,6 +7,7 @@
 # recorded holds it, and no newer block exists). Then the replica is checked
 # against the guest's own view, and a second run re-protects after a
 # secondary restart (incremental resynchronisation).
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hadk-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"

@@ -6,6 +6,7 @@
 # byte for byte, the initial image with a prefix of the log applied (epochs
 # are all or nothing), and that prefix must hold every write that completed
 # well before the kill (those epochs were acknowledged).
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hadr-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"

@@ -7,6 +7,7 @@
 # is killed there, before any failover rewrote the journal. Restarted, it
 # recovers the journal: the replica must hold epoch 0's write and not
 # epoch 1's, like the memory that never committed epoch 1.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hadrb-
 . "$(dirname "$0")/lib.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)

@@ -5,6 +5,7 @@
 # acknowledged for request N must be N). Repeated for several kill points,
 # over TLS 1.3: with certificates (made by scripts/tls-gen.sh) and with a
 # pre-shared key.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hae-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"

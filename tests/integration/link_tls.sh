@@ -4,6 +4,7 @@
 # a plain primary, a wrong PSK, a certificate from another CA and garbage,
 # each with a clear message and without dying; the right PSK and the right
 # certificates protect the domain; ha-witness refuses another PSK too.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=halt-
 . "$(dirname "$0")/lib.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)

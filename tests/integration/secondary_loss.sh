@@ -3,6 +3,7 @@
 # keeps serving; the secondary comes back and protection resumes with a
 # fresh synchronisation. Also: a second primary is refused by a busy
 # secondary, and ha-ctl reports and tunes a running pair.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=has-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"

@@ -3,6 +3,7 @@
 # short load step under --interval auto. Checks the report's structure and
 # that every figure is present and sane (consistent with the others and
 # with the run's parameters), not how fast anything was.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hsla-
 . "$(dirname "$0")/lib.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)

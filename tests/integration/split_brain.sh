@@ -25,6 +25,7 @@
 # probe inside namespace a reaches A's copy through A's own bridge.
 # The partition is an ebtables DROP between the switch ports of A and B
 # (or all of A's), so the client network stays up. The link is TLS (PSK).
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hasb$$-
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/topology.sh"

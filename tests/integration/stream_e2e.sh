@@ -3,6 +3,7 @@
 # ha-stream, compressed and raw; and a stream cut in the middle of a
 # checkpoint makes ha-receive fail over to the last complete checkpoint,
 # whose guest then runs on.
+# needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hast-
 . "$(dirname "$0")/lib.sh"
 bin=$(cd "$HA_BUILD/bin" && pwd)
