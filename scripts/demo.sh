@@ -11,7 +11,8 @@ PREFIX=hademo-
 . "$here/tests/integration/topology.sh"
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces)"; exit 1; }
 KVMLAB_ENV=""
-. "$here/tests/kvmlab/need-kvm.sh" "$here" "$0" "$@"
+. "$here/tests/kvmlab/need-kvm.sh"
+need_kvm "$here" "$0" "$@"
 tmp=$(mktemp -d)
 trap 'ns_cleanup; rm -rf "$tmp"' EXIT
 say() { printf '\n== %s\n' "$*"; }

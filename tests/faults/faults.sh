@@ -91,7 +91,8 @@ esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 KVMLAB_ENV="N SEED FAULT_GUEST FAULT_KINDS FENCE KEEP INTERVAL TIMEOUT WITNESS_TTL JOURNAL_MB"
-. "$top/tests/kvmlab/need-kvm.sh" "$top" "$0" "$@"
+. "$top/tests/kvmlab/need-kvm.sh"
+need_kvm "$top" "$0" "$@"
 PREFIX=haf$$-
 . "$top/tests/integration/lib.sh"
 . "$top/tests/integration/topology.sh"
