@@ -6,10 +6,12 @@
 #
 # Tests that run guests in ha-vm say so with a line "# needs: kvm". Where
 # this machine has no usable /dev/kvm they run in the KVM lab
-# (tests/kvmlab/run.sh: a Linux VM under QEMU whose /dev/kvm is nested),
-# together in one boot, each with its own result line; the summary counts
-# them with the rest. HA_KVM=lab sends them to the lab even where /dev/kvm
-# exists, HA_KVM=host never (they then skip, saying why).
+# (tests/kvmlab/run.sh: a Linux VM under QEMU whose /dev/kvm is nested, on
+# Debian's kernel), together in one boot, each with its own result line;
+# the summary counts them with the rest. HA_KVM=lab sends them to the lab
+# even where /dev/kvm exists, HA_KVM=host never (they then skip, saying
+# why). Tests marked "# needs: sch_plug" go there too when this machine's
+# kernel lacks the plug qdisc (unless HA_KVM=host).
 set -u
 build=$1
 shift
@@ -23,11 +25,17 @@ host) ;;
 auto) [ -w /dev/kvm ] || use_lab=1 ;;
 *) echo "HA_KVM is auto, lab or host, not '$HA_KVM'"; exit 2 ;;
 esac
-[ "${HA_KVMLAB:-0}" = 1 ] && use_lab=0 # already inside it
+plug_lab=0
+[ "${HA_KVM:-auto}" != host ] && ! [ -d /sys/module/sch_plug ] &&
+	! modprobe -q sch_plug 2>/dev/null && plug_lab=1
+if [ "${HA_KVMLAB:-0}" = 1 ]; then # already inside it
+	use_lab=0 plug_lab=0
+fi
 
 for t in "$@"; do
 	name=$(basename "$t")
-	if [ "$use_lab" = 1 ] && grep -q '^# needs: kvm' "$t" 2>/dev/null; then
+	if { [ "$use_lab" = 1 ] && grep -q '^# needs: kvm' "$t"; } 2>/dev/null ||
+		{ [ "$plug_lab" = 1 ] && grep -q '^# needs: sch_plug' "$t"; } 2>/dev/null; then
 		labtests="$labtests $t"
 		continue
 	fi
@@ -45,7 +53,8 @@ for t in "$@"; do
 done
 
 if [ -n "$labtests" ]; then
-	echo "=== KVM lab: no usable /dev/kvm here, so these run in a Linux VM under QEMU (TCG, nested KVM):$labtests"
+	echo "=== KVM lab: these need KVM (or sch_plug) that this machine lacks, so they run in a"
+	echo "=== Linux VM under QEMU (TCG, nested KVM, Debian's kernel):$labtests"
 	out=$(mktemp)
 	# shellcheck disable=SC2086
 	"$(dirname "$0")/kvmlab/run.sh" -- tests/run.sh "$build" $labtests | tee "$out"

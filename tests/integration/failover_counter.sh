@@ -63,7 +63,9 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	fi
 }
 
-run_once 1 20 cert
-run_once 3 50 psk
-run_once 2 100 psk
+# A run that could not even start counts as a failure.
+for r in "1 20 cert" "3 50 psk" "2 100 psk"; do
+	# shellcheck disable=SC2086 # the run's three words
+	run_once $r || { echo "FAIL the run ($r) did not start"; fails=$((fails + 1)); }
+done
 [ "$fails" -eq 0 ]

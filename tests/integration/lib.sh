@@ -2,6 +2,16 @@
 # PREFIX first (namespace and interface names start with it) and call
 # ns_cleanup from an EXIT trap.
 
+# Timing under emulation: HA_TIME_SCALE (a whole number, default 1)
+# multiplies a test's timers (down timers, witness leases, how long it waits
+# for something to happen) where everything runs slower than on hardware.
+# The KVM lab sets it (tests/kvmlab/run.sh). It never relaxes an invariant:
+# it only changes how long a test waits before it concludes.
+TS=${HA_TIME_SCALE:-1}
+case $TS in '' | *[!0-9]* | 0) echo "HA_TIME_SCALE is a whole number >= 1, not '$TS'"; exit 2 ;; esac
+# ms N: N milliseconds of a timer, scaled.
+ms() { echo $(($1 * TS)); }
+
 skip() {
 	echo "SKIP: $*"
 	exit 77
@@ -30,12 +40,12 @@ ns() {
 	ip netns exec "${PREFIX}$n" "$@"
 }
 
-# wait_for SECONDS CMD...: poll CMD until it succeeds.
+# wait_for SECONDS CMD...: poll CMD until it succeeds (SECONDS scaled).
 wait_for() {
 	t=$1
 	shift
 	i=0
-	while [ "$i" -lt $((t * 10)) ]; do
+	while [ "$i" -lt $((t * 10 * TS)) ]; do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.1
 		i=$((i + 1))

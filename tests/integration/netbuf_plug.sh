@@ -1,6 +1,9 @@
 #!/bin/sh
 # The sch_plug output buffer (see netbuf_body.sh). Needs a kernel with
 # sch_plug (the Xen lab's Debian kernel has it; this host's may not).
+# needs: sch_plug
+# (tests/run.sh runs it in the KVM lab, on Debian's kernel,
+# where this machine's kernel lacks it)
 BACKEND=plug
 PREFIX=hanbp-
 . "$(dirname "$0")/lib.sh"

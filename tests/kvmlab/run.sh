@@ -6,7 +6,7 @@
 #   tests/kvmlab/run.sh [-m MB] [--] CMD [ARG...]
 #
 # The command runs from the project's top directory as root, with
-# HA_KVMLAB=1 and HA_TIME_SCALE (default 4, or the caller's) in its
+# HA_KVMLAB=1 and HA_TIME_SCALE (default 5, or the caller's) in its
 # environment, plus the variables named in KVMLAB_ENV (space-separated)
 # taken from the caller's. Its output is shown as it comes; the exit status
 # is the command's (125: the lab failed to start it, 124: timed out).
@@ -40,7 +40,7 @@ job=$lab/jobs/$id.sh
 out=$lab/jobs/$id.out
 {
 	echo "cd $(printf %q "$top") || exit 125"
-	echo "export HA_KVMLAB=1 HA_TIME_SCALE=$(printf %q "${HA_TIME_SCALE:-4}")"
+	echo "export HA_KVMLAB=1 HA_TIME_SCALE=$(printf %q "${HA_TIME_SCALE:-5}")"
 	for v in ${KVMLAB_ENV:-}; do
 		[ -n "${!v+x}" ] && echo "export $v=$(printf %q "${!v}")"
 	done
