@@ -19,3 +19,8 @@ INTEG_TESTS += \
 
 BENCHES += \
 	bench_core
+
+# Benchmarks that run ha-vm guests (the KVM lab runs them where /dev/kvm
+# is missing).
+KVM_BENCHES += \
+	bench_core

@@ -45,6 +45,9 @@ FUZZERS += \
 BENCHES += \
 	bench_vmm
 
+KVM_BENCHES += \
+	bench_vmm
+
 # The guests' stack and services also run on the host, for tests.
 LIB_OBJS += \
 	vmm/guest/gnet.o \

@@ -10,7 +10,8 @@
 # disk), FAULT_KINDS (comma-separated kinds, or all; default: the kinds in
 # DEFAULT_KINDS below), FENCE (how a partition is arbitrated; see below),
 # KEEP=1 (keep the logs of passing runs), INTERVAL and TIMEOUT (epoch
-# interval and down timer, ms), WITNESS_TTL (the lease, ms).
+# interval and down timer, ms; the timer's default, 400, is scaled by
+# HA_TIME_SCALE), WITNESS_TTL (the lease, ms; default 1000, scaled).
 #
 # Topology: tests/integration/topology.sh (hosts a and b, client c, switch
 # sw) plus host w on the switch (10.66.0.4), which runs ha-witness. The
@@ -59,10 +60,12 @@ N=${N:-20}
 SEED=${SEED:-}
 [ -n "$SEED" ] || SEED=$(date +%s)
 FENCE=${FENCE:-witness}
-WITNESS_TTL=${WITNESS_TTL:-1000}
+# Timers are scaled under emulation (HA_TIME_SCALE, tests/integration/lib.sh).
+TS=${HA_TIME_SCALE:-1}
+WITNESS_TTL=${WITNESS_TTL:-$((1000 * TS))}
 KEEP=${KEEP:-0}
 INTERVAL=${INTERVAL:-50}
-TIMEOUT=${TIMEOUT:-400}
+TIMEOUT=${TIMEOUT:-$((400 * TS))}
 JOURNAL_MB=${JOURNAL_MB:-4} # the secondary compacts its disk journal past this size
 GUEST=${FAULT_GUEST:-counter}
 case $GUEST in

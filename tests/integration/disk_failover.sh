@@ -27,7 +27,7 @@ start_primary() {
 		--disk "nbd:unix:$dir/a/ha-diskrepl/d0.nbd" --tap tapa --ip "$GUEST_IP/24" \
 		--mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/st.sock" || { cat "$dir/vm.log"; return 1; }
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --insecure -i "$2" --timeout 150 --disk d0 \
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --insecure -i "$2" --timeout $(ms 150) --disk d0 \
 		kvm:st 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 30 grep -q "PROTECTED:" "$dir/px.log" || { tail -n 20 "$dir/px.log" "$dir/rx.log"; return 1; }
 }
@@ -35,7 +35,7 @@ start_primary() {
 start_secondary() {
 	dir=$1
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --insecure \
-		--listen 10.66.0.2:7788 --timeout 150 --disk "$dir/replica.img" >> "$dir/rx.log" 2>&1 &
+		--listen 10.66.0.2:7788 --timeout $(ms 150) --disk "$dir/replica.img" >> "$dir/rx.log" 2>&1 &
 	rx=$!
 	wait_for 10 test -S "$dir/b/ha-receive/st.sock" -o -S "$dir/b/ha-receive/ha-receive.sock" ||
 		sleep 0.5
@@ -124,7 +124,7 @@ run_disk_full() {
 	topo_up
 	truncate -s 8M "$dir/primary.img"
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --insecure \
-		--listen 10.66.0.2:7788 --timeout 150 \
+		--listen 10.66.0.2:7788 --timeout $(ms 150) \
 		--disk "$dir/replica.img,journal=$dir/small/journal" > "$dir/rx.log" 2>&1 &
 	start_primary "$dir" 50 || { fails=$((fails + 1)); dump_logs "$dir"; umount "$dir/small"; return; }
 	wait_for 20 grep -q "disk is full" "$dir/px.log"

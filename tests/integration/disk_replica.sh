@@ -58,7 +58,7 @@ head -c $HALF /dev/urandom | dd of="$tmp/primary.img" bs=1M seek=4 conv=notrunc 
 cp "$tmp/primary.img" "$tmp/initial.img"
 
 ns b env HA_RUN_DIR="$tmp/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --tls-psk "$tmp/psk" \
-	--listen 10.66.0.2:7788 --timeout 1000 --disk "$tmp/replica.img" > "$tmp/rx.log" 2>&1 &
+	--listen 10.66.0.2:7788 --timeout $(ms 1000) --disk "$tmp/replica.img" > "$tmp/rx.log" 2>&1 &
 ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-diskrepl" --name d0 --image "$tmp/primary.img" \
 	> "$tmp/drl.log" 2>&1 &
 wait_for 10 test -S "$tmp/a/ha-diskrepl/d0.nbd" || { cat "$tmp/drl.log"; exit 1; }
@@ -66,7 +66,7 @@ ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-vm" run --name st --mem 16M --guest disk \
 	--disk "nbd:unix:$tmp/a/ha-diskrepl/d0.nbd" --tap tapa --ip "$GUEST_IP/24" \
 	--mac "$GUEST_MAC" > "$tmp/vm.log" 2>&1 &
 wait_for 10 test -S "$tmp/a/ha-vm/st.sock" || { cat "$tmp/vm.log"; exit 1; }
-ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 20 --timeout 1000 --disk d0 \
+ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 20 --timeout $(ms 1000) --disk d0 \
 	kvm:st 10.66.0.2:7788 > "$tmp/px.log" 2>&1 &
 wait_for 30 grep -q "PROTECTED:" "$tmp/px.log" || { tail -n 20 "$tmp/px.log" "$tmp/rx.log"; exit 1; }
 

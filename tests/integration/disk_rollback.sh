@@ -25,7 +25,7 @@ ns b ip link set lo up
 # start_rx LOG: ha-receive in namespace b on the replica; its pid in $rx.
 start_rx() {
 	ns b env HA_RUN_DIR="$tmp/run" "$bin/ha-receive" --insecure --listen 127.0.0.1:7941 \
-		--timeout 300 --disk "$tmp/replica.img" --fence-cmd 'exit 1' --fence-retry 60000 \
+		--timeout $(ms 300) --disk "$tmp/replica.img" --fence-cmd 'exit 1' --fence-retry $(ms 60000) \
 		> "$tmp/$1" 2>&1 &
 	rx=$!
 	wait_for 10 grep -q listening "$tmp/$1"

@@ -33,12 +33,12 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	fi
 	# shellcheck disable=SC2086 # the TLS options are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout 150 > "$dir/rx.log" 2>&1 &
+		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout $(ms 150) > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
 	# shellcheck disable=SC2086
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $tls_a -i "$interval" --timeout 150 \
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $tls_a -i "$interval" --timeout $(ms 150) \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \

@@ -44,7 +44,7 @@ wait_for 10 test -S "$HA_RUN_DIR/ha-vm/web.sock" || { cat "$tmp/vm.log"; exit 1;
 rx() {
 	log=$1
 	shift
-	ns h env HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" "$@" --listen 127.0.0.1:7800 --timeout 300 \
+	ns h env HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" "$@" --listen 127.0.0.1:7800 --timeout $(ms 300) \
 		> "$log" 2>&1 &
 	wait_for 5 grep -q listening "$log"
 }
@@ -94,7 +94,7 @@ check "the right certificates protect the domain (peer named)" \
 check "ha-receive survived" rx_alive
 rx_stop
 
-ns h "$bin/ha-witness" --tls-psk "$tmp/psk" --listen 127.0.0.1:7801 --max-ttl 1000 \
+ns h "$bin/ha-witness" --tls-psk "$tmp/psk" --listen 127.0.0.1:7801 --max-ttl $(ms 1000) \
 	> "$tmp/w.log" 2>&1 &
 wait_for 5 grep -q "witness on" "$tmp/w.log"
 rx "$tmp/rx3.log" --tls-psk "$tmp/psk2"

@@ -17,13 +17,13 @@ command -v iptables >/dev/null || skip "iptables is not installed"
 topo_up
 start_rx() {
 	ns b env HA_RUN_DIR="$tmp/b" HA_VM_ARGS="--tap tapb" \
-		"$bin/ha-receive" --insecure --listen 10.66.0.2:7788 --timeout 150 >> "$tmp/rx.log" 2>&1 &
+		"$bin/ha-receive" --insecure --listen 10.66.0.2:7788 --timeout $(ms 150) >> "$tmp/rx.log" 2>&1 &
 }
 start_rx
 ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 	--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$tmp/vm.log" 2>&1 &
 wait_for 10 test -S "$tmp/a/ha-vm/web.sock"
-ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --insecure -i 50 --timeout 150 --retry 200 \
+ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --insecure -i 50 --timeout $(ms 150) --retry 200 \
 	kvm:web 10.66.0.2:7788 > "$tmp/px.log" 2>&1 &
 wait_for 20 grep -q "PROTECTED:" "$tmp/px.log" || { cat "$tmp/px.log"; exit 1; }
 ctl() { ns "$1" env HA_RUN_DIR="$tmp/$1" "$bin/ha-ctl" "$2" "$3" $4; }
@@ -41,7 +41,7 @@ check "a bad interval is refused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR
 ns a env HA_RUN_DIR="$tmp/a2" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 	> "$tmp/vm2.log" 2>&1 &
 wait_for 10 test -S "$tmp/a2/ha-vm/web.sock"
-ns a env HA_RUN_DIR="$tmp/a2" timeout 10 "$bin/ha-protect" --insecure -F -n --timeout 150 \
+ns a env HA_RUN_DIR="$tmp/a2" timeout 10 "$bin/ha-protect" --insecure -F -n --timeout $(ms 150) \
 	--ctl "$tmp/a2/ctl.sock" kvm:web 10.66.0.2:7788 > "$tmp/px2.log" 2>&1
 check "a second primary is refused by the busy secondary" grep -q "already protecting" "$tmp/px2.log"
 ns a env HA_RUN_DIR="$tmp/a2" "$bin/ha-vm" stop web

@@ -43,7 +43,7 @@ WITNESS=$WITNESS_IP:7790
 
 witness_up() {
 	topo_witness_host
-	ns w "$bin/ha-witness" --tls-psk "$tmp/psk" --listen "$WITNESS" --max-ttl 1000 \
+	ns w "$bin/ha-witness" --tls-psk "$tmp/psk" --listen "$WITNESS" --max-ttl $(ms 1000) \
 		> "$dir/wit.log" 2>&1 &
 }
 
@@ -67,7 +67,7 @@ start() {
 	witness_up
 	# shellcheck disable=SC2086 # option lists are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
-		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout 150 $2 > "$dir/rx.log" 2>&1 &
+		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) $2 > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
@@ -125,7 +125,7 @@ want() { [ -z "${SB_ONLY:-}" ] || [ "$SB_ONLY" = "$1" ]; }
 
 if want unsafe; then
 echo "# unsafe: no fencing, no witness"
-start unsafe "" "--timeout 150" || exit 1
+start unsafe "" "--timeout $(ms 150)" || exit 1
 check "ha-receive says at start that a partition is unsafe" grep -q "UNSAFE: no fencing" "$dir/rx.log"
 partition_ab
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
@@ -140,7 +140,7 @@ fi
 
 if want fence; then
 echo "# fence: --fence-cmd powers host A off"
-start fence "--fence-cmd $tmp/fence.sh --fence-timeout 5000" "--timeout 1500" || exit 1
+start fence "--fence-cmd $tmp/fence.sh --fence-timeout $(ms 5000)" "--timeout $(ms 1500)" || exit 1
 cat > "$tmp/fence.sh" <<EOF
 #!/bin/sh
 echo "power off host \$HA_PEER_HOST (primary of \$HA_DOMAIN, committed epoch \$HA_EPOCH)"
@@ -165,7 +165,7 @@ if want fence-fails; then
 echo "# fence-fails: the fence command fails"
 printf '#!/bin/sh\necho IPMI unreachable\nexit 1\n' > "$tmp/fence-fails.sh"
 chmod +x "$tmp/fence-fails.sh"
-start fence-fails "--fence-cmd $tmp/fence-fails.sh --fence-retry 500" "--timeout 150" || exit 1
+start fence-fails "--fence-cmd $tmp/fence-fails.sh --fence-retry $(ms 500)" "--timeout $(ms 150)" || exit 1
 partition_ab
 wait_for 10 grep -q "fencing the primary .* failed" "$dir/rx.log"
 sleep 1.5
@@ -184,7 +184,7 @@ fi
 
 if want witness; then
 echo "# witness: A and B lose each other, both reach the witness"
-start witness "--witness $WITNESS --witness-ttl 1000" "--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+start witness "--witness $WITNESS --witness-ttl $(ms 1000)" "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 wait_for 5 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 check "the primary holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 partition_ab
@@ -204,7 +204,7 @@ fi
 
 if want witness-isolated; then
 echo "# witness-isolated: A loses B and the witness"
-start witness-isolated "--witness $WITNESS --witness-ttl 1000" "--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+start witness-isolated "--witness $WITNESS --witness-ttl $(ms 1000)" "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 sleep 1
 isolate_a
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
@@ -231,8 +231,8 @@ fi
 if want witness-alone; then
 echo "# witness-alone: A runs without B, then loses the witness; B notices late"
 # B's down timer (3 s) outlasts A's (150 ms) and A's lease (1 s).
-start witness-alone "--witness $WITNESS --witness-ttl 1000 --timeout 3000" \
-	"--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+start witness-alone "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 3000)" \
+	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 sleep 1
 partition_ab
 wait_for 5 grep -q "DEGRADED" "$dir/px.log"
@@ -254,8 +254,8 @@ fi
 
 if want witness-vmm-dies; then
 echo "# witness-vmm-dies: A's ha-vm dies"
-start witness-vmm-dies "--witness $WITNESS --witness-ttl 1000" \
-	"--witness $WITNESS --witness-ttl 1000 --timeout 150" || exit 1
+start witness-vmm-dies "--witness $WITNESS --witness-ttl $(ms 1000)" \
+	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 for p in $(ip netns pids "${PREFIX}a"); do
 	[ "$(cat "/proc/$p/comm" 2>/dev/null)" = ha-vm ] && kill -9 "$p"
 done

@@ -34,7 +34,7 @@ off=$("$bin/ha-stream" dump "$tmp/z.stream" | awk '$4 == "epoch" && $5 == 19 && 
 end20=$("$bin/ha-stream" dump "$tmp/z.stream" | awk '$2 == "CHECKPOINT" && $5 == 20 { print $1 }')
 cut=$(( (off + end20) / 2 ))
 head -c "$cut" "$tmp/z.stream" > "$tmp/cut.stream"
-HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" --insecure --listen 127.0.0.1:7931 --timeout 300 --once \
+HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" --insecure --listen 127.0.0.1:7931 --timeout $(ms 300) --once \
 	> "$tmp/rx.log" 2>&1 &
 rx=$!
 wait_for 5 grep -q listening "$tmp/rx.log"
@@ -51,7 +51,7 @@ wait $rx
 # committed, so nothing is resumed; the secondary waits for a new primary.
 first=$("$bin/ha-stream" dump "$tmp/z.stream" | awk '$2 == "CHECKPOINT" { print $1; exit }')
 head -c $((first / 2)) "$tmp/z.stream" > "$tmp/pre.stream"
-HA_RUN_DIR="$tmp/rx3" "$bin/ha-receive" --insecure --listen 127.0.0.1:7933 --timeout 300 --once \
+HA_RUN_DIR="$tmp/rx3" "$bin/ha-receive" --insecure --listen 127.0.0.1:7933 --timeout $(ms 300) --once \
 	> "$tmp/rx3.log" 2>&1 &
 rx=$!
 wait_for 5 grep -q listening "$tmp/rx3.log"
@@ -64,7 +64,7 @@ check "a primary lost during pre-copy: no failover, the copy is discarded" sh -c
 flipat=$(( (off + end20) / 2 ))
 cp "$tmp/z.stream" "$tmp/flip.stream"
 printf '\377' | dd of="$tmp/flip.stream" bs=1 seek="$flipat" conv=notrunc 2>/dev/null
-HA_RUN_DIR="$tmp/rx2" "$bin/ha-receive" --insecure --listen 127.0.0.1:7932 --timeout 300 --once \
+HA_RUN_DIR="$tmp/rx2" "$bin/ha-receive" --insecure --listen 127.0.0.1:7932 --timeout $(ms 300) --once \
 	> "$tmp/rx2.log" 2>&1 &
 rx=$!
 wait_for 5 grep -q listening "$tmp/rx2.log"
