@@ -57,8 +57,11 @@ if [ -n "$labtests" ]; then
 	echo "=== Linux VM under QEMU (TCG, nested KVM, Debian's kernel):$labtests"
 	out=$(mktemp)
 	# shellcheck disable=SC2086
-	"$(dirname "$0")/kvmlab/run.sh" -- tests/run.sh "$build" $labtests | tee "$out"
-	rc=$?
+	{
+		"$(dirname "$0")/kvmlab/run.sh" -- tests/run.sh "$build" $labtests
+		echo $? >"$out.rc"
+	} | tee "$out"
+	rc=$(cat "$out.rc")
 	res=$(sed -n 's/^check: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$out" | tail -n 1)
 	if [ -n "$res" ]; then
 		set -- $res
@@ -69,7 +72,7 @@ if [ -n "$labtests" ]; then
 		echo "--- FAIL the KVM lab did not report (exit $rc): its $n tests count as failed"
 		fail=$((fail + n)) failed="$failed kvmlab"
 	fi
-	rm -f "$out"
+	rm -f "$out" "$out.rc"
 fi
 [ -n "$failed" ] && echo "failed:$failed"
 echo "check: $pass passed, $fail failed, $skip skipped"

@@ -61,7 +61,8 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-append "console=ttyS0 loglevel=4 panic=-1 kvmlab.job=$job kvmlab.modules=$img/modules" \
 	2>"$lab/qemu.log" &
 qpid=$!
-tail -n +1 -s 0.3 -f --pid=$qpid "$out" 2>/dev/null | grep --line-buffered -av '^KVMLAB: EXIT ' &
+# The serial line ends lines with CR LF: show them as the job wrote them.
+tail -n +1 -s 0.3 -f --pid=$qpid "$out" 2>/dev/null | sed -u 's/\r$//' | grep --line-buffered -av '^KVMLAB: EXIT ' &
 tpid=$!
 wait $qpid
 qrc=$?
