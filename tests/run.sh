@@ -40,15 +40,17 @@ for t in "$@"; do
 		continue
 	fi
 	echo "=== $name"
+	t0=$(date +%s)
 	case "$t" in
 	*.sh) sh "$t" ;;
 	*) "$t" ;;
 	esac
 	rc=$?
+	secs=$(($(date +%s) - t0))
 	case $rc in
-	0) pass=$((pass + 1)); echo "--- PASS $name" ;;
+	0) pass=$((pass + 1)); echo "--- PASS $name (${secs} s)" ;;
 	77) skip=$((skip + 1)); echo "--- SKIP $name" ;;
-	*) fail=$((fail + 1)); failed="$failed $name"; echo "--- FAIL $name (exit $rc)" ;;
+	*) fail=$((fail + 1)); failed="$failed $name"; echo "--- FAIL $name (exit $rc, ${secs} s)" ;;
 	esac
 done
 
