@@ -103,7 +103,7 @@ crash_check() {
 		for f in "$LAB_TMP/logs/guest-$n.log" "$LAB_TMP/logs/guest-$n--incoming.log"; do
 			[ -f "$f" ] || continue
 			echo "lab: $name: console of $n ($(basename "$f"), last 30 lines):"
-			tail -n 30 "$f" | tr -d '\r' | sed 's/^/  | /'
+			tail -n 30 "$f" | tr -d '\r' | awk '{print "  | " $0}'
 		done
 	done
 	grep -a -A 3 'Triple fault' "$LAB_TMP/logs/xen.log" | head -n 40 | sed 's/^/  | /'

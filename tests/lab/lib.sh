@@ -17,25 +17,27 @@ lab_fail() {
 	exit 1
 }
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds. Every
-# second it also looks for a dead domU (lab_dead_domus): a domU that died
-# fails the test at once, with its console (lab_domu_died), rather than
-# the wait running into its timeout. A test that counts deaths itself
-# (a probe) sets LAB_WATCH=0; its crashes still fail it (init.sh counts
-# them from Xen's log).
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds or
+# SECONDS of dom0 time have passed (time, not polls: under load a poll
+# takes long). Every second it also looks for a dead domU
+# (lab_dead_domus): a domU that died fails the test at once, with its
+# console (lab_domu_died), rather than the wait running into its timeout.
+# A test that counts deaths itself (a probe) sets LAB_WATCH=0; its crashes
+# still fail it (init.sh counts them from Xen's log).
 wait_for() {
-	local t=$1 i=0 dead
+	local end=$(($(now_ms) + $1 * 1000)) next dead
 	shift
-	while [ "$i" -lt $((t * 10)) ]; do
+	next=$(($(now_ms) + 1000))
+	while :; do
 		"$@" >/dev/null 2>&1 && return 0
-		if [ "${LAB_WATCH:-1}" = 1 ] && [ $((i % 10)) = 9 ]; then
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		if [ "${LAB_WATCH:-1}" = 1 ] && [ "$(now_ms)" -ge "$next" ]; then
 			dead=$(lab_dead_domus)
 			[ -z "$dead" ] || lab_domu_died "$dead" "while waiting for: $*"
+			next=$(($(now_ms) + 1000))
 		fi
 		sleep 0.1
-		i=$((i + 1))
 	done
-	return 1
 }
 
 # Monotonic time in milliseconds.
@@ -150,7 +152,7 @@ domu_console() {
 	local f
 	for f in $(domu_logs "$1"); do
 		echo "--- console of $1: $f (last ${2:-40} lines)"
-		tail -n "${2:-40}" "$f" | tr -d '\r'
+		tail -n "${2:-40}" "$f" | tr -d '\r' | awk '{print "  | " $0}'
 	done
 }
 
@@ -161,7 +163,7 @@ lab_domu_died() {
 	xl list -v
 	for n in $(awk '{print $1}' <<<"$dead"); do domu_console "$n"; done
 	echo "--- Xen's console (last 30 lines)"
-	xl dmesg 2>/dev/null | tail -n 30
+	xl dmesg 2>/dev/null | tail -n 30 | awk '{print "  | " $0}'
 	lab_fail "domU died: $(tr '\n' ';' <<<"$dead" | sed 's/;$//; s/;/; /g') ($why)"
 }
 

@@ -89,7 +89,7 @@ grep -E '^LAB: (FAIL|SKIP) ' <<<"$res" | sed 's/^LAB: /lab: /'
 # Every triple fault Xen logged must be some test's failure: dom0 counts
 # them per test from Xen's console ring; this counts them on the serial
 # console, which dom0 cannot lose.
-tf_serial=$(tr -d '\r' <"$log" | grep -a -c 'Triple fault')
+tf_serial=$(tr -d '\r' <"$log" | grep -a -c '^(XEN) .*Triple fault')
 tf_tests=$(grep '^LAB: FIGURE ' <<<"$res" | grep -v '^LAB: FIGURE crashes ' |
 	grep -o 'domu_triple_faults=[0-9]*' | awk -F= '{s += $2} END {print s + 0}')
 echo "lab: Xen logged $tf_serial triple fault(s) on the serial console; the tests counted $tf_tests"
