@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # The lab's dom0 /init: bring up the Xen toolstack, run the lab tests in
 # order of their names and report on the console (docs/lab.md: result
 # protocol), then power off. Kernel parameters: lab.tests=A+B (run only
