@@ -284,6 +284,9 @@ ramdisk = "/lab/domu/initrd.gz"
 extra = "console=hvc0 loglevel=3 rdinit=/init"
 memory = 96
 vcpus = 1
+# A triple fault is Xen's HVM shutdown action "reboot": preserved like a
+# crash (not recreated under a new id), so the lab sees every death.
+on_reboot = "preserve"
 on_crash = "preserve"
 EOF
 echo "$kver" >"$root/lab/kernel-version"

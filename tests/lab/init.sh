@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # The lab's dom0 /init: bring up the Xen toolstack, run the lab tests in
 # order of their names and report on the console (docs/lab.md: result
 # protocol), then power off. Kernel parameters: lab.tests=A+B (run only
@@ -58,6 +58,56 @@ export LAB_BIN=/lab/bin HA_BUILD=/lab LAB_LIB=/lab/lib.sh LAB_INTEG=/lab/integra
 export LAB_DOMU_KERNEL=/lab/domu/vmlinuz LAB_DOMU_INITRD=/lab/domu/initrd.gz
 export LAB_DOMU_CFG=/lab/domu/domu.cfg LAB_OUT=/tmp/lab LAB_CONSOLE_DIR=/var/log/xen/console
 mkdir -p "$LAB_OUT"
+. /lab/lib.sh
+
+# Xen's console ring (conring_size=1m on Xen's command line) is read and
+# cleared after each test: the triple faults Xen logs during a test are
+# that test's. What came before the tests is kept apart.
+xl dmesg -c >"$LAB_OUT/xen-boot.log" 2>&1
+: >"$LAB_OUT/crashes"
+
+# crash_check NAME TOOL DEAD: after a test, count the domU deaths in it:
+# triple faults from Xen's log, guest panics from xl's per-domain logs
+# (shutdown reason 3) and the guests' consoles, and the dead domUs the test
+# left (DEAD, "NAME ID KIND" lines). Moves the test's console and xl logs
+# to $LAB_TMP/logs. Prints the dead domUs' consoles. Sets crash_why.
+crash_check() {
+	local name=$1 tool=$2 dead=$3 tf tfids panics xlpanics names n f
+	mkdir -p "$LAB_TMP/logs"
+	xl dmesg -c >"$LAB_TMP/logs/xen.log" 2>&1
+	tf=$(grep -a -c 'Triple fault' "$LAB_TMP/logs/xen.log")
+	tfids=$(sed -n 's/.*d\([0-9][0-9]*\)v[0-9]* Triple fault.*/\1/p' "$LAB_TMP/logs/xen.log" | sort -un | tr '\n' ' ')
+	mv /var/log/xen/console/guest-*.log /var/log/xen/xl-*.log "$LAB_TMP/logs/" 2>/dev/null
+	panics=$(grep -a -l 'Kernel panic' "$LAB_TMP"/logs/guest-*.log 2>/dev/null | wc -l)
+	xlpanics=$(cat "$LAB_TMP"/logs/xl-*.log 2>/dev/null |
+		sed -n 's/.*Domain \([0-9]*\) has shut down, reason code 3 .*/\1/p' | sort -u | wc -l)
+	[ "$xlpanics" -gt "$panics" ] && panics=$xlpanics
+	n=$(awk '$3 == "guest-panic"' <<<"$dead" | grep -c .)
+	[ "$n" -gt "$panics" ] && panics=$n
+	echo "$name $tool $tf $panics" >>"$LAB_OUT/crashes"
+	crash_why=""
+	[ $((tf + panics)) -gt 0 ] || return 0
+	lab_figure "domu_crashes=$((tf + panics)) domu_triple_faults=$tf domu_panics=$panics tool=$tool"
+	crash_why="domU crash: $tf triple fault(s)${tfids:+ (domains $tfids)}, $panics guest panic(s)"
+	# The dead domUs' consoles: the ones left dead, the ones Xen named
+	# (xl's log of a domain names its id), the ones that panicked.
+	names=$(awk '{print $1}' <<<"$dead")
+	for n in $tfids; do
+		f=$(grep -a -l "(domid $n)" "$LAB_TMP"/logs/xl-*.log 2>/dev/null | head -n 1)
+		[ -n "$f" ] && names="$names $(basename "$f" .log | sed 's/^xl-//')"
+	done
+	for f in $(grep -a -l 'Kernel panic' "$LAB_TMP"/logs/guest-*.log 2>/dev/null); do
+		names="$names $(basename "$f" .log | sed 's/^guest-//; s/--incoming$//')"
+	done
+	for n in $(tr ' ' '\n' <<<"$names" | sort -u); do
+		for f in "$LAB_TMP/logs/guest-$n.log" "$LAB_TMP/logs/guest-$n--incoming.log"; do
+			[ -f "$f" ] || continue
+			echo "lab: $name: console of $n ($(basename "$f"), last 30 lines):"
+			tail -n 30 "$f" | tr -d '\r' | awk '{print "  | " $0}'
+		done
+	done
+	grep -a -A 3 'Triple fault' "$LAB_TMP/logs/xen.log" | head -n 40 | sed 's/^/  | /'
+}
 
 for t in /lab/tests/*.sh; do
 	[ -e "$t" ] || continue
@@ -67,9 +117,21 @@ for t in /lab/tests/*.sh; do
 		*" $name "*) ;;
 		*) continue ;;
 		esac
+	elif grep -q '^# lab-default: no' "$t"; then
+		continue # a probe: run only when named (lab.tests)
 	fi
 	to=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -n 1)
 	[ -n "$to" ] || to=$lab_timeout
+	# Which checkpointing tool a test's domUs run under (crash figures per
+	# tool): "# lab-tool: NAME" in the test, else from its name.
+	tool=$(sed -n 's/^# lab-tool: *\([^ ]*\).*/\1/p' "$t" | head -n 1)
+	if [ -z "$tool" ]; then
+		case $name in
+		*xl-remus*) tool=xl-remus ;;
+		*ha-protect*) tool=ha-protect ;;
+		*) tool=none ;;
+		esac
+	fi
 	export LAB_NAME=$name LAB_TMP=$LAB_OUT/$name
 	rm -rf "$LAB_TMP"
 	mkdir -p "$LAB_TMP"
@@ -79,6 +141,22 @@ for t in /lab/tests/*.sh; do
 	rc=$?
 	secs=$(awk -v a="$start" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN {printf "%.0f", b - a}')
 	reason=$(tail -n 1 "$LAB_TMP/.reason" 2>/dev/null)
+	# Leave nothing to the next test: domains it left are destroyed (dead
+	# ones noted first), then its domU deaths are counted.
+	dead=$(lab_dead_domus)
+	for d in $(xl list 2>/dev/null | awk 'NR > 2 {print $1}'); do
+		echo "lab: $name left domain $d ($(xl list "$d" 2>/dev/null | awk 'NR == 2 {print $5}')): destroying it"
+		xl destroy "$d" >/dev/null 2>&1
+	done
+	crash_check "$name" "$tool" "$dead"
+	# A domU that died fails the test that ran it, whatever it said.
+	if [ -n "$crash_why" ]; then
+		case $rc in
+		0 | 77) rc=1 reason=$crash_why ;;
+		124 | 137) reason="timed out after ${to}s; $crash_why" rc=1 ;;
+		*) reason="${reason:-exit $rc}; $crash_why" ;;
+		esac
+	fi
 	case $rc in
 	0) echo "LAB: PASS $name" ;;
 	77) echo "LAB: SKIP $name: ${reason:-no reason given}" ;;
@@ -86,15 +164,11 @@ for t in /lab/tests/*.sh; do
 	*) echo "LAB: FAIL $name: ${reason:-exit $rc}" ;;
 	esac
 	echo "lab: $name took ${secs}s"
-	# Leave nothing to the next test: domains it left are destroyed, and
-	# crashed ones are counted.
-	crashed=$(xl list 2>/dev/null | awk 'NR > 2 && $5 ~ /c/' | wc -l)
-	[ "$crashed" -gt 0 ] && echo "LAB: FIGURE $name leftover_crashed_domus=$crashed"
-	for d in $(xl list 2>/dev/null | awk 'NR > 2 {print $1}'); do
-		echo "lab: $name left domain $d ($(xl list "$d" 2>/dev/null | awk 'NR == 2 {print $5}')): destroying it"
-		xl destroy "$d" >/dev/null 2>&1
-	done
 done
+# Deaths per checkpointing tool, over the tests that ran.
+awk '{tf[$2] += $3; p[$2] += $4; n[$2]++}
+END {for (k in n) printf "LAB: FIGURE crashes tool=%s tests=%d domu_triple_faults=%d domu_panics=%d\n", k, n[k], tf[k], p[k]}' \
+	"$LAB_OUT/crashes"
 echo "LAB: DONE"
 sync
 poweroff -f

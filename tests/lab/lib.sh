@@ -17,16 +17,27 @@ lab_fail() {
 	exit 1
 }
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds or
+# SECONDS of dom0 time have passed (time, not polls: under load a poll
+# takes long). Every second it also looks for a dead domU
+# (lab_dead_domus): a domU that died fails the test at once, with its
+# console (lab_domu_died), rather than the wait running into its timeout.
+# A test that counts deaths itself (a probe) sets LAB_WATCH=0; its crashes
+# still fail it (init.sh counts them from Xen's log).
 wait_for() {
-	local t=$1 i=0
+	local end=$(($(now_ms) + $1 * 1000)) next dead
 	shift
-	while [ "$i" -lt $((t * 10)) ]; do
+	next=$(($(now_ms) + 1000))
+	while :; do
 		"$@" >/dev/null 2>&1 && return 0
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		if [ "${LAB_WATCH:-1}" = 1 ] && [ "$(now_ms)" -ge "$next" ]; then
+			dead=$(lab_dead_domus)
+			[ -z "$dead" ] || lab_domu_died "$dead" "while waiting for: $*"
+			next=$(($(now_ms) + 1000))
+		fi
 		sleep 0.1
-		i=$((i + 1))
 	done
-	return 1
 }
 
 # Monotonic time in milliseconds.
@@ -92,33 +103,68 @@ domu_state() {
 	xl list "$1" 2>/dev/null | awk 'NR == 2 {print $5}'
 }
 
-# domu_crashed NAME: true when NAME is in the crashed state (on_crash =
-# "preserve" keeps it). Xen logs triple faults only at guest_loglvl=info,
-# which the lab leaves off (it would print ~20 lines per checkpoint), so a
-# crash is told apart by the console: a guest panic prints "Kernel panic",
-# a triple fault prints nothing.
+# How a domU dies in the lab. A guest panic is a crash (state c, kept by
+# on_crash = "preserve"). A triple fault makes Xen invoke the HVM shutdown
+# action, which is SHUTDOWN_reboot: xl would recreate the domain under a
+# new id; the lab's config says on_reboot = "preserve", so it stays, shut
+# down with reason code 1. A suspended domain (a checkpoint) is shut down
+# too, with reason code 2: alive.
+#
+# lab_dead_domus: every dead domU now, "NAME ID KIND" per line, KIND one
+# of triple-fault (reason 1), guest-panic (3), poweroff (0), watchdog (4),
+# soft-reset (5).
+lab_dead_domus() {
+	xl list -v 2>/dev/null | awk 'NR > 2 && $2 != 0 {
+		st = $5; r = $8
+		if (st ~ /c/) r = 3
+		else if (st !~ /s/ || r == "-" || r == 2) next
+		k = (r == 1 ? "triple-fault" : r == 3 ? "guest-panic" : r == 0 ? "poweroff" : \
+		     r == 4 ? "watchdog" : r == 5 ? "soft-reset" : "reason-" r)
+		print $1, $2, k
+	}'
+}
+
+# domu_crashed NAME: true when NAME is dead (see lab_dead_domus).
 domu_crashed() {
-	xl list "$1" 2>/dev/null | awk 'NR == 2 {exit !($5 ~ /c/)}'
+	lab_dead_domus | awk -v n="$1" '$1 == n {f = 1} END {exit !f}'
 }
 
-# domu_crash_kind NAME: "guest panic" or "triple fault" for a crashed NAME.
+# domu_crash_kind NAME: "triple fault" or "guest panic" (or how else it
+# died) for a dead NAME.
 domu_crash_kind() {
-	local logs
-	logs=$(domu_logs "$1")
-	# shellcheck disable=SC2086
-	if [ -n "$logs" ] && cat $logs | grep -a -q 'Kernel panic'; then
-		echo "guest panic"
-	else
-		echo "triple fault"
-	fi
+	local k
+	k=$(lab_dead_domus | awk -v n="$1" '$1 == n {print $3; exit}')
+	case $k in
+	triple-fault) echo "triple fault" ;;
+	guest-panic) echo "guest panic" ;;
+	"") echo "not dead" ;;
+	*) echo "$k" ;;
+	esac
 }
 
-# Every crashed domU now, one "NAME KIND" per line.
+# Every dead domU now, one "NAME KIND" per line.
 lab_crashes() {
-	local n
-	for n in $(xl list 2>/dev/null | awk 'NR > 2 && $5 ~ /c/ {print $1}'); do
-		echo "$n $(domu_crash_kind "$n")"
+	lab_dead_domus | awk '{print $1, $3}'
+}
+
+# domu_console NAME [LINES]: the last LINES (40) of NAME's console logs.
+domu_console() {
+	local f
+	for f in $(domu_logs "$1"); do
+		echo "--- console of $1: $f (last ${2:-40} lines)"
+		tail -n "${2:-40}" "$f" | tr -d '\r' | awk '{print "  | " $0}'
 	done
+}
+
+# lab_domu_died "NAME ID KIND"... WHY: a domU died: show it (state, its
+# console, Xen's last lines) and fail the test.
+lab_domu_died() {
+	local dead=$1 why=$2 n
+	xl list -v
+	for n in $(awk '{print $1}' <<<"$dead"); do domu_console "$n"; done
+	echo "--- Xen's console (last 30 lines)"
+	xl dmesg 2>/dev/null | tail -n 30 | awk '{print "  | " $0}'
+	lab_fail "domU died: $(tr '\n' ';' <<<"$dead" | sed 's/;$//; s/;/; /g') ($why)"
 }
 
 # exited PID: true when PID is gone, or a zombie of ours.

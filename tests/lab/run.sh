@@ -7,7 +7,10 @@
 # in build/lab/serial.log. Prints "lab: N passed, N failed, N skipped" and
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
-# run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300).
+# run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300);
+# for experiments (docs/lab.md, "Crashes"): LAB_QEMU_ACCEL, LAB_QEMU_CPU
+# (QEMU's -accel and -cpu), LAB_XEN_ARGS and LAB_DOM0_ARGS (appended to
+# Xen's and dom0's command lines).
 set -uo pipefail
 export LC_ALL=C
 
@@ -34,12 +37,20 @@ log=$lab/serial.log
 
 dom0_args="console=hvc0 earlyprintk=xen rdinit=/init lab.timeout=$test_timeout"
 [ -n "$tests" ] && dom0_args="$dom0_args lab.tests=$tests"
+[ -n "${LAB_DOM0_ARGS:-}" ] && dom0_args="$dom0_args $LAB_DOM0_ARGS"
+# guest_loglvl=error/warning: a guest's errors, such as Xen's "Triple
+# fault" line, are never rate-limited away; conring_size: dom0 reads Xen's
+# console after each test (init.sh) and must find all of it there.
 xen_args="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 noreboot"
+xen_args="$xen_args guest_loglvl=error/warning conring_size=1m${LAB_XEN_ARGS:+ $LAB_XEN_ARGS}"
+accel=${LAB_QEMU_ACCEL:-tcg,thread=multi}
+cpu=${LAB_QEMU_CPU:-qemu64,+svm,+npt}
 
-echo "lab: booting Xen under QEMU (TCG), at most ${timeout_s}s; serial log: $log"
+echo "lab: booting Xen under QEMU (-accel $accel -cpu $cpu), at most ${timeout_s}s; serial log: $log"
+echo "lab: Xen: $xen_args"
 t0=$(date +%s)
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-	-accel tcg,thread=multi -cpu qemu64,+svm,+npt -m 3072 -smp 2 \
+	-accel "$accel" -cpu "$cpu" -m 3072 -smp 2 \
 	-display none -nodefaults -no-reboot -monitor none -serial "file:$log" \
 	-kernel "$img/xen" -append "$xen_args" \
 	-initrd "$img/vmlinuz $dom0_args,$img/dom0.gz" &
@@ -75,6 +86,16 @@ elif ! grep -q '^LAB: DONE' <<<"$res"; then
 fi
 grep '^LAB: FIGURE ' <<<"$res" | sed 's/^LAB: FIGURE /lab: figure /'
 grep -E '^LAB: (FAIL|SKIP) ' <<<"$res" | sed 's/^LAB: /lab: /'
+# Every triple fault Xen logged must be some test's failure: dom0 counts
+# them per test from Xen's console ring; this counts them on the serial
+# console, which dom0 cannot lose.
+tf_serial=$(tr -d '\r' <"$log" | grep -a -c '^(XEN) .*Triple fault')
+tf_tests=$(grep '^LAB: FIGURE ' <<<"$res" | grep -v '^LAB: FIGURE crashes ' |
+	grep -o 'domu_triple_faults=[0-9]*' | awk -F= '{s += $2} END {print s + 0}')
+echo "lab: Xen logged $tf_serial triple fault(s) on the serial console; the tests counted $tf_tests"
+if [ "$tf_serial" -gt "$tf_tests" ] && [ -z "$bad" ]; then
+	bad="Xen logged $tf_serial triple fault(s), the tests counted $tf_tests"
+fi
 [ -n "$bad" ] && echo "lab: FAIL: $bad; serial log: $log"
 [ -n "$bad" ] && [ "$fail" -eq 0 ] && fail=1
 echo "lab: $pass passed, $fail failed, $skip skipped"

@@ -133,5 +133,10 @@ fi
 cat "$figs"
 # shellcheck disable=SC2046
 lab_figure $(tr '\n' ' ' <"$figs")
+# A domU that died under xl remus (a primary that triple-faulted, a backup
+# that did) fails the test like any other death (init.sh also counts Xen's
+# triple faults, including those of domains gone by now).
+dead=$(lab_dead_domus)
+[ -z "$dead" ] || lab_domu_died "$dead" "under xl remus"
 xl destroy domu 2>/dev/null
 exit 0

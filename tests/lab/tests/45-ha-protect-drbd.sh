@@ -62,10 +62,7 @@ fail_with() {
 		echo "--- $(basename "$f") (last lines)"
 		tail -n 10 "$f"
 	done
-	if domu_crashed "$dom"; then
-		echo "$* (the domU crashed: $(domu_crash_kind "$dom"))" >"$T/crashed"
-		exit 3
-	fi
+	domu_crashed "$dom" && lab_fail "$* (the domU died: $(domu_crash_kind "$dom"))"
 	lab_fail "$*"
 }
 
@@ -80,8 +77,6 @@ show_proc() { # NAME: /proc/drbd between markers (samples for tests/unit/data/dr
 	echo "PROC-DRBD end"
 }
 
-# One attempt, in a subshell: exit 3 when the domU crashed under it.
-attempt() {
 trap cleanup EXIT
 # --- a DRBD pair on this host ----------------------------------------
 modprobe crc32c_generic
@@ -270,20 +265,3 @@ echo "copy counting: $now (primary's last: $last); records 0..$now on haB; $ahea
 lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
 	records_ahead_after_failover="$ahead" failover_ms=$((ta - tf))
 exit 0
-}
-
-# The PVH domU occasionally triple-faults under TCG's emulated SVM
-# (docs/lab.md); a disk-writing domU under checkpoints more often than the
-# counting one. One crash is reported and the scenario run again from
-# scratch; a second fails the test.
-(attempt)
-rc=$?
-if [ "$rc" = 3 ]; then
-	echo "attempt 1: $(cat "$T/crashed"); running the scenario again"
-	lab_figure domu_crashed_attempts=1
-	rm -f "$T"/*.log "$T/crashed"
-	(attempt)
-	rc=$?
-	[ "$rc" = 3 ] && lab_fail "the domU crashed in both attempts: $(cat "$T/crashed")"
-fi
-exit "$rc"
