@@ -87,7 +87,12 @@ awk '{ if ($3 == 0) printf "-c\nwrite -z %s %s\n", $1, $2;
 		done > "$tmp/done"
 ) &
 writer=$!
-sleep 2.5
+# The kill comes once 25 writes are done and then the bound below (1.5 s,
+# scaled under emulation) has passed, so that more than 20 writes lie
+# before it.
+hold=$(ms 1500)
+wait_for 10 sh -c "[ \$(wc -l < '$tmp/done') -ge 25 ]"
+sleep "$((hold / 1000)).$(printf %03d $((hold % 1000)))"
 t_kill=$(date +%s%N)
 kill_host_a
 wait_for 15 grep -q "FAILOVER complete" "$tmp/rx.log"
@@ -95,10 +100,11 @@ wait "$writer"
 check "the secondary failed over" grep -q "FAILOVER complete" "$tmp/rx.log"
 
 # Bounds on the committed prefix: writes reported complete at least 1.5 s
+# (scaled)
 # before the kill were acknowledged (a stamp is taken when the line is read,
 # so it can only be late: the bound stays safe under load); nothing beyond
 # what qemu-io reported, plus one in flight, can be there.
-lo=$(awk -v t=$((t_kill - 1500000000)) '$1 <= t' "$tmp/done" | wc -l)
+lo=$(awk -v t=$((t_kill - hold * 1000000)) '$1 <= t' "$tmp/done" | wc -l)
 hi=$(($(wc -l < "$tmp/done") + 1))
 echo "     $(wc -l < "$tmp/done") writes reported complete; the committed prefix must lie in [$lo, $hi]"
 check "qemu-io wrote through the epochs before the kill" test "$lo" -gt 20
