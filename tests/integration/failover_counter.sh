@@ -44,6 +44,9 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
 		--duration "$((delay + 6))" > "$dir/acks" 2> "$dir/client.log" &
 	client=$!
+	# The kill point: the delay, counted from the guest's 11th answer (under
+	# emulation answers come slowly at first).
+	wait_for 20 sh -c "[ \$(wc -l < '$dir/acks') -gt 10 ]"
 	sleep "$delay"
 	before=$(wc -l < "$dir/acks")
 	kill_host_a
