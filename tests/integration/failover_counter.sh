@@ -42,7 +42,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
-		--duration "$((delay + 6))" > "$dir/acks" 2> "$dir/client.log" &
+		--duration "$((delay + 6 + 2 * TS))" > "$dir/acks" 2> "$dir/client.log" &
 	client=$!
 	# The kill point: the delay, counted from the guest's 11th answer (under
 	# emulation answers come slowly at first).
