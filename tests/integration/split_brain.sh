@@ -70,11 +70,13 @@ start() {
 		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) $2 > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
-	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
+	wait_for 10 test -S "$dir/a/ha-vm/web.sock" ||
+		{ echo "FAIL $1: ha-vm on A did not start"; tail "$dir/vm.log"; return 1; }
 	# shellcheck disable=SC2086
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 $3 \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
-	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { tail "$dir/px.log" "$dir/rx.log"; return 1; }
+	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" ||
+		{ echo "FAIL $1: A never reached PROTECTED"; tail "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 10 --timeout 100 \
 		--duration 14 > "$dir/c1.acks" 2> /dev/null &
 	client=$!
