@@ -20,7 +20,7 @@ need_kvm() {
 	[ "${HA_KVMLAB:-0}" = 1 ] && nk_go=0
 	[ "$nk_go" = 1 ] || return 0
 	echo "$(basename "$nk_script"): no usable /dev/kvm here: running in the KVM lab," \
-		"a Linux VM under QEMU (TCG) with nested KVM (docs/lab.md); all of it is emulated, so slower"
+		"a Linux VM under QEMU (TCG) with nested KVM (docs/kvm-lab.md); all of it is emulated, so slower"
 	export KVMLAB_ENV
 	nk_script=$(realpath "$nk_script")
 	if [ -x "$nk_script" ]; then
