@@ -107,16 +107,19 @@ done
 for k in $KINDS; do
 	case " $ALL_KINDS " in *" $k "*) ;; *) echo "faults: unknown kind '$k' (kinds: $ALL_KINDS)"; exit 2 ;; esac
 done
+# Logs stay under build/faults/; the run's sockets, keys and disk images
+# live in a temporary directory (in the KVM lab the project's tree is on
+# virtio-9p, where Unix sockets cannot be bound).
 out=$top/build/faults/$SEED${FAULT_GUEST:+-$GUEST}
-run=$out/run
+run=$(mktemp -d /tmp/haf.XXXXXX)
 logs=$out/logs
 rm -rf "$out"
-mkdir -p "$run" "$logs"
+mkdir -p "$logs"
 
 cleanup() {
 	[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null
 	ns_cleanup
-	mountpoint -q "$out/disk/jfs" 2>/dev/null && umount "$out/disk/jfs"
+	mountpoint -q "$run/disk/jfs" 2>/dev/null && umount "$run/disk/jfs"
 	rm -rf "$run"
 }
 trap cleanup EXIT
@@ -264,7 +267,7 @@ start_client() {
 # The disk guest's pair from scratch: host a serves a fresh 8 MiB image
 # through ha-diskrepl to the disk guest; host b keeps the replica, its
 # journal on a 16 MiB tmpfs (the disk-full fault fills it).
-disk=$out/disk
+disk=$run/disk
 rebuild_disk() {
 	power_off a
 	P=a S=b
