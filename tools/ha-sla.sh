@@ -222,7 +222,7 @@ host_cpu() {
 }
 
 status() { # run dir
-	ns a env HA_RUN_DIR="$1/a" "$bin/ha-ctl" status kvm:sla 2>/dev/null
+	ns a env HA_RUN_DIR="$(rundir "$1")/a" "$bin/ha-ctl" status kvm:sla 2>/dev/null
 }
 
 on_int() {
@@ -234,7 +234,12 @@ on_int() {
 	[ -n "${load_pid:-}" ] && kill "$load_pid" 2>/dev/null
 }
 trap on_int INT TERM
-trap 'ns_cleanup' EXIT
+# The runs' sockets live in a temporary directory, not under --out (which
+# may be on a file system where Unix sockets cannot be bound, as the KVM
+# lab's virtio-9p).
+runroot=$(mktemp -d /tmp/ha-sla.XXXXXX)
+rundir() { echo "$runroot/${1##*/}"; }
+trap 'ns_cleanup; rm -rf "$runroot"' EXIT
 
 progress() { # label, seconds total; polls while the load runs
 	label=$1 total=$2 t0=$(date +%s) last=-1
@@ -303,13 +308,13 @@ run_one() {
 	ns_cleanup
 	topo_up || { echo "ha-sla: cannot build the namespaces" >&2; return 1; }
 	if [ "$iv" != none ]; then
-		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
+		ns b env HA_RUN_DIR="$(rundir "$dir")/b" HA_VM_ARGS="--tap tapb" \
 			"$bin/ha-receive" $link_opts --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
 	fi
 	# shellcheck disable=SC2046
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" $(guest_args) \
+	ns a env HA_RUN_DIR="$(rundir "$dir")/a" "$bin/ha-vm" run --name sla --mem "$mem" $(guest_args) \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" >"$dir/vm.log" 2>&1 &
-	wait_for 10 test -S "$dir/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start:" >&2; tail -5 "$dir/vm.log" >&2; return 1; }
+	wait_for 10 test -S "$(rundir "$dir")/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start:" >&2; tail -5 "$dir/vm.log" >&2; return 1; }
 	px=""
 	if [ "$iv" != none ]; then
 		if [ "$iv" = auto ]; then
@@ -318,7 +323,7 @@ run_one() {
 			iopt="-i $iv"
 		fi
 		# shellcheck disable=SC2086
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $link_opts $iopt --timeout 2000 \
+		ns a env HA_RUN_DIR="$(rundir "$dir")/a" "$bin/ha-protect" $link_opts $iopt --timeout 2000 \
 			kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
 		wait_for 60 grep -q "PROTECTED:" "$dir/px.log" || {
 			echo "ha-sla: protection did not start:" >&2
@@ -453,15 +458,15 @@ run_step() {
 	ns_cleanup
 	topo_up || { echo "ha-sla: cannot build the namespaces" >&2; return 1; }
 	if [ "$smode" = auto ]; then
-		ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
+		ns b env HA_RUN_DIR="$(rundir "$dir")/b" HA_VM_ARGS="--tap tapb" \
 			"$bin/ha-receive" $link_opts --listen 10.66.0.2:7788 --timeout 2000 >"$dir/rx.log" 2>&1 &
 	fi
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name sla --mem "$mem" --guest kv \
+	ns a env HA_RUN_DIR="$(rundir "$dir")/a" "$bin/ha-vm" run --name sla --mem "$mem" --guest kv \
 		--arg 0=262144 --tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" >"$dir/vm.log" 2>&1 &
-	wait_for 10 test -S "$dir/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start" >&2; return 1; }
+	wait_for 10 test -S "$(rundir "$dir")/a/ha-vm/sla.sock" || { echo "ha-sla: ha-vm did not start" >&2; return 1; }
 	if [ "$smode" = auto ]; then
 		# -v: px.log keeps every epoch's observation (a trace to replay).
-		ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $link_opts -v -i auto --sla-p99 "$step_target" \
+		ns a env HA_RUN_DIR="$(rundir "$dir")/a" "$bin/ha-protect" $link_opts -v -i auto --sla-p99 "$step_target" \
 			--timeout 2000 kvm:sla 10.66.0.2:7788 >"$dir/px.log" 2>&1 &
 		wait_for 60 grep -q "PROTECTED:" "$dir/px.log" || {
 			echo "ha-sla: the step run did not start protecting:" >&2
