@@ -1177,9 +1177,27 @@ static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
 }
 
+/* The id of a domain named name on this host, -ENOENT when none, -errno
+ * when xenstore cannot tell. */
+static int domain_named(const char *name, uint32_t *domid)
+{
+	struct hv_dom q = {0};
+	int rc;
+
+	q.xsh = xs_open(0);
+	if (!q.xsh)
+		return -errno;
+	rc = resolve(&q, name);
+	xs_close(q.xsh);
+	if (rc == 0)
+		*domid = q.domid;
+	return rc;
+}
+
 static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
 {
 	struct hv_dom *d;
+	uint32_t id;
 	int rc;
 
 	if (!hv_xen_present("cannot keep a Xen domain's copy"))
@@ -1192,14 +1210,40 @@ static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
 		free(d);
 		return rc;
 	}
+	snprintf(d->name, sizeof(d->name), "%s", info->name);
+	if (domain_named(d->name, &id) == 0)
+		log_warn("a domain named %s already exists on this host (id %u): a failover "
+			 "activates the copy only once it is gone (protecting a domain to its own "
+			 "host is for tests)",
+			 d->name, id);
 	*out = d;
 	return 0;
 }
 
+/* Failover. Never beside a domain of the same name: that is the primary
+ * itself (both ends on one host), or a leftover (a crashed, preserved
+ * guest; an earlier copy), and two domains would share the guest's disk
+ * and addresses. The copy is refused, and kept as an xl save file. */
 static int xen_activate(struct hv_dom *d, const struct hv_state *st)
 {
+	char path[512];
+	uint32_t id;
+
 	if (!d->img)
 		return -EINVAL;
+	if (domain_named(d->name, &id) == 0) {
+		bool kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
+
+		log_error("a domain named %s already exists on this host (id %u): not starting "
+			  "a second one beside it. %s%s%s",
+			  d->name, id,
+			  kept ? "The copy is kept in " : "The copy could not be kept",
+			  kept ? path : "",
+			  kept ? ": if that domain is a leftover, `xl destroy` it, then `xl "
+				 "restore` this file"
+			       : "");
+		return -EEXIST;
+	}
 	return hv_xen_image_restore(d->img, st);
 }
 

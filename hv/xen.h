@@ -31,6 +31,10 @@ uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn);
  * libxc stream) and restores it with `xl restore`, which leaves the domain
  * running. Logs the time of each step. */
 int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st);
+/* The same file, kept in HA_XEN_SAVE_DIR (default /tmp) for the operator
+ * to restore by hand; its name into path. */
+int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *path,
+		      size_t len);
 /* The same file without restoring it (for tests and tools). */
 int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd);
 

@@ -390,14 +390,18 @@ static int restore_fifo(struct hv_xen_image *im, const struct hv_state *st, cons
 	return rc;
 }
 
-static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
+static const char *save_dir(void)
 {
-	char path[512];
-	uint64_t t0 = clk_now_ns(), t1;
-	int fd, rc;
-	pid_t pid;
+	return getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
+}
 
-	snprintf(path, sizeof(path), "%s/ha-receive-%s-XXXXXX", dir, im->info.name);
+/* The image as an xl save file in dir; its name into path. */
+static int write_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir,
+		      char *path, size_t len)
+{
+	int fd, rc;
+
+	snprintf(path, len, "%s/ha-receive-%s-XXXXXX", dir, im->info.name);
 	fd = mkstemp(path);
 	if (fd < 0) {
 		rc = -errno;
@@ -410,8 +414,26 @@ static int restore_file(struct hv_xen_image *im, const struct hv_state *st, cons
 	if (rc < 0) {
 		log_error("cannot write the restore image %s: %s", path, strerror(-rc));
 		unlink(path);
-		return rc;
 	}
+	return rc;
+}
+
+int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *path,
+		      size_t len)
+{
+	return write_file(im, st, save_dir(), path, len);
+}
+
+static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
+{
+	char path[512];
+	uint64_t t0 = clk_now_ns(), t1;
+	int rc;
+	pid_t pid;
+
+	rc = write_file(im, st, dir, path, sizeof(path));
+	if (rc < 0)
+		return rc;
 	t1 = clk_now_ns();
 	log_info("restore image %s written: %zu pages in %llu ms; running xl restore", path,
 		 bitmap_count(&im->present), (unsigned long long)((t1 - t0) / NSEC_PER_MSEC));
@@ -429,7 +451,7 @@ static int restore_file(struct hv_xen_image *im, const struct hv_state *st, cons
 
 int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
 {
-	const char *dir = getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
+	const char *dir = save_dir();
 	uint32_t config_len;
 	uint64_t t0 = clk_now_ns();
 	int rc;
