@@ -289,6 +289,34 @@ static char *xs_readf(struct hv_dom *d, const char *fmt, ...)
 	return xs_read(d->xsh, XBT_NULL, path, &len);
 }
 
+/* A guest that ends itself must be seen doing so (ha-protect then tells
+ * the secondary to discard its copy). The toolstack destroys or restarts
+ * it at once unless its action is "preserve": then it may look destroyed,
+ * and the secondary activates a copy (beside the restarted guest, after a
+ * reboot). */
+static void check_actions(struct hv_dom *d)
+{
+	static const char *const keys[] = {"on_poweroff", "on_reboot", "on_crash"};
+	char v[32], bad[160] = "";
+
+	if (!d->config)
+		return;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n = strlen(bad);
+
+		if (hv_xen_config_string(d->config, d->config_len, keys[i], v, sizeof(v)) < 0)
+			snprintf(v, sizeof(v), "default");
+		if (!strstr(v, "preserve"))
+			snprintf(bad + n, sizeof(bad) - n, "%s%s = %s", n ? ", " : "", keys[i], v);
+	}
+	if (bad[0])
+		log_warn("domain %s: %s. A guest that powers off, reboots or crashes may be "
+			 "destroyed (or restarted) before ha-protect sees why; it then looks "
+			 "destroyed and the secondary activates its copy. Give protected domains "
+			 "on_poweroff/on_reboot/on_crash = \"preserve\"",
+			 d->name, bad);
+}
+
 /* libxl keeps each domain's configuration as JSON under /var/lib/xen;
  * the secondary restores the domain with it (as `xl save` does). */
 static void read_config(struct hv_dom *d, const xc_dominfo_t *info)
@@ -666,6 +694,7 @@ static int xen_open(const char *name, struct hv_dom **out)
 		free(s);
 	}
 	read_config(d, &info);
+	check_actions(d);
 	bind_suspend_channel(d);
 	if (!xs_watch(d->xsh, "@releaseDomain", "ha-protect") ||
 	    !xs_watch(d->xsh, d->ctl_path, "ha-protect-ctl")) {

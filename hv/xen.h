@@ -41,6 +41,10 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 /* The first disk's device ("pdev_path") in a libxl JSON configuration,
  * into out. 0; -ENOENT when it names no disk (out is ""); -ENAMETOOLONG. */
 int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen);
+/* The first string value of key (e.g. "on_reboot") in a libxl JSON
+ * configuration, into out. 0; -ENOENT when absent; -ENAMETOOLONG. */
+int hv_xen_config_string(const char *json, size_t len, const char *key, char *out,
+			 size_t outlen);
 
 /* ---- The suspend decisions (hv/xen_suspend.c): pure, no Xen calls ----
  *
