@@ -845,7 +845,9 @@ static bool wait_news(struct hv_dom *d, uint64_t deadline)
  * 0; -ETIMEDOUT; -ESRCH or -ESHUTDOWN (logged) when it ended otherwise. */
 static int wait_suspended(struct hv_dom *d, uint64_t deadline)
 {
-	bool notified = false;
+	/* Found at the first look, or after a wake-up by news: notified;
+	 * after the poll timer ran out: polled. */
+	bool notified = true;
 
 	for (;;) {
 		struct hv_xen_info i = dom_state(d);
