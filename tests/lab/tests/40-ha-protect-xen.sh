@@ -130,6 +130,11 @@ lab_figure pause_ms_p50="$(awk -v v="$p50" 'BEGIN {printf "%.1f", v / 1000}')" \
 	pause_ms_p99="$(awk -v v="$p99" 'BEGIN {printf "%.1f", v / 1000}')" \
 	pause_ms_max="$(awk -v v="$pmax" 'BEGIN {printf "%.1f", v / 1000}')"
 lab_figure count_rate_base="$base" count_rate="$rate" slowdown="$slow"
+# The guest's share of the time between checkpoints (pauses as ha-protect
+# measures them, averaged over the session; the period over the window).
+pavg=$(status_field "$T/status1" pause_us | awk '{print $4}')
+lab_figure pause_ms_avg="$(awk -v v="$pavg" 'BEGIN {printf "%.1f", v / 1000}')" \
+	run_share="$(awk -v p="$pavg" -v t="$period" 'BEGIN {if (t > 0) printf "%.2f", 1 - p / 1000 / t; else print "?"}')"
 
 # --- 3. the primary domain is destroyed: failover ---------------------
 last=$(domu_count "$dom")
