@@ -556,7 +556,12 @@ static int check_not_suspending(struct hv_dom *d, const char *name, const struct
 				  name, d->domid);
 			return -EBUSY;
 		}
-		int rc = resume_domain(d, true);
+		struct hv_xen_guest g = {.pvh = d->pvh};
+		int rc;
+
+		xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &g.callback_irq);
+		xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_ACPI_S_STATE, &g.acpi_s_state);
+		rc = resume_domain(d, hv_xen_resume_fast(hv_xen_suspend_via(&g)));
 
 		if (rc < 0) {
 			log_error("cannot resume the suspended domain %s (id %u): %s", name,
@@ -1005,6 +1010,11 @@ static int xen_pause(struct hv_dom *d)
 	if (d->suspended)
 		return 0;
 	catch_late(d);
+	/* Read at every suspend: PV drivers load after boot, S3 comes and goes. */
+	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &g.callback_irq);
+	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_ACPI_S_STATE, &g.acpi_s_state);
+	d->via = hv_xen_suspend_via(&g);
+	how = hv_xen_via_name(d->via);
 	/* Where the domain is before we ask anything: a fault found here
 	 * happened while it ran, not in a suspend. */
 	i = dom_state(d);
@@ -1019,18 +1029,12 @@ static int xen_pause(struct hv_dom *d)
 			 "left in xenstore, or another tool suspending it): checkpointing it as "
 			 "it is",
 			 d->domid);
-		d->via = HV_XEN_VIA_XENSTORE;
 		how = "already suspended";
 		rc = 0;
 		goto suspended;
 	case HV_XEN_RUNNING:
 		break;
 	}
-	/* Read at every suspend: PV drivers load after boot, S3 comes and goes. */
-	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &g.callback_irq);
-	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_ACPI_S_STATE, &g.acpi_s_state);
-	d->via = hv_xen_suspend_via(&g);
-	how = hv_xen_via_name(d->via);
 	switch (d->via) {
 	case HV_XEN_VIA_EVTCHN:
 		rc = xenevtchn_notify(d->xce, (evtchn_port_t)d->suspend_port) < 0 ? -errno : 0;
