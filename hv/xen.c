@@ -297,7 +297,9 @@ static char *xs_readf(struct hv_dom *d, const char *fmt, ...)
 static void check_actions(struct hv_dom *d)
 {
 	static const char *const keys[] = {"on_poweroff", "on_reboot", "on_crash"};
-	char v[32], bad[160] = "";
+	/* libxl leaves defaults out of its JSON. */
+	static const char *const defaults[] = {"destroy", "restart", "destroy"};
+	char v[32], bad[200] = "";
 
 	if (!d->config)
 		return;
@@ -305,7 +307,7 @@ static void check_actions(struct hv_dom *d)
 		size_t n = strlen(bad);
 
 		if (hv_xen_config_string(d->config, d->config_len, keys[i], v, sizeof(v)) < 0)
-			snprintf(v, sizeof(v), "default");
+			snprintf(v, sizeof(v), "%s (default)", defaults[i]);
 		if (!strstr(v, "preserve"))
 			snprintf(bad + n, sizeof(bad) - n, "%s%s = %s", n ? ", " : "", keys[i], v);
 	}
