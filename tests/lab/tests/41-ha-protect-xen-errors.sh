@@ -16,7 +16,7 @@
 #     (here: the primary itself, whose ha-protect froze): it refuses to
 #     start a second one, keeps the copy as a file, and the primary's
 #     domain runs on.
-# lab-timeout: 1200
+# lab-timeout: 2000
 set -u
 . "$LAB_LIB"
 
@@ -62,6 +62,24 @@ xl list "$dom" | awk 'NR == 2 {exit !($5 !~ /[pscd]/)}' ||
 	lab_fail "the PV domU is not running after the refusal (state $(domu_state "$dom"))"
 xl destroy "$dom"
 
+# step MSG: where the test is (a timeout then says where it stopped).
+t_start=$(now_ms)
+step() {
+	echo "41: $* (+$(( ($(now_ms) - t_start) / 1000 )) s)"
+}
+
+# wait_wall SECONDS CMD...: like wait_for, bounded by wall-clock time
+# (wait_for counts iterations, which a loaded TCG host makes slow).
+wait_wall() {
+	local end=$(( $(now_ms) + $1 * 1000 ))
+	shift
+	while [ "$(now_ms)" -lt "$end" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
 # fail_log MSG: the logs of this test, then fail.
 fail_log() {
 	local f
@@ -75,6 +93,7 @@ fail_log() {
 }
 
 # --- a guest that does not take the request; a stale request ----------
+step "a guest that takes no request"
 dom=haxs
 domu_create "$dom" || fail_log "xl create $dom failed"
 domu_counting "$dom" 120 || fail_log "$dom does not count"
@@ -104,6 +123,7 @@ xl list "$dom" | awk 'NR == 2 {exit ($5 ~ /s/)}' || fail_log "$dom is left suspe
 xl destroy "$dom"
 
 # --- the guest crashes while protected ---------------------------------
+step "a guest that crashes while protected"
 dom=hashut
 port=7410
 domu_create "$dom" 'on_crash = "preserve"' || fail_log "xl create $dom failed"
@@ -118,18 +138,20 @@ ha-protect -F -n -i 100 --timeout 3000 --insecure --ctl "$T/p1.sock" "xen:$dom" 
 	"127.0.0.1:$port" >"$T/shut-protect.log" 2>&1 &
 pr=$!
 pids+=("$pr")
-wait_for 300 grep -q 'first checkpoint committed' "$T/shut-receive.log" ||
+step "protecting $dom"
+wait_wall 600 grep -q 'first checkpoint committed' "$T/shut-receive.log" ||
 	fail_log "the secondary committed no checkpoint of $dom"
 sleep 2
+step "crashing $dom"
 xl sysrq "$dom" c || fail_log "xl sysrq $dom c failed"
-wait_for 180 exited "$pr" || fail_log "ha-protect did not stop after its guest crashed"
+wait_wall 300 exited "$pr" || fail_log "ha-protect did not stop after its guest crashed"
 wait "$pr"
 rc=$?
 [ "$rc" -eq 1 ] || fail_log "ha-protect exited $rc after its guest crashed, not 1"
 grep -a -q "the guest of domain $id crashed \(while it ran between checkpoints\|during a suspend ha-protect requested\)" \
 	"$T/shut-protect.log" || fail_log "ha-protect does not say that the guest crashed"
 grep -a "crashed\|ended itself\|epoch .* failed" "$T/shut-protect.log"
-wait_for 30 exited "$rx" || fail_log "ha-receive --once did not end"
+wait_wall 60 exited "$rx" || fail_log "ha-receive --once did not end"
 grep -a -q "stopped protection cleanly; discarding the copy" "$T/shut-receive.log" ||
 	fail_log "the secondary did not discard its copy"
 ! grep -a -q "FAILOVER" "$T/shut-receive.log" || fail_log "the secondary failed over a guest that shut down"
@@ -140,6 +162,7 @@ echo "$dom: $(domu_crash_kind "$dom") (wanted: guest panic)"
 xl destroy "$dom"
 
 # --- failover beside a domain of the same name ------------------------
+step "a failover beside a domain of the same name"
 dom=hadup
 port=7411
 domu_create "$dom" || fail_log "xl create $dom failed"
@@ -154,13 +177,15 @@ ha-protect -F -n -i 100 --timeout 3000 --insecure --ctl "$T/p2.sock" "xen:$dom" 
 	"127.0.0.1:$port" >"$T/dup-protect.log" 2>&1 &
 pr=$!
 pids+=("$pr")
-wait_for 300 grep -q 'first checkpoint committed' "$T/dup-receive.log" ||
+step "protecting $dom"
+wait_wall 600 grep -q 'first checkpoint committed' "$T/dup-receive.log" ||
 	fail_log "the secondary committed no checkpoint of $dom"
 grep -a -q "a domain named $dom already exists on this host" "$T/dup-receive.log" ||
 	fail_log "ha-receive did not warn of the same-named domain at the start"
 # The primary's process freezes: the secondary's down timer expires.
+step "freezing ha-protect"
 kill -STOP "$pr"
-wait_for 120 grep -a -q -e 'FAILOVER complete' -e 'activation failed' "$T/dup-receive.log" ||
+wait_wall 300 grep -a -q -e 'FAILOVER complete' -e 'activation failed' "$T/dup-receive.log" ||
 	{ kill -CONT "$pr"; fail_log "the secondary did not try to fail over"; }
 kill -CONT "$pr"
 grep -a "already exists\|activation failed\|FAILOVER" "$T/dup-receive.log"
@@ -172,7 +197,8 @@ kept=$(sed -n 's/.*The copy is kept in \([^:]*\):.*/\1/p' "$T/dup-receive.log" |
 [ "$(xl list | awk -v d="$dom" '$1 == d' | wc -l)" -eq 1 ] || fail_log "more than one $dom"
 [ "$(domu_id "$dom")" = "$id" ] || fail_log "$dom is not domain $id any more"
 kill "$pr"
-wait_for 60 exited "$pr" || fail_log "ha-protect did not stop"
+wait_wall 120 exited "$pr" || fail_log "ha-protect did not stop"
+step "done"
 domu_counting "$dom" 60 || fail_log "the primary's $dom does not count after all this (state $(domu_state "$dom"))"
 crashes=$(lab_crashes)
 [ -z "$crashes" ] || echo "crashed domUs: $crashes"
