@@ -4,10 +4,12 @@ LIB_OBJS += \
 	hv/kvm.o \
 	hv/state.o \
 	hv/xen.o \
+	hv/xen_suspend.o \
 	hv/xen_image.o
 
 # The xen backend: Debian's libxen-dev.
 LDLIBS += -lxenctrl -lxenguest -lxenforeignmemory -lxenevtchn -lxenstore -lxentoollog
 
 UNIT_TESTS += \
-	test_xen_image
+	test_xen_image \
+	test_xen_suspend

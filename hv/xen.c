@@ -3,16 +3,25 @@
  *
  *   log-dirty      xc_shadow_control(ENABLE_LOGDIRTY), harvest with
  *                  xc_logdirty_control(CLEAN) into a hypercall buffer
- *   pause          suspend: the guest's suspend event channel when it
- *                  advertises one, else control/shutdown = "suspend" in
- *                  xenstore (HVM without PV drivers: SCHEDOP-style
- *                  xc_domain_shutdown); done when Xen reports the domain
- *                  shut down for suspend (@releaseDomain watch)
+ *   pause          suspend, as libxl does (hv/xen.h has the choice): the
+ *                  guest's suspend event channel, or control/shutdown =
+ *                  "suspend" in xenstore, or (HVM without PV drivers, or
+ *                  asleep) xc_domain_shutdown(SHUTDOWN_suspend). In two
+ *                  phases, each with its own timeout: the guest takes the
+ *                  xenstore request (clears the node; on timeout the
+ *                  request is withdrawn inside a transaction, so that a
+ *                  last-moment acknowledgement is seen), then Xen reports
+ *                  the domain shut down for suspend (@releaseDomain, the
+ *                  event channel)
  *   state          X86_TSC_INFO, HVM_CONTEXT, HVM_PARAMS (the records libxc
  *                  writes at the end of an HVM checkpoint) and the domain's
  *                  libxl configuration (HA_XEN_CONFIG) for the secondary
  *   resume         xc_domain_resume(fast): the guest's suspend hypercall
  *                  returns "cancelled" and it runs on without reconnecting
+ *                  (a forced guest: not fast, its registers untouched);
+ *                  then xs_resume_domain, so that xenstored reports the
+ *                  domain's next shutdown (@releaseDomain) again, to us and
+ *                  to a later xl save / migrate / remus
  *   pages          the present pages (Xen's page types tell holes apart)
  *                  are mapped once, in runs, with xenforeignmemory_map
  *
@@ -47,10 +56,18 @@
 
 /* Most pfns mapped by one xenforeignmemory_map call (64 MiB). */
 #define XEN_MAP_CHUNK 16384u
-/* How long a guest may take to suspend before it counts as not
- * suspendable (HA_XEN_SUSPEND_TIMEOUT_MS overrides: a guest under heavy
- * emulation, as in the lab, can take seconds). */
-#define XEN_SUSPEND_TIMEOUT_MS 30000u
+/* How long a guest may take to take a suspend request, then to suspend
+ * (libxl allows 60 s for each; HA_XEN_ACK_TIMEOUT_MS and
+ * HA_XEN_SUSPEND_TIMEOUT_MS override, 100..600000). */
+#define XEN_ACK_TIMEOUT_MS 60000u
+#define XEN_SUSPEND_TIMEOUT_MS 60000u
+/* The longest sleep while waiting for the guest: a wake-up Xen or
+ * xenstored failed to deliver costs at most this. */
+#define XEN_WAIT_POLL_MS 100
+
+_Static_assert(SHUTDOWN_poweroff == 0 && SHUTDOWN_reboot == 1 && SHUTDOWN_suspend == 2 &&
+		       SHUTDOWN_crash == 3 && SHUTDOWN_watchdog == 4,
+	       "hv/xen_suspend.c names Xen's shutdown reasons by number");
 
 /* The HVM parameters a restore needs (the set libxc's HVM save sends). */
 static const uint32_t hvm_params[] = {
@@ -96,7 +113,8 @@ struct hv_dom {
 
 	uint32_t domid;
 	char name[64];
-	bool pv_drivers; /* HVM: the guest registered a callback (PV drivers) */
+	bool pvh;
+	char ctl_path[64]; /* its control/shutdown node */
 	uint32_t vcpus;
 	uint32_t xen_major, xen_minor;
 	uint8_t mac[6];
@@ -118,17 +136,28 @@ struct hv_dom {
 	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
 	size_t config_len; /* with the NUL */
 	bool suspended;
-	unsigned suspend_timeout_ms;
+	enum hv_xen_via via; /* how the current (or last) suspend was asked */
+	/* A suspend the guest took but did not finish in time: when it does,
+	 * it is resumed (checked at each call into this backend). */
+	bool late;
+	unsigned ack_timeout_ms, suspend_timeout_ms;
 
 	/* Where a checkpoint's pause goes, summed over the session (logged
 	 * at close; per epoch at debug level). */
 	struct {
 		uint64_t n, suspend_ns, suspend_max_ns, harvest_ns, state_ns, resume_ns;
+		/* What ended each wait for a suspend: a notification (watch or
+		 * event channel) or the poll timer. */
+		uint64_t woke_notified, woke_timer;
 	} t;
 	uint64_t t_pause;
 };
 
 #define MS(ns) ((double)(ns) / 1e6)
+
+static bool wait_news(struct hv_dom *d, uint64_t deadline);
+static char *read_ctl(struct hv_dom *d, xs_transaction_t t);
+static int cancel_request(struct hv_dom *d);
 
 static const char *const privcmd_paths[] = {"/dev/xen/privcmd", "/proc/xen/privcmd"};
 
@@ -149,6 +178,73 @@ static int getinfo(struct hv_dom *d, xc_dominfo_t *info)
 	if (xc_domain_getinfo(d->xch, d->domid, 1, info) != 1 || info->domid != d->domid)
 		return -ESRCH;
 	return 0;
+}
+
+/* What the domain is now, for hv_xen_classify / hv_xen_describe. */
+static struct hv_xen_info dom_state(struct hv_dom *d)
+{
+	xc_dominfo_t info;
+
+	if (getinfo(d, &info) < 0)
+		return (struct hv_xen_info){.exists = false};
+	return (struct hv_xen_info){.exists = true,
+				    .dying = info.dying,
+				    .crashed = info.crashed,
+				    .shutdown = info.shutdown,
+				    .reason = info.shutdown_reason};
+}
+
+/* Logs what a domain found not running did (and where); its error. */
+static int report_end(struct hv_dom *d, const struct hv_xen_info *i, bool requested)
+{
+	char msg[200];
+	int rc = hv_xen_describe(i, d->domid, requested, msg, sizeof(msg));
+
+	if (rc == -ESHUTDOWN)
+		log_error("%s (%s): not a host failure; protection ends and the secondary "
+			  "discards its copy rather than resurrect this guest",
+			  msg, d->name);
+	else if (rc < 0)
+		log_error("%s (%s)", msg, d->name);
+	return rc;
+}
+
+/* Resumes a suspended domain and tells xenstored, as libxl does. */
+static int resume_domain(struct hv_dom *d, bool fast)
+{
+	if (xc_domain_resume(d->xch, d->domid, fast ? 1 : 0) < 0)
+		return -errno;
+	/* Without this xenstored keeps the domain marked shut down and never
+	 * fires @releaseDomain for it again: our next suspend would go
+	 * unnoticed, a later xl save or migrate would time out. */
+	if (!xs_resume_domain(d->xsh, d->domid)) {
+		int e = errno;
+
+		log_warn("xenstored refused to mark domain %u resumed: %s", d->domid, strerror(e));
+	}
+	return 0;
+}
+
+/* A suspend that came after its timeout: resume the guest. */
+static void catch_late(struct hv_dom *d)
+{
+	struct hv_xen_info i;
+
+	if (!d->late || d->suspended)
+		return;
+	i = dom_state(d);
+	if (hv_xen_classify(&i) == HV_XEN_RUNNING)
+		return;
+	d->late = false;
+	if (hv_xen_classify(&i) != HV_XEN_SUSPENDED)
+		return; /* the next pause reports it */
+	int rc = resume_domain(d, hv_xen_resume_fast(d->via));
+
+	if (rc < 0)
+		log_error("domain %u suspended after its timeout and cannot be resumed: %s",
+			  d->domid, strerror(-rc));
+	else
+		log_warn("domain %u suspended after its timeout: resumed it", d->domid);
 }
 
 /* "NAME" or "DOMID" -> domid, through xenstore like the toolstack does. */
@@ -191,6 +287,36 @@ static char *xs_readf(struct hv_dom *d, const char *fmt, ...)
 	vsnprintf(path, sizeof(path), fmt, ap);
 	va_end(ap);
 	return xs_read(d->xsh, XBT_NULL, path, &len);
+}
+
+/* A guest that ends itself must be seen doing so (ha-protect then tells
+ * the secondary to discard its copy). The toolstack destroys or restarts
+ * it at once unless its action is "preserve": then it may look destroyed,
+ * and the secondary activates a copy (beside the restarted guest, after a
+ * reboot). */
+static void check_actions(struct hv_dom *d)
+{
+	static const char *const keys[] = {"on_poweroff", "on_reboot", "on_crash"};
+	/* libxl leaves defaults out of its JSON. */
+	static const char *const defaults[] = {"destroy", "restart", "destroy"};
+	char v[32], bad[200] = "";
+
+	if (!d->config)
+		return;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n = strlen(bad);
+
+		if (hv_xen_config_string(d->config, d->config_len, keys[i], v, sizeof(v)) < 0)
+			snprintf(v, sizeof(v), "%s (default)", defaults[i]);
+		if (!strstr(v, "preserve"))
+			snprintf(bad + n, sizeof(bad) - n, "%s%s = %s", n ? ", " : "", keys[i], v);
+	}
+	if (bad[0])
+		log_warn("domain %s: %s. A guest that powers off, reboots or crashes may be "
+			 "destroyed (or restarted) before ha-protect sees why; it then looks "
+			 "destroyed and the secondary activates its copy. Give protected domains "
+			 "on_poweroff/on_reboot/on_crash = \"preserve\"",
+			 d->name, bad);
 }
 
 /* libxl keeps each domain's configuration as JSON under /var/lib/xen;
@@ -361,12 +487,25 @@ static void xen_close(struct hv_dom *d)
 		free(d);
 		return;
 	}
+	/* A guest that took a request and has not suspended yet gets a last
+	 * chance to be seen (and resumed) before nobody watches it. */
+	for (uint64_t end = clk_now_ns() + 2 * NSEC_PER_SEC; d->late && clk_now_ns() < end;) {
+		catch_late(d);
+		if (d->late)
+			wait_news(d, end);
+	}
+	if (d->late)
+		log_warn("domain %u took a suspend request and has not suspended: should it "
+			 "still do so, nothing resumes it (`xl save` / `xl restore` it)",
+			 d->domid);
 	if (d->t.n)
 		log_info("domain %u, %llu checkpoints: suspend avg %.1f ms (max %.1f), "
-			 "dirty harvest avg %.1f ms, state capture avg %.1f ms, resume avg %.1f ms",
+			 "dirty harvest avg %.1f ms, state capture avg %.1f ms, resume avg %.1f ms; "
+			 "suspends noticed by notification %llu, by polling %llu",
 			 d->domid, (unsigned long long)d->t.n, MS(d->t.suspend_ns / d->t.n),
 			 MS(d->t.suspend_max_ns), MS(d->t.harvest_ns / d->t.n),
-			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n));
+			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n),
+			 (unsigned long long)d->t.woke_notified, (unsigned long long)d->t.woke_timer);
 	for (size_t i = 0; i < d->nmaps; i++)
 		xenforeignmemory_unmap(d->fmem, d->maps[i].addr, d->maps[i].n);
 	free(d->maps);
@@ -391,13 +530,73 @@ static void xen_close(struct hv_dom *d)
 	free(d);
 }
 
+static unsigned env_ms(const char *var, unsigned def)
+{
+	const char *v = getenv(var);
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+
+	return ms >= 100 && ms <= 600000 ? (unsigned)ms : def;
+}
+
+/* A domain that is suspended, or has a suspend request pending, when
+ * protection starts: another tool is saving it, or an earlier run died
+ * mid-suspend. Refused, unless HA_XEN_RESUME_SUSPENDED=1 says that
+ * nothing else holds it (then a suspended domain is resumed). */
+static int check_not_suspending(struct hv_dom *d, const char *name, const struct hv_xen_info *st)
+{
+	bool take = getenv("HA_XEN_RESUME_SUSPENDED") &&
+		    !strcmp(getenv("HA_XEN_RESUME_SUSPENDED"), "1");
+	char *v;
+	bool pending;
+
+	if (hv_xen_classify(st) == HV_XEN_SUSPENDED) {
+		if (!take) {
+			log_error("domain %s (id %u) is suspended: an xl save, migrate or remus "
+				  "holds it, or a checkpointer died while it was suspended. If "
+				  "nothing else holds it, HA_XEN_RESUME_SUSPENDED=1 makes "
+				  "ha-protect resume it first",
+				  name, d->domid);
+			return -EBUSY;
+		}
+		struct hv_xen_guest g = {.pvh = d->pvh};
+		int rc;
+
+		xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &g.callback_irq);
+		xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_ACPI_S_STATE, &g.acpi_s_state);
+		rc = resume_domain(d, hv_xen_resume_fast(hv_xen_suspend_via(&g)));
+
+		if (rc < 0) {
+			log_error("cannot resume the suspended domain %s (id %u): %s", name,
+				  d->domid, strerror(-rc));
+			return -EBUSY;
+		}
+		log_warn("domain %s (id %u) was suspended: resumed it", name, d->domid);
+	}
+	v = read_ctl(d, XBT_NULL);
+	pending = v && !strcmp(v, "suspend");
+	free(v);
+	if (!pending)
+		return 0;
+	if (!take) {
+		log_error("domain %s (id %u) has a suspend request pending (%s = \"suspend\"): "
+			  "an xl save, migrate or remus is under way, or an earlier run left it "
+			  "behind for a guest that is paused or hung. If nothing else holds it, "
+			  "HA_XEN_RESUME_SUSPENDED=1 makes ha-protect withdraw it",
+			  name, d->domid, d->ctl_path);
+		return -EBUSY;
+	}
+	if (cancel_request(d) == 0)
+		log_warn("withdrew the stale suspend request of domain %s (id %u)", name, d->domid);
+	return 0;
+}
+
 static int xen_open(const char *name, struct hv_dom **out)
 {
 	struct hv_dom *d;
 	xc_dominfo_t info;
 	xc_physinfo_t phys = {0};
 	xen_pfn_t nr = 0;
-	uint64_t cb = 0;
+	struct hv_xen_info st;
 	char *s;
 	int ver, rc;
 
@@ -408,13 +607,8 @@ static int xen_open(const char *name, struct hv_dom **out)
 		return -ENOMEM;
 	d->suspend_port = -1;
 	d->dirty_hbuf.ubuf = (void *)-1;
-	d->suspend_timeout_ms = XEN_SUSPEND_TIMEOUT_MS;
-	if (getenv("HA_XEN_SUSPEND_TIMEOUT_MS")) {
-		unsigned long v = strtoul(getenv("HA_XEN_SUSPEND_TIMEOUT_MS"), NULL, 10);
-
-		if (v >= 100 && v <= 600000)
-			d->suspend_timeout_ms = (unsigned)v;
-	}
+	d->ack_timeout_ms = env_ms("HA_XEN_ACK_TIMEOUT_MS", XEN_ACK_TIMEOUT_MS);
+	d->suspend_timeout_ms = env_ms("HA_XEN_SUSPEND_TIMEOUT_MS", XEN_SUSPEND_TIMEOUT_MS);
 	d->xch = xc_interface_open(NULL, NULL, 0);
 	d->fmem = xenforeignmemory_open(NULL, 0);
 	d->xsh = xs_open(0);
@@ -441,7 +635,9 @@ static int xen_open(const char *name, struct hv_dom **out)
 	}
 	if (info.dying || info.crashed || (info.shutdown && info.shutdown_reason != SHUTDOWN_suspend)) {
 		log_error("domain %s (id %u) is %s: nothing to protect", name, d->domid,
-			  info.dying ? "dying" : info.crashed ? "crashed" : "shut down");
+			  info.dying     ? "dying"
+			  : info.crashed ? "crashed"
+					 : hv_xen_reason_name(info.shutdown_reason));
 		rc = -ESRCH;
 		goto fail;
 	}
@@ -477,9 +673,16 @@ static int xen_open(const char *name, struct hv_dom **out)
 		goto fail;
 	}
 	d->nr_pfns = nr;
-	/* HVM without PV drivers has no callback and ignores xenstore. */
-	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &cb);
-	d->pv_drivers = cb != 0;
+	/* PVH: HVM without emulated PIC, IO-APIC or PIT (libxl gives PVH the
+	 * local APIC at most). */
+	d->pvh = !(info.arch_config.emulation_flags &
+		   (XEN_X86_EMU_PIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_PIT));
+	snprintf(d->ctl_path, sizeof(d->ctl_path), "/local/domain/%u/control/shutdown", d->domid);
+	st = (struct hv_xen_info){.exists = true, .shutdown = info.shutdown,
+				  .reason = info.shutdown_reason};
+	rc = check_not_suspending(d, name, &st);
+	if (rc < 0)
+		goto fail;
 
 	/* Its first network interface: the backend in dom0 (libxl's vifD.0). */
 	s = xs_readf(d, "/local/domain/0/backend/vif/%u/0/mac", d->domid);
@@ -498,17 +701,21 @@ static int xen_open(const char *name, struct hv_dom **out)
 		free(s);
 	}
 	read_config(d, &info);
+	check_actions(d);
 	bind_suspend_channel(d);
-	if (!xs_watch(d->xsh, "@releaseDomain", "ha-protect")) {
+	if (!xs_watch(d->xsh, "@releaseDomain", "ha-protect") ||
+	    !xs_watch(d->xsh, d->ctl_path, "ha-protect-ctl")) {
 		rc = -errno;
-		log_error("cannot watch @releaseDomain in xenstore: %s", strerror(errno));
+		log_error("cannot watch @releaseDomain and %s in xenstore: %s", d->ctl_path,
+			  strerror(errno));
 		goto fail;
 	}
 	rc = map_memory(d);
 	if (rc < 0)
 		goto fail;
 	log_info("Xen %u.%u: domain %s (id %u), %s%s, %u vCPUs, %llu MiB present", d->xen_major,
-		 d->xen_minor, d->name, d->domid, info.hap ? "HAP " : "", "HVM/PVH", d->vcpus,
+		 d->xen_minor, d->name, d->domid, info.hap ? "HAP " : "", d->pvh ? "PVH" : "HVM",
+		 d->vcpus,
 		 (unsigned long long)(d->populated >> 8));
 	*out = d;
 	return 0;
@@ -556,6 +763,7 @@ static int xen_dirty_start(struct hv_dom *d)
 {
 	size_t bytes = (d->nr_pfns + 63) / 64 * 8;
 
+	catch_late(d);
 	if (!d->dirty_buf) {
 		d->dirty_buf_pages = (int)((bytes + 4095) / 4096);
 		d->dirty_buf = xc__hypercall_buffer_alloc_pages(d->xch, &d->dirty_hbuf,
@@ -602,128 +810,303 @@ static int xen_harvest(struct hv_dom *d, struct bitmap *dirty)
 
 	if (dirty->nbits != d->nr_pfns)
 		return -EINVAL;
+	catch_late(d);
 	rc = logdirty_clean(d, dirty->words);
 	if (d->suspended)
 		d->t.harvest_ns += clk_now_ns() - t0;
 	return rc;
 }
 
-/* Waits until Xen reports the domain shut down for suspend. */
+/* Sleeps until xenstore or the suspend channel has news, at most until
+ * deadline (and XEN_WAIT_POLL_MS). True when woken by news. */
+static bool wait_news(struct hv_dom *d, uint64_t deadline)
+{
+	struct pollfd pfd[2] = {{.fd = xs_fileno(d->xsh), .events = POLLIN}};
+	uint64_t now = clk_now_ns();
+	int n = 1, ms = XEN_WAIT_POLL_MS;
+	bool news = false;
+	char **w;
+
+	if (d->suspend_port >= 0)
+		pfd[n++] = (struct pollfd){.fd = xenevtchn_fd(d->xce), .events = POLLIN};
+	if (deadline > now && (deadline - now) / NSEC_PER_MSEC < (uint64_t)ms)
+		ms = (int)((deadline - now) / NSEC_PER_MSEC) + 1;
+	if (poll(pfd, (nfds_t)n, ms) <= 0)
+		return false;
+	if (pfd[0].revents)
+		while ((w = xs_check_watch(d->xsh)) != NULL) {
+			free(w);
+			news = true;
+		}
+	if (n > 1 && pfd[1].revents) {
+		xenevtchn_port_or_error_t p = xenevtchn_pending(d->xce);
+
+		if (p >= 0)
+			xenevtchn_unmask(d->xce, (evtchn_port_t)p);
+		news = true;
+	}
+	return news;
+}
+
+/* Phase 2: waits until Xen reports the domain shut down for suspend.
+ * 0; -ETIMEDOUT; -ESRCH or -ESHUTDOWN (logged) when it ended otherwise. */
 static int wait_suspended(struct hv_dom *d, uint64_t deadline)
 {
-	for (;;) {
-		xc_dominfo_t info;
-		struct pollfd pfd = {.fd = xs_fileno(d->xsh), .events = POLLIN};
-		char **w;
+	/* Found at the first look, or after a wake-up by news: notified;
+	 * after the poll timer ran out: polled. */
+	bool notified = true;
 
-		if (getinfo(d, &info) < 0) {
-			log_error("domain %u is gone (destroyed?) while suspending it", d->domid);
-			return -ESRCH;
-		}
-		if (info.shutdown && info.shutdown_reason == SHUTDOWN_suspend)
+	for (;;) {
+		struct hv_xen_info i = dom_state(d);
+
+		switch (hv_xen_classify(&i)) {
+		case HV_XEN_SUSPENDED:
+			if (notified)
+				d->t.woke_notified++;
+			else
+				d->t.woke_timer++;
 			return 0;
-		if (info.shutdown || info.dying || info.crashed) {
-			log_error("domain %u %s instead of suspending", d->domid,
-				  info.crashed ? "crashed" : "shut down");
-			return -ESRCH;
+		case HV_XEN_RUNNING:
+			break;
+		case HV_XEN_ENDED:
+		case HV_XEN_GONE:
+			return report_end(d, &i, true);
 		}
 		if (clk_now_ns() >= deadline)
 			return -ETIMEDOUT;
-		if (d->suspend_port >= 0) {
-			struct pollfd ep = {.fd = xenevtchn_fd(d->xce), .events = POLLIN};
+		notified = wait_news(d, deadline);
+	}
+}
 
-			if (poll(&ep, 1, 1) > 0) {
-				xenevtchn_port_or_error_t p = xenevtchn_pending(d->xce);
+/* control/shutdown inside transaction t, NULL when absent. */
+static char *read_ctl(struct hv_dom *d, xs_transaction_t t)
+{
+	unsigned int len;
 
-				if (p >= 0)
-					xenevtchn_unmask(d->xce, (evtchn_port_t)p);
-			}
+	return xs_read(d->xsh, t, d->ctl_path, &len);
+}
+
+/* Writes "suspend" unless a request is there already: a stale "suspend"
+ * stays (the guest takes it), another request (an operator's "poweroff"
+ * or "reboot") is never overwritten. 0 written or already asked; -EBUSY
+ * another request is pending (logged); -errno. */
+static int request_suspend(struct hv_dom *d)
+{
+	for (;;) {
+		xs_transaction_t t = xs_transaction_start(d->xsh);
+		char *v;
+
+		if (t == XBT_NULL)
+			return -errno;
+		v = read_ctl(d, t);
+		if (v && *v) {
+			int rc = strcmp(v, "suspend") ? -EBUSY : 0;
+
+			xs_transaction_end(d->xsh, t, true);
+			if (rc)
+				log_warn("domain %u has a '%s' request pending in %s: not overwriting "
+					 "it with a suspend request",
+					 d->domid, v, d->ctl_path);
+			else
+				log_warn("a suspend request was already pending in %s (left by "
+					 "another tool?): waiting for the guest to take it",
+					 d->ctl_path);
+			free(v);
+			return rc;
+		}
+		free(v);
+		if (!xs_write(d->xsh, t, d->ctl_path, "suspend", 7)) {
+			int e = errno;
+
+			xs_transaction_end(d->xsh, t, true);
+			return -e;
+		}
+		if (xs_transaction_end(d->xsh, t, false))
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+	}
+}
+
+/* Withdraws the request the guest did not take, inside a transaction so
+ * that an acknowledgement at the last moment is seen. 1 when the guest
+ * took it after all, 0 withdrawn, -errno. */
+static int cancel_request(struct hv_dom *d)
+{
+	for (;;) {
+		xs_transaction_t t = xs_transaction_start(d->xsh);
+		char *v;
+
+		if (t == XBT_NULL)
+			return -errno;
+		v = read_ctl(d, t);
+		if (hv_xen_request_taken(v)) {
+			free(v);
+			xs_transaction_end(d->xsh, t, true);
+			return 1;
+		}
+		free(v);
+		if (!xs_write(d->xsh, t, d->ctl_path, "", 0)) {
+			int e = errno;
+
+			xs_transaction_end(d->xsh, t, true);
+			return -e;
+		}
+		if (xs_transaction_end(d->xsh, t, false))
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+	}
+}
+
+/* Phase 1 (xenstore): waits until the guest takes the request, or stops
+ * running. 0 taken; -ETIMEDOUT withdrawn (logged); -errno. */
+static int wait_taken(struct hv_dom *d, uint64_t deadline)
+{
+	for (;;) {
+		struct hv_xen_info i = dom_state(d);
+		char *v;
+		bool taken;
+		int rc;
+
+		if (hv_xen_classify(&i) != HV_XEN_RUNNING)
+			return 0; /* phase 2 tells what it did */
+		v = read_ctl(d, XBT_NULL);
+		taken = hv_xen_request_taken(v);
+		free(v);
+		if (taken)
+			return 0;
+		if (clk_now_ns() < deadline) {
+			wait_news(d, deadline);
 			continue;
 		}
-		if (poll(&pfd, 1, 1) > 0)
-			while ((w = xs_check_watch(d->xsh)) != NULL)
-				free(w);
+		rc = cancel_request(d);
+		if (rc == 1) {
+			log_warn("domain %u took the suspend request at the last moment", d->domid);
+			return 0;
+		}
+		if (rc < 0) {
+			log_error("cannot withdraw the suspend request of domain %u (%s): %s; the "
+				  "guest may still suspend, and is resumed if it does",
+				  d->domid, d->ctl_path, strerror(-rc));
+			d->late = true;
+			return -ETIMEDOUT;
+		}
+		log_error("domain %u did not take the suspend request within %u ms: request "
+			  "withdrawn, the guest runs on. Its kernel needs Xen suspend support "
+			  "(Linux: CONFIG_XEN_PVHVM / PVH with xenbus); a slow guest can be given "
+			  "longer with HA_XEN_ACK_TIMEOUT_MS",
+			  d->domid, d->ack_timeout_ms);
+		return -ETIMEDOUT;
 	}
 }
 
 static int xen_pause(struct hv_dom *d)
 {
-	uint64_t t0 = clk_now_ns(), deadline = t0 + d->suspend_timeout_ms * NSEC_PER_MSEC;
-	char path[96];
+	uint64_t t0 = clk_now_ns();
+	struct hv_xen_info i;
+	struct hv_xen_guest g = {.pvh = d->pvh, .evtchn = d->suspend_port >= 0};
 	const char *how;
-	xc_dominfo_t info;
 	int rc;
 
-	if (getinfo(d, &info) < 0 || info.dying) {
-		log_error("domain %u is gone (destroyed or dying)", d->domid);
-		return -ESRCH;
+	if (d->suspended)
+		return 0;
+	catch_late(d);
+	/* Read at every suspend: PV drivers load after boot, S3 comes and goes. */
+	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_CALLBACK_IRQ, &g.callback_irq);
+	xc_hvm_param_get(d->xch, d->domid, HVM_PARAM_ACPI_S_STATE, &g.acpi_s_state);
+	d->via = hv_xen_suspend_via(&g);
+	how = hv_xen_via_name(d->via);
+	/* Where the domain is before we ask anything: a fault found here
+	 * happened while it ran, not in a suspend. */
+	i = dom_state(d);
+	switch (hv_xen_classify(&i)) {
+	case HV_XEN_GONE:
+	case HV_XEN_ENDED:
+		return report_end(d, &i, false);
+	case HV_XEN_SUSPENDED:
+		/* Nobody here asked: a stale request, or another tool. It is
+		 * consistent as it is; checkpoint it and resume it. */
+		log_warn("domain %u was already suspended before ha-protect asked (a request "
+			 "left in xenstore, or another tool suspending it): checkpointing it as "
+			 "it is",
+			 d->domid);
+		how = "already suspended";
+		rc = 0;
+		goto suspended;
+	case HV_XEN_RUNNING:
+		break;
 	}
-	if (info.crashed) {
-		log_error("domain %u crashed", d->domid);
-		return -ESRCH;
-	}
-	if (d->suspend_port >= 0) {
-		how = "suspend event channel";
+	switch (d->via) {
+	case HV_XEN_VIA_EVTCHN:
 		rc = xenevtchn_notify(d->xce, (evtchn_port_t)d->suspend_port) < 0 ? -errno : 0;
-	} else if (d->pv_drivers) {
-		how = "xenstore control/shutdown";
-		snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", d->domid);
-		rc = xs_write(d->xsh, XBT_NULL, path, "suspend", 7) ? 0 : -errno;
-	} else {
-		how = "SHUTDOWN_suspend (no PV drivers)";
+		break;
+	case HV_XEN_VIA_FORCE:
 		rc = xc_domain_shutdown(d->xch, d->domid, SHUTDOWN_suspend) < 0 ? -errno : 0;
+		break;
+	case HV_XEN_VIA_XENSTORE:
+	default:
+		rc = request_suspend(d);
+		if (rc == -EBUSY) {
+			/* An operator's shutdown is under way: see it through. */
+			rc = wait_suspended(d, t0 + (uint64_t)d->ack_timeout_ms * NSEC_PER_MSEC);
+			if (rc == 0)
+				goto suspended;
+			if (rc == -ETIMEDOUT)
+				log_error("domain %u has a shutdown request pending and did not act "
+					  "on it within %u ms: no checkpoint possible",
+					  d->domid, d->ack_timeout_ms);
+			return rc == -ETIMEDOUT ? -EBUSY : rc;
+		}
+		if (rc == 0)
+			rc = wait_taken(d, t0 + (uint64_t)d->ack_timeout_ms * NSEC_PER_MSEC);
+		if (rc == -ETIMEDOUT)
+			return rc;
+		break;
 	}
 	if (rc < 0) {
 		log_error("cannot ask domain %u to suspend (%s): %s", d->domid, how, strerror(-rc));
 		return rc;
 	}
-	rc = wait_suspended(d, deadline);
+	rc = wait_suspended(d, clk_now_ns() + (uint64_t)d->suspend_timeout_ms * NSEC_PER_MSEC);
 	if (rc == -ETIMEDOUT) {
-		log_error("domain %u did not suspend within %u ms (asked through %s): it is not "
-			  "suspendable; its kernel needs Xen suspend support (Linux: "
-			  "CONFIG_XEN_PVHVM / PVH with xenbus); a slow guest can be given longer "
-			  "with HA_XEN_SUSPEND_TIMEOUT_MS",
+		/* It took the request: it may suspend yet, and must not stay so. */
+		d->late = true;
+		log_error("domain %u did not suspend within %u ms of taking the request (%s): "
+			  "it runs on unsuspended, and is resumed if it suspends later; a slow "
+			  "guest can be given longer with HA_XEN_SUSPEND_TIMEOUT_MS",
 			  d->domid, d->suspend_timeout_ms, how);
-		if (d->suspend_port < 0 && d->pv_drivers) {
-			/* Withdraw the request the guest never took. */
-			char *v = xs_read(d->xsh, XBT_NULL, path, NULL);
-
-			if (v && !strcmp(v, "suspend"))
-				xs_write(d->xsh, XBT_NULL, path, "", 0);
-			free(v);
-		}
-		/* A guest that took the request and suspends late must not be
-		 * left suspended: give it a moment, and resume it if it did. */
-		if (wait_suspended(d, clk_now_ns() + 1000 * NSEC_PER_MSEC) == 0)
-			xc_domain_resume(d->xch, d->domid, 1);
 	}
-	if (rc == 0) {
-		uint64_t now = clk_now_ns(), t = now - t0;
+	if (rc < 0)
+		return rc;
+suspended:;
+	uint64_t now = clk_now_ns(), t = now - t0;
 
-		d->suspended = true;
-		d->t_pause = now;
-		d->t.n++;
-		d->t.suspend_ns += t;
-		if (t > d->t.suspend_max_ns)
-			d->t.suspend_max_ns = t;
-		log_debug("suspended in %.1f ms (%s)", MS(t), how);
-	}
-	return rc;
+	d->suspended = true;
+	d->t_pause = now;
+	d->t.n++;
+	d->t.suspend_ns += t;
+	if (t > d->t.suspend_max_ns)
+		d->t.suspend_max_ns = t;
+	log_debug("suspended in %.1f ms (%s)", MS(t), how);
+	return 0;
 }
 
 static int xen_resume(struct hv_dom *d)
 {
 	uint64_t t0 = clk_now_ns();
+	int rc;
 
-	if (!d->suspended)
+	if (!d->suspended) {
+		catch_late(d);
 		return 0;
-	if (xc_domain_resume(d->xch, d->domid, 1) < 0) {
-		int e = errno;
-
+	}
+	rc = resume_domain(d, hv_xen_resume_fast(d->via));
+	if (rc < 0) {
 		log_error("cannot resume domain %u after its checkpoint: %s; it stays suspended "
 			  "(`xl destroy` it and let the secondary take over)",
-			  d->domid, strerror(e));
-		return -e;
+			  d->domid, strerror(-rc));
+		return rc;
 	}
 	d->suspended = false;
 	d->t.resume_ns += clk_now_ns() - t0;
@@ -831,9 +1214,27 @@ static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
 }
 
+/* The id of a domain named name on this host, -ENOENT when none, -errno
+ * when xenstore cannot tell. */
+static int domain_named(const char *name, uint32_t *domid)
+{
+	struct hv_dom q = {0};
+	int rc;
+
+	q.xsh = xs_open(0);
+	if (!q.xsh)
+		return -errno;
+	rc = resolve(&q, name);
+	xs_close(q.xsh);
+	if (rc == 0)
+		*domid = q.domid;
+	return rc;
+}
+
 static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
 {
 	struct hv_dom *d;
+	uint32_t id;
 	int rc;
 
 	if (!hv_xen_present("cannot keep a Xen domain's copy"))
@@ -846,14 +1247,40 @@ static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
 		free(d);
 		return rc;
 	}
+	snprintf(d->name, sizeof(d->name), "%s", info->name);
+	if (domain_named(d->name, &id) == 0)
+		log_warn("a domain named %s already exists on this host (id %u): a failover "
+			 "activates the copy only once it is gone (protecting a domain to its own "
+			 "host is for tests)",
+			 d->name, id);
 	*out = d;
 	return 0;
 }
 
+/* Failover. Never beside a domain of the same name: that is the primary
+ * itself (both ends on one host), or a leftover (a crashed, preserved
+ * guest; an earlier copy), and two domains would share the guest's disk
+ * and addresses. The copy is refused, and kept as an xl save file. */
 static int xen_activate(struct hv_dom *d, const struct hv_state *st)
 {
+	char path[512];
+	uint32_t id;
+
 	if (!d->img)
 		return -EINVAL;
+	if (domain_named(d->name, &id) == 0) {
+		bool kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
+
+		log_error("a domain named %s already exists on this host (id %u): not starting "
+			  "a second one beside it. %s%s%s",
+			  d->name, id,
+			  kept ? "The copy is kept in " : "The copy could not be kept",
+			  kept ? path : "",
+			  kept ? ": if that domain is a leftover, `xl destroy` it, then `xl "
+				 "restore` this file"
+			       : "");
+		return -EEXIST;
+	}
 	return hv_xen_image_restore(d->img, st);
 }
 

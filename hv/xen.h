@@ -8,6 +8,7 @@
 #define HA_HV_XEN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hv/hv.h"
@@ -30,11 +31,77 @@ uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn);
  * libxc stream) and restores it with `xl restore`, which leaves the domain
  * running. Logs the time of each step. */
 int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st);
+/* The same file, kept in HA_XEN_SAVE_DIR (default /tmp) for the operator
+ * to restore by hand; its name into path. */
+int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *path,
+		      size_t len);
 /* The same file without restoring it (for tests and tools). */
 int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd);
 
 /* The first disk's device ("pdev_path") in a libxl JSON configuration,
  * into out. 0; -ENOENT when it names no disk (out is ""); -ENAMETOOLONG. */
 int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen);
+/* The first string value of key (e.g. "on_reboot") in a libxl JSON
+ * configuration, into out. 0; -ENOENT when absent; -ENAMETOOLONG. */
+int hv_xen_config_string(const char *json, size_t len, const char *key, char *out,
+			 size_t outlen);
+
+/* ---- The suspend decisions (hv/xen_suspend.c): pure, no Xen calls ----
+ *
+ * They mirror libxl (libxl_dom_suspend.c) and libxc (xg_resume.c):
+ *
+ *   ask through     when
+ *   event channel   a suspend channel is bound and the guest is not in an
+ *                   ACPI sleep state
+ *   force           an HVM guest (never PVH) without PV drivers now
+ *                   (HVM_PARAM_CALLBACK_IRQ is 0) or asleep in S3
+ *                   (HVM_PARAM_ACPI_S_STATE): xc_domain_shutdown(suspend)
+ *   xenstore        otherwise: control/shutdown = "suspend"
+ *
+ * Both parameters are read at every suspend: a guest loads its PV drivers
+ * (and sets the callback) after boot, and goes to sleep when it likes.
+ * A forced guest stopped at an arbitrary instruction: it is resumed
+ * without touching its registers (xc_domain_resume, not fast), whereas a
+ * guest that made the suspend hypercall itself is told "cancelled" (fast:
+ * vCPU0's RAX = 1). */
+enum hv_xen_via { HV_XEN_VIA_EVTCHN, HV_XEN_VIA_XENSTORE, HV_XEN_VIA_FORCE };
+
+struct hv_xen_guest {
+	bool pvh;              /* an HVM container without emulated devices */
+	uint64_t callback_irq; /* HVM_PARAM_CALLBACK_IRQ now; 0: no PV drivers */
+	uint64_t acpi_s_state; /* HVM_PARAM_ACPI_S_STATE now; 3: asleep in S3 */
+	bool evtchn;           /* the guest's suspend event channel is bound */
+};
+
+enum hv_xen_via hv_xen_suspend_via(const struct hv_xen_guest *g);
+const char *hv_xen_via_name(enum hv_xen_via via);
+/* May the resume tell the guest its suspend was cancelled (fast resume)?
+ * Only when the guest suspended itself: not when it was forced. */
+bool hv_xen_resume_fast(enum hv_xen_via via);
+/* Has the guest taken a xenstore request (control/shutdown, NULL when
+ * absent)? Any value but "suspend" counts, as for libxl. */
+bool hv_xen_request_taken(const char *control_shutdown);
+
+/* What a domain is, from xc_domain_getinfo. */
+enum hv_xen_dom {
+	HV_XEN_RUNNING,   /* running, blocked or paused */
+	HV_XEN_SUSPENDED, /* shut down for suspend */
+	HV_XEN_ENDED,     /* the guest shut itself down, rebooted or crashed */
+	HV_XEN_GONE,      /* no such domain, or dying (destroyed) */
+};
+struct hv_xen_info {
+	bool exists, dying, crashed, shutdown;
+	unsigned reason; /* SHUTDOWN_*, when shutdown */
+};
+enum hv_xen_dom hv_xen_classify(const struct hv_xen_info *i);
+/* "poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset". */
+const char *hv_xen_reason_name(unsigned reason);
+/* One sentence for a domain found not running: what it did and where,
+ * during a suspend this program requested (requested) or while it ran
+ * between checkpoints. Returns the error the epoch loop acts on: -ESRCH
+ * (gone: the secondary may take over), -ESHUTDOWN (the guest ended
+ * itself: the secondary must not resurrect it), 0 (suspended). */
+int hv_xen_describe(const struct hv_xen_info *i, unsigned domid, bool requested, char *buf,
+		    size_t len);
 
 #endif

@@ -125,14 +125,14 @@ static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *
 	return NULL;
 }
 
-/* The first disk's "pdev_path" value in a libxl JSON configuration: the
- * string's opening quote at *v and its closing quote at *q. False when the
- * configuration names no disk. */
-static bool find_pdev_path(const char *json, size_t len, const char **v, const char **q)
+/* The first string value of key (with its quotes, e.g. "\"pdev_path\"")
+ * in a libxl JSON configuration: its opening quote at *v and its closing
+ * quote at *q. False when there is none. */
+static bool find_string(const char *json, size_t len, const char *key, const char **v,
+			const char **q)
 {
-	static const char key[] = "\"pdev_path\"";
 	const char *end = json + len, *p = json;
-	size_t klen = sizeof(key) - 1;
+	size_t klen = strlen(key);
 
 	while (p + klen <= end && memcmp(p, key, klen))
 		p++;
@@ -151,24 +151,54 @@ static bool find_pdev_path(const char *json, size_t len, const char **v, const c
 	return p < end;
 }
 
+/* The first disk's "pdev_path" value. */
+static bool find_pdev_path(const char *json, size_t len, const char **v, const char **q)
+{
+	return find_string(json, len, "\"pdev_path\"", v, q);
+}
+
+static int copy_string(const char *v, const char *q, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	for (const char *p = v + 1; p < q; p++) {
+		if (*p == '\\')
+			p++; /* \" \\ \/: the character itself (paths need no others) */
+		if (n + 1 >= outlen) {
+			if (outlen)
+				out[0] = '\0';
+			return -ENAMETOOLONG;
+		}
+		out[n++] = *p;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen)
 {
 	const char *v, *q;
-	size_t n = 0;
 
 	if (outlen)
 		out[0] = '\0';
 	if (!find_pdev_path(json, len, &v, &q))
 		return -ENOENT;
-	for (const char *p = v + 1; p < q; p++) {
-		if (*p == '\\')
-			p++; /* \" \\ \/: the character itself (paths need no others) */
-		if (n + 1 >= outlen)
-			return -ENAMETOOLONG;
-		out[n++] = *p;
-	}
-	out[n] = '\0';
-	return 0;
+	return copy_string(v, q, out, outlen);
+}
+
+int hv_xen_config_string(const char *json, size_t len, const char *key, char *out,
+			 size_t outlen)
+{
+	char quoted[64];
+	const char *v, *q;
+
+	if (outlen)
+		out[0] = '\0';
+	if ((size_t)snprintf(quoted, sizeof(quoted), "\"%s\"", key) >= sizeof(quoted))
+		return -ENAMETOOLONG;
+	if (!find_string(json, len, quoted, &v, &q))
+		return -ENOENT;
+	return copy_string(v, q, out, outlen);
 }
 
 /* The configuration with its first disk's "pdev_path" set to disk (the
@@ -390,14 +420,18 @@ static int restore_fifo(struct hv_xen_image *im, const struct hv_state *st, cons
 	return rc;
 }
 
-static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
+static const char *save_dir(void)
 {
-	char path[512];
-	uint64_t t0 = clk_now_ns(), t1;
-	int fd, rc;
-	pid_t pid;
+	return getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
+}
 
-	snprintf(path, sizeof(path), "%s/ha-receive-%s-XXXXXX", dir, im->info.name);
+/* The image as an xl save file in dir; its name into path. */
+static int write_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir,
+		      char *path, size_t len)
+{
+	int fd, rc;
+
+	snprintf(path, len, "%s/ha-receive-%s-XXXXXX", dir, im->info.name);
 	fd = mkstemp(path);
 	if (fd < 0) {
 		rc = -errno;
@@ -410,8 +444,26 @@ static int restore_file(struct hv_xen_image *im, const struct hv_state *st, cons
 	if (rc < 0) {
 		log_error("cannot write the restore image %s: %s", path, strerror(-rc));
 		unlink(path);
-		return rc;
 	}
+	return rc;
+}
+
+int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *path,
+		      size_t len)
+{
+	return write_file(im, st, save_dir(), path, len);
+}
+
+static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
+{
+	char path[512];
+	uint64_t t0 = clk_now_ns(), t1;
+	int rc;
+	pid_t pid;
+
+	rc = write_file(im, st, dir, path, sizeof(path));
+	if (rc < 0)
+		return rc;
 	t1 = clk_now_ns();
 	log_info("restore image %s written: %zu pages in %llu ms; running xl restore", path,
 		 bitmap_count(&im->present), (unsigned long long)((t1 - t0) / NSEC_PER_MSEC));
@@ -429,7 +481,7 @@ static int restore_file(struct hv_xen_image *im, const struct hv_state *st, cons
 
 int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
 {
-	const char *dir = getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
+	const char *dir = save_dir();
 	uint32_t config_len;
 	uint64_t t0 = clk_now_ns();
 	int rc;

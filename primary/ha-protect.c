@@ -29,7 +29,10 @@ static void usage(FILE *f)
 		"HVM domain of this Xen host) by checkpointing it to the secondary ha-receive\n"
 		"listening at PEER (host:port).\n"
 		"\n"
-		"  -i, --interval MS     epoch period (default 100)\n"
+		"  -i, --interval MS     epoch period: a checkpoint's pause starts every MS\n"
+		"                        (default 100). A pause longer than MS/2 stretches\n"
+		"                        the period to twice the pause: the guest always\n"
+		"                        runs at least as long as it was just paused\n"
 		"  -i, --interval auto   adjust the period to the load so that checkpointing\n"
 		"                        adds at most --sla-p99 MS to the p99 output latency\n"
 		"      --sla-p99 MS      the target for --interval auto\n"
@@ -68,6 +71,9 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
+		"Exit status: 0 stopped (or the domain was destroyed: the secondary takes\n"
+		"over); 1 an error, or the guest shut itself down, rebooted or crashed (the\n"
+		"secondary is told to discard its copy); 2 a usage error.\n"
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n",
 		CKPT_CODEC_DEFAULT_CACHE_PAGES, CKPT_CODEC_DEFAULT_LEVEL);

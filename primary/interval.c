@@ -200,3 +200,12 @@ void ival_estimate(const struct ival *c, struct ival_est *e)
 		.observations = c->nobs,
 	};
 }
+
+uint64_t ival_next_pause_ns(uint64_t paused_at, uint64_t resumed_at, unsigned interval_ms)
+{
+	uint64_t by_period = paused_at + (uint64_t)interval_ms * 1000000u;
+	uint64_t pause = resumed_at > paused_at ? resumed_at - paused_at : 0;
+	uint64_t by_run = resumed_at + pause;
+
+	return by_run > by_period ? by_run : by_period;
+}

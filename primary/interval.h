@@ -100,4 +100,17 @@ double ival_predict_us(const struct ival *c, unsigned interval_ms);
 
 void ival_estimate(const struct ival *c, struct ival_est *e);
 
+/* When the next checkpoint's pause may start (every backend). The
+ * interval is the period from one pause's start to the next's; but the
+ * guest always runs at least as long as it was just paused:
+ *
+ *     next = max(paused_at + interval, resumed_at + (resumed_at - paused_at))
+ *
+ * A pause shorter than half the interval leaves the period alone. A longer
+ * one (a slow suspend) stretches the period to twice the pause, so the
+ * guest keeps at least half of the wall-clock time and at least half of
+ * each interval to run, never going from one suspend straight into the
+ * next. Times in ns on one monotonic clock; resumed_at >= paused_at. */
+uint64_t ival_next_pause_ns(uint64_t paused_at, uint64_t resumed_at, unsigned interval_ms);
+
 #endif

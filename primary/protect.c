@@ -55,6 +55,7 @@ struct stats {
 	uint64_t pages_sum, wire_sum, raw_sum;
 	uint64_t ack_ns_last, ack_ns_sum, acks;
 	uint64_t stretched, degradations, reprotections;
+	uint64_t long_pauses; /* epochs whose pause stretched the period */
 	struct hist pause_us, ack_us;
 };
 
@@ -126,6 +127,13 @@ struct prot {
 	struct fo_lease_claim claim; /* run and seq; kind unused */
 	bool want_alone, alone_ok, claim_protected;
 	_Atomic bool renew_now;
+
+	/* The last checkpoint failure left the domain suspended (its resume
+	 * failed): only the secondary's copy can run on. */
+	bool frozen;
+	/* The guest shut itself down, rebooted or crashed (-ESHUTDOWN from
+	 * the backend): protection ends, the secondary discards its copy. */
+	bool guest_ended;
 };
 
 /* ------------------------------------------------------------------ */
@@ -587,7 +595,8 @@ static void *acker_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* The pause path: only harvesting and copying happen while paused. */
 
-static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
+static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint64_t *paused_at,
+			    uint64_t *resumed_at)
 {
 	const char *what;
 	uint64_t t0 = clk_now_ns(), t1;
@@ -626,9 +635,13 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 	devs_call(p, "preresume", epoch);
 	what = "resume";
 	rc = p->ops->resume(p->dom);
-	if (rc < 0)
+	if (rc < 0) {
+		p->frozen = true;
 		goto fail;
+	}
 	t1 = clk_now_ns();
+	*paused_at = t0;
+	*resumed_at = t1;
 
 	s->epoch = epoch;
 	s->npages = n;
@@ -646,9 +659,13 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch)
 	return 0;
 
 fail_resume:
-	p->ops->resume(p->dom);
+	if (p->ops->resume(p->dom) < 0)
+		p->frozen = true;
 fail:
-	log_error("epoch %llu: %s failed: %s", (unsigned long long)epoch, what, strerror(-rc));
+	if (rc == -ESHUTDOWN)
+		p->guest_ended = true;
+	log_error("epoch %llu: %s failed: %s", (unsigned long long)epoch, what,
+		  rc == -ESHUTDOWN ? "the guest shut down, rebooted or crashed" : strerror(-rc));
 	return rc;
 }
 
@@ -695,13 +712,20 @@ static int epoch_loop(struct prot *p)
 		}
 		if (stop_flag)
 			return 0;
-		deadline = clk_now_ns() + (uint64_t)atomic_load(&p->interval_ms) * NSEC_PER_MSEC;
 
-		uint64_t epoch = p->next_epoch;
+		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
 		log_set_epoch(epoch);
-		int rc = checkpoint_epoch(p, s, epoch);
+		int rc = checkpoint_epoch(p, s, epoch, &paused_at, &resumed_at);
 		if (rc < 0)
 			return rc;
+		/* The guest runs at least as long as it was paused
+		 * (ival_next_pause_ns): a slow suspend stretches the period. */
+		deadline = ival_next_pause_ns(paused_at, resumed_at, atomic_load(&p->interval_ms));
+		if (deadline - paused_at > (uint64_t)atomic_load(&p->interval_ms) * NSEC_PER_MSEC) {
+			pthread_mutex_lock(&p->mu);
+			p->stats.long_pauses++;
+			pthread_mutex_unlock(&p->mu);
+		}
 		pthread_mutex_lock(&p->mu);
 		s->busy = true;
 		p->q[(p->qhead + p->qlen) % NSLOTS] = (unsigned)(s - p->slots);
@@ -781,7 +805,7 @@ static bool witness_may_release(struct prot *p)
 {
 	bool ok;
 
-	if (!p->cfg->witness || stop_flag)
+	if (!p->cfg->witness || stop_flag || p->guest_ended)
 		return true;
 	pthread_mutex_lock(&p->mu);
 	if (!p->want_alone || !p->alone_ok) {
@@ -986,10 +1010,12 @@ static void log_start_failure(struct prot *p, int rc)
  * secondary is lost or a stop is requested. */
 static int session(struct prot *p, bool first)
 {
+	bool loop_failed = false;
 	int rc;
 
 	pthread_mutex_lock(&p->mu);
 	p->next_epoch = 0;
+	p->frozen = false;
 	p->sent = p->acked = -1;
 	p->qhead = p->qlen = 0;
 	for (unsigned i = 0; i < NSLOTS; i++)
@@ -1064,6 +1090,7 @@ static int session(struct prot *p, bool first)
 				 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
 		}
 		rc = epoch_loop(p);
+		loop_failed = rc < 0;
 	}
 
 	/* Wind down: a clean stop drains the sender and ends the stream. */
@@ -1077,16 +1104,22 @@ static int session(struct prot *p, bool first)
 		pthread_join(p->sender, NULL);
 		p->sender_running = false;
 	}
-	if (clean && stop_flag)
+	/* END also when a checkpoint failed but the domain lives on (it runs
+	 * unprotected, the secondary must not start a second copy), and when
+	 * the guest ended itself (not a host failure: the secondary discards
+	 * its copy rather than resurrect it). No END when the domain is gone
+	 * (destroyed) or stuck suspended: then the secondary takes over. */
+	if (clean && (stop_flag || p->guest_ended || (loop_failed && rc != -ESRCH && !p->frozen)))
 		fo_link_end(p->link);
 	fo_link_shutdown(p->link);
 	if (p->acker_running) {
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
-	/* A domain that is gone releases nothing it still holds and claims
-	 * nothing: the secondary's copy is all that is left of it. */
-	if (rc == -ESRCH)
+	/* A domain that is gone (or stuck suspended) releases nothing it
+	 * still holds and claims nothing: the secondary's copy is all that is
+	 * left of it. */
+	if (rc == -ESRCH || p->frozen)
 		devs_discard(p);
 	else if (witness_may_release(p))
 		devs_teardown(p);
@@ -1184,9 +1217,10 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			fprintf(out, "witness: %s\n", p->wit_status[0] ? p->wit_status : "asking");
 			pthread_mutex_unlock(&p->mu);
 		}
-		fprintf(out, "stretched_epochs: %llu\ndegradations: %llu\nreprotections: %llu\n",
-			(unsigned long long)s.stretched, (unsigned long long)s.degradations,
-			(unsigned long long)s.reprotections);
+		fprintf(out, "stretched_epochs: %llu\nlong_pauses: %llu\ndegradations: %llu\n"
+			     "reprotections: %llu\n",
+			(unsigned long long)s.stretched, (unsigned long long)s.long_pauses,
+			(unsigned long long)s.degradations, (unsigned long long)s.reprotections);
 		status_auto(p, &s, out);
 		pthread_mutex_lock(&p->devmu);
 		for (unsigned i = 0; i < p->cfg->ndevs; i++) {
@@ -1377,6 +1411,12 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		rc = session(p, first);
 		if (stop_flag)
 			break;
+		if (rc == -ESHUTDOWN || p->guest_ended) {
+			log_error("the guest ended itself (its reason is above): protection ends; the "
+				  "secondary was told to discard its copy. Start the guest again and "
+				  "protect it anew");
+			break;
+		}
 		if (rc == -ESRCH) {
 			/* The domain itself is gone (destroyed or crashed): nothing is
 			 * left to protect, and the secondary, which saw the stream
@@ -1402,7 +1442,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		while (!stop_flag && clk_now_ns() < until)
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
-	rc = 0;
+	rc = p->guest_ended ? -ESHUTDOWN : 0;
 	/* No more renewals: the secondary waits for this lease to expire. */
 	if (p->wit_running) {
 		atomic_store(&p->wit_stop, true);

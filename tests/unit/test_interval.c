@@ -360,6 +360,45 @@ static void test_estimates(void **state)
 	assert_int_equal(e.interval_ms, c.cur_ms);
 }
 
+/* The pause schedule: with the suspend times measured under emulation in
+ * the lab (0.1 s to 3.6 s at a 100 ms interval), the guest still runs at
+ * least as long as each pause and at least half of each interval; short
+ * pauses keep the period at the interval exactly. */
+static void test_next_pause(void **state)
+{
+	const uint64_t ms = 1000000;
+	static const uint64_t pauses_ms[] = {1, 2, 49, 50, 51, 100, 150, 3600, 700, 0, 3};
+	uint64_t t = 5 * ms; /* where the first pause starts */
+
+	(void)state;
+	/* Short pause: the period is the interval. */
+	assert_int_equal(ival_next_pause_ns(0, 2 * ms, 100), 100 * ms);
+	/* Exactly half: both rules agree. */
+	assert_int_equal(ival_next_pause_ns(0, 50 * ms, 100), 100 * ms);
+	/* A 3.6 s suspend at 100 ms: the guest runs 3.6 s before the next. */
+	assert_int_equal(ival_next_pause_ns(10 * ms, 3610 * ms, 100), 7210 * ms);
+	/* A clock that went nowhere (resumed_at == paused_at). */
+	assert_int_equal(ival_next_pause_ns(7, 7, 1), 7 + ms);
+
+	for (unsigned interval = 1; interval <= 1000; interval = interval * 3 + 1) {
+		t = 5 * ms;
+		for (size_t i = 0; i < sizeof(pauses_ms) / sizeof(pauses_ms[0]); i++) {
+			uint64_t p = pauses_ms[i] * ms, resumed = t + p;
+			uint64_t next = ival_next_pause_ns(t, resumed, interval);
+			uint64_t run = next - resumed, iv = (uint64_t)interval * ms;
+
+			assert_true(run >= p);               /* at least as long as paused */
+			assert_true(2 * run >= iv);          /* at least half the interval */
+			assert_true(next - t >= iv);         /* never sooner than the period */
+			if (2 * p <= iv)
+				assert_int_equal(next - t, iv); /* short pause: period kept */
+			else
+				assert_int_equal(next - t, 2 * p); /* long: twice the pause */
+			t = next;
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,7 +406,7 @@ int main(void)
 		cmocka_unit_test(test_step),       cmocka_unit_test(test_ramp),
 		cmocka_unit_test(test_noise),      cmocka_unit_test(test_spikes),
 		cmocka_unit_test(test_unreachable), cmocka_unit_test(test_recorded_step),
-		cmocka_unit_test(test_estimates),
+		cmocka_unit_test(test_estimates),  cmocka_unit_test(test_next_pause),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -276,6 +276,19 @@ static void test_config_disk(void **unused)
 	assert_string_equal(dev, "/dev/drbd0");
 	assert_int_equal(hv_xen_config_disk(config, sizeof(config), dev, sizeof(dev)), -ENOENT);
 	assert_string_equal(dev, "");
+	/* Any string key: the shutdown actions ha-protect checks. */
+	static const char acts[] = "{\"c_info\": {\"name\": \"web\"}, \"on_reboot\": \"restart\",\n"
+				   "  \"on_crash\":\"preserve\"}";
+	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_reboot", dev, sizeof(dev)), 0);
+	assert_string_equal(dev, "restart");
+	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_crash", dev, sizeof(dev)), 0);
+	assert_string_equal(dev, "preserve");
+	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_poweroff", dev, sizeof(dev)),
+			 -ENOENT);
+	assert_string_equal(dev, "");
+	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_reboot", dev, 4),
+			 -ENAMETOOLONG);
+	assert_string_equal(dev, "");
 	assert_int_equal(hv_xen_config_disk(two, sizeof(two), dev, 5), -ENAMETOOLONG);
 	assert_int_equal(hv_xen_config_disk("{\"pdev_path\": \"/dev/x", 21, dev, sizeof(dev)),
 			 -ENOENT);
