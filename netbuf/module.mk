@@ -2,6 +2,7 @@
 LIB_OBJS += \
 	netbuf/netbuf.o \
 	netbuf/nfqueue.o \
+	netbuf/plug_epochs.o \
 	netbuf/plug.o
 
 INCLUDES += -I/usr/include/libnl3
