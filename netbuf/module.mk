@@ -18,3 +18,6 @@ INTEG_TESTS += \
 
 BENCH_SCRIPTS += \
 	bench/netbuf.sh
+
+UNIT_TESTS += \
+	test_netbuf

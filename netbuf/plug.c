@@ -215,8 +215,7 @@ static int plug_action(struct plug_dev *d, int (*op)(struct rtnl_qdisc *))
 
 /* Sends what the epoch logic decides for ev; its state moves on only once
  * the qdisc has taken the command. */
-static int plug_event(struct plug_dev *d, enum netbuf_plug_event ev, uint64_t epoch,
-		      enum netbuf_plug_cmd *sent)
+static int plug_event(struct plug_dev *d, enum netbuf_plug_event ev, uint64_t epoch)
 {
 	struct netbuf_plug_epochs next;
 	enum netbuf_plug_cmd cmd;
@@ -234,26 +233,17 @@ static int plug_event(struct plug_dev *d, enum netbuf_plug_event ev, uint64_t ep
 		rc = plug_action(d, rtnl_qdisc_plug_release_one);
 	if (rc == 0)
 		d->ep = next;
-	*sent = cmd;
 	return rc;
 }
 
 static int plug_postsuspend(struct ckpt_dev *dev, uint64_t epoch)
 {
-	enum netbuf_plug_cmd sent;
-
-	return plug_event(dev->priv, NETBUF_PLUG_POSTSUSPEND, epoch, &sent);
+	return plug_event(dev->priv, NETBUF_PLUG_POSTSUSPEND, epoch);
 }
 
 static int plug_commit(struct ckpt_dev *dev, uint64_t epoch)
 {
-	enum netbuf_plug_cmd sent;
-	int rc;
-
-	do
-		rc = plug_event(dev->priv, NETBUF_PLUG_COMMIT, epoch, &sent);
-	while (rc == 0 && sent != NETBUF_PLUG_NONE);
-	return rc;
+	return plug_event(dev->priv, NETBUF_PLUG_COMMIT, epoch);
 }
 
 /* Ends buffering; release: let out what is still held first, else it
@@ -289,7 +279,18 @@ static int plug_status(struct ckpt_dev *dev, char *buf, size_t len)
 {
 	struct plug_dev *d = dev->priv;
 
-	snprintf(buf, len, "plug on %s: %u epochs held", d->ifb, d->ep.npending);
+	const struct netbuf_plug_epochs *e = &d->ep;
+
+	if (!e->closed)
+		snprintf(buf, len, "plug on %s: no closed epoch held", d->ifb);
+	else if (!e->merged)
+		snprintf(buf, len, "plug on %s: epoch %llu closed, held until its ACK", d->ifb,
+			 (unsigned long long)e->closed_at);
+	else
+		snprintf(buf, len,
+			 "plug on %s: epoch %llu closed, held until its ACK; epochs up to %llu "
+			 "merged into the next one closed",
+			 d->ifb, (unsigned long long)e->closed_at, (unsigned long long)e->merged_to);
 	return 0;
 }
 
