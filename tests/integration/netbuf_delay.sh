@@ -21,6 +21,7 @@ INTERVAL_MS=${INTERVAL_MS:-20}
 ACK_MS_LIST=${ACK_MS_LIST:-"10 30"}
 RATE=${RATE:-1000}
 COUNT=${COUNT:-3000}
+IDLE_MS=${IDLE_MS:-2000} # the receiver stops after this long without a datagram
 tmp=$(mktemp -d)
 trap 'exec 3>&- 2>/dev/null; touch "$tmp/stop"; ns_cleanup; rm -rf "$tmp"' EXIT
 need_root
@@ -60,13 +61,14 @@ for ack in $ACK_MS_LIST; do
 	holder=$!
 	exec 3>"$tmp/ctl"
 	wait_for 10 grep -q "ok setup" "$tmp/out" || { cat "$tmp/out"; exit 1; }
-	ns c "$bin/ha-client" udp-recv 9000 --idle 2000 >"$tmp/recv" &
+	ns c "$bin/ha-client" udp-recv 9000 --idle "$IDLE_MS" >"$tmp/recv" &
 	recv=$!
 	wait_for 5 grep -q listening "$tmp/recv"
 	drive "$INTERVAL_MS" "$ack" >&3 &
 	driver=$!
 	ns g "$bin/ha-client" udp-send 10.88.0.20:9000 --from 0 --count "$COUNT" --rate "$RATE"
 	wait $recv
+	ns a tc -s qdisc show >"$tmp/tc" 2>&1
 	touch "$tmp/stop"
 	wait $driver
 	exec 3>&-
@@ -78,4 +80,10 @@ for ack in $ACK_MS_LIST; do
 			if (!n) { printf "delay %s interval=%d ack=%d delivered=0/%d\n", b, i, a, want; exit }
 			printf "delay %s interval=%d ack=%d delivered=%d/%d p50_us=%d p99_us=%d mean_us=%d max_us=%d\n",
 				b, i, a, n, want, d[int(n * 0.5) + 1], d[int(n * 0.99) + 1], s / n, d[n] }'
+	if ! grep -q '^seq' "$tmp/recv"; then # evidence: how far the epochs got, what the qdiscs hold
+		echo "--- nothing delivered; the device's last answers:"
+		tail -n 4 "$tmp/out"
+		echo "--- qdiscs in namespace a when the receiver stopped:"
+		cat "$tmp/tc"
+	fi
 done

@@ -61,7 +61,7 @@ esac
 grep -q '^ok   pipelined: commit 3 releases epoch 3 only' "$LAB_TMP/out" ||
 	lab_fail "netbuf_plug.sh passed without its pipelined checks"
 # The delay: 20 ms epochs, ACK after 10 ms (in order) and 30 ms (pipelined).
-HA_BUILD=/lab BACKEND=plug bash "$LAB_INTEG/netbuf_delay.sh" >"$LAB_TMP/delay" 2>&1 ||
+HA_BUILD=/lab BACKEND=plug IDLE_MS=8000 bash "$LAB_INTEG/netbuf_delay.sh" >"$LAB_TMP/delay" 2>&1 ||
 	lab_fail "netbuf_delay.sh failed: $(tail -n 3 "$LAB_TMP/delay")"
 cat "$LAB_TMP/delay"
 while read -r _ _ interval ack delivered p50 p99 mean max; do
