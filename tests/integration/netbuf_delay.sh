@@ -68,7 +68,8 @@ for ack in $ACK_MS_LIST; do
 	driver=$!
 	ns g "$bin/ha-client" udp-send 10.88.0.20:9000 --from 0 --count "$COUNT" --rate "$RATE"
 	wait $recv
-	ns a tc -s qdisc show >"$tmp/tc" 2>&1
+	{ ns a tc -s qdisc show; ns a cat /proc/net/netfilter/nfnetlink_queue
+	  echo "receiver's UDP counters:"; ns c grep '^Udp:' /proc/net/snmp; } >"$tmp/tc" 2>&1
 	touch "$tmp/stop"
 	wait $driver
 	exec 3>&-
@@ -80,10 +81,10 @@ for ack in $ACK_MS_LIST; do
 			if (!n) { printf "delay %s interval=%d ack=%d delivered=0/%d\n", b, i, a, want; exit }
 			printf "delay %s interval=%d ack=%d delivered=%d/%d p50_us=%d p99_us=%d mean_us=%d max_us=%d\n",
 				b, i, a, n, want, d[int(n * 0.5) + 1], d[int(n * 0.99) + 1], s / n, d[n] }'
-	if ! grep -q '^seq' "$tmp/recv"; then # evidence: how far the epochs got, what the qdiscs hold
-		echo "--- nothing delivered; the device's last answers:"
+	if [ "$(grep -c '^seq' "$tmp/recv")" -lt "$COUNT" ]; then # evidence: how far the epochs got, what the kernel holds
+		echo "--- datagrams missing; the device's last answers:"
 		tail -n 4 "$tmp/out"
-		echo "--- qdiscs in namespace a when the receiver stopped:"
+		echo "--- when the receiver stopped: qdiscs and NFQUEUEs (id, portid, waiting, copy mode, range, dropped, user-dropped, last id) in namespace a; UDP counters in c"
 		cat "$tmp/tc"
 	fi
 done
