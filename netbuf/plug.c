@@ -278,19 +278,17 @@ static void plug_discard(struct ckpt_dev *dev)
 static int plug_status(struct ckpt_dev *dev, char *buf, size_t len)
 {
 	struct plug_dev *d = dev->priv;
-
 	const struct netbuf_plug_epochs *e = &d->ep;
+	char closed[64] = "no closed epoch", merged[96] = "";
 
-	if (!e->closed)
-		snprintf(buf, len, "plug on %s: no closed epoch held", d->ifb);
-	else if (!e->merged)
-		snprintf(buf, len, "plug on %s: epoch %llu closed, held until its ACK", d->ifb,
+	if (e->closed)
+		snprintf(closed, sizeof(closed), "epoch %llu closed, held until its ACK",
 			 (unsigned long long)e->closed_at);
-	else
-		snprintf(buf, len,
-			 "plug on %s: epoch %llu closed, held until its ACK; epochs up to %llu "
-			 "merged into the next one closed",
-			 d->ifb, (unsigned long long)e->closed_at, (unsigned long long)e->merged_to);
+	if (e->merged)
+		snprintf(merged, sizeof(merged),
+			 "; epochs up to %llu held with the open one (closed at the next postsuspend)",
+			 (unsigned long long)e->merged_to);
+	snprintf(buf, len, "plug on %s: %s%s", d->ifb, closed, merged);
 	return 0;
 }
 
