@@ -2,6 +2,7 @@
 LIB_OBJS += \
 	netbuf/netbuf.o \
 	netbuf/nfqueue.o \
+	netbuf/plug_epochs.o \
 	netbuf/plug.o
 
 INCLUDES += -I/usr/include/libnl3
@@ -17,3 +18,6 @@ INTEG_TESTS += \
 
 BENCH_SCRIPTS += \
 	bench/netbuf.sh
+
+UNIT_TESTS += \
+	test_netbuf

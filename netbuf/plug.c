@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "netbuf/netbuf.h"
+#include "netbuf/plug_epochs.h"
 
 #define MTU_BYTES 1514u
 
@@ -34,8 +35,7 @@ struct plug_dev {
 	int ifindex, ifb_index;
 	bool ifb_made, ingress_made, filter_made, plug_made;
 	struct rtnl_qdisc *plug;
-	uint64_t pending[64]; /* closed, unreleased epochs, oldest first */
-	unsigned npending;
+	struct netbuf_plug_epochs ep; /* what the qdisc holds (netbuf/plug_epochs.c) */
 };
 
 static int nlerr(const char *what, const char *ifname, int err)
@@ -213,27 +213,37 @@ static int plug_action(struct plug_dev *d, int (*op)(struct rtnl_qdisc *))
 	return err < 0 ? nlerr("plug", d->ifname, err) : 0;
 }
 
+/* Sends what the epoch logic decides for ev; its state moves on only once
+ * the qdisc has taken the command. */
+static int plug_event(struct plug_dev *d, enum netbuf_plug_event ev, uint64_t epoch)
+{
+	struct netbuf_plug_epochs next;
+	enum netbuf_plug_cmd cmd;
+	int rc;
+
+	rc = netbuf_plug_decide(&d->ep, ev, epoch, &next, &cmd);
+	if (rc < 0) {
+		log_error("netbuf %s: epoch %llu: %s: %s", d->ifname, (unsigned long long)epoch,
+			  ev == NETBUF_PLUG_POSTSUSPEND ? "postsuspend" : "commit", strerror(-rc));
+		return rc;
+	}
+	if (cmd == NETBUF_PLUG_BUFFER)
+		rc = plug_action(d, rtnl_qdisc_plug_buffer);
+	else if (cmd == NETBUF_PLUG_RELEASE_ONE)
+		rc = plug_action(d, rtnl_qdisc_plug_release_one);
+	if (rc == 0)
+		d->ep = next;
+	return rc;
+}
+
 static int plug_postsuspend(struct ckpt_dev *dev, uint64_t epoch)
 {
-	struct plug_dev *d = dev->priv;
-
-	if (d->npending == 64)
-		return -ENOSPC;
-	d->pending[d->npending++] = epoch;
-	return plug_action(d, rtnl_qdisc_plug_buffer);
+	return plug_event(dev->priv, NETBUF_PLUG_POSTSUSPEND, epoch);
 }
 
 static int plug_commit(struct ckpt_dev *dev, uint64_t epoch)
 {
-	struct plug_dev *d = dev->priv;
-	int rc = 0;
-
-	/* Each release_one lets out exactly one closed epoch, oldest first. */
-	while (rc == 0 && d->npending && d->pending[0] <= epoch) {
-		rc = plug_action(d, rtnl_qdisc_plug_release_one);
-		memmove(d->pending, d->pending + 1, --d->npending * sizeof(d->pending[0]));
-	}
-	return rc;
+	return plug_event(dev->priv, NETBUF_PLUG_COMMIT, epoch);
 }
 
 /* Ends buffering; release: let out what is still held first, else it
@@ -251,7 +261,7 @@ static void plug_end(struct ckpt_dev *dev, bool release)
 		rtnl_qdisc_put(d->plug);
 		d->plug = NULL;
 	}
-	d->npending = 0;
+	memset(&d->ep, 0, sizeof(d->ep));
 	del_tc(d);
 }
 
@@ -268,8 +278,17 @@ static void plug_discard(struct ckpt_dev *dev)
 static int plug_status(struct ckpt_dev *dev, char *buf, size_t len)
 {
 	struct plug_dev *d = dev->priv;
+	const struct netbuf_plug_epochs *e = &d->ep;
+	char closed[64] = "no closed epoch", merged[96] = "";
 
-	snprintf(buf, len, "plug on %s: %u epochs held", d->ifb, d->npending);
+	if (e->closed)
+		snprintf(closed, sizeof(closed), "epoch %llu closed, held until its ACK",
+			 (unsigned long long)e->closed_at);
+	if (e->merged)
+		snprintf(merged, sizeof(merged),
+			 "; epochs up to %llu held with the open one (closed at the next postsuspend)",
+			 (unsigned long long)e->merged_to);
+	snprintf(buf, len, "plug on %s: %s%s", d->ifb, closed, merged);
 	return 0;
 }
 

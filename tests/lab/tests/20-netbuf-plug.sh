@@ -1,10 +1,13 @@
 #!/bin/bash
 # Our plug netbuf backend on a kernel that has sch_plug: the integration
 # test netbuf_plug.sh (tests/integration/netbuf_body.sh: output of an epoch
-# held until its commit, then released once and in order; teardown and the
-# cleanup command leave nothing behind) run as it is, inside dom0. On the
-# build host it skips when the kernel lacks sch_plug; here it must run.
-# lab-timeout: 300
+# held until its commit, then released once and in order; two closed
+# epochs held at once, as the pipelined epoch loop has them, and commit(N)
+# releasing N's output only; teardown and the cleanup command leave
+# nothing behind) run as it is, inside dom0. On the build host it skips
+# when the kernel lacks sch_plug; here it must run. Then the delay the plug
+# adds with in-order and pipelined epochs (netbuf_delay.sh), as figures.
+# lab-timeout: 420
 . "$LAB_LIB"
 
 modprobe sch_plug || lab_fail "modprobe sch_plug failed: the lab kernel should have it"
@@ -55,7 +58,17 @@ case $rc in
 77) lab_fail "netbuf_plug.sh skipped where it must run: $(grep '^SKIP' "$LAB_TMP/out" | tail -n 1)" ;;
 *) diagnose; lab_fail "netbuf_plug.sh: $fails check(s) failed, first: $(grep -m 1 '^FAIL' "$LAB_TMP/out")" ;;
 esac
+grep -q '^ok   pipelined: commit 3 releases epoch 3 only' "$LAB_TMP/out" ||
+	lab_fail "netbuf_plug.sh passed without its pipelined checks"
+# The delay: 20 ms epochs, ACK after 10 ms (in order) and 30 ms (pipelined).
+HA_BUILD=/lab BACKEND=plug IDLE_MS=8000 bash "$LAB_INTEG/netbuf_delay.sh" >"$LAB_TMP/delay" 2>&1 ||
+	lab_fail "netbuf_delay.sh failed: $(tail -n 3 "$LAB_TMP/delay")"
+cat "$LAB_TMP/delay"
+while read -r _ _ interval ack delivered p50 p99 mean max; do
+	lab_figure "$interval" "$ack" "$delivered" "$p50" "$p99" "$mean" "$max"
+done < <(grep '^delay ' "$LAB_TMP/delay")
 # Nothing of the test's is left in dom0.
 ip netns list | grep -q '^hanbp-' && lab_fail "network namespaces hanbp-* left behind"
+ip netns list | grep -q '^hanbd-' && lab_fail "network namespaces hanbd-* left behind"
 ip -o link show | grep -q ': hanb[0-9]' && lab_fail "an IFB device hanb* left in dom0"
 exit 0
