@@ -473,7 +473,12 @@ static int capture(int argc, char **argv)
 			reps++;
 		}
 	}
-	fprintf(stderr, "ha-client: captured %llu requests, %llu replies\n", reqs, reps);
+	struct tpacket_stats st = {0};
+	socklen_t sl = sizeof(st);
+
+	getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl);
+	fprintf(stderr, "ha-client: captured %llu requests, %llu replies; %u packets dropped\n",
+		reqs, reps, st.tp_drops);
 	close(fd);
 	return 0;
 }
