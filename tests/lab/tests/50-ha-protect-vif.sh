@@ -135,40 +135,45 @@ protect_run() {
 	acks=$(grep -c '^ack ' "$T/$b.client")
 	[ "$acks" -ge 5 ] || fail_with "$b: only $acks increments acknowledged in ${window}s"
 
-	# The primary host dies: its ha-protect and its domain at once.
+	# The primary host dies: its domain, then its ha-protect (in this order:
+	# the copy takes the same name, which the dying domain must have left).
 	death_ns=$(lab_mono_ns)
 	death_ms=$(wall_ms)
-	kill -9 "$pr"
 	xl destroy "$dom" || fail_with "$b: xl destroy $dom failed"
+	kill -9 "$pr" 2>/dev/null
+
+	# Judged now, before the failover can fail: replies before the death.
+	sleep 1
+	r=$(output_commit_check "$T/$b.events" "$T/$b.cap" "$death_ns")
+	echo "$b: output commit: $r"
+	early=$(sed -n 's/^early=\([0-9]*\) .*/\1/p' <<<"$r")
+	checked=$(sed -n 's/.* checked=\([0-9]*\) .*/\1/p' <<<"$r")
+	epochs=$(status_field "$T/$b.status" acked_epoch)
+	lab_figure backend="$b" vif="$vif" outputs_released_early="$early" replies_checked="$checked" \
+		acked_epoch="$epochs" margin_min_ms="$(sed -n 's/.*margin_min_ms=\([^ ]*\).*/\1/p' <<<"$r")"
+	[ "$checked" -ge 20 ] || failures+=("$b: only $checked replies checked (the measurement needs traffic in many epochs)")
+	[ "$early" -eq 0 ] || failures+=("$b: $early replies left before their epoch's ACK; first: $(sed -n 's/.*first_early=//p' <<<"$r")")
+
 	wait_for 180 grep -q -e 'FAILOVER complete' -e 'activation failed' "$T/$b.receive.log" ||
-		fail_with "$b: the secondary did not fail over"
+		fail_with "$(printf '%s; ' "${failures[@]}")$b: the secondary did not fail over"
 	grep -q 'FAILOVER complete' "$T/$b.receive.log" ||
-		fail_with "$b: failover: $(grep -a error "$T/$b.receive.log" | tail -n 1)"
+		fail_with "$(printf '%s; ' "${failures[@]}")$b: failover: $(grep -a error "$T/$b.receive.log" | tail -n 1)"
 	# The copy answers the client (which retried all along) and goes on.
 	wait_for 180 sh -c "awk -v d=$death_ms '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/$b.client'" ||
-		fail_with "$b: the copy does not answer the client (state $(domu_state "$dom"))"
+		fail_with "$(printf '%s; ' "${failures[@]}")$b: the copy does not answer the client (state $(domu_state "$dom"))"
 	domu_crashed "$dom" && fail_with "$b: the copy crashed ($(domu_crash_kind "$dom"))"
 	kill "$cl" "$cap"
 	wait "$cl" "$cap" 2>/dev/null
 	ha-netbuf cleanup "$vif" >/dev/null 2>&1
 
-	r=$(output_commit_check "$T/$b.events" "$T/$b.cap" "$death_ns")
-	echo "$b: output commit: $r"
-	early=$(sed -n 's/^early=\([0-9]*\) .*/\1/p' <<<"$r")
-	checked=$(sed -n 's/.* checked=\([0-9]*\) .*/\1/p' <<<"$r")
 	a=$(acked_continuity "$T/$b.client" "$death_ms")
 	echo "$b: client: $a ($(cat "$T/$b.client.err"))"
 	lost=$(sed -n 's/.*acked_lost=\([0-9]*\).*/\1/p' <<<"$a")
 	fo=$(sed -n 's/.*first_after_ms=\([0-9]*\).*/\1/p' <<<"$a")
 	nonmono=$(sed -n 's/.*nonmonotonic=\([0-9]*\).*/\1/p' <<<"$a")
-	epochs=$(status_field "$T/$b.status" acked_epoch)
-	lab_figure backend="$b" vif="$vif" outputs_released_early="$early" replies_checked="$checked" \
-		acked_lost="$lost" failover_ms="$fo" acked_epoch="$epochs" \
-		margin_min_ms="$(sed -n 's/.*margin_min_ms=\([^ ]*\).*/\1/p' <<<"$r")" \
+	lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" \
 		activation_ms="$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/$b.receive.log" | head -n 1)"
 	grep -a -e 'netbuf' -e 'suspend avg' -e 'pre-copy done' "$T/$b.protect.log" | head -n 5
-	[ "$checked" -ge 20 ] || failures+=("$b: only $checked replies checked (the measurement needs traffic in many epochs)")
-	[ "$early" -eq 0 ] || failures+=("$b: $early replies left before their epoch's ACK; first: $(sed -n 's/.*first_early=//p' <<<"$r")")
 	[ "$lost" -eq 0 ] || failures+=("$b: $lost acknowledged increments lost in the failover")
 	[ "$nonmono" -eq 0 ] || failures+=("$b: $nonmono acknowledged values not above the previous one")
 	return 0
