@@ -153,7 +153,8 @@ lab_mono_ns() {
 # any of E's output is released), or with no ACK of E at all. Only requests
 # that left after "setup" (the buffer holds from then on) are checked, and
 # only replies before any "teardown"/"discard". Prints
-#   early=N checked=N unmatched=N epochs=N margin_min_ms=X first_early=...
+#   early=N checked=N unmatched=N epochs=N closed=N pipelined=N margin_min_ms=X first_early=...
+# (pipelined: epochs N whose successor closed before ACK(N)).
 output_commit_check() {
 	awk -v end="$3" '
 	FNR == 1 { file++ }
@@ -181,7 +182,10 @@ output_commit_check() {
 	}
 	END {
 		for (e in seen) ne++
-		printf "early=%d checked=%d unmatched=%d epochs=%d closed=%d margin_min_ms=%s first_early=%s\n", early, checked, unmatched, ne, nclosed, havem ? sprintf("%.1f", mmin) : "none", first ? "\"" first "\"" : "none"
+		# Pipelined: epoch N+1 closed before ACK(N) came (what a buffer
+		# keeping one closed epoch only would get wrong).
+		for (e in closed) if ((e + 1) in closed && (!(e in ack) || closed[e + 1] < ack[e])) pip++
+		printf "early=%d checked=%d unmatched=%d epochs=%d closed=%d pipelined=%d margin_min_ms=%s first_early=%s\n", early, checked, unmatched, ne, nclosed, pip, havem ? sprintf("%.1f", mmin) : "none", first ? "\"" first "\"" : "none"
 	}' "$1" "$2"
 }
 

@@ -132,8 +132,11 @@ protect_run() {
 	domu_crashed "$dom" && fail_with "$b: $dom crashed while protected ($(domu_crash_kind "$dom"))"
 	ha-ctl --ctl "$T/$b.p.sock" status "xen:$dom" >"$T/$b.status" 2>&1
 	grep -q '^state: protected' "$T/$b.status" || fail_with "$b: not protected: $(status_field "$T/$b.status" state)"
+	# Few acknowledgements are a finding, not a reason to stop: held
+	# output that leaves late (or never) slows the client; the replies
+	# are judged below either way.
 	acks=$(grep -c '^ack ' "$T/$b.client")
-	[ "$acks" -ge 5 ] || fail_with "$b: only $acks increments acknowledged in ${window}s"
+	echo "$b: $acks increments acknowledged in ${window}s"
 
 	# The primary host dies: its domain, then its ha-protect (in this order:
 	# the copy takes the same name, which the dying domain must have left).
@@ -149,8 +152,8 @@ protect_run() {
 	early=$(sed -n 's/^early=\([0-9]*\) .*/\1/p' <<<"$r")
 	checked=$(sed -n 's/.* checked=\([0-9]*\) .*/\1/p' <<<"$r")
 	epochs=$(status_field "$T/$b.status" acked_epoch)
-	lab_figure backend="$b" vif="$vif" outputs_released_early="$early" replies_checked="$checked" \
-		acked_epoch="$epochs" margin_min_ms="$(sed -n 's/.*margin_min_ms=\([^ ]*\).*/\1/p' <<<"$r")"
+	lab_figure backend="$b" vif="$vif" outputs_released_early="$early" replies_checked="$checked" acks_in_window="$acks" \
+		acked_epoch="$epochs" pipelined_epochs="$(sed -n 's/.* pipelined=\([0-9]*\) .*/\1/p' <<<"$r")" margin_min_ms="$(sed -n 's/.*margin_min_ms=\([^ ]*\).*/\1/p' <<<"$r")"
 	[ "$checked" -ge 20 ] || failures+=("$b: only $checked replies checked (the measurement needs traffic in many epochs)")
 	[ "$early" -eq 0 ] || failures+=("$b: $early replies left before their epoch's ACK; first: $(sed -n 's/.*first_early=//p' <<<"$r")")
 
