@@ -71,11 +71,14 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
+		"      --event-log FILE  append output-commit events (epoch closed, ACK read,\n"
+		"                        output released) with CLOCK_MONOTONIC times, for\n"
+		"                        checking the output commit against packet captures\n"
+		"  -v, --verbose         debug logging\n"
+		"  -h, --help            this text\n"
 		"Exit status: 0 stopped (or the domain was destroyed: the secondary takes\n"
 		"over); 1 an error, or the guest shut itself down, rebooted or crashed (the\n"
-		"secondary is told to discard its copy); 2 a usage error.\n"
-		"  -v, --verbose         debug logging\n"
-		"  -h, --help            this text\n",
+		"secondary is told to discard its copy); 2 a usage error.\n",
 		CKPT_CODEC_DEFAULT_CACHE_PAGES, CKPT_CODEC_DEFAULT_LEVEL);
 }
 
@@ -125,7 +128,7 @@ int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
 	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_TLS_CERT,
-	       O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE, O_WITNESS, O_WTTL };
+	       O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE, O_WITNESS, O_WTTL, O_EVLOG };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
+		{"event-log", required_argument, NULL, O_EVLOG},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -259,6 +263,9 @@ int main(int argc, char **argv)
 			break;
 		case O_CTL:
 			cfg.ctl_path = optarg;
+			break;
+		case O_EVLOG:
+			cfg.event_log = optarg;
 			break;
 		case O_TLS_CERT:
 			tlscfg.cert = optarg;

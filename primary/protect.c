@@ -105,6 +105,7 @@ struct prot {
 	struct stats stats;
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
+	FILE *events; /* --event-log, line-buffered; NULL: none */
 
 	/* The witness lease (under mu). The domain may run with its output
 	 * released and no secondary (unprotected) only while the lease is
@@ -171,6 +172,19 @@ static bool running(struct prot *p, enum prot_state want)
 	ok = p->state == want && !stop_flag;
 	pthread_mutex_unlock(&p->mu);
 	return ok;
+}
+
+/* One --event-log line (protect.h), stamped when it is written: after the
+ * event for closed/released/setup, before what it permits for ack. */
+static void event(struct prot *p, const char *what, int64_t epoch)
+{
+	if (!p->events)
+		return;
+	if (epoch < 0)
+		fprintf(p->events, "%llu %s\n", (unsigned long long)clk_now_ns(), what);
+	else
+		fprintf(p->events, "%llu %s %lld\n", (unsigned long long)clk_now_ns(), what,
+			(long long)epoch);
 }
 
 /* Calls one phase on every device; the first failure is returned. */
@@ -253,6 +267,8 @@ static int devs_setup(struct prot *p)
 		}
 	}
 	p->devs_up = rc == 0;
+	if (rc == 0)
+		event(p, "setup", -1);
 	if (rc < 0) /* a connected device that failed its setup is torn down too */
 		for (i = 0; i < p->cfg->ndevs; i++)
 			if (p->dev_connected[i])
@@ -266,6 +282,8 @@ static int devs_setup(struct prot *p)
 static void devs_teardown(struct prot *p)
 {
 	pthread_mutex_lock(&p->devmu);
+	if (p->devs_up)
+		event(p, "teardown", -1);
 	for (unsigned i = p->cfg->ndevs; i--;)
 		if (p->devs_up || p->dev_connected[i])
 			p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
@@ -279,6 +297,8 @@ static void devs_teardown(struct prot *p)
 static void devs_discard(struct prot *p)
 {
 	pthread_mutex_lock(&p->devmu);
+	if (p->devs_up)
+		event(p, "discard", -1);
 	for (unsigned i = p->cfg->ndevs; i--;) {
 		struct ckpt_dev *d = p->cfg->devs[i];
 
@@ -480,9 +500,13 @@ static void *sender_main(void *arg)
 		uint64_t wire = fo_link_bytes_sent(p->link) - before;
 		uint64_t send_ns = clk_now_ns() - t_send;
 
-		if (p->cfg->blackhole && devs_call(p, "commit", s->epoch) < 0)
-			degrade(p, "releasing the output of epoch %llu failed",
-				(unsigned long long)s->epoch);
+		if (p->cfg->blackhole) {
+			if (devs_call(p, "commit", s->epoch) < 0)
+				degrade(p, "releasing the output of epoch %llu failed",
+					(unsigned long long)s->epoch);
+			else
+				event(p, "released", (int64_t)s->epoch);
+		}
 		pthread_mutex_lock(&p->mu);
 		p->qhead = (p->qhead + 1) % NSLOTS;
 		p->qlen--;
@@ -566,11 +590,13 @@ static void *acker_main(void *arg)
 			return NULL;
 		}
 		/* Invariant 1: the output of epoch N leaves only now. */
+		event(p, "ack", (int64_t)a->epoch);
 		if (devs_call(p, "commit", a->epoch) < 0) {
 			degrade(p, "releasing the output of epoch %llu failed",
 				(unsigned long long)a->epoch);
 			return NULL;
 		}
+		event(p, "released", (int64_t)a->epoch);
 		uint64_t now = clk_now_ns();
 		pthread_mutex_lock(&p->mu);
 		p->resync_full = false;
@@ -632,6 +658,7 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	rc = devs_call(p, "postsuspend", epoch);
 	if (rc < 0)
 		goto fail_resume;
+	event(p, "closed", (int64_t)epoch);
 	devs_call(p, "preresume", epoch);
 	what = "resume";
 	rc = p->ops->resume(p->dom);
@@ -1378,6 +1405,17 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			goto out;
 		}
 	}
+	if (cfg->event_log) {
+		p->events = fopen(cfg->event_log, "ae");
+		if (!p->events) {
+			rc = -errno;
+			log_error("cannot open the event log %s: %s", cfg->event_log,
+				  strerror(errno));
+			goto out;
+		}
+		/* Whole lines reach the file at once: a killed run leaves no torn one. */
+		setvbuf(p->events, NULL, _IOLBF, 0);
+	}
 	if (cfg->ctl_path) {
 		rc = ctl_server_start(cfg->ctl_path, ctl_handler, p, &p->ctl);
 		if (rc < 0) {
@@ -1466,6 +1504,8 @@ out:
 		pthread_join(p->wit, NULL);
 	}
 	ctl_server_stop(p->ctl);
+	if (p->events)
+		fclose(p->events);
 	if (p->save_fd >= 0)
 		close(p->save_fd);
 	ckpt_encoder_free(p->enc);

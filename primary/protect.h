@@ -56,6 +56,14 @@ struct prot_config {
 	unsigned witness_ttl_ms;
 	/* Stop after this many checkpoints (0: run until stopped). */
 	unsigned long long max_epochs;
+	/* --event-log: appends one line per output-commit event, for tests
+	 * that check invariant 1 against packet captures (NULL: none):
+	 *   <CLOCK_MONOTONIC ns> setup|closed N|ack N|released N|teardown|discard
+	 * setup: the devices hold output from now on; closed N: epoch N's
+	 * barrier is set (postsuspend returned); ack N: ACK(N) read, before any
+	 * of N's output is released; released N: commit(N) returned; teardown:
+	 * everything held released (protection over); discard: dropped. */
+	const char *event_log;
 };
 
 /* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0

@@ -17,6 +17,13 @@
  *       "T_MS LATENCY_US W|R" per answered request to FILE (latency from
  *       the request's scheduled time, so a stalled client or guest cannot
  *       hide delay) and prints a summary line "load: ..." on stdout.
+ *   ha-client capture IFACE [--port P] [--duration S]
+ *       records the counter protocol's datagrams on IFACE (an AF_PACKET
+ *       socket, both directions) until killed: "T_NS req CPORT ID" for a
+ *       request "INC C ID" to port P (default 7000), "T_NS rep CPORT ID VALUE"
+ *       for a reply "OK ID VALUE" from it; CPORT is the client's UDP port,
+ *       T_NS the kernel's receive/transmit time on IFACE on the
+ *       CLOCK_MONOTONIC scale (to compare with ha-protect --event-log).
  */
 #include <signal.h>
 #include <arpa/inet.h>
@@ -27,6 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -369,6 +381,108 @@ done:
 	return rc;
 }
 
+/* A kernel time stamp (CLOCK_REALTIME) moved to the CLOCK_MONOTONIC scale:
+ * the two clocks' offset is read now, so a realtime step between the packet
+ * and now would show; nothing steps dom0's clock in the lab. */
+static uint64_t stamp_to_mono(const struct timespec *ts)
+{
+	struct timespec real;
+	uint64_t mono = clk_now_ns(), now, then;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	now = (uint64_t)real.tv_sec * NSEC_PER_SEC + (uint64_t)real.tv_nsec;
+	then = (uint64_t)ts->tv_sec * NSEC_PER_SEC + (uint64_t)ts->tv_nsec;
+	return now > then ? mono - (now - then) : mono;
+}
+
+static volatile sig_atomic_t capture_stop;
+
+static void on_capture_signal(int sig)
+{
+	capture_stop = 1;
+}
+
+static int capture(int argc, char **argv)
+{
+	unsigned port = (unsigned)atoi(opt(argc, argv, "--port", "7000"));
+	double duration = atof(opt(argc, argv, "--duration", "0"));
+	uint64_t end = duration > 0 ? clk_now_ns() + (uint64_t)(duration * 1e9) : 0;
+	unsigned ifindex = if_nametoindex(argv[1]);
+	/* ETH_P_ALL: protocol-bound packet sockets do not see outgoing packets. */
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
+	struct sigaction sa = {.sa_handler = on_capture_signal};
+	int one = 1, fd;
+	unsigned long long reqs = 0, reps = 0;
+
+	if (!ifindex) {
+		fprintf(stderr, "ha-client: no interface %s\n", argv[1]);
+		return 2;
+	}
+	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	sll.sll_ifindex = (int)ifindex;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0) {
+		perror("ha-client: packet socket (needs CAP_NET_RAW)");
+		return 1;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fprintf(stderr, "ha-client: capturing udp port %u on %s\n", port, argv[1]);
+	while (!capture_stop && (!end || clk_now_ns() < end)) {
+		uint8_t pkt[2048];
+		char cbuf[256], text[256];
+		struct iovec iov = {pkt, sizeof(pkt)};
+		struct sockaddr_ll from;
+		struct msghdr mh = {.msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov,
+				    .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct timespec ts = {0};
+		unsigned long long id, val;
+		ssize_t n;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		n = recvmsg(fd, &mh, MSG_DONTWAIT);
+		if (n < (ssize_t)sizeof(struct iphdr) || from.sll_protocol != htons(ETH_P_IP))
+			continue;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS)
+				memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+		uint64_t t = ts.tv_sec ? stamp_to_mono(&ts) : clk_now_ns();
+		const struct iphdr *ip = (const void *)pkt;
+		size_t ihl = (size_t)ip->ihl * 4;
+
+		if (ip->version != 4 || ip->protocol != IPPROTO_UDP ||
+		    (ntohs(ip->frag_off) & 0x3fff) || (size_t)n < ihl + sizeof(struct udphdr))
+			continue;
+		const struct udphdr *u = (const void *)(pkt + ihl);
+		size_t len = (size_t)n - ihl - sizeof(*u);
+
+		if (len >= sizeof(text))
+			len = sizeof(text) - 1;
+		memcpy(text, pkt + ihl + sizeof(*u), len);
+		text[len] = '\0';
+		if (ntohs(u->dest) == port && sscanf(text, "INC %*s %llu", &id) == 1) {
+			printf("%llu req %u %llu\n", (unsigned long long)t, ntohs(u->source), id);
+			reqs++;
+		} else if (ntohs(u->source) == port &&
+			   sscanf(text, "OK %llu %llu", &id, &val) == 2) {
+			printf("%llu rep %u %llu %llu\n", (unsigned long long)t, ntohs(u->dest), id,
+			       val);
+			reps++;
+		}
+	}
+	struct tpacket_stats st = {0};
+	socklen_t sl = sizeof(st);
+
+	getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl);
+	fprintf(stderr, "ha-client: captured %llu requests, %llu replies; %u packets dropped\n",
+		reqs, reps, st.tp_drops);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "counter"))
@@ -379,6 +493,8 @@ int main(int argc, char **argv)
 		return udp_recv(argc - 1, argv + 1);
 	if (argc >= 3 && !strcmp(argv[1], "load"))
 		return load(argc - 1, argv + 1);
+	if (argc >= 3 && !strcmp(argv[1], "capture"))
+		return capture(argc - 1, argv + 1);
 	fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
 		"usage: ha-client counter HOST:PORT [--name C] [--count N] [--interval MS]\n"
 		"                 [--timeout MS] [--duration S]\n"
@@ -386,6 +502,7 @@ int main(int argc, char **argv)
 		"       ha-client udp-recv PORT [--idle MS]\n"
 		"       ha-client load HOST:PORT [--rate PER_S] [--write FRACTION] [--duration S]\n"
 		"                 [--keys N] [--value-size B] [--timeout MS] [--sockets N]\n"
-		"                 [--seed N] [--out FILE]\n");
+		"                 [--seed N] [--out FILE]\n"
+		"       ha-client capture IFACE [--port P] [--duration S]\n");
 	return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }

@@ -273,6 +273,68 @@ while :; do
 done
 EOF
 chmod 755 "$d/init"
+
+# --- lab.net: the domU's network, and what dom0 needs to buffer it ----
+# (docs/lab.md, "The domU's network"). With lab.net[=ADDR/LEN] on its
+# command line the domU loads xen-netfront, gives eth0 ADDR/LEN (default
+# 10.99.0.2/24) and runs domu-counter (UDP 7000, a counter in its memory);
+# then the console counter above runs unchanged (/init.count). Dom0 gets
+# iptables (legacy, with its extensions) and the netfilter modules of the
+# NFQUEUE output buffer (br_netfilter for bridged vifs).
+[ -x "$bindir/domu-counter" ] || die "$B/bin/domu-counter is missing: run make"
+netfront=$(find "$kmods" -name 'xen-netfront.ko*' | head -n 1)
+case $netfront in
+*.ko) cp "$netfront" "$d/lib/xen-netfront.ko" ;;
+*.ko.xz) xz -dc "$netfront" >"$d/lib/xen-netfront.ko" ;;
+*) die "$kpkg has no usable xen-netfront module ($netfront)" ;;
+esac
+cp "$bindir/domu-counter" "$d/bin/domu-counter"
+for a in ip umount; do ln -sf busybox "$d/bin/$a"; done
+mv "$d/init" "$d/init.count"
+cat >"$d/init" <<'EOF'
+#!/bin/sh
+# lab.net[=ADDR/LEN]: eth0 (xen-netfront) up with a static address and the
+# counter service on UDP 7000; then the console counter (/init.count).
+mount -t proc proc /proc
+net=""
+for a in $(cat /proc/cmdline); do
+	case $a in lab.net | lab.net=*) net=$a ;; esac
+done
+if [ -n "$net" ]; then
+	addr=${net#lab.net}
+	addr=${addr#=}
+	[ -n "$addr" ] || addr=10.99.0.2/24
+	insmod /lib/xen-netfront.ko
+	n=0
+	while ! ip link show eth0 >/dev/null 2>&1 && [ $n -lt 100 ]; do usleep 100000; n=$((n + 1)); done
+	ip link set lo up
+	ip addr add "$addr" dev eth0 && ip link set eth0 up && echo "domu: eth0 up, $addr" ||
+		echo "domu: NO NETWORK (eth0 missing or not configurable)"
+	/bin/domu-counter &
+fi
+umount /proc
+exec /init.count
+EOF
+chmod 755 "$d/init" "$d/init.count"
+iptx=/usr/sbin/xtables-legacy-multi
+[ -x "$iptx" ] || die "$iptx is missing: install iptables"
+cp "$iptx" "$root/usr/sbin/xtables-legacy-multi"
+for t in iptables ip6tables iptables-save ip6tables-save; do
+	ln -sf xtables-legacy-multi "$root/usr/sbin/$t"
+done
+mkdir -p "$root/usr/lib/x86_64-linux-gnu/xtables"
+cp -L /usr/lib/x86_64-linux-gnu/xtables/*.so "$root/usr/lib/x86_64-linux-gnu/xtables/"
+for f in "$iptx" /usr/lib/x86_64-linux-gnu/xtables/*.so; do
+	ldd "$f" 2>/dev/null | awk '/=> \// {print $3}'
+done | sort -u | while read -r l; do copy_lib "$l"; done
+for m in br_netfilter nfnetlink_queue xt_NFQUEUE xt_physdev iptable_filter ip6table_filter; do
+	modprobe -d "$sys" -S "$kver" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" {print $2}'
+done | sort -u | while read -r m; do
+	rel=${m#"$sys"}
+	mkdir -p "$root$(dirname "$rel")"
+	cp "$m" "$root$rel"
+done
+depmod -b "$root" "$kver"
 (cd "$d" && find . | cpio -o -H newc --quiet | gzip -9) >"$root/lab/domu/initrd.gz"
 cp "$sys/boot/vmlinuz-$kver" "$root/lab/domu/vmlinuz"
 cat >"$root/lab/domu/domu.cfg" <<'EOF'

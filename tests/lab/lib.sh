@@ -176,3 +176,82 @@ exited() {
 status_field() {
 	sed -n "s/^$2: //p" "$1" | head -n 1
 }
+
+# --- output commit on a real vif (50-ha-protect-vif) -------------------
+
+# lab_mono_ns: dom0's CLOCK_MONOTONIC now, in ns, to the 10 ms of
+# /proc/uptime (CLOCK_BOOTTIME: the same clock in dom0, never suspended).
+lab_mono_ns() {
+	local u
+	read -r u _ </proc/uptime
+	echo "$((${u%.*} * 1000000000 + 10#${u#*.} * 10000000))"
+}
+
+# output_commit_check EVENTS CAPTURE END_NS: counts replies released before
+# their epoch's ACK, from ha-protect's --event-log (EVENTS) and an
+# `ha-client capture` taken after the buffer (CAPTURE), for replies that
+# left before END_NS (the primary's death). The j-th reply to a (client
+# port, request id) answers at the earliest the j-th copy of that request
+# the capture saw leave the client, so its epoch is at least E, the first
+# epoch whose barrier was set ("closed E") after that request left: the
+# guest handled it after it left, and a barrier stamp is taken after the
+# barrier. The reply is early when it left before "ack E" (stamped before
+# any of E's output is released), or with no ACK of E at all. Only requests
+# that left after "setup" (the buffer holds from then on) are checked, and
+# only replies before any "teardown"/"discard". Prints
+#   early=N checked=N unmatched=N epochs=N closed=N pipelined=N margin_min_ms=X first_early=...
+# (pipelined: epochs N whose successor closed before ACK(N)).
+output_commit_check() {
+	awk -v end="$3" '
+	FNR == 1 { file++ }
+	file == 1 && $2 == "setup" && !setup { setup = $1 }
+	file == 1 && ($2 == "teardown" || $2 == "discard") && setup && $1 < end { end = $1 }
+	file == 1 && $2 == "closed" { closed[$3 + 0] = $1; if ($3 + 0 > maxc) maxc = $3 + 0; nclosed++ }
+	file == 1 && $2 == "ack" { ack[$3 + 0] = $1 }
+	file == 2 && $2 == "req" { k = $3 " " $4; nreq[k]++; reqt[k, nreq[k]] = $1 }
+	file == 2 && $2 == "rep" {
+		k = $3 " " $4; j = ++nrep[k]
+		if (j > nreq[k]) { unmatched++; next }
+		tq = reqt[k, j]
+		if (!setup || tq <= setup || $1 >= end) next
+		# E: the first epoch whose barrier came after the request left.
+		lo = 0; hi = maxc + 1
+		while (lo < hi) { mid = int((lo + hi) / 2); if ((mid in closed) && closed[mid] > tq) hi = mid; else lo = mid + 1 }
+		e = lo; checked++; seen[e] = 1
+		if (!(e in ack) || $1 < ack[e]) {
+			early++
+			if (!first) first = sprintf("reply(port %s id %s value %s) left at %.3f s, request at %.3f s, epoch>=%d acked %s", $3, $4, $5, $1 / 1e9, tq / 1e9, e, (e in ack) ? sprintf("at %.3f s", ack[e] / 1e9) : "never")
+		} else {
+			m = ($1 - ack[e]) / 1e6
+			if (!havem || m < mmin) { mmin = m; havem = 1 }
+		}
+	}
+	END {
+		for (e in seen) ne++
+		# Pipelined: epoch N+1 closed before ACK(N) came (what a buffer
+		# keeping one closed epoch only would get wrong).
+		for (e in closed) if ((e + 1) in closed && (!(e in ack) || closed[e + 1] < ack[e])) pip++
+		printf "early=%d checked=%d unmatched=%d epochs=%d closed=%d pipelined=%d margin_min_ms=%s first_early=%s\n", early, checked, unmatched, ne, nclosed, pip, havem ? sprintf("%.1f", mmin) : "none", first ? "\"" first "\"" : "none"
+	}' "$1" "$2"
+}
+
+# acked_continuity CLIENT_LOG DEATH_WALL_MS: from `ha-client counter`'s
+# "ack ID VALUE US WALL_MS" lines, the first acknowledgement after the
+# primary's death (DEATH_WALL_MS, CLOCK_REALTIME ms) against the last one
+# before it. Prints
+#   last_before=V first_after=V first_after_ms=MS acked_lost=N acks_after=N nonmonotonic=N
+# acked_lost: acknowledged increments the copy lacks (last_before -
+# first_after + 1 when positive); nonmonotonic: acks over the whole log
+# whose value is not above the previous one's.
+acked_continuity() {
+	awk -v death="$2" '
+	$1 != "ack" { next }
+	{ if (n && $3 <= prev) nonmono++; prev = $3; n++ }
+	$5 < death { last = $3; havelast = 1; next }
+	!after { first = $3; firstms = $5 - death }
+	{ after++ }
+	END {
+		lost = (havelast && after && last - first + 1 > 0) ? last - first + 1 : 0
+		printf "last_before=%s first_after=%s first_after_ms=%s acked_lost=%d acks_after=%d nonmonotonic=%d\n", havelast ? last : "none", after ? first : "none", after ? firstms : "none", lost, after + 0, nonmono + 0
+	}' "$1"
+}
