@@ -886,6 +886,21 @@ static char *read_ctl(struct hv_dom *d, xs_transaction_t t)
 	return xs_read(d->xsh, t, d->ctl_path, &len);
 }
 
+/* Writes VAL to control/shutdown and ends transaction t: 0 committed,
+ * -EAGAIN the transaction must be retried, -errno. */
+static int write_ctl(struct hv_dom *d, xs_transaction_t t, const char *val)
+{
+	if (!xs_write(d->xsh, t, d->ctl_path, val, (unsigned int)strlen(val))) {
+		int e = errno;
+
+		xs_transaction_end(d->xsh, t, true);
+		return -e;
+	}
+	if (xs_transaction_end(d->xsh, t, false))
+		return 0;
+	return -errno;
+}
+
 /* Writes "suspend" unless a request is there already: a stale "suspend"
  * stays (the guest takes it), another request (an operator's "poweroff"
  * or "reboot") is never overwritten. 0 written or already asked; -EBUSY
@@ -895,12 +910,13 @@ static int request_suspend(struct hv_dom *d)
 	for (;;) {
 		xs_transaction_t t = xs_transaction_start(d->xsh);
 		char *v;
+		int rc;
 
 		if (t == XBT_NULL)
 			return -errno;
 		v = read_ctl(d, t);
 		if (v && *v) {
-			int rc = strcmp(v, "suspend") ? -EBUSY : 0;
+			rc = strcmp(v, "suspend") ? -EBUSY : 0;
 
 			xs_transaction_end(d->xsh, t, true);
 			if (rc)
@@ -915,16 +931,9 @@ static int request_suspend(struct hv_dom *d)
 			return rc;
 		}
 		free(v);
-		if (!xs_write(d->xsh, t, d->ctl_path, "suspend", 7)) {
-			int e = errno;
-
-			xs_transaction_end(d->xsh, t, true);
-			return -e;
-		}
-		if (xs_transaction_end(d->xsh, t, false))
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
+		rc = write_ctl(d, t, "suspend");
+		if (rc != -EAGAIN)
+			return rc;
 	}
 }
 
@@ -936,6 +945,7 @@ static int cancel_request(struct hv_dom *d)
 	for (;;) {
 		xs_transaction_t t = xs_transaction_start(d->xsh);
 		char *v;
+		int rc;
 
 		if (t == XBT_NULL)
 			return -errno;
@@ -946,16 +956,9 @@ static int cancel_request(struct hv_dom *d)
 			return 1;
 		}
 		free(v);
-		if (!xs_write(d->xsh, t, d->ctl_path, "", 0)) {
-			int e = errno;
-
-			xs_transaction_end(d->xsh, t, true);
-			return -e;
-		}
-		if (xs_transaction_end(d->xsh, t, false))
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
+		rc = write_ctl(d, t, "");
+		if (rc != -EAGAIN)
+			return rc;
 	}
 }
 

@@ -30,14 +30,8 @@ done
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 ||
 	die "/bin/busybox is missing or not static: install busybox-static (scripts/install-deps.sh)"
 
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$kpkg" ]; then
-	say "no package lists: apt-get update"
-	apt-get update -qq || die "apt-get update failed: the Debian archive must be reachable"
-	kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-fi
-[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a kernel package"
-kver=${kpkg#linux-image-}
+. "$top/tests/lab/kernel-pkg.sh"
+lab_kernel_pkg
 kv=$(apt-cache policy "$kpkg" | awk '/Candidate:/ {print $2}')
 [ -n "$kv" ] && [ "$kv" != "(none)" ] || die "package $kpkg has no candidate version (apt-get update?)"
 
@@ -45,6 +39,7 @@ key=$({
 	echo "$kpkg=$kv"
 	sha256sum /bin/busybox
 	(cd "$here" && find . -type f ! -name '*~' | sort | xargs sha256sum)
+	sha256sum "$top/tests/lab/kernel-pkg.sh"
 } | sha256sum | cut -c1-16)
 img=$lab/img/$key
 if [ -f "$img/done" ]; then

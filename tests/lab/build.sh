@@ -30,14 +30,8 @@ file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
 file_is_static /bin/busybox || die "/bin/busybox is not static: install busybox-static"
 
 # --- inputs -----------------------------------------------------------
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$kpkg" ]; then
-	say "no package lists: apt-get update"
-	apt-get update -qq || die "apt-get update failed: the Debian archive must be reachable"
-	kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-fi
-[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a kernel package"
-kver=${kpkg#linux-image-}
+. "$here/kernel-pkg.sh"
+lab_kernel_pkg
 
 PKGS="$kpkg xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
 libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
