@@ -116,7 +116,7 @@ grep -q 'must be Secondary' "$T/err1.out" || fail_with "ha-receive --drbd haA: $
 echo "refused: $(grep -o 'DRBD haA is Primary.*' "$T/err1.out" | head -n 1)"
 
 domu_create "$dom" 'disk = [ "phy:/dev/drbd0,xvda,w" ]' \
-	'extra = "console=hvc0 loglevel=3 rdinit=/init lab.disk"' || fail_with "xl create $dom failed"
+	'extra = "console=hvc0 loglevel=3 pci=noearly rdinit=/init lab.disk"' || fail_with "xl create $dom failed"
 wait_for 120 grep -q 'counting with disk records' $(domu_logs "$dom") 2>/dev/null ||
 	fail_with "$dom did not start its disk records"
 domu_counting "$dom" 60 || fail_with "$dom does not count"

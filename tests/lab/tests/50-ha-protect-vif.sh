@@ -92,7 +92,7 @@ inns ip addr add "$cip/24" dev hacl1
 inns ip link set hacl1 up
 
 domu_create "$dom" "vif = [ \"mac=$mac,bridge=$br\" ]" \
-	"extra = \"console=hvc0 loglevel=3 rdinit=/init lab.net=$gip/24\"" >"$T/create.log" 2>&1 ||
+	"extra = \"console=hvc0 loglevel=3 pci=noearly rdinit=/init lab.net=$gip/24\"" >"$T/create.log" 2>&1 ||
 	fail_with "xl create $dom (with a vif on $br) failed: $(tail -n 2 "$T/create.log" | tr '\n' ' ')"
 if ! wait_for 300 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -ge 0 ]"; then
 	domu_crashed "$dom" && fail_with "$dom crashed while booting: $(domu_crash_kind "$dom")"

@@ -52,7 +52,7 @@ for m in $modes; do
 	for c in $(seq 1 "$copies"); do
 		d=p$m$c
 		if [ -n "$extra" ]; then
-			domu_create "$d" "extra = \"console=hvc0 loglevel=3 rdinit=/init $extra\"" >"$T/$d.create" 2>&1
+			domu_create "$d" "extra = \"console=hvc0 loglevel=3 pci=noearly rdinit=/init $extra\"" >"$T/$d.create" 2>&1
 		else
 			domu_create "$d" >"$T/$d.create" 2>&1
 		fi || lab_fail "xl create $d: $(tail -n 1 "$T/$d.create")"
