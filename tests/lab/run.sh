@@ -51,6 +51,8 @@ smp=${LAB_QEMU_SMP:-2}
 echo "lab: booting Xen under QEMU (-accel $accel -cpu $cpu -smp $smp), at most ${timeout_s}s; serial log: $log"
 echo "lab: Xen: $xen_args"
 t0=$(date +%s)
+# LAB_QEMU_ARGS is split into words on purpose.
+# shellcheck disable=SC2086
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-accel "$accel" -cpu "$cpu" -m 3072 -smp "$smp" \
 	-display none -nodefaults -no-reboot -monitor none -serial "file:$log" \
