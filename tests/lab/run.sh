@@ -8,9 +8,10 @@
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
 # run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300);
-# for experiments (docs/lab.md, "Crashes"): LAB_QEMU_ACCEL, LAB_QEMU_CPU
-# (QEMU's -accel and -cpu), LAB_XEN_ARGS and LAB_DOM0_ARGS (appended to
-# Xen's and dom0's command lines).
+# for experiments (docs/lab.md, "Crashes"): LAB_QEMU_ACCEL, LAB_QEMU_CPU,
+# LAB_QEMU_SMP (QEMU's -accel, -cpu and -smp), LAB_QEMU_ARGS (more QEMU
+# options, e.g. a monitor socket), LAB_XEN_ARGS and LAB_DOM0_ARGS
+# (appended to Xen's and dom0's command lines).
 set -uo pipefail
 export LC_ALL=C
 
@@ -45,15 +46,18 @@ xen_args="console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2
 xen_args="$xen_args guest_loglvl=error/warning conring_size=1m${LAB_XEN_ARGS:+ $LAB_XEN_ARGS}"
 accel=${LAB_QEMU_ACCEL:-tcg,thread=multi}
 cpu=${LAB_QEMU_CPU:-qemu64,+svm,+npt}
+smp=${LAB_QEMU_SMP:-2}
 
-echo "lab: booting Xen under QEMU (-accel $accel -cpu $cpu), at most ${timeout_s}s; serial log: $log"
+echo "lab: booting Xen under QEMU (-accel $accel -cpu $cpu -smp $smp), at most ${timeout_s}s; serial log: $log"
 echo "lab: Xen: $xen_args"
 t0=$(date +%s)
+# LAB_QEMU_ARGS is split into words on purpose.
+# shellcheck disable=SC2086
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-	-accel "$accel" -cpu "$cpu" -m 3072 -smp 2 \
+	-accel "$accel" -cpu "$cpu" -m 3072 -smp "$smp" \
 	-display none -nodefaults -no-reboot -monitor none -serial "file:$log" \
 	-kernel "$img/xen" -append "$xen_args" \
-	-initrd "$img/vmlinuz $dom0_args,$img/dom0.gz" &
+	-initrd "$img/vmlinuz $dom0_args,$img/dom0.gz" ${LAB_QEMU_ARGS:-} &
 qpid=$!
 # Show the result lines as they come.
 tail -n +1 -s 1 -f --pid=$qpid "$log" 2>/dev/null |

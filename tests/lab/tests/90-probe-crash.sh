@@ -15,7 +15,8 @@
 # command line (run.sh: LAB_DOM0_ARGS): lab.probe.modes=remus+protect+...
 # (default remus+protect+savec+idle), lab.probe.copies=N (domUs per mode,
 # default 1), lab.probe.secs=S (window, default 300), lab.probe.extra=A,B
-# (domU kernel options, commas for spaces).
+# (domU kernel options, commas for spaces), lab.probe.tsc_mode=M (xl's
+# tsc_mode for the domUs, e.g. native: Xen does not trap their RDTSC).
 # lab-default: no
 # lab-tool: probe
 # lab-timeout: 1500
@@ -28,12 +29,14 @@ modes="remus protect savec idle"
 copies=1
 secs=300
 extra=""
+tsc_mode=""
 for a in $(cat /proc/cmdline); do
 	case $a in
 	lab.probe.modes=*) modes=$(tr '+' ' ' <<<"${a#lab.probe.modes=}") ;;
 	lab.probe.copies=*) copies=${a#lab.probe.copies=} ;;
 	lab.probe.secs=*) secs=${a#lab.probe.secs=} ;;
 	lab.probe.extra=*) extra=$(tr ',' ' ' <<<"${a#lab.probe.extra=}") ;;
+	lab.probe.tsc_mode=*) tsc_mode=${a#lab.probe.tsc_mode=} ;;
 	esac
 done
 T=$LAB_TMP
@@ -44,18 +47,18 @@ cleanup() {
 	return 0
 }
 trap cleanup EXIT
-echo "probe: modes '$modes' x $copies, window ${secs}s, domU extra '$extra'"
+echo "probe: modes '$modes' x $copies, window ${secs}s, domU extra '$extra'${tsc_mode:+, tsc_mode $tsc_mode}"
+cfg=()
+[ -n "$extra" ] && cfg+=("extra = \"console=hvc0 loglevel=3 pci=noearly rdinit=/init $extra\"")
+[ -n "$tsc_mode" ] && cfg+=("tsc_mode = \"$tsc_mode\"")
 
 doms=()
 declare -A mode_of id_of boot_dead
 for m in $modes; do
 	for c in $(seq 1 "$copies"); do
 		d=p$m$c
-		if [ -n "$extra" ]; then
-			domu_create "$d" "extra = \"console=hvc0 loglevel=3 pci=noearly rdinit=/init $extra\"" >"$T/$d.create" 2>&1
-		else
-			domu_create "$d" >"$T/$d.create" 2>&1
-		fi || lab_fail "xl create $d: $(tail -n 1 "$T/$d.create")"
+		domu_create "$d" "${cfg[@]}" >"$T/$d.create" 2>&1 ||
+			lab_fail "xl create $d: $(tail -n 1 "$T/$d.create")"
 		doms+=("$d")
 		mode_of[$d]=$m
 		id_of[$d]=$(domu_id "$d")
