@@ -174,17 +174,21 @@ static bool running(struct prot *p, enum prot_state want)
 	return ok;
 }
 
-/* One --event-log line (protect.h), stamped when it is written: after the
- * event for closed/released/setup, before what it permits for ack. */
-static void event(struct prot *p, const char *what, int64_t epoch)
+/* One --event-log line (protect.h) stamped at T: after the event for
+ * closed/released/setup, before what it permits for ack. */
+static void event_at(struct prot *p, uint64_t t, const char *what, int64_t epoch)
 {
 	if (!p->events)
 		return;
 	if (epoch < 0)
-		fprintf(p->events, "%llu %s\n", (unsigned long long)clk_now_ns(), what);
+		fprintf(p->events, "%llu %s\n", (unsigned long long)t, what);
 	else
-		fprintf(p->events, "%llu %s %lld\n", (unsigned long long)clk_now_ns(), what,
-			(long long)epoch);
+		fprintf(p->events, "%llu %s %lld\n", (unsigned long long)t, what, (long long)epoch);
+}
+
+static void event(struct prot *p, const char *what, int64_t epoch)
+{
+	event_at(p, clk_now_ns(), what, epoch);
 }
 
 /* Calls one phase on every device; the first failure is returned. */
@@ -625,7 +629,7 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 			    uint64_t *resumed_at)
 {
 	const char *what;
-	uint64_t t0 = clk_now_ns(), t1;
+	uint64_t t0 = clk_now_ns(), t1, t_closed;
 	uint32_t n = 0;
 	int rc;
 
@@ -658,7 +662,9 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	rc = devs_call(p, "postsuspend", epoch);
 	if (rc < 0)
 		goto fail_resume;
-	event(p, "closed", (int64_t)epoch);
+	/* Stamped now, written once the guest runs again (no write while it
+	 * is paused). */
+	t_closed = clk_now_ns();
 	devs_call(p, "preresume", epoch);
 	what = "resume";
 	rc = p->ops->resume(p->dom);
@@ -669,6 +675,7 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	t1 = clk_now_ns();
 	*paused_at = t0;
 	*resumed_at = t1;
+	event_at(p, t_closed, "closed", (int64_t)epoch);
 
 	s->epoch = epoch;
 	s->npages = n;
@@ -832,7 +839,7 @@ static bool witness_may_release(struct prot *p)
 {
 	bool ok;
 
-	if (!p->cfg->witness || stop_flag || p->guest_ended)
+	if (!p->cfg->witness || stop_flag)
 		return true;
 	pthread_mutex_lock(&p->mu);
 	if (!p->want_alone || !p->alone_ok) {
