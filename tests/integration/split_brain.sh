@@ -262,6 +262,9 @@ for p in $(ip netns pids "${PREFIX}a"); do
 	[ "$(cat "/proc/$p/comm" 2>/dev/null)" = ha-vm ] && kill -9 "$p"
 done
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+# A and B notice on their own clocks: B may activate before A has logged
+# that its domain is gone.
+wait_for 10 grep -q "protected domain is gone" "$dir/px.log"
 check "A's ha-protect stops: the domain is gone" grep -q "protected domain is gone" "$dir/px.log"
 check "A does not claim to run alone" sh -c "! grep -q 'took the claim' '$dir/px.log'"
 check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
