@@ -34,8 +34,17 @@ static uint64_t mid(unsigned b)
 
 void hist_add(struct hist *h, uint64_t v)
 {
+	if (!h->count || v < h->min)
+		h->min = v;
+	if (v > h->max)
+		h->max = v;
 	h->n[bucket(v)]++;
 	h->count++;
+}
+
+static uint64_t clamp(const struct hist *h, uint64_t v)
+{
+	return v < h->min ? h->min : v > h->max ? h->max : v;
 }
 
 uint64_t hist_quantile(const struct hist *h, double q)
@@ -50,9 +59,9 @@ uint64_t hist_quantile(const struct hist *h, double q)
 	for (unsigned b = 0; b < HIST_BUCKETS; b++) {
 		seen += h->n[b];
 		if (seen > need)
-			return mid(b);
+			return clamp(h, mid(b));
 	}
-	return mid(HIST_BUCKETS - 1);
+	return clamp(h, mid(HIST_BUCKETS - 1));
 }
 
 int hist_format(const struct hist *h, char *buf, size_t len)

@@ -11,12 +11,14 @@
 
 struct hist {
 	uint64_t count;
+	uint64_t min, max; /* exact, of the samples added */
 	uint64_t n[HIST_BUCKETS];
 };
 
 void hist_add(struct hist *h, uint64_t v);
 /* The value below which a share q (0..1) of the samples lie, as the
- * bucket's midpoint; 0 when empty. */
+ * bucket's midpoint kept within the samples' exact min and max (so a p99
+ * never exceeds the max); 0 when empty. */
 uint64_t hist_quantile(const struct hist *h, double q);
 /* Writes "MID:COUNT MID:COUNT ..." for the non-empty buckets (MID: the
  * bucket's midpoint), for tools that difference two snapshots. Returns the

@@ -249,6 +249,16 @@ static void test_hist(void **state)
 	assert_int_equal(total, 10001);
 	assert_true(hist_format(&h, buf, 8) > 8); /* truncated, length reported */
 	assert_true(strlen(buf) < 8);
+
+	/* A bucket's midpoint never lies beyond the samples: one sample at a
+	 * bucket's lower edge is every quantile, exactly. */
+	static struct hist one;
+	hist_add(&one, 232900);
+	assert_int_equal(hist_quantile(&one, 0.99), 232900);
+	assert_int_equal(hist_quantile(&one, 0.5), 232900);
+	hist_add(&one, 232800);
+	assert_true(hist_quantile(&one, 0.99) <= 232900);
+	assert_true(hist_quantile(&one, 0.0) >= 232800);
 }
 
 int main(void)
