@@ -57,6 +57,24 @@ domu_create() {
 	xl create -q "$cfg"
 }
 
+# domu_extra WORDS: the base config's kernel command line (extra) with
+# WORDS appended, as a line for domu_create.
+domu_extra() {
+	local base
+	base=$(sed -n 's/^extra = "\(.*\)"$/\1/p' "$LAB_DOMU_CFG")
+	echo "extra = \"$base $*\""
+}
+
+# domu_type NAME LINE: types LINE on NAME's console, through the console's
+# pty in dom0 as `xl console` would (a domU given lab.poweroff acts on it).
+domu_type() {
+	local id tty
+	id=$(domu_id "$1") || return 1
+	tty=$(xenstore-read "/local/domain/$id/console/tty" 2>/dev/null) || return 1
+	[ -c "$tty" ] || return 1
+	printf '%s\n' "$2" >"$tty"
+}
+
 # The console logs of NAME (after a migration or remus the receiving side
 # is logged as NAME--incoming).
 domu_logs() {

@@ -8,7 +8,8 @@
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
 # run, seconds, default 1080), LAB_TEST_TIMEOUT (default per test, 300);
-# for experiments (docs/lab.md, "Crashes"): LAB_QEMU_ACCEL, LAB_QEMU_CPU,
+# for experiments (docs/lab.md, "Crashes"): LAB_QEMU (the QEMU binary;
+# default: tests/qemu/build.sh's), LAB_QEMU_ACCEL, LAB_QEMU_CPU,
 # LAB_QEMU_SMP (QEMU's -accel, -cpu and -smp), LAB_QEMU_ARGS (more QEMU
 # options, e.g. a monitor socket), LAB_XEN_ARGS and LAB_DOM0_ARGS
 # (appended to Xen's and dom0's command lines).
@@ -31,6 +32,15 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 
 "$here/build.sh" "$B" || { echo "lab: building the lab failed (see above)"; echo "lab: 0 passed, 1 failed, 0 skipped"; exit 1; }
+# QEMU: Debian's, built with the fix to its emulated SVM that the lab's
+# domUs need (tests/qemu/build.sh; docs/lab.md, "Crashes"). LAB_QEMU
+# names another binary (e.g. qemu-system-x86_64, Debian's own, to compare).
+if [ -n "${LAB_QEMU:-}" ]; then
+	qemu=$LAB_QEMU
+else
+	qemu=$("$top/tests/qemu/build.sh") ||
+		{ echo "lab: building QEMU failed (see above)"; echo "lab: 0 passed, 1 failed, 0 skipped"; exit 1; }
+fi
 img=$lab/current
 tests=$(IFS=+; echo "$*")
 log=$lab/serial.log
@@ -48,12 +58,12 @@ accel=${LAB_QEMU_ACCEL:-tcg,thread=multi}
 cpu=${LAB_QEMU_CPU:-qemu64,+svm,+npt}
 smp=${LAB_QEMU_SMP:-2}
 
-echo "lab: booting Xen under QEMU (-accel $accel -cpu $cpu -smp $smp), at most ${timeout_s}s; serial log: $log"
+echo "lab: booting Xen under $qemu (-accel $accel -cpu $cpu -smp $smp), at most ${timeout_s}s; serial log: $log"
 echo "lab: Xen: $xen_args"
 t0=$(date +%s)
 # LAB_QEMU_ARGS is split into words on purpose.
 # shellcheck disable=SC2086
-timeout -k 10 "$timeout_s" qemu-system-x86_64 \
+timeout -k 10 "$timeout_s" "$qemu" \
 	-accel "$accel" -cpu "$cpu" -m 3072 -smp "$smp" \
 	-display none -nodefaults -no-reboot -monitor none -serial "file:$log" \
 	-kernel "$img/xen" -append "$xen_args" \

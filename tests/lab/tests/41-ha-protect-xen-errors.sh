@@ -8,10 +8,11 @@
 #     request is withdrawn after the acknowledgement timeout, nothing stale
 #     is left in xenstore, and the guest runs on once unpaused;
 #   - a suspend request already pending when protection starts: refused;
-#   - the guest powers itself off while protected (`xl sysrq o`: the
-#     kernel powers off at once; the lab's initramfs has no init that would
-#     honour an `xl shutdown`, and Debian's sysrq mask (438) refuses the
-#     crash key 'c'): ha-protect says so, exits 1 and sends END; the
+#   - the guest powers itself off while protected (it asks Xen with
+#     SCHEDOP_shutdown, as a guest's own poweroff does: the lab's domU
+#     does so on "poweroff" typed on its console, lab.poweroff; a PVH
+#     guest of this kernel cannot power off through ACPI, and sysrq 'o'
+#     leaves it running): ha-protect says so, exits 1 and sends END; the
 #     secondary discards its copy (no failover), and the preserved domain
 #     stays as it was;
 #   - the secondary's failover finds a domain of the same name on its host
@@ -128,7 +129,7 @@ xl destroy "$dom"
 step "a guest that powers itself off while protected"
 dom=hashut
 port=7410
-domu_create "$dom" 'on_poweroff = "preserve"' || fail_log "xl create $dom failed"
+domu_create "$dom" 'on_poweroff = "preserve"' "$(domu_extra lab.poweroff)" || fail_log "xl create $dom failed"
 domu_counting "$dom" 120 || fail_log "$dom does not count"
 id=$(domu_id "$dom")
 HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --insecure --listen "127.0.0.1:$port" --once \
@@ -145,8 +146,8 @@ wait_wall 600 grep -q 'first checkpoint committed' "$T/shut-receive.log" ||
 	fail_log "the secondary committed no checkpoint of $dom"
 sleep 2
 step "powering $dom off from inside"
-xl sysrq "$dom" o || fail_log "xl sysrq $dom o failed"
-wait_wall 300 exited "$pr" || fail_log "ha-protect did not stop after its guest powered off"
+domu_type "$dom" poweroff || fail_log "could not type on the console of $dom"
+wait_wall 120 exited "$pr" || fail_log "ha-protect did not stop after its guest powered off"
 wait "$pr"
 rc=$?
 [ "$rc" -eq 1 ] || fail_log "ha-protect exited $rc after its guest powered off, not 1"
