@@ -284,16 +284,6 @@ case $netfront in
 esac
 cp "$bindir/domu-counter" "$d/bin/domu-counter"
 for a in ip umount; do ln -sf busybox "$d/bin/$a"; done
-# lab.poweroff: the guest ends itself through Xen (domu-poweroff, with the
-# kernel's privcmd device) on a word typed on its console.
-[ -x "$bindir/domu-poweroff" ] || die "$B/bin/domu-poweroff is missing: run make"
-cp "$bindir/domu-poweroff" "$d/bin/domu-poweroff"
-privcmd=$(find "$kmods" -name 'xen-privcmd.ko*' | head -n 1)
-case $privcmd in
-*.ko) cp "$privcmd" "$d/lib/xen-privcmd.ko" ;;
-*.ko.xz) xz -dc "$privcmd" >"$d/lib/xen-privcmd.ko" ;;
-*) die "$kpkg has no usable xen-privcmd module ($privcmd)" ;;
-esac
 mv "$d/init" "$d/init.count"
 cat >"$d/init" <<'EOF'
 #!/bin/sh
@@ -301,16 +291,14 @@ cat >"$d/init" <<'EOF'
 # counter service on UDP 7000; then the console counter (/init.count).
 mount -t proc proc /proc
 mount -t devtmpfs dev /dev 2>/dev/null
-# lab.poweroff: a line "poweroff", "reboot" or "crash" on the console (dom0
-# writes it to the domain's console pty) makes the guest end itself with
-# that reason, as a guest's own shutdown does (SCHEDOP_shutdown).
-if grep -q 'lab\.poweroff' /proc/cmdline; then
-	insmod /lib/xen-privcmd.ko
+# lab.crash: a line "crash" typed on the console (dom0 writes it to the
+# domain's console pty) panics the guest's kernel (sysrq 'c' through
+# /proc/sysrq-trigger, which no sysrq mask refuses): the guest ends itself,
+# and its kernel tells Xen so (shutdown reason crash).
+if grep -q 'lab\.crash' /proc/cmdline; then
 	(
 		while read -r l; do
-			case $l in
-			poweroff* | reboot* | crash*) /bin/domu-poweroff "${l%%[!a-z]*}" ;;
-			esac
+			case $l in crash*) echo c >/proc/sysrq-trigger ;; esac
 		done </dev/hvc0
 	) &
 fi

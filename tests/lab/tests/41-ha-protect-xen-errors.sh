@@ -8,13 +8,12 @@
 #     request is withdrawn after the acknowledgement timeout, nothing stale
 #     is left in xenstore, and the guest runs on once unpaused;
 #   - a suspend request already pending when protection starts: refused;
-#   - the guest powers itself off while protected (it asks Xen with
-#     SCHEDOP_shutdown, as a guest's own poweroff does: the lab's domU
-#     does so on "poweroff" typed on its console, lab.poweroff; a PVH
-#     guest of this kernel cannot power off through ACPI, and sysrq 'o'
-#     leaves it running): ha-protect says so, exits 1 and sends END; the
-#     secondary discards its copy (no failover), and the preserved domain
-#     stays as it was;
+#   - the guest's kernel panics while protected (a crash of its own, not
+#     a host failure: "crash" typed on its console, lab.crash; its kernel
+#     tells Xen, shutdown reason crash): ha-protect says so, exits 1 and
+#     sends END; the secondary discards its copy (no failover: the copy
+#     would resume the guest just before its crash), and the preserved
+#     crashed domain stays as it was for the operator to look at;
 #   - the secondary's failover finds a domain of the same name on its host
 #     (here: the primary itself, whose ha-protect froze): it refuses to
 #     start a second one, keeps the copy as a file, and the primary's
@@ -126,10 +125,10 @@ xl list "$dom" | awk 'NR == 2 {exit ($5 ~ /s/)}' || fail_log "$dom is left suspe
 xl destroy "$dom"
 
 # --- the guest crashes while protected ---------------------------------
-step "a guest that powers itself off while protected"
+step "a guest whose kernel panics while protected"
 dom=hashut
 port=7410
-domu_create "$dom" 'on_poweroff = "preserve"' "$(domu_extra lab.poweroff)" || fail_log "xl create $dom failed"
+domu_create "$dom" "$(domu_extra lab.crash)" || fail_log "xl create $dom failed"
 domu_counting "$dom" 120 || fail_log "$dom does not count"
 id=$(domu_id "$dom")
 HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --insecure --listen "127.0.0.1:$port" --once \
@@ -145,22 +144,24 @@ step "protecting $dom"
 wait_wall 600 grep -q 'first checkpoint committed' "$T/shut-receive.log" ||
 	fail_log "the secondary committed no checkpoint of $dom"
 sleep 2
-step "powering $dom off from inside"
-domu_type "$dom" poweroff || fail_log "could not type on the console of $dom"
-wait_wall 120 exited "$pr" || fail_log "ha-protect did not stop after its guest powered off"
+step "panicking the kernel of $dom"
+lab_expect_panic "$dom"
+domu_type "$dom" crash || fail_log "could not type on the console of $dom"
+wait_wall 120 exited "$pr" || fail_log "ha-protect did not stop after its guest crashed"
 wait "$pr"
 rc=$?
-[ "$rc" -eq 1 ] || fail_log "ha-protect exited $rc after its guest powered off, not 1"
-grep -a -q "the guest of domain $id shut itself down (poweroff) \(while it ran between checkpoints\|during a suspend ha-protect requested\)" \
-	"$T/shut-protect.log" || fail_log "ha-protect does not say that the guest shut itself down"
-grep -a "shut itself down\|ended itself\|epoch .* failed" "$T/shut-protect.log"
+[ "$rc" -eq 1 ] || fail_log "ha-protect exited $rc after its guest crashed, not 1"
+grep -a -q "the guest of domain $id crashed \(while it ran between checkpoints\|during a suspend ha-protect requested\)" \
+	"$T/shut-protect.log" || fail_log "ha-protect does not say that the guest crashed"
+grep -a "crashed\|ended itself\|epoch .* failed" "$T/shut-protect.log"
 wait_wall 60 exited "$rx" || fail_log "ha-receive --once did not end"
 grep -a -q "stopped protection cleanly; discarding the copy" "$T/shut-receive.log" ||
 	fail_log "the secondary did not discard its copy"
-! grep -a -q "FAILOVER" "$T/shut-receive.log" || fail_log "the secondary failed over a guest that shut down"
+! grep -a -q "FAILOVER" "$T/shut-receive.log" || fail_log "the secondary failed over a guest that crashed"
 [ "$(domu_id "$dom")" = "$id" ] || fail_log "$dom is not the preserved domain $id any more"
-xl list "$dom" | awk 'NR == 2 {exit !($5 ~ /s/)}' ||
-	fail_log "$dom is not in the shut-down state ($(domu_state "$dom"))"
+[ "$(domu_crash_kind "$dom")" = "guest panic" ] ||
+	fail_log "$dom is not the crashed domain left for the operator ($(domu_state "$dom"))"
+grep -a -q "Kernel panic" $(domu_logs "$dom") || fail_log "no kernel panic on the console of $dom"
 [ "$(xl list | awk -v d="$dom" '$1 == d' | wc -l)" -eq 1 ] || fail_log "more than one $dom"
 xl destroy "$dom"
 
