@@ -10,8 +10,9 @@
 # environment, plus the variables named in KVMLAB_ENV (space-separated)
 # taken from the caller's. Its output is shown as it comes; the exit status
 # is the command's (125: the lab failed to start it, 124: timed out).
-# Environment: KVMLAB_TIMEOUT (seconds, default 3600). The guest kernel's
-# console goes to build/kvmlab/console.log.
+# Environment: KVMLAB_TIMEOUT (seconds, default 3600); for experiments,
+# KVMLAB_QEMU (the QEMU binary) and KVMLAB_QEMU_ACCEL (QEMU's -accel). The
+# guest kernel's console goes to build/kvmlab/console.log.
 set -uo pipefail
 export LC_ALL=C
 
@@ -51,8 +52,8 @@ out=$lab/jobs/$id.out
 : >"$out"
 
 t0=$(date +%s)
-timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-	-accel tcg,thread=multi -cpu EPYC,+svm -m "$mem" -smp 2 \
+timeout -k 10 "$timeout_s" "${KVMLAB_QEMU:-qemu-system-x86_64}" \
+	-accel "${KVMLAB_QEMU_ACCEL:-tcg,thread=multi}" -cpu EPYC,+svm -m "$mem" -smp 2 \
 	-display none -nodefaults -no-reboot -monitor none \
 	-serial "file:$lab/console.log" -serial "file:$out" \
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap" \

@@ -66,7 +66,7 @@ if [ ! -e "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440)" ]; then
 fi
 version=$(apt-cache "${aptopts[@]}" showsrc qemu | sed -n 's/^Version: //p' | sort -V | tail -n 1)
 [ -n "$version" ] || die "Debian's source index has no qemu"
-key=$( (echo "$version"; sha256sum "$0") | sha256sum | cut -c1-16)
+key=$( (echo "$version"; cat "$0") | sha256sum | cut -c1-16)
 bin=$out/$key/bin/qemu-system-x86_64
 if [ -x "$bin" ]; then
 	ln -sfn "$key" "$out/current"
