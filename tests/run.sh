@@ -4,7 +4,8 @@
 # output), and fails otherwise. Integration tests (*.sh) get the build
 # directory as $HA_BUILD.
 #
-# Tests that run guests in ha-vm say so with a line "# needs: kvm". Where
+# Tests that run guests in ha-vm say so with a line "# needs: kvm" (a
+# comment in a script, a string in a test binary: test_vmm.c). Where
 # this machine has no usable /dev/kvm they run in the KVM lab
 # (tests/kvmlab/run.sh: a Linux VM under QEMU whose /dev/kvm is nested, on
 # Debian's kernel), together in one boot, each with its own result line;
@@ -34,7 +35,7 @@ fi
 
 for t in "$@"; do
 	name=$(basename "$t")
-	if { [ "$use_lab" = 1 ] && grep -q '^# needs: kvm' "$t"; } 2>/dev/null ||
+	if { [ "$use_lab" = 1 ] && grep -aq '^# needs: kvm' "$t"; } 2>/dev/null ||
 		{ [ "$plug_lab" = 1 ] && grep -q '^# needs: sch_plug' "$t"; } 2>/dev/null; then
 		labtests="$labtests $t"
 		continue

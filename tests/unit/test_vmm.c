@@ -1,6 +1,8 @@
 /* ha-vm through its control socket, with real KVM: the dirty-log invariant
  * of the KVM selftests, state transfer into a second (incoming) ha-vm
- * process, and bad requests. Skips (77) without /dev/kvm. */
+ * process, and bad requests. Skips (77) without /dev/kvm; tests/run.sh
+ * reads the marker below and runs it in the KVM lab where /dev/kvm is
+ * missing, as it does the scripts marked "# needs: kvm". */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +23,9 @@
 #include "common/sock.h"
 #include "vmm/guest/abi.h"
 #include "vmm/vmm_ctl.h"
+
+/* Read by tests/run.sh (grep on this binary): this test needs KVM. */
+__attribute__((used)) static const char needs_kvm[] = "\n# needs: kvm\n";
 
 #define PAGE 4096u
 
