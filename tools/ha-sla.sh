@@ -335,13 +335,15 @@ run_one() {
 	if [ "$guest" = kv ]; then
 		wait_for 15 warm || echo "ha-sla: the guest does not answer yet; measuring anyway" >&2
 	fi
+	# The window spans both snapshots (status, CPU), so that what they
+	# difference happened inside it: on a slow host a snapshot takes long.
+	t0=$(date +%s.%N)
 	s0=$( [ -n "$px" ] && status "$dir")
 	p0=$( [ -n "$px" ] && cpu_ticks "$px" || echo 0)
 	spids=$(ip netns pids "${PREFIX}b" 2>/dev/null | tr '\n' ' ')
 	# shellcheck disable=SC2086
 	q0=$(cpu_ticks $spids)
 	m0=$(host_cpu)
-	t0=$(date +%s.%N)
 	load_pid=""
 	if [ "$guest" = kv ]; then
 		ns c "$bin/ha-client" load "$GUEST_IP:7001" --rate "$rate" --write "$write" \
@@ -355,12 +357,12 @@ run_one() {
 	progress "$label" "$duration" "$load_pid"
 	wait "$load_pid" 2>/dev/null
 	load_pid=""
-	t1=$(date +%s.%N)
 	s1=$( [ -n "$px" ] && status "$dir")
 	p1=$( [ -n "$px" ] && cpu_ticks "$px" || echo 0)
 	# shellcheck disable=SC2086
 	q1=$(cpu_ticks $spids)
 	m1=$(host_cpu)
+	t1=$(date +%s.%N)
 	printf '%s\n' "$s0" >"$dir/status.start"
 	printf '%s\n' "$s1" >"$dir/status.end"
 	ns_cleanup
