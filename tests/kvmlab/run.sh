@@ -51,7 +51,6 @@ out=$lab/jobs/$id.out
 } >"$job"
 : >"$out"
 
-t0=$(date +%s)
 # One TCG thread for both emulated CPUs: under multi-threaded TCG the lab's
 # kernel died once in `make faults` ("corrupted stack end detected inside
 # scheduler", 3 faults in); with one thread the same 20 faults ran through
