@@ -886,6 +886,17 @@ static char *read_ctl(struct hv_dom *d, xs_transaction_t t)
 	return xs_read(d->xsh, t, d->ctl_path, &len);
 }
 
+/* Starts a transaction and reads control/shutdown inside it into *val
+ * (NULL when absent; the caller frees it). 0 or -errno. */
+static int ctl_begin(struct hv_dom *d, xs_transaction_t *t, char **val)
+{
+	*t = xs_transaction_start(d->xsh);
+	if (*t == XBT_NULL)
+		return -errno;
+	*val = read_ctl(d, *t);
+	return 0;
+}
+
 /* Writes VAL to control/shutdown and ends transaction t: 0 committed,
  * -EAGAIN the transaction must be retried, -errno. */
 static int write_ctl(struct hv_dom *d, xs_transaction_t t, const char *val)
@@ -908,13 +919,12 @@ static int write_ctl(struct hv_dom *d, xs_transaction_t t, const char *val)
 static int request_suspend(struct hv_dom *d)
 {
 	for (;;) {
-		xs_transaction_t t = xs_transaction_start(d->xsh);
+		xs_transaction_t t;
 		char *v;
-		int rc;
+		int rc = ctl_begin(d, &t, &v);
 
-		if (t == XBT_NULL)
-			return -errno;
-		v = read_ctl(d, t);
+		if (rc < 0)
+			return rc;
 		if (v && *v) {
 			rc = strcmp(v, "suspend") ? -EBUSY : 0;
 
@@ -943,13 +953,12 @@ static int request_suspend(struct hv_dom *d)
 static int cancel_request(struct hv_dom *d)
 {
 	for (;;) {
-		xs_transaction_t t = xs_transaction_start(d->xsh);
+		xs_transaction_t t;
 		char *v;
-		int rc;
+		int rc = ctl_begin(d, &t, &v);
 
-		if (t == XBT_NULL)
-			return -errno;
-		v = read_ctl(d, t);
+		if (rc < 0)
+			return rc;
 		if (hv_xen_request_taken(v)) {
 			free(v);
 			xs_transaction_end(d->xsh, t, true);
