@@ -170,7 +170,8 @@ chmod +x "$tmp/fence-fails.sh"
 start fence-fails "--fence-cmd $tmp/fence-fails.sh --fence-retry $(ms 500)" "--timeout $(ms 150)" || exit 1
 partition_ab
 wait_for 10 grep -q "fencing the primary .* failed" "$dir/rx.log"
-sleep 1.5
+# The next attempt comes --fence-retry (scaled) after the first failure.
+wait_for 10 sh -c "test \$(grep -c 'fencing the primary .* (attempt' '$dir/rx.log') -ge 2"
 check "the failure is logged with the command's output" sh -c "grep -q 'fence: IPMI unreachable' '$dir/rx.log' && grep -q 'NOT activating' '$dir/rx.log'"
 check "B keeps retrying and does not activate" sh -c "test \$(grep -c 'fencing the primary .* (attempt' '$dir/rx.log') -ge 2 && ! grep -q 'FAILOVER:' '$dir/rx.log'"
 ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" status web > "$dir/st" 2>&1
