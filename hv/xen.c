@@ -920,7 +920,7 @@ static int request_suspend(struct hv_dom *d)
 {
 	for (;;) {
 		xs_transaction_t t;
-		char *v;
+		char *v = NULL;
 		int rc = ctl_begin(d, &t, &v);
 
 		if (rc < 0)
@@ -954,7 +954,7 @@ static int cancel_request(struct hv_dom *d)
 {
 	for (;;) {
 		xs_transaction_t t;
-		char *v;
+		char *v = NULL;
 		int rc = ctl_begin(d, &t, &v);
 
 		if (rc < 0)
