@@ -123,6 +123,11 @@ static void print_record(const struct ckpt_record *rec)
 		       (long long)h->committed_epoch);
 		break;
 	}
+	case CKPT_REC_HA_LINK_TIMER: {
+		const struct ckpt_ha_link_timer *t = (const void *)b;
+		printf("  down timer %u ms", t->down_ms);
+		break;
+	}
 	case CKPT_REC_HA_DOMAIN_CONFIG: {
 		const struct ckpt_ha_domain_config *c = (const void *)b;
 		printf("  name %s, %llu pages, %u vCPUs, flags 0x%x", c->name,

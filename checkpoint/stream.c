@@ -58,6 +58,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_ACK, "HA_ACK", 16, 16},
 	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
+	{CKPT_REC_HA_LINK_TIMER, "HA_LINK_TIMER", 8, 8},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)
@@ -245,7 +246,8 @@ int ckpt_writer_record(struct ckpt_writer *w, uint32_t type, const struct iovec 
 	if (type == CKPT_REC_PAGE_DATA || type == CKPT_REC_HA_PAGE_DATA_Z ||
 	    type == CKPT_REC_CHECKPOINT || type == CKPT_REC_HA_TRAILER)
 		return -EINVAL;
-	return write_framed(w, type, iov, iovcnt, type != CKPT_REC_HA_HEARTBEAT);
+	return write_framed(w, type, iov, iovcnt,
+			    type != CKPT_REC_HA_HEARTBEAT && type != CKPT_REC_HA_LINK_TIMER);
 }
 
 int ckpt_writer_pages(struct ckpt_writer *w, uint32_t type, const struct iovec *iov, int iovcnt,
@@ -898,6 +900,7 @@ again:
 
 	switch (rec->type) {
 	case CKPT_REC_HA_HEARTBEAT:
+	case CKPT_REC_HA_LINK_TIMER:
 		return 0; /* outside checkpoints */
 	case CKPT_REC_HA_TRAILER:
 		return check_trailer(r, rec);

@@ -87,6 +87,7 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_ACK 0x48410010u
 #define CKPT_REC_HA_HEARTBEAT 0xC8410011u
 #define CKPT_REC_HA_ERROR 0x48410012u
+#define CKPT_REC_HA_LINK_TIMER 0xC8410013u /* the sender's down timer */
 
 /* PAGE_DATA and HA_PAGE_DATA_Z. */
 struct ckpt_page_data_hdr {
@@ -231,6 +232,15 @@ struct ckpt_ha_heartbeat {
 	uint64_t committed_epoch;
 };
 _Static_assert(sizeof(struct ckpt_ha_heartbeat) == 24, "heartbeat size");
+
+/* Sent once by each side of a link before its heartbeats: the peer then
+ * sends heartbeats often enough for this side's down timer, which may be
+ * shorter than its own. */
+struct ckpt_ha_link_timer {
+	uint32_t down_ms;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct ckpt_ha_link_timer) == 8, "link timer size");
 
 struct ckpt_ha_error_hdr {
 	uint32_t code;

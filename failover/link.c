@@ -29,6 +29,7 @@ struct fo_link {
 	bool stopping;
 	const _Atomic uint64_t *committed;
 	uint64_t hb_seq;
+	unsigned peer_down_ms; /* under hb_mu; 0: not told */
 };
 
 static int tr_writev(void *priv, const struct iovec *iov, int cnt)
@@ -146,14 +147,29 @@ int fo_link_headers(struct fo_link *l, uint32_t ihdr_id, uint32_t domain_type, u
 	return rc;
 }
 
+/* Heartbeats every quarter of the shorter down timer (under hb_mu). */
+static uint64_t hb_period_ns(const struct fo_link *l)
+{
+	unsigned ms = l->down_ms;
+
+	if (l->peer_down_ms && l->peer_down_ms < ms)
+		ms = l->peer_down_ms;
+	return (uint64_t)(ms / 4 ? ms / 4 : 1) * NSEC_PER_MSEC;
+}
+
 static void *hb_main(void *arg)
 {
 	struct fo_link *l = arg;
-	uint64_t period = (uint64_t)(l->down_ms / 4 ? l->down_ms / 4 : 1) * NSEC_PER_MSEC;
-	uint64_t next = clk_now_ns() + period;
+	uint64_t next;
 
 	pthread_mutex_lock(&l->hb_mu);
+	next = clk_now_ns() + hb_period_ns(l);
 	while (!l->stopping) {
+		uint64_t period = hb_period_ns(l), now = clk_now_ns();
+
+		/* The peer's timer may have come in shorter meanwhile. */
+		if (next > now + period)
+			next = now + period;
 		struct timespec ts = {.tv_sec = (time_t)(next / NSEC_PER_SEC),
 				      .tv_nsec = (long)(next % NSEC_PER_SEC)};
 
@@ -185,14 +201,35 @@ static void *hb_main(void *arg)
 
 int fo_link_heartbeat_start(struct fo_link *l, const _Atomic uint64_t *committed)
 {
+	struct ckpt_ha_link_timer t = {.down_ms = l->down_ms};
+	struct iovec iov = {&t, sizeof(t)};
 	int rc;
 
+	rc = fo_link_record(l, CKPT_REC_HA_LINK_TIMER, &iov, 1);
+	if (rc < 0)
+		return rc;
 	l->committed = committed;
 	rc = pthread_create(&l->hb_thread, NULL, hb_main, l);
 	if (rc)
 		return -rc;
 	l->hb_running = true;
 	return 0;
+}
+
+void fo_link_peer_timer(struct fo_link *l, const struct ckpt_record *rec)
+{
+	const struct ckpt_ha_link_timer *t = (const void *)rec->body;
+	bool shorter;
+
+	pthread_mutex_lock(&l->hb_mu);
+	l->peer_down_ms = t->down_ms;
+	shorter = t->down_ms && t->down_ms < l->down_ms;
+	pthread_cond_broadcast(&l->hb_cv);
+	pthread_mutex_unlock(&l->hb_mu);
+	if (shorter)
+		log_info("the peer's down timer is %u ms, shorter than this side's %u ms: "
+			 "heartbeats every %u ms",
+			 t->down_ms, l->down_ms, t->down_ms / 4 ? t->down_ms / 4 : 1);
 }
 
 int fo_link_record(struct fo_link *l, uint32_t type, const struct iovec *iov, int iovcnt)

@@ -3,7 +3,10 @@
  *
  * Writes are serialised (records never interleave); a heartbeat thread
  * sends HA_HEARTBEAT every interval so that the peer's down timer only
- * fires when this side is really gone. Reads and writes that see no
+ * fires when this side is really gone. The two sides' down timers may
+ * differ (a primary that fences-waits longer than its secondary): each
+ * tells the other its own (HA_LINK_TIMER), and heartbeats go every quarter
+ * of the shorter one. Reads and writes that see no
  * progress for the down timer fail with -EAGAIN (SO_RCVTIMEO), so a dead or
  * partitioned peer is detected within that time; writes get a longer bound
  * (a live peer may be busy, and its heartbeats say it is alive).
@@ -21,7 +24,7 @@
 struct fo_link;
 
 /* Takes ownership of fd (closed on failure too). down_ms: the down timer;
- * heartbeats go every down_ms / 4. With tls, runs the TLS handshake first
+ * heartbeats go every down_ms / 4 (or a quarter of the peer's, if shorter). With tls, runs the TLS handshake first
  * (bounded by max(4 x down_ms, 5 s)) and carries everything inside it;
  * NULL means plain TCP (--insecure). A failed handshake returns its error
  * (-EPROTO: authentication; see tls.h) with the reason in err. */
@@ -39,8 +42,12 @@ void fo_link_shutdown(struct fo_link *l);
 /* Writes the image and domain headers of this side's stream. */
 int fo_link_headers(struct fo_link *l, uint32_t ihdr_id, uint32_t domain_type, uint32_t xen_major,
 		    uint32_t xen_minor);
-/* Starts heartbeats carrying *committed (the last committed epoch). */
+/* Tells the peer this side's down timer (HA_LINK_TIMER), then starts
+ * heartbeats carrying *committed (the last committed epoch). */
 int fo_link_heartbeat_start(struct fo_link *l, const _Atomic uint64_t *committed);
+/* An HA_LINK_TIMER record the peer sent: heartbeats from now on go often
+ * enough for its down timer too. */
+void fo_link_peer_timer(struct fo_link *l, const struct ckpt_record *rec);
 
 /* Serialised writers (see checkpoint/stream.h). */
 int fo_link_record(struct fo_link *l, uint32_t type, const struct iovec *iov, int iovcnt);

@@ -580,6 +580,9 @@ static int session(struct rx *x, int fd, const char *peer)
 			goto lost;
 		}
 		switch (rec.type) {
+		case CKPT_REC_HA_LINK_TIMER:
+			fo_link_peer_timer(l, &rec);
+			continue;
 		case CKPT_REC_HA_HEARTBEAT:
 		case CKPT_REC_HA_TRAILER:
 			continue;

@@ -338,6 +338,52 @@ static void test_plain_vs_tls(void **state)
 	assert_true(strstr(a.err, "TLS") != NULL);
 }
 
+/* Down timers that differ: the side with the long one (a primary that
+ * waits for a fence) learns the other's from its HA_LINK_TIMER and sends
+ * heartbeats often enough for it. Before, it sent them every quarter of
+ * its own timer, and the short side's reads timed out between them. */
+static void test_peer_timer(void **state)
+{
+	_Atomic uint64_t committed = 0;
+	struct fo_link *lng, *shrt;
+	struct ckpt_record rec;
+	unsigned beats = 0;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fo_link_new(sv[0], 4000, &lng), 0);
+	assert_int_equal(fo_link_new(sv[1], 400, &shrt), 0);
+	assert_int_equal(fo_link_headers(lng, CKPT_IHDR_ID_XEN, CKPT_DHDR_HAVM, 0, 0), 0);
+	assert_int_equal(fo_link_headers(shrt, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0), 0);
+	assert_int_equal(fo_link_heartbeat_start(shrt, &committed), 0);
+	assert_int_equal(fo_link_heartbeat_start(lng, &committed), 0);
+
+	/* The long side reads the short one's timer. */
+	struct ckpt_reader *rl = fo_link_reader(lng);
+	assert_int_equal(ckpt_reader_headers(rl, CKPT_IHDR_ID_BACK), 0);
+	assert_int_equal(ckpt_reader_next(rl, &rec), 0);
+	assert_int_equal(rec.type, CKPT_REC_HA_LINK_TIMER);
+	assert_int_equal(((const struct ckpt_ha_link_timer *)rec.body)->down_ms, 400);
+	fo_link_peer_timer(lng, &rec);
+
+	/* The short side hears the long one within its 400 ms for 2 s. */
+	struct ckpt_reader *rs = fo_link_reader(shrt);
+	assert_int_equal(ckpt_reader_headers(rs, CKPT_IHDR_ID_XEN), 0);
+	assert_int_equal(ckpt_reader_next(rs, &rec), 0);
+	assert_int_equal(rec.type, CKPT_REC_HA_LINK_TIMER);
+	assert_int_equal(((const struct ckpt_ha_link_timer *)rec.body)->down_ms, 4000);
+	uint64_t end = clk_now_ns() + 2000 * NSEC_PER_MSEC;
+	while (clk_now_ns() < end) {
+		assert_int_equal(ckpt_reader_next(rs, &rec), 0);
+		assert_int_equal(rec.type, CKPT_REC_HA_HEARTBEAT);
+		beats++;
+	}
+	/* Every 100 ms: about 20 in 2 s (not 2 or 3, every 1000 ms). */
+	assert_true(beats >= 10);
+	fo_link_free(lng);
+	fo_link_free(shrt);
+}
+
 /* Garbage instead of a handshake, and forged records after one. */
 static void test_garbage(void **state)
 {
@@ -597,6 +643,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_wrong_psk),
 		cmocka_unit_test(test_plain_vs_tls),
+		cmocka_unit_test(test_peer_timer),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_fence),
