@@ -4,7 +4,7 @@
  * ha-witness keeps one lease per pair (named after the domain). A lease has
  * a holder ("primary" or "secondary"), an expiry and a generation that
  * changes whenever the holder changes. The primary renews its lease every
- * TTL/4 for as long as it runs; the secondary asks for it only when it lost
+ * TTL/6 for as long as it runs; the secondary asks for it only when it lost
  * the primary. The witness grants a lease to its holder (renewal) or, once
  * the lease has expired, to anyone:
  *
@@ -15,8 +15,10 @@
  *
  * The primary counts its lease from the moment it *sent* the request, so
  * its view expires before the witness's does. Without the secondary it
- * runs unprotected (output released) only while its lease is valid (with a
- * TTL/4 margin); otherwise it pauses the domain and holds its output. A
+ * runs unprotected (output released) only while its lease is valid, which
+ * it counts as TTL/2: half the lease is a margin for a primary that is
+ * slow to act (an overloaded host); otherwise it pauses the domain and
+ * holds its output. A
  * renewal that comes back with another generation means the secondary held
  * the lease meanwhile: the primary's copy is superseded and stays paused.
  * A restarted witness grants nothing for one maximum TTL, so leases granted

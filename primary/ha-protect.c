@@ -66,7 +66,7 @@ static void usage(FILE *f)
 		"      --witness HOST:PORT  without the secondary, run the domain only while\n"
 		"                        holding the pair's lease from this ha-witness, else\n"
 		"                        pause it (same TLS settings as the link)\n"
-		"      --witness-ttl MS  the lease asked for, renewed every TTL/4 (default 2000)\n"
+		"      --witness-ttl MS  the lease asked for, renewed every TTL/6 (default 2000)\n"
 		"Replication link security (one of these is required, except with -b):\n"
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"

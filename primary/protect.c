@@ -114,12 +114,13 @@ struct prot {
 	pthread_t wit;
 	bool wit_running;
 	_Atomic bool wit_stop;
-	uint64_t lease_until_ns; /* our view, a TTL/4 margin before the witness's */
+	uint64_t lease_until_ns; /* our view, a TTL/2 margin before the witness's */
 	uint64_t lease_gen;	 /* 0: never granted */
 	bool superseded;	 /* the secondary held the lease since: never resume */
 	bool unprotected;
 	bool lease_lost;
 	bool devs_held;
+	uint64_t degraded_at_ns; /* when the last session was lost */
 	char wit_status[400];
 	/* Claims (witness.h): output may be released without the secondary
 	 * only once the witness took "alone" (alone_ok), so that the
@@ -150,6 +151,7 @@ __attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const 
 		vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
 		va_end(ap);
 		p->state = ST_DEGRADED;
+		p->degraded_at_ns = clk_now_ns();
 		p->stats.degradations++;
 		first = true;
 	}
@@ -157,8 +159,12 @@ __attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const 
 	pthread_mutex_unlock(&p->mu);
 	if (first) {
 		log_error("secondary lost: %s", p->reason);
-		log_error("DEGRADED: releasing held output; the domain runs UNPROTECTED until "
-			  "the secondary is back");
+		if (p->cfg->witness)
+			log_error("DEGRADED: the domain runs UNPROTECTED until the secondary is "
+				  "back, its held output released only under the witness's lease");
+		else
+			log_error("DEGRADED: releasing held output; the domain runs UNPROTECTED "
+				  "until the secondary is back");
 	}
 	if (p->link)
 		fo_link_shutdown(p->link);
@@ -579,6 +585,8 @@ static void *acker_main(void *arg)
 			degrade(p, "the secondary stopped");
 			return NULL;
 		}
+		if (rec.type == CKPT_REC_HA_LINK_TIMER)
+			fo_link_peer_timer(p->link, &rec);
 		if (rec.type != CKPT_REC_HA_ACK)
 			continue;
 
@@ -829,6 +837,31 @@ static bool lease_valid(struct prot *p)
 	return !p->superseded && p->lease_gen && clk_now_ns() < p->lease_until_ns;
 }
 
+/* Pauses the domain for want of the lease that ran out at UNTIL (0: none
+ * was held); WHY is the error to log. Our view of the lease ends TTL/2
+ * before the witness's: a pause that comes later than that ate into the
+ * margin, and says so. */
+static void lease_pause(struct prot *p, uint64_t until, const char *why)
+{
+	uint64_t t0 = clk_now_ns(), lost;
+	int rc = p->ops->pause(p->dom);
+	uint64_t t1 = clk_now_ns();
+
+	pthread_mutex_lock(&p->mu);
+	lost = p->degraded_at_ns;
+	pthread_mutex_unlock(&p->mu);
+
+	log_error("%s (%s)", why, rc < 0 ? strerror(-rc) : "paused");
+	if (until && t1 > until + 20 * NSEC_PER_MSEC)
+		log_warn("witness: the domain paused %llu ms after the lease ran out (margin "
+			 "%u ms; the pause took %llu ms, %llu ms after the secondary was "
+			 "lost): this host is overloaded",
+			 (unsigned long long)((t1 - until) / NSEC_PER_MSEC),
+			 p->cfg->witness_ttl_ms / 2,
+			 (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
+			 (unsigned long long)((t1 - lost) / NSEC_PER_MSEC));
+}
+
 /* At the end of a session lost to a degradation: may held output be
  * released and the domain run on without the secondary? Without a witness,
  * yes (the unsafe default). With one, only under a valid lease and once
@@ -837,6 +870,7 @@ static bool lease_valid(struct prot *p)
  * domain is paused here with its output still held. */
 static bool witness_may_release(struct prot *p)
 {
+	uint64_t until = 0;
 	bool ok;
 
 	if (!p->cfg->witness || stop_flag)
@@ -865,25 +899,66 @@ static bool witness_may_release(struct prot *p)
 	} else {
 		p->lease_lost = true;
 		p->devs_held = true;
+		until = p->lease_gen ? p->lease_until_ns : 0;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (!ok) {
-		int rc = p->ops->pause(p->dom);
-
-		log_error("lost both the secondary and the witness's lease: the domain is PAUSED "
-			  "and its output held (%s), since the secondary may take over now",
-			  rc < 0 ? strerror(-rc) : "paused");
-	}
+	/* Its output was held all along; still, the guest should not run on
+	 * once the secondary may activate its copy. */
+	if (!ok)
+		lease_pause(p, until,
+			    "lost both the secondary and the witness's lease: the domain is "
+			    "PAUSED and its output held, since the secondary may take over now");
 	return ok;
 }
 
-/* Renews the lease every TTL/4; pauses an unprotected domain whose lease
- * ran out, resumes it when the same lease comes back. */
+/* Pauses an unprotected domain whose lease ran out and resumes it when
+ * the same lease comes back (the witness thread, under nothing). */
+static void lease_enforce(struct prot *p)
+{
+	enum { NONE, PAUSE, RESUME } act = NONE;
+	uint64_t until = 0;
+	bool held = false;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
+		p->lease_lost = true;
+		p->unprotected = false;
+		until = p->lease_until_ns;
+		act = PAUSE;
+	} else if (p->lease_lost && lease_valid(p) && p->alone_ok) {
+		p->lease_lost = false;
+		p->unprotected = true;
+		held = p->devs_held;
+		p->devs_held = false;
+		act = RESUME;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (act == PAUSE) {
+		lease_pause(p, until,
+			    "no secondary and no witness lease: the domain is PAUSED so that it "
+			    "cannot serve beside a copy the secondary may activate");
+	} else if (act == RESUME) {
+		if (held)
+			devs_teardown(p);
+		int rc = p->ops->resume(p->dom);
+
+		log_warn("the witness lease is back (generation %llu): the domain runs again, "
+			 "unprotected%s",
+			 (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
+	}
+}
+
+/* Renews the lease every TTL/6 and counts it valid for TTL/2 from when the
+ * request was sent: a margin of half the lease before the witness may give
+ * it to the secondary, for a host so loaded that this thread or the pause
+ * comes late, and room for one lost renewal. Pauses an unprotected domain
+ * at the end of its lease (lease_enforce), also while a renewal is still
+ * under way. */
 static void *witness_main(void *arg)
 {
 	struct prot *p = arg;
 	const struct prot_config *c = p->cfg;
-	unsigned ttl = c->witness_ttl_ms, period = ttl / 4;
+	unsigned ttl = c->witness_ttl_ms, period = ttl / 6;
 	char last_err[400] = "";
 
 	log_set_domain(c->domain);
@@ -892,7 +967,9 @@ static void *witness_main(void *arg)
 		struct fo_lease_claim claim;
 		char err[400] = "";
 		uint64_t sent = clk_now_ns();
+		unsigned wait_ms = period;
 
+		lease_enforce(p);
 		atomic_store(&p->renew_now, false);
 		pthread_mutex_lock(&p->mu);
 		claim = p->claim;
@@ -900,26 +977,39 @@ static void *witness_main(void *arg)
 			     : p->claim_protected ? FO_CLAIM_PROTECTED
 						  : FO_CLAIM_NONE;
 		p->claim.seq++;
+		/* An unreachable witness must not hold the pause back: while
+		 * the domain runs unprotected, give up the renewal at the end
+		 * of the lease (the pause comes first, the renewal next time). */
+		if (p->unprotected && lease_valid(p)) {
+			uint64_t left = (p->lease_until_ns - sent) / NSEC_PER_MSEC;
+
+			if (left < wait_ms)
+				wait_ms = left > 10 ? (unsigned)left : 10;
+		}
 		pthread_mutex_unlock(&p->mu);
 		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, &claim,
-					period, &rep, err, sizeof(err));
-		enum { NONE, PAUSE, RESUME } act = NONE;
-		bool held = false;
+					wait_ms, &rep, err, sizeof(err));
 
 		pthread_mutex_lock(&p->mu);
-		if (rc == 0 && rep.granted) {
+		if (rc == 0 && rep.granted && p->superseded) {
+			/* Not "renewed again": this copy never runs again. */
+			snprintf(err, sizeof(err),
+				 "this copy is superseded: the secondary held the lease after "
+				 "generation %llu",
+				 (unsigned long long)p->lease_gen);
+		} else if (rc == 0 && rep.granted) {
 			if (!p->lease_gen)
 				p->lease_gen = rep.generation;
-			if (rep.generation != p->lease_gen && !p->superseded) {
+			if (rep.generation != p->lease_gen) {
 				p->superseded = true;
 				snprintf(err, sizeof(err),
 					 "the lease came back with generation %llu, not %llu: the "
 					 "secondary held it meanwhile",
 					 (unsigned long long)rep.generation,
 					 (unsigned long long)p->lease_gen);
-			} else if (!p->superseded) {
+			} else {
 				p->lease_until_ns =
-				    sent + (uint64_t)(ttl - ttl / 4) * NSEC_PER_MSEC;
+				    sent + (uint64_t)(ttl / 2) * NSEC_PER_MSEC;
 				/* Still wanted: the first ACK of a new session may
 				 * have withdrawn it meanwhile. */
 				if (claim.kind == FO_CLAIM_ALONE && p->want_alone && !p->alone_ok) {
@@ -936,17 +1026,6 @@ static void *witness_main(void *arg)
 				p->superseded = true;
 			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
 				 rep.holder);
-		}
-		if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
-			p->lease_lost = true;
-			p->unprotected = false;
-			act = PAUSE;
-		} else if (p->lease_lost && lease_valid(p) && p->alone_ok) {
-			p->lease_lost = false;
-			p->unprotected = true;
-			held = p->devs_held;
-			p->devs_held = false;
-			act = RESUME;
 		}
 		if (p->superseded)
 			snprintf(
@@ -969,24 +1048,18 @@ static void *witness_main(void *arg)
 			log_info("witness: lease renewed again (generation %llu)",
 				 (unsigned long long)p->lease_gen);
 		snprintf(last_err, sizeof(last_err), "%s", err);
-		if (act == PAUSE) {
-			rc = p->ops->pause(p->dom);
-			log_error("no secondary and no witness lease: the domain is PAUSED (%s) so "
-				  "that it cannot serve beside a copy the secondary may activate",
-				  rc < 0 ? strerror(-rc) : "paused");
-		} else if (act == RESUME) {
-			if (held)
-				devs_teardown(p);
-			rc = p->ops->resume(p->dom);
-			log_warn(
-			    "the witness lease is back (generation %llu): the domain runs again, "
-			    "unprotected%s",
-			    (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
-		}
+		lease_enforce(p);
+		/* Until the next renewal, or the end of the lease if sooner. */
 		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
 		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next &&
-		       !atomic_load(&p->renew_now))
+		       !atomic_load(&p->renew_now)) {
 			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+			pthread_mutex_lock(&p->mu);
+			bool due = p->unprotected && !lease_valid(p);
+			pthread_mutex_unlock(&p->mu);
+			if (due)
+				break;
+		}
 	}
 	return NULL;
 }
