@@ -2,7 +2,9 @@
 # Probe (not in the default set; run it by name): how often do PVH domUs
 # die under checkpoints in this lab? Boots one domU per mode (and per
 # copy), all at once, and drives each for a window:
-#   remus    stock `xl remus -F -b -n -d -i 100` (checkpoints to /dev/null)
+#   remus    stock `xl remus -F -n -d -i 100` to a receiver on dom0 itself,
+#            as 30-xl-remus does (with -b, to /dev/null, its pre-copy never
+#            ended in this lab: no checkpoint in a 420 s window)
 #   protect  ha-protect -F -b -n -u -i 100 (checkpoints to /dev/null)
 #   savec    `xl save -c` in a loop (a full checkpoint to a file, the
 #            domain runs on): the suspend/resume cycle without log-dirty
@@ -108,7 +110,8 @@ t0=$(now_ms)
 for d in "${doms[@]}"; do
 	[ "${boot_dead[$d]}" = 0 ] || continue
 	case ${mode_of[$d]} in
-	remus) xl -vvv remus -F -b -n -d -i 100 "$d" >"$T/$d.out" 2>"$T/$d.log" & ;;
+	remus) xl -vvv remus -F -n -d -i 100 -s "" "$d" \
+		"exec xl -vvv migrate-receive -r -e 2>$T/$d.recv.log" >"$T/$d.out" 2>"$T/$d.log" & ;;
 	protect) ha-protect -F -b -n -u -i 100 --ctl "$T/$d.sock" "xen:$d" >"$T/$d.log" 2>&1 & ;;
 	savec) savec_loop "$d" & ;;
 	pause) pause_loop "$d" & ;;
@@ -155,7 +158,7 @@ for d in "${doms[@]}"; do
 	[ -n "$p" ] || continue
 	case ${mode_of[$d]} in
 	protect) kill -TERM "$p" 2>/dev/null ;;
-	remus) ;; # ended below, by destroying its domain
+	remus) xl destroy "$d--incoming" >/dev/null 2>&1 ;; # its backup; the primary below
 	esac
 done
 for d in "${doms[@]}"; do
