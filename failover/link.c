@@ -216,7 +216,7 @@ int fo_link_heartbeat_start(struct fo_link *l, const _Atomic uint64_t *committed
 	return 0;
 }
 
-void fo_link_peer_timer(struct fo_link *l, const struct ckpt_record *rec)
+static void peer_timer(struct fo_link *l, const struct ckpt_record *rec)
 {
 	const struct ckpt_ha_link_timer *t = (const void *)rec->body;
 	bool shorter;
@@ -230,6 +230,20 @@ void fo_link_peer_timer(struct fo_link *l, const struct ckpt_record *rec)
 		log_info("the peer's down timer is %u ms, shorter than this side's %u ms: "
 			 "heartbeats every %u ms",
 			 t->down_ms, l->down_ms, t->down_ms / 4 ? t->down_ms / 4 : 1);
+}
+
+int fo_link_next(struct fo_link *l, struct ckpt_record *rec)
+{
+	int rc;
+
+	for (;;) {
+		rc = ckpt_reader_next(l->r, rec);
+		if (rc < 0 || (rec->type != CKPT_REC_HA_LINK_TIMER &&
+			       rec->type != CKPT_REC_HA_HEARTBEAT))
+			return rc;
+		if (rec->type == CKPT_REC_HA_LINK_TIMER)
+			peer_timer(l, rec);
+	}
 }
 
 int fo_link_record(struct fo_link *l, uint32_t type, const struct iovec *iov, int iovcnt)

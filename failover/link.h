@@ -4,10 +4,10 @@
  * Writes are serialised (records never interleave); a heartbeat thread
  * sends HA_HEARTBEAT every interval so that the peer's down timer only
  * fires when this side is really gone. The two sides' down timers may
- * differ (a primary that fences-waits longer than its secondary): each
- * tells the other its own (HA_LINK_TIMER), and heartbeats go every quarter
- * of the shorter one. Reads and writes that see no
- * progress for the down timer fail with -EAGAIN (SO_RCVTIMEO), so a dead or
+ * differ (a primary must outlast its secondary's fencing): each tells the
+ * other its own (HA_LINK_TIMER), and heartbeats go every quarter of the
+ * shorter one. Reads and writes that see no progress for the down timer
+ * fail with -EAGAIN (SO_RCVTIMEO), so a dead or
  * partitioned peer is detected within that time; writes get a longer bound
  * (a live peer may be busy, and its heartbeats say it is alive).
  */
@@ -24,8 +24,9 @@
 struct fo_link;
 
 /* Takes ownership of fd (closed on failure too). down_ms: the down timer;
- * heartbeats go every down_ms / 4 (or a quarter of the peer's, if shorter). With tls, runs the TLS handshake first
- * (bounded by max(4 x down_ms, 5 s)) and carries everything inside it;
+ * heartbeats go every down_ms / 4 (or a quarter of the peer's, if
+ * shorter). With tls, runs the TLS handshake first (bounded by
+ * max(4 x down_ms, 5 s)) and carries everything inside it;
  * NULL means plain TCP (--insecure). A failed handshake returns its error
  * (-EPROTO: authentication; see tls.h) with the reason in err. */
 int fo_link_open(int fd, unsigned down_ms, struct fo_tls *tls, struct fo_link **out, char *err,
@@ -45,9 +46,11 @@ int fo_link_headers(struct fo_link *l, uint32_t ihdr_id, uint32_t domain_type, u
 /* Tells the peer this side's down timer (HA_LINK_TIMER), then starts
  * heartbeats carrying *committed (the last committed epoch). */
 int fo_link_heartbeat_start(struct fo_link *l, const _Atomic uint64_t *committed);
-/* An HA_LINK_TIMER record the peer sent: heartbeats from now on go often
- * enough for its down timer too. */
-void fo_link_peer_timer(struct fo_link *l, const struct ckpt_record *rec);
+/* The next record the peer sent that is not about the link itself: its
+ * HA_LINK_TIMER (heartbeats from then on go often enough for its timer
+ * too) and its HA_HEARTBEATs (their arrival is all the down timer needs)
+ * are taken here. 0 or -errno, as ckpt_reader_next(). */
+int fo_link_next(struct fo_link *l, struct ckpt_record *rec);
 
 /* Serialised writers (see checkpoint/stream.h). */
 int fo_link_record(struct fo_link *l, uint32_t type, const struct iovec *iov, int iovcnt);

@@ -558,7 +558,7 @@ static void *acker_main(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		rc = ckpt_reader_next(r, &rec);
+		rc = fo_link_next(p->link, &rec);
 		if (rc < 0) {
 			if (rc == -EAGAIN)
 				degrade(p, "no heartbeat or ACK from the secondary for %u ms",
@@ -585,8 +585,6 @@ static void *acker_main(void *arg)
 			degrade(p, "the secondary stopped");
 			return NULL;
 		}
-		if (rec.type == CKPT_REC_HA_LINK_TIMER)
-			fo_link_peer_timer(p->link, &rec);
 		if (rec.type != CKPT_REC_HA_ACK)
 			continue;
 
@@ -1089,19 +1087,6 @@ static int open_link(struct prot *p)
 	return rc;
 }
 
-/* The next record of the back channel that is not about the link itself
- * (its timer, heartbeats): 0 or -errno. */
-static int next_back_record(struct ckpt_reader *r, struct ckpt_record *rec)
-{
-	int rc;
-
-	do
-		rc = ckpt_reader_next(r, rec);
-	while (rc == 0 &&
-	       (rec->type == CKPT_REC_HA_LINK_TIMER || rec->type == CKPT_REC_HA_HEARTBEAT));
-	return rc;
-}
-
 /* The connection broke while the stream's start was being written: the
  * secondary may have said why (HA_ERROR, e.g. busy) before hanging up. */
 static void log_start_failure(struct prot *p, int rc)
@@ -1110,7 +1095,7 @@ static void log_start_failure(struct prot *p, int rc)
 	struct ckpt_record rec;
 
 	if (!p->cfg->blackhole && ckpt_reader_headers(r, CKPT_IHDR_ID_BACK) == 0 &&
-	    next_back_record(r, &rec) == 0 && rec.type == CKPT_REC_HA_ERROR) {
+	    fo_link_next(p->link, &rec) == 0 && rec.type == CKPT_REC_HA_ERROR) {
 		const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
 
 		log_error("the secondary %s refused this primary: %.*s (%s)", p->cfg->peer,

@@ -518,7 +518,7 @@ static int session(struct rx *x, int fd, const char *peer)
 		rc = fo_link_heartbeat_start(l, &x->committed);
 	if (rc < 0)
 		goto out;
-	rc = ckpt_reader_next(r, &rec);
+	rc = fo_link_next(l, &rec);
 	if (rc < 0) {
 		snprintf(err, sizeof(err), "%s", ckpt_reader_error(r));
 		goto refuse;
@@ -566,7 +566,7 @@ static int session(struct rx *x, int fd, const char *peer)
 		 (unsigned long long)hi.nr_pages, hi.vcpus, peer);
 
 	for (;;) {
-		rc = ckpt_reader_next(r, &rec);
+		rc = fo_link_next(l, &rec);
 		if (rc < 0) {
 			snprintf(err, sizeof(err), "%s",
 				 rc == -EAGAIN ? "no data or heartbeat from the primary within the "
@@ -580,10 +580,6 @@ static int session(struct rx *x, int fd, const char *peer)
 			goto lost;
 		}
 		switch (rec.type) {
-		case CKPT_REC_HA_LINK_TIMER:
-			fo_link_peer_timer(l, &rec);
-			continue;
-		case CKPT_REC_HA_HEARTBEAT:
 		case CKPT_REC_HA_TRAILER:
 			continue;
 		case CKPT_REC_END:
