@@ -62,6 +62,17 @@ static uint64_t now_ms(void)
 	return clk_now_ns() / NSEC_PER_MSEC;
 }
 
+/* Where this run's generations start: the wall clock in ms, times 1000.
+ * A lease changes holder at most once per FO_WITNESS_TTL_MIN ms, so an
+ * earlier run never counts up to a later run's base. */
+static uint64_t gen_base(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) * 1000;
+}
+
 /* One request per connection; a slow or silent client is cut off after a
  * second. */
 static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const char *peer)
@@ -203,7 +214,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	if (fo_lease_table_new(now_ms(), (unsigned)max_ttl, &t) < 0)
+	if (fo_lease_table_new(now_ms(), (unsigned)max_ttl, gen_base(), &t) < 0)
 		goto out;
 	lfd = sock_tcp_listen(listen, 16);
 	if (lfd < 0) {

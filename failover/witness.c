@@ -139,12 +139,14 @@ struct lease {
 
 struct fo_lease_table {
 	uint64_t quiet_until_ms;
+	uint64_t gen_base;
 	unsigned max_ttl_ms;
 	struct lease *v;
 	size_t n, cap;
 };
 
-int fo_lease_table_new(uint64_t now_ms, unsigned quiet_ms, struct fo_lease_table **out)
+int fo_lease_table_new(uint64_t now_ms, unsigned quiet_ms, uint64_t gen_base,
+		       struct fo_lease_table **out)
 {
 	struct fo_lease_table *t = calloc(1, sizeof(*t));
 
@@ -152,6 +154,7 @@ int fo_lease_table_new(uint64_t now_ms, unsigned quiet_ms, struct fo_lease_table
 		return -ENOMEM;
 	t->quiet_until_ms = now_ms + quiet_ms;
 	t->max_ttl_ms = quiet_ms;
+	t->gen_base = gen_base;
 	*out = t;
 	return 0;
 }
@@ -183,6 +186,7 @@ static struct lease *find(struct fo_lease_table *t, const char *pair, bool creat
 	struct lease *l = &t->v[t->n++];
 	memset(l, 0, sizeof(*l));
 	snprintf(l->pair, sizeof(l->pair), "%s", pair);
+	l->generation = t->gen_base;
 	return l;
 }
 
@@ -239,13 +243,13 @@ int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms,
 			 l->generation, now_ms < l->expiry_ms ? l->expiry_ms - now_ms : 0);
 		return FO_LEASE_DENIED;
 	}
-	if (l->generation && strcmp(l->holder, holder) && now_ms < l->expiry_ms) {
+	if (l->holder[0] && strcmp(l->holder, holder) && now_ms < l->expiry_ms) {
 		snprintf(reply, len, "DENIED %s %" PRIu64 " %" PRIu64 "\n", l->holder,
 			 l->generation, l->expiry_ms - now_ms);
 		return FO_LEASE_DENIED;
 	}
 	int rc = FO_LEASE_RENEWED;
-	if (!l->generation || strcmp(l->holder, holder)) {
+	if (strcmp(l->holder, holder)) {
 		l->generation++;
 		snprintf(l->holder, sizeof(l->holder), "%s", holder);
 		rc = FO_LEASE_NEW_HOLDER;

@@ -22,7 +22,10 @@
  * renewal that comes back with another generation means the secondary held
  * the lease meanwhile: the primary's copy is superseded and stays paused.
  * A restarted witness grants nothing for one maximum TTL, so leases granted
- * before the restart run out first.
+ * before the restart run out first, and its generations start above those
+ * it handed out before. A primary that lost its secondary while it held no
+ * lease cannot know whether the secondary took over since: it treats its
+ * copy as superseded.
  *
  * The lease alone does not keep the secondary's copy current: a primary
  * that runs on without its secondary releases output that copy does not
@@ -92,8 +95,12 @@ int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, c
 struct fo_lease_table;
 
 /* max_ttl_ms: the longest lease granted; also how long after its start
- * (now_ms) the table grants nothing, for leases from before a restart. */
-int fo_lease_table_new(uint64_t now_ms, unsigned max_ttl_ms, struct fo_lease_table **out);
+ * (now_ms) the table grants nothing, for leases from before a restart.
+ * Generations count up from gen_base + 1: a base above every generation of
+ * an earlier run of the witness (ha-witness takes the wall clock) keeps a
+ * primary from mistaking a new holder's generation for the one it held. */
+int fo_lease_table_new(uint64_t now_ms, unsigned max_ttl_ms, uint64_t gen_base,
+		       struct fo_lease_table **out);
 void fo_lease_table_free(struct fo_lease_table *t);
 
 enum { FO_LEASE_ERROR = -1, FO_LEASE_RENEWED, FO_LEASE_NEW_HOLDER, FO_LEASE_DENIED };

@@ -117,6 +117,7 @@ struct prot {
 	uint64_t lease_until_ns; /* our view, a TTL/2 margin before the witness's */
 	uint64_t lease_gen;	 /* 0: never granted */
 	bool superseded;	 /* the secondary held the lease since: never resume */
+	bool superseded_blind;	 /* or may have: none was held when it was lost */
 	bool unprotected;
 	bool lease_lost;
 	bool devs_held;
@@ -991,10 +992,26 @@ static void *witness_main(void *arg)
 		pthread_mutex_lock(&p->mu);
 		if (rc == 0 && rep.granted && p->superseded) {
 			/* Not "renewed again": this copy never runs again. */
+			if (p->superseded_blind)
+				snprintf(err, sizeof(err),
+					 "this copy is superseded: the secondary was lost while no "
+					 "lease was held");
+			else
+				snprintf(err, sizeof(err),
+					 "this copy is superseded: the secondary held the lease "
+					 "after generation %llu",
+					 (unsigned long long)p->lease_gen);
+		} else if (rc == 0 && rep.granted && !p->lease_gen && p->lease_lost) {
+			/* The secondary was lost while no lease was held (the
+			 * witness had not answered yet, or was restarting): it may
+			 * have held the lease and activated since, and a lease
+			 * that expired leaves no trace of that here. */
+			p->superseded = true;
+			p->superseded_blind = true;
 			snprintf(err, sizeof(err),
-				 "this copy is superseded: the secondary held the lease after "
-				 "generation %llu",
-				 (unsigned long long)p->lease_gen);
+				 "granted generation %llu, but no lease was held when the "
+				 "secondary was lost: it may have taken over meanwhile",
+				 (unsigned long long)rep.generation);
 		} else if (rc == 0 && rep.granted) {
 			if (!p->lease_gen)
 				p->lease_gen = rep.generation;
@@ -1020,15 +1037,17 @@ static void *witness_main(void *arg)
 				pthread_cond_broadcast(&p->cv);
 			}
 		} else if (rc == 0) {
-			if (p->lease_gen && !strcmp(rep.holder, "secondary"))
+			if ((p->lease_gen || p->lease_lost) && !strcmp(rep.holder, "secondary"))
 				p->superseded = true;
 			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
 				 rep.holder);
 		}
 		if (p->superseded)
-			snprintf(
-			    p->wit_status, sizeof(p->wit_status),
-			    "SUPERSEDED: the secondary took the lease; this copy must not run");
+			snprintf(p->wit_status, sizeof(p->wit_status),
+				 "SUPERSEDED: %s; this copy must not run",
+				 p->superseded_blind ? "the secondary was lost while no lease was "
+						       "held, and may have taken over since"
+						     : "the secondary took the lease");
 		else if (lease_valid(p))
 			snprintf(p->wit_status, sizeof(p->wit_status),
 				 "lease held (generation %llu, %llu ms left)",

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t now = 1000;
 	size_t i = 0;
 
-	if (fo_lease_table_new(now, 5000, &t) < 0)
+	if (fo_lease_table_new(now, 5000, 0, &t) < 0)
 		return 0;
 	/* Lines split at '\n'; the octet before each advances the clock. */
 	while (i < size) {

@@ -13,6 +13,10 @@
 #   witness-isolated  A is cut off from B and the witness: A pauses the
 #            guest before B gets the lease and activates; when the
 #            partition heals, A learns it was superseded and stays paused
+#   witness-blind  as witness-isolated, but A never reached the witness
+#            before: B activates once the witness grants it the lease;
+#            after the heal A cannot know whether B took over, and its
+#            copy stays paused for good
 #   witness-vmm-dies  A's ha-vm is killed: A's ha-protect stops (the
 #            domain is gone; it claims nothing), its lease runs out and B
 #            activates
@@ -58,13 +62,15 @@ isolate_a() {
 	ns sw ebtables -A FORWARD -o sw-a -j DROP
 }
 
-# start NAME "ha-receive options" "ha-protect options"
+# start NAME "ha-receive options" "ha-protect options" [COMMAND]
+# COMMAND runs once the network is up, before ha-protect starts.
 start() {
 	dir=$tmp/$1
 	mkdir -p "$dir"
 	ns_cleanup
 	topo_up
 	witness_up
+	${4:-true}
 	# shellcheck disable=SC2086 # option lists are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
 		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) $2 > "$dir/rx.log" 2>&1 &
@@ -208,7 +214,10 @@ fi
 if want witness-isolated; then
 echo "# witness-isolated: A loses B and the witness"
 start witness-isolated "--witness $WITNESS --witness-ttl $(ms 1000)" "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
-sleep 1
+# A restarted witness grants nothing for --max-ttl: wait until A holds it
+# (witness-blind is the case where it never did).
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+check "A holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 isolate_a
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
 check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
@@ -229,6 +238,36 @@ check "after the partition heals A knows it was superseded" sh -c "ip netns exec
 sleep 1
 check "and its copy stays paused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
 finish witness-isolated
+fi
+
+if want witness-blind; then
+echo "# witness-blind: A loses B and the witness before it ever held the lease"
+# A cannot reach the witness from the start; it needs no lease while
+# protected, so it protects as usual.
+start witness-blind "--witness $WITNESS --witness-ttl $(ms 1000)" \
+	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" \
+	"ns sw ebtables -A FORWARD -i sw-a -o sw-w -j DROP" || exit 1
+check "A protects without a lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: no lease'"
+isolate_a
+wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
+check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
+wait_for 10 grep -q "PAUSED" "$dir/px.log"
+check "A paused its guest and held its output" grep -q "PAUSED" "$dir/px.log"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the partition: A's copy answered $na, the client side got $nc answers"
+check "exactly one copy (B's) serves" test "$na" -eq 0 -a "$nc" -gt 0
+# The partition heals: whether the witness still shows B's lease or B's
+# lease ran out (B does not renew it once active), A cannot know that B
+# did not take over while A held no lease, so its copy must never run.
+ns sw ebtables -F FORWARD
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+check "after the partition heals A counts its copy superseded" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+# Past the end of B's lease, when the witness would grant A a new one.
+sleep "$(ms 1000 | awk '{ print $1 / 1000 + 1 }')"
+check "and its copy stays paused, also once B's lease ran out" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED' && ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
+finish witness-blind
 fi
 
 if want witness-alone; then

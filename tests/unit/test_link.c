@@ -520,7 +520,7 @@ static void test_lease_table(void **state)
 	struct fo_lease_table *t;
 	char r[256];
 
-	assert_int_equal(fo_lease_table_new(1000, 2000, &t), 0);
+	assert_int_equal(fo_lease_table_new(1000, 2000, 0, &t), 0);
 	/* A (re)started witness grants nothing for one maximum TTL. */
 	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 1500, r, sizeof(r)),
 			 FO_LEASE_DENIED);
@@ -562,6 +562,35 @@ static void test_lease_table(void **state)
 	fo_lease_table_free(t);
 }
 
+/* A restarted witness counts its generations from a higher base: a holder
+ * it grants after the restart never gets a generation a primary still
+ * remembers from before, which that primary would take as its own. */
+static void test_lease_restart(void **state)
+{
+	struct fo_lease_table *t;
+	char r[256];
+
+	assert_int_equal(fo_lease_table_new(0, 1000, 0, &t), 0);
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 1000, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 2100, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 2 1000\n");
+	fo_lease_table_free(t);
+	/* The restart: the secondary asks first, then the primary. */
+	assert_int_equal(fo_lease_table_new(0, 1000, 1000, &t), 0);
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 1000, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 1001 1000\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 1500, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_string_equal(r, "DENIED secondary 1001 500\n");
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 2000, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 1002 1000\n");
+	fo_lease_table_free(t);
+}
+
 /* A primary that runs without its secondary claims "alone" first: from then
  * on the secondary's copy is stale and the secondary never gets the lease,
  * not even after the primary's expired, until a session's first ACK is
@@ -571,7 +600,7 @@ static void test_lease_claims(void **state)
 	struct fo_lease_table *t;
 	char r[256];
 
-	assert_int_equal(fo_lease_table_new(0, 1000, &t), 0);
+	assert_int_equal(fo_lease_table_new(0, 1000, 0, &t), 0);
 	assert_int_equal(
 	    fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 1", 1000, r,
 			    sizeof(r)),
@@ -648,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_fence),
 		cmocka_unit_test(test_lease_table),
+		cmocka_unit_test(test_lease_restart),
 		cmocka_unit_test(test_lease_claims),
 	};
 
