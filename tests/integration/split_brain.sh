@@ -275,7 +275,8 @@ echo "# witness-alone: A runs without B, then loses the witness; B notices late"
 # B's down timer (3 s) outlasts A's (150 ms) and A's lease (1 s).
 start witness-alone "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 3000)" \
 	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
-sleep 1
+# A must hold the lease when it loses B, or it pauses for good (witness-blind).
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
 partition_ab
 wait_for 5 grep -q "DEGRADED" "$dir/px.log"
 sleep 1 # A serves alone; the client sees values that B's copy lacks
