@@ -249,8 +249,13 @@ start_primary() { # HOST: protects the guest running there
 	ha protect "$1" kvm:web "$(ip_of "$(other "$1")"):7789"
 }
 
-protected() { # the pair P -> S checkpoints
-	ctl "$P" kvm:web | grep -q "state: protected" && ctl "$S" web | grep -q "state: protected"
+# The pair P -> S checkpoints; with a witness, P holds its lease too (a
+# primary that loses its secondary before it ever held one pauses for good).
+protected() {
+	local st
+	st=$(ctl "$P" kvm:web) && echo "$st" | grep -q "state: protected" &&
+		{ ! $witness || echo "$st" | grep -q "witness: lease held"; } &&
+		ctl "$S" web | grep -q "state: protected"
 }
 
 client_gen=0
