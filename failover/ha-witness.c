@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +25,25 @@
 static volatile sig_atomic_t stop_flag;
 
 /* Connections are served on threads of their own (at most MAX_CONNS at
- * once), so a client that connects and stays silent delays nobody else. */
+ * once), so a client that connects and stays silent delays nobody else.
+ * Each gets CONN_MAX_MS in all, handshake included: the accept loop shuts
+ * down the socket of one that takes longer (a client trickling its bytes
+ * would otherwise hold a slot for minutes), and of every one at exit, so
+ * that the lease table outlives them all. */
 #define MAX_CONNS 64
+#define CONN_MAX_MS 3000
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic unsigned nconns;
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct slot {
+	int fd; /* -1: free */
+	uint64_t since_ms;
+} slots[MAX_CONNS];
+static unsigned nconns; /* slots in use, under slots_mu */
 
 struct conn {
 	int fd;
+	unsigned slot;
 	struct fo_tls *tls;
 	struct fo_lease_table *t;
 	char peer[96];
@@ -82,6 +93,7 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 	char line[256], reply[256], err[320] = "";
 	size_t n = 0;
 	int rc = 0;
+	uint64_t t0 = now_ms();
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -89,7 +101,6 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 		rc = fo_tls_handshake(tls, fd, &s, err, sizeof(err));
 		if (rc < 0) {
 			log_warn("refusing %s: %s", peer, err);
-			close(fd);
 			return;
 		}
 	}
@@ -105,7 +116,10 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 		n++;
 	}
 	line[n] = '\0';
-	if (rc < 0) {
+	if (rc < 0 && now_ms() - t0 >= CONN_MAX_MS) {
+		log_warn("%s: no complete request within %d ms: cut off", peer, CONN_MAX_MS);
+		goto out;
+	} else if (rc < 0) {
 		log_warn("%s: no complete request (%s)", peer, strerror(-rc));
 		goto out;
 	}
@@ -123,17 +137,64 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 		log_warn("%s: the reply was not delivered: %s", peer, strerror(-rc));
 out:
 	fo_tls_session_free(s);
-	close(fd);
 }
 
+/* The socket is closed only once its slot is free, so the accept loop
+ * never shuts down a descriptor number that was reused meanwhile. */
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
 
 	serve(c->fd, c->tls, c->t, c->peer);
+	pthread_mutex_lock(&slots_mu);
+	slots[c->slot].fd = -1;
+	nconns--;
+	pthread_mutex_unlock(&slots_mu);
+	close(c->fd);
 	free(c);
-	atomic_fetch_sub(&nconns, 1);
 	return NULL;
+}
+
+/* Takes a free slot for fd; false if all are in use. */
+static bool slot_take(int fd, unsigned *out)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&slots_mu);
+	for (unsigned i = 0; i < MAX_CONNS && !ok; i++) {
+		if (slots[i].fd < 0) {
+			slots[i] = (struct slot){.fd = fd, .since_ms = now_ms()};
+			nconns++;
+			*out = i;
+			ok = true;
+		}
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return ok;
+}
+
+static void slot_drop(unsigned i)
+{
+	pthread_mutex_lock(&slots_mu);
+	slots[i].fd = -1;
+	nconns--;
+	pthread_mutex_unlock(&slots_mu);
+}
+
+/* Cuts off the connections older than CONN_MAX_MS (all: every one) and
+ * returns how many are still being served. */
+static unsigned slots_reap(bool all)
+{
+	uint64_t now = now_ms();
+	unsigned n;
+
+	pthread_mutex_lock(&slots_mu);
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		if (slots[i].fd >= 0 && (all || now - slots[i].since_ms > CONN_MAX_MS))
+			shutdown(slots[i].fd, SHUT_RDWR);
+	n = nconns;
+	pthread_mutex_unlock(&slots_mu);
+	return n;
 }
 
 int main(int argc, char **argv)
@@ -223,6 +284,8 @@ int main(int argc, char **argv)
 	}
 	log_info("witness on %s (%s); granting leases of up to %lu ms from %lu ms after start",
 		 listen, tls ? fo_tls_mode(tls) : "plain TCP, --insecure", max_ttl, max_ttl);
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		slots[i].fd = -1;
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 		struct sockaddr_storage ss;
@@ -230,6 +293,7 @@ int main(int argc, char **argv)
 		char host[64] = "?", serv[16] = "", peer[96];
 		int fd;
 
+		slots_reap(false);
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
@@ -242,27 +306,29 @@ int main(int argc, char **argv)
 		pthread_attr_t attr;
 		pthread_t th;
 
-		if (!cn || atomic_load(&nconns) >= MAX_CONNS) {
+		if (!cn || !slot_take(fd, &cn->slot)) {
 			log_warn("refusing %s: %d connections are being served", peer, MAX_CONNS);
 			free(cn);
 			close(fd);
 			continue;
 		}
-		*cn = (struct conn){.fd = fd, .tls = tls, .t = t};
+		cn->fd = fd;
+		cn->tls = tls;
+		cn->t = t;
 		snprintf(cn->peer, sizeof(cn->peer), "%s", peer);
-		atomic_fetch_add(&nconns, 1);
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &attr, conn_main, cn)) {
-			atomic_fetch_sub(&nconns, 1);
+			slot_drop(cn->slot);
 			close(fd);
 			free(cn);
 		}
 		pthread_attr_destroy(&attr);
 	}
-	/* Let the connections in flight finish (each is bounded by its
-	 * timeouts) before the table goes. */
-	for (int i = 0; i < 300 && atomic_load(&nconns); i++)
+	/* Cut off the connections in flight and wait until each thread has
+	 * let go of the table and the TLS context, which go next. A thread
+	 * whose socket is shut down returns at its next read or write. */
+	while (slots_reap(true))
 		usleep(10000);
 	close(lfd);
 	log_info("stopped");
