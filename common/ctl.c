@@ -157,6 +157,8 @@ int ctl_request(const char *path, const char *line, FILE *out)
 {
 	char buf[4096];
 	ssize_t n;
+	size_t total = 0;
+	bool error = false;
 	int fd = sock_unix_connect(path);
 
 	if (fd < 0)
@@ -169,8 +171,14 @@ int ctl_request(const char *path, const char *line, FILE *out)
 		close(fd);
 		return -EIO;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		/* "error: " is 7 octets: a first read shorter than that is not
+		 * one (the server writes its reply at once). */
+		if (total == 0 && n >= 7 && !memcmp(buf, "error: ", 7))
+			error = true;
+		total += (size_t)n;
 		fwrite(buf, 1, (size_t)n, out);
+	}
 	close(fd);
-	return 0;
+	return error ? 1 : 0;
 }

@@ -28,7 +28,8 @@ void ctl_server_stop(struct ctl_server *s);
 int ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx);
 
 /* Client: sends line to the socket at path and copies the reply to out.
- * Returns 0, or -errno if the daemon cannot be reached. */
+ * Returns 0, 1 if the daemon answered with an error (a reply that starts
+ * "error: "), or -errno if the daemon cannot be reached. */
 int ctl_request(const char *path, const char *line, FILE *out);
 
 /* The socket path of a daemon for a domain: DIR/<domain with ':' and '/'

@@ -11,7 +11,9 @@ static void usage(FILE *f)
 		   "       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		   "       ha-ctl [--ctl PATH] stop DOMAIN\n"
 		   "Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
-		   "for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME.\n");
+		   "for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME.\n"
+		   "Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
+		   "for DOMAIN, 2 usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -57,7 +59,7 @@ int main(int argc, char **argv)
 				dom + 5, strerror(-rc));
 			return 1;
 		}
-		return 0;
+		return rc;
 	} else {
 		ctl_path(path, sizeof(path), "ha-protect", dom);
 		rc = ctl_request(path, line, stdout);
@@ -71,5 +73,5 @@ int main(int argc, char **argv)
 			dom, strerror(-rc));
 		return 1;
 	}
-	return 0;
+	return rc; /* 1: the daemon answered "error: ..." */
 }

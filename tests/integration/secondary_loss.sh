@@ -35,7 +35,7 @@ check "ha-ctl status on the secondary" grep -q "state: protected" "$tmp/st2"
 ctl a interval kvm:web 20 > /dev/null
 ctl a status kvm:web > "$tmp/st3"
 check "ha-ctl interval changes the interval" grep -q "interval_ms: 20" "$tmp/st3"
-check "a bad interval is refused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$tmp/a $bin/ha-ctl interval kvm:web 0 | grep -q error"
+check "a bad interval is refused, and ha-ctl exits 1" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$tmp/a $bin/ha-ctl interval kvm:web 0 > $tmp/bad; test \$? -eq 1 && grep -q error $tmp/bad"
 
 # A second primary is refused while the first is protected.
 ns a env HA_RUN_DIR="$tmp/a2" "$bin/ha-vm" run --name web --mem 32M --guest counter \

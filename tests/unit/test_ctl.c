@@ -27,6 +27,12 @@ static int calls;
 static int handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 {
 	calls++;
+	if (!strcmp(cmd, "refuse")) {
+		fprintf(out, "error: refused, as asked\n");
+		return -EINVAL;
+	}
+	if (!strcmp(cmd, "fail"))
+		return -EBUSY;
 	fprintf(out, "ok: %s\n", cmd);
 	return 0;
 }
@@ -71,6 +77,7 @@ static void test_peer_credentials(void **state)
 		print_message("SKIP: needs root to act as another user\n");
 		skip();
 	}
+	calls = 0;
 	assert_non_null(mkdtemp(dir));
 	chmod(dir, 0755);
 	snprintf(path, sizeof(path), "%s/d.sock", dir);
@@ -107,9 +114,36 @@ static void test_peer_credentials(void **state)
 	rmdir(dir);
 }
 
+/* A daemon's "error: ..." reply is told apart from an answer (ha-ctl
+ * exits 1 on it), whether the handler wrote it or the server did. */
+static void test_error_reply(void **state)
+{
+	char dir[] = "/tmp/ha-test-ctl.XXXXXX", path[108], *reply = NULL;
+	struct ctl_server *s;
+	size_t len = 0;
+	FILE *out;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/d.sock", dir);
+	assert_int_equal(ctl_server_start(path, handler, NULL, &s), 0);
+	out = open_memstream(&reply, &len);
+	assert_int_equal(ctl_request(path, "status", out), 0);
+	assert_int_equal(ctl_request(path, "refuse", out), 1);
+	assert_int_equal(ctl_request(path, "fail", out), 1);
+	fclose(out);
+	assert_string_equal(reply,
+			    "ok: status\nerror: refused, as asked\nerror: Device or resource busy\n");
+	free(reply);
+	assert_int_equal(ctl_request(dir, "status", stdout), -ECONNREFUSED);
+	ctl_server_stop(s);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_peer_credentials),
 	};
 
