@@ -925,8 +925,8 @@ static void lease_enforce(struct prot *p)
 		until = p->lease_until_ns;
 		act = PAUSE;
 	} else if (p->lease_lost && lease_valid(p) && p->alone_ok) {
-		p->lease_lost = false;
-		p->unprotected = true;
+		/* lease_lost stays set until the held devices are gone: it
+		 * keeps a new session from connecting devices meanwhile. */
 		held = p->devs_held;
 		p->devs_held = false;
 		act = RESUME;
@@ -940,6 +940,11 @@ static void lease_enforce(struct prot *p)
 		if (held)
 			devs_teardown(p);
 		int rc = p->ops->resume(p->dom);
+
+		pthread_mutex_lock(&p->mu);
+		p->lease_lost = false;
+		p->unprotected = true;
+		pthread_mutex_unlock(&p->mu);
 
 		log_warn("the witness lease is back (generation %llu): the domain runs again, "
 			 "unprotected%s",
