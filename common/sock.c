@@ -43,6 +43,15 @@ int sock_split_hostport(const char *s, char *host, size_t hostlen, char *port, s
 	return 0;
 }
 
+bool sock_hostport_option(const char *prog, const char *what, const char *s)
+{
+	char host[256], port[16];
+
+	if (!s || sock_split_hostport(s, host, sizeof(host), port, sizeof(port)) == 0)
+		return true;
+	fprintf(stderr, "%s: %s '%s': %s\n", prog, what, s, sock_tcp_strerror(-EINVAL));
+	return false;
+}
 
 static int resolve(const char *hostport, int passive, struct addrinfo **res)
 {
@@ -57,11 +66,32 @@ static int resolve(const char *hostport, int passive, struct addrinfo **res)
 	if (sock_split_hostport(hostport, host, sizeof(host), port, sizeof(port)) < 0)
 		return -EINVAL;
 	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
-	if (rc == EAI_SYSTEM)
+	switch (rc) {
+	case 0:
+		return 0;
+	case EAI_SYSTEM:
 		return -errno;
-	if (rc != 0)
-		return -EHOSTUNREACH;
-	return 0;
+	case EAI_AGAIN:
+		return -EAGAIN;
+	case EAI_MEMORY:
+		return -ENOMEM;
+	default: /* EAI_NONAME, EAI_NODATA, EAI_FAIL, EAI_ADDRFAMILY... */
+		return -ENXIO;
+	}
+}
+
+const char *sock_tcp_strerror(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+		return "not an address of the form HOST:PORT ([ADDR]:PORT for IPv6, PORT a number)";
+	case -ENXIO:
+		return "the host name does not resolve";
+	case -EAGAIN:
+		return "the name service did not answer (try again, or give an address)";
+	default:
+		return strerror(-rc);
+	}
 }
 
 int sock_tcp_listen(const char *hostport, int backlog)

@@ -3,15 +3,25 @@
 #ifndef HA_COMMON_SOCK_H
 #define HA_COMMON_SOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 /* Splits "host:port", "[v6]:port" or ":port" (host empty). -EINVAL if malformed. */
 int sock_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+/* For option checks: s is HOST:PORT (or NULL, an option not given). When
+ * not, says so on stderr as "PROG: WHAT 's': ..." and returns false. */
+bool sock_hostport_option(const char *prog, const char *what, const char *s);
 
+/* Both resolve hostport first: -EINVAL if it is not HOST:PORT, -ENXIO if
+ * the host name does not resolve, -EAGAIN if the name service did not
+ * answer. */
 int sock_tcp_listen(const char *hostport, int backlog);
 /* Connects with a timeout (ms, <= 0 for the system default). */
 int sock_tcp_connect(const char *hostport, int timeout_ms);
+/* What a failure of sock_tcp_listen or sock_tcp_connect means, in words
+ * for an operator (strerror, where the errno says it already). */
+const char *sock_tcp_strerror(int rc);
 int sock_tcp_accept(int lfd);
 /* TCP_NODELAY plus keepalive tuned to notice a dead peer in seconds. */
 int sock_tcp_tune(int fd);

@@ -194,6 +194,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!sock_hostport_option("ha-diskrepl", "--nbd-listen", nbd_listen))
+		return 2;
 	snprintf(srv.name, sizeof(srv.name), "%s", name);
 	log_set_domain(name);
 	signal(SIGPIPE, SIG_IGN);
@@ -234,7 +236,7 @@ int main(int argc, char **argv)
 	if (nbd_listen) {
 		tcp_fd = sock_tcp_listen(nbd_listen, 16);
 		if (tcp_fd < 0) {
-			log_error("cannot listen on %s: %s", nbd_listen, strerror(-tcp_fd));
+			log_error("cannot listen on %s: %s", nbd_listen, sock_tcp_strerror(tcp_fd));
 			rc = 1;
 			goto out;
 		}

@@ -268,6 +268,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!sock_hostport_option("ha-witness", "--listen", listen))
+		return 2;
 	if (fo_tls_setup(&tc, insecure, true, &tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-witness: %s\n", err);
 		return 2;
@@ -279,7 +281,7 @@ int main(int argc, char **argv)
 		goto out;
 	lfd = sock_tcp_listen(listen, 16);
 	if (lfd < 0) {
-		log_error("cannot listen on %s: %s", listen, strerror(-lfd));
+		log_error("cannot listen on %s: %s", listen, sock_tcp_strerror(lfd));
 		goto out;
 	}
 	log_info("witness on %s (%s); granting leases of up to %lu ms from %lu ms after start",

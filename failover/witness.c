@@ -60,7 +60,7 @@ int fo_witness_ask(const char *hostport, struct fo_tls *tls, const char *pair, c
 	fd = sock_tcp_connect(hostport, (int)timeout_ms);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot reach the witness at %s: %s", hostport,
-			 strerror(-fd));
+			 sock_tcp_strerror(fd));
 		return fd;
 	}
 	set_timeouts(fd, timeout_ms);

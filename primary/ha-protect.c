@@ -10,6 +10,7 @@
 #include "checkpoint/codec.h"
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/sock.h"
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
@@ -351,6 +352,9 @@ int main(int argc, char **argv)
 	}
 	cfg.domain = argv[optind];
 	cfg.peer = cfg.blackhole ? NULL : argv[optind + 1];
+	if (!sock_hostport_option("ha-protect", "PEER", cfg.peer) ||
+	    !sock_hostport_option("ha-protect", "--witness", cfg.witness))
+		return 2;
 	ops = hv_lookup(cfg.domain, &name);
 	if (!ops) {
 		fprintf(stderr, "ha-protect: unknown domain kind in '%s' (use kvm:NAME or xen:NAME)\n",

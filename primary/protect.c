@@ -1157,7 +1157,7 @@ static int session(struct prot *p, bool first)
 	if (rc < 0) {
 		if (first)
 			log_error("cannot reach the secondary at %s: %s", p->cfg->peer,
-				  strerror(-rc));
+				  rc == -ENXIO ? sock_tcp_strerror(rc) : strerror(-rc));
 		return rc;
 	}
 	/* Degraded until now; from here a failure degrades this session. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/sock.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "secondary/receive.h"
@@ -225,6 +226,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!sock_hostport_option("ha-receive", "--listen", cfg.listen) ||
+	    !sock_hostport_option("ha-receive", "--witness", cfg.witness))
+		return 2;
 	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
 	    (cfg.witness &&
 	     fo_tls_setup(&tlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {

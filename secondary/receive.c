@@ -821,7 +821,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 	}
 	lfd = sock_tcp_listen(cfg->listen, 4);
 	if (lfd < 0) {
-		log_error("cannot listen on %s: %s", cfg->listen, strerror(-lfd));
+		log_error("cannot listen on %s: %s", cfg->listen, sock_tcp_strerror(lfd));
 		rc = lfd;
 		goto out;
 	}

@@ -115,6 +115,14 @@ static void test_hostport(void **state)
 	assert_int_equal(sock_split_hostport("h:", h, sizeof(h), p, sizeof(p)), -EINVAL);
 	assert_int_equal(sock_split_hostport("h:8x", h, sizeof(h), p, sizeof(p)), -EINVAL);
 	assert_int_equal(sock_split_hostport("[::1:9", h, sizeof(h), p, sizeof(p)), -EINVAL);
+	/* An address without a port is told as such, not as "Invalid argument". */
+	assert_int_equal(sock_tcp_listen("127.0.0.1", 1), -EINVAL);
+	assert_non_null(strstr(sock_tcp_strerror(-EINVAL), "HOST:PORT"));
+	assert_non_null(strstr(sock_tcp_strerror(-ENXIO), "does not resolve"));
+	assert_string_equal(sock_tcp_strerror(-ECONNREFUSED), strerror(ECONNREFUSED));
+	assert_true(sock_hostport_option("t", "--listen", NULL));
+	assert_true(sock_hostport_option("t", "--listen", "127.0.0.1:7"));
+	assert_false(sock_hostport_option("t", "--listen", "127.0.0.1"));
 }
 
 static void test_tcp_loopback(void **state)
