@@ -17,7 +17,8 @@ ha-witness_OBJS := \
 	failover/ha-witness.o
 
 INTEG_TESTS += \
-	tests/integration/link_tls.sh
+	tests/integration/link_tls.sh \
+	tests/integration/witness_conns.sh
 
 BENCHES += \
 	bench_link
