@@ -19,7 +19,8 @@ ha-diskrepl_OBJS := \
 
 UNIT_TESTS += \
 	test_diskrepl \
-	test_drbd
+	test_drbd \
+	test_nbdsrv
 
 INTEG_TESTS += \
 	tests/integration/disk_failover.sh \

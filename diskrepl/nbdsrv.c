@@ -314,7 +314,11 @@ static int transmission(struct conn *c)
 				res = ops->read(ctx, buf, len, off);
 				break;
 			case NBD_CMD_WRITE:
-				res = ops->write(ctx, buf, len, off, fua);
+				/* Nothing to write (or to mirror: an empty
+				 * write record is malformed on the link). */
+				res = len ? ops->write(ctx, buf, len, off, fua)
+					  : fua ? ops->flush(ctx)
+						: 0;
 				break;
 			case NBD_CMD_FLUSH:
 				res = ops->flush(ctx);
