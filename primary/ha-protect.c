@@ -376,6 +376,8 @@ int main(int argc, char **argv)
 			 "holds the lease (TTL %u ms)",
 			 cfg.witness, cfg.witness_ttl_ms);
 	signal(SIGPIPE, SIG_IGN);
+	/* A closing terminal is no reason to stop, let alone fail over. */
+	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 

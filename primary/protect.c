@@ -121,6 +121,7 @@ struct prot {
 	bool unprotected;
 	bool lease_lost;
 	bool devs_held;
+	bool end_confirmed; /* the secondary answered our END (a stop) */
 	uint64_t degraded_at_ns; /* when the last session was lost */
 	char wit_status[400];
 	/* Claims (witness.h): output may be released without the secondary
@@ -583,7 +584,15 @@ static void *acker_main(void *arg)
 			return NULL;
 		}
 		if (rec.type == CKPT_REC_END) {
-			degrade(p, "the secondary stopped");
+			/* While stopping: the secondary read our END and discards
+			 * its copy. Otherwise it stopped on its own. */
+			pthread_mutex_lock(&p->mu);
+			bool stopping = p->state == ST_STOPPING;
+			p->end_confirmed = stopping;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			if (!stopping)
+				degrade(p, "the secondary stopped");
 			return NULL;
 		}
 		if (rec.type != CKPT_REC_HA_ACK)
@@ -872,7 +881,7 @@ static bool witness_may_release(struct prot *p)
 	uint64_t until = 0;
 	bool ok;
 
-	if (!p->cfg->witness || stop_flag)
+	if (!p->cfg->witness)
 		return true;
 	pthread_mutex_lock(&p->mu);
 	if (!p->want_alone || !p->alone_ok) {
@@ -881,7 +890,7 @@ static bool witness_may_release(struct prot *p)
 	}
 	p->claim_protected = false;
 	atomic_store(&p->renew_now, true);
-	while (!p->alone_ok && lease_valid(p) && !stop_flag) {
+	while (!p->alone_ok && lease_valid(p)) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -966,7 +975,8 @@ static void *witness_main(void *arg)
 	char last_err[400] = "";
 
 	log_set_domain(c->domain);
-	while (!stop_flag && !atomic_load(&p->wit_stop)) {
+	/* Not ended by a stop request: a stop may still need a claim. */
+	while (!atomic_load(&p->wit_stop)) {
 		struct fo_lease_reply rep;
 		struct fo_lease_claim claim;
 		char err[400] = "";
@@ -1073,7 +1083,7 @@ static void *witness_main(void *arg)
 		lease_enforce(p);
 		/* Until the next renewal, or the end of the lease if sooner. */
 		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
-		while (!stop_flag && !atomic_load(&p->wit_stop) && clk_now_ns() < next &&
+		while (!atomic_load(&p->wit_stop) && clk_now_ns() < next &&
 		       !atomic_load(&p->renew_now)) {
 			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
 			pthread_mutex_lock(&p->mu);
@@ -1169,6 +1179,7 @@ static int session(struct prot *p, bool first)
 		return -EAGAIN;
 	}
 	p->unprotected = false;
+	p->end_confirmed = false;
 	p->state = ST_SYNC;
 	p->reason[0] = '\0';
 	pthread_mutex_unlock(&p->mu);
@@ -1238,19 +1249,28 @@ static int session(struct prot *p, bool first)
 	 * the guest ended itself (not a host failure: the secondary discards
 	 * its copy rather than resurrect it). No END when the domain is gone
 	 * (destroyed) or stuck suspended: then the secondary takes over. */
-	if (clean && (stop_flag || p->guest_ended || (loop_failed && rc != -ESRCH && !p->frozen)))
-		fo_link_end(p->link);
-	fo_link_shutdown(p->link);
+	bool ended = clean &&
+		     (stop_flag || p->guest_ended || (loop_failed && rc != -ESRCH && !p->frozen)) &&
+		     fo_link_end(p->link) == 0;
+	/* The secondary answers END with END. Until then (or until the
+	 * acker's down timer runs out: a partition), the output of epochs it
+	 * has not acknowledged stays held, as it may still activate its copy. */
+	if (!ended)
+		fo_link_shutdown(p->link);
 	if (p->acker_running) {
 		pthread_join(p->acker, NULL);
 		p->acker_running = false;
 	}
+	fo_link_shutdown(p->link);
+	if (ended)
+		log_info("END %s", p->end_confirmed ? "confirmed by the secondary: it discards its copy"
+						    : "not confirmed by the secondary: it may take over");
 	/* A domain that is gone (or stuck suspended) releases nothing it
 	 * still holds and claims nothing: the secondary's copy is all that is
 	 * left of it. */
 	if (rc == -ESRCH || p->frozen)
 		devs_discard(p);
-	else if (witness_may_release(p))
+	else if (p->end_confirmed || witness_may_release(p))
 		devs_teardown(p);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);

@@ -248,6 +248,8 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
 			 "writes cross the network unencrypted and unauthenticated");
 	signal(SIGPIPE, SIG_IGN);
+	/* A closing terminal is no reason to stop, let alone fail over. */
+	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = rx_run(&cfg, ops);

@@ -583,7 +583,10 @@ static int session(struct rx *x, int fd, const char *peer)
 		case CKPT_REC_HA_TRAILER:
 			continue;
 		case CKPT_REC_END:
+			/* Answered with END: the primary may then release what it
+			 * holds, since this copy will never run. */
 			log_info("the primary stopped protection cleanly; discarding the copy");
+			fo_link_end(l);
 			rc = 0;
 			goto out;
 		case CKPT_REC_CHECKPOINT: {

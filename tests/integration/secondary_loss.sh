@@ -74,6 +74,8 @@ check "no acknowledged increment lost" awk '$2 != $3 { bad = 1 } END { exit bad 
 ctl a stop kvm:web > /dev/null
 wait_for 10 grep -q "stopped protection cleanly" "$tmp/rx.log"
 check "a clean stop is not a failover" sh -c "grep -q 'stopped protection cleanly' '$tmp/rx.log' && ! grep -q FAILOVER '$tmp/rx.log'"
+wait_for 10 grep -q "stopped after" "$tmp/px.log"
+check "the secondary confirms the END" grep -q "END confirmed by the secondary" "$tmp/px.log"
 check "output flows after the stop" sh -c "ip netns exec ${PREFIX}c $bin/ha-client counter $GUEST_IP:7000 --name c2 --count 3 >/dev/null 2>&1"
 if [ "$fails" -ne 0 ]; then
 	for f in px rx vm px2; do echo "--- $f.log"; tail -n 20 "$tmp/$f.log"; done

@@ -17,6 +17,10 @@
 #            before: B activates once the witness grants it the lease;
 #            after the heal A cannot know whether B took over, and its
 #            copy stays paused for good
+#   witness-stop  A is stopped (ha-ctl stop) just after it lost B: its END
+#            is not confirmed, so it claims "alone" with the witness
+#            before it releases held output; B's copy is stale and never
+#            activates; A's copy serves on, unprotected
 #   witness-vmm-dies  A's ha-vm is killed: A's ha-protect stops (the
 #            domain is gone; it claims nothing), its lease runs out and B
 #            activates
@@ -293,6 +297,28 @@ nc=$(probe c pc)
 echo "     after A lost the witness: the client side got $nc answers"
 check "no copy serves (A paused, B discarded its stale copy)" test "$nc" -eq 0
 finish witness-alone
+fi
+
+if want witness-stop; then
+echo "# witness-stop: A is told to stop just after it lost B"
+start witness-stop "--witness $WITNESS --witness-ttl $(ms 1000)" \
+	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
+wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+partition_ab
+ns a env HA_RUN_DIR="$dir/a" "$bin/ha-ctl" stop kvm:web > /dev/null 2>&1
+wait_for 10 grep -q "stopped after" "$dir/px.log"
+wait_for 10 grep -q "ran without this secondary\|FAILOVER:" "$dir/rx.log"
+sleep "$(ms 1000 | awk '{ print $1 / 1000 + 1 }')" # past A's last lease
+check "A's END is not confirmed (B cannot hear it)" grep -q "END not confirmed" "$dir/px.log"
+check "A claimed with the witness that it runs without B before releasing" grep -q "took the claim" "$dir/px.log"
+check "B is told its copy is stale and does not activate" \
+	sh -c "grep -q 'ran without this secondary' '$dir/rx.log' && ! grep -q 'FAILOVER:' '$dir/rx.log'"
+bad=$(c1_mismatches)
+check "no acknowledged increment lost (value == request id; $bad wrong)" test "${bad%% *}" -eq 0
+na=$(probe a pa) nc=$(probe c pc)
+echo "     after the stop: A's copy answered $na, the client side got $nc answers"
+check "one copy (A's, unprotected) serves" test "$na" -gt 0
+finish witness-stop
 fi
 
 if want witness-vmm-dies; then
