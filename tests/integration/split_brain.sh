@@ -111,6 +111,17 @@ c1_mismatches() {
 		awk '$2 != $3 { n++ } END { print n + 0 " of " NR }'
 }
 
+# a_witness TEXT: A's ha-ctl status says "witness: TEXT...".
+a_witness() {
+	ip netns exec "${PREFIX}a" env HA_RUN_DIR="$dir/a" "$bin/ha-ctl" status kvm:web 2>/dev/null |
+		grep -q "witness: $1"
+}
+# a_stays_paused: A's copy is paused and never ran again.
+a_stays_paused() {
+	ip netns exec "${PREFIX}a" env HA_RUN_DIR="$dir/a" "$bin/ha-vm" list | grep -q '^web .* paused' &&
+		! grep -q 'runs again' "$dir/px.log"
+}
+
 # Timestamp of the first log line matching a pattern.
 stamp() {
 	grep -m1 "$2" "$1" | cut -d' ' -f1
@@ -198,8 +209,8 @@ fi
 if want witness; then
 echo "# witness: A and B lose each other, both reach the witness"
 start witness "--witness $WITNESS --witness-ttl $(ms 1000)" "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
-wait_for 5 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
-check "the primary holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+wait_for 5 a_witness 'lease held'
+check "the primary holds the lease" a_witness 'lease held'
 partition_ab
 # B stands down: it sees A renew its lease, or the witness tells it that A
 # runs without it (whichever B learns first).
@@ -220,8 +231,8 @@ echo "# witness-isolated: A loses B and the witness"
 start witness-isolated "--witness $WITNESS --witness-ttl $(ms 1000)" "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 # A restarted witness grants nothing for --max-ttl: wait until A holds it
 # (witness-blind is the case where it never did).
-wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
-check "A holds the lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+wait_for 10 a_witness 'lease held'
+check "A holds the lease" a_witness 'lease held'
 isolate_a
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
 check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
@@ -237,10 +248,10 @@ check "exactly one copy (B's) serves" test "$na" -eq 0 -a "$nc" -gt 0
 # The partition heals: A reaches the witness again, learns that the
 # secondary held the lease meanwhile, and keeps its copy paused.
 ns sw ebtables -F FORWARD
-wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
-check "after the partition heals A knows it was superseded" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+wait_for 10 a_witness 'SUPERSEDED'
+check "after the partition heals A knows it was superseded" a_witness 'SUPERSEDED'
 sleep 1
-check "and its copy stays paused" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
+check "and its copy stays paused" a_stays_paused
 finish witness-isolated
 fi
 
@@ -251,7 +262,7 @@ echo "# witness-blind: A loses B and the witness before it ever held the lease"
 start witness-blind "--witness $WITNESS --witness-ttl $(ms 1000)" \
 	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" \
 	"ns sw ebtables -A FORWARD -i sw-a -o sw-w -j DROP" || exit 1
-check "A protects without a lease" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: no lease'"
+check "A protects without a lease" a_witness 'no lease'
 isolate_a
 wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
 check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
@@ -266,11 +277,12 @@ check "exactly one copy (B's) serves" test "$na" -eq 0 -a "$nc" -gt 0
 # lease ran out (B does not renew it once active), A cannot know that B
 # did not take over while A held no lease, so its copy must never run.
 ns sw ebtables -F FORWARD
-wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
-check "after the partition heals A counts its copy superseded" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED'"
+wait_for 10 a_witness 'SUPERSEDED'
+check "after the partition heals A counts its copy superseded" a_witness 'SUPERSEDED'
 # Past the end of B's lease, when the witness would grant A a new one.
 sleep "$(ms 1000 | awk '{ print $1 / 1000 + 1 }')"
-check "and its copy stays paused, also once B's lease ran out" sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: SUPERSEDED' && ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-vm list | grep -q '^web .* paused' && ! grep -q 'runs again' '$dir/px.log'"
+still_superseded() { a_witness SUPERSEDED && a_stays_paused; }
+check "and its copy stays paused, also once B's lease ran out" still_superseded
 finish witness-blind
 fi
 
@@ -280,7 +292,7 @@ echo "# witness-alone: A runs without B, then loses the witness; B notices late"
 start witness-alone "--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 3000)" \
 	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
 # A must hold the lease when it loses B, or it pauses for good (witness-blind).
-wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+wait_for 10 a_witness 'lease held'
 partition_ab
 wait_for 5 grep -q "DEGRADED" "$dir/px.log"
 sleep 1 # A serves alone; the client sees values that B's copy lacks
@@ -303,7 +315,7 @@ if want witness-stop; then
 echo "# witness-stop: A is told to stop just after it lost B"
 start witness-stop "--witness $WITNESS --witness-ttl $(ms 1000)" \
 	"--witness $WITNESS --witness-ttl $(ms 1000) --timeout $(ms 150)" || exit 1
-wait_for 10 sh -c "ip netns exec ${PREFIX}a env HA_RUN_DIR=$dir/a $bin/ha-ctl status kvm:web | grep -q 'witness: lease held'"
+wait_for 10 a_witness 'lease held'
 partition_ab
 ns a env HA_RUN_DIR="$dir/a" "$bin/ha-ctl" stop kvm:web > /dev/null 2>&1
 wait_for 10 grep -q "stopped after" "$dir/px.log"
