@@ -32,7 +32,7 @@ wait_for() {
 		"$@" >/dev/null 2>&1 && return 0
 		[ "$(now_ms)" -lt "$end" ] || return 1
 		if [ "${LAB_WATCH:-1}" = 1 ] && [ "$(now_ms)" -ge "$next" ]; then
-			dead=$(lab_dead_domus | awk -v e=" $(tr '\n' ' ' <"$LAB_TMP/.expected-panics" 2>/dev/null)" \
+			dead=$(lab_dead_domus | awk -v e=" $(cat "$LAB_TMP/.expected-panics" 2>/dev/null | tr '\n' ' ')" \
 				'!($3 == "guest-panic" && index(e, " " $1 " "))')
 			[ -z "$dead" ] || lab_domu_died "$dead" "while waiting for: $*"
 			next=$(($(now_ms) + 1000))

@@ -162,8 +162,17 @@ protect_run() {
 	grep -q 'FAILOVER complete' "$T/$b.receive.log" ||
 		fail_with "$(printf '%s; ' "${failures[@]}")$b: failover: $(grep -a error "$T/$b.receive.log" | tail -n 1)"
 	# The copy answers the client (which retried all along) and goes on.
-	wait_for 180 sh -c "awk -v d=$death_ms '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/$b.client'" ||
+	if ! wait_for 180 sh -c "awk -v d=$death_ms '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/$b.client'"; then
+		# What the next look needs: the activation, the copy's vif as
+		# both ends see it, the guest's own console.
+		echo "--- $b: ha-receive (last 25 lines)"
+		tail -n 25 "$T/$b.receive.log"
+		echo "--- $b: the copy's vif in xenstore"
+		xenstore-ls -f "/local/domain/$(xl domid "$dom" 2>/dev/null)/device/vif" 2>&1 | head -n 20
+		xenstore-ls -f "/local/domain/0/backend/vif/$(xl domid "$dom" 2>/dev/null)" 2>&1 | grep -E '/(state|multi-queue-num-queues|online)' | head -n 10
+		domu_console "$dom" 30
 		fail_with "$(printf '%s; ' "${failures[@]}")$b: the copy does not answer the client (state $(domu_state "$dom"))"
+	fi
 	domu_crashed "$dom" && fail_with "$b: the copy crashed ($(domu_crash_kind "$dom"))"
 	kill "$cl" "$cap"
 	wait "$cl" "$cap" 2>/dev/null
