@@ -85,9 +85,11 @@ static int d_write(void *ctx, const void *buf, uint32_t len, uint64_t off, bool 
 	struct disk *d = ctx;
 
 	check(d, len, off, true);
+	if (!len) /* an empty write is the server's to answer, not the backend's */
+		bug("backend called for an empty write", off, len);
 	if (d->fail_write)
 		return -ENOSPC;
-	if (len && off < BACKED) /* buf may be NULL for an empty write */
+	if (off < BACKED)
 		memcpy(d->mem + off, buf, off + len > BACKED ? BACKED - off : len);
 	return 0;
 }
@@ -228,8 +230,9 @@ static void expect_replies(struct checker *c, const struct disk *d, const uint8_
 		case NBD_CMD_READ:
 			ok = in_range && !d->fail_read;
 			break;
-		case NBD_CMD_WRITE:
-			ok = in_range && !d->fail_write;
+		case NBD_CMD_WRITE: /* an empty write does nothing; FUA flushes */
+			ok = in_range && !(n ? d->fail_write
+					     : d->fail_other && (flags & NBD_CMD_FLAG_FUA));
 			break;
 		case NBD_CMD_FLUSH: /* offset and length mean nothing */
 			ok = !d->fail_other;
