@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "primary/ckpt_dev.h"
+#include "checkpoint/ckpt_dev.h"
 
 /* spec: the disk's name (its ha-diskrepl runs on this host) or the path of
  * its attach socket. index: the disk's number in the stream. */

@@ -39,7 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "primary/ckpt_dev.h"
+#include "checkpoint/ckpt_dev.h"
 
 /* One minor's line of /proc/drbd. */
 struct drbd_state {

@@ -1,7 +1,7 @@
 /* Output commit: hold a guest interface's outgoing traffic per epoch and
  * release epoch N only when the secondary has acknowledged it (invariant 1).
  *
- * Two backends, both checkpoint devices (primary/ckpt_dev.h):
+ * Two backends, both checkpoint devices (checkpoint/ckpt_dev.h):
  *  - plug: an IFB device fed by an ingress mirred redirect of *all*
  *    protocols from the guest interface, with a sch_plug root qdisc
  *    (libnl-route-3): postsuspend = plug_buffer, commit = release_one.
@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "primary/ckpt_dev.h"
+#include "checkpoint/ckpt_dev.h"
 
 enum netbuf_backend {
 	NETBUF_AUTO,

@@ -22,7 +22,7 @@
 
 #include "failover/tls.h"
 #include "hv/hv.h"
-#include "primary/ckpt_dev.h"
+#include "checkpoint/ckpt_dev.h"
 
 #define PROT_MAX_DEVS 4
 

@@ -31,8 +31,8 @@
  * All callbacks return 0 or -errno. Members marked "may be NULL" are
  * skipped by the epoch loop; the others are required.
  */
-#ifndef HA_PRIMARY_CKPT_DEV_H
-#define HA_PRIMARY_CKPT_DEV_H
+#ifndef HA_CHECKPOINT_CKPT_DEV_H
+#define HA_CHECKPOINT_CKPT_DEV_H
 
 #include <stddef.h>
 #include <stdint.h>
