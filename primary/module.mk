@@ -1,5 +1,6 @@
 # primary/: the epoch loop, sender and ACK handling; ha-protect.
 LIB_OBJS += \
+	primary/devset.o \
 	primary/interval.o \
 	primary/protect.o
 
@@ -10,6 +11,7 @@ ha-protect_OBJS := \
 	primary/ha-protect.o
 
 UNIT_TESTS += \
+	test_devset \
 	test_interval
 
 INTEG_TESTS += \

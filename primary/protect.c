@@ -23,6 +23,7 @@
 #include "common/sock.h"
 #include "failover/link.h"
 #include "failover/witness.h"
+#include "primary/devset.h"
 #include "primary/interval.h"
 
 #define NSLOTS 2
@@ -97,9 +98,7 @@ struct prot {
 
 	pthread_t sender, acker;
 	bool sender_running, acker_running;
-	pthread_mutex_t devmu;
-	bool devs_up;
-	bool dev_connected[PROT_MAX_DEVS];
+	struct devset *devs;
 	bool resync_full; /* the secondary asked for complete disk copies */
 
 	struct stats stats;
@@ -199,30 +198,6 @@ static void event(struct prot *p, const char *what, int64_t epoch)
 	event_at(p, clk_now_ns(), what, epoch);
 }
 
-/* Calls one phase on every device; the first failure is returned. */
-static int devs_call(struct prot *p, const char *phase, uint64_t epoch)
-{
-	int rc = 0;
-
-	pthread_mutex_lock(&p->devmu);
-	for (unsigned i = 0; p->devs_up && i < p->cfg->ndevs && rc == 0; i++) {
-		struct ckpt_dev *d = p->cfg->devs[i];
-		int (*fn)(struct ckpt_dev *, uint64_t) =
-			!strcmp(phase, "postsuspend") ? d->ops->postsuspend
-			: !strcmp(phase, "preresume") ? d->ops->preresume
-			: !strcmp(phase, "flush")     ? d->ops->flush
-						      : d->ops->commit;
-
-		if (fn)
-			rc = fn(d, epoch);
-		if (rc < 0)
-			log_error("device %s (%s): %s of epoch %llu failed: %s", d->name,
-				  d->ops->kind, phase, (unsigned long long)epoch, strerror(-rc));
-	}
-	pthread_mutex_unlock(&p->devmu);
-	return rc;
-}
-
 static int sink_record(void *ctx, uint32_t type, const struct iovec *iov, int iovcnt)
 {
 	struct prot *p = ctx;
@@ -241,85 +216,16 @@ static bool sink_cancelled(void *ctx)
 static int devs_connect(struct prot *p)
 {
 	struct ckpt_sink sink = {.record = sink_record, .cancelled = sink_cancelled, .ctx = p};
-	int rc = 0;
 
 	pthread_mutex_lock(&p->mu);
 	sink.resync_full = p->resync_full;
 	pthread_mutex_unlock(&p->mu);
-	for (unsigned i = 0; i < p->cfg->ndevs && rc == 0; i++) {
-		struct ckpt_dev *d = p->cfg->devs[i];
-
-		if (!d->ops->connect)
-			continue;
-		rc = d->ops->connect(d, &sink);
-		p->dev_connected[i] = rc == 0;
-		if (rc < 0)
-			log_error("device %s (%s): cannot start: %s", d->name, d->ops->kind,
-				  strerror(-rc));
-	}
-	return rc;
+	return devset_connect(p->devs, &sink);
 }
 
-static int devs_setup(struct prot *p)
+static void devs_event(void *ctx, const char *what)
 {
-	int rc = 0;
-	unsigned i;
-
-	pthread_mutex_lock(&p->devmu);
-	for (i = 0; i < p->cfg->ndevs; i++) {
-		struct ckpt_dev *d = p->cfg->devs[i];
-
-		rc = d->ops->setup(d);
-		if (rc < 0) {
-			log_error("device %s (%s): setup failed: %s", d->name, d->ops->kind,
-				  strerror(-rc));
-			while (i--)
-				p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
-			break;
-		}
-	}
-	p->devs_up = rc == 0;
-	if (rc == 0)
-		event(p, "setup", -1);
-	if (rc < 0) /* a connected device that failed its setup is torn down too */
-		for (i = 0; i < p->cfg->ndevs; i++)
-			if (p->dev_connected[i])
-				p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
-	memset(p->dev_connected, 0, sizeof(p->dev_connected));
-	pthread_mutex_unlock(&p->devmu);
-	return rc;
-}
-
-/* Releases everything held: called when protection ends either way. */
-static void devs_teardown(struct prot *p)
-{
-	pthread_mutex_lock(&p->devmu);
-	if (p->devs_up)
-		event(p, "teardown", -1);
-	for (unsigned i = p->cfg->ndevs; i--;)
-		if (p->devs_up || p->dev_connected[i])
-			p->cfg->devs[i]->ops->teardown(p->cfg->devs[i]);
-	p->devs_up = false;
-	memset(p->dev_connected, 0, sizeof(p->dev_connected));
-	pthread_mutex_unlock(&p->devmu);
-}
-
-/* The domain is gone: what is held belongs to epochs the secondary never
- * acknowledged and is dropped (its copy resumes without it). */
-static void devs_discard(struct prot *p)
-{
-	pthread_mutex_lock(&p->devmu);
-	if (p->devs_up)
-		event(p, "discard", -1);
-	for (unsigned i = p->cfg->ndevs; i--;) {
-		struct ckpt_dev *d = p->cfg->devs[i];
-
-		if (p->devs_up || p->dev_connected[i])
-			(d->ops->discard ? d->ops->discard : d->ops->teardown)(d);
-	}
-	p->devs_up = false;
-	memset(p->dev_connected, 0, sizeof(p->dev_connected));
-	pthread_mutex_unlock(&p->devmu);
+	event(ctx, what, -1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -492,7 +398,7 @@ static void *sender_main(void *arg)
 		}
 		/* Disk writes and barriers of this epoch precede its CHECKPOINT. */
 		if (rc == 0) {
-			rc = devs_call(p, "flush", s->epoch);
+			rc = devset_call(p->devs, DEVSET_FLUSH, s->epoch);
 			/* A device failed, not the link (or not only): the secondary
 			 * is told that this primary lives on, unprotected, so it
 			 * discards its copy instead of taking over. */
@@ -513,7 +419,7 @@ static void *sender_main(void *arg)
 		uint64_t send_ns = clk_now_ns() - t_send;
 
 		if (p->cfg->blackhole) {
-			if (devs_call(p, "commit", s->epoch) < 0)
+			if (devset_call(p->devs, DEVSET_COMMIT, s->epoch) < 0)
 				degrade(p, "releasing the output of epoch %llu failed",
 					(unsigned long long)s->epoch);
 			else
@@ -611,7 +517,7 @@ static void *acker_main(void *arg)
 		}
 		/* Invariant 1: the output of epoch N leaves only now. */
 		event(p, "ack", (int64_t)a->epoch);
-		if (devs_call(p, "commit", a->epoch) < 0) {
+		if (devset_call(p->devs, DEVSET_COMMIT, a->epoch) < 0) {
 			degrade(p, "releasing the output of epoch %llu failed",
 				(unsigned long long)a->epoch);
 			return NULL;
@@ -675,13 +581,13 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	if (rc < 0)
 		goto fail_resume;
 	what = "device barrier";
-	rc = devs_call(p, "postsuspend", epoch);
+	rc = devset_call(p->devs, DEVSET_POSTSUSPEND, epoch);
 	if (rc < 0)
 		goto fail_resume;
 	/* Stamped now, written once the guest runs again (no write while it
 	 * is paused). */
 	t_closed = clk_now_ns();
-	devs_call(p, "preresume", epoch);
+	devset_call(p->devs, DEVSET_PRERESUME, epoch);
 	what = "resume";
 	rc = p->ops->resume(p->dom);
 	if (rc < 0) {
@@ -947,7 +853,7 @@ static void lease_enforce(struct prot *p)
 			    "cannot serve beside a copy the secondary may activate");
 	} else if (act == RESUME) {
 		if (held)
-			devs_teardown(p);
+			devset_teardown(p->devs);
 		int rc = p->ops->resume(p->dom);
 
 		pthread_mutex_lock(&p->mu);
@@ -1206,7 +1112,7 @@ static int session(struct prot *p, bool first)
 	if (rc == 0)
 		rc = precopy(p);
 	if (rc == 0) {
-		rc = devs_setup(p);
+		rc = devset_setup(p->devs);
 		if (rc < 0)
 			degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
 	}
@@ -1269,9 +1175,9 @@ static int session(struct prot *p, bool first)
 	 * still holds and claims nothing: the secondary's copy is all that is
 	 * left of it. */
 	if (rc == -ESRCH || p->frozen)
-		devs_discard(p);
+		devset_discard(p->devs);
 	else if (p->end_confirmed || witness_may_release(p))
-		devs_teardown(p);
+		devset_teardown(p->devs);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
@@ -1371,16 +1277,7 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 			(unsigned long long)s.stretched, (unsigned long long)s.long_pauses,
 			(unsigned long long)s.degradations, (unsigned long long)s.reprotections);
 		status_auto(p, &s, out);
-		pthread_mutex_lock(&p->devmu);
-		for (unsigned i = 0; i < p->cfg->ndevs; i++) {
-			struct ckpt_dev *d = p->cfg->devs[i];
-			char line[256] = "not active";
-
-			if (p->devs_up && d->ops->status)
-				d->ops->status(d, line, sizeof(line));
-			fprintf(out, "device %s (%s): %s\n", d->name, d->ops->kind, line);
-		}
-		pthread_mutex_unlock(&p->devmu);
+		devset_status(p->devs, out);
 		return 0;
 	}
 	if (!strcmp(cmd, "interval")) {
@@ -1498,12 +1395,16 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		atomic_store(&p->interval_ms, p->ival.cur_ms);
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_mutex_init(&p->devmu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
+	rc = devset_new(cfg->devs, cfg->ndevs, devs_event, p, &p->devs);
+	if (rc < 0) {
+		log_error("cannot set up the checkpoint devices: %s", strerror(-rc));
+		goto out;
+	}
 	rc = ops->info(dom, &p->info);
 	if (rc < 0) {
 		log_error("cannot read the domain's configuration: %s", strerror(-rc));
@@ -1634,7 +1535,7 @@ out:
 	slots_free(p);
 	bitmap_destroy(&p->dirty);
 	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->devmu);
+	devset_free(p->devs);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 	return rc;

@@ -23,8 +23,9 @@
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "checkpoint/ckpt_dev.h"
+#include "primary/devset.h"
 
-#define PROT_MAX_DEVS 4
+#define PROT_MAX_DEVS DEVSET_MAX
 
 struct prot_config {
 	const char *domain;   /* "kvm:NAME" */

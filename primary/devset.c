@@ -1,0 +1,186 @@
+#include "primary/devset.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+struct devset {
+	pthread_mutex_t mu;
+	struct ckpt_dev *devs[DEVSET_MAX];
+	unsigned n;
+	bool up;		    /* setup succeeded, no teardown since */
+	bool connected[DEVSET_MAX]; /* connect succeeded, no setup since */
+	devset_event_fn *event;
+	void *ctx;
+};
+
+static const char *const phase_names[] = {
+	[DEVSET_POSTSUSPEND] = "postsuspend",
+	[DEVSET_PRERESUME] = "preresume",
+	[DEVSET_FLUSH] = "flush",
+	[DEVSET_COMMIT] = "commit",
+};
+
+int devset_new(struct ckpt_dev *const *devs, unsigned ndevs, devset_event_fn *event, void *ctx,
+	       struct devset **out)
+{
+	struct devset *ds;
+
+	if (ndevs > DEVSET_MAX)
+		return -E2BIG;
+	ds = calloc(1, sizeof(*ds));
+	if (!ds)
+		return -ENOMEM;
+	pthread_mutex_init(&ds->mu, NULL);
+	memcpy(ds->devs, devs, ndevs * sizeof(*devs));
+	ds->n = ndevs;
+	ds->event = event;
+	ds->ctx = ctx;
+	*out = ds;
+	return 0;
+}
+
+void devset_free(struct devset *ds)
+{
+	if (!ds)
+		return;
+	pthread_mutex_destroy(&ds->mu);
+	free(ds);
+}
+
+static void emit(struct devset *ds, const char *what)
+{
+	if (ds->event)
+		ds->event(ds->ctx, what);
+}
+
+/* Runs before pre-copy, on the session's thread, while no other phase
+ * can run: the devices are not up yet. */
+int devset_connect(struct devset *ds, const struct ckpt_sink *sink)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < ds->n && rc == 0; i++) {
+		struct ckpt_dev *d = ds->devs[i];
+
+		if (!d->ops->connect)
+			continue;
+		rc = d->ops->connect(d, sink);
+		ds->connected[i] = rc == 0;
+		if (rc < 0)
+			log_error("device %s (%s): cannot start: %s", d->name, d->ops->kind,
+				  strerror(-rc));
+	}
+	return rc;
+}
+
+int devset_setup(struct devset *ds)
+{
+	int rc = 0;
+	unsigned i;
+
+	pthread_mutex_lock(&ds->mu);
+	for (i = 0; i < ds->n; i++) {
+		struct ckpt_dev *d = ds->devs[i];
+
+		rc = d->ops->setup(d);
+		if (rc < 0) {
+			log_error("device %s (%s): setup failed: %s", d->name, d->ops->kind,
+				  strerror(-rc));
+			while (i--)
+				ds->devs[i]->ops->teardown(ds->devs[i]);
+			break;
+		}
+	}
+	ds->up = rc == 0;
+	if (rc == 0)
+		emit(ds, "setup");
+	if (rc < 0) /* a connected device that failed its setup is torn down too */
+		for (i = 0; i < ds->n; i++)
+			if (ds->connected[i])
+				ds->devs[i]->ops->teardown(ds->devs[i]);
+	memset(ds->connected, 0, sizeof(ds->connected));
+	pthread_mutex_unlock(&ds->mu);
+	return rc;
+}
+
+static int (*phase_fn(const struct ckpt_dev_ops *ops,
+		      enum devset_phase phase))(struct ckpt_dev *, uint64_t)
+{
+	switch (phase) {
+	case DEVSET_POSTSUSPEND:
+		return ops->postsuspend;
+	case DEVSET_PRERESUME:
+		return ops->preresume;
+	case DEVSET_FLUSH:
+		return ops->flush;
+	case DEVSET_COMMIT:
+		return ops->commit;
+	}
+	return NULL;
+}
+
+int devset_call(struct devset *ds, enum devset_phase phase, uint64_t epoch)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&ds->mu);
+	for (unsigned i = 0; ds->up && i < ds->n && rc == 0; i++) {
+		struct ckpt_dev *d = ds->devs[i];
+		int (*fn)(struct ckpt_dev *, uint64_t) = phase_fn(d->ops, phase);
+
+		if (fn)
+			rc = fn(d, epoch);
+		if (rc < 0)
+			log_error("device %s (%s): %s of epoch %llu failed: %s", d->name,
+				  d->ops->kind, phase_names[phase], (unsigned long long)epoch,
+				  strerror(-rc));
+	}
+	pthread_mutex_unlock(&ds->mu);
+	return rc;
+}
+
+/* Undoes connect and setup, in reverse order, with each device's DISCARD
+ * (or teardown) when DROP. */
+static void end(struct devset *ds, bool drop)
+{
+	pthread_mutex_lock(&ds->mu);
+	if (ds->up)
+		emit(ds, drop ? "discard" : "teardown");
+	for (unsigned i = ds->n; i--;) {
+		struct ckpt_dev *d = ds->devs[i];
+
+		if (ds->up || ds->connected[i])
+			(drop && d->ops->discard ? d->ops->discard : d->ops->teardown)(d);
+	}
+	ds->up = false;
+	memset(ds->connected, 0, sizeof(ds->connected));
+	pthread_mutex_unlock(&ds->mu);
+}
+
+void devset_teardown(struct devset *ds)
+{
+	end(ds, false);
+}
+
+void devset_discard(struct devset *ds)
+{
+	end(ds, true);
+}
+
+void devset_status(struct devset *ds, FILE *out)
+{
+	pthread_mutex_lock(&ds->mu);
+	for (unsigned i = 0; i < ds->n; i++) {
+		struct ckpt_dev *d = ds->devs[i];
+		char line[256] = "not active";
+
+		if (ds->up && d->ops->status)
+			d->ops->status(d, line, sizeof(line));
+		fprintf(out, "device %s (%s): %s\n", d->name, d->ops->kind, line);
+	}
+	pthread_mutex_unlock(&ds->mu);
+}
