@@ -44,12 +44,8 @@ struct drdev {
 
 static void timed_wait(struct drdev *d, unsigned ms)
 {
-	struct timespec ts;
+	struct timespec ts = clk_deadline_ts(ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += (long)ms * 1000000L;
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
 	pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 }
 
@@ -409,7 +405,6 @@ static const struct ckpt_dev_ops diskrepl_ops = {
 int diskrepl_dev_create(const char *spec, uint32_t index, struct ckpt_dev **out)
 {
 	struct drdev *d = calloc(1, sizeof(*d));
-	pthread_condattr_t ca;
 
 	if (!d)
 		return -ENOMEM;
@@ -425,10 +420,7 @@ int diskrepl_dev_create(const char *spec, uint32_t index, struct ckpt_dev **out)
 	d->fd = d->ackfd = -1;
 	d->barrier = -1;
 	pthread_mutex_init(&d->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&d->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clk_cond_init(&d->cv);
 	d->dev.ops = &diskrepl_ops;
 	d->dev.priv = d;
 	snprintf(d->dev.name, sizeof(d->dev.name), "%s", spec);

@@ -64,7 +64,6 @@ int fo_link_open(int fd, unsigned down_ms, struct fo_tls *tls, struct fo_link **
 	 * reads alone decide that it is dead; writes only get a generous bound. */
 	unsigned wr_ms = down_ms * 10 > 2000 ? down_ms * 10 : 2000;
 	struct timeval wtv = {.tv_sec = wr_ms / 1000, .tv_usec = (wr_ms % 1000) * 1000};
-	pthread_condattr_t ca;
 	int rc;
 
 	if (!l) {
@@ -75,10 +74,7 @@ int fo_link_open(int fd, unsigned down_ms, struct fo_tls *tls, struct fo_link **
 	l->down_ms = down_ms;
 	pthread_mutex_init(&l->wmu, NULL);
 	pthread_mutex_init(&l->hb_mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->hb_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clk_cond_init(&l->hb_cv);
 	/* Not a socket (a file for -b/--save): no timers apply. */
 	if (down_ms) {
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -170,8 +166,7 @@ static void *hb_main(void *arg)
 		/* The peer's timer may have come in shorter meanwhile. */
 		if (next > now + period)
 			next = now + period;
-		struct timespec ts = {.tv_sec = (time_t)(next / NSEC_PER_SEC),
-				      .tv_nsec = (long)(next % NSEC_PER_SEC)};
+		struct timespec ts = clk_ts(next);
 
 		if (pthread_cond_timedwait(&l->hb_cv, &l->hb_mu, &ts) != ETIMEDOUT)
 			continue;

@@ -2,6 +2,7 @@
 LIB_OBJS += \
 	primary/devset.o \
 	primary/interval.o \
+	primary/lease.o \
 	primary/protect.o
 
 LDLIBS += -lm

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "checkpoint/codec.h"
@@ -22,9 +21,9 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/link.h"
-#include "failover/witness.h"
 #include "primary/devset.h"
 #include "primary/interval.h"
+#include "primary/lease.h"
 
 #define NSLOTS 2
 #define LAT_RING 256
@@ -106,30 +105,9 @@ struct prot {
 	struct ctl_server *ctl;
 	FILE *events; /* --event-log, line-buffered; NULL: none */
 
-	/* The witness lease (under mu). The domain may run with its output
-	 * released and no secondary (unprotected) only while the lease is
-	 * valid; otherwise it is paused (lease_lost) and a session's held
-	 * output stays held (devs_held). */
-	pthread_t wit;
-	bool wit_running;
-	_Atomic bool wit_stop;
-	uint64_t lease_until_ns; /* our view, a TTL/2 margin before the witness's */
-	uint64_t lease_gen;	 /* 0: never granted */
-	bool superseded;	 /* the secondary held the lease since: never resume */
-	bool superseded_blind;	 /* or may have: none was held when it was lost */
-	bool unprotected;
-	bool lease_lost;
-	bool devs_held;
+	/* The witness lease (lease.h); NULL: no witness. */
+	struct lease *lease;
 	bool end_confirmed; /* the secondary answered our END (a stop) */
-	uint64_t degraded_at_ns; /* when the last session was lost */
-	char wit_status[400];
-	/* Claims (witness.h): output may be released without the secondary
-	 * only once the witness took "alone" (alone_ok), so that the
-	 * secondary's now stale copy is never activated; the first ACK of a
-	 * session claims "protected" again. */
-	struct fo_lease_claim claim; /* run and seq; kind unused */
-	bool want_alone, alone_ok, claim_protected;
-	_Atomic bool renew_now;
 
 	/* The last checkpoint failure left the domain suspended (its resume
 	 * failed): only the secondary's copy can run on. */
@@ -152,13 +130,14 @@ __attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const 
 		vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
 		va_end(ap);
 		p->state = ST_DEGRADED;
-		p->degraded_at_ns = clk_now_ns();
 		p->stats.degradations++;
 		first = true;
 	}
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (first) {
+		if (p->lease)
+			lease_secondary_lost(p->lease);
 		log_error("secondary lost: %s", p->reason);
 		if (p->cfg->witness)
 			log_error("DEGRADED: the domain runs UNPROTECTED until the secondary is "
@@ -533,14 +512,11 @@ static void *acker_main(void *arg)
 		p->stats.acks++;
 		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
 		interval_feed(p, a->epoch, now);
-		if (a->epoch == 0 && p->cfg->witness) {
-			/* The secondary's copy is current again: tell the witness. */
-			p->want_alone = p->alone_ok = false;
-			p->claim_protected = true;
-			atomic_store(&p->renew_now, true);
-		}
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
+		/* The secondary's copy is current again: tell the witness. */
+		if (a->epoch == 0 && p->lease)
+			lease_protected(p->lease);
 	}
 }
 
@@ -646,13 +622,8 @@ static int epoch_loop(struct prot *p)
 				break;
 			s = NULL;
 			stretched = true;
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += 20 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			struct timespec ts = clk_deadline_ts(20);
+
 			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 		}
 		if (stretched)
@@ -746,262 +717,6 @@ static int precopy(struct prot *p)
 
 /* ------------------------------------------------------------------ */
 
-static bool lease_valid(struct prot *p)
-{
-	return !p->superseded && p->lease_gen && clk_now_ns() < p->lease_until_ns;
-}
-
-/* Pauses the domain for want of the lease that ran out at UNTIL (0: none
- * was held); WHY is the error to log. Our view of the lease ends TTL/2
- * before the witness's: a pause that comes later than that ate into the
- * margin, and says so. */
-static void lease_pause(struct prot *p, uint64_t until, const char *why)
-{
-	uint64_t t0 = clk_now_ns(), lost;
-	int rc = p->ops->pause(p->dom);
-	uint64_t t1 = clk_now_ns();
-
-	pthread_mutex_lock(&p->mu);
-	lost = p->degraded_at_ns;
-	pthread_mutex_unlock(&p->mu);
-
-	log_error("%s (%s)", why, rc < 0 ? strerror(-rc) : "paused");
-	if (until && t1 > until + 20 * NSEC_PER_MSEC)
-		log_warn("witness: the domain paused %llu ms after the lease ran out (margin "
-			 "%u ms; the pause took %llu ms, %llu ms after the secondary was "
-			 "lost): this host is overloaded",
-			 (unsigned long long)((t1 - until) / NSEC_PER_MSEC),
-			 p->cfg->witness_ttl_ms / 2,
-			 (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
-			 (unsigned long long)((t1 - lost) / NSEC_PER_MSEC));
-}
-
-/* At the end of a session lost to a degradation: may held output be
- * released and the domain run on without the secondary? Without a witness,
- * yes (the unsafe default). With one, only under a valid lease and once
- * the witness has taken the claim "alone" (so the secondary, whose copy
- * lacks what is released from now on, never activates it); otherwise the
- * domain is paused here with its output still held. */
-static bool witness_may_release(struct prot *p)
-{
-	uint64_t until = 0;
-	bool ok;
-
-	if (!p->cfg->witness)
-		return true;
-	pthread_mutex_lock(&p->mu);
-	if (!p->want_alone || !p->alone_ok) {
-		p->want_alone = true;
-		p->alone_ok = false;
-	}
-	p->claim_protected = false;
-	atomic_store(&p->renew_now, true);
-	while (!p->alone_ok && lease_valid(p)) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 10 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-	}
-	ok = p->alone_ok && lease_valid(p);
-	if (ok) {
-		p->unprotected = true;
-	} else {
-		p->lease_lost = true;
-		p->devs_held = true;
-		until = p->lease_gen ? p->lease_until_ns : 0;
-	}
-	pthread_mutex_unlock(&p->mu);
-	/* Its output was held all along; still, the guest should not run on
-	 * once the secondary may activate its copy. */
-	if (!ok)
-		lease_pause(p, until,
-			    "lost both the secondary and the witness's lease: the domain is "
-			    "PAUSED and its output held, since the secondary may take over now");
-	return ok;
-}
-
-/* Pauses an unprotected domain whose lease ran out and resumes it when
- * the same lease comes back (the witness thread, under nothing). */
-static void lease_enforce(struct prot *p)
-{
-	enum { NONE, PAUSE, RESUME } act = NONE;
-	uint64_t until = 0;
-	bool held = false;
-
-	pthread_mutex_lock(&p->mu);
-	if (p->unprotected && !lease_valid(p) && !p->lease_lost) {
-		p->lease_lost = true;
-		p->unprotected = false;
-		until = p->lease_until_ns;
-		act = PAUSE;
-	} else if (p->lease_lost && lease_valid(p) && p->alone_ok) {
-		/* lease_lost stays set until the held devices are gone: it
-		 * keeps a new session from connecting devices meanwhile. */
-		held = p->devs_held;
-		p->devs_held = false;
-		act = RESUME;
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (act == PAUSE) {
-		lease_pause(p, until,
-			    "no secondary and no witness lease: the domain is PAUSED so that it "
-			    "cannot serve beside a copy the secondary may activate");
-	} else if (act == RESUME) {
-		if (held)
-			devset_teardown(p->devs);
-		int rc = p->ops->resume(p->dom);
-
-		pthread_mutex_lock(&p->mu);
-		p->lease_lost = false;
-		p->unprotected = true;
-		pthread_mutex_unlock(&p->mu);
-
-		log_warn("the witness lease is back (generation %llu): the domain runs again, "
-			 "unprotected%s",
-			 (unsigned long long)p->lease_gen, rc < 0 ? " (resume failed!)" : "");
-	}
-}
-
-/* Renews the lease every TTL/6 and counts it valid for TTL/2 from when the
- * request was sent: a margin of half the lease before the witness may give
- * it to the secondary, for a host so loaded that this thread or the pause
- * comes late, and room for one lost renewal. Pauses an unprotected domain
- * at the end of its lease (lease_enforce), also while a renewal is still
- * under way. */
-static void *witness_main(void *arg)
-{
-	struct prot *p = arg;
-	const struct prot_config *c = p->cfg;
-	unsigned ttl = c->witness_ttl_ms, period = ttl / 6;
-	char last_err[400] = "";
-
-	log_set_domain(c->domain);
-	/* Not ended by a stop request: a stop may still need a claim. */
-	while (!atomic_load(&p->wit_stop)) {
-		struct fo_lease_reply rep;
-		struct fo_lease_claim claim;
-		char err[400] = "";
-		uint64_t sent = clk_now_ns();
-		unsigned wait_ms = period;
-
-		lease_enforce(p);
-		atomic_store(&p->renew_now, false);
-		pthread_mutex_lock(&p->mu);
-		claim = p->claim;
-		claim.kind = p->want_alone	  ? FO_CLAIM_ALONE
-			     : p->claim_protected ? FO_CLAIM_PROTECTED
-						  : FO_CLAIM_NONE;
-		p->claim.seq++;
-		/* An unreachable witness must not hold the pause back: while
-		 * the domain runs unprotected, give up the renewal at the end
-		 * of the lease (the pause comes first, the renewal next time). */
-		if (p->unprotected && lease_valid(p)) {
-			uint64_t left = (p->lease_until_ns - sent) / NSEC_PER_MSEC;
-
-			if (left < wait_ms)
-				wait_ms = left > 10 ? (unsigned)left : 10;
-		}
-		pthread_mutex_unlock(&p->mu);
-		int rc = fo_witness_ask(c->witness, c->tls, p->info.name, "primary", ttl, &claim,
-					wait_ms, &rep, err, sizeof(err));
-
-		pthread_mutex_lock(&p->mu);
-		if (rc == 0 && rep.granted && p->superseded) {
-			/* Not "renewed again": this copy never runs again. */
-			if (p->superseded_blind)
-				snprintf(err, sizeof(err),
-					 "this copy is superseded: the secondary was lost while no "
-					 "lease was held");
-			else
-				snprintf(err, sizeof(err),
-					 "this copy is superseded: the secondary held the lease "
-					 "after generation %llu",
-					 (unsigned long long)p->lease_gen);
-		} else if (rc == 0 && rep.granted && !p->lease_gen && p->lease_lost) {
-			/* The secondary was lost while no lease was held (the
-			 * witness had not answered yet, or was restarting): it may
-			 * have held the lease and activated since, and a lease
-			 * that expired leaves no trace of that here. */
-			p->superseded = true;
-			p->superseded_blind = true;
-			snprintf(err, sizeof(err),
-				 "granted generation %llu, but no lease was held when the "
-				 "secondary was lost: it may have taken over meanwhile",
-				 (unsigned long long)rep.generation);
-		} else if (rc == 0 && rep.granted) {
-			if (!p->lease_gen)
-				p->lease_gen = rep.generation;
-			if (rep.generation != p->lease_gen) {
-				p->superseded = true;
-				snprintf(err, sizeof(err),
-					 "the lease came back with generation %llu, not %llu: the "
-					 "secondary held it meanwhile",
-					 (unsigned long long)rep.generation,
-					 (unsigned long long)p->lease_gen);
-			} else {
-				p->lease_until_ns =
-				    sent + (uint64_t)(ttl / 2) * NSEC_PER_MSEC;
-				/* Still wanted: the first ACK of a new session may
-				 * have withdrawn it meanwhile. */
-				if (claim.kind == FO_CLAIM_ALONE && p->want_alone && !p->alone_ok) {
-					p->alone_ok = true;
-					log_info("witness: took the claim that this host runs "
-						 "without its secondary (generation %llu): the "
-						 "secondary's copy will not be activated",
-						 (unsigned long long)p->lease_gen);
-				}
-				pthread_cond_broadcast(&p->cv);
-			}
-		} else if (rc == 0) {
-			if ((p->lease_gen || p->lease_lost) && !strcmp(rep.holder, "secondary"))
-				p->superseded = true;
-			snprintf(err, sizeof(err), "the witness denies the lease: %s holds it",
-				 rep.holder);
-		}
-		if (p->superseded)
-			snprintf(p->wit_status, sizeof(p->wit_status),
-				 "SUPERSEDED: %s; this copy must not run",
-				 p->superseded_blind ? "the secondary was lost while no lease was "
-						       "held, and may have taken over since"
-						     : "the secondary took the lease");
-		else if (lease_valid(p))
-			snprintf(p->wit_status, sizeof(p->wit_status),
-				 "lease held (generation %llu, %llu ms left)",
-				 (unsigned long long)p->lease_gen,
-				 (unsigned long long)((p->lease_until_ns - clk_now_ns()) /
-						      NSEC_PER_MSEC));
-		else
-			snprintf(p->wit_status, sizeof(p->wit_status), "no lease: %s",
-				 err[0] ? err : "not granted yet");
-		pthread_mutex_unlock(&p->mu);
-
-		if (err[0] && strcmp(err, last_err))
-			log_warn("witness: %s", err);
-		else if (!err[0] && last_err[0])
-			log_info("witness: lease renewed again (generation %llu)",
-				 (unsigned long long)p->lease_gen);
-		snprintf(last_err, sizeof(last_err), "%s", err);
-		lease_enforce(p);
-		/* Until the next renewal, or the end of the lease if sooner. */
-		uint64_t next = sent + (uint64_t)period * NSEC_PER_MSEC;
-		while (!atomic_load(&p->wit_stop) && clk_now_ns() < next &&
-		       !atomic_load(&p->renew_now)) {
-			clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
-			pthread_mutex_lock(&p->mu);
-			bool due = p->unprotected && !lease_valid(p);
-			pthread_mutex_unlock(&p->mu);
-			if (due)
-				break;
-		}
-	}
-	return NULL;
-}
-
 static int open_link(struct prot *p)
 {
 	int fd;
@@ -1077,14 +792,12 @@ static int session(struct prot *p, bool first)
 		return rc;
 	}
 	/* Degraded until now; from here a failure degrades this session. */
-	pthread_mutex_lock(&p->mu);
-	if (p->lease_lost || p->superseded) {
-		pthread_mutex_unlock(&p->mu);
+	if (p->lease && lease_session_begins(p->lease) < 0) {
 		fo_link_free(p->link);
 		p->link = NULL;
 		return -EAGAIN;
 	}
-	p->unprotected = false;
+	pthread_mutex_lock(&p->mu);
 	p->end_confirmed = false;
 	p->state = ST_SYNC;
 	p->reason[0] = '\0';
@@ -1176,7 +889,7 @@ static int session(struct prot *p, bool first)
 	 * left of it. */
 	if (rc == -ESRCH || p->frozen)
 		devset_discard(p->devs);
-	else if (p->end_confirmed || witness_may_release(p))
+	else if (p->end_confirmed || !p->lease || lease_may_release(p->lease))
 		devset_teardown(p->devs);
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
@@ -1267,10 +980,11 @@ static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
 		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
 			(unsigned long long)(s.ack_ns_last / 1000),
 			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
-		if (p->cfg->witness) {
-			pthread_mutex_lock(&p->mu);
-			fprintf(out, "witness: %s\n", p->wit_status[0] ? p->wit_status : "asking");
-			pthread_mutex_unlock(&p->mu);
+		if (p->lease) {
+			char line[400];
+
+			lease_status(p->lease, line, sizeof(line));
+			fprintf(out, "witness: %s\n", line);
 		}
 		fprintf(out, "stretched_epochs: %llu\nlong_pauses: %llu\ndegradations: %llu\n"
 			     "reprotections: %llu\n",
@@ -1366,7 +1080,6 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 {
 	struct prot *p = calloc(1, sizeof(*p));
 	struct ckpt_codec_config cc = {.cache_pages = cfg->cache_pages, .level = cfg->level};
-	pthread_condattr_t ca;
 	int rc;
 
 	if (!p)
@@ -1395,10 +1108,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		atomic_store(&p->interval_ms, p->ival.cur_ms);
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clk_cond_init(&p->cv);
 
 	rc = devset_new(cfg->devs, cfg->ndevs, devs_event, p, &p->devs);
 	if (rc < 0) {
@@ -1449,22 +1159,25 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 
 	if (cfg->witness) {
-		/* Names this process's claims; a failed read leaves the time. */
-		if (getrandom(&p->claim.run, sizeof(p->claim.run), 0) != sizeof(p->claim.run))
-			p->claim.run = clk_now_ns() ^ ((uint64_t)getpid() << 32);
-		p->claim.seq = 1;
-		rc = -pthread_create(&p->wit, NULL, witness_main, p);
+		struct lease_config lc = {
+			.witness = cfg->witness,
+			.tls = cfg->tls,
+			.pair = p->info.name,
+			.domain = cfg->domain,
+			.ttl_ms = cfg->witness_ttl_ms,
+			.ops = ops,
+			.dom = dom,
+			.devs = p->devs,
+		};
+
+		rc = lease_start(&lc, &p->lease);
 		if (rc < 0) {
 			log_error("cannot start the witness thread: %s", strerror(-rc));
 			goto out;
 		}
-		p->wit_running = true;
 	}
 	for (bool first = true; !stop_flag; first = false) {
-		pthread_mutex_lock(&p->mu);
-		bool blocked = !first && (p->lease_lost || p->superseded);
-		pthread_mutex_unlock(&p->mu);
-		if (blocked) {
+		if (!first && p->lease && lease_blocks(p->lease)) {
 			/* Paused for want of the lease: the witness thread decides. */
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 			continue;
@@ -1505,11 +1218,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	}
 	rc = p->guest_ended ? -ESHUTDOWN : 0;
 	/* No more renewals: the secondary waits for this lease to expire. */
-	if (p->wit_running) {
-		atomic_store(&p->wit_stop, true);
-		pthread_join(p->wit, NULL);
-		p->wit_running = false;
-	}
+	lease_stop(p->lease);
 	log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu pages per "
 		 "epoch",
 		 (unsigned long long)p->stats.epochs,
@@ -1517,15 +1226,12 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.99),
 		 (unsigned long long)(p->stats.pause_ns_max / 1000),
 		 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs : 0));
-	if (p->lease_lost || p->superseded)
+	if (p->lease && lease_blocks(p->lease))
 		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
 			 "secondary did not activate its copy",
-			 p->devs_held ? " and its held output is dropped" : "");
+			 lease_output_held(p->lease) ? " and its held output is dropped" : "");
 out:
-	if (p->wit_running) {
-		atomic_store(&p->wit_stop, true);
-		pthread_join(p->wit, NULL);
-	}
+	lease_free(p->lease);
 	ctl_server_stop(p->ctl);
 	if (p->events)
 		fclose(p->events);
