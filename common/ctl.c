@@ -35,6 +35,25 @@ void ctl_path(char *buf, size_t len, const char *daemon, const char *domain)
 	snprintf(buf + n, len - n, ".sock");
 }
 
+int ctl_dispatch(void *commands, const char *cmd, const char *arg, FILE *out)
+{
+	const struct ctl_commands *c = commands;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(cmd, c->cmds[i].name))
+			return c->cmds[i].fn(c->ctx, arg, out);
+	if (!strcmp(cmd, "stop")) {
+		*c->stop = 1;
+		fprintf(out, "ok: stopping\n");
+		return 0;
+	}
+	fprintf(out, "error: unknown command '%s' (", cmd);
+	for (size_t i = 0; i < c->n; i++)
+		fprintf(out, "%s, ", c->cmds[i].usage);
+	fprintf(out, "stop)\n");
+	return -EINVAL;
+}
+
 int ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx)
 {
 	char line[256], *arg;

@@ -6,6 +6,7 @@
 #ifndef HA_COMMON_CTL_H
 #define HA_COMMON_CTL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -13,6 +14,25 @@
  * Writes the reply to out; returns 0, or -errno (the server then replies
  * "error: <strerror>" unless the handler wrote something). */
 typedef int (*ctl_handler_fn)(void *ctx, const char *cmd, const char *arg, FILE *out);
+
+/* A daemon's commands as a table, served by ctl_dispatch (pass it as the
+ * handler, the table as its ctx). Every daemon also has "stop", which sets
+ * *stop and answers "ok: stopping"; an unknown command is answered with
+ * the list of all of them. */
+struct ctl_cmd {
+	const char *name;  /* the request's first word */
+	const char *usage; /* the whole command for that list, e.g. "interval MS|auto" */
+	int (*fn)(void *ctx, const char *arg, FILE *out); /* as ctl_handler_fn */
+};
+
+struct ctl_commands {
+	const struct ctl_cmd *cmds;
+	size_t n;
+	void *ctx; /* the first argument of each fn */
+	volatile sig_atomic_t *stop;
+};
+
+int ctl_dispatch(void *commands, const char *cmd, const char *arg, FILE *out);
 
 struct ctl_server;
 

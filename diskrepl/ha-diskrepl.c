@@ -109,24 +109,19 @@ static void spawn(void *(*fn)(void *), struct conn *arg)
 	pthread_attr_destroy(&at);
 }
 
-static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
+static int cmd_status(void *ctx, const char *arg, FILE *out)
 {
 	struct server *srv = ctx;
 
 	(void)arg;
-	if (!strcmp(cmd, "status")) {
-		fprintf(out, "role: disk\ndisk: %s\n", srv->name);
-		source_status(srv->src, out);
-		return 0;
-	}
-	if (!strcmp(cmd, "stop")) {
-		stop_flag = 1;
-		fprintf(out, "ok: stopping\n");
-		return 0;
-	}
-	fprintf(out, "error: unknown command '%s' (status, stop)\n", cmd);
-	return -EINVAL;
+	fprintf(out, "role: disk\ndisk: %s\n", srv->name);
+	source_status(srv->src, out);
+	return 0;
 }
+
+static const struct ctl_cmd disk_cmds[] = {
+	{"status", "status", cmd_status},
+};
 
 int main(int argc, char **argv)
 {
@@ -148,6 +143,8 @@ int main(int argc, char **argv)
 	char ctl[108], nbd_default[108], attach[108], err[256], *end;
 	/* Static: connection threads may outlive main, and so does the source. */
 	static struct server srv;
+	struct ctl_commands cmds = {disk_cmds, sizeof(disk_cmds) / sizeof(disk_cmds[0]), &srv,
+				    &stop_flag};
 	struct ctl_server *cs = NULL;
 	int nbd_fd = -1, tcp_fd = -1, att_fd = -1, c, rc = 1;
 
@@ -217,7 +214,7 @@ int main(int argc, char **argv)
 	snprintf(nbd_default, sizeof(nbd_default), "%.*s.nbd", (int)(strlen(ctl) - 5), ctl);
 	if (!nbd_path)
 		nbd_path = nbd_default;
-	rc = ctl_server_start(ctl, ctl_handler, &srv, &cs);
+	rc = ctl_server_start(ctl, ctl_dispatch, &cmds, &cs);
 	if (rc < 0) {
 		log_error("control socket %s: %s%s", ctl, strerror(-rc),
 			  rc == -EADDRINUSE ? " (is this disk already served?)" : "");

@@ -3,7 +3,8 @@ LIB_OBJS += \
 	primary/devset.o \
 	primary/interval.o \
 	primary/lease.o \
-	primary/protect.o
+	primary/protect.o \
+	primary/status.o
 
 LDLIBS += -lm
 

@@ -24,6 +24,7 @@
 #include "primary/devset.h"
 #include "primary/interval.h"
 #include "primary/lease.h"
+#include "primary/status.h"
 
 #define NSLOTS 2
 #define LAT_RING 256
@@ -48,15 +49,6 @@ struct slot {
 	uint8_t *pages;
 	const void **ptrs;
 	struct hv_state st;
-};
-
-struct stats {
-	uint64_t epochs, pause_ns_sum, pause_ns_last, pause_ns_max;
-	uint64_t pages_sum, wire_sum, raw_sum;
-	uint64_t ack_ns_last, ack_ns_sum, acks;
-	uint64_t stretched, degradations, reprotections;
-	uint64_t long_pauses; /* epochs whose pause stretched the period */
-	struct hist pause_us, ack_us;
 };
 
 /* What the interval controller needs of one epoch, kept until its ACK. */
@@ -100,9 +92,10 @@ struct prot {
 	struct devset *devs;
 	bool resync_full; /* the secondary asked for complete disk copies */
 
-	struct stats stats;
+	struct prot_stats stats;
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
+	struct ctl_commands cmds;
 	FILE *events; /* --event-log, line-buffered; NULL: none */
 
 	/* The witness lease (lease.h); NULL: no witness. */
@@ -901,146 +894,85 @@ static int session(struct prot *p, bool first)
 
 /* ------------------------------------------------------------------ */
 
-/* Status lines of the interval controller, and the quantiles and raw
- * histograms that ha-sla differences between two snapshots. */
-static void status_auto(struct prot *p, const struct stats *s, FILE *out)
-{
-	char buf[HIST_BUCKETS * 36]; /* "MID:COUNT " for every bucket fits */
-
-	pthread_mutex_lock(&p->mu);
-	if (p->auto_on) {
-		struct ival_est e;
-
-		ival_estimate(&p->ival, &e);
-		fprintf(out,
-			"interval_mode: auto (p99 target %u ms, range %u..%u ms%s)\n"
-			"interval_auto: aim %u ms, predicted_p99 %.1f ms, dirty %.2f pages/ms, "
-			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, hold %u ms, "
-			"changes %llu, observations %llu\n",
-			p->cfg->sla_p99_ms, p->cfg->interval_min_ms, p->cfg->interval_max_ms,
-			e.unreachable ? ", OUT OF REACH" : "", e.aim_ms, e.predicted_us / 1000,
-			e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us, e.hold_ms,
-			(unsigned long long)e.changes, (unsigned long long)e.observations);
-	} else {
-		fprintf(out, "interval_mode: fixed\n");
-	}
-	pthread_mutex_unlock(&p->mu);
-	fprintf(out, "pause_quantiles_us: p50 %llu p99 %llu\n",
-		(unsigned long long)hist_quantile(&s->pause_us, 0.5),
-		(unsigned long long)hist_quantile(&s->pause_us, 0.99));
-	fprintf(out, "ack_quantiles_us: p50 %llu p99 %llu\n",
-		(unsigned long long)hist_quantile(&s->ack_us, 0.5),
-		(unsigned long long)hist_quantile(&s->ack_us, 0.99));
-	fprintf(out, "totals: epochs %llu pages %llu wire_bytes %llu raw_bytes %llu acks %llu "
-		     "stretched %llu\n",
-		(unsigned long long)s->epochs, (unsigned long long)s->pages_sum,
-		(unsigned long long)s->wire_sum, (unsigned long long)s->raw_sum,
-		(unsigned long long)s->acks, (unsigned long long)s->stretched);
-	hist_format(&s->pause_us, buf, sizeof(buf));
-	fprintf(out, "pause_hist_us: %s\n", buf);
-	hist_format(&s->ack_us, buf, sizeof(buf));
-	fprintf(out, "ack_hist_us: %s\n", buf);
-}
-
-static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
+static int cmd_status(void *ctx, const char *arg, FILE *out)
 {
 	struct prot *p = ctx;
+	struct prot_status st = {
+		.domain = p->cfg->domain,
+		.peer = p->cfg->blackhole ? NULL : p->cfg->peer,
+		.sla_p99_ms = p->cfg->sla_p99_ms,
+		.interval_min_ms = p->cfg->interval_min_ms,
+		.interval_max_ms = p->cfg->interval_max_ms,
+	};
+	char wit[400];
 
-	if (!strcmp(cmd, "status")) {
-		struct stats s;
-		enum prot_state st;
-		int64_t acked;
-		uint64_t next;
-		char reason[256];
-
-		pthread_mutex_lock(&p->mu);
-		s = p->stats;
-		st = p->state;
-		acked = p->acked;
-		next = p->next_epoch;
-		snprintf(reason, sizeof(reason), "%s", p->reason);
-		pthread_mutex_unlock(&p->mu);
-		fprintf(out, "role: primary\ndomain: %s\nstate: %s%s%s%s\npeer: %s\n",
-			p->cfg->domain, state_names[st], reason[0] ? " (" : "", reason,
-			reason[0] ? ")" : "", p->cfg->blackhole ? "(none)" : p->cfg->peer);
-		fprintf(out, "epoch: %llu\nacked_epoch: %lld\ninterval_ms: %u\n",
-			(unsigned long long)next, (long long)acked, atomic_load(&p->interval_ms));
-		fprintf(out, "pause_us: last %llu avg %llu max %llu\n",
-			(unsigned long long)(s.pause_ns_last / 1000),
-			(unsigned long long)(s.epochs ? s.pause_ns_sum / s.epochs / 1000 : 0),
-			(unsigned long long)(s.pause_ns_max / 1000));
-		fprintf(out, "pause_us_pct: p50 %llu p99 %llu (%llu epochs)\n",
-			(unsigned long long)hist_quantile(&s.pause_us, 0.5),
-			(unsigned long long)hist_quantile(&s.pause_us, 0.99),
-			(unsigned long long)s.epochs);
-		fprintf(out, "pages_per_epoch: %llu\nbytes_per_epoch: %llu\nwire_ratio: %.3f\n",
-			(unsigned long long)(s.epochs ? s.pages_sum / s.epochs : 0),
-			(unsigned long long)(s.epochs ? s.wire_sum / s.epochs : 0),
-			s.raw_sum ? (double)s.wire_sum / (double)s.raw_sum : 0.0);
-		fprintf(out, "ack_latency_us: last %llu avg %llu\n",
-			(unsigned long long)(s.ack_ns_last / 1000),
-			(unsigned long long)(s.acks ? s.ack_ns_sum / s.acks / 1000 : 0));
-		if (p->lease) {
-			char line[400];
-
-			lease_status(p->lease, line, sizeof(line));
-			fprintf(out, "witness: %s\n", line);
-		}
-		fprintf(out, "stretched_epochs: %llu\nlong_pauses: %llu\ndegradations: %llu\n"
-			     "reprotections: %llu\n",
-			(unsigned long long)s.stretched, (unsigned long long)s.long_pauses,
-			(unsigned long long)s.degradations, (unsigned long long)s.reprotections);
-		status_auto(p, &s, out);
-		devset_status(p->devs, out);
-		return 0;
+	(void)arg;
+	pthread_mutex_lock(&p->mu);
+	st.state = state_names[p->state];
+	snprintf(st.reason, sizeof(st.reason), "%s", p->reason);
+	st.epoch = p->next_epoch;
+	st.acked = p->acked;
+	st.stats = p->stats;
+	st.auto_on = p->auto_on;
+	if (p->auto_on)
+		ival_estimate(&p->ival, &st.est);
+	pthread_mutex_unlock(&p->mu);
+	st.interval_ms = atomic_load(&p->interval_ms);
+	if (p->lease) {
+		lease_status(p->lease, wit, sizeof(wit));
+		st.witness = wit;
 	}
-	if (!strcmp(cmd, "interval")) {
-		char *end;
-		unsigned long ms = strtoul(arg, &end, 10);
+	prot_status_print(&st, out);
+	devset_status(p->devs, out);
+	return 0;
+}
 
-		if (!strcmp(arg, "auto")) {
-			if (!p->cfg->sla_p99_ms) {
-				fprintf(out, "error: no p99 target: start ha-protect with "
-					     "--interval auto --sla-p99 MS\n");
-				return -EINVAL;
-			}
-			pthread_mutex_lock(&p->mu);
-			struct ival_config ic = {
-				.target_us = p->cfg->sla_p99_ms * 1000,
-				.min_ms = p->cfg->interval_min_ms,
-				.max_ms = p->cfg->interval_max_ms,
-				.start_ms = atomic_load(&p->interval_ms),
-			};
-			ival_init(&p->ival, &ic);
-			p->auto_on = true;
-			pthread_mutex_unlock(&p->mu);
-			log_info("interval: automatic again (p99 target %u ms)", p->cfg->sla_p99_ms);
-			fprintf(out, "ok: interval auto\n");
-			return 0;
-		}
-		if (!*arg || *end || ms < 1 || ms > 60000) {
-			fprintf(out, "error: interval must be 1..60000 ms, or auto\n");
+static int cmd_interval(void *ctx, const char *arg, FILE *out)
+{
+	struct prot *p = ctx;
+	char *end;
+	unsigned long ms = strtoul(arg, &end, 10);
+
+	if (!strcmp(arg, "auto")) {
+		if (!p->cfg->sla_p99_ms) {
+			fprintf(out, "error: no p99 target: start ha-protect with "
+				     "--interval auto --sla-p99 MS\n");
 			return -EINVAL;
 		}
 		pthread_mutex_lock(&p->mu);
-		bool was_auto = p->auto_on;
-		p->auto_on = false;
-		atomic_store(&p->interval_ms, (unsigned)ms);
+		struct ival_config ic = {
+			.target_us = p->cfg->sla_p99_ms * 1000,
+			.min_ms = p->cfg->interval_min_ms,
+			.max_ms = p->cfg->interval_max_ms,
+			.start_ms = atomic_load(&p->interval_ms),
+		};
+		ival_init(&p->ival, &ic);
+		p->auto_on = true;
 		pthread_mutex_unlock(&p->mu);
-		log_info("interval set to %lu ms%s", ms,
-			 was_auto ? " (automatic tuning off; 'ha-ctl interval DOMAIN auto' resumes it)"
-				  : "");
-		fprintf(out, "ok: interval %lu ms\n", ms);
+		log_info("interval: automatic again (p99 target %u ms)", p->cfg->sla_p99_ms);
+		fprintf(out, "ok: interval auto\n");
 		return 0;
 	}
-	if (!strcmp(cmd, "stop")) {
-		stop_flag = 1;
-		fprintf(out, "ok: stopping\n");
-		return 0;
+	if (!*arg || *end || ms < 1 || ms > 60000) {
+		fprintf(out, "error: interval must be 1..60000 ms, or auto\n");
+		return -EINVAL;
 	}
-	fprintf(out, "error: unknown command '%s' (status, interval MS|auto, stop)\n", cmd);
-	return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	bool was_auto = p->auto_on;
+	p->auto_on = false;
+	atomic_store(&p->interval_ms, (unsigned)ms);
+	pthread_mutex_unlock(&p->mu);
+	log_info("interval set to %lu ms%s", ms,
+		 was_auto ? " (automatic tuning off; 'ha-ctl interval DOMAIN auto' resumes it)"
+			  : "");
+	fprintf(out, "ok: interval %lu ms\n", ms);
+	return 0;
 }
+
+static const struct ctl_cmd prot_cmds[] = {
+	{"status", "status", cmd_status},
+	{"interval", "interval MS|auto", cmd_interval},
+};
 
 static int slots_init(struct prot *p)
 {
@@ -1150,7 +1082,9 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		setvbuf(p->events, NULL, _IOLBF, 0);
 	}
 	if (cfg->ctl_path) {
-		rc = ctl_server_start(cfg->ctl_path, ctl_handler, p, &p->ctl);
+		p->cmds = (struct ctl_commands){prot_cmds, sizeof(prot_cmds) / sizeof(prot_cmds[0]),
+						p, &stop_flag};
+		rc = ctl_server_start(cfg->ctl_path, ctl_dispatch, &p->cmds, &p->ctl);
 		if (rc < 0) {
 			log_error("control socket %s: %s%s", cfg->ctl_path, strerror(-rc),
 				  rc == -EADDRINUSE ? " (is this domain already protected?)" : "");

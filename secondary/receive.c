@@ -51,6 +51,7 @@ struct rx {
 	char fence_result[420];
 	char last_error[320];
 	struct ctl_server *ctl;
+	struct ctl_commands cmds;
 
 	/* The current session. */
 	struct hv_dom *dom;
@@ -72,56 +73,52 @@ static void set_state(struct rx *x, enum rx_state s)
 	pthread_mutex_unlock(&x->mu);
 }
 
-static int ctl_handler(void *ctx, const char *cmd, const char *arg, FILE *out)
+static int cmd_status(void *ctx, const char *arg, FILE *out)
 {
 	struct rx *x = ctx;
 	uint64_t c = atomic_load(&x->committed);
 
-	if (!strcmp(cmd, "status")) {
-		pthread_mutex_lock(&x->mu);
-		fprintf(out, "role: secondary\ndomain: %s\nstate: %s\nprimary: %s\n", x->domain,
-			rx_state_names[x->state], x->peer[0] ? x->peer : "(none)");
-		if (c == UINT64_MAX)
-			fprintf(out, "committed_epoch: none\n");
-		else
-			fprintf(out, "committed_epoch: %llu\n", (unsigned long long)c);
-		fprintf(out, "checkpoints: %llu\npages: %llu\nbytes: %llu\napply_us: %llu\n",
-			(unsigned long long)x->checkpoints, (unsigned long long)x->pages,
-			(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
-		if (x->state == RX_ACTIVE)
-			fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
-		fprintf(out, "fencing: %s%s%s\n", x->cfg->witness ? "witness " : "",
-			x->cfg->fence_cmd ? "command" : "",
-			x->cfg->witness || x->cfg->fence_cmd ? "" : "none (unsafe)");
-		if (x->fence_attempts)
-			fprintf(out, "fence_attempts: %u\nfence_result: %s\n", x->fence_attempts,
-				x->fence_result);
-		if (x->last_error[0])
-			fprintf(out, "last_error: %s\n", x->last_error);
-		pthread_mutex_unlock(&x->mu);
-		/* DRBD's own view, read now: an operator's first question on a
-		 * failover that waits or refuses. */
-		for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
-			struct drbd_state st;
-			char line[160];
-			int rc = drbd_read_state(x->drbd[i].minor, &st);
+	(void)arg;
+	pthread_mutex_lock(&x->mu);
+	fprintf(out, "role: secondary\ndomain: %s\nstate: %s\nprimary: %s\n", x->domain,
+		rx_state_names[x->state], x->peer[0] ? x->peer : "(none)");
+	if (c == UINT64_MAX)
+		fprintf(out, "committed_epoch: none\n");
+	else
+		fprintf(out, "committed_epoch: %llu\n", (unsigned long long)c);
+	fprintf(out, "checkpoints: %llu\npages: %llu\nbytes: %llu\napply_us: %llu\n",
+		(unsigned long long)x->checkpoints, (unsigned long long)x->pages,
+		(unsigned long long)x->bytes, (unsigned long long)(x->apply_ns_last / 1000));
+	if (x->state == RX_ACTIVE)
+		fprintf(out, "failover_ms: %llu\n", (unsigned long long)x->failover_ms);
+	fprintf(out, "fencing: %s%s%s\n", x->cfg->witness ? "witness " : "",
+		x->cfg->fence_cmd ? "command" : "",
+		x->cfg->witness || x->cfg->fence_cmd ? "" : "none (unsafe)");
+	if (x->fence_attempts)
+		fprintf(out, "fence_attempts: %u\nfence_result: %s\n", x->fence_attempts,
+			x->fence_result);
+	if (x->last_error[0])
+		fprintf(out, "last_error: %s\n", x->last_error);
+	pthread_mutex_unlock(&x->mu);
+	/* DRBD's own view, read now: an operator's first question on a
+	 * failover that waits or refuses. */
+	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
+		struct drbd_state st;
+		char line[160];
+		int rc = drbd_read_state(x->drbd[i].minor, &st);
 
-			if (rc == 0)
-				drbd_state_str(&st, line, sizeof(line));
-			else
-				snprintf(line, sizeof(line), "unreadable: %s", strerror(-rc));
-			fprintf(out, "drbd %s (%s): %s\n", x->drbd[i].name, x->drbd[i].dev, line);
-		}
-		return 0;
+		if (rc == 0)
+			drbd_state_str(&st, line, sizeof(line));
+		else
+			snprintf(line, sizeof(line), "unreadable: %s", strerror(-rc));
+		fprintf(out, "drbd %s (%s): %s\n", x->drbd[i].name, x->drbd[i].dev, line);
 	}
-	if (!strcmp(cmd, "stop")) {
-		stop_flag = 1;
-		fprintf(out, "ok: stopping\n");
-		return 0;
-	}
-	fprintf(out, "error: unknown command '%s' (status, stop)\n", cmd);
-	return -EINVAL;
+	return 0;
 }
+
+static const struct ctl_cmd rx_cmds[] = {
+	{"status", "status", cmd_status},
+};
 
 static uint8_t *page_of(void *ctx, uint64_t pfn)
 {
@@ -554,7 +551,9 @@ static int session(struct rx *x, int fd, const char *peer)
 			snprintf(path, sizeof(path), "%s", x->cfg->ctl_path);
 		else
 			ctl_path(path, sizeof(path), "ha-receive", hi.name);
-		if (ctl_server_start(path, ctl_handler, x, &x->ctl) < 0)
+		x->cmds = (struct ctl_commands){rx_cmds, sizeof(rx_cmds) / sizeof(rx_cmds[0]), x,
+						&stop_flag};
+		if (ctl_server_start(path, ctl_dispatch, &x->cmds, &x->ctl) < 0)
 			log_warn("no control socket at %s", path);
 	}
 	rc = x->ops->create_incoming(&hi, &x->dom);

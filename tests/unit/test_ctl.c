@@ -140,9 +140,52 @@ static void test_error_reply(void **state)
 	rmdir(dir);
 }
 
+static int cmd_echo(void *ctx, const char *arg, FILE *out)
+{
+	fprintf(out, "ok: echo '%s' for %s\n", arg, (const char *)ctx);
+	return 0;
+}
+
+/* The daemons' table: a command reaches its function with the argument,
+ * "stop" is everyone's, anything else lists them all. */
+static void test_dispatch(void **state)
+{
+	static const struct ctl_cmd cmds[] = {
+		{"echo", "echo WORDS", cmd_echo},
+		{"status", "status", cmd_echo},
+	};
+	static volatile sig_atomic_t stop;
+	static char name[] = "d0";
+	struct ctl_commands c = {cmds, 2, name, &stop};
+	char dir[] = "/tmp/ha-test-ctl.XXXXXX", path[108], *reply = NULL;
+	struct ctl_server *s;
+	size_t len = 0;
+	FILE *out;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/d.sock", dir);
+	assert_int_equal(ctl_server_start(path, ctl_dispatch, &c, &s), 0);
+	out = open_memstream(&reply, &len);
+	assert_int_equal(ctl_request(path, "echo a b", out), 0);
+	assert_int_equal(ctl_request(path, "stat", out), 1);
+	assert_int_equal(stop, 0);
+	assert_int_equal(ctl_request(path, "stop", out), 0);
+	assert_int_equal(stop, 1);
+	fclose(out);
+	assert_string_equal(reply, "ok: echo 'a b' for d0\n"
+				   "error: unknown command 'stat' (echo WORDS, status, stop)\n"
+				   "ok: stopping\n");
+	free(reply);
+	ctl_server_stop(s);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dispatch),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_peer_credentials),
 	};

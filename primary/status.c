@@ -1,0 +1,72 @@
+#include "primary/status.h"
+
+/* The interval controller's lines, and the quantiles and raw histograms
+ * that ha-sla differences between two snapshots. */
+static void print_auto(const struct prot_status *st, FILE *out)
+{
+	const struct prot_stats *s = &st->stats;
+	const struct ival_est *e = &st->est;
+	char buf[HIST_BUCKETS * 36]; /* "MID:COUNT " for every bucket fits */
+
+	if (st->auto_on)
+		fprintf(out,
+			"interval_mode: auto (p99 target %u ms, range %u..%u ms%s)\n"
+			"interval_auto: aim %u ms, predicted_p99 %.1f ms, dirty %.2f pages/ms, "
+			"cost %.2f us/page, ack_fixed %.0f us, ack_fixed_tail %.0f us, hold %u ms, "
+			"changes %llu, observations %llu\n",
+			st->sla_p99_ms, st->interval_min_ms, st->interval_max_ms,
+			e->unreachable ? ", OUT OF REACH" : "", e->aim_ms, e->predicted_us / 1000,
+			e->rate_ppms, e->cost_us, e->base_us, e->base_hi_us, e->hold_ms,
+			(unsigned long long)e->changes, (unsigned long long)e->observations);
+	else
+		fprintf(out, "interval_mode: fixed\n");
+	fprintf(out, "pause_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->pause_us, 0.5),
+		(unsigned long long)hist_quantile(&s->pause_us, 0.99));
+	fprintf(out, "ack_quantiles_us: p50 %llu p99 %llu\n",
+		(unsigned long long)hist_quantile(&s->ack_us, 0.5),
+		(unsigned long long)hist_quantile(&s->ack_us, 0.99));
+	fprintf(out, "totals: epochs %llu pages %llu wire_bytes %llu raw_bytes %llu acks %llu "
+		     "stretched %llu\n",
+		(unsigned long long)s->epochs, (unsigned long long)s->pages_sum,
+		(unsigned long long)s->wire_sum, (unsigned long long)s->raw_sum,
+		(unsigned long long)s->acks, (unsigned long long)s->stretched);
+	hist_format(&s->pause_us, buf, sizeof(buf));
+	fprintf(out, "pause_hist_us: %s\n", buf);
+	hist_format(&s->ack_us, buf, sizeof(buf));
+	fprintf(out, "ack_hist_us: %s\n", buf);
+}
+
+void prot_status_print(const struct prot_status *st, FILE *out)
+{
+	const struct prot_stats *s = &st->stats;
+	bool why = st->reason[0];
+
+	fprintf(out, "role: primary\ndomain: %s\nstate: %s%s%s%s\npeer: %s\n", st->domain,
+		st->state, why ? " (" : "", st->reason, why ? ")" : "",
+		st->peer ? st->peer : "(none)");
+	fprintf(out, "epoch: %llu\nacked_epoch: %lld\ninterval_ms: %u\n",
+		(unsigned long long)st->epoch, (long long)st->acked, st->interval_ms);
+	fprintf(out, "pause_us: last %llu avg %llu max %llu\n",
+		(unsigned long long)(s->pause_ns_last / 1000),
+		(unsigned long long)(s->epochs ? s->pause_ns_sum / s->epochs / 1000 : 0),
+		(unsigned long long)(s->pause_ns_max / 1000));
+	fprintf(out, "pause_us_pct: p50 %llu p99 %llu (%llu epochs)\n",
+		(unsigned long long)hist_quantile(&s->pause_us, 0.5),
+		(unsigned long long)hist_quantile(&s->pause_us, 0.99),
+		(unsigned long long)s->epochs);
+	fprintf(out, "pages_per_epoch: %llu\nbytes_per_epoch: %llu\nwire_ratio: %.3f\n",
+		(unsigned long long)(s->epochs ? s->pages_sum / s->epochs : 0),
+		(unsigned long long)(s->epochs ? s->wire_sum / s->epochs : 0),
+		s->raw_sum ? (double)s->wire_sum / (double)s->raw_sum : 0.0);
+	fprintf(out, "ack_latency_us: last %llu avg %llu\n",
+		(unsigned long long)(s->ack_ns_last / 1000),
+		(unsigned long long)(s->acks ? s->ack_ns_sum / s->acks / 1000 : 0));
+	if (st->witness)
+		fprintf(out, "witness: %s\n", st->witness);
+	fprintf(out, "stretched_epochs: %llu\nlong_pauses: %llu\ndegradations: %llu\n"
+		     "reprotections: %llu\n",
+		(unsigned long long)s->stretched, (unsigned long long)s->long_pauses,
+		(unsigned long long)s->degradations, (unsigned long long)s->reprotections);
+	print_auto(st, out);
+}

@@ -1,0 +1,44 @@
+/* What `ha-ctl status` shows of a primary: a snapshot taken under the
+ * protection's lock (protect.c), formatted here, line by line, as
+ * docs/operator-guide.md documents it; ha-sla parses the quantile and
+ * histogram lines. */
+#ifndef HA_PRIMARY_STATUS_H
+#define HA_PRIMARY_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/hist.h"
+#include "primary/interval.h"
+
+/* The running totals of a protection (every session). */
+struct prot_stats {
+	uint64_t epochs, pause_ns_sum, pause_ns_last, pause_ns_max;
+	uint64_t pages_sum, wire_sum, raw_sum;
+	uint64_t ack_ns_last, ack_ns_sum, acks;
+	uint64_t stretched, degradations, reprotections;
+	uint64_t long_pauses; /* epochs whose pause stretched the period */
+	struct hist pause_us, ack_us;
+};
+
+struct prot_status {
+	const char *domain;
+	const char *peer;  /* NULL: none (-b) */
+	const char *state; /* "protected", ... */
+	char reason[256];  /* why it is degraded; "" */
+	uint64_t epoch;	   /* the next to close */
+	int64_t acked;	   /* -1: none */
+	unsigned interval_ms;
+	struct prot_stats stats;
+	/* --interval auto */
+	bool auto_on;
+	struct ival_est est;
+	unsigned sla_p99_ms, interval_min_ms, interval_max_ms;
+	const char *witness; /* the lease's status line; NULL: no witness */
+};
+
+/* Everything but the devices' lines, which follow it. */
+void prot_status_print(const struct prot_status *s, FILE *out);
+
+#endif
