@@ -759,13 +759,9 @@ static void log_start_failure(struct prot *p, int rc)
 			"this: give both hosts the same --tls-* settings");
 }
 
-/* One protection session: connect, synchronise, run epochs until the
- * secondary is lost or a stop is requested. */
-static int session(struct prot *p, bool first)
+/* A new session starts from epoch 0 with empty staging. */
+static void session_reset(struct prot *p)
 {
-	bool loop_failed = false;
-	int rc;
-
 	pthread_mutex_lock(&p->mu);
 	p->next_epoch = 0;
 	p->frozen = false;
@@ -776,76 +772,74 @@ static int session(struct prot *p, bool first)
 	pthread_mutex_unlock(&p->mu);
 	atomic_store(&p->committed, UINT64_MAX);
 	ckpt_encoder_reset(p->enc);
+}
 
-	rc = open_link(p);
-	if (rc < 0) {
-		if (first)
-			log_error("cannot reach the secondary at %s: %s", p->cfg->peer,
-				  rc == -ENXIO ? sock_tcp_strerror(rc) : strerror(-rc));
-		return rc;
-	}
-	/* Degraded until now; from here a failure degrades this session. */
-	if (p->lease && lease_session_begins(p->lease) < 0) {
-		fo_link_free(p->link);
-		p->link = NULL;
-		return -EAGAIN;
-	}
-	pthread_mutex_lock(&p->mu);
-	p->end_confirmed = false;
-	p->state = ST_SYNC;
-	p->reason[0] = '\0';
-	pthread_mutex_unlock(&p->mu);
+/* The stream's start, the back channel, the devices' own replication,
+ * pre-copy and the devices' setup (from which they hold output), then the
+ * sender: once this returns 0 the session is protected. */
+static int session_sync(struct prot *p)
+{
+	int rc;
+
 	if (p->save_fd >= 0)
 		fo_link_tee(p->link, p->save_fd);
 	rc = fo_link_headers(p->link, CKPT_IHDR_ID_XEN, p->info.domain_type, p->info.xen_major,
 			     p->info.xen_minor);
 	if (rc == 0)
 		rc = send_config(p);
-	if (rc < 0)
+	if (rc < 0) {
 		log_start_failure(p, rc);
-	if (rc == 0 && !p->cfg->blackhole) {
+		return rc;
+	}
+	if (!p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {
 			rc = -pthread_create(&p->acker, NULL, acker_main, p);
 			p->acker_running = rc == 0;
 		}
-	}
-	if (rc == 0) {
-		rc = devs_connect(p);
 		if (rc < 0)
-			degrade(p, "cannot start disk replication: %s", strerror(-rc));
+			return rc;
 	}
-	if (rc == 0)
-		rc = precopy(p);
-	if (rc == 0) {
-		rc = devset_setup(p->devs);
-		if (rc < 0)
-			degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
+	rc = devs_connect(p);
+	if (rc < 0) {
+		degrade(p, "cannot start disk replication: %s", strerror(-rc));
+		return rc;
 	}
-	if (rc == 0) {
-		rc = -pthread_create(&p->sender, NULL, sender_main, p);
-		p->sender_running = rc == 0;
+	rc = precopy(p);
+	if (rc < 0)
+		return rc;
+	rc = devset_setup(p->devs);
+	if (rc < 0) {
+		degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
+		return rc;
 	}
-	if (rc == 0) {
-		pthread_mutex_lock(&p->mu);
-		if (p->state == ST_SYNC)
-			p->state = ST_PROTECTED;
-		pthread_mutex_unlock(&p->mu);
-		if (running(p, ST_PROTECTED)) {
-			if (!first) {
-				pthread_mutex_lock(&p->mu);
-				p->stats.reprotections++;
-				pthread_mutex_unlock(&p->mu);
-			}
-			log_info("PROTECTED: checkpointing every %u ms to %s",
-				 atomic_load(&p->interval_ms),
-				 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
-		}
-		rc = epoch_loop(p);
-		loop_failed = rc < 0;
-	}
+	rc = -pthread_create(&p->sender, NULL, sender_main, p);
+	p->sender_running = rc == 0;
+	return rc;
+}
 
-	/* Wind down: a clean stop drains the sender and ends the stream. */
+static void session_protected(struct prot *p, bool first)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->state == ST_SYNC)
+		p->state = ST_PROTECTED;
+	pthread_mutex_unlock(&p->mu);
+	if (!running(p, ST_PROTECTED))
+		return;
+	if (!first) {
+		pthread_mutex_lock(&p->mu);
+		p->stats.reprotections++;
+		pthread_mutex_unlock(&p->mu);
+	}
+	log_info("PROTECTED: checkpointing every %u ms to %s", atomic_load(&p->interval_ms),
+		 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
+}
+
+/* Winds a session down after RC (LOOP_FAILED: from the epoch loop): a clean
+ * stop drains the sender and ends the stream; then the held output is
+ * released, dropped or kept held, as below. */
+static void session_end(struct prot *p, int rc, bool loop_failed)
+{
 	pthread_mutex_lock(&p->mu);
 	bool clean = p->state == ST_PROTECTED || p->state == ST_SYNC;
 	if (clean)
@@ -889,6 +883,42 @@ static int session(struct prot *p, bool first)
 	fo_link_free(p->link);
 	p->link = NULL;
 	log_set_epoch(LOG_NO_EPOCH);
+}
+
+/* One protection session: connect, synchronise, run epochs until the
+ * secondary is lost or a stop is requested. */
+static int session(struct prot *p, bool first)
+{
+	bool loop_failed = false;
+	int rc;
+
+	session_reset(p);
+	rc = open_link(p);
+	if (rc < 0) {
+		if (first)
+			log_error("cannot reach the secondary at %s: %s", p->cfg->peer,
+				  rc == -ENXIO ? sock_tcp_strerror(rc) : strerror(-rc));
+		return rc;
+	}
+	/* Degraded until now; from here a failure degrades this session. */
+	if (p->lease && lease_session_begins(p->lease) < 0) {
+		fo_link_free(p->link);
+		p->link = NULL;
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->end_confirmed = false;
+	p->state = ST_SYNC;
+	p->reason[0] = '\0';
+	pthread_mutex_unlock(&p->mu);
+
+	rc = session_sync(p);
+	if (rc == 0) {
+		session_protected(p, first);
+		rc = epoch_loop(p);
+		loop_failed = rc < 0;
+	}
+	session_end(p, rc, loop_failed);
 	return rc;
 }
 
@@ -1008,19 +1038,14 @@ static void slots_free(struct prot *p)
 	}
 }
 
-int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom)
+/* Everything a protection needs before its first session: a linear
+ * sequence, each failure logged. */
+static int prot_setup(struct prot *p, const struct hv_ops *ops, struct hv_dom *dom)
 {
-	struct prot *p = calloc(1, sizeof(*p));
+	const struct prot_config *cfg = p->cfg;
 	struct ckpt_codec_config cc = {.cache_pages = cfg->cache_pages, .level = cfg->level};
 	int rc;
 
-	if (!p)
-		return -ENOMEM;
-	p->cfg = cfg;
-	p->ops = ops;
-	p->dom = dom;
-	p->save_fd = -1;
-	p->state = ST_SYNC;
 	atomic_store(&p->interval_ms, cfg->interval_ms);
 	if (cfg->sla_p99_ms) {
 		struct ival_config ic = {
@@ -1033,24 +1058,20 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		if (ival_init(&p->ival, &ic) < 0) {
 			log_error("--interval auto: the range %u..%u ms is empty", cfg->interval_min_ms,
 				  cfg->interval_max_ms);
-			rc = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 		p->auto_on = true;
 		atomic_store(&p->interval_ms, p->ival.cur_ms);
 	}
-	pthread_mutex_init(&p->mu, NULL);
-	clk_cond_init(&p->cv);
-
 	rc = devset_new(cfg->devs, cfg->ndevs, devs_event, p, &p->devs);
 	if (rc < 0) {
 		log_error("cannot set up the checkpoint devices: %s", strerror(-rc));
-		goto out;
+		return rc;
 	}
 	rc = ops->info(dom, &p->info);
 	if (rc < 0) {
 		log_error("cannot read the domain's configuration: %s", strerror(-rc));
-		goto out;
+		return rc;
 	}
 	rc = bitmap_init(&p->dirty, p->info.nr_pages);
 	if (rc == 0)
@@ -1060,14 +1081,14 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 	if (rc < 0) {
 		log_error("cannot allocate staging for %llu pages: %s",
 			  (unsigned long long)p->info.nr_pages, strerror(-rc));
-		goto out;
+		return rc;
 	}
 	if (cfg->save_path && !cfg->blackhole) {
 		p->save_fd = open(cfg->save_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (p->save_fd < 0) {
 			rc = -errno;
 			log_error("cannot create %s: %s", cfg->save_path, strerror(errno));
-			goto out;
+			return rc;
 		}
 	}
 	if (cfg->event_log) {
@@ -1076,7 +1097,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 			rc = -errno;
 			log_error("cannot open the event log %s: %s", cfg->event_log,
 				  strerror(errno));
-			goto out;
+			return rc;
 		}
 		/* Whole lines reach the file at once: a killed run leaves no torn one. */
 		setvbuf(p->events, NULL, _IOLBF, 0);
@@ -1088,7 +1109,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		if (rc < 0) {
 			log_error("control socket %s: %s%s", cfg->ctl_path, strerror(-rc),
 				  rc == -EADDRINUSE ? " (is this domain already protected?)" : "");
-			goto out;
+			return rc;
 		}
 	}
 
@@ -1107,9 +1128,19 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		rc = lease_start(&lc, &p->lease);
 		if (rc < 0) {
 			log_error("cannot start the witness thread: %s", strerror(-rc));
-			goto out;
+			return rc;
 		}
 	}
+	return 0;
+}
+
+/* Sessions, one after the other, until a stop or the end of the domain:
+ * 0, or -errno when the first one failed for want of anything working (a
+ * configuration problem, logged). */
+static int run_sessions(struct prot *p)
+{
+	int rc;
+
 	for (bool first = true; !stop_flag; first = false) {
 		if (!first && p->lease && lease_blocks(p->lease)) {
 			/* Paused for want of the lease: the witness thread decides. */
@@ -1135,36 +1166,26 @@ int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_
 		if (first && p->stats.epochs == 0 && rc < 0 && rc != -ECANCELED &&
 		    p->stats.degradations == 0) {
 			/* Nothing ever worked: a configuration problem, say so and stop. */
-			goto out;
+			return rc;
 		}
-		if (cfg->blackhole) {
+		if (p->cfg->blackhole) {
 			log_error("writing the stream failed; stopping");
 			break;
 		}
 		pthread_mutex_lock(&p->mu);
 		p->state = ST_DEGRADED;
 		pthread_mutex_unlock(&p->mu);
-		log_warn("degraded: retrying the secondary at %s every %u ms", cfg->peer,
-			 cfg->retry_ms);
-		uint64_t until = clk_now_ns() + (uint64_t)cfg->retry_ms * NSEC_PER_MSEC;
+		log_warn("degraded: retrying the secondary at %s every %u ms", p->cfg->peer,
+			 p->cfg->retry_ms);
+		uint64_t until = clk_now_ns() + (uint64_t)p->cfg->retry_ms * NSEC_PER_MSEC;
 		while (!stop_flag && clk_now_ns() < until)
 			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
 	}
-	rc = p->guest_ended ? -ESHUTDOWN : 0;
-	/* No more renewals: the secondary waits for this lease to expire. */
-	lease_stop(p->lease);
-	log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu pages per "
-		 "epoch",
-		 (unsigned long long)p->stats.epochs,
-		 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.5),
-		 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.99),
-		 (unsigned long long)(p->stats.pause_ns_max / 1000),
-		 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs : 0));
-	if (p->lease && lease_blocks(p->lease))
-		log_warn("the domain stays PAUSED%s: resume it by hand only once you know the "
-			 "secondary did not activate its copy",
-			 lease_output_held(p->lease) ? " and its held output is dropped" : "");
-out:
+	return 0;
+}
+
+static void prot_free(struct prot *p)
+{
 	lease_free(p->lease);
 	ctl_server_stop(p->ctl);
 	if (p->events)
@@ -1178,5 +1199,43 @@ out:
 	devset_free(p->devs);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
+}
+
+int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom)
+{
+	struct prot *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	p->cfg = cfg;
+	p->ops = ops;
+	p->dom = dom;
+	p->save_fd = -1;
+	p->state = ST_SYNC;
+	pthread_mutex_init(&p->mu, NULL);
+	clk_cond_init(&p->cv);
+	rc = prot_setup(p, ops, dom);
+	if (rc == 0)
+		rc = run_sessions(p);
+	if (rc == 0) {
+		rc = p->guest_ended ? -ESHUTDOWN : 0;
+		/* No more renewals: the secondary waits for this lease to expire. */
+		lease_stop(p->lease);
+		log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu "
+			 "pages per epoch",
+			 (unsigned long long)p->stats.epochs,
+			 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.5),
+			 (unsigned long long)hist_quantile(&p->stats.pause_us, 0.99),
+			 (unsigned long long)(p->stats.pause_ns_max / 1000),
+			 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs
+							      : 0));
+		if (p->lease && lease_blocks(p->lease))
+			log_warn("the domain stays PAUSED%s: resume it by hand only once you know "
+				 "the secondary did not activate its copy",
+				 lease_output_held(p->lease) ? " and its held output is dropped"
+							     : "");
+	}
+	prot_free(p);
 	return rc;
 }
