@@ -1,8 +1,10 @@
 # primary/: the epoch loop, sender and ACK handling; ha-protect.
 LIB_OBJS += \
+	primary/acker.o \
 	primary/devset.o \
 	primary/interval.o \
 	primary/lease.o \
+	primary/pipeline.o \
 	primary/protect.o \
 	primary/status.o
 

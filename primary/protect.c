@@ -25,12 +25,8 @@
 #include "primary/interval.h"
 #include "primary/lease.h"
 #include "primary/status.h"
+#include "primary/prot_int.h"
 
-#define NSLOTS 2
-#define LAT_RING 256
-#define BATCH CKPT_CODEC_BATCH_MAX
-
-enum prot_state { ST_SYNC, ST_PROTECTED, ST_DEGRADED, ST_STOPPING };
 static const char *const state_names[] = {"syncing", "protected", "degraded", "stopping"};
 
 static volatile sig_atomic_t stop_flag;
@@ -40,79 +36,14 @@ void prot_request_stop(void)
 	stop_flag = 1;
 }
 
-/* One epoch's staged copy: what the sender ships while the guest runs on. */
-struct slot {
-	bool busy;
-	uint64_t epoch;
-	uint32_t npages;
-	uint64_t *pfns;
-	uint8_t *pages;
-	const void **ptrs;
-	struct hv_state st;
-};
-
-/* What the interval controller needs of one epoch, kept until its ACK. */
-struct epoch_rec {
-	uint64_t epoch, pause_ns, pages, send_ns;
-	bool sent;
-};
-
-struct prot {
-	const struct prot_config *cfg;
-	const struct hv_ops *ops;
-	struct hv_dom *dom;
-	struct hv_info info;
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	enum prot_state state;
-	char reason[256];
-	_Atomic unsigned interval_ms;
-
-	struct fo_link *link;
-	int save_fd;
-	struct ckpt_encoder *enc;
-	struct bitmap dirty;
-	struct slot slots[NSLOTS];
-	unsigned q[NSLOTS], qhead, qlen;
-
-	uint64_t next_epoch;      /* the epoch the next pause closes */
-	int64_t sent, acked;      /* last epoch written / acknowledged, -1 none */
-	_Atomic uint64_t committed; /* for heartbeats */
-	uint64_t paused_at[LAT_RING];
-	struct epoch_rec rec[LAT_RING];
-
-	/* --interval auto (under mu). */
-	bool auto_on;
-	struct ival ival;
-	bool unreachable_logged;
-
-	pthread_t sender, acker;
-	bool sender_running, acker_running;
-	struct devset *devs;
-	bool resync_full; /* the secondary asked for complete disk copies */
-
-	struct prot_stats stats;
-	uint64_t epoch_wire_start;
-	struct ctl_server *ctl;
-	struct ctl_commands cmds;
-	FILE *events; /* --event-log, line-buffered; NULL: none */
-
-	/* The witness lease (lease.h); NULL: no witness. */
-	struct lease *lease;
-	bool end_confirmed; /* the secondary answered our END (a stop) */
-
-	/* The last checkpoint failure left the domain suspended (its resume
-	 * failed): only the secondary's copy can run on. */
-	bool frozen;
-	/* The guest shut itself down, rebooted or crashed (-ESHUTDOWN from
-	 * the backend): protection ends, the secondary discards its copy. */
-	bool guest_ended;
-};
+bool prot_stop_requested(void)
+{
+	return stop_flag;
+}
 
 /* ------------------------------------------------------------------ */
 
-__attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const char *fmt, ...)
+void prot_degrade(struct prot *p, const char *fmt, ...)
 {
 	va_list ap;
 	bool first = false;
@@ -143,7 +74,7 @@ __attribute__((format(printf, 2, 3))) static void degrade(struct prot *p, const 
 		fo_link_shutdown(p->link);
 }
 
-static bool running(struct prot *p, enum prot_state want)
+bool prot_running(struct prot *p, enum prot_state want)
 {
 	bool ok;
 
@@ -155,7 +86,7 @@ static bool running(struct prot *p, enum prot_state want)
 
 /* One --event-log line (protect.h) stamped at T: after the event for
  * closed/released/setup, before what it permits for ack. */
-static void event_at(struct prot *p, uint64_t t, const char *what, int64_t epoch)
+void prot_event_at(struct prot *p, uint64_t t, const char *what, int64_t epoch)
 {
 	if (!p->events)
 		return;
@@ -165,9 +96,9 @@ static void event_at(struct prot *p, uint64_t t, const char *what, int64_t epoch
 		fprintf(p->events, "%llu %s %lld\n", (unsigned long long)t, what, (long long)epoch);
 }
 
-static void event(struct prot *p, const char *what, int64_t epoch)
+void prot_event(struct prot *p, const char *what, int64_t epoch)
 {
-	event_at(p, clk_now_ns(), what, epoch);
+	prot_event_at(p, clk_now_ns(), what, epoch);
 }
 
 static int sink_record(void *ctx, uint32_t type, const struct iovec *iov, int iovcnt)
@@ -181,7 +112,7 @@ static bool sink_cancelled(void *ctx)
 {
 	struct prot *p = ctx;
 
-	return !running(p, ST_SYNC);
+	return !prot_running(p, ST_SYNC);
 }
 
 /* Devices that replicate state of their own start now, beside pre-copy. */
@@ -197,515 +128,7 @@ static int devs_connect(struct prot *p)
 
 static void devs_event(void *ctx, const char *what)
 {
-	event(ctx, what, -1);
-}
-
-/* ------------------------------------------------------------------ */
-/* Sending pages: compressed (the encoder copies each page once) or raw. */
-
-static int send_pages(struct prot *p, const uint64_t *pfns, const void *const *pages, uint32_t n)
-{
-	for (uint32_t off = 0; off < n; off += BATCH) {
-		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
-		int rc;
-
-		if (p->cfg->compress) {
-			struct ckpt_zbatch zb;
-
-			rc = ckpt_encoder_encode(p->enc, pfns + off, pages + off, cnt, &zb);
-			if (rc == 0)
-				rc = fo_link_pages(p->link, CKPT_REC_HA_PAGE_DATA_Z, zb.iov,
-						   zb.iovcnt, zb.pages);
-		} else {
-			rc = fo_link_page_data(p->link, pfns + off, pages + off, cnt);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* Pre-copy sends pages of the running guest: raw pages go through a bounce
- * buffer so the checksum and the octets sent see the same copy. */
-static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
-{
-	struct slot *bounce = &p->slots[0];
-
-	uint64_t *batch = bounce->pfns;
-
-	for (uint32_t off = 0; off < n;) {
-		uint32_t cnt = 0;
-		int rc;
-
-		/* Holes in the guest's physical map (page() is NULL) are skipped. */
-		for (; off < n && cnt < BATCH; off++) {
-			const uint8_t *src = p->ops->page(p->dom, pfns[off]);
-
-			if (!src)
-				continue;
-			batch[cnt] = pfns[off];
-			if (p->cfg->compress) {
-				bounce->ptrs[cnt] = src;
-			} else {
-				memcpy(bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE, src,
-				       CKPT_PAGE_SIZE);
-				bounce->ptrs[cnt] = bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE;
-			}
-			cnt++;
-		}
-		if (!cnt)
-			break;
-		rc = send_pages(p, batch, bounce->ptrs, cnt);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-static int send_config(struct prot *p)
-{
-	struct ckpt_ha_domain_config c = {
-		.nr_pages = p->info.nr_pages,
-		.vcpus = p->info.vcpus,
-		.flags = CKPT_CFG_TRAILERS | (p->cfg->compress ? CKPT_CFG_COMPRESSED : 0),
-	};
-	struct iovec iov = {&c, sizeof(c)};
-
-	struct hv_state st = {0};
-	int rc;
-
-	snprintf(c.name, sizeof(c.name), "%s", p->info.name);
-	memcpy(c.mac, p->info.mac, 6);
-	rc = fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
-	if (rc == 0 && p->ops->stream_start)
-		rc = p->ops->stream_start(p->dom, &st);
-	for (uint32_t i = 0; rc == 0 && i < st.nrecs; i++) {
-		struct iovec r = {st.buf + st.recs[i].off, st.recs[i].len};
-
-		rc = fo_link_record(p->link, st.recs[i].type, &r, 1);
-	}
-	hv_state_free(&st);
-	return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* --interval auto: each acknowledged epoch feeds the controller (interval.h),
- * whose answer the epoch loop's next deadline uses. Called under p->mu. */
-
-static void interval_feed(struct prot *p, uint64_t epoch, uint64_t acked_at)
-{
-	const struct epoch_rec *r = &p->rec[epoch % LAT_RING];
-	struct ival_est e;
-	unsigned before = atomic_load(&p->interval_ms), next;
-
-	/* The ACK overtook the sender's bookkeeping (or a very old epoch);
-	 * epoch 0 carries the end of pre-copy: no steady-state figure. */
-	if (!p->auto_on || r->epoch != epoch || !r->sent || epoch == 0)
-		return;
-	struct ival_obs o = {
-		.period_ns = p->paused_at[epoch % LAT_RING] - p->paused_at[(epoch - 1) % LAT_RING],
-		.pause_ns = r->pause_ns,
-		.pages = r->pages,
-		.send_ns = r->send_ns,
-		.ack_ns = acked_at - p->paused_at[epoch % LAT_RING],
-	};
-	/* One line per epoch at debug level: a trace to replay in tests. */
-	log_debug("interval obs: period_ns %llu pause_ns %llu pages %llu send_ns %llu ack_ns %llu "
-		  "interval_ms %u",
-		  (unsigned long long)o.period_ns, (unsigned long long)o.pause_ns,
-		  (unsigned long long)o.pages, (unsigned long long)o.send_ns,
-		  (unsigned long long)o.ack_ns, before);
-	next = ival_update(&p->ival, &o);
-	ival_estimate(&p->ival, &e);
-	if (next != before) {
-		atomic_store(&p->interval_ms, next);
-		log_info("interval %u -> %u ms (auto): dirty %.1f pages/ms, %.1f us/page, ACK "
-			 "fixed part %.0f us (tail %.0f us); added p99 predicted %.1f ms, target "
-			 "%u ms",
-			 before, next, e.rate_ppms, e.cost_us, e.base_us, e.base_hi_us,
-			 e.predicted_us / 1000, p->cfg->sla_p99_ms);
-	}
-	if (e.unreachable != p->unreachable_logged) {
-		p->unreachable_logged = e.unreachable;
-		if (e.unreachable)
-			log_warn("the p99 target of %u ms is out of reach: even %u ms epochs are "
-				 "predicted to add %.1f ms (ACK fixed part %.1f ms); raise "
-				 "--sla-p99, or look at the link to the secondary and its load",
-				 p->cfg->sla_p99_ms, p->cfg->interval_min_ms,
-				 ival_predict_us(&p->ival, p->cfg->interval_min_ms) / 1000,
-				 e.base_hi_us / 1000);
-		else
-			log_info("the p99 target of %u ms is within reach again",
-				 p->cfg->sla_p99_ms);
-	}
-}
-
-static void *sender_main(void *arg)
-{
-	struct prot *p = arg;
-
-	for (;;) {
-		struct slot *s;
-		int rc = 0;
-
-		pthread_mutex_lock(&p->mu);
-		/* Started just before the session turns PROTECTED: SYNC waits too,
-		 * or an early start would end the sender before its first epoch. */
-		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (!p->qlen || p->state == ST_DEGRADED) {
-			pthread_mutex_unlock(&p->mu);
-			break;
-		}
-		s = &p->slots[p->q[p->qhead]];
-		pthread_mutex_unlock(&p->mu);
-
-		log_set_epoch(s->epoch);
-		uint64_t before = fo_link_bytes_sent(p->link), t_send = clk_now_ns();
-		rc = send_pages(p, s->pfns, s->ptrs, s->npages);
-		for (uint32_t i = 0; rc == 0 && i < s->st.nrecs; i++) {
-			struct iovec iov = {s->st.buf + s->st.recs[i].off, s->st.recs[i].len};
-
-			rc = fo_link_record(p->link, s->st.recs[i].type, &iov, 1);
-		}
-		/* Disk writes and barriers of this epoch precede its CHECKPOINT. */
-		if (rc == 0) {
-			rc = devset_call(p->devs, DEVSET_FLUSH, s->epoch);
-			/* A device failed, not the link (or not only): the secondary
-			 * is told that this primary lives on, unprotected, so it
-			 * discards its copy instead of taking over. */
-			if (rc < 0 && fo_link_end(p->link) == 0) {
-				degrade(p, "a checkpoint device failed at epoch %llu: %s",
-					(unsigned long long)s->epoch, strerror(-rc));
-				break;
-			}
-		}
-		if (rc == 0)
-			rc = fo_link_checkpoint(p->link, s->epoch);
-		if (rc < 0) {
-			degrade(p, "sending epoch %llu failed: %s", (unsigned long long)s->epoch,
-				strerror(-rc));
-			break;
-		}
-		uint64_t wire = fo_link_bytes_sent(p->link) - before;
-		uint64_t send_ns = clk_now_ns() - t_send;
-
-		if (p->cfg->blackhole) {
-			if (devset_call(p->devs, DEVSET_COMMIT, s->epoch) < 0)
-				degrade(p, "releasing the output of epoch %llu failed",
-					(unsigned long long)s->epoch);
-			else
-				event(p, "released", (int64_t)s->epoch);
-		}
-		pthread_mutex_lock(&p->mu);
-		p->qhead = (p->qhead + 1) % NSLOTS;
-		p->qlen--;
-		s->busy = false;
-		p->sent = (int64_t)s->epoch;
-		if (p->rec[s->epoch % LAT_RING].epoch == s->epoch) {
-			p->rec[s->epoch % LAT_RING].send_ns = send_ns;
-			p->rec[s->epoch % LAT_RING].sent = true;
-		}
-		p->stats.wire_sum += wire;
-		p->stats.raw_sum += (uint64_t)s->npages * CKPT_PAGE_SIZE;
-		if (p->cfg->blackhole) {
-			p->acked = (int64_t)s->epoch;
-			atomic_store(&p->committed, s->epoch);
-			interval_feed(p, s->epoch, clk_now_ns());
-		}
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-	}
-	log_set_epoch(LOG_NO_EPOCH);
-	return NULL;
-}
-
-static void *acker_main(void *arg)
-{
-	struct prot *p = arg;
-	struct ckpt_reader *r = fo_link_reader(p->link);
-	struct ckpt_record rec;
-	int rc;
-
-	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_BACK);
-	if (rc < 0) {
-		degrade(p, "%s%s",
-			rc == -EAGAIN ? "the secondary does not answer" : ckpt_reader_error(r),
-			rc != -EAGAIN && !p->cfg->tls
-			    ? " (a secondary that wants TLS answers a plain --insecure primary "
-			      "like this: give both hosts the same --tls-* settings)"
-			    : "");
-		return NULL;
-	}
-	for (;;) {
-		rc = fo_link_next(p->link, &rec);
-		if (rc < 0) {
-			if (rc == -EAGAIN)
-				degrade(p, "no heartbeat or ACK from the secondary for %u ms",
-					p->cfg->timeout_ms);
-			else
-				degrade(p, "back channel: %s", ckpt_reader_error(r));
-			return NULL;
-		}
-		if (rec.type == CKPT_REC_HA_ERROR) {
-			const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
-
-			if (h->code == ESTALE) {
-				/* A replica that is no base for an incremental resync. */
-				pthread_mutex_lock(&p->mu);
-				p->resync_full = true;
-				pthread_mutex_unlock(&p->mu);
-			}
-			degrade(p, "the secondary reports: %.*s (%s)",
-				(int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
-				strerror((int)h->code));
-			return NULL;
-		}
-		if (rec.type == CKPT_REC_END) {
-			/* While stopping: the secondary read our END and discards
-			 * its copy. Otherwise it stopped on its own. */
-			pthread_mutex_lock(&p->mu);
-			bool stopping = p->state == ST_STOPPING;
-			p->end_confirmed = stopping;
-			pthread_cond_broadcast(&p->cv);
-			pthread_mutex_unlock(&p->mu);
-			if (!stopping)
-				degrade(p, "the secondary stopped");
-			return NULL;
-		}
-		if (rec.type != CKPT_REC_HA_ACK)
-			continue;
-
-		const struct ckpt_ha_ack *a = (const void *)rec.body;
-		uint32_t need = CKPT_ACK_MEMORY | (p->cfg->need_disk_ack ? CKPT_ACK_DISK : 0);
-
-		pthread_mutex_lock(&p->mu);
-		bool in_order = (int64_t)a->epoch == p->acked + 1 && a->epoch < p->next_epoch;
-		pthread_mutex_unlock(&p->mu);
-		if (!in_order || (a->flags & need) != need) {
-			degrade(p, "protocol error: ACK of epoch %llu (flags 0x%x) after epoch %lld",
-				(unsigned long long)a->epoch, a->flags, (long long)p->acked);
-			return NULL;
-		}
-		/* Invariant 1: the output of epoch N leaves only now. */
-		event(p, "ack", (int64_t)a->epoch);
-		if (devset_call(p->devs, DEVSET_COMMIT, a->epoch) < 0) {
-			degrade(p, "releasing the output of epoch %llu failed",
-				(unsigned long long)a->epoch);
-			return NULL;
-		}
-		event(p, "released", (int64_t)a->epoch);
-		uint64_t now = clk_now_ns();
-		pthread_mutex_lock(&p->mu);
-		p->resync_full = false;
-		p->acked = (int64_t)a->epoch;
-		atomic_store(&p->committed, a->epoch);
-		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
-		p->stats.ack_ns_sum += p->stats.ack_ns_last;
-		p->stats.acks++;
-		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
-		interval_feed(p, a->epoch, now);
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		/* The secondary's copy is current again: tell the witness. */
-		if (a->epoch == 0 && p->lease)
-			lease_protected(p->lease);
-	}
-}
-
-/* ------------------------------------------------------------------ */
-/* The pause path: only harvesting and copying happen while paused. */
-
-static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint64_t *paused_at,
-			    uint64_t *resumed_at)
-{
-	const char *what;
-	uint64_t t0 = clk_now_ns(), t1, t_closed;
-	uint32_t n = 0;
-	int rc;
-
-	what = "pause";
-	rc = p->ops->pause(p->dom);
-	if (rc < 0)
-		goto fail;
-	bitmap_zero(&p->dirty);
-	what = "dirty harvest";
-	rc = p->ops->harvest(p->dom, &p->dirty);
-	if (rc < 0)
-		goto fail_resume;
-	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
-	     b = bitmap_next_set(&p->dirty, b + 1)) {
-		const uint8_t *src = p->ops->page(p->dom, b);
-
-		if (!src) /* a hole in the guest's physical map */
-			continue;
-		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, src, CKPT_PAGE_SIZE);
-		s->pfns[n] = b;
-		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
-		n++;
-	}
-	hv_state_clear(&s->st);
-	what = "state capture";
-	rc = p->ops->save_state(p->dom, &s->st);
-	if (rc < 0)
-		goto fail_resume;
-	what = "device barrier";
-	rc = devset_call(p->devs, DEVSET_POSTSUSPEND, epoch);
-	if (rc < 0)
-		goto fail_resume;
-	/* Stamped now, written once the guest runs again (no write while it
-	 * is paused). */
-	t_closed = clk_now_ns();
-	devset_call(p->devs, DEVSET_PRERESUME, epoch);
-	what = "resume";
-	rc = p->ops->resume(p->dom);
-	if (rc < 0) {
-		p->frozen = true;
-		goto fail;
-	}
-	t1 = clk_now_ns();
-	*paused_at = t0;
-	*resumed_at = t1;
-	event_at(p, t_closed, "closed", (int64_t)epoch);
-
-	s->epoch = epoch;
-	s->npages = n;
-	p->paused_at[epoch % LAT_RING] = t0;
-	p->stats.epochs++;
-	p->stats.pause_ns_last = t1 - t0;
-	p->stats.pause_ns_sum += t1 - t0;
-	if (t1 - t0 > p->stats.pause_ns_max)
-		p->stats.pause_ns_max = t1 - t0;
-	p->stats.pages_sum += n;
-	pthread_mutex_lock(&p->mu);
-	hist_add(&p->stats.pause_us, (t1 - t0) / 1000);
-	p->rec[epoch % LAT_RING] = (struct epoch_rec){.epoch = epoch, .pause_ns = t1 - t0, .pages = n};
-	pthread_mutex_unlock(&p->mu);
-	return 0;
-
-fail_resume:
-	if (p->ops->resume(p->dom) < 0)
-		p->frozen = true;
-fail:
-	if (rc == -ESHUTDOWN)
-		p->guest_ended = true;
-	log_error("epoch %llu: %s failed: %s", (unsigned long long)epoch, what,
-		  rc == -ESHUTDOWN ? "the guest shut down, rebooted or crashed" : strerror(-rc));
-	return rc;
-}
-
-static int epoch_loop(struct prot *p)
-{
-	uint64_t deadline = clk_now_ns();
-
-	for (;;) {
-		struct slot *s = NULL;
-		bool stretched = false;
-
-		pthread_mutex_lock(&p->mu);
-		for (;;) {
-			uint64_t inflight = p->next_epoch - (uint64_t)(p->acked + 1);
-
-			if (p->state != ST_PROTECTED || stop_flag)
-				break;
-			for (unsigned i = 0; i < NSLOTS && !s; i++)
-				if (!p->slots[i].busy)
-					s = &p->slots[i];
-			if (s && inflight < p->cfg->max_inflight)
-				break;
-			s = NULL;
-			stretched = true;
-			struct timespec ts = clk_deadline_ts(20);
-
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-		}
-		if (stretched)
-			p->stats.stretched++;
-		pthread_mutex_unlock(&p->mu);
-		if (!s)
-			return 0;
-
-		/* Sleep to the period's deadline, noticing a stop request. */
-		while (!stop_flag && clk_now_ns() < deadline) {
-			uint64_t step = clk_now_ns() + 20 * NSEC_PER_MSEC;
-			clk_sleep_until_ns(deadline < step ? deadline : step);
-		}
-		if (stop_flag)
-			return 0;
-
-		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
-		log_set_epoch(epoch);
-		int rc = checkpoint_epoch(p, s, epoch, &paused_at, &resumed_at);
-		if (rc < 0)
-			return rc;
-		/* The guest runs at least as long as it was paused
-		 * (ival_next_pause_ns): a slow suspend stretches the period. */
-		deadline = ival_next_pause_ns(paused_at, resumed_at, atomic_load(&p->interval_ms));
-		if (deadline - paused_at > (uint64_t)atomic_load(&p->interval_ms) * NSEC_PER_MSEC) {
-			pthread_mutex_lock(&p->mu);
-			p->stats.long_pauses++;
-			pthread_mutex_unlock(&p->mu);
-		}
-		pthread_mutex_lock(&p->mu);
-		s->busy = true;
-		p->q[(p->qhead + p->qlen) % NSLOTS] = (unsigned)(s - p->slots);
-		p->qlen++;
-		p->next_epoch++;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		if (p->cfg->max_epochs && p->next_epoch >= p->cfg->max_epochs)
-			stop_flag = 1;
-	}
-}
-
-/* ------------------------------------------------------------------ */
-
-static int precopy(struct prot *p)
-{
-	uint64_t *pfns = p->slots[1].pfns;
-	uint64_t prev = p->info.nr_pages, t0 = clk_now_ns();
-	int rc;
-
-	rc = p->ops->dirty_start(p->dom);
-	if (rc < 0) {
-		log_error("cannot start dirty tracking: %s", strerror(-rc));
-		return rc;
-	}
-	for (uint64_t i = 0; i < p->info.nr_pages; i++)
-		pfns[i] = i;
-	log_info("pre-copy round 0: all %llu pages (%llu MiB)",
-		 (unsigned long long)p->info.nr_pages,
-		 (unsigned long long)(p->info.nr_pages >> 8));
-	rc = send_live(p, pfns, (uint32_t)p->info.nr_pages);
-	for (unsigned round = 1; rc == 0 && round <= p->cfg->precopy_rounds; round++) {
-		uint32_t n = 0;
-
-		if (!running(p, ST_SYNC))
-			return -ECANCELED;
-		bitmap_zero(&p->dirty);
-		rc = p->ops->harvest(p->dom, &p->dirty);
-		if (rc < 0)
-			break;
-		for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
-		     b = bitmap_next_set(&p->dirty, b + 1))
-			pfns[n++] = b;
-		log_info("pre-copy round %u: %u dirty pages", round, n);
-		if (n == 0)
-			break;
-		rc = send_live(p, pfns, n);
-		/* Converged: what is left fits comfortably in one pause. */
-		if (n <= 1024 || n >= prev)
-			break;
-		prev = n;
-	}
-	if (rc < 0) {
-		if (running(p, ST_SYNC))
-			degrade(p, "pre-copy failed: %s", strerror(-rc));
-		return rc;
-	}
-	log_info("pre-copy done in %llu ms; first checkpoint follows",
-		 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
-	return 0;
+	prot_event(ctx, what, -1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -786,7 +209,7 @@ static int session_sync(struct prot *p)
 	rc = fo_link_headers(p->link, CKPT_IHDR_ID_XEN, p->info.domain_type, p->info.xen_major,
 			     p->info.xen_minor);
 	if (rc == 0)
-		rc = send_config(p);
+		rc = prot_send_config(p);
 	if (rc < 0) {
 		log_start_failure(p, rc);
 		return rc;
@@ -794,7 +217,7 @@ static int session_sync(struct prot *p)
 	if (!p->cfg->blackhole) {
 		rc = fo_link_heartbeat_start(p->link, &p->committed);
 		if (rc == 0) {
-			rc = -pthread_create(&p->acker, NULL, acker_main, p);
+			rc = -pthread_create(&p->acker, NULL, prot_acker_main, p);
 			p->acker_running = rc == 0;
 		}
 		if (rc < 0)
@@ -802,18 +225,18 @@ static int session_sync(struct prot *p)
 	}
 	rc = devs_connect(p);
 	if (rc < 0) {
-		degrade(p, "cannot start disk replication: %s", strerror(-rc));
+		prot_degrade(p, "cannot start disk replication: %s", strerror(-rc));
 		return rc;
 	}
-	rc = precopy(p);
+	rc = prot_precopy(p);
 	if (rc < 0)
 		return rc;
 	rc = devset_setup(p->devs);
 	if (rc < 0) {
-		degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
+		prot_degrade(p, "cannot set up the checkpoint devices: %s", strerror(-rc));
 		return rc;
 	}
-	rc = -pthread_create(&p->sender, NULL, sender_main, p);
+	rc = -pthread_create(&p->sender, NULL, prot_sender_main, p);
 	p->sender_running = rc == 0;
 	return rc;
 }
@@ -824,7 +247,7 @@ static void session_protected(struct prot *p, bool first)
 	if (p->state == ST_SYNC)
 		p->state = ST_PROTECTED;
 	pthread_mutex_unlock(&p->mu);
-	if (!running(p, ST_PROTECTED))
+	if (!prot_running(p, ST_PROTECTED))
 		return;
 	if (!first) {
 		pthread_mutex_lock(&p->mu);
@@ -915,7 +338,7 @@ static int session(struct prot *p, bool first)
 	rc = session_sync(p);
 	if (rc == 0) {
 		session_protected(p, first);
-		rc = epoch_loop(p);
+		rc = prot_epoch_loop(p);
 		loop_failed = rc < 0;
 	}
 	session_end(p, rc, loop_failed);

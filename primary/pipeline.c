@@ -1,0 +1,377 @@
+/* The pipeline of a protected domain: pre-copy, then every epoch the pause
+ * path (pause, harvest, copy, state, device barrier, resume) on the epoch
+ * loop's thread, and the sender thread that ships each staged epoch while
+ * the guest runs on. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "checkpoint/stream.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "primary/prot_int.h"
+
+/* ------------------------------------------------------------------ */
+/* Sending pages: compressed (the encoder copies each page once) or raw. */
+
+static int send_pages(struct prot *p, const uint64_t *pfns, const void *const *pages, uint32_t n)
+{
+	for (uint32_t off = 0; off < n; off += BATCH) {
+		uint32_t cnt = n - off < BATCH ? n - off : BATCH;
+		int rc;
+
+		if (p->cfg->compress) {
+			struct ckpt_zbatch zb;
+
+			rc = ckpt_encoder_encode(p->enc, pfns + off, pages + off, cnt, &zb);
+			if (rc == 0)
+				rc = fo_link_pages(p->link, CKPT_REC_HA_PAGE_DATA_Z, zb.iov,
+						   zb.iovcnt, zb.pages);
+		} else {
+			rc = fo_link_page_data(p->link, pfns + off, pages + off, cnt);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Pre-copy sends pages of the running guest: raw pages go through a bounce
+ * buffer so the checksum and the octets sent see the same copy. */
+static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
+{
+	struct slot *bounce = &p->slots[0];
+
+	uint64_t *batch = bounce->pfns;
+
+	for (uint32_t off = 0; off < n;) {
+		uint32_t cnt = 0;
+		int rc;
+
+		/* Holes in the guest's physical map (page() is NULL) are skipped. */
+		for (; off < n && cnt < BATCH; off++) {
+			const uint8_t *src = p->ops->page(p->dom, pfns[off]);
+
+			if (!src)
+				continue;
+			batch[cnt] = pfns[off];
+			if (p->cfg->compress) {
+				bounce->ptrs[cnt] = src;
+			} else {
+				memcpy(bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE, src,
+				       CKPT_PAGE_SIZE);
+				bounce->ptrs[cnt] = bounce->pages + (size_t)cnt * CKPT_PAGE_SIZE;
+			}
+			cnt++;
+		}
+		if (!cnt)
+			break;
+		rc = send_pages(p, batch, bounce->ptrs, cnt);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int prot_send_config(struct prot *p)
+{
+	struct ckpt_ha_domain_config c = {
+		.nr_pages = p->info.nr_pages,
+		.vcpus = p->info.vcpus,
+		.flags = CKPT_CFG_TRAILERS | (p->cfg->compress ? CKPT_CFG_COMPRESSED : 0),
+	};
+	struct iovec iov = {&c, sizeof(c)};
+
+	struct hv_state st = {0};
+	int rc;
+
+	snprintf(c.name, sizeof(c.name), "%s", p->info.name);
+	memcpy(c.mac, p->info.mac, 6);
+	rc = fo_link_record(p->link, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1);
+	if (rc == 0 && p->ops->stream_start)
+		rc = p->ops->stream_start(p->dom, &st);
+	for (uint32_t i = 0; rc == 0 && i < st.nrecs; i++) {
+		struct iovec r = {st.buf + st.recs[i].off, st.recs[i].len};
+
+		rc = fo_link_record(p->link, st.recs[i].type, &r, 1);
+	}
+	hv_state_free(&st);
+	return rc;
+}
+
+void *prot_sender_main(void *arg)
+{
+	struct prot *p = arg;
+
+	for (;;) {
+		struct slot *s;
+		int rc = 0;
+
+		pthread_mutex_lock(&p->mu);
+		/* Started just before the session turns PROTECTED: SYNC waits too,
+		 * or an early start would end the sender before its first epoch. */
+		while (!p->qlen && (p->state == ST_PROTECTED || p->state == ST_SYNC))
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (!p->qlen || p->state == ST_DEGRADED) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		s = &p->slots[p->q[p->qhead]];
+		pthread_mutex_unlock(&p->mu);
+
+		log_set_epoch(s->epoch);
+		uint64_t before = fo_link_bytes_sent(p->link), t_send = clk_now_ns();
+		rc = send_pages(p, s->pfns, s->ptrs, s->npages);
+		for (uint32_t i = 0; rc == 0 && i < s->st.nrecs; i++) {
+			struct iovec iov = {s->st.buf + s->st.recs[i].off, s->st.recs[i].len};
+
+			rc = fo_link_record(p->link, s->st.recs[i].type, &iov, 1);
+		}
+		/* Disk writes and barriers of this epoch precede its CHECKPOINT. */
+		if (rc == 0) {
+			rc = devset_call(p->devs, DEVSET_FLUSH, s->epoch);
+			/* A device failed, not the link (or not only): the secondary
+			 * is told that this primary lives on, unprotected, so it
+			 * discards its copy instead of taking over. */
+			if (rc < 0 && fo_link_end(p->link) == 0) {
+				prot_degrade(p, "a checkpoint device failed at epoch %llu: %s",
+					(unsigned long long)s->epoch, strerror(-rc));
+				break;
+			}
+		}
+		if (rc == 0)
+			rc = fo_link_checkpoint(p->link, s->epoch);
+		if (rc < 0) {
+			prot_degrade(p, "sending epoch %llu failed: %s", (unsigned long long)s->epoch,
+				strerror(-rc));
+			break;
+		}
+		uint64_t wire = fo_link_bytes_sent(p->link) - before;
+		uint64_t send_ns = clk_now_ns() - t_send;
+
+		if (p->cfg->blackhole) {
+			if (devset_call(p->devs, DEVSET_COMMIT, s->epoch) < 0)
+				prot_degrade(p, "releasing the output of epoch %llu failed",
+					(unsigned long long)s->epoch);
+			else
+				prot_event(p, "released", (int64_t)s->epoch);
+		}
+		pthread_mutex_lock(&p->mu);
+		p->qhead = (p->qhead + 1) % NSLOTS;
+		p->qlen--;
+		s->busy = false;
+		p->sent = (int64_t)s->epoch;
+		if (p->rec[s->epoch % LAT_RING].epoch == s->epoch) {
+			p->rec[s->epoch % LAT_RING].send_ns = send_ns;
+			p->rec[s->epoch % LAT_RING].sent = true;
+		}
+		p->stats.wire_sum += wire;
+		p->stats.raw_sum += (uint64_t)s->npages * CKPT_PAGE_SIZE;
+		if (p->cfg->blackhole) {
+			p->acked = (int64_t)s->epoch;
+			atomic_store(&p->committed, s->epoch);
+			prot_interval_feed(p, s->epoch, clk_now_ns());
+		}
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	log_set_epoch(LOG_NO_EPOCH);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The pause path: only harvesting and copying happen while paused. */
+
+static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint64_t *paused_at,
+			    uint64_t *resumed_at)
+{
+	const char *what;
+	uint64_t t0 = clk_now_ns(), t1, t_closed;
+	uint32_t n = 0;
+	int rc;
+
+	what = "pause";
+	rc = p->ops->pause(p->dom);
+	if (rc < 0)
+		goto fail;
+	bitmap_zero(&p->dirty);
+	what = "dirty harvest";
+	rc = p->ops->harvest(p->dom, &p->dirty);
+	if (rc < 0)
+		goto fail_resume;
+	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+	     b = bitmap_next_set(&p->dirty, b + 1)) {
+		const uint8_t *src = p->ops->page(p->dom, b);
+
+		if (!src) /* a hole in the guest's physical map */
+			continue;
+		memcpy(s->pages + (size_t)n * CKPT_PAGE_SIZE, src, CKPT_PAGE_SIZE);
+		s->pfns[n] = b;
+		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
+		n++;
+	}
+	hv_state_clear(&s->st);
+	what = "state capture";
+	rc = p->ops->save_state(p->dom, &s->st);
+	if (rc < 0)
+		goto fail_resume;
+	what = "device barrier";
+	rc = devset_call(p->devs, DEVSET_POSTSUSPEND, epoch);
+	if (rc < 0)
+		goto fail_resume;
+	/* Stamped now, written once the guest runs again (no write while it
+	 * is paused). */
+	t_closed = clk_now_ns();
+	devset_call(p->devs, DEVSET_PRERESUME, epoch);
+	what = "resume";
+	rc = p->ops->resume(p->dom);
+	if (rc < 0) {
+		p->frozen = true;
+		goto fail;
+	}
+	t1 = clk_now_ns();
+	*paused_at = t0;
+	*resumed_at = t1;
+	prot_event_at(p, t_closed, "closed", (int64_t)epoch);
+
+	s->epoch = epoch;
+	s->npages = n;
+	p->paused_at[epoch % LAT_RING] = t0;
+	p->stats.epochs++;
+	p->stats.pause_ns_last = t1 - t0;
+	p->stats.pause_ns_sum += t1 - t0;
+	if (t1 - t0 > p->stats.pause_ns_max)
+		p->stats.pause_ns_max = t1 - t0;
+	p->stats.pages_sum += n;
+	pthread_mutex_lock(&p->mu);
+	hist_add(&p->stats.pause_us, (t1 - t0) / 1000);
+	p->rec[epoch % LAT_RING] = (struct epoch_rec){.epoch = epoch, .pause_ns = t1 - t0, .pages = n};
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+
+fail_resume:
+	if (p->ops->resume(p->dom) < 0)
+		p->frozen = true;
+fail:
+	if (rc == -ESHUTDOWN)
+		p->guest_ended = true;
+	log_error("epoch %llu: %s failed: %s", (unsigned long long)epoch, what,
+		  rc == -ESHUTDOWN ? "the guest shut down, rebooted or crashed" : strerror(-rc));
+	return rc;
+}
+
+int prot_epoch_loop(struct prot *p)
+{
+	uint64_t deadline = clk_now_ns();
+
+	for (;;) {
+		struct slot *s = NULL;
+		bool stretched = false;
+
+		pthread_mutex_lock(&p->mu);
+		for (;;) {
+			uint64_t inflight = p->next_epoch - (uint64_t)(p->acked + 1);
+
+			if (p->state != ST_PROTECTED || prot_stop_requested())
+				break;
+			for (unsigned i = 0; i < NSLOTS && !s; i++)
+				if (!p->slots[i].busy)
+					s = &p->slots[i];
+			if (s && inflight < p->cfg->max_inflight)
+				break;
+			s = NULL;
+			stretched = true;
+			struct timespec ts = clk_deadline_ts(20);
+
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		}
+		if (stretched)
+			p->stats.stretched++;
+		pthread_mutex_unlock(&p->mu);
+		if (!s)
+			return 0;
+
+		/* Sleep to the period's deadline, noticing a stop request. */
+		while (!prot_stop_requested() && clk_now_ns() < deadline) {
+			uint64_t step = clk_now_ns() + 20 * NSEC_PER_MSEC;
+			clk_sleep_until_ns(deadline < step ? deadline : step);
+		}
+		if (prot_stop_requested())
+			return 0;
+
+		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
+		log_set_epoch(epoch);
+		int rc = checkpoint_epoch(p, s, epoch, &paused_at, &resumed_at);
+		if (rc < 0)
+			return rc;
+		/* The guest runs at least as long as it was paused
+		 * (ival_next_pause_ns): a slow suspend stretches the period. */
+		deadline = ival_next_pause_ns(paused_at, resumed_at, atomic_load(&p->interval_ms));
+		if (deadline - paused_at > (uint64_t)atomic_load(&p->interval_ms) * NSEC_PER_MSEC) {
+			pthread_mutex_lock(&p->mu);
+			p->stats.long_pauses++;
+			pthread_mutex_unlock(&p->mu);
+		}
+		pthread_mutex_lock(&p->mu);
+		s->busy = true;
+		p->q[(p->qhead + p->qlen) % NSLOTS] = (unsigned)(s - p->slots);
+		p->qlen++;
+		p->next_epoch++;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (p->cfg->max_epochs && p->next_epoch >= p->cfg->max_epochs)
+			prot_request_stop();
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+int prot_precopy(struct prot *p)
+{
+	uint64_t *pfns = p->slots[1].pfns;
+	uint64_t prev = p->info.nr_pages, t0 = clk_now_ns();
+	int rc;
+
+	rc = p->ops->dirty_start(p->dom);
+	if (rc < 0) {
+		log_error("cannot start dirty tracking: %s", strerror(-rc));
+		return rc;
+	}
+	for (uint64_t i = 0; i < p->info.nr_pages; i++)
+		pfns[i] = i;
+	log_info("pre-copy round 0: all %llu pages (%llu MiB)",
+		 (unsigned long long)p->info.nr_pages,
+		 (unsigned long long)(p->info.nr_pages >> 8));
+	rc = send_live(p, pfns, (uint32_t)p->info.nr_pages);
+	for (unsigned round = 1; rc == 0 && round <= p->cfg->precopy_rounds; round++) {
+		uint32_t n = 0;
+
+		if (!prot_running(p, ST_SYNC))
+			return -ECANCELED;
+		bitmap_zero(&p->dirty);
+		rc = p->ops->harvest(p->dom, &p->dirty);
+		if (rc < 0)
+			break;
+		for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+		     b = bitmap_next_set(&p->dirty, b + 1))
+			pfns[n++] = b;
+		log_info("pre-copy round %u: %u dirty pages", round, n);
+		if (n == 0)
+			break;
+		rc = send_live(p, pfns, n);
+		/* Converged: what is left fits comfortably in one pause. */
+		if (n <= 1024 || n >= prev)
+			break;
+		prev = n;
+	}
+	if (rc < 0) {
+		if (prot_running(p, ST_SYNC))
+			prot_degrade(p, "pre-copy failed: %s", strerror(-rc));
+		return rc;
+	}
+	log_info("pre-copy done in %llu ms; first checkpoint follows",
+		 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return 0;
+}
