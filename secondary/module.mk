@@ -1,7 +1,8 @@
 # secondary/: receiving, buffering and committing checkpoints; ha-receive.
 LIB_OBJS += \
 	secondary/ckbuf.o \
-	secondary/receive.o
+	secondary/receive.o \
+	secondary/takeover.o
 
 UNIT_TESTS += \
 	test_ckbuf

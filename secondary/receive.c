@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +20,11 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/sock.h"
-#include "failover/fence.h"
 #include "diskrepl/drbd.h"
 #include "failover/link.h"
-#include "failover/witness.h"
 #include "diskrepl/replica.h"
 #include "secondary/ckbuf.h"
+#include "secondary/rx_int.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -33,40 +33,17 @@ void rx_request_stop(void)
 	stop_flag = 1;
 }
 
-enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FENCING, RX_FAILING_OVER, RX_ACTIVE };
+bool rx_stop_requested(void)
+{
+	return stop_flag;
+}
+
 static const char *const rx_state_names[] = {"waiting for a primary", "syncing", "protected",
 					     "fencing the primary (not active)", "failing over",
 					     "active (failed over)"};
 
-struct rx {
-	const struct rx_config *cfg;
-	const struct hv_ops *ops;
-	pthread_mutex_t mu;
-	enum rx_state state;
-	char domain[64];
-	char peer[64];
-	_Atomic uint64_t committed; /* UINT64_MAX: none */
-	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
-	unsigned fence_attempts;
-	char fence_result[420];
-	char last_error[320];
-	struct ctl_server *ctl;
-	struct ctl_commands cmds;
 
-	/* The current session. */
-	struct hv_dom *dom;
-	struct hv_state state_recs;
-	struct ckbuf *buf;
-	struct ckpt_decoder *dec;
-	struct replica *disks[CKPT_DISK_MAX];
-	bool disk_on[CKPT_DISK_MAX]; /* configured by this session's primary */
-	struct drbd_res drbd[CKPT_DISK_MAX];
-	unsigned drbd_seen; /* HA_DRBD_DISK records of this session */
-};
-
-#define DRBD_PROMOTE_TIMEOUT_MS 30000
-
-static void set_state(struct rx *x, enum rx_state s)
+void rx_set_state(struct rx *x, enum rx_state s)
 {
 	pthread_mutex_lock(&x->mu);
 	x->state = s;
@@ -261,201 +238,6 @@ static void send_error(struct fo_link *l, int code, const char *msg)
 	fo_link_record(l, CKPT_REC_HA_ERROR, iov, 2);
 }
 
-/* Runs the fence command until it reports the primary fenced. Returns 0
- * then, or -ECANCELED when a stop was requested first: the domain stays
- * passive. */
-static int fence(struct rx *x, uint64_t epoch)
-{
-	const struct rx_config *c = x->cfg;
-	struct fo_fence_target t = {.domain = x->domain, .peer = x->peer, .epoch = epoch};
-
-	set_state(x, RX_FENCING);
-	for (unsigned attempt = 1; !stop_flag; attempt++) {
-		char why[200];
-		uint64_t t0 = clk_now_ns();
-		int rc;
-
-		log_warn("fencing the primary %s before activating (attempt %u)", x->peer, attempt);
-		rc = fo_fence_run(c->fence_cmd, c->fence_timeout_ms, &t, why, sizeof(why));
-		pthread_mutex_lock(&x->mu);
-		x->fence_attempts = attempt;
-		snprintf(x->fence_result, sizeof(x->fence_result), "%s", why);
-		pthread_mutex_unlock(&x->mu);
-		if (rc == 0) {
-			log_info("the primary %s is fenced (%s, %llu ms)", x->peer, why,
-				 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
-			return 0;
-		}
-		log_error("fencing the primary %s failed: %s; NOT activating (it may still run "
-			  "and serve). Retrying in %u ms; fix the fence device, or power the "
-			  "primary off and let the retry succeed, or stop this secondary",
-			  x->peer, why, c->fence_retry_ms);
-		pthread_mutex_lock(&x->mu);
-		snprintf(x->last_error, sizeof(x->last_error), "fencing failed: %s", why);
-		pthread_mutex_unlock(&x->mu);
-		for (uint64_t until = clk_now_ns() + (uint64_t)c->fence_retry_ms * NSEC_PER_MSEC;
-		     !stop_flag && clk_now_ns() < until;)
-			usleep(20000);
-	}
-	log_warn("stop requested while fencing: the domain was not activated here");
-	return -ECANCELED;
-}
-
-/* Asks the witness for the pair's lease until it is granted. Returns 0
- * then; -EALREADY when the primary renewed its lease meanwhile (it is
- * alive: this copy must not run); -ECANCELED on a stop. */
-static int witness_wait(struct rx *x)
-{
-	const struct rx_config *c = x->cfg;
-	uint64_t last_expiry = 0;
-	unsigned renewals = 0;
-
-	set_state(x, RX_FENCING);
-	for (unsigned attempt = 1; !stop_flag; attempt++) {
-		struct fo_lease_reply rep;
-		char err[400];
-		uint64_t now = clk_now_ns() / NSEC_PER_MSEC, wait_ms = c->fence_retry_ms;
-		int rc = fo_witness_ask(c->witness, c->witness_tls, x->domain, "secondary",
-					c->witness_ttl_ms, NULL, 1000, &rep, err, sizeof(err));
-
-		pthread_mutex_lock(&x->mu);
-		x->fence_attempts = attempt;
-		if (rc < 0)
-			snprintf(x->fence_result, sizeof(x->fence_result), "%s", err);
-		else
-			snprintf(x->fence_result, sizeof(x->fence_result),
-				 "witness: %s (holder %s)", rep.granted ? "granted" : "denied",
-				 rep.holder);
-		pthread_mutex_unlock(&x->mu);
-		if (rc == 0 && rep.granted) {
-			log_info("the witness granted the lease (generation %llu): the primary is "
-				 "off or cut off from the witness too",
-				 (unsigned long long)rep.generation);
-			return 0;
-		}
-		if (rc == 0 && rep.stale) {
-			log_warn("the witness says the primary ran without this secondary since "
-				 "its last checkpoint (it released output this copy does not "
-				 "have): activating it would forget what clients saw. Not "
-				 "activating; discarding this copy. If the primary is gone for "
-				 "good, its last state is lost with it: recover by hand");
-			return -EALREADY;
-		}
-		if (rc < 0) {
-			log_error("%s; NOT activating: without the witness the primary may still "
-				  "run. Retrying in %u ms",
-				  err, c->fence_retry_ms);
-		} else {
-			uint64_t expiry = now + rep.ms;
-
-			/* The same lease expires at the same time; a later expiry
-			 * means its holder renewed it. Twice in a row, so that the
-			 * last renewal of a primary that was dying when it sent
-			 * it does not count: it is alive. */
-			if (last_expiry && expiry > last_expiry + c->witness_ttl_ms / 4 &&
-			    !strcmp(rep.holder, "primary"))
-				renewals++;
-			else
-				renewals = 0;
-			if (renewals >= 2) {
-				log_warn(
-				    "the primary still renews its lease with the witness: it is "
-				    "alive behind a partition and keeps serving; not activating. "
-				    "Discarding this copy; the primary re-protects when the link "
-				    "is back");
-				return -EALREADY;
-			}
-			last_expiry = expiry;
-			log_warn("the witness denies the lease: %s holds it for %u ms more "
-				 "(generation %llu); waiting for it to expire",
-				 rep.holder, rep.ms, (unsigned long long)rep.generation);
-			wait_ms = rep.ms + 50;
-		}
-		for (uint64_t until = clk_now_ns() + wait_ms * NSEC_PER_MSEC;
-		     !stop_flag && clk_now_ns() < until;)
-			usleep(20000);
-	}
-	log_warn("stop requested while waiting for the witness: the domain was not activated");
-	return -ECANCELED;
-}
-
-/* Returns 1 when the domain runs here, -EALREADY when the primary is
- * known alive (discard the copy), another -errno when it was not
- * activated. */
-static int failover(struct rx *x, const char *why)
-{
-	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
-	int rc;
-
-	if (x->cfg->witness) {
-		rc = witness_wait(x);
-		if (rc < 0)
-			return rc;
-	}
-	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
-		return -ECANCELED;
-	if (x->cfg->witness || x->cfg->fence_cmd)
-		log_info("fencing took %llu ms",
-			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
-	t0 = clk_now_ns(); /* activation time alone */
-	set_state(x, RX_FAILING_OVER);
-	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
-		 (unsigned long long)epoch);
-	if (!x->cfg->fence_cmd && !x->cfg->witness)
-		log_warn("no fencing configured: if the primary is alive behind a partition, two "
-			 "copies of the domain may now run");
-	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
-		char err[sizeof(x->last_error)];
-
-		uint64_t until = clk_now_ns() + (uint64_t)DRBD_PROMOTE_TIMEOUT_MS * NSEC_PER_MSEC;
-
-		while ((rc = drbd_promote(&x->drbd[i], DRBD_PROMOTE_TIMEOUT_MS, err, sizeof(err))) ==
-			       -EBUSY &&
-		       clk_now_ns() < until && !stop_flag) {
-			log_warn("%s; retrying", err);
-			clk_sleep_until_ns(clk_now_ns() + NSEC_PER_SEC);
-		}
-		if (rc < 0) {
-			log_error("%s; not resuming the domain without its disk", err);
-			snprintf(x->last_error, sizeof(x->last_error), "%s", err);
-			return -EIO;
-		}
-		log_info("DRBD %s is Primary here: %s is the domain's disk", x->drbd[i].name,
-			 x->drbd[i].dev);
-	}
-	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
-		if (!x->disk_on[i])
-			continue;
-		rc = replica_failover(x->disks[i]);
-		if (rc < 0) {
-			log_error("disk %u: %s; not resuming the domain on a disk that does not "
-				  "match its memory",
-				  i, replica_error(x->disks[i]));
-			snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i,
-				 replica_error(x->disks[i]));
-			return -EIO;
-		}
-		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
-			 (unsigned long long)epoch);
-	}
-	rc = x->ops->activate(x->dom, &x->state_recs);
-	if (rc < 0) {
-		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
-		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
-			 strerror(-rc));
-		return rc;
-	}
-	pthread_mutex_lock(&x->mu);
-	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
-	x->state = RX_ACTIVE;
-	pthread_mutex_unlock(&x->mu);
-	log_info("FAILOVER complete: the domain runs here from epoch %llu (activation %llu ms)",
-		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
-	x->ops->close(x->dom);
-	x->dom = NULL;
-	return 1;
-}
-
 /* Applies one record during pre-copy (directly) or buffers it. */
 static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy, char *err,
 		       size_t errlen)
@@ -476,55 +258,218 @@ static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy
 	return rc;
 }
 
-/* Returns 1 when the domain was activated here, 0 when the session ended
- * without failover, 2 when the peer failed the TLS handshake (it was never
- * a session), -errno on a local failure. */
-static int session(struct rx *x, int fd, const char *peer)
-{
+/* What a session came to (rx_run: whether to accept the next primary). */
+enum rx_result {
+	RX_ENDED,	  /* no failover: a clean END, a refusal, a loss before any
+			   * checkpoint, a local failure, a live primary */
+	RX_ACTIVATED,	  /* failed over: the domain runs here now */
+	RX_NOT_A_SESSION, /* the peer failed the TLS handshake */
+	RX_NOT_ACTIVATED, /* the primary was lost and activation failed */
+};
+
+/* What one record does to the session. */
+enum rx_next {
+	RX_GO_ON,
+	RX_END,		  /* the primary ended protection cleanly (END) */
+	RX_PRIMARY_LOST,  /* the stream broke, or carried what cannot be taken:
+			   * fail over to the last committed checkpoint */
+	RX_LOCAL_FAILURE, /* this host cannot keep the copy; the primary is fine */
+};
+
+/* One session with one primary. */
+struct rx_session {
+	struct rx *x;
 	struct fo_link *l;
 	struct ckpt_reader *r;
-	struct ckpt_record rec;
-	char err[320] = "";
-	bool have_ckpt = false;
+	const char *peer;
+	bool have_ckpt;	   /* a checkpoint was committed */
+	int rc;		   /* why the session ends: -errno */
+	char err[320];	   /* ... in words */
+};
+
+__attribute__((format(printf, 3, 4))) static enum rx_next fail(struct rx_session *s,
+							       enum rx_next how,
+							       const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+	return how;
+}
+
+/* CHECKPOINT(N): the disks' epoch N, then memory and state, are committed
+ * together or not at all; then N is acknowledged. */
+static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record *rec)
+{
+	struct rx *x = s->x;
+	uint64_t t0 = clk_now_ns(), pages = ckbuf_pages(x->buf);
 	int rc;
 
-	rc = fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &l, err, sizeof(err));
-	if (rc < 0) {
-		log_error("refusing the connection from %s: %s", peer,
-			  err[0] ? err : strerror(-rc));
-		return 2;
+	log_set_epoch(rec->epoch);
+	if (x->drbd_seen < x->cfg->ndrbd) {
+		s->rc = -ENODEV;
+		return fail(s, RX_LOCAL_FAILURE,
+			    "this secondary has DRBD %s (--drbd) for the domain's disk, but the "
+			    "primary does not replicate a disk with DRBD (ha-protect --disk "
+			    "drbd:RES)",
+			    x->drbd[x->drbd_seen].name);
 	}
-	if (x->cfg->tls)
-		log_info("connection from %s: %s", peer, fo_link_security(l));
-	r = fo_link_reader(l);
-	atomic_store(&x->committed, UINT64_MAX);
-	memset(x->disk_on, 0, sizeof(x->disk_on));
-	x->drbd_seen = 0;
-	snprintf(x->peer, sizeof(x->peer), "%s", peer);
-	set_state(x, RX_SYNCING);
-
-	rc = ckpt_reader_headers(r, CKPT_IHDR_ID_XEN);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "%s", ckpt_reader_error(r));
-		goto refuse;
+	rc = disks_check(x, s->err, sizeof(s->err));
+	if (rc == 0) {
+		rc = disks_commit(x, rec->epoch, s->err, sizeof(s->err));
+		if (rc < 0) /* the disks committed before the failing one */
+			disks_rollback(x, rec->epoch);
 	}
-	/* Answer at once, so the primary's down timer sees a live secondary
-	 * while the incoming domain is being created. */
-	rc = fo_link_headers(l, CKPT_IHDR_ID_BACK, ckpt_reader_info(r)->domain_type, 0, 0);
-	if (rc == 0)
-		rc = fo_link_heartbeat_start(l, &x->committed);
+	s->rc = rc;
+	if (rc == -EPROTO)
+		return RX_PRIMARY_LOST;
 	if (rc < 0)
-		goto out;
-	rc = fo_link_next(l, &rec);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "%s", ckpt_reader_error(r));
-		goto refuse;
-	}
-	const struct ckpt_stream_info *info = ckpt_reader_info(r);
-	if (rec.type != CKPT_REC_HA_DOMAIN_CONFIG) {
-		snprintf(err, sizeof(err), "the stream does not start with a domain configuration");
+		return RX_LOCAL_FAILURE;
+	rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, s->err, sizeof(s->err));
+	if (rc == 0 && !x->state_recs.nrecs) {
+		snprintf(s->err, sizeof(s->err), "checkpoint without domain state");
 		rc = -EBADMSG;
-		goto refuse;
+	}
+	if (rc < 0) {
+		/* Memory stays at the last committed epoch: so must the disks,
+		 * after a restart too. */
+		disks_rollback(x, rec->epoch);
+		s->rc = rc;
+		return RX_PRIMARY_LOST;
+	}
+	atomic_store(&x->committed, rec->epoch);
+	rc = send_ack(s->l, rec->epoch);
+	pthread_mutex_lock(&x->mu);
+	x->checkpoints++;
+	x->pages += pages;
+	x->apply_ns_last = clk_now_ns() - t0;
+	x->state = RX_PROTECTED;
+	pthread_mutex_unlock(&x->mu);
+	if (!s->have_ckpt)
+		log_info("first checkpoint committed: %s is protected", x->domain);
+	s->have_ckpt = true;
+	if (rc < 0) {
+		s->rc = rc;
+		return fail(s, RX_PRIMARY_LOST, "sending ACK: %s", strerror(-rc));
+	}
+	s->rc = disks_apply(x, s->err, sizeof(s->err));
+	return s->rc < 0 ? RX_LOCAL_FAILURE : RX_GO_ON;
+}
+
+/* Pages: straight into the domain during pre-copy (nothing is committed
+ * yet), else buffered until their CHECKPOINT. */
+static enum rx_next on_pages(struct rx_session *s, const struct ckpt_record *rec)
+{
+	struct rx *x = s->x;
+	bool precopy = !s->have_ckpt && x->state_recs.nrecs == 0 &&
+		       ckpt_reader_last_epoch(s->r) == UINT64_MAX;
+
+	pthread_mutex_lock(&x->mu);
+	x->bytes += rec->length;
+	pthread_mutex_unlock(&x->mu);
+	s->rc = take_record(x, rec, precopy, s->err, sizeof(s->err));
+	return s->rc < 0 ? RX_PRIMARY_LOST : RX_GO_ON;
+}
+
+/* The primary's disk is a DRBD resource: this secondary must have one. */
+static enum rx_next on_drbd_disk(struct rx_session *s, const struct ckpt_record *rec)
+{
+	struct rx *x = s->x;
+	const struct ckpt_ha_drbd_disk *d = (const void *)rec->body;
+
+	if (x->drbd_seen >= x->cfg->ndrbd) {
+		s->rc = -ENODEV;
+		return fail(s, RX_LOCAL_FAILURE,
+			    "the primary's disk is DRBD resource %s (minor %u there) and this "
+			    "secondary has no --drbd for it: it could not resume the domain on "
+			    "its disk; start ha-receive with --drbd RES (the resource here)",
+			    d->resource, le32toh(d->minor));
+	}
+	log_info("the primary's disk is DRBD %s (minor %u there); here DRBD %s (%s)",
+		 d->resource, le32toh(d->minor), x->drbd[x->drbd_seen].name,
+		 x->drbd[x->drbd_seen].dev);
+	x->drbd_seen++;
+	return RX_GO_ON;
+}
+
+/* A replicated disk's configuration, writes and epoch barriers. */
+static enum rx_next on_disk(struct rx_session *s, const struct ckpt_record *rec)
+{
+	struct rx *x = s->x;
+
+	if (rec->type == CKPT_REC_HA_DISK_WRITE) {
+		pthread_mutex_lock(&x->mu);
+		x->bytes += rec->length;
+		pthread_mutex_unlock(&x->mu);
+	}
+	s->rc = take_disk_record(x, rec, s->err, sizeof(s->err));
+	if (s->rc == -EPROTO)
+		return RX_PRIMARY_LOST;
+	return s->rc < 0 ? RX_LOCAL_FAILURE : RX_GO_ON;
+}
+
+static enum rx_next process_record(struct rx_session *s, const struct ckpt_record *rec)
+{
+	switch (rec->type) {
+	case CKPT_REC_HA_TRAILER:
+		return RX_GO_ON;
+	case CKPT_REC_END:
+		return RX_END;
+	case CKPT_REC_CHECKPOINT:
+		return on_checkpoint(s, rec);
+	case CKPT_REC_PAGE_DATA:
+	case CKPT_REC_HA_PAGE_DATA_Z:
+		return on_pages(s, rec);
+	case CKPT_REC_HA_DRBD_DISK:
+		return on_drbd_disk(s, rec);
+	case CKPT_REC_HA_DISK_CONFIG:
+	case CKPT_REC_HA_DISK_WRITE:
+	case CKPT_REC_HA_DISK_BARRIER:
+		return on_disk(s, rec);
+	default:
+		/* Domain state records (HA_VMM_STATE, Xen's context records). */
+		s->rc = take_record(s->x, rec, false, s->err, sizeof(s->err));
+		return s->rc < 0 ? RX_PRIMARY_LOST : RX_GO_ON;
+	}
+}
+
+/* The reader's account of why the stream's start is refused. */
+static int refuse(struct rx_session *s, int rc)
+{
+	const char *why = ckpt_reader_error(s->r);
+
+	snprintf(s->err, sizeof(s->err), "%s", why[0] ? why : strerror(-rc));
+	return rc;
+}
+
+/* The stream's start: headers (answered at once, so that the primary's
+ * down timer sees a live secondary while the incoming domain is created),
+ * the domain's configuration, the incoming domain. 0, or -errno with err
+ * set: the stream is refused. */
+static int session_start(struct rx_session *s)
+{
+	struct rx *x = s->x;
+	struct ckpt_record rec;
+	int rc;
+
+	rc = ckpt_reader_headers(s->r, CKPT_IHDR_ID_XEN);
+	if (rc < 0)
+		return refuse(s, rc);
+	rc = fo_link_headers(s->l, CKPT_IHDR_ID_BACK, ckpt_reader_info(s->r)->domain_type, 0, 0);
+	if (rc == 0)
+		rc = fo_link_heartbeat_start(s->l, &x->committed);
+	if (rc < 0)
+		return rc; /* the link broke: nothing to say on it */
+	rc = fo_link_next(s->l, &rec);
+	if (rc < 0)
+		return refuse(s, rc);
+	const struct ckpt_stream_info *info = ckpt_reader_info(s->r);
+	if (rec.type != CKPT_REC_HA_DOMAIN_CONFIG) {
+		snprintf(s->err, sizeof(s->err),
+			 "the stream does not start with a domain configuration");
+		return -EBADMSG;
 	}
 	struct hv_info hi = {
 		.nr_pages = info->config.nr_pages,
@@ -558,172 +503,119 @@ static int session(struct rx *x, int fd, const char *peer)
 	}
 	rc = x->ops->create_incoming(&hi, &x->dom);
 	if (rc < 0) {
-		snprintf(err, sizeof(err), "cannot create the incoming domain: %s", strerror(-rc));
-		goto refuse;
+		snprintf(s->err, sizeof(s->err), "cannot create the incoming domain: %s",
+			 strerror(-rc));
+		return rc;
 	}
 	log_info("receiving %s (%llu pages, %u vCPUs) from %s", hi.name,
-		 (unsigned long long)hi.nr_pages, hi.vcpus, peer);
+		 (unsigned long long)hi.nr_pages, hi.vcpus, s->peer);
+	return 0;
+}
 
+/* Records until the session ends one way or another. */
+static enum rx_next session_records(struct rx_session *s)
+{
 	for (;;) {
-		rc = fo_link_next(l, &rec);
-		if (rc < 0) {
-			snprintf(err, sizeof(err), "%s",
-				 rc == -EAGAIN ? "no data or heartbeat from the primary within the "
-						 "down timer"
-					       : ckpt_reader_error(r));
-			goto lost;
-		}
+		struct ckpt_record rec;
+		enum rx_next next;
+
+		s->rc = fo_link_next(s->l, &rec);
+		if (s->rc < 0)
+			return fail(s, RX_PRIMARY_LOST, "%s",
+				    s->rc == -EAGAIN ? "no data or heartbeat from the primary within "
+						       "the down timer"
+						     : ckpt_reader_error(s->r));
 		if (stop_flag) {
-			snprintf(err, sizeof(err), "stop requested");
-			rc = -ECANCELED;
-			goto lost;
+			s->rc = -ECANCELED;
+			return fail(s, RX_PRIMARY_LOST, "stop requested");
 		}
-		switch (rec.type) {
-		case CKPT_REC_HA_TRAILER:
-			continue;
-		case CKPT_REC_END:
+		next = process_record(s, &rec);
+		if (next != RX_GO_ON)
+			return next;
+	}
+}
+
+/* The primary is lost with the session's stream (s->rc, s->err): fail over
+ * to the last committed checkpoint, if there is one and the primary is not
+ * known to be alive. */
+static enum rx_result primary_lost(struct rx_session *s)
+{
+	struct rx *x = s->x;
+
+	ckbuf_reset(x->buf);
+	snprintf(x->last_error, sizeof(x->last_error), "%s", s->err);
+	fo_link_shutdown(s->l);
+	if (s->rc == -ECANCELED)
+		return RX_ENDED;
+	if (!s->have_ckpt) {
+		log_error("the primary went away before the first checkpoint: %s; nothing to "
+			  "resume, waiting for a new primary",
+			  s->err);
+		return RX_ENDED;
+	}
+	log_error("primary lost: %s", s->err);
+	if (rx_take_over(x, s->err) == -EALREADY)
+		return RX_ENDED; /* the primary lives: discard the copy, wait for it */
+	return x->dom == NULL && x->state == RX_ACTIVE ? RX_ACTIVATED : RX_NOT_ACTIVATED;
+}
+
+static enum rx_result session(struct rx *x, int fd, const char *peer)
+{
+	struct rx_session s = {.x = x, .peer = peer};
+	enum rx_result res = RX_ENDED;
+	int rc;
+
+	rc = fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &s.l, s.err, sizeof(s.err));
+	if (rc < 0) {
+		log_error("refusing the connection from %s: %s", peer,
+			  s.err[0] ? s.err : strerror(-rc));
+		return RX_NOT_A_SESSION;
+	}
+	if (x->cfg->tls)
+		log_info("connection from %s: %s", peer, fo_link_security(s.l));
+	s.r = fo_link_reader(s.l);
+	atomic_store(&x->committed, UINT64_MAX);
+	memset(x->disk_on, 0, sizeof(x->disk_on));
+	x->drbd_seen = 0;
+	snprintf(x->peer, sizeof(x->peer), "%s", peer);
+	rx_set_state(x, RX_SYNCING);
+
+	rc = session_start(&s);
+	if (rc < 0 && s.err[0]) {
+		log_error("refusing the stream from %s: %s", peer, s.err);
+		if (fo_link_bytes_sent(s.l) == 0)
+			fo_link_headers(s.l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
+		send_error(s.l, -rc, s.err);
+	}
+	if (rc == 0) {
+		switch (session_records(&s)) {
+		case RX_END:
 			/* Answered with END: the primary may then release what it
 			 * holds, since this copy will never run. */
 			log_info("the primary stopped protection cleanly; discarding the copy");
-			fo_link_end(l);
-			rc = 0;
-			goto out;
-		case CKPT_REC_CHECKPOINT: {
-			uint64_t t0 = clk_now_ns(), pages = ckbuf_pages(x->buf);
-
-			log_set_epoch(rec.epoch);
-			if (x->drbd_seen < x->cfg->ndrbd) {
-				snprintf(err, sizeof(err),
-					 "this secondary has DRBD %s (--drbd) for the domain's disk, "
-					 "but the primary does not replicate a disk with DRBD "
-					 "(ha-protect --disk drbd:RES)",
-					 x->drbd[x->drbd_seen].name);
-				rc = -ENODEV;
-				goto local_failure;
-			}
-			rc = disks_check(x, err, sizeof(err));
-			if (rc == 0) {
-				rc = disks_commit(x, rec.epoch, err, sizeof(err));
-				if (rc < 0) /* the disks committed before the failing one */
-					disks_rollback(x, rec.epoch);
-			}
-			if (rc == -EPROTO)
-				goto lost;
-			if (rc < 0)
-				goto local_failure;
-			rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, err,
-					  sizeof(err));
-			if (rc == 0 && !x->state_recs.nrecs) {
-				snprintf(err, sizeof(err), "checkpoint without domain state");
-				rc = -EBADMSG;
-			}
-			if (rc < 0) {
-				/* Memory stays at the last committed epoch: so must the disks,
-				 * after a restart too. */
-				disks_rollback(x, rec.epoch);
-				goto lost;
-			}
-			atomic_store(&x->committed, rec.epoch);
-			rc = send_ack(l, rec.epoch);
-			pthread_mutex_lock(&x->mu);
-			x->checkpoints++;
-			x->pages += pages;
-			x->apply_ns_last = clk_now_ns() - t0;
-			x->state = RX_PROTECTED;
-			pthread_mutex_unlock(&x->mu);
-			if (!have_ckpt)
-				log_info("first checkpoint committed: %s is protected", hi.name);
-			have_ckpt = true;
-			if (rc < 0) {
-				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-rc));
-				goto lost;
-			}
-			rc = disks_apply(x, err, sizeof(err));
-			if (rc < 0)
-				goto local_failure;
-			continue;
-		}
-		case CKPT_REC_PAGE_DATA:
-		case CKPT_REC_HA_PAGE_DATA_Z:
-			pthread_mutex_lock(&x->mu);
-			x->bytes += rec.length;
-			pthread_mutex_unlock(&x->mu);
-			rc = take_record(x, &rec, !have_ckpt && x->state_recs.nrecs == 0 &&
-							 ckpt_reader_last_epoch(r) == UINT64_MAX,
-					 err, sizeof(err));
-			if (rc < 0)
-				goto lost;
-			continue;
-		case CKPT_REC_HA_DRBD_DISK: {
-			const struct ckpt_ha_drbd_disk *d = (const void *)rec.body;
-
-			if (x->drbd_seen >= x->cfg->ndrbd) {
-				snprintf(err, sizeof(err),
-					 "the primary's disk is DRBD resource %s (minor %u there) and "
-					 "this secondary has no --drbd for it: it could not resume the "
-					 "domain on its disk; start ha-receive with --drbd RES (the "
-					 "resource here)",
-					 d->resource, le32toh(d->minor));
-				rc = -ENODEV;
-				goto local_failure;
-			}
-			log_info("the primary's disk is DRBD %s (minor %u there); here DRBD %s (%s)",
-				 d->resource, le32toh(d->minor), x->drbd[x->drbd_seen].name,
-				 x->drbd[x->drbd_seen].dev);
-			x->drbd_seen++;
-			continue;
-		}
-		case CKPT_REC_HA_DISK_CONFIG:
-		case CKPT_REC_HA_DISK_WRITE:
-		case CKPT_REC_HA_DISK_BARRIER:
-			if (rec.type == CKPT_REC_HA_DISK_WRITE) {
-				pthread_mutex_lock(&x->mu);
-				x->bytes += rec.length;
-				pthread_mutex_unlock(&x->mu);
-			}
-			rc = take_disk_record(x, &rec, err, sizeof(err));
-			if (rc == -EPROTO)
-				goto lost;
-			if (rc < 0)
-				goto local_failure;
-			continue;
-		default:
-			/* Domain state records (HA_VMM_STATE, Xen's context records). */
-			rc = take_record(x, &rec, false, err, sizeof(err));
-			if (rc < 0)
-				goto lost;
-			continue;
+			fo_link_end(s.l);
+			break;
+		case RX_LOCAL_FAILURE:
+			/* The primary is alive: tell it why this copy cannot go on. */
+			log_error("cannot keep the copy: %s; the primary is told and runs degraded",
+				  s.err);
+			snprintf(x->last_error, sizeof(x->last_error), "%s", s.err);
+			send_error(s.l, -s.rc, s.err);
+			break;
+		case RX_PRIMARY_LOST:
+			res = primary_lost(&s);
+			break;
+		case RX_GO_ON:
+			break;
 		}
 	}
-
-local_failure:
-	/* The primary is alive: tell it why this copy cannot go on. */
-	log_error("cannot keep the copy: %s; the primary is told and runs degraded", err);
-	snprintf(x->last_error, sizeof(x->last_error), "%s", err);
-	send_error(l, -rc, err);
-	goto out;
-refuse:
-	log_error("refusing the stream from %s: %s", peer, err);
-	if (fo_link_bytes_sent(l) == 0)
-		fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
-	send_error(l, -rc, err);
-	goto out;
-lost:
-	ckbuf_reset(x->buf);
-	snprintf(x->last_error, sizeof(x->last_error), "%s", err);
-	fo_link_shutdown(l);
-	if (have_ckpt && rc != -ECANCELED) {
-		log_error("primary lost: %s", err);
-		if (failover(x, err) == -EALREADY)
-			goto out; /* the primary lives: discard the copy, wait for it */
-		fo_link_free(l);
+	if (res == RX_ACTIVATED || res == RX_NOT_ACTIVATED) {
+		/* The domain was handed over (or its activation failed): it is
+		 * left as it is. */
+		fo_link_free(s.l);
 		log_set_epoch(LOG_NO_EPOCH);
-		return x->dom == NULL && x->state == RX_ACTIVE ? 1 : -EIO;
+		return res;
 	}
-	if (rc != -ECANCELED)
-		log_error("the primary went away before the first checkpoint: %s; nothing to "
-			  "resume, waiting for a new primary", err);
-out:
 	ckbuf_reset(x->buf);
 	if (x->dom) {
 		if (x->ops->destroy)
@@ -732,10 +624,10 @@ out:
 		x->dom = NULL;
 	}
 	hv_state_free(&x->state_recs);
-	fo_link_free(l);
-	set_state(x, RX_WAITING);
+	fo_link_free(s.l);
+	rx_set_state(x, RX_WAITING);
 	log_set_epoch(LOG_NO_EPOCH);
-	return 0;
+	return RX_ENDED;
 }
 
 /* Tells a second primary that this secondary is taken, then hangs up. */
@@ -767,9 +659,25 @@ struct session_arg {
 	struct rx *x;
 	int fd;
 	char peer[64];
-	int result;
+	enum rx_result result;
 	_Atomic bool done;
 };
+
+/* Joins the session thread TH of *CUR if it has ended. Returns whether
+ * rx_run is done: the domain runs here, or --once and a session (not a
+ * failed handshake) ended. */
+static bool reap(struct session_arg **cur, pthread_t *th, bool once)
+{
+	enum rx_result res;
+
+	if (!*cur || !atomic_load(&(*cur)->done))
+		return false;
+	pthread_join(*th, NULL);
+	res = (*cur)->result;
+	free(*cur);
+	*cur = NULL;
+	return res == RX_ACTIVATED || (once && res != RX_NOT_A_SESSION);
+}
 
 static void *session_main(void *arg)
 {
@@ -842,17 +750,9 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 
-		if (cur && atomic_load(&cur->done)) {
-			pthread_join(th, NULL);
-			int res = cur->result;
-			free(cur);
-			cur = NULL;
-			if (res == 1) {
-				rc = 0;
-				break; /* failed over: the domain runs here now */
-			}
-			if (cfg->once && res != 2)
-				break;
+		if (reap(&cur, &th, cfg->once)) {
+			rc = 0;
+			break;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
@@ -865,18 +765,12 @@ int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
 			continue;
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
-		if (cur && atomic_load(&cur->done)) {
-			/* Ended since the last look (a refused handshake ends at
-			 * once): not a reason to turn this primary away. */
-			pthread_join(th, NULL);
-			int res = cur->result;
-			free(cur);
-			cur = NULL;
-			if (res == 1 || (cfg->once && res != 2)) {
-				close(fd);
-				rc = 0;
-				break;
-			}
+		/* Ended since the last look (a refused handshake ends at once):
+		 * not a reason to turn this primary away. */
+		if (reap(&cur, &th, cfg->once)) {
+			close(fd);
+			rc = 0;
+			break;
 		}
 		if (cur) {
 			log_warn("refusing a second primary from %s: already protecting %s", host,

@@ -1,0 +1,61 @@
+/* The state of a secondary's files, inside secondary/ only: receive.c
+ * (sessions with a primary, the record dispatcher, the control socket)
+ * and takeover.c (fencing, the witness's lease, activation). */
+#ifndef HA_SECONDARY_RX_INT_H
+#define HA_SECONDARY_RX_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/stream_format.h"
+#include "common/ctl.h"
+#include "diskrepl/drbd.h"
+#include "diskrepl/replica.h"
+#include "hv/hv.h"
+#include "secondary/ckbuf.h"
+#include "secondary/receive.h"
+
+enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FENCING, RX_FAILING_OVER, RX_ACTIVE };
+
+struct rx {
+	const struct rx_config *cfg;
+	const struct hv_ops *ops;
+	pthread_mutex_t mu;
+	enum rx_state state;
+	char domain[64];
+	char peer[64];
+	_Atomic uint64_t committed; /* UINT64_MAX: none */
+	uint64_t checkpoints, pages, bytes, apply_ns_last, failover_ms;
+	unsigned fence_attempts;
+	char fence_result[420];
+	char last_error[320];
+	struct ctl_server *ctl;
+	struct ctl_commands cmds;
+
+	/* The current session. */
+	struct hv_dom *dom;
+	struct hv_state state_recs;
+	struct ckbuf *buf;
+	struct ckpt_decoder *dec;
+	struct replica *disks[CKPT_DISK_MAX];
+	bool disk_on[CKPT_DISK_MAX]; /* configured by this session's primary */
+	struct drbd_res drbd[CKPT_DISK_MAX];
+	unsigned drbd_seen; /* HA_DRBD_DISK records of this session */
+};
+
+#define DRBD_PROMOTE_TIMEOUT_MS 30000
+
+void rx_set_state(struct rx *x, enum rx_state s);
+bool rx_stop_requested(void);
+
+/* The primary is lost: fences it (--fence-cmd), waits for the lease
+ * (--witness), promotes the disks and activates the last committed
+ * checkpoint. Returns 1 when the domain runs here, -EALREADY when the
+ * primary is known alive (discard the copy), another -errno when it was
+ * not activated. */
+int rx_take_over(struct rx *x, const char *why);
+
+#endif
