@@ -9,6 +9,7 @@ ha-vm_OBJS := \
 	vmm/ha-vm.o \
 	vmm/server.o \
 	vmm/vm.o \
+	vmm/vm_state.o \
 	guest/counter.o \
 	guest/dirty.o \
 	guest/disk.o \
