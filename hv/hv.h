@@ -13,7 +13,8 @@
 
 #include "common/bitmap.h"
 
-struct hv_dom;
+struct hv_dom;  /* a domain being protected (the primary's) */
+struct hv_copy; /* the secondary's copy of one */
 
 struct hv_info {
 	char name[64];
@@ -49,10 +50,8 @@ void hv_state_clear(struct hv_state *st);
 void hv_state_free(struct hv_state *st);
 int hv_state_copy(struct hv_state *dst, const struct hv_state *src);
 
-struct hv_ops {
-	const char *prefix; /* "kvm", "xen" */
-
-	/* ---- primary side ---- */
+/* The primary's side: a running domain, protected (Xen's save ops). */
+struct hv_save_ops {
 	int (*open)(const char *name, struct hv_dom **out);
 	void (*close)(struct hv_dom *d);
 	int (*info)(struct hv_dom *d, struct hv_info *out);
@@ -71,20 +70,32 @@ struct hv_ops {
 	 * configuration and before any page (Xen: STATIC_DATA_END, which a v3
 	 * stream must carry before its first PAGE_DATA). May be NULL. */
 	int (*stream_start)(struct hv_dom *d, struct hv_state *st);
-	/* The guest's page pfn, mapped for reading (primary) or writing
-	 * (incoming domain). Valid until close. NULL if pfn is out of range
+	/* The guest's page pfn, mapped for reading. Valid until close. NULL if pfn is out of range
 	 * or is a hole in the guest's physical map (Xen: no page there); the
 	 * core skips such pfns. */
 	uint8_t *(*page)(struct hv_dom *d, uint64_t pfn);
+};
 
-	/* ---- secondary side ---- */
+/* The secondary's side: its copy of a domain, filled by the receiver and
+ * activated on failover (Xen's restore ops). */
+struct hv_restore_ops {
 	/* A paused, empty domain like info, whose memory the receiver fills. */
-	int (*create_incoming)(const struct hv_info *info, struct hv_dom **out);
+	int (*create)(const struct hv_info *info, struct hv_copy **out);
+	/* The copy's page pfn, mapped for writing; NULL as save_ops' page. */
+	uint8_t *(*page)(struct hv_copy *c, uint64_t pfn);
 	/* Load st and run the domain: failover. It announces itself on the
 	 * network (gratuitous ARP) as part of resuming. */
-	int (*activate)(struct hv_dom *d, const struct hv_state *st);
-	/* Tear down an incoming domain that will never run. May be NULL. */
-	void (*destroy)(struct hv_dom *d);
+	int (*activate)(struct hv_copy *c, const struct hv_state *st);
+	/* Tear down a copy that will never run. May be NULL. */
+	void (*destroy)(struct hv_copy *c);
+	/* Frees the handle (an activated domain runs on). */
+	void (*close)(struct hv_copy *c);
+};
+
+struct hv_ops {
+	const char *prefix; /* "kvm", "xen" */
+	const struct hv_save_ops *save;
+	const struct hv_restore_ops *restore; /* NULL: cannot keep copies */
 };
 
 /* The backend for "prefix:name", with *name pointing after the prefix.

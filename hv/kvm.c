@@ -19,12 +19,19 @@
 #include "vmm/guest/abi.h"
 #include "vmm/vmm_ctl.h"
 
+/* A guest of ha-vm: the same handle on both sides, through its control
+ * socket. */
 struct hv_dom {
 	struct vmm_ctl *ctl;
 	struct vmm_ctl_info info;
 	uint8_t *mem;
 	uint64_t mem_len;
 	uint64_t nr_pages;
+};
+
+/* The secondary's copy: an incoming ha-vm. */
+struct hv_copy {
+	struct hv_dom dom;
 };
 
 static int attach(const char *name, struct hv_dom **out, bool quiet)
@@ -211,8 +218,10 @@ static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 	return rc;
 }
 
-static int kvm_activate(struct hv_dom *d, const struct hv_state *st)
+static int kvm_activate(struct hv_copy *c, const struct hv_state *st)
 {
+	struct hv_dom *d = &c->dom;
+
 	for (uint32_t i = 0; i < st->nrecs; i++) {
 		if (st->recs[i].type != CKPT_REC_HA_VMM_STATE)
 			continue;
@@ -227,13 +236,32 @@ static int kvm_activate(struct hv_dom *d, const struct hv_state *st)
 	return -EBADMSG;
 }
 
-static void kvm_destroy(struct hv_dom *d)
+static void kvm_destroy(struct hv_copy *c)
 {
-	vmm_ctl_stop(d->ctl);
+	vmm_ctl_stop(c->dom.ctl);
 }
 
-const struct hv_ops hv_kvm_ops = {
-	.prefix = "kvm",
+static int kvm_create(const struct hv_info *info, struct hv_copy **out)
+{
+	struct hv_dom *d;
+	int rc = kvm_create_incoming(info, &d);
+
+	if (rc == 0)
+		*out = (struct hv_copy *)d;
+	return rc;
+}
+
+static uint8_t *kvm_copy_page(struct hv_copy *c, uint64_t pfn)
+{
+	return kvm_page(&c->dom, pfn);
+}
+
+static void kvm_copy_close(struct hv_copy *c)
+{
+	kvm_close(&c->dom);
+}
+
+static const struct hv_save_ops save_ops = {
 	.open = kvm_attach,
 	.close = kvm_close,
 	.info = kvm_info,
@@ -243,7 +271,18 @@ const struct hv_ops hv_kvm_ops = {
 	.resume = kvm_resume,
 	.save_state = kvm_save_state,
 	.page = kvm_page,
-	.create_incoming = kvm_create_incoming,
+};
+
+static const struct hv_restore_ops restore_ops = {
+	.create = kvm_create,
+	.page = kvm_copy_page,
 	.activate = kvm_activate,
 	.destroy = kvm_destroy,
+	.close = kvm_copy_close,
+};
+
+const struct hv_ops hv_kvm_ops = {
+	.prefix = "kvm",
+	.save = &save_ops,
+	.restore = &restore_ops,
 };

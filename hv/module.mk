@@ -4,6 +4,7 @@ LIB_OBJS += \
 	hv/kvm.o \
 	hv/state.o \
 	hv/xen.o \
+	hv/xen_copy.o \
 	hv/xen_suspend.o \
 	hv/xen_image.o
 

@@ -102,9 +102,6 @@ struct mapping {
 int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
 
 struct hv_dom {
-	/* Secondary: the committed image; everything below is unused. */
-	struct hv_xen_image *img;
-
 	xc_interface *xch;
 	xenforeignmemory_handle *fmem;
 	struct xs_handle *xsh;
@@ -482,11 +479,6 @@ static void xen_close(struct hv_dom *d)
 {
 	if (!d)
 		return;
-	if (d->img) {
-		hv_xen_image_free(d->img);
-		free(d);
-		return;
-	}
 	/* A guest that took a request and has not suspended yet gets a last
 	 * chance to be seen (and resumed) before nobody watches it. */
 	for (uint64_t end = clk_now_ns() + 2 * NSEC_PER_SEC; d->late && clk_now_ns() < end;) {
@@ -1221,14 +1213,12 @@ static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
 
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 {
-	if (d->img)
-		return hv_xen_image_page(d->img, pfn);
 	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
 }
 
 /* The id of a domain named name on this host, -ENOENT when none, -errno
  * when xenstore cannot tell. */
-static int domain_named(const char *name, uint32_t *domid)
+int hv_xen_domain_named(const char *name, uint32_t *domid)
 {
 	struct hv_dom q = {0};
 	int rc;
@@ -1243,61 +1233,7 @@ static int domain_named(const char *name, uint32_t *domid)
 	return rc;
 }
 
-static int xen_create_incoming(const struct hv_info *info, struct hv_dom **out)
-{
-	struct hv_dom *d;
-	uint32_t id;
-	int rc;
-
-	if (!hv_xen_present("cannot keep a Xen domain's copy"))
-		return -ENODEV;
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return -ENOMEM;
-	rc = hv_xen_image_new(info, &d->img);
-	if (rc < 0) {
-		free(d);
-		return rc;
-	}
-	snprintf(d->name, sizeof(d->name), "%s", info->name);
-	if (domain_named(d->name, &id) == 0)
-		log_warn("a domain named %s already exists on this host (id %u): a failover "
-			 "activates the copy only once it is gone (protecting a domain to its own "
-			 "host is for tests)",
-			 d->name, id);
-	*out = d;
-	return 0;
-}
-
-/* Failover. Never beside a domain of the same name: that is the primary
- * itself (both ends on one host), or a leftover (a crashed, preserved
- * guest; an earlier copy), and two domains would share the guest's disk
- * and addresses. The copy is refused, and kept as an xl save file. */
-static int xen_activate(struct hv_dom *d, const struct hv_state *st)
-{
-	char path[512];
-	uint32_t id;
-
-	if (!d->img)
-		return -EINVAL;
-	if (domain_named(d->name, &id) == 0) {
-		bool kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
-
-		log_error("a domain named %s already exists on this host (id %u): not starting "
-			  "a second one beside it. %s%s%s",
-			  d->name, id,
-			  kept ? "The copy is kept in " : "The copy could not be kept",
-			  kept ? path : "",
-			  kept ? ": if that domain is a leftover, `xl destroy` it, then `xl "
-				 "restore` this file"
-			       : "");
-		return -EEXIST;
-	}
-	return hv_xen_image_restore(d->img, st);
-}
-
-const struct hv_ops hv_xen_ops = {
-	.prefix = "xen",
+static const struct hv_save_ops save_ops = {
 	.open = xen_open,
 	.close = xen_close,
 	.info = xen_info,
@@ -1309,6 +1245,10 @@ const struct hv_ops hv_xen_ops = {
 	.save_state = xen_save_state,
 	.stream_start = xen_stream_start,
 	.page = xen_page,
-	.create_incoming = xen_create_incoming,
-	.activate = xen_activate,
+};
+
+const struct hv_ops hv_xen_ops = {
+	.prefix = "xen",
+	.save = &save_ops,
+	.restore = &hv_xen_restore_ops,
 };

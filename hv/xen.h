@@ -18,6 +18,13 @@
  * needed it. */
 bool hv_xen_present(const char *action);
 
+/* The id of the domain named NAME on this host: 0, -ENOENT when there is
+ * none, -errno when xenstore cannot tell. */
+int hv_xen_domain_named(const char *name, uint32_t *domid);
+
+/* The secondary's side of the Xen backend (xen_copy.c). */
+extern const struct hv_restore_ops hv_xen_restore_ops;
+
 /* The secondary's committed image of a Xen domain: its pages (a sparse
  * buffer over the guest-physical map) and, at activation, the state records
  * of the last committed checkpoint. */

@@ -381,13 +381,13 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	rc = ops->open(name, &dom);
+	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg.domain, strerror(-rc));
 		fo_tls_free(cfg.tls);
 		return 1;
 	}
-	rc = ops->info(dom, &info);
+	rc = ops->save->info(dom, &info);
 	unsigned ndrbd = 0;
 	for (unsigned i = 0; i < ndisks; i++)
 		ndrbd += !strncmp(disks[i], "drbd:", 5);
@@ -436,13 +436,13 @@ int main(int argc, char **argv)
 		}
 	}
 	if (rc == 0)
-		rc = prot_run(&cfg, ops, dom);
+		rc = prot_run(&cfg, ops->save, dom);
 	else
 		log_error("cannot prepare protection: %s", strerror(-rc));
 	for (unsigned i = 0; i < cfg.ndevs; i++)
 		if (cfg.devs[i]->ops->destroy)
 			cfg.devs[i]->ops->destroy(cfg.devs[i]);
-	ops->close(dom);
+	ops->save->close(dom);
 	fo_tls_free(cfg.tls);
 	return rc < 0 ? 1 : 0;
 }

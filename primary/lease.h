@@ -37,7 +37,7 @@ struct lease_config {
 	unsigned ttl_ms;
 	/* What is paused and resumed for want of the lease, and the devices
 	 * whose held output is released when the lease comes back. */
-	const struct hv_ops *ops;
+	const struct hv_save_ops *ops;
 	struct hv_dom *dom;
 	struct devset *devs;
 };

@@ -51,7 +51,7 @@ struct epoch_rec {
 
 struct prot {
 	const struct prot_config *cfg;
-	const struct hv_ops *ops;
+	const struct hv_save_ops *ops;
 	struct hv_dom *dom;
 	struct hv_info info;
 

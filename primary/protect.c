@@ -463,7 +463,7 @@ static void slots_free(struct prot *p)
 
 /* Everything a protection needs before its first session: a linear
  * sequence, each failure logged. */
-static int prot_setup(struct prot *p, const struct hv_ops *ops, struct hv_dom *dom)
+static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_dom *dom)
 {
 	const struct prot_config *cfg = p->cfg;
 	struct ckpt_codec_config cc = {.cache_pages = cfg->cache_pages, .level = cfg->level};
@@ -624,7 +624,7 @@ static void prot_free(struct prot *p)
 	free(p);
 }
 
-int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom)
+int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struct hv_dom *dom)
 {
 	struct prot *p = calloc(1, sizeof(*p));
 	int rc;

@@ -69,7 +69,7 @@ struct prot_config {
 
 /* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0
  * on a clean stop, -errno when protection could not start at all. */
-int prot_run(const struct prot_config *cfg, const struct hv_ops *ops, struct hv_dom *dom);
+int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struct hv_dom *dom);
 
 /* Asks a running prot_run to stop (async-signal-safe). */
 void prot_request_stop(void);

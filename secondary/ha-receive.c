@@ -238,7 +238,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(spec, sizeof(spec), "%s:x", backend);
 	ops = hv_lookup(spec, &rest);
-	if (!ops || !ops->create_incoming) {
+	if (!ops || !ops->restore) {
 		fprintf(stderr, "ha-receive: backend '%s' cannot receive domains\n", backend);
 		fo_tls_free(cfg.tls);
 		fo_tls_free(cfg.witness_tls);
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	rc = rx_run(&cfg, ops);
+	rc = rx_run(&cfg, ops->restore);
 	fo_tls_free(cfg.tls);
 	fo_tls_free(cfg.witness_tls);
 	return rc < 0 ? 1 : 0;

@@ -101,7 +101,7 @@ static uint8_t *page_of(void *ctx, uint64_t pfn)
 {
 	struct rx *x = ctx;
 
-	return x->ops->page(x->dom, pfn);
+	return x->ops->page(x->copy, pfn);
 }
 
 /* Sent once memory is committed and every replicated disk's epoch is
@@ -501,7 +501,7 @@ static int session_start(struct rx_session *s)
 		if (ctl_server_start(path, ctl_dispatch, &x->cmds, &x->ctl) < 0)
 			log_warn("no control socket at %s", path);
 	}
-	rc = x->ops->create_incoming(&hi, &x->dom);
+	rc = x->ops->create(&hi, &x->copy);
 	if (rc < 0) {
 		snprintf(s->err, sizeof(s->err), "cannot create the incoming domain: %s",
 			 strerror(-rc));
@@ -556,7 +556,7 @@ static enum rx_result primary_lost(struct rx_session *s)
 	log_error("primary lost: %s", s->err);
 	if (rx_take_over(x, s->err) == -EALREADY)
 		return RX_ENDED; /* the primary lives: discard the copy, wait for it */
-	return x->dom == NULL && x->state == RX_ACTIVE ? RX_ACTIVATED : RX_NOT_ACTIVATED;
+	return x->copy == NULL && x->state == RX_ACTIVE ? RX_ACTIVATED : RX_NOT_ACTIVATED;
 }
 
 static enum rx_result session(struct rx *x, int fd, const char *peer)
@@ -617,11 +617,11 @@ static enum rx_result session(struct rx *x, int fd, const char *peer)
 		return res;
 	}
 	ckbuf_reset(x->buf);
-	if (x->dom) {
+	if (x->copy) {
 		if (x->ops->destroy)
-			x->ops->destroy(x->dom);
-		x->ops->close(x->dom);
-		x->dom = NULL;
+			x->ops->destroy(x->copy);
+		x->ops->close(x->copy);
+		x->copy = NULL;
 	}
 	hv_state_free(&x->state_recs);
 	fo_link_free(s.l);
@@ -688,7 +688,7 @@ static void *session_main(void *arg)
 	return NULL;
 }
 
-int rx_run(const struct rx_config *cfg, const struct hv_ops *ops)
+int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 {
 	struct rx *x = calloc(1, sizeof(*x));
 	struct session_arg *cur = NULL;

@@ -75,7 +75,7 @@ struct rx_config {
 
 /* Runs until a failover completed (returns 0 with the domain running), a
  * stop was requested, or a fatal error (-errno). */
-int rx_run(const struct rx_config *cfg, const struct hv_ops *ops);
+int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops);
 void rx_request_stop(void);
 
 #endif

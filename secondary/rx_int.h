@@ -22,7 +22,7 @@ enum rx_state { RX_WAITING, RX_SYNCING, RX_PROTECTED, RX_FENCING, RX_FAILING_OVE
 
 struct rx {
 	const struct rx_config *cfg;
-	const struct hv_ops *ops;
+	const struct hv_restore_ops *ops;
 	pthread_mutex_t mu;
 	enum rx_state state;
 	char domain[64];
@@ -36,7 +36,7 @@ struct rx {
 	struct ctl_commands cmds;
 
 	/* The current session. */
-	struct hv_dom *dom;
+	struct hv_copy *copy;
 	struct hv_state state_recs;
 	struct ckbuf *buf;
 	struct ckpt_decoder *dec;

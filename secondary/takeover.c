@@ -190,7 +190,7 @@ int rx_take_over(struct rx *x, const char *why)
 		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
 			 (unsigned long long)epoch);
 	}
-	rc = x->ops->activate(x->dom, &x->state_recs);
+	rc = x->ops->activate(x->copy, &x->state_recs);
 	if (rc < 0) {
 		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
 		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
@@ -203,7 +203,7 @@ int rx_take_over(struct rx *x, const char *why)
 	pthread_mutex_unlock(&x->mu);
 	log_info("FAILOVER complete: the domain runs here from epoch %llu (activation %llu ms)",
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
-	x->ops->close(x->dom);
-	x->dom = NULL;
+	x->ops->close(x->copy);
+	x->copy = NULL;
 	return 1;
 }

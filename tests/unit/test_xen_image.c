@@ -253,7 +253,7 @@ static void test_lookup_and_no_xen(void **unused)
 		return;
 	}
 	assert_false(hv_xen_present("test"));
-	assert_int_equal(ops->open("web", &d), -ENODEV);
+	assert_int_equal(ops->save->open("web", &d), -ENODEV);
 	assert_null(d);
 }
 
