@@ -5,6 +5,7 @@ LIB_OBJS += \
 	hv/state.o \
 	hv/xen.o \
 	hv/xen_copy.o \
+	hv/xen_pause.o \
 	hv/xen_suspend.o \
 	hv/xen_image.o
 
