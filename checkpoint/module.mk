@@ -1,7 +1,8 @@
 # checkpoint/: the stream format, writer/reader, page codec, ha-stream tool.
 LIB_OBJS += \
 	checkpoint/codec.o \
-	checkpoint/stream.o
+	checkpoint/stream.o \
+	checkpoint/stream_write.o
 
 LDLIBS += -lzstd -lxxhash
 

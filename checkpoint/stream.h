@@ -24,6 +24,12 @@
 
 /* Name of a record type ("PAGE_DATA"), or "unknown". */
 const char *ckpt_rec_name(uint32_t type);
+
+/* Padding after a record body of LENGTH octets, to CKPT_REC_ALIGN. */
+static inline uint32_t ckpt_pad_len(uint32_t length)
+{
+	return (CKPT_REC_ALIGN - length % CKPT_REC_ALIGN) % CKPT_REC_ALIGN;
+}
 /* Name of a domain type ("x86 HVM", "ha-vm"), or "unknown". */
 const char *ckpt_domain_name(uint32_t type);
 
