@@ -6,6 +6,7 @@ LIB_OBJS += \
 	common/hist.o \
 	common/io.o \
 	common/log.o \
+	common/opt.o \
 	common/sock.o
 
 UNIT_TESTS += \

@@ -14,6 +14,7 @@
 
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/sock.h"
 #include "diskrepl/nbdsrv.h"
 #include "diskrepl/source.h"
@@ -140,7 +141,7 @@ int main(int argc, char **argv)
 	const char *name = NULL, *image = NULL, *nbd_path = NULL, *nbd_listen = NULL;
 	const char *export = NULL;
 	unsigned long chunk_kib = 64;
-	char ctl[108], nbd_default[108], attach[108], err[256], *end;
+	char ctl[108], nbd_default[108], attach[108], err[256];
 	/* Static: connection threads may outlive main, and so does the source. */
 	static struct server srv;
 	struct ctl_commands cmds = {disk_cmds, sizeof(disk_cmds) / sizeof(disk_cmds[0]), &srv,
@@ -167,12 +168,7 @@ int main(int argc, char **argv)
 			export = optarg;
 			break;
 		case O_CHUNK:
-			chunk_kib = strtoul(optarg, &end, 10);
-			if (*end || chunk_kib < 4 || chunk_kib > 65536 || (chunk_kib & (chunk_kib - 1))) {
-				fprintf(stderr, "ha-diskrepl: --chunk wants a power of two in 4..65536 "
-						"(KiB)\n");
-				return 2;
-			}
+			chunk_kib = opt_pow2("ha-diskrepl", "--chunk", optarg, 4, 65536);
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);

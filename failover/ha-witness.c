@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/sock.h"
 #include "failover/tls.h"
 #include "failover/witness.h"
@@ -199,15 +200,11 @@ static unsigned slots_reap(bool all)
 
 int main(int argc, char **argv)
 {
-	enum { O_MAXTTL = 256, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE };
+	enum { O_MAXTTL = 256 };
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"max-ttl", required_argument, NULL, O_MAXTTL},
-	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
-	    {"tls-key", required_argument, NULL, O_TLS_KEY},
-	    {"tls-ca", required_argument, NULL, O_TLS_CA},
-	    {"tls-psk", required_argument, NULL, O_TLS_PSK},
-	    {"insecure", no_argument, NULL, O_INSECURE},
+	    FO_TLS_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -218,39 +215,20 @@ int main(int argc, char **argv)
 	const char *listen = NULL;
 	bool insecure = false;
 	unsigned long max_ttl = 10000;
-	char err[320], *end;
+	char err[320];
 	int c, lfd, rc = 1;
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
+		if (fo_tls_option(c, optarg, &tc, &insecure))
+			continue;
 		switch (c) {
 		case 'l':
 			listen = optarg;
 			break;
 		case O_MAXTTL:
-			errno = 0;
-			max_ttl = strtoul(optarg, &end, 10);
-			if (errno || !*optarg || *end || max_ttl < FO_WITNESS_TTL_MIN ||
-			    max_ttl > 3600000) {
-				fprintf(stderr, "ha-witness: --max-ttl wants %u..3600000 ms\n",
-					FO_WITNESS_TTL_MIN);
-				return 2;
-			}
-			break;
-		case O_TLS_CERT:
-			tc.cert = optarg;
-			break;
-		case O_TLS_KEY:
-			tc.key = optarg;
-			break;
-		case O_TLS_CA:
-			tc.ca = optarg;
-			break;
-		case O_TLS_PSK:
-			tc.psk = optarg;
-			break;
-		case O_INSECURE:
-			insecure = true;
+			max_ttl = opt_ulong("ha-witness", "--max-ttl", optarg, FO_WITNESS_TTL_MIN,
+					    3600000);
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);

@@ -214,6 +214,29 @@ fail:
 	return rc;
 }
 
+bool fo_tls_option(int c, const char *arg, struct fo_tls_config *cfg, bool *insecure)
+{
+	switch (c) {
+	case FO_TLS_OPT_CERT:
+		cfg->cert = arg;
+		return true;
+	case FO_TLS_OPT_KEY:
+		cfg->key = arg;
+		return true;
+	case FO_TLS_OPT_CA:
+		cfg->ca = arg;
+		return true;
+	case FO_TLS_OPT_PSK:
+		cfg->psk = arg;
+		return true;
+	case FO_TLS_OPT_INSECURE:
+		*insecure = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
 int fo_tls_setup(const struct fo_tls_config *cfg, bool insecure, bool server, struct fo_tls **out,
 		 char *err, size_t errlen)
 {

@@ -43,6 +43,20 @@ struct fo_tls_config {
 	const char *psk;  /* PSK file: "identity:hexkey" */
 };
 
+/* The options of FO_TLS_USAGE, for a getopt_long table (<getopt.h>), with
+ * codes above every other option code of the programs. */
+enum { FO_TLS_OPT_CERT = 0x1000, FO_TLS_OPT_KEY, FO_TLS_OPT_CA, FO_TLS_OPT_PSK, FO_TLS_OPT_INSECURE };
+#define FO_TLS_OPTIONS                                                                             \
+	{"tls-cert", required_argument, NULL, FO_TLS_OPT_CERT},                                    \
+	    {"tls-key", required_argument, NULL, FO_TLS_OPT_KEY},                                  \
+	    {"tls-ca", required_argument, NULL, FO_TLS_OPT_CA},                                    \
+	    {"tls-psk", required_argument, NULL, FO_TLS_OPT_PSK},                                  \
+	    {"insecure", no_argument, NULL, FO_TLS_OPT_INSECURE}
+
+/* Takes option C (what getopt_long returned) with ARG into CFG and
+ * *INSECURE if it is one of FO_TLS_OPTIONS: true; false otherwise. */
+bool fo_tls_option(int c, const char *arg, struct fo_tls_config *cfg, bool *insecure);
+
 /* Credentials and role, shared by the connections of one daemon. */
 struct fo_tls;
 /* One authenticated connection. */

@@ -10,6 +10,7 @@
 #include "checkpoint/codec.h"
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/sock.h"
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
@@ -90,17 +91,7 @@ static void on_signal(int sig)
 
 static unsigned long number(const char *opt, const char *s, unsigned long min, unsigned long max)
 {
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || v < min || v > max) {
-		fprintf(stderr, "ha-protect: %s wants a number in %lu..%lu, not '%s'\n", opt, min,
-			max, s);
-		exit(2);
-	}
-	return v;
+	return opt_ulong("ha-protect", opt, s, min, max);
 }
 
 /* The domain's disk and a DRBD device are the same block device. */
@@ -128,8 +119,7 @@ static unsigned ndrbd_before(const char *const *disks, unsigned i)
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_TLS_CERT,
-	       O_TLS_KEY, O_TLS_CA, O_TLS_PSK, O_INSECURE, O_WITNESS, O_WTTL, O_EVLOG };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS, O_WTTL, O_EVLOG };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -152,11 +142,7 @@ int main(int argc, char **argv)
 		{"disk", required_argument, NULL, O_DISK},
 		{"blackhole", no_argument, NULL, 'b'},
 		{"ctl", required_argument, NULL, O_CTL},
-		{"tls-cert", required_argument, NULL, O_TLS_CERT},
-		{"tls-key", required_argument, NULL, O_TLS_KEY},
-		{"tls-ca", required_argument, NULL, O_TLS_CA},
-		{"tls-psk", required_argument, NULL, O_TLS_PSK},
-		{"insecure", no_argument, NULL, O_INSECURE},
+		FO_TLS_OPTIONS,
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
@@ -195,6 +181,8 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "i:uFndbvh", opts, NULL)) != -1) {
+		if (fo_tls_option(c, optarg, &tlscfg, &insecure))
+			continue;
 		switch (c) {
 		case 'i':
 			auto_interval = !strcmp(optarg, "auto");
@@ -267,21 +255,6 @@ int main(int argc, char **argv)
 			break;
 		case O_EVLOG:
 			cfg.event_log = optarg;
-			break;
-		case O_TLS_CERT:
-			tlscfg.cert = optarg;
-			break;
-		case O_TLS_KEY:
-			tlscfg.key = optarg;
-			break;
-		case O_TLS_CA:
-			tlscfg.ca = optarg;
-			break;
-		case O_TLS_PSK:
-			tlscfg.psk = optarg;
-			break;
-		case O_INSECURE:
-			insecure = true;
 			break;
 		case O_WITNESS:
 			cfg.witness = optarg;

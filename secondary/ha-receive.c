@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/opt.h"
 #include "common/sock.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
@@ -62,11 +63,12 @@ static void on_signal(int sig)
 	rx_request_stop();
 }
 
+#define P "ha-receive"
+
 int main(int argc, char **argv)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
-	       O_TLS_PSK, O_INSECURE };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -82,11 +84,7 @@ int main(int argc, char **argv)
 		{"fence-retry", required_argument, NULL, O_FRETRY},
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
-		{"tls-cert", required_argument, NULL, O_TLS_CERT},
-		{"tls-key", required_argument, NULL, O_TLS_KEY},
-		{"tls-ca", required_argument, NULL, O_TLS_CA},
-		{"tls-psk", required_argument, NULL, O_TLS_PSK},
-		{"insecure", no_argument, NULL, O_INSECURE},
+		FO_TLS_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -102,12 +100,12 @@ int main(int argc, char **argv)
 	const char *backend = "kvm", *rest;
 	const struct hv_ops *ops;
 	char spec[64];
-	char *end;
-	unsigned long v;
 	int c, rc;
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
+		if (fo_tls_option(c, optarg, &tlscfg, &insecure))
+			continue;
 		switch (c) {
 		case 'l':
 			cfg.listen = optarg;
@@ -147,62 +145,28 @@ int main(int argc, char **argv)
 			}
 			cfg.fence_cmd = optarg;
 			break;
-		case O_TLS_CERT:
-			tlscfg.cert = optarg;
-			break;
-		case O_TLS_KEY:
-			tlscfg.key = optarg;
-			break;
-		case O_TLS_CA:
-			tlscfg.ca = optarg;
-			break;
-		case O_TLS_PSK:
-			tlscfg.psk = optarg;
-			break;
-		case O_INSECURE:
-			insecure = true;
-			break;
 		case O_WITNESS:
 			cfg.witness = optarg;
 			break;
 		case O_FTIMEOUT:
+			cfg.fence_timeout_ms = opt_uint(P, "--fence-timeout", optarg, 10, 3600000);
+			break;
 		case O_FRETRY:
+			cfg.fence_retry_ms = opt_uint(P, "--fence-retry", optarg, 10, 3600000);
+			break;
 		case O_WTTL:
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || !*optarg || *end || v < 10 || v > 3600000) {
-				fprintf(stderr, "ha-receive: --%s wants milliseconds in 10..3600000\n",
-					c == O_FTIMEOUT ? "fence-timeout"
-					: c == O_WTTL	? "witness-ttl"
-							: "fence-retry");
-				return 2;
-			}
-			if (c == O_FTIMEOUT)
-				cfg.fence_timeout_ms = (unsigned)v;
-			else if (c == O_WTTL)
-				cfg.witness_ttl_ms = (unsigned)v;
-			else
-				cfg.fence_retry_ms = (unsigned)v;
+			cfg.witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
 			break;
 		case O_TIMEOUT:
-		case O_MAX:
+			cfg.timeout_ms = opt_uint(P, "--timeout", optarg, 20, 600000);
+			break;
 		case O_JLIMIT:
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || !*optarg || *end || v < (c == O_TIMEOUT ? 20 : 1) ||
-			    v > 600000) {
-				fprintf(stderr, "ha-receive: bad value '%s' for --%s\n", optarg,
-					c == O_TIMEOUT ? "timeout"
-					: c == O_MAX   ? "max-checkpoint"
-						       : "journal-limit");
-				return 2;
-			}
-			if (c == O_TIMEOUT)
-				cfg.timeout_ms = (unsigned)v;
-			else if (c == O_JLIMIT)
-				cfg.journal_limit = (unsigned long long)v << 20;
-			else
-				cfg.max_ckpt_bytes = (size_t)v << 20;
+			cfg.journal_limit =
+			    (unsigned long long)opt_ulong(P, "--journal-limit", optarg, 1, 600000) << 20;
+			break;
+		case O_MAX:
+			cfg.max_ckpt_bytes = (size_t)opt_ulong(P, "--max-checkpoint", optarg, 1, 600000)
+					     << 20;
 			break;
 		case O_CTL:
 			cfg.ctl_path = optarg;

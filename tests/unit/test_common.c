@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "common/ctl.h"
 #include "common/hist.h"
 #include "common/io.h"
+#include "common/opt.h"
 #include "common/sock.h"
 
 static void test_bitmap(void **state)
@@ -269,6 +271,54 @@ static void test_hist(void **state)
 	assert_true(hist_quantile(&one, 0.0) >= 232800);
 }
 
+/* Runs opt_ulong (POW2: opt_pow2) on S in [MIN, MAX] in a child: its exit
+ * status (0 when the value was taken) and what it wrote to stderr. */
+static int opt_child(const char *s, unsigned long min, unsigned long max, bool pow2, char *msg,
+		     size_t len)
+{
+	int p[2], st;
+	pid_t pid;
+	ssize_t n;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		if (pow2)
+			opt_pow2("prog", "--opt", s, min, max);
+		else
+			opt_ulong("prog", "--opt", s, min, max);
+		_exit(0);
+	}
+	close(p[1]);
+	n = read(p[0], msg, len - 1);
+	msg[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* One validator per kind of value: a bad one is quoted, exit 2. */
+static void test_opt(void **state)
+{
+	char msg[256];
+
+	(void)state;
+	assert_int_equal(opt_ulong("prog", "--opt", "20", 20, 600000), 20);
+	assert_int_equal(opt_uint("prog", "--opt", "600000", 20, 600000), 600000);
+	assert_int_equal(opt_pow2("prog", "--opt", "64", 4, 65536), 64);
+	assert_int_equal(opt_child("19", 20, 600000, false, msg, sizeof(msg)), 2);
+	assert_string_equal(msg, "prog: --opt wants a number in 20..600000, not '19'\n");
+	assert_int_equal(opt_child("5ms", 1, 10, false, msg, sizeof(msg)), 2);
+	assert_int_equal(opt_child("", 0, 10, false, msg, sizeof(msg)), 2);
+	assert_int_equal(opt_child("-1", 0, ~0ul, false, msg, sizeof(msg)), 2);
+	assert_int_equal(opt_child("99999999999999999999999", 0, ~0ul, false, msg, sizeof(msg)), 2);
+	assert_int_equal(opt_child("48", 4, 65536, true, msg, sizeof(msg)), 2);
+	assert_string_equal(msg, "prog: --opt wants a power of two in 4..65536, not '48'\n");
+	assert_int_equal(opt_child("7", 1, 10, false, msg, sizeof(msg)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_io_roundtrip_and_eof),
 		cmocka_unit_test(test_io_large_writev),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_opt),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_clock),

@@ -1,0 +1,41 @@
+#include "common/opt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static _Noreturn void bad(const char *prog, const char *opt, const char *what, unsigned long min,
+			  unsigned long max, const char *s)
+{
+	fprintf(stderr, "%s: %s wants %s in %lu..%lu, not '%s'\n", prog, opt, what, min, max, s);
+	exit(2);
+}
+
+unsigned long opt_ulong(const char *prog, const char *opt, const char *s, unsigned long min,
+			unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	/* strtoul takes "-1" as ULONG_MAX: a sign is never a number here. */
+	v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || *s == '-' || *s == '+' || v < min || v > max)
+		bad(prog, opt, "a number", min, max, s);
+	return v;
+}
+
+unsigned opt_uint(const char *prog, const char *opt, const char *s, unsigned min, unsigned max)
+{
+	return (unsigned)opt_ulong(prog, opt, s, min, max);
+}
+
+unsigned long opt_pow2(const char *prog, const char *opt, const char *s, unsigned long min,
+		       unsigned long max)
+{
+	unsigned long v = opt_ulong(prog, opt, s, min, max);
+
+	if (v & (v - 1))
+		bad(prog, opt, "a power of two", min, max, s);
+	return v;
+}

@@ -1,0 +1,18 @@
+/* Option values for the programs' main()s, one validator per kind of
+ * value: a bad value is quoted with what was wanted, and the program
+ * exits 2 (a usage error), as every program here documents.
+ *
+ *   cfg.timeout_ms = opt_uint("ha-protect", "--timeout", optarg, 20, 600000);
+ */
+#ifndef HA_COMMON_OPT_H
+#define HA_COMMON_OPT_H
+
+/* A decimal number in [min, max]. */
+unsigned long opt_ulong(const char *prog, const char *opt, const char *s, unsigned long min,
+			unsigned long max);
+unsigned opt_uint(const char *prog, const char *opt, const char *s, unsigned min, unsigned max);
+/* A power of two in [min, max]. */
+unsigned long opt_pow2(const char *prog, const char *opt, const char *s, unsigned long min,
+		       unsigned long max);
+
+#endif
