@@ -1,6 +1,5 @@
 #include "checkpoint/codec.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -164,7 +163,7 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 
 	if (count == 0 || count > CKPT_CODEC_BATCH_MAX)
 		return -EINVAL;
-	e->hdr.count = htole32(count);
+	e->hdr.count = count;
 	e->hdr.reserved = 0;
 	e->iov[n++] = (struct iovec){&e->hdr, sizeof(e->hdr)};
 	e->iov[n++] = (struct iovec){e->descs, sizeof(*e->descs) * count};
@@ -222,9 +221,9 @@ int ckpt_encoder_encode(struct ckpt_encoder *e, const uint64_t *pfns, const void
 			}
 		}
 
-		e->descs[i].pfn = htole64(pfns[i]);
-		e->descs[i].encoding = htole32(enc);
-		e->descs[i].length = htole32(len);
+		e->descs[i].pfn = pfns[i];
+		e->descs[i].encoding = enc;
+		e->descs[i].length = len;
 		e->stats.by_encoding[enc]++;
 
 		if (len) {

@@ -157,7 +157,7 @@ static void print_record(const struct ckpt_record *rec)
 	}
 	case CKPT_REC_HA_DRBD_DISK: {
 		const struct ckpt_ha_drbd_disk *d = (const void *)b;
-		printf("  DRBD %s, minor %u", d->resource, le32toh(d->minor));
+		printf("  DRBD %s, minor %u", d->resource, d->minor);
 		break;
 	}
 	case CKPT_REC_HA_ERROR: {

@@ -292,20 +292,20 @@ int ckpt_reader_headers(struct ckpt_reader *r, uint32_t ihdr_id)
 	rc = read_exact(r, &dh, sizeof(dh), NULL, "the domain header");
 	if (rc < 0)
 		return rc;
-	if (strcmp(ckpt_domain_name(le32toh(dh.type)), "unknown") == 0)
+	if (strcmp(ckpt_domain_name(dh.type), "unknown") == 0)
 		return fail(r, -EBADMSG, NULL, "domain header: unknown domain type 0x%08x",
-			    le32toh(dh.type));
-	if (le16toh(dh.page_shift) != CKPT_PAGE_SHIFT)
+			    dh.type);
+	if (dh.page_shift != CKPT_PAGE_SHIFT)
 		return fail(r, -EBADMSG, NULL, "domain header: page shift %u, expected %u",
-			    le16toh(dh.page_shift), CKPT_PAGE_SHIFT);
+			    dh.page_shift, CKPT_PAGE_SHIFT);
 	if (dh.reserved)
 		return fail(r, -EBADMSG, NULL, "domain header: reserved bits set");
 
 	r->info.ihdr_id = ihdr_id;
 	r->info.version = version;
-	r->info.domain_type = le32toh(dh.type);
-	r->info.xen_major = le32toh(dh.xen_major);
-	r->info.xen_minor = le32toh(dh.xen_minor);
+	r->info.domain_type = dh.type;
+	r->info.xen_major = dh.xen_major;
+	r->info.xen_minor = dh.xen_minor;
 	r->headers_done = true;
 	return 0;
 }
@@ -326,7 +326,7 @@ static int check_pfn(struct ckpt_reader *r, const struct ckpt_record *rec, uint3
 static int validate_page_data(struct ckpt_reader *r, struct ckpt_record *rec)
 {
 	const struct ckpt_page_data_hdr *h = (const void *)rec->body;
-	uint32_t count = le32toh(h->count);
+	uint32_t count = h->count;
 	const uint64_t *pfns = (const uint64_t *)(rec->body + sizeof(*h));
 	uint64_t need, data = 0;
 
@@ -339,11 +339,11 @@ static int validate_page_data(struct ckpt_reader *r, struct ckpt_record *rec)
 		return fail(r, -EBADMSG, rec, "count %u needs %llu octets of pfns, length is %u",
 			    count, (unsigned long long)need, rec->length);
 	for (uint32_t i = 0; i < count; i++) {
-		int rc = check_pfn(r, rec, i, le64toh(pfns[i]));
+		int rc = check_pfn(r, rec, i, pfns[i]);
 
 		if (rc < 0)
 			return rc;
-		data += ckpt_pfn_has_data(le64toh(pfns[i]));
+		data += ckpt_pfn_has_data(pfns[i]);
 	}
 	need += data * CKPT_PAGE_SIZE;
 	if (need != rec->length)
@@ -358,7 +358,7 @@ static int validate_page_data(struct ckpt_reader *r, struct ckpt_record *rec)
 static int validate_page_data_z(struct ckpt_reader *r, struct ckpt_record *rec)
 {
 	const struct ckpt_page_data_hdr *h = (const void *)rec->body;
-	uint32_t count = le32toh(h->count);
+	uint32_t count = h->count;
 	const struct ckpt_page_z_desc *d = (const void *)(rec->body + sizeof(*h));
 	uint64_t need, payload = 0;
 
@@ -372,8 +372,8 @@ static int validate_page_data_z(struct ckpt_reader *r, struct ckpt_record *rec)
 			    "count %u needs %llu octets of descriptors, length is %u", count,
 			    (unsigned long long)need, rec->length);
 	for (uint32_t i = 0; i < count; i++) {
-		uint64_t e = le64toh(d[i].pfn);
-		uint32_t enc = le32toh(d[i].encoding), len = le32toh(d[i].length);
+		uint64_t e = d[i].pfn;
+		uint32_t enc = d[i].encoding, len = d[i].length;
 		int rc = check_pfn(r, rec, i, e);
 
 		if (rc < 0)
@@ -422,13 +422,13 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 	}
 	case CKPT_REC_HVM_PARAMS: {
 		const struct ckpt_hvm_params_hdr *h = (const void *)b;
-		uint64_t need = sizeof(*h) + (uint64_t)le32toh(h->count) * 16;
+		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
 
 		if (h->reserved)
 			return fail(r, -EBADMSG, rec, "reserved field set");
 		if (need != rec->length)
 			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
-				    le32toh(h->count), (unsigned long long)need, rec->length);
+				    h->count, (unsigned long long)need, rec->length);
 		return 0;
 	}
 	case CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST:
@@ -440,20 +440,20 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 
 		if (r->info.have_config)
 			return fail(r, -EBADMSG, rec, "configuration sent twice");
-		if (le32toh(c->flags) & ~CKPT_CFG_KNOWN)
-			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", le32toh(c->flags));
+		if (c->flags & ~CKPT_CFG_KNOWN)
+			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", c->flags);
 		if (c->reserved[0] || c->reserved[1])
 			return fail(r, -EBADMSG, rec, "reserved field set");
 		if (!memchr(c->name, '\0', sizeof(c->name)))
 			return fail(r, -EBADMSG, rec, "domain name not terminated");
-		if (le64toh(c->nr_pages) == 0 || le32toh(c->vcpus) == 0)
+		if (c->nr_pages == 0 || c->vcpus == 0)
 			return fail(r, -EBADMSG, rec, "empty domain (%llu pages, %u vCPUs)",
-				    (unsigned long long)le64toh(c->nr_pages), le32toh(c->vcpus));
+				    (unsigned long long)c->nr_pages, c->vcpus);
 		r->info.have_config = true;
 		r->info.config = *c;
-		r->info.config.nr_pages = le64toh(c->nr_pages);
-		r->info.config.vcpus = le32toh(c->vcpus);
-		r->info.config.flags = le32toh(c->flags);
+		r->info.config.nr_pages = c->nr_pages;
+		r->info.config.vcpus = c->vcpus;
+		r->info.config.flags = c->flags;
 		r->trailers_required = r->info.config.flags & CKPT_CFG_TRAILERS;
 		return 0;
 	}
@@ -468,43 +468,43 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 	case CKPT_REC_HA_TRAILER: {
 		const struct ckpt_ha_trailer *t = (const void *)b;
 
-		if (le32toh(t->algorithm) != CKPT_CSUM_XXH3_64)
+		if (t->algorithm != CKPT_CSUM_XXH3_64)
 			return fail(r, -EBADMSG, rec, "unknown checksum algorithm %u",
-				    le32toh(t->algorithm));
+				    t->algorithm);
 		return 0;
 	}
 	case CKPT_REC_HA_DISK_WRITE: {
 		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
-		uint16_t fl = le16toh(h->flags);
-		uint64_t data = fl & CKPT_DISK_ZERO ? 0 : le32toh(h->length);
+		uint16_t fl = h->flags;
+		uint64_t data = fl & CKPT_DISK_ZERO ? 0 : h->length;
 
 		if (sizeof(*h) + data != rec->length)
 			return fail(r, -EBADMSG, rec, "data length %u does not match record length %u",
-				    le32toh(h->length), rec->length);
+				    h->length, rec->length);
 		if (fl & ~CKPT_DISK_KNOWN)
 			return fail(r, -EBADMSG, rec, "unknown flags 0x%04x", fl);
-		if (le16toh(h->disk) >= CKPT_DISK_MAX)
-			return fail(r, -EBADMSG, rec, "disk %u out of range", le16toh(h->disk));
-		if (le32toh(h->length) == 0 || le64toh(h->offset) + le32toh(h->length) < le64toh(h->offset))
+		if (h->disk >= CKPT_DISK_MAX)
+			return fail(r, -EBADMSG, rec, "disk %u out of range", h->disk);
+		if (h->length == 0 || h->offset + h->length < h->offset)
 			return fail(r, -EBADMSG, rec, "empty or wrapping range");
 		return 0;
 	}
 	case CKPT_REC_HA_DISK_BARRIER: {
 		const struct ckpt_ha_disk_barrier *h = (const void *)b;
 
-		if (h->reserved || le32toh(h->disk) >= CKPT_DISK_MAX)
+		if (h->reserved || h->disk >= CKPT_DISK_MAX)
 			return fail(r, -EBADMSG, rec, "disk %u out of range or reserved field set",
-				    le32toh(h->disk));
+				    h->disk);
 		return 0;
 	}
 	case CKPT_REC_HA_DISK_CONFIG: {
 		const struct ckpt_ha_disk_config *c = (const void *)b;
 
-		if (c->reserved || le32toh(c->disk) >= CKPT_DISK_MAX ||
-		    (le32toh(c->flags) & ~CKPT_DISKCFG_FULL) || !c->size)
+		if (c->reserved || c->disk >= CKPT_DISK_MAX ||
+		    (c->flags & ~CKPT_DISKCFG_FULL) || !c->size)
 			return fail(r, -EBADMSG, rec, "bad disk %u: flags 0x%x, %llu octets",
-				    le32toh(c->disk), le32toh(c->flags),
-				    (unsigned long long)le64toh(c->size));
+				    c->disk, c->flags,
+				    (unsigned long long)c->size);
 		return 0;
 	}
 	case CKPT_REC_HA_DRBD_DISK: {
@@ -517,7 +517,7 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 	case CKPT_REC_HA_ACK: {
 		const struct ckpt_ha_ack *a = (const void *)b;
 
-		if (a->reserved || (le32toh(a->flags) & ~(CKPT_ACK_MEMORY | CKPT_ACK_DISK)))
+		if (a->reserved || (a->flags & ~(CKPT_ACK_MEMORY | CKPT_ACK_DISK)))
 			return fail(r, -EBADMSG, rec, "reserved bits set");
 		return 0;
 	}
@@ -572,7 +572,7 @@ static int check_checkpoint(struct ckpt_reader *r, struct ckpt_record *rec)
 			return fail(r, -EBADMSG, rec, "checkpoint without a trailer");
 		rec->epoch = r->last_epoch == UINT64_MAX ? 0 : r->last_epoch + 1;
 	} else {
-		rec->epoch = le64toh(r->trailer.epoch);
+		rec->epoch = r->trailer.epoch;
 	}
 	r->last_epoch = rec->epoch;
 	r->trailer_pending = false;
@@ -585,7 +585,7 @@ static int check_checkpoint(struct ckpt_reader *r, struct ckpt_record *rec)
 static int check_trailer(struct ckpt_reader *r, struct ckpt_record *rec)
 {
 	const struct ckpt_ha_trailer *t = (const void *)rec->body;
-	uint64_t epoch = le64toh(t->epoch);
+	uint64_t epoch = t->epoch;
 	uint64_t want = XXH3_64bits_digest(r->csum);
 
 	if (r->trailer_pending)
@@ -593,18 +593,18 @@ static int check_trailer(struct ckpt_reader *r, struct ckpt_record *rec)
 	if (r->last_epoch != UINT64_MAX && epoch != r->last_epoch + 1)
 		return fail(r, -EBADMSG, rec, "epoch %llu follows epoch %llu",
 			    (unsigned long long)epoch, (unsigned long long)r->last_epoch);
-	if (le32toh(t->records) != r->records)
+	if (t->records != r->records)
 		return fail(r, -EBADMSG, rec, "epoch %llu: %u records announced, %u received",
-			    (unsigned long long)epoch, le32toh(t->records), r->records);
-	if (le64toh(t->pages) != r->pages)
+			    (unsigned long long)epoch, t->records, r->records);
+	if (t->pages != r->pages)
 		return fail(r, -EBADMSG, rec, "epoch %llu: %llu pages announced, %llu received",
-			    (unsigned long long)epoch, (unsigned long long)le64toh(t->pages),
+			    (unsigned long long)epoch, (unsigned long long)t->pages,
 			    (unsigned long long)r->pages);
-	if (le64toh(t->checksum) != want)
+	if (t->checksum != want)
 		return fail(r, -EBADMSG, rec,
 			    "epoch %llu: checksum mismatch (trailer 0x%016llx, data 0x%016llx): "
 			    "the checkpoint was corrupted in transit",
-			    (unsigned long long)epoch, (unsigned long long)le64toh(t->checksum),
+			    (unsigned long long)epoch, (unsigned long long)t->checksum,
 			    (unsigned long long)want);
 	rec->epoch = epoch;
 	r->trailer = *t;
@@ -635,8 +635,8 @@ again:
 			    "stream ends without an END record (the sender stopped or the link broke)");
 	if ((size_t)n < sizeof(hdr))
 		return fail(r, -EPIPE, NULL, "stream truncated in a record header");
-	rec->type = le32toh(hdr.type);
-	rec->length = le32toh(hdr.length);
+	rec->type = hdr.type;
+	rec->length = hdr.length;
 
 	if (rec->length > CKPT_REC_LENGTH_MAX)
 		return fail(r, -EBADMSG, rec, "length %u over the %u-octet cap", rec->length,
@@ -707,13 +707,13 @@ int ckpt_pages_view(const struct ckpt_record *rec, struct ckpt_pages_view *v)
 
 	memset(v, 0, sizeof(*v));
 	if (rec->type == CKPT_REC_PAGE_DATA) {
-		v->count = le32toh(h->count);
+		v->count = h->count;
 		v->pfns = (const uint64_t *)(rec->body + sizeof(*h));
 		v->data = rec->body + sizeof(*h) + (size_t)v->count * 8;
 		return 0;
 	}
 	if (rec->type == CKPT_REC_HA_PAGE_DATA_Z) {
-		v->count = le32toh(h->count);
+		v->count = h->count;
 		v->descs = (const struct ckpt_page_z_desc *)(rec->body + sizeof(*h));
 		v->data = rec->body + sizeof(*h) + (size_t)v->count * sizeof(*v->descs);
 		return 0;
@@ -734,13 +734,13 @@ bool ckpt_page_iter_next(struct ckpt_page_iter *it, struct ckpt_page *pg)
 
 	while (it->next < v->count) {
 		uint32_t i = it->next++;
-		uint64_t e = le64toh(v->descs ? v->descs[i].pfn : v->pfns[i]);
+		uint64_t e = (v->descs ? v->descs[i].pfn : v->pfns[i]);
 
 		if (!ckpt_pfn_has_data(e))
 			continue;
 		pg->pfn = e & CKPT_PFN_MASK;
-		pg->encoding = v->descs ? le32toh(v->descs[i].encoding) : CKPT_ENC_RAW;
-		pg->length = v->descs ? le32toh(v->descs[i].length) : CKPT_PAGE_SIZE;
+		pg->encoding = v->descs ? v->descs[i].encoding : CKPT_ENC_RAW;
+		pg->length = v->descs ? v->descs[i].length : CKPT_PAGE_SIZE;
 		pg->payload = it->payload;
 		pg->index = i;
 		it->payload += pg->length;

@@ -1,11 +1,21 @@
 /* Wire structures of the checkpoint stream. Nothing but the wire format:
  * see docs/stream-format.md for the specification. All multi-octet fields
  * are little-endian except in the image header, which is big-endian.
+ *
+ * One byte-order rule for the code: the hosts are little-endian (asserted
+ * below: x86-64, like every hypervisor this drives), so the structs below
+ * are read and written as they are, by every module; only the image
+ * header is converted, where the stream's headers are read and written.
  */
 #ifndef HA_CHECKPOINT_STREAM_FORMAT_H
 #define HA_CHECKPOINT_STREAM_FORMAT_H
 
 #include <stdint.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "the stream's records are little-endian and used as host structs: a "
+	       "big-endian host needs conversions in stream.c, stream_write.c and every "
+	       "module that builds or reads a record body");
 
 #define CKPT_PAGE_SHIFT 12
 #define CKPT_PAGE_SIZE (1u << CKPT_PAGE_SHIFT)

@@ -99,10 +99,10 @@ int ckpt_writer_headers(struct ckpt_writer *w, uint32_t ihdr_id, uint32_t domain
 							     : CKPT_IHDR_VERSION),
 	};
 	struct ckpt_domain_hdr dh = {
-		.type = htole32(domain_type),
-		.page_shift = htole16(CKPT_PAGE_SHIFT),
-		.xen_major = htole32(xen_major),
-		.xen_minor = htole32(xen_minor),
+		.type = domain_type,
+		.page_shift = CKPT_PAGE_SHIFT,
+		.xen_major = xen_major,
+		.xen_minor = xen_minor,
 	};
 	struct iovec iov[2] = {{&ih, sizeof(ih)}, {&dh, sizeof(dh)}};
 	int rc = emit(w, iov, 2);
@@ -134,8 +134,8 @@ static int write_framed(struct ckpt_writer *w, uint32_t type, const struct iovec
 		if (!vec)
 			return -ENOMEM;
 	}
-	hdr.type = htole32(type);
-	hdr.length = htole32((uint32_t)length);
+	hdr.type = type;
+	hdr.length = ((uint32_t)length);
 	vec[n++] = (struct iovec){&hdr, sizeof(hdr)};
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
@@ -181,7 +181,7 @@ int ckpt_writer_pages(struct ckpt_writer *w, uint32_t type, const struct iovec *
 int ckpt_writer_page_data(struct ckpt_writer *w, const uint64_t *pfns, const void *const *pages,
 			  uint32_t count)
 {
-	struct ckpt_page_data_hdr hdr = {.count = htole32(count)};
+	struct ckpt_page_data_hdr hdr = {.count = count};
 	struct iovec *iov;
 	int rc;
 
@@ -206,11 +206,11 @@ int ckpt_writer_checkpoint(struct ckpt_writer *w, uint64_t epoch)
 
 	if (w->trailers) {
 		struct ckpt_ha_trailer t = {
-			.epoch = htole64(epoch),
-			.checksum = htole64(XXH3_64bits_digest(w->csum)),
-			.records = htole32(w->records),
-			.algorithm = htole32(CKPT_CSUM_XXH3_64),
-			.pages = htole64(w->pages),
+			.epoch = epoch,
+			.checksum = XXH3_64bits_digest(w->csum),
+			.records = w->records,
+			.algorithm = CKPT_CSUM_XXH3_64,
+			.pages = w->pages,
 		};
 		struct iovec iov = {&t, sizeof(t)};
 

@@ -1,7 +1,6 @@
 #include "diskrepl/drbd.h"
 
 #include <ctype.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -439,7 +438,7 @@ static int ddev_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 {
 	struct ddev *d = dev->priv;
 
-	struct ckpt_ha_drbd_disk rec = {.minor = htole32(d->res.minor)};
+	struct ckpt_ha_drbd_disk rec = {.minor = d->res.minor};
 	struct iovec iov = {&rec, sizeof(rec)};
 
 	d->sink = *sink;

@@ -242,7 +242,7 @@ static int write_xl_header(int fd, const void *config, uint32_t config_len)
 		.ident = htobe64(LIBXL_IDENT),
 		.version = htobe32(LIBXL_VERSION),
 	};
-	struct ckpt_rec_hdr ctx = {.type = htole32(LIBXL_REC_LIBXC_CONTEXT)};
+	struct ckpt_rec_hdr ctx = {.type = LIBXL_REC_LIBXC_CONTEXT};
 	uint32_t len = config_len;
 	int rc;
 
@@ -263,7 +263,7 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 {
 	static const uint32_t state_types[] = {CKPT_REC_X86_TSC_INFO, CKPT_REC_HVM_CONTEXT,
 					       CKPT_REC_HVM_PARAMS};
-	struct ckpt_rec_hdr end = {.type = htole32(LIBXL_REC_END)};
+	struct ckpt_rec_hdr end = {.type = LIBXL_REC_END};
 	uint64_t pfns[PAGES_PER_RECORD];
 	const void *pages[PAGES_PER_RECORD];
 	struct ckpt_writer *w = NULL;

@@ -385,10 +385,10 @@ static enum rx_next on_drbd_disk(struct rx_session *s, const struct ckpt_record 
 			    "the primary's disk is DRBD resource %s (minor %u there) and this "
 			    "secondary has no --drbd for it: it could not resume the domain on "
 			    "its disk; start ha-receive with --drbd RES (the resource here)",
-			    d->resource, le32toh(d->minor));
+			    d->resource, d->minor);
 	}
 	log_info("the primary's disk is DRBD %s (minor %u there); here DRBD %s (%s)",
-		 d->resource, le32toh(d->minor), x->drbd[x->drbd_seen].name,
+		 d->resource, d->minor, x->drbd[x->drbd_seen].name,
 		 x->drbd[x->drbd_seen].dev);
 	x->drbd_seen++;
 	return RX_GO_ON;
