@@ -1,8 +1,9 @@
-/* The Xen backend's two halves: hv/xen.c drives a running domain on the
- * primary (libxenctrl, libxenforeignmemory, libxenevtchn, libxenstore);
- * hv/xen_image.c keeps the committed image on the secondary and turns it
- * into a running domain on failover (a Xen v2 stream restored by xl).
- * Only hv/ includes this header; the rest of the tree sees struct hv_ops.
+/* The Xen backend's two halves: hv/xen.c and hv/xen_pause.c drive a
+ * running domain on the primary (libxenctrl, libxenforeignmemory,
+ * libxenevtchn, libxenstore); hv/xen_copy.c and hv/xen_image.c keep the
+ * committed image on the secondary and turn it into a running domain on
+ * failover (a Xen v2 stream restored by xl). Only hv/ includes this
+ * header; the rest of the tree sees struct hv_ops.
  */
 #ifndef HA_HV_XEN_H
 #define HA_HV_XEN_H
