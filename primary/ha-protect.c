@@ -116,10 +116,25 @@ static unsigned ndrbd_before(const char *const *disks, unsigned i)
 	return n;
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for. */
+struct args {
+	struct prot_config cfg;
+	struct netbuf_config nb;
+	const char *netbuf;
+	bool unsafe, no_netbuf, no_disk, auto_interval, insecure;
+	unsigned sla_p99;
+	struct fo_tls_config tlscfg;
+	const char *disks[PROT_MAX_DEVS];
+	unsigned ndisks;
+};
+
+/* Reads the options into A: -1 to go on, else the exit status (0 for
+ * --help, 2 for a usage error, said on stderr). */
+static int parse(int argc, char **argv, struct args *a)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS, O_WTTL, O_EVLOG };
+	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
+	       O_WTTL, O_EVLOG };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -151,119 +166,92 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct prot_config cfg = {
-		.interval_ms = 100,
-		.timeout_ms = 500,
-		.max_inflight = 2,
-		.precopy_rounds = 5,
-		.retry_ms = 1000,
-		.interval_min_ms = 2,
-		.interval_max_ms = 1000,
-		.compress = true,
-		.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
-		.level = CKPT_CODEC_DEFAULT_LEVEL,
-		.witness_ttl_ms = 2000,
-	};
-	const char *netbuf = "auto", *name;
-	struct netbuf_config nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7};
-	struct hv_info info;
-	bool unsafe = false, no_netbuf = false, no_disk = false, auto_interval = false;
-	bool insecure = false;
-	unsigned sla_p99 = 0;
-	struct fo_tls_config tlscfg = {0};
-	char err[320];
-	const char *disks[PROT_MAX_DEVS];
-	unsigned ndisks = 0;
-	char ctl[108];
-	const struct hv_ops *ops;
-	struct hv_dom *dom;
-	int c, rc;
+	int c;
 
-	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "i:uFndbvh", opts, NULL)) != -1) {
-		if (fo_tls_option(c, optarg, &tlscfg, &insecure))
+		if (fo_tls_option(c, optarg, &a->tlscfg, &a->insecure))
 			continue;
 		switch (c) {
 		case 'i':
-			auto_interval = !strcmp(optarg, "auto");
-			if (!auto_interval)
-				cfg.interval_ms = (unsigned)number("--interval", optarg, 1, 60000);
+			a->auto_interval = !strcmp(optarg, "auto");
+			if (!a->auto_interval)
+				a->cfg.interval_ms = (unsigned)number("--interval", optarg, 1, 60000);
 			break;
 		case O_SLA:
-			sla_p99 = (unsigned)number("--sla-p99", optarg, 1, 600000);
+			a->sla_p99 = (unsigned)number("--sla-p99", optarg, 1, 600000);
 			break;
 		case O_IMIN:
-			cfg.interval_min_ms = (unsigned)number("--interval-min", optarg, 1, 60000);
+			a->cfg.interval_min_ms = (unsigned)number("--interval-min", optarg, 1, 60000);
 			break;
 		case O_IMAX:
-			cfg.interval_max_ms = (unsigned)number("--interval-max", optarg, 1, 60000);
+			a->cfg.interval_max_ms = (unsigned)number("--interval-max", optarg, 1, 60000);
 			break;
 		case O_TIMEOUT:
-			cfg.timeout_ms = (unsigned)number("--timeout", optarg, 20, 600000);
+			a->cfg.timeout_ms = (unsigned)number("--timeout", optarg, 20, 600000);
 			break;
 		case O_INFLIGHT:
-			cfg.max_inflight = (unsigned)number("--max-inflight", optarg, 1, 64);
+			a->cfg.max_inflight = (unsigned)number("--max-inflight", optarg, 1, 64);
 			break;
 		case O_ROUNDS:
-			cfg.precopy_rounds = (unsigned)number("--precopy-rounds", optarg, 0, 100);
+			a->cfg.precopy_rounds = (unsigned)number("--precopy-rounds", optarg, 0, 100);
 			break;
 		case O_RETRY:
-			cfg.retry_ms = (unsigned)number("--retry", optarg, 10, 3600000);
+			a->cfg.retry_ms = (unsigned)number("--retry", optarg, 10, 3600000);
 			break;
 		case 'u':
-			cfg.compress = false;
+			a->cfg.compress = false;
 			break;
 		case O_CACHE:
-			cfg.cache_pages = number("--cache-pages", optarg, 0, 1ul << 26);
+			a->cfg.cache_pages = number("--cache-pages", optarg, 0, 1ul << 26);
 			break;
 		case O_LEVEL:
-			cfg.level = (int)number("--level", optarg, 1, 19);
+			a->cfg.level = (int)number("--level", optarg, 1, 19);
 			break;
 		case O_SAVE:
-			cfg.save_path = optarg;
+			a->cfg.save_path = optarg;
 			break;
 		case O_NETBUF:
-			netbuf = optarg;
+			a->netbuf = optarg;
 			break;
 		case O_NBQ:
-			nb.queue = (uint16_t)number("--netbuf-queue", optarg, 0, 65535);
+			a->nb.queue = (uint16_t)number("--netbuf-queue", optarg, 0, 65535);
 			break;
 		case O_NBL:
-			nb.limit = (uint32_t)number("--netbuf-limit", optarg, 16, 1000000);
+			a->nb.limit = (uint32_t)number("--netbuf-limit", optarg, 16, 1000000);
 			break;
 		case 'F':
-			unsafe = true;
+			a->unsafe = true;
 			break;
 		case 'n':
-			no_netbuf = true;
+			a->no_netbuf = true;
 			break;
 		case 'd':
-			no_disk = true;
+			a->no_disk = true;
 			break;
 		case O_DISK:
-			if (ndisks == PROT_MAX_DEVS - 1) {
+			if (a->ndisks == PROT_MAX_DEVS - 1) {
 				fprintf(stderr, "ha-protect: at most %u disks\n", PROT_MAX_DEVS - 1);
 				return 2;
 			}
-			disks[ndisks++] = optarg;
+			a->disks[a->ndisks++] = optarg;
 			break;
 		case 'b':
-			cfg.blackhole = true;
+			a->cfg.blackhole = true;
 			break;
 		case O_CTL:
-			cfg.ctl_path = optarg;
+			a->cfg.ctl_path = optarg;
 			break;
 		case O_EVLOG:
-			cfg.event_log = optarg;
+			a->cfg.event_log = optarg;
 			break;
 		case O_WITNESS:
-			cfg.witness = optarg;
+			a->cfg.witness = optarg;
 			break;
 		case O_WTTL:
-			cfg.witness_ttl_ms = (unsigned)number("--witness-ttl", optarg, 100, 600000);
+			a->cfg.witness_ttl_ms = (unsigned)number("--witness-ttl", optarg, 100, 600000);
 			break;
 		case O_MAXEP:
-			cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
+			a->cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
@@ -276,78 +264,185 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (argc - optind != (cfg.blackhole ? 1 : 2)) {
-		fprintf(stderr, cfg.blackhole ? "ha-protect: with -b, give only the DOMAIN\n"
-					      : "ha-protect: give a DOMAIN and a PEER (host:port)\n");
+	return -1;
+}
+
+/* The options' combinations and the positional arguments: 0, or 2 (a
+ * usage error, said on stderr). */
+static int check(int argc, char **argv, struct args *a)
+{
+	char err[320];
+
+	if (argc - optind != (a->cfg.blackhole ? 1 : 2)) {
+		fprintf(stderr, a->cfg.blackhole
+				    ? "ha-protect: with -b, give only the DOMAIN\n"
+				    : "ha-protect: give a DOMAIN and a PEER (host:port)\n");
 		usage(stderr);
 		return 2;
 	}
-	if (auto_interval != (sla_p99 != 0)) {
-		fprintf(stderr, auto_interval ? "ha-protect: --interval auto needs a target: "
-						"--sla-p99 MS\n"
-					      : "ha-protect: --sla-p99 goes with --interval auto\n");
+	if (a->auto_interval != (a->sla_p99 != 0)) {
+		fprintf(stderr, a->auto_interval
+				    ? "ha-protect: --interval auto needs a target: --sla-p99 MS\n"
+				    : "ha-protect: --sla-p99 goes with --interval auto\n");
 		return 2;
 	}
-	if (cfg.interval_min_ms > cfg.interval_max_ms) {
+	if (a->cfg.interval_min_ms > a->cfg.interval_max_ms) {
 		fprintf(stderr, "ha-protect: --interval-min %u is above --interval-max %u\n",
-			cfg.interval_min_ms, cfg.interval_max_ms);
+			a->cfg.interval_min_ms, a->cfg.interval_max_ms);
 		return 2;
 	}
-	cfg.sla_p99_ms = sla_p99;
-	if (!strcmp(netbuf, "none"))
-		no_netbuf = true;
-	if (no_disk && !unsafe) {
+	a->cfg.sla_p99_ms = a->sla_p99;
+	if (!strcmp(a->netbuf, "none"))
+		a->no_netbuf = true;
+	if (a->no_disk && !a->unsafe) {
 		fprintf(stderr, "ha-protect: -d (no disk replication) is unsafe; add -F to allow it\n");
 		return 2;
 	}
-	if (no_disk && ndisks) {
+	if (a->no_disk && a->ndisks) {
 		fprintf(stderr, "ha-protect: --disk and -d contradict each other\n");
 		return 2;
 	}
-	if ((no_netbuf || cfg.blackhole) && !unsafe) {
+	if ((a->no_netbuf || a->cfg.blackhole) && !a->unsafe) {
 		fprintf(stderr, "ha-protect: %s is unsafe (clients could see output that a "
 				"failover loses); add -F to allow it\n",
-			cfg.blackhole ? "-b" : "running without network buffering");
+			a->cfg.blackhole ? "-b" : "running without network buffering");
 		return 2;
 	}
-	if (!no_netbuf && netbuf_parse_backend(netbuf, &nb.backend) < 0) {
+	if (!a->no_netbuf && netbuf_parse_backend(a->netbuf, &a->nb.backend) < 0) {
 		fprintf(stderr, "ha-protect: --netbuf is auto, plug, nfqueue or none\n");
 		return 2;
 	}
-	if (cfg.witness && cfg.blackhole) {
+	if (a->cfg.witness && a->cfg.blackhole) {
 		fprintf(stderr, "ha-protect: --witness makes no sense with -b\n");
 		return 2;
 	}
-	if (!cfg.blackhole &&
-	    fo_tls_setup(&tlscfg, insecure, false, &cfg.tls, err, sizeof(err)) < 0) {
+	if (!a->cfg.blackhole &&
+	    fo_tls_setup(&a->tlscfg, a->insecure, false, &a->cfg.tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-protect: %s\n", err);
 		return 2;
 	}
-	cfg.domain = argv[optind];
-	cfg.peer = cfg.blackhole ? NULL : argv[optind + 1];
-	if (!sock_hostport_option("ha-protect", "PEER", cfg.peer) ||
-	    !sock_hostport_option("ha-protect", "--witness", cfg.witness))
+	a->cfg.domain = argv[optind];
+	a->cfg.peer = a->cfg.blackhole ? NULL : argv[optind + 1];
+	if (!sock_hostport_option("ha-protect", "PEER", a->cfg.peer) ||
+	    !sock_hostport_option("ha-protect", "--witness", a->cfg.witness))
 		return 2;
-	ops = hv_lookup(cfg.domain, &name);
+	return 0;
+}
+
+/* The checkpoint devices the domain INFO needs (disks, then the output
+ * buffer) into a->cfg.devs: 0 or -errno (logged). */
+static int make_devices(struct args *a, const struct hv_info *info)
+{
+	unsigned ndrbd = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < a->ndisks; i++)
+		ndrbd += !strncmp(a->disks[i], "drbd:", 5);
+	if (info->disk[0] && !a->ndisks && !a->no_disk) {
+		log_error("the domain has a disk (%s) and nothing replicates it: serve it with "
+			  "ha-diskrepl and give --disk NAME, give --disk drbd:RES if it is a DRBD "
+			  "device, or -F -d if it is on shared storage",
+			  info->disk);
+		rc = -EINVAL;
+	} else if (a->ndisks > ndrbd && strncmp(info->disk, "nbd:", 4)) {
+		log_error("--disk: the domain's disk (%s) is not an NBD export, so its writes "
+			  "cannot pass through ha-diskrepl; start the domain on "
+			  "nbd:unix:/run/ha-diskrepl/NAME.nbd",
+			  info->disk[0] ? info->disk : "none");
+		rc = -EINVAL;
+	}
+	for (unsigned i = 0; rc == 0 && i < a->ndisks; i++) {
+		if (!strncmp(a->disks[i], "drbd:", 5)) {
+			/* DRBD's completion is the disk ACK: the secondary acks memory. */
+			rc = drbd_dev_create(a->disks[i] + 5, DRBD_SETUP_TIMEOUT_MS,
+					     &a->cfg.devs[a->cfg.ndevs]);
+			if (rc == 0 && info->disk[0] && a->ndisks == ndrbd &&
+			    !same_file(info->disk, drbd_dev_path(a->cfg.devs[a->cfg.ndevs]))) {
+				log_error("--disk %s: the domain's disk is %s, not the resource's "
+					  "device %s; start the domain on the DRBD device",
+					  a->disks[i], info->disk,
+					  drbd_dev_path(a->cfg.devs[a->cfg.ndevs]));
+				a->cfg.devs[a->cfg.ndevs]->ops->destroy(a->cfg.devs[a->cfg.ndevs]);
+				rc = -EINVAL;
+			}
+			if (rc == 0)
+				a->cfg.ndevs++;
+			continue;
+		}
+		rc = diskrepl_dev_create(a->disks[i], i - ndrbd_before(a->disks, i),
+					 &a->cfg.devs[a->cfg.ndevs]);
+		if (rc == 0)
+			a->cfg.ndevs++;
+		a->cfg.need_disk_ack = true;
+	}
+	if (rc == 0 && !a->no_netbuf) {
+		if (!info->iface[0]) {
+			log_info("the domain has no network interface: no output to hold");
+		} else {
+			a->nb.ifname = info->iface;
+			rc = netbuf_create(&a->nb, &a->cfg.devs[a->cfg.ndevs]);
+			if (rc == 0)
+				a->cfg.ndevs++;
+		}
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct args args = {
+		.cfg = {
+			.interval_ms = 100,
+			.timeout_ms = 500,
+			.max_inflight = 2,
+			.precopy_rounds = 5,
+			.retry_ms = 1000,
+			.interval_min_ms = 2,
+			.interval_max_ms = 1000,
+			.compress = true,
+			.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
+			.level = CKPT_CODEC_DEFAULT_LEVEL,
+			.witness_ttl_ms = 2000,
+		},
+		.netbuf = "auto",
+		.nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7},
+	};
+	struct args *a = &args;
+	struct prot_config *cfg = &args.cfg;
+	const struct hv_ops *ops;
+	struct hv_info info;
+	struct hv_dom *dom;
+	const char *name;
+	char ctl[108];
+	int rc;
+
+	log_init(argv[0]);
+	rc = parse(argc, argv, a);
+	if (rc >= 0)
+		return rc;
+	rc = check(argc, argv, a);
+	if (rc)
+		return rc;
+	ops = hv_lookup(cfg->domain, &name);
 	if (!ops) {
 		fprintf(stderr, "ha-protect: unknown domain kind in '%s' (use kvm:NAME or xen:NAME)\n",
-			cfg.domain);
+			cfg->domain);
 		return 2;
 	}
-	if (!cfg.ctl_path) {
-		ctl_path(ctl, sizeof(ctl), "ha-protect", cfg.domain);
-		cfg.ctl_path = ctl;
+	if (!cfg->ctl_path) {
+		ctl_path(ctl, sizeof(ctl), "ha-protect", cfg->domain);
+		cfg->ctl_path = ctl;
 	}
-	log_set_domain(cfg.domain);
-	if (cfg.tls)
-		log_info("replication link: TLS 1.3 with %s", fo_tls_mode(cfg.tls));
-	else if (!cfg.blackhole)
+	log_set_domain(cfg->domain);
+	if (cfg->tls)
+		log_info("replication link: TLS 1.3 with %s", fo_tls_mode(cfg->tls));
+	else if (!cfg->blackhole)
 		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
 			 "writes cross the network unencrypted and unauthenticated");
-	if (cfg.witness)
+	if (cfg->witness)
 		log_info("witness %s: without the secondary the domain runs only while this host "
 			 "holds the lease (TTL %u ms)",
-			 cfg.witness, cfg.witness_ttl_ms);
+			 cfg->witness, cfg->witness_ttl_ms);
 	signal(SIGPIPE, SIG_IGN);
 	/* A closing terminal is no reason to stop, let alone fail over. */
 	signal(SIGHUP, SIG_IGN);
@@ -356,66 +451,21 @@ int main(int argc, char **argv)
 
 	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
-		log_error("cannot open domain %s: %s", cfg.domain, strerror(-rc));
-		fo_tls_free(cfg.tls);
+		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
+		fo_tls_free(cfg->tls);
 		return 1;
 	}
 	rc = ops->save->info(dom, &info);
-	unsigned ndrbd = 0;
-	for (unsigned i = 0; i < ndisks; i++)
-		ndrbd += !strncmp(disks[i], "drbd:", 5);
-	if (rc == 0 && info.disk[0] && !ndisks && !no_disk) {
-		log_error("the domain has a disk (%s) and nothing replicates it: serve it with "
-			  "ha-diskrepl and give --disk NAME, give --disk drbd:RES if it is a DRBD "
-			  "device, or -F -d if it is on shared storage",
-			  info.disk);
-		rc = -EINVAL;
-	} else if (rc == 0 && ndisks > ndrbd && strncmp(info.disk, "nbd:", 4)) {
-		log_error("--disk: the domain's disk (%s) is not an NBD export, so its writes "
-			  "cannot pass through ha-diskrepl; start the domain on "
-			  "nbd:unix:/run/ha-diskrepl/NAME.nbd",
-			  info.disk[0] ? info.disk : "none");
-		rc = -EINVAL;
-	}
-	for (unsigned i = 0; rc == 0 && i < ndisks; i++) {
-		if (!strncmp(disks[i], "drbd:", 5)) {
-			/* DRBD's completion is the disk ACK: the secondary acks memory. */
-			rc = drbd_dev_create(disks[i] + 5, DRBD_SETUP_TIMEOUT_MS, &cfg.devs[cfg.ndevs]);
-			if (rc == 0 && info.disk[0] && ndisks == ndrbd &&
-			    !same_file(info.disk, drbd_dev_path(cfg.devs[cfg.ndevs]))) {
-				log_error("--disk %s: the domain's disk is %s, not the resource's "
-					  "device %s; start the domain on the DRBD device",
-					  disks[i], info.disk, drbd_dev_path(cfg.devs[cfg.ndevs]));
-				cfg.devs[cfg.ndevs]->ops->destroy(cfg.devs[cfg.ndevs]);
-				rc = -EINVAL;
-			}
-			if (rc == 0)
-				cfg.ndevs++;
-			continue;
-		}
-		rc = diskrepl_dev_create(disks[i], i - ndrbd_before(disks, i), &cfg.devs[cfg.ndevs]);
-		if (rc == 0)
-			cfg.ndevs++;
-		cfg.need_disk_ack = true;
-	}
-	if (rc == 0 && !no_netbuf) {
-		if (!info.iface[0]) {
-			log_info("the domain has no network interface: no output to hold");
-		} else {
-			nb.ifname = info.iface;
-			rc = netbuf_create(&nb, &cfg.devs[cfg.ndevs]);
-			if (rc == 0)
-				cfg.ndevs++;
-		}
-	}
 	if (rc == 0)
-		rc = prot_run(&cfg, ops->save, dom);
+		rc = make_devices(a, &info);
+	if (rc == 0)
+		rc = prot_run(cfg, ops->save, dom);
 	else
 		log_error("cannot prepare protection: %s", strerror(-rc));
-	for (unsigned i = 0; i < cfg.ndevs; i++)
-		if (cfg.devs[i]->ops->destroy)
-			cfg.devs[i]->ops->destroy(cfg.devs[i]);
+	for (unsigned i = 0; i < cfg->ndevs; i++)
+		if (cfg->devs[i]->ops->destroy)
+			cfg->devs[i]->ops->destroy(cfg->devs[i]);
 	ops->save->close(dom);
-	fo_tls_free(cfg.tls);
+	fo_tls_free(cfg->tls);
 	return rc < 0 ? 1 : 0;
 }
