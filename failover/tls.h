@@ -45,7 +45,13 @@ struct fo_tls_config {
 
 /* The options of FO_TLS_USAGE, for a getopt_long table (<getopt.h>), with
  * codes above every other option code of the programs. */
-enum { FO_TLS_OPT_CERT = 0x1000, FO_TLS_OPT_KEY, FO_TLS_OPT_CA, FO_TLS_OPT_PSK, FO_TLS_OPT_INSECURE };
+enum {
+	FO_TLS_OPT_CERT = 0x1000,
+	FO_TLS_OPT_KEY,
+	FO_TLS_OPT_CA,
+	FO_TLS_OPT_PSK,
+	FO_TLS_OPT_INSECURE,
+};
 #define FO_TLS_OPTIONS                                                                             \
 	{"tls-cert", required_argument, NULL, FO_TLS_OPT_CERT},                                    \
 	    {"tls-key", required_argument, NULL, FO_TLS_OPT_KEY},                                  \

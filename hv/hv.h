@@ -4,8 +4,9 @@
  * prefix picks the backend. One algorithm drives every backend through
  * struct hv_ops: its save side (struct hv_save_ops, on a running domain,
  * struct hv_dom) on the primary, its restore side (struct hv_restore_ops,
- * on the secondary's copy, struct hv_copy) on the secondary. All callbacks return 0 or -errno unless said otherwise;
- * members marked "may be NULL" are optional.
+ * on the secondary's copy, struct hv_copy) on the secondary. All callbacks
+ * return 0 or -errno unless said otherwise; members marked "may be NULL"
+ * are optional.
  */
 #ifndef HA_HV_HV_H
 #define HA_HV_HV_H
