@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct hv_ops hv_kvm_ops;
+extern const struct hv_ops hv_havm_ops;
 extern const struct hv_ops hv_xen_ops;
 
 /* The first is the default for names without a prefix. */
 static const struct hv_ops *const backends[] = {
-	&hv_kvm_ops,
+	&hv_havm_ops,
 	&hv_xen_ops,
 };
 

@@ -1,7 +1,7 @@
 # hv/: hypervisor backends behind struct hv_ops.
 LIB_OBJS += \
 	hv/hv.o \
-	hv/kvm.o \
+	hv/havm.o \
 	hv/state.o \
 	hv/xen.o \
 	hv/xen_copy.o \

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#define VMM_CTL_VERSION 2u
+#define VMM_CTL_VERSION 3u
 #define VMM_CTL_BODY_MAX (64u << 20)
 
 struct vmm_ctl_req {
@@ -48,7 +48,9 @@ struct vmm_ctl_info {
 	char name[64];
 	char tap[16];
 	uint64_t exits;
-	char disk[256]; /* as given to --disk, "" if none */
+	char disk[248]; /* as given to --disk, "" if none */
+	uint8_t mac[6]; /* the guest NIC's, as its boot page says; zero if none */
+	uint8_t reserved2[2];
 };
 
 _Static_assert(sizeof(struct vmm_ctl_info) == 368, "info body");

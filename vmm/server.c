@@ -63,6 +63,7 @@ static int serve(struct vm *vm, int fd)
 		snprintf(info.name, sizeof(info.name), "%s", vm_name(vm));
 		snprintf(info.tap, sizeof(info.tap), "%s", vm_tap(vm));
 		snprintf(info.disk, sizeof(info.disk), "%s", vm_disk(vm));
+		memcpy(info.mac, vm_mac(vm), sizeof(info.mac));
 		rc = reply(fd, 0, &info, sizeof(info), -1);
 		break;
 	}

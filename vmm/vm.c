@@ -749,6 +749,11 @@ const char *vm_tap(struct vm *vm)
 	return vm->tap_name;
 }
 
+const uint8_t *vm_mac(struct vm *vm)
+{
+	return ((const struct havm_bootinfo *)(vm->mem + HAVM_GPA_BOOTINFO))->mac;
+}
+
 const char *vm_disk(struct vm *vm)
 {
 	return vm->disk_spec;

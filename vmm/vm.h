@@ -62,6 +62,9 @@ uint64_t vm_mem_bytes(struct vm *vm);
 const char *vm_tap(struct vm *vm);
 /* The disk as given (file or nbd:...), "" if none. */
 const char *vm_disk(struct vm *vm);
+/* The guest's MAC as its boot page says: also right for a copy activated
+ * after a failover, whose ha-vm was started without --mac. */
+const uint8_t *vm_mac(struct vm *vm);
 const char *vm_name(struct vm *vm);
 /* Pause latency statistics for the benchmark (ns). */
 uint64_t vm_exits(struct vm *vm);

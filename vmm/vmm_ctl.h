@@ -1,4 +1,4 @@
-/* Client of an ha-vm's control socket: what hv/kvm.c (and the tests) use to
+/* Client of an ha-vm's control socket: what hv/havm.c (and the tests) use to
  * pause, harvest, checkpoint and activate a VM in another process. The
  * guest memory is shared through its memfd. All return 0 or -errno.
  */

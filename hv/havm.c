@@ -1,4 +1,4 @@
-/* The kvm backend: a domain is an ha-vm instance, reached through its
+/* The kvm backend (kvm:NAME): a domain is an ha-vm instance, reached through its
  * control socket (vmm/vmm_ctl.h); its memory is the VM's memfd, mapped
  * here. On the secondary, an incoming ha-vm is started for each protected
  * domain and activated on failover. */
@@ -16,7 +16,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "hv/hv.h"
-#include "vmm/guest/abi.h"
 #include "vmm/vmm_ctl.h"
 
 /* A guest of ha-vm: the same handle on both sides, through its control
@@ -87,8 +86,7 @@ static int kvm_info(struct hv_dom *d, struct hv_info *out)
 	snprintf(out->iface, sizeof(out->iface), "%s", d->info.tap);
 	snprintf(out->disk, sizeof(out->disk), "%s", d->info.disk);
 	out->domain_type = CKPT_DHDR_HAVM;
-	/* The guest's MAC lives in its boot page. */
-	memcpy(out->mac, ((const struct havm_bootinfo *)(d->mem + HAVM_GPA_BOOTINFO))->mac, 6);
+	memcpy(out->mac, d->info.mac, sizeof(out->mac));
 	return 0;
 }
 
@@ -281,7 +279,7 @@ static const struct hv_restore_ops restore_ops = {
 	.close = kvm_copy_close,
 };
 
-const struct hv_ops hv_kvm_ops = {
+const struct hv_ops hv_havm_ops = {
 	.prefix = "kvm",
 	.save = &save_ops,
 	.restore = &restore_ops,
