@@ -34,6 +34,18 @@ void clk_cond_init(pthread_cond_t *cv)
 	pthread_condattr_destroy(&ca);
 }
 
+bool clk_sleep_until_or(uint64_t deadline_ns, bool (*stopped)(void))
+{
+	while (!stopped()) {
+		uint64_t now = clk_now_ns(), step = now + 20 * NSEC_PER_MSEC;
+
+		if (now >= deadline_ns)
+			return false;
+		clk_sleep_until_ns(deadline_ns < step ? deadline_ns : step);
+	}
+	return true;
+}
+
 void clk_sleep_until_ns(uint64_t deadline_ns)
 {
 	struct timespec ts = clk_ts(deadline_ns);

@@ -3,6 +3,7 @@
 #define HA_COMMON_CLOCK_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -13,6 +14,9 @@
 uint64_t clk_now_ns(void);
 /* Sleeps until the monotonic clock reads deadline_ns (restarts after signals). */
 void clk_sleep_until_ns(uint64_t deadline_ns);
+/* Sleeps until deadline_ns or until stopped() is true, looking every 20 ms:
+ * true when stopped. */
+bool clk_sleep_until_or(uint64_t deadline_ns, bool (*stopped)(void));
 /* The monotonic clock's reading at deadline_ns, or ms from now, as a
  * timespec for pthread_cond_timedwait on a clk_cond_init condition. */
 struct timespec clk_ts(uint64_t deadline_ns);

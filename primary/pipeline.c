@@ -294,11 +294,7 @@ int prot_epoch_loop(struct prot *p)
 			return 0;
 
 		/* Sleep to the period's deadline, noticing a stop request. */
-		while (!prot_stop_requested() && clk_now_ns() < deadline) {
-			uint64_t step = clk_now_ns() + 20 * NSEC_PER_MSEC;
-			clk_sleep_until_ns(deadline < step ? deadline : step);
-		}
-		if (prot_stop_requested())
+		if (clk_sleep_until_or(deadline, prot_stop_requested))
 			return 0;
 
 		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;

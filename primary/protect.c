@@ -600,9 +600,8 @@ static int run_sessions(struct prot *p)
 		pthread_mutex_unlock(&p->mu);
 		log_warn("degraded: retrying the secondary at %s every %u ms", p->cfg->peer,
 			 p->cfg->retry_ms);
-		uint64_t until = clk_now_ns() + (uint64_t)p->cfg->retry_ms * NSEC_PER_MSEC;
-		while (!stop_flag && clk_now_ns() < until)
-			clk_sleep_until_ns(clk_now_ns() + 20 * NSEC_PER_MSEC);
+		clk_sleep_until_or(clk_now_ns() + (uint64_t)p->cfg->retry_ms * NSEC_PER_MSEC,
+				   prot_stop_requested);
 	}
 	return 0;
 }

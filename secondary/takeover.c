@@ -45,9 +45,8 @@ static int fence(struct rx *x, uint64_t epoch)
 		pthread_mutex_lock(&x->mu);
 		snprintf(x->last_error, sizeof(x->last_error), "fencing failed: %s", why);
 		pthread_mutex_unlock(&x->mu);
-		for (uint64_t until = clk_now_ns() + (uint64_t)c->fence_retry_ms * NSEC_PER_MSEC;
-		     !rx_stop_requested() && clk_now_ns() < until;)
-			usleep(20000);
+		clk_sleep_until_or(clk_now_ns() + (uint64_t)c->fence_retry_ms * NSEC_PER_MSEC,
+				   rx_stop_requested);
 	}
 	log_warn("stop requested while fencing: the domain was not activated here");
 	return -ECANCELED;
@@ -123,9 +122,7 @@ static int witness_wait(struct rx *x)
 				 rep.holder, rep.ms, (unsigned long long)rep.generation);
 			wait_ms = rep.ms + 50;
 		}
-		for (uint64_t until = clk_now_ns() + wait_ms * NSEC_PER_MSEC;
-		     !rx_stop_requested() && clk_now_ns() < until;)
-			usleep(20000);
+		clk_sleep_until_or(clk_now_ns() + wait_ms * NSEC_PER_MSEC, rx_stop_requested);
 	}
 	log_warn("stop requested while waiting for the witness: the domain was not activated");
 	return -ECANCELED;

@@ -271,6 +271,34 @@ static void test_hist(void **state)
 	assert_true(hist_quantile(&one, 0.0) >= 232800);
 }
 
+static int stop_calls;
+
+static bool stop_on_third(void)
+{
+	return ++stop_calls >= 3;
+}
+
+static bool never(void)
+{
+	return false;
+}
+
+/* A sleep that a stop ends early (it is looked at every 20 ms), or that
+ * ends at its deadline. */
+static void test_sleep_until_or(void **state)
+{
+	uint64_t t0 = clk_now_ns();
+
+	(void)state;
+	assert_true(clk_sleep_until_or(t0 + 10 * NSEC_PER_SEC, stop_on_third));
+	assert_int_equal(stop_calls, 3);
+	assert_true(clk_now_ns() - t0 < 5 * NSEC_PER_SEC);
+	t0 = clk_now_ns();
+	assert_false(clk_sleep_until_or(t0 + 30 * NSEC_PER_MSEC, never));
+	assert_true(clk_now_ns() >= t0 + 30 * NSEC_PER_MSEC);
+	assert_false(clk_sleep_until_or(0, never)); /* already past */
+}
+
 /* Runs opt_ulong (POW2: opt_pow2) on S in [MIN, MAX] in a child: its exit
  * status (0 when the value was taken) and what it wrote to stderr. */
 static int opt_child(const char *s, unsigned long min, unsigned long max, bool pow2, char *msg,
@@ -327,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_io_large_writev),
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_opt),
+		cmocka_unit_test(test_sleep_until_or),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_clock),
