@@ -65,7 +65,10 @@ static void on_signal(int sig)
 
 #define P "ha-receive"
 
-int main(int argc, char **argv)
+/* Reads the options: -1 to go on, else the exit status (0 for --help, 2
+ * for a usage error, said on stderr). */
+static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_config *tlscfg,
+		 bool *insecure, const char **backend)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
 	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL };
@@ -89,90 +92,78 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct rx_config cfg = {.timeout_ms = 500,
-				.max_ckpt_bytes = (size_t)1024 << 20,
-				.fence_timeout_ms = 30000,
-				.fence_retry_ms = 5000,
-				.witness_ttl_ms = 2000};
-	struct fo_tls_config tlscfg = {0};
-	bool insecure = false;
-	char err[320];
-	const char *backend = "kvm", *rest;
-	const struct hv_ops *ops;
-	char spec[64];
-	int c, rc;
+	int c;
 
-	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
-		if (fo_tls_option(c, optarg, &tlscfg, &insecure))
+		if (fo_tls_option(c, optarg, tlscfg, insecure))
 			continue;
 		switch (c) {
 		case 'l':
-			cfg.listen = optarg;
+			cfg->listen = optarg;
 			break;
 		case O_BACKEND:
-			backend = optarg;
+			*backend = optarg;
 			break;
 		case O_DISK: {
 			char *j = strstr(optarg, ",journal=");
 
-			if (cfg.ndisks == CKPT_DISK_MAX) {
+			if (cfg->ndisks == CKPT_DISK_MAX) {
 				fprintf(stderr, "ha-receive: at most %u disks\n", CKPT_DISK_MAX);
 				return 2;
 			}
 			if (j) {
 				*j = '\0';
-				cfg.journals[cfg.ndisks] = j + strlen(",journal=");
+				cfg->journals[cfg->ndisks] = j + strlen(",journal=");
 			}
 			if (!*optarg) {
 				fprintf(stderr, "ha-receive: --disk wants an image path\n");
 				return 2;
 			}
-			cfg.disks[cfg.ndisks++] = optarg;
+			cfg->disks[cfg->ndisks++] = optarg;
 			break;
 		}
 		case O_DRBD:
-			if (cfg.ndrbd == CKPT_DISK_MAX) {
+			if (cfg->ndrbd == CKPT_DISK_MAX) {
 				fprintf(stderr, "ha-receive: at most %u DRBD resources\n", CKPT_DISK_MAX);
 				return 2;
 			}
-			cfg.drbd[cfg.ndrbd++] = optarg;
+			cfg->drbd[cfg->ndrbd++] = optarg;
 			break;
 		case O_FENCE:
 			if (!*optarg) {
 				fprintf(stderr, "ha-receive: --fence-cmd wants a command\n");
 				return 2;
 			}
-			cfg.fence_cmd = optarg;
+			cfg->fence_cmd = optarg;
 			break;
 		case O_WITNESS:
-			cfg.witness = optarg;
+			cfg->witness = optarg;
 			break;
 		case O_FTIMEOUT:
-			cfg.fence_timeout_ms = opt_uint(P, "--fence-timeout", optarg, 10, 3600000);
+			cfg->fence_timeout_ms = opt_uint(P, "--fence-timeout", optarg, 10, 3600000);
 			break;
 		case O_FRETRY:
-			cfg.fence_retry_ms = opt_uint(P, "--fence-retry", optarg, 10, 3600000);
+			cfg->fence_retry_ms = opt_uint(P, "--fence-retry", optarg, 10, 3600000);
 			break;
 		case O_WTTL:
-			cfg.witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
+			cfg->witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
 			break;
 		case O_TIMEOUT:
-			cfg.timeout_ms = opt_uint(P, "--timeout", optarg, 20, 600000);
+			cfg->timeout_ms = opt_uint(P, "--timeout", optarg, 20, 600000);
 			break;
 		case O_JLIMIT:
-			cfg.journal_limit =
+			cfg->journal_limit =
 			    (unsigned long long)opt_ulong(P, "--journal-limit", optarg, 1, 600000) << 20;
 			break;
 		case O_MAX:
-			cfg.max_ckpt_bytes = (size_t)opt_ulong(P, "--max-checkpoint", optarg, 1, 600000)
+			cfg->max_ckpt_bytes = (size_t)opt_ulong(P, "--max-checkpoint", optarg, 1, 600000)
 					     << 20;
 			break;
 		case O_CTL:
-			cfg.ctl_path = optarg;
+			cfg->ctl_path = optarg;
 			break;
 		case O_ONCE:
-			cfg.once = true;
+			cfg->once = true;
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
@@ -185,6 +176,28 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct rx_config cfg = {.timeout_ms = 500,
+				.max_ckpt_bytes = (size_t)1024 << 20,
+				.fence_timeout_ms = 30000,
+				.fence_retry_ms = 5000,
+				.witness_ttl_ms = 2000};
+	struct fo_tls_config tlscfg = {0};
+	bool insecure = false;
+	char err[320];
+	const char *backend = "kvm", *rest;
+	const struct hv_ops *ops;
+	char spec[64];
+	int rc;
+
+	log_init(argv[0]);
+	rc = parse(argc, argv, &cfg, &tlscfg, &insecure, &backend);
+	if (rc >= 0)
+		return rc;
 	if (!cfg.listen || optind != argc) {
 		fprintf(stderr, "ha-receive: --listen HOST:PORT is required, and nothing else\n");
 		usage(stderr);
