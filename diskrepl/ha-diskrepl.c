@@ -124,6 +124,45 @@ static const struct ctl_cmd disk_cmds[] = {
 	{"status", "status", cmd_status},
 };
 
+/* Accepts for SRV until a stop: attachments of ha-protect (att_fd), NBD clients on
+ * the UNIX socket (nbd_fd, both local, root or our user only) and on TCP
+ * (tcp_fd, -1 if none), each on a thread of its own. */
+static void accept_loop(struct server *srv, int att_fd, int nbd_fd, int tcp_fd)
+{
+	while (!stop_flag) {
+		struct pollfd p[3] = {{.fd = att_fd, .events = POLLIN},
+				      {.fd = nbd_fd, .events = POLLIN},
+				      {.fd = tcp_fd, .events = POLLIN}};
+
+		if (poll(p, tcp_fd >= 0 ? 3 : 2, 200) <= 0)
+			continue;
+		for (int i = 0; i < 3; i++) {
+			int fd;
+
+			if (!(p[i].revents & POLLIN))
+				continue;
+			fd = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0)
+				continue;
+			if (i < 2 && !trusted(fd)) {
+				log_warn("refusing a connection from an unprivileged local user");
+				close(fd);
+				continue;
+			}
+			struct conn *cn = malloc(sizeof(*cn));
+
+			if (!cn) {
+				close(fd);
+				continue;
+			}
+			*cn = (struct conn){srv, fd};
+			if (i == 2)
+				sock_tcp_tune(fd);
+			spawn(i == 0 ? attach_main : nbd_conn_main, cn);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_NBD = 256, O_NBD_LISTEN, O_EXPORT, O_CHUNK };
@@ -238,38 +277,7 @@ int main(int argc, char **argv)
 		 (unsigned long long)(source_size(srv.src) >> 20), srv.exp.name, nbd_path,
 		 nbd_listen ? " and " : "", nbd_listen ? nbd_listen : "");
 
-	while (!stop_flag) {
-		struct pollfd p[3] = {{.fd = att_fd, .events = POLLIN},
-				      {.fd = nbd_fd, .events = POLLIN},
-				      {.fd = tcp_fd, .events = POLLIN}};
-
-		if (poll(p, tcp_fd >= 0 ? 3 : 2, 200) <= 0)
-			continue;
-		for (int i = 0; i < 3; i++) {
-			int fd;
-
-			if (!(p[i].revents & POLLIN))
-				continue;
-			fd = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd < 0)
-				continue;
-			if (i < 2 && !trusted(fd)) {
-				log_warn("refusing a connection from an unprivileged local user");
-				close(fd);
-				continue;
-			}
-			struct conn *cn = malloc(sizeof(*cn));
-
-			if (!cn) {
-				close(fd);
-				continue;
-			}
-			*cn = (struct conn){&srv, fd};
-			if (i == 2)
-				sock_tcp_tune(fd);
-			spawn(i == 0 ? attach_main : nbd_conn_main, cn);
-		}
-	}
+	accept_loop(&srv, att_fd, nbd_fd, tcp_fd);
 	log_info("stopping");
 	rc = 0;
 out:

@@ -198,6 +198,51 @@ static unsigned slots_reap(bool all)
 	return n;
 }
 
+/* Accepts on lfd until a stop, one detached thread per connection, at most
+ * MAX_CONNS at a time (the slots). */
+static void accept_loop(int lfd, struct fo_tls *tls, struct fo_lease_table *t)
+{
+	while (!stop_flag) {
+		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[64] = "?", serv[16] = "", peer[96];
+		int fd;
+
+		slots_reap(false);
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
+		struct conn *cn = calloc(1, sizeof(*cn));
+		pthread_attr_t attr;
+		pthread_t th;
+
+		if (!cn || !slot_take(fd, &cn->slot)) {
+			log_warn("refusing %s: %d connections are being served", peer, MAX_CONNS);
+			free(cn);
+			close(fd);
+			continue;
+		}
+		cn->fd = fd;
+		cn->tls = tls;
+		cn->t = t;
+		snprintf(cn->peer, sizeof(cn->peer), "%s", peer);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, conn_main, cn)) {
+			slot_drop(cn->slot);
+			close(fd);
+			free(cn);
+		}
+		pthread_attr_destroy(&attr);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_MAXTTL = 256 };
@@ -266,45 +311,7 @@ int main(int argc, char **argv)
 		 listen, tls ? fo_tls_mode(tls) : "plain TCP, --insecure", max_ttl, max_ttl);
 	for (unsigned i = 0; i < MAX_CONNS; i++)
 		slots[i].fd = -1;
-	while (!stop_flag) {
-		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		char host[64] = "?", serv[16] = "", peer[96];
-		int fd;
-
-		slots_reap(false);
-		if (poll(&pfd, 1, 200) <= 0)
-			continue;
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
-		struct conn *cn = calloc(1, sizeof(*cn));
-		pthread_attr_t attr;
-		pthread_t th;
-
-		if (!cn || !slot_take(fd, &cn->slot)) {
-			log_warn("refusing %s: %d connections are being served", peer, MAX_CONNS);
-			free(cn);
-			close(fd);
-			continue;
-		}
-		cn->fd = fd;
-		cn->tls = tls;
-		cn->t = t;
-		snprintf(cn->peer, sizeof(cn->peer), "%s", peer);
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&th, &attr, conn_main, cn)) {
-			slot_drop(cn->slot);
-			close(fd);
-			free(cn);
-		}
-		pthread_attr_destroy(&attr);
-	}
+	accept_loop(lfd, tls, t);
 	/* Cut off the connections in flight and wait until each thread has
 	 * let go of the table and the TLS context, which go next. A thread
 	 * whose socket is shut down returns at its next read or write. */
