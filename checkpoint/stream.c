@@ -400,79 +400,34 @@ static int validate_page_data_z(struct ckpt_reader *r, struct ckpt_record *rec)
 	return 0;
 }
 
-static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
+/* HA_DOMAIN_CONFIG: once, known flags, a named, non-empty domain. */
+static int validate_config(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const struct ckpt_ha_domain_config *c = (const void *)rec->body;
+
+	if (r->info.have_config)
+		return fail(r, -EBADMSG, rec, "configuration sent twice");
+	if (c->flags & ~CKPT_CFG_KNOWN)
+		return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", c->flags);
+	if (c->reserved[0] || c->reserved[1])
+		return fail(r, -EBADMSG, rec, "reserved field set");
+	if (!memchr(c->name, '\0', sizeof(c->name)))
+		return fail(r, -EBADMSG, rec, "domain name not terminated");
+	if (c->nr_pages == 0 || c->vcpus == 0)
+		return fail(r, -EBADMSG, rec, "empty domain (%llu pages, %u vCPUs)",
+			    (unsigned long long)c->nr_pages, c->vcpus);
+	r->info.have_config = true;
+	r->info.config = *c;
+	r->trailers_required = c->flags & CKPT_CFG_TRAILERS;
+	return 0;
+}
+
+/* The replicated disks' records: ranges and disk numbers in bounds. */
+static int validate_disk(struct ckpt_reader *r, struct ckpt_record *rec)
 {
 	const uint8_t *b = rec->body;
 
 	switch (rec->type) {
-	case CKPT_REC_PAGE_DATA:
-		return validate_page_data(r, rec);
-	case CKPT_REC_HA_PAGE_DATA_Z:
-		if (!r->info.have_config || !(r->info.config.flags & CKPT_CFG_COMPRESSED))
-			return fail(r, -EBADMSG, rec,
-				    "compressed pages in a stream whose configuration does not "
-				    "announce compression");
-		return validate_page_data_z(r, rec);
-	case CKPT_REC_X86_TSC_INFO: {
-		const struct ckpt_tsc_info *t = (const void *)b;
-
-		if (t->reserved)
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		return 0;
-	}
-	case CKPT_REC_HVM_PARAMS: {
-		const struct ckpt_hvm_params_hdr *h = (const void *)b;
-		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
-
-		if (h->reserved)
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		if (need != rec->length)
-			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
-				    h->count, (unsigned long long)need, rec->length);
-		return 0;
-	}
-	case CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST:
-		if (rec->length % 8)
-			return fail(r, -EBADMSG, rec, "length %u is not a multiple of 8", rec->length);
-		return 0;
-	case CKPT_REC_HA_DOMAIN_CONFIG: {
-		const struct ckpt_ha_domain_config *c = (const void *)b;
-
-		if (r->info.have_config)
-			return fail(r, -EBADMSG, rec, "configuration sent twice");
-		if (c->flags & ~CKPT_CFG_KNOWN)
-			return fail(r, -EBADMSG, rec, "unknown flags 0x%08x", c->flags);
-		if (c->reserved[0] || c->reserved[1])
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		if (!memchr(c->name, '\0', sizeof(c->name)))
-			return fail(r, -EBADMSG, rec, "domain name not terminated");
-		if (c->nr_pages == 0 || c->vcpus == 0)
-			return fail(r, -EBADMSG, rec, "empty domain (%llu pages, %u vCPUs)",
-				    (unsigned long long)c->nr_pages, c->vcpus);
-		r->info.have_config = true;
-		r->info.config = *c;
-		r->info.config.nr_pages = c->nr_pages;
-		r->info.config.vcpus = c->vcpus;
-		r->info.config.flags = c->flags;
-		r->trailers_required = r->info.config.flags & CKPT_CFG_TRAILERS;
-		return 0;
-	}
-	case CKPT_REC_HA_XEN_CONFIG:
-		if (b[rec->length - 1] != '\0')
-			return fail(r, -EBADMSG, rec, "configuration text not NUL-terminated");
-		return 0;
-	case CKPT_REC_HA_VMM_STATE:
-		if (((const struct ckpt_ha_vmm_state_hdr *)b)->reserved)
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		return 0;
-	case CKPT_REC_HA_TRAILER: {
-		const struct ckpt_ha_trailer *t = (const void *)b;
-
-		if (t->algorithm != CKPT_CSUM_XXH3_64)
-			return fail(r, -EBADMSG, rec, "unknown checksum algorithm %u",
-				    t->algorithm);
-		return 0;
-	}
 	case CKPT_REC_HA_DISK_WRITE: {
 		const struct ckpt_ha_disk_write_hdr *h = (const void *)b;
 		uint16_t fl = h->flags;
@@ -512,6 +467,69 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 
 		if (d->reserved || !memchr(d->resource, '\0', sizeof(d->resource)) || !d->resource[0])
 			return fail(r, -EBADMSG, rec, "reserved field set or resource name unterminated");
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const uint8_t *b = rec->body;
+
+	switch (rec->type) {
+	case CKPT_REC_PAGE_DATA:
+		return validate_page_data(r, rec);
+	case CKPT_REC_HA_PAGE_DATA_Z:
+		if (!r->info.have_config || !(r->info.config.flags & CKPT_CFG_COMPRESSED))
+			return fail(r, -EBADMSG, rec,
+				    "compressed pages in a stream whose configuration does not "
+				    "announce compression");
+		return validate_page_data_z(r, rec);
+	case CKPT_REC_X86_TSC_INFO: {
+		const struct ckpt_tsc_info *t = (const void *)b;
+
+		if (t->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
+	}
+	case CKPT_REC_HVM_PARAMS: {
+		const struct ckpt_hvm_params_hdr *h = (const void *)b;
+		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
+
+		if (h->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		if (need != rec->length)
+			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
+				    h->count, (unsigned long long)need, rec->length);
+		return 0;
+	}
+	case CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST:
+		if (rec->length % 8)
+			return fail(r, -EBADMSG, rec, "length %u is not a multiple of 8", rec->length);
+		return 0;
+	case CKPT_REC_HA_DOMAIN_CONFIG:
+		return validate_config(r, rec);
+	case CKPT_REC_HA_DISK_WRITE:
+	case CKPT_REC_HA_DISK_BARRIER:
+	case CKPT_REC_HA_DISK_CONFIG:
+	case CKPT_REC_HA_DRBD_DISK:
+		return validate_disk(r, rec);
+	case CKPT_REC_HA_XEN_CONFIG:
+		if (b[rec->length - 1] != '\0')
+			return fail(r, -EBADMSG, rec, "configuration text not NUL-terminated");
+		return 0;
+	case CKPT_REC_HA_VMM_STATE:
+		if (((const struct ckpt_ha_vmm_state_hdr *)b)->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
+	case CKPT_REC_HA_TRAILER: {
+		const struct ckpt_ha_trailer *t = (const void *)b;
+
+		if (t->algorithm != CKPT_CSUM_XXH3_64)
+			return fail(r, -EBADMSG, rec, "unknown checksum algorithm %u",
+				    t->algorithm);
 		return 0;
 	}
 	case CKPT_REC_HA_ACK: {
