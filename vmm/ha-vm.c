@@ -98,7 +98,10 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return mac[0] & 1 ? -EINVAL : 0;
 }
 
-static int cmd_run(int argc, char **argv)
+/* run's options into CFG: -1 to go on, else the exit status (0 for
+ * --help, 2 for a usage error, said on stderr). */
+static int run_options(int argc, char **argv, struct vm_config *cfg, const char **guest,
+		       bool *have_mac)
 {
 	enum { O_NAME = 256, O_MEM, O_GUEST, O_TAP, O_MAC, O_IP, O_GW, O_ARG, O_INCOMING, O_DISK };
 	static const struct option opts[] = {
@@ -110,37 +113,33 @@ static int cmd_run(int argc, char **argv)
 		{"disk", required_argument, NULL, O_DISK},
 		{0},
 	};
-	struct vm_config cfg = {.mem_bytes = 64u << 20};
-	const char *guest = NULL;
-	bool have_mac = false;
-	char path[108];
-	int c, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_NAME:
-			cfg.name = optarg;
+			cfg->name = optarg;
 			break;
 		case O_MEM:
-			if (parse_size(optarg, &cfg.mem_bytes) < 0) {
+			if (parse_size(optarg, &cfg->mem_bytes) < 0) {
 				fprintf(stderr, "ha-vm: --mem wants a size like 64M, not '%s'\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case O_GUEST:
-			guest = optarg;
+			*guest = optarg;
 			break;
 		case O_TAP:
-			cfg.tap = optarg;
+			cfg->tap = optarg;
 			break;
 		case O_MAC:
-			if (parse_mac(optarg, cfg.mac) < 0) {
+			if (parse_mac(optarg, cfg->mac) < 0) {
 				fprintf(stderr, "ha-vm: --mac wants a unicast MAC like "
 						"52:54:00:12:34:56, not '%s'\n", optarg);
 				return 2;
 			}
-			have_mac = true;
+			*have_mac = true;
 			break;
 		case O_IP: {
 			char buf[32], *slash;
@@ -157,8 +156,8 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "ha-vm: --ip wants ADDR/LEN like 10.0.0.10/24\n");
 				return 2;
 			}
-			cfg.ip = ntohl(a.s_addr);
-			cfg.netmask = len == 32 ? 0xffffffffu : ~(0xffffffffu >> len);
+			cfg->ip = ntohl(a.s_addr);
+			cfg->netmask = len == 32 ? 0xffffffffu : ~(0xffffffffu >> len);
 			break;
 		}
 		case O_GW: {
@@ -168,7 +167,7 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "ha-vm: --gw wants an IPv4 address\n");
 				return 2;
 			}
-			cfg.gateway = ntohl(a.s_addr);
+			cfg->gateway = ntohl(a.s_addr);
 			break;
 		}
 		case O_ARG: {
@@ -179,14 +178,14 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "ha-vm: --arg wants I=VALUE with I in 0..3\n");
 				return 2;
 			}
-			cfg.arg[i] = strtoull(end + 1, NULL, 0);
+			cfg->arg[i] = strtoull(end + 1, NULL, 0);
 			break;
 		}
 		case O_INCOMING:
-			cfg.incoming = true;
+			cfg->incoming = true;
 			break;
 		case O_DISK:
-			cfg.disk = optarg;
+			cfg->disk = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -196,12 +195,19 @@ static int cmd_run(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!cfg.name || optind != argc || (!guest) == !cfg.incoming) {
+	return -1;
+}
+
+/* The name, and the guest program to load (unless incoming): 0 or 2 (a
+ * usage error, said on stderr). */
+static int run_check(struct vm_config *cfg, const char *guest, int argc)
+{
+	if (!cfg->name || optind != argc || (!guest) == !cfg->incoming) {
 		fprintf(stderr, "ha-vm run: give --name and either --guest or --incoming\n");
 		usage(stderr);
 		return 2;
 	}
-	if (strlen(cfg.name) > 48 || strchr(cfg.name, '/')) {
+	if (strlen(cfg->name) > 48 || strchr(cfg->name, '/')) {
 		fprintf(stderr, "ha-vm: a name is up to 48 characters, without '/'\n");
 		return 2;
 	}
@@ -216,19 +222,43 @@ static int cmd_run(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		cfg.image = guests[i].start;
-		cfg.image_len = (size_t)(guests[i].end - guests[i].start);
+		cfg->image = guests[i].start;
+		cfg->image_len = (size_t)(guests[i].end - guests[i].start);
 	}
-	if (!have_mac) {
-		/* A stable locally administered MAC derived from the name. */
-		uint32_t h = 2166136261u;
+	return 0;
+}
 
-		for (const char *p = cfg.name; *p; p++)
-			h = (h ^ (uint8_t)*p) * 16777619u;
-		uint8_t mac[6] = {0x52, 0x54, 0x00, (uint8_t)(h >> 16), (uint8_t)(h >> 8),
-				  (uint8_t)h};
-		memcpy(cfg.mac, mac, 6);
-	}
+/* A stable locally administered MAC derived from the name. */
+static void default_mac(const char *name, uint8_t mac[6])
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg = {.mem_bytes = 64u << 20};
+	const char *guest = NULL;
+	bool have_mac = false;
+	char path[108];
+	int rc;
+
+	rc = run_options(argc, argv, &cfg, &guest, &have_mac);
+	if (rc >= 0)
+		return rc;
+	rc = run_check(&cfg, guest, argc);
+	if (rc)
+		return rc;
+	if (!have_mac)
+		default_mac(cfg.name, cfg.mac);
 	log_set_domain(cfg.name);
 	rc = vm_create(&cfg, &the_vm);
 	if (rc < 0)
