@@ -35,7 +35,8 @@ int devset_new(struct ckpt_dev *const *devs, unsigned ndevs, devset_event_fn *ev
 	if (!ds)
 		return -ENOMEM;
 	pthread_mutex_init(&ds->mu, NULL);
-	memcpy(ds->devs, devs, ndevs * sizeof(*devs));
+	if (ndevs)
+		memcpy(ds->devs, devs, ndevs * sizeof(*devs));
 	ds->n = ndevs;
 	ds->event = event;
 	ds->ctx = ctx;

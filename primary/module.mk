@@ -16,6 +16,7 @@ ha-protect_OBJS := \
 
 UNIT_TESTS += \
 	test_devset \
+	test_lease \
 	test_interval
 
 INTEG_TESTS += \
