@@ -7,6 +7,9 @@ LIB_OBJS += \
 UNIT_TESTS += \
 	test_ckbuf
 
+INTEG_TESTS += \
+	tests/integration/rx_limits.sh
+
 PROGRAMS += ha-receive
 ha-receive_OBJS := \
 	secondary/ha-receive.o

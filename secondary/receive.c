@@ -267,14 +267,42 @@ enum rx_result {
 	RX_NOT_ACTIVATED, /* the primary was lost and activation failed */
 };
 
-/* What one record does to the session. */
+/* What one record does to the session. Only a primary that is gone makes
+ * the secondary fail over: a primary that still talks, however wrongly,
+ * is alive, and a copy activated beside it would be a second one. */
 enum rx_next {
 	RX_GO_ON,
-	RX_END,		  /* the primary ended protection cleanly (END) */
-	RX_PRIMARY_LOST,  /* the stream broke, or carried what cannot be taken:
-			   * fail over to the last committed checkpoint */
-	RX_LOCAL_FAILURE, /* this host cannot keep the copy; the primary is fine */
+	RX_END,		    /* the primary ended protection cleanly (END) */
+	RX_PRIMARY_LOST,    /* the connection ended (EOF, reset, a record cut
+			     * short, the down timer): fail over to the last
+			     * committed checkpoint */
+	RX_PRIMARY_BROKEN,  /* a complete record that fails validation, a
+			     * checkpoint that does not decode or whose disk
+			     * records do not add up: the primary is told (it
+			     * runs degraded), the copy is discarded */
+	RX_LOCAL_FAILURE,   /* this host cannot keep the copy (a limit, memory,
+			     * a replica or DRBD problem): the same */
 };
+
+/* How a failure RC of the stream's records ends the session: the reader's
+ * -EBADMSG (and -EINVAL, -ENODATA) is a record it refused, the replicas'
+ * -EPROTO disk records that do not add up; -E2BIG and -ENOMEM are this
+ * host's limits; anything else is the connection. */
+static enum rx_next classify(int rc)
+{
+	switch (rc) {
+	case -EBADMSG:
+	case -EINVAL:
+	case -ENODATA:
+	case -EPROTO:
+		return RX_PRIMARY_BROKEN;
+	case -E2BIG:
+	case -ENOMEM:
+		return RX_LOCAL_FAILURE;
+	default:
+		return RX_PRIMARY_LOST;
+	}
+}
 
 /* One session with one primary. */
 struct rx_session {
@@ -324,9 +352,10 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 	}
 	s->rc = rc;
 	if (rc == -EPROTO)
-		return RX_PRIMARY_LOST;
+		return RX_PRIMARY_BROKEN;
 	if (rc < 0)
 		return RX_LOCAL_FAILURE;
+	s->err[0] = '\0';
 	rc = ckbuf_commit(x->buf, x->dec, page_of, x, &x->state_recs, s->err, sizeof(s->err));
 	if (rc == 0 && !x->state_recs.nrecs) {
 		snprintf(s->err, sizeof(s->err), "checkpoint without domain state");
@@ -337,7 +366,12 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 		 * after a restart too. */
 		disks_rollback(x, rec->epoch);
 		s->rc = rc;
-		return RX_PRIMARY_LOST;
+		if (!s->err[0])
+			snprintf(s->err, sizeof(s->err), "committing epoch %llu: %s",
+				 (unsigned long long)rec->epoch,
+				 rc == -E2BIG ? "more domain state records than this secondary keeps"
+					      : strerror(-rc));
+		return classify(rc);
 	}
 	atomic_store(&x->committed, rec->epoch);
 	rc = send_ack(s->l, rec->epoch);
@@ -370,7 +404,7 @@ static enum rx_next on_pages(struct rx_session *s, const struct ckpt_record *rec
 	x->bytes += rec->length;
 	pthread_mutex_unlock(&x->mu);
 	s->rc = take_record(x, rec, precopy, s->err, sizeof(s->err));
-	return s->rc < 0 ? RX_PRIMARY_LOST : RX_GO_ON;
+	return s->rc < 0 ? classify(s->rc) : RX_GO_ON;
 }
 
 /* The primary's disk is a DRBD resource: this secondary must have one. */
@@ -406,7 +440,7 @@ static enum rx_next on_disk(struct rx_session *s, const struct ckpt_record *rec)
 	}
 	s->rc = take_disk_record(x, rec, s->err, sizeof(s->err));
 	if (s->rc == -EPROTO)
-		return RX_PRIMARY_LOST;
+		return RX_PRIMARY_BROKEN;
 	return s->rc < 0 ? RX_LOCAL_FAILURE : RX_GO_ON;
 }
 
@@ -431,7 +465,7 @@ static enum rx_next process_record(struct rx_session *s, const struct ckpt_recor
 	default:
 		/* Domain state records (HA_VMM_STATE, Xen's context records). */
 		s->rc = take_record(s->x, rec, false, s->err, sizeof(s->err));
-		return s->rc < 0 ? RX_PRIMARY_LOST : RX_GO_ON;
+		return s->rc < 0 ? classify(s->rc) : RX_GO_ON;
 	}
 }
 
@@ -521,7 +555,7 @@ static enum rx_next session_records(struct rx_session *s)
 
 		s->rc = fo_link_next(s->l, &rec);
 		if (s->rc < 0)
-			return fail(s, RX_PRIMARY_LOST, "%s",
+			return fail(s, classify(s->rc), "%s",
 				    s->rc == -EAGAIN ? "no data or heartbeat from the primary within "
 						       "the down timer"
 						     : ckpt_reader_error(s->r));
@@ -598,6 +632,14 @@ static enum rx_result session(struct rx *x, int fd, const char *peer)
 		case RX_LOCAL_FAILURE:
 			/* The primary is alive: tell it why this copy cannot go on. */
 			log_error("cannot keep the copy: %s; the primary is told and runs degraded",
+				  s.err);
+			snprintf(x->last_error, sizeof(x->last_error), "%s", s.err);
+			send_error(s.l, -s.rc, s.err);
+			break;
+		case RX_PRIMARY_BROKEN:
+			/* Alive, since it talks: no failover beside it. */
+			log_error("the primary's stream is broken: %s; the primary is told and runs "
+				  "degraded, and this copy is discarded, not activated",
 				  s.err);
 			snprintf(x->last_error, sizeof(x->last_error), "%s", s.err);
 			send_error(s.l, -s.rc, s.err);

@@ -2,6 +2,7 @@
  * the disk but not in memory, to standard output.
  *
  *   fault-forge > FILE
+ *   fault-forge big > FILE
  *
  * An ha-vm domain of 1024 pages (4 MiB) with one replicated disk of 1 MiB:
  *
@@ -15,6 +16,10 @@
  * then stops without END (the primary is lost). The state record is no
  * valid ha-vm state: this stream is for a secondary that never activates
  * (its fence command fails).
+ *
+ * "big": no disk; epoch 0 commits (page 0 and state), then epoch 1 brings
+ * BIG_PAGES raw pages (1.2 MiB) and no CHECKPOINT: more than a secondary
+ * with --max-checkpoint 1 buffers, from a primary that is still connected.
  */
 #include <endian.h>
 #include <stdint.h>
@@ -28,6 +33,7 @@
 
 #define NR_PAGES 1024u /* 4 MiB, the smallest ha-vm */
 #define DISK_SIZE (1u << 20)
+#define BIG_PAGES 300u
 
 static uint8_t page[CKPT_PAGE_SIZE], block[4096];
 
@@ -45,7 +51,32 @@ static int disk_epoch(struct ckpt_writer *w, uint64_t epoch, uint64_t off, int f
 	return rc < 0 ? rc : ckpt_writer_record(w, CKPT_REC_HA_DISK_BARRIER, &bv, 1);
 }
 
-int main(void)
+/* Epoch 0 of the "big" stream, then BIG_PAGES pages of epoch 1. */
+static int big(struct ckpt_writer *w, const struct iovec *dv, const struct iovec *sv)
+{
+	static uint64_t pfns[BIG_PAGES];
+	static const void *pages[BIG_PAGES];
+	uint64_t pfn0 = 0;
+	const void *p0 = page;
+	int rc;
+
+	for (uint32_t i = 0; i < BIG_PAGES; i++) {
+		pfns[i] = i;
+		pages[i] = page;
+	}
+	rc = ckpt_writer_record(w, CKPT_REC_HA_DOMAIN_CONFIG, dv, 1);
+	if (rc == 0)
+		rc = ckpt_writer_page_data(w, &pfn0, &p0, 1);
+	if (rc == 0)
+		rc = ckpt_writer_record(w, CKPT_REC_HA_VMM_STATE, sv, 2);
+	if (rc == 0)
+		rc = ckpt_writer_checkpoint(w, 0);
+	if (rc == 0)
+		rc = ckpt_writer_page_data(w, pfns, pages, BIG_PAGES);
+	return rc;
+}
+
+int main(int argc, char **argv)
 {
 	struct ckpt_ha_domain_config dc = {.nr_pages = htole64(NR_PAGES), .vcpus = htole32(1),
 					   .flags = htole32(CKPT_CFG_TRAILERS | CKPT_CFG_COMPRESSED),
@@ -68,8 +99,8 @@ int main(void)
 	struct ckpt_writer *w;
 	int rc;
 
-	if (isatty(STDOUT_FILENO)) {
-		fprintf(stderr, "usage: fault-forge > FILE\n");
+	if (isatty(STDOUT_FILENO) || argc > 2 || (argc == 2 && strcmp(argv[1], "big"))) {
+		fprintf(stderr, "usage: fault-forge [big] > FILE\n");
 		return 2;
 	}
 	if (ckpt_writer_new(STDOUT_FILENO, &w) < 0)
@@ -77,6 +108,10 @@ int main(void)
 	memset(page, 0x5a, sizeof(page));
 	memset(junk, 0xff, sizeof(junk));
 	rc = ckpt_writer_headers(w, CKPT_IHDR_ID_XEN, CKPT_DHDR_HAVM, 0, 0);
+	if (rc == 0 && argc == 2) {
+		rc = big(w, &dv, sv);
+		goto out;
+	}
 	if (rc == 0)
 		rc = ckpt_writer_record(w, CKPT_REC_HA_DOMAIN_CONFIG, &dv, 1);
 	if (rc == 0)
@@ -95,6 +130,7 @@ int main(void)
 		rc = ckpt_writer_pages(w, CKPT_REC_HA_PAGE_DATA_Z, zv, 3, 1);
 	if (rc == 0)
 		rc = ckpt_writer_checkpoint(w, 1);
+out:
 	ckpt_writer_free(w);
 	if (rc < 0) {
 		fprintf(stderr, "fault-forge: cannot write the stream: %s\n", strerror(-rc));
