@@ -264,7 +264,8 @@ enum rx_result {
 			   * checkpoint, a local failure, a live primary */
 	RX_ACTIVATED,	  /* failed over: the domain runs here now */
 	RX_NOT_A_SESSION, /* the peer failed the TLS handshake */
-	RX_NOT_ACTIVATED, /* the primary was lost and activation failed */
+	RX_NOT_ACTIVATED, /* the primary was lost and activation failed: the
+			   * copy is discarded, as after RX_ENDED */
 };
 
 /* What one record does to the session. Only a primary that is gone makes
@@ -285,15 +286,15 @@ enum rx_next {
 };
 
 /* How a failure RC of the stream's records ends the session: the reader's
- * -EBADMSG (and -EINVAL, -ENODATA) is a record it refused, the replicas'
- * -EPROTO disk records that do not add up; -E2BIG and -ENOMEM are this
- * host's limits; anything else is the connection. */
+ * -EBADMSG is a record it refused (TLS's too: a record that fails its
+ * check), the replicas' -EPROTO disk records that do not add up; -E2BIG
+ * and -ENOMEM are this host's limits; anything else is the connection:
+ * -ENODATA the end of the stream without END, -EPIPE a record cut short,
+ * -EAGAIN the down timer, a reset. */
 static enum rx_next classify(int rc)
 {
 	switch (rc) {
 	case -EBADMSG:
-	case -EINVAL:
-	case -ENODATA:
 	case -EPROTO:
 		return RX_PRIMARY_BROKEN;
 	case -E2BIG:
@@ -588,9 +589,16 @@ static enum rx_result primary_lost(struct rx_session *s)
 		return RX_ENDED;
 	}
 	log_error("primary lost: %s", s->err);
-	if (rx_take_over(x, s->err) == -EALREADY)
-		return RX_ENDED; /* the primary lives: discard the copy, wait for it */
-	return x->copy == NULL && x->state == RX_ACTIVE ? RX_ACTIVATED : RX_NOT_ACTIVATED;
+	int rc = rx_take_over(x, s->err);
+
+	if (rc == 1)
+		return RX_ACTIVATED;
+	if (rc == -EALREADY || rc == -ECANCELED)
+		return RX_ENDED; /* the primary lives, or a stop: discard the copy */
+	log_error("FAILOVER FAILED (%s): the domain runs nowhere now. Its copy is discarded; "
+		  "start the domain by hand (its disk holds epoch %llu), then protect it anew",
+		  x->last_error, (unsigned long long)atomic_load(&x->committed));
+	return RX_NOT_ACTIVATED;
 }
 
 static enum rx_result session(struct rx *x, int fd, const char *peer)
@@ -651,9 +659,7 @@ static enum rx_result session(struct rx *x, int fd, const char *peer)
 			break;
 		}
 	}
-	if (res == RX_ACTIVATED || res == RX_NOT_ACTIVATED) {
-		/* The domain was handed over (or its activation failed): it is
-		 * left as it is. */
+	if (res == RX_ACTIVATED) { /* the domain runs here: handed over */
 		fo_link_free(s.l);
 		log_set_epoch(LOG_NO_EPOCH);
 		return res;
@@ -669,7 +675,7 @@ static enum rx_result session(struct rx *x, int fd, const char *peer)
 	fo_link_free(s.l);
 	rx_set_state(x, RX_WAITING);
 	log_set_epoch(LOG_NO_EPOCH);
-	return RX_ENDED;
+	return res;
 }
 
 /* Tells a second primary that this secondary is taken, then hangs up. */
