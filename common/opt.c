@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/log.h"
+
 static _Noreturn void bad(const char *prog, const char *opt, const char *what, unsigned long min,
 			  unsigned long max, const char *s)
 {
@@ -23,6 +25,16 @@ unsigned long opt_ulong(const char *prog, const char *opt, const char *s, unsign
 	if (errno || !*s || *end || *s == '-' || *s == '+' || v < min || v > max)
 		bad(prog, opt, "a number", min, max, s);
 	return v;
+}
+
+int opt_common(int c, void (*usage)(FILE *))
+{
+	if (c == 'v') {
+		log_set_level(LOG_LVL_DEBUG);
+		return -1;
+	}
+	usage(c == 'h' ? stdout : stderr);
+	return c == 'h' ? 0 : 2;
 }
 
 unsigned opt_uint(const char *prog, const char *opt, const char *s, unsigned min, unsigned max)

@@ -7,6 +7,8 @@
 #ifndef HA_COMMON_OPT_H
 #define HA_COMMON_OPT_H
 
+#include <stdio.h>
+
 /* A decimal number in [min, max]. */
 unsigned long opt_ulong(const char *prog, const char *opt, const char *s, unsigned long min,
 			unsigned long max);
@@ -14,5 +16,11 @@ unsigned opt_uint(const char *prog, const char *opt, const char *s, unsigned min
 /* A power of two in [min, max]. */
 unsigned long opt_pow2(const char *prog, const char *opt, const char *s, unsigned long min,
 		       unsigned long max);
+
+/* The options every program shares, for the default branch of its
+ * getopt_long switch: -v (debug logging) returns -1 (go on); -h prints
+ * USAGE to stdout and returns 0, anything else prints it to stderr and
+ * returns 2: the exit status. */
+int opt_common(int c, void (*usage)(FILE *));
 
 #endif

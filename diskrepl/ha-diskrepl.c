@@ -209,15 +209,9 @@ int main(int argc, char **argv)
 		case O_CHUNK:
 			chunk_kib = opt_pow2("ha-diskrepl", "--chunk", optarg, 4, 65536);
 			break;
-		case 'v':
-			log_set_level(LOG_LVL_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			if ((c = opt_common(c, usage)) >= 0)
+				return c;
 		}
 	}
 	if (!name || !image || optind != argc || strlen(name) > 48 || strchr(name, '/')) {
@@ -253,6 +247,7 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		log_error("control socket %s: %s%s", ctl, strerror(-rc),
 			  rc == -EADDRINUSE ? " (is this disk already served?)" : "");
+		rc = 1;
 		goto out;
 	}
 	att_fd = sock_unix_listen(attach, 4);

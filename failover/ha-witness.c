@@ -275,15 +275,9 @@ int main(int argc, char **argv)
 			max_ttl = opt_ulong("ha-witness", "--max-ttl", optarg, FO_WITNESS_TTL_MIN,
 					    3600000);
 			break;
-		case 'v':
-			log_set_level(LOG_LVL_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			if ((c = opt_common(c, usage)) >= 0)
+				return c;
 		}
 	}
 	if (!listen || optind != argc) {

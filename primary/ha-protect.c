@@ -166,7 +166,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	int c;
+	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "i:uFndbvh", opts, NULL)) != -1) {
 		if (fo_tls_option(c, optarg, &a->tlscfg, &a->insecure))
@@ -253,15 +253,10 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_MAXEP:
 			a->cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
 			break;
-		case 'v':
-			log_set_level(LOG_LVL_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			rc = opt_common(c, usage);
+			if (rc >= 0)
+				return rc;
 		}
 	}
 	return -1;

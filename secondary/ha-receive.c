@@ -92,7 +92,7 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	int c;
+	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
 		if (fo_tls_option(c, optarg, tlscfg, insecure))
@@ -165,15 +165,10 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_ONCE:
 			cfg->once = true;
 			break;
-		case 'v':
-			log_set_level(LOG_LVL_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			rc = opt_common(c, usage);
+			if (rc >= 0)
+				return rc;
 		}
 	}
 	return -1;

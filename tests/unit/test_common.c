@@ -327,6 +327,26 @@ static int opt_child(const char *s, unsigned long min, unsigned long max, bool p
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static FILE *usage_to;
+
+static void usage_seen(FILE *f)
+{
+	usage_to = f;
+}
+
+/* -v goes on, -h is usage on stdout and exit 0, anything else usage on
+ * stderr and exit 2. */
+static void test_opt_common(void **state)
+{
+	(void)state;
+	assert_int_equal(opt_common('v', usage_seen), -1);
+	assert_null(usage_to);
+	assert_int_equal(opt_common('h', usage_seen), 0);
+	assert_ptr_equal(usage_to, stdout);
+	assert_int_equal(opt_common('?', usage_seen), 2);
+	assert_ptr_equal(usage_to, stderr);
+}
+
 /* One validator per kind of value: a bad one is quoted, exit 2. */
 static void test_opt(void **state)
 {
@@ -355,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_io_large_writev),
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_opt),
+		cmocka_unit_test(test_opt_common),
 		cmocka_unit_test(test_sleep_until_or),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),
