@@ -27,6 +27,11 @@
  *
  * postsuspend and preresume run while the guest is paused: they must be
  * quick (a netlink message, a barrier request), never network round trips.
+ * They run on the epoch loop's thread, flush on the sender's, commit on
+ * the ACK thread's: the calls on one device are serialized for it, unless
+ * it says it serializes itself (concurrent), so that a slow flush does not
+ * hold a pause; calls on different devices may overlap. setup, teardown
+ * and discard never overlap any other call.
  * teardown follows connect or setup, whichever came last.
  * All callbacks return 0 or -errno. Members marked "may be NULL" are
  * skipped by the epoch loop; the others are required.
@@ -55,6 +60,9 @@ struct ckpt_sink {
 
 struct ckpt_dev_ops {
 	const char *kind; /* e.g. "netbuf-plug"; for logs and status */
+	/* Its postsuspend, preresume, flush, commit and status may run at
+	 * once, from different threads: it locks what they share itself. */
+	bool concurrent;
 	int (*connect)(struct ckpt_dev *dev, const struct ckpt_sink *sink); /* may be NULL */
 	int (*setup)(struct ckpt_dev *dev);
 	int (*postsuspend)(struct ckpt_dev *dev, uint64_t epoch); /* may be NULL */

@@ -33,6 +33,9 @@ struct drdev {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	/* Commands come from the epoch loop (BARRIER) and the ACK thread
+	 * (COMMIT) at once: one at a time on the socket. */
+	pthread_mutex_t wmu;
 	pthread_t fwd;
 	bool fwd_running, synced;
 	int64_t barrier; /* last HA_DISK_BARRIER forwarded, -1 none */
@@ -159,10 +162,14 @@ static void *fwd_main(void *arg)
 static int send_cmd(struct drdev *d, uint32_t op, uint64_t epoch, uint32_t flags)
 {
 	struct drl_cmd c = {.op = op, .flags = flags, .epoch = epoch, .disk = d->index};
+	int rc;
 
 	if (d->fd < 0)
 		return -ENOTCONN;
-	return io_write_full(d->fd, &c, sizeof(c));
+	pthread_mutex_lock(&d->wmu);
+	rc = io_write_full(d->fd, &c, sizeof(c));
+	pthread_mutex_unlock(&d->wmu);
+	return rc;
 }
 
 /* ATTACH, handing ha-diskrepl the write end of the confirmation pipe. */
@@ -386,12 +393,17 @@ static void dr_destroy(struct ckpt_dev *dev)
 
 	dr_teardown(dev);
 	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->wmu);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 }
 
+/* concurrent: flush waits on the forwarder with mu released, BARRIER and
+ * COMMIT are written under wmu, the confirmations are read by
+ * postsuspend alone: a flush that waits for the network holds no pause. */
 static const struct ckpt_dev_ops diskrepl_ops = {
 	.kind = "diskrepl",
+	.concurrent = true,
 	.connect = dr_connect,
 	.setup = dr_setup,
 	.postsuspend = dr_postsuspend,
@@ -420,6 +432,7 @@ int diskrepl_dev_create(const char *spec, uint32_t index, struct ckpt_dev **out)
 	d->fd = d->ackfd = -1;
 	d->barrier = -1;
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->wmu, NULL);
 	clk_cond_init(&d->cv);
 	d->dev.ops = &diskrepl_ops;
 	d->dev.priv = d;

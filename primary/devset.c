@@ -7,8 +7,11 @@
 
 #include "common/log.h"
 
+/* set: phases and status take it shared, setup, teardown and discard
+ * alone; dev[i]: one call at a time on device i, unless it is concurrent. */
 struct devset {
-	pthread_mutex_t mu;
+	pthread_rwlock_t set;
+	pthread_mutex_t dev[DEVSET_MAX];
 	struct ckpt_dev *devs[DEVSET_MAX];
 	unsigned n;
 	bool up;		    /* setup succeeded, no teardown since */
@@ -34,7 +37,9 @@ int devset_new(struct ckpt_dev *const *devs, unsigned ndevs, devset_event_fn *ev
 	ds = calloc(1, sizeof(*ds));
 	if (!ds)
 		return -ENOMEM;
-	pthread_mutex_init(&ds->mu, NULL);
+	pthread_rwlock_init(&ds->set, NULL);
+	for (unsigned i = 0; i < DEVSET_MAX; i++)
+		pthread_mutex_init(&ds->dev[i], NULL);
 	if (ndevs)
 		memcpy(ds->devs, devs, ndevs * sizeof(*devs));
 	ds->n = ndevs;
@@ -48,7 +53,9 @@ void devset_free(struct devset *ds)
 {
 	if (!ds)
 		return;
-	pthread_mutex_destroy(&ds->mu);
+	pthread_rwlock_destroy(&ds->set);
+	for (unsigned i = 0; i < DEVSET_MAX; i++)
+		pthread_mutex_destroy(&ds->dev[i]);
 	free(ds);
 }
 
@@ -83,7 +90,7 @@ int devset_setup(struct devset *ds)
 	int rc = 0;
 	unsigned i;
 
-	pthread_mutex_lock(&ds->mu);
+	pthread_rwlock_wrlock(&ds->set);
 	for (i = 0; i < ds->n; i++) {
 		struct ckpt_dev *d = ds->devs[i];
 
@@ -104,7 +111,7 @@ int devset_setup(struct devset *ds)
 			if (ds->connected[i])
 				ds->devs[i]->ops->teardown(ds->devs[i]);
 	memset(ds->connected, 0, sizeof(ds->connected));
-	pthread_mutex_unlock(&ds->mu);
+	pthread_rwlock_unlock(&ds->set);
 	return rc;
 }
 
@@ -124,23 +131,38 @@ static int (*phase_fn(const struct ckpt_dev_ops *ops,
 	return NULL;
 }
 
+static void dev_lock(struct devset *ds, unsigned i)
+{
+	if (!ds->devs[i]->ops->concurrent)
+		pthread_mutex_lock(&ds->dev[i]);
+}
+
+static void dev_unlock(struct devset *ds, unsigned i)
+{
+	if (!ds->devs[i]->ops->concurrent)
+		pthread_mutex_unlock(&ds->dev[i]);
+}
+
 int devset_call(struct devset *ds, enum devset_phase phase, uint64_t epoch)
 {
 	int rc = 0;
 
-	pthread_mutex_lock(&ds->mu);
+	pthread_rwlock_rdlock(&ds->set);
 	for (unsigned i = 0; ds->up && i < ds->n && rc == 0; i++) {
 		struct ckpt_dev *d = ds->devs[i];
 		int (*fn)(struct ckpt_dev *, uint64_t) = phase_fn(d->ops, phase);
 
-		if (fn)
-			rc = fn(d, epoch);
+		if (!fn)
+			continue;
+		dev_lock(ds, i);
+		rc = fn(d, epoch);
+		dev_unlock(ds, i);
 		if (rc < 0)
 			log_error("device %s (%s): %s of epoch %llu failed: %s", d->name,
 				  d->ops->kind, phase_names[phase], (unsigned long long)epoch,
 				  strerror(-rc));
 	}
-	pthread_mutex_unlock(&ds->mu);
+	pthread_rwlock_unlock(&ds->set);
 	return rc;
 }
 
@@ -148,7 +170,7 @@ int devset_call(struct devset *ds, enum devset_phase phase, uint64_t epoch)
  * (or teardown) when DROP. */
 static void end(struct devset *ds, bool drop)
 {
-	pthread_mutex_lock(&ds->mu);
+	pthread_rwlock_wrlock(&ds->set);
 	if (ds->up)
 		emit(ds, drop ? "discard" : "teardown");
 	for (unsigned i = ds->n; i--;) {
@@ -159,7 +181,7 @@ static void end(struct devset *ds, bool drop)
 	}
 	ds->up = false;
 	memset(ds->connected, 0, sizeof(ds->connected));
-	pthread_mutex_unlock(&ds->mu);
+	pthread_rwlock_unlock(&ds->set);
 }
 
 void devset_teardown(struct devset *ds)
@@ -174,14 +196,17 @@ void devset_discard(struct devset *ds)
 
 void devset_status(struct devset *ds, FILE *out)
 {
-	pthread_mutex_lock(&ds->mu);
+	pthread_rwlock_rdlock(&ds->set);
 	for (unsigned i = 0; i < ds->n; i++) {
 		struct ckpt_dev *d = ds->devs[i];
 		char line[256] = "not active";
 
-		if (ds->up && d->ops->status)
+		if (ds->up && d->ops->status) {
+			dev_lock(ds, i);
 			d->ops->status(d, line, sizeof(line));
+			dev_unlock(ds, i);
+		}
 		fprintf(out, "device %s (%s): %s\n", d->name, d->ops->kind, line);
 	}
-	pthread_mutex_unlock(&ds->mu);
+	pthread_rwlock_unlock(&ds->set);
 }

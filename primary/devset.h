@@ -1,8 +1,11 @@
 /* The checkpoint devices of one protected domain (checkpoint/ckpt_dev.h),
  * driven as one: each call runs its phase on every device, in the order
- * given (teardown and discard in reverse), under one lock, so that the
- * epoch loop, the sender, the ACK thread, the witness thread and the
- * control socket never interleave their calls on a device.
+ * given (teardown and discard in reverse). The epoch loop, the sender, the
+ * ACK thread, the witness thread and the control socket never interleave
+ * their calls on one device (unless it is concurrent), but a slow call on
+ * one device (a flush waiting for the network) holds up no other device,
+ * and a concurrent device's slow flush no pause. setup, teardown and
+ * discard wait for every other call.
  *
  * Every phase between setup and teardown reaches the devices only while
  * they are up (setup succeeded, no teardown or discard since); a device

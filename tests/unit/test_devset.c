@@ -9,11 +9,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "primary/devset.h"
 
 static char calls[1024];
@@ -249,6 +251,106 @@ static void test_status(void **state)
 				 "device a (full): a ok\ndevice b (bare): not active\n");
 }
 
+/* ---- who waits for whom (invariant 4: nothing slow holds a pause) ---- */
+
+#define SLOW_MS 300
+
+static int slow(struct ckpt_dev *d, uint64_t e)
+{
+	(void)d;
+	(void)e;
+	clk_sleep_until_ns(clk_now_ns() + SLOW_MS * NSEC_PER_MSEC);
+	return 0;
+}
+
+static int quick(struct ckpt_dev *d, uint64_t e)
+{
+	(void)d;
+	(void)e;
+	return 0;
+}
+
+static void nothing(struct ckpt_dev *d)
+{
+	(void)d;
+}
+
+static int ok_setup(struct ckpt_dev *d)
+{
+	(void)d;
+	return 0;
+}
+
+/* DRBD-like: a slow flush only. */
+static const struct ckpt_dev_ops slow_flush = {
+	.kind = "slow-flush", .setup = ok_setup, .flush = slow, .teardown = nothing};
+/* diskrepl-like: a slow flush and a quick barrier, locking for itself. */
+static const struct ckpt_dev_ops slow_flush_concurrent = {
+	.kind = "slow-flush-concurrent", .concurrent = true, .setup = ok_setup,
+	.postsuspend = quick, .flush = slow, .teardown = nothing};
+/* A device that does not lock for itself: its calls wait for each other. */
+static const struct ckpt_dev_ops slow_commit = {
+	.kind = "slow-commit", .setup = ok_setup, .postsuspend = quick, .commit = slow,
+	.teardown = nothing};
+/* netbuf-like: a quick barrier and release. */
+static const struct ckpt_dev_ops barrier = {
+	.kind = "barrier", .setup = ok_setup, .postsuspend = quick, .commit = quick,
+	.teardown = nothing};
+
+struct slow_call {
+	struct devset *ds;
+	enum devset_phase phase;
+};
+
+static void *call_main(void *arg)
+{
+	struct slow_call *c = arg;
+
+	devset_call(c->ds, c->phase, 1);
+	return NULL;
+}
+
+/* How long POSTSUSPEND takes on a set of A then B while PHASE (slow on
+ * A) runs on another thread, in ms. */
+static uint64_t postsuspend_ms_during(const struct ckpt_dev_ops *a, const struct ckpt_dev_ops *b,
+				      enum devset_phase phase)
+{
+	struct ckpt_dev da = {.ops = a, .name = "a"}, db = {.ops = b, .name = "b"};
+	struct ckpt_dev *devs[2] = {&da, &db};
+	struct slow_call c = {.phase = phase};
+	pthread_t th;
+	uint64_t t0;
+
+	assert_int_equal(devset_new(devs, 2, NULL, NULL, &c.ds), 0);
+	assert_int_equal(devset_setup(c.ds), 0);
+	assert_int_equal(pthread_create(&th, NULL, call_main, &c), 0);
+	clk_sleep_until_ns(clk_now_ns() + 50 * NSEC_PER_MSEC); /* inside the slow call */
+	t0 = clk_now_ns();
+	assert_int_equal(devset_call(c.ds, DEVSET_POSTSUSPEND, 2), 0);
+	t0 = (clk_now_ns() - t0) / NSEC_PER_MSEC;
+	pthread_join(th, NULL);
+	devset_teardown(c.ds);
+	devset_free(c.ds);
+	return t0;
+}
+
+static void test_slow_flush_holds_no_pause(void **state)
+{
+	(void)state;
+	/* Another device's flush: not waited for. */
+	assert_true(postsuspend_ms_during(&slow_flush, &barrier, DEVSET_FLUSH) < SLOW_MS / 3);
+	/* The same device's, when it locks for itself: not waited for. */
+	assert_true(postsuspend_ms_during(&slow_flush_concurrent, &barrier, DEVSET_FLUSH) <
+		    SLOW_MS / 3);
+}
+
+static void test_device_calls_serialized(void **state)
+{
+	(void)state;
+	/* A device that does not lock for itself gets one call at a time. */
+	assert_true(postsuspend_ms_during(&slow_commit, &barrier, DEVSET_COMMIT) >= SLOW_MS / 2);
+}
+
 static void test_too_many(void **state)
 {
 	struct ckpt_dev *devs[DEVSET_MAX + 1] = {0};
@@ -275,6 +377,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discard_drops_in_reverse, setup_fx,
 						teardown_fx),
 		cmocka_unit_test_setup_teardown(test_status, setup_fx, teardown_fx),
+		cmocka_unit_test(test_slow_flush_holds_no_pause),
+		cmocka_unit_test(test_device_calls_serialized),
 		cmocka_unit_test(test_too_many),
 	};
 
