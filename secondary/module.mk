@@ -5,7 +5,8 @@ LIB_OBJS += \
 	secondary/takeover.o
 
 UNIT_TESTS += \
-	test_ckbuf
+	test_ckbuf \
+	test_receive
 
 INTEG_TESTS += \
 	tests/integration/rx_limits.sh

@@ -479,9 +479,10 @@ static int refuse(struct rx_session *s, int rc)
 	return rc;
 }
 
-/* The stream's start: headers (answered at once, so that the primary's
- * down timer sees a live secondary while the incoming domain is created),
- * the domain's configuration, the incoming domain. 0, or -errno with err
+/* The stream's start, its headers read (conn_main): the answering headers
+ * (at once, so that the primary's down timer sees a live secondary while
+ * the incoming domain is created), the domain's configuration, the
+ * incoming domain. 0, or -errno with err
  * set: the stream is refused. */
 static int session_start(struct rx_session *s)
 {
@@ -489,9 +490,6 @@ static int session_start(struct rx_session *s)
 	struct ckpt_record rec;
 	int rc;
 
-	rc = ckpt_reader_headers(s->r, CKPT_IHDR_ID_XEN);
-	if (rc < 0)
-		return refuse(s, rc);
 	rc = fo_link_headers(s->l, CKPT_IHDR_ID_BACK, ckpt_reader_info(s->r)->domain_type, 0, 0);
 	if (rc == 0)
 		rc = fo_link_heartbeat_start(s->l, &x->committed);
@@ -601,66 +599,60 @@ static enum rx_result primary_lost(struct rx_session *s)
 	return RX_NOT_ACTIVATED;
 }
 
-static enum rx_result session(struct rx *x, int fd, const char *peer)
+/* A session with the primary on S's link, its headers read. */
+static enum rx_result session(struct rx_session *s)
 {
-	struct rx_session s = {.x = x, .peer = peer};
+	struct rx *x = s->x;
+	const char *peer = s->peer;
 	enum rx_result res = RX_ENDED;
 	int rc;
 
-	rc = fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &s.l, s.err, sizeof(s.err));
-	if (rc < 0) {
-		log_error("refusing the connection from %s: %s", peer,
-			  s.err[0] ? s.err : strerror(-rc));
-		return RX_NOT_A_SESSION;
-	}
-	if (x->cfg->tls)
-		log_info("connection from %s: %s", peer, fo_link_security(s.l));
-	s.r = fo_link_reader(s.l);
 	atomic_store(&x->committed, UINT64_MAX);
 	memset(x->disk_on, 0, sizeof(x->disk_on));
 	x->drbd_seen = 0;
 	snprintf(x->peer, sizeof(x->peer), "%s", peer);
 	rx_set_state(x, RX_SYNCING);
 
-	rc = session_start(&s);
-	if (rc < 0 && s.err[0]) {
-		log_error("refusing the stream from %s: %s", peer, s.err);
-		if (fo_link_bytes_sent(s.l) == 0)
-			fo_link_headers(s.l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
-		send_error(s.l, -rc, s.err);
+	rc = session_start(s);
+	if (rc < 0 && s->err[0]) {
+		log_error("refusing the stream from %s: %s", peer, s->err);
+		if (fo_link_bytes_sent(s->l) == 0)
+			fo_link_headers(s->l, CKPT_IHDR_ID_BACK,
+					ckpt_reader_info(s->r)->domain_type, 0, 0);
+		send_error(s->l, -rc, s->err);
 	}
 	if (rc == 0) {
-		switch (session_records(&s)) {
+		switch (session_records(s)) {
 		case RX_END:
 			/* Answered with END: the primary may then release what it
 			 * holds, since this copy will never run. */
 			log_info("the primary stopped protection cleanly; discarding the copy");
-			fo_link_end(s.l);
+			fo_link_end(s->l);
 			break;
 		case RX_LOCAL_FAILURE:
 			/* The primary is alive: tell it why this copy cannot go on. */
 			log_error("cannot keep the copy: %s; the primary is told and runs degraded",
-				  s.err);
-			snprintf(x->last_error, sizeof(x->last_error), "%s", s.err);
-			send_error(s.l, -s.rc, s.err);
+				  s->err);
+			snprintf(x->last_error, sizeof(x->last_error), "%s", s->err);
+			send_error(s->l, -s->rc, s->err);
 			break;
 		case RX_PRIMARY_BROKEN:
 			/* Alive, since it talks: no failover beside it. */
 			log_error("the primary's stream is broken: %s; the primary is told and runs "
 				  "degraded, and this copy is discarded, not activated",
-				  s.err);
-			snprintf(x->last_error, sizeof(x->last_error), "%s", s.err);
-			send_error(s.l, -s.rc, s.err);
+				  s->err);
+			snprintf(x->last_error, sizeof(x->last_error), "%s", s->err);
+			send_error(s->l, -s->rc, s->err);
 			break;
 		case RX_PRIMARY_LOST:
-			res = primary_lost(&s);
+			res = primary_lost(s);
 			break;
 		case RX_GO_ON:
 			break;
 		}
 	}
 	if (res == RX_ACTIVATED) { /* the domain runs here: handed over */
-		fo_link_free(s.l);
+		fo_link_free(s->l);
 		log_set_epoch(LOG_NO_EPOCH);
 		return res;
 	}
@@ -672,22 +664,21 @@ static enum rx_result session(struct rx *x, int fd, const char *peer)
 		x->copy = NULL;
 	}
 	hv_state_free(&x->state_recs);
-	fo_link_free(s.l);
+	fo_link_free(s->l);
 	rx_set_state(x, RX_WAITING);
 	log_set_epoch(LOG_NO_EPOCH);
 	return res;
 }
 
-/* Tells a second primary that this secondary is taken, then hangs up. */
-static void refuse_busy(int fd, const char *domain, struct fo_tls *x_tls)
+/* Tells a second primary on L (its headers read) that this secondary is
+ * taken, then hangs up. */
+static void refuse_busy(struct fo_link *l, int fd, const char *domain)
 {
-	struct fo_link *l;
 	char msg[160];
 
-	if (fo_link_open(fd, 1000, x_tls, &l, msg, sizeof(msg)) < 0)
-		return;
 	snprintf(msg, sizeof(msg), "this secondary is already protecting %s", domain);
-	fo_link_headers(l, CKPT_IHDR_ID_BACK, CKPT_DHDR_HAVM, 0, 0);
+	fo_link_headers(l, CKPT_IHDR_ID_BACK, ckpt_reader_info(fo_link_reader(l))->domain_type, 0,
+			0);
 	send_error(l, EBUSY, msg);
 	/* Hang up only after the primary did (at most 1 s): closing with its
 	 * data unread resets the connection, and the primary could fail a
@@ -700,47 +691,270 @@ static void refuse_busy(int fd, const char *domain, struct fo_tls *x_tls)
 		if (poll(&pfd, 1, 50) > 0)
 			break;
 	}
-	fo_link_free(l);
 }
 
-struct session_arg {
+/* Connections. Each accepted connection gets a thread of its own, which
+ * authenticates the peer (the TLS handshake) and reads its stream headers
+ * before the connection may take the one session slot: a client that never
+ * gets that far cannot keep the primary out. Each handshake gets at most
+ * handshake_ms() (the accept loop shuts a late one down), and at most
+ * RX_PENDING run at once: a new connection beyond that cuts the oldest one
+ * short, so that clients that connect and stay silent cannot hold off a
+ * primary, which finishes its handshake in a few round trips. */
+#define RX_PENDING 8
+#define RX_CONNS (1 + 2 * RX_PENDING) /* the session, the handshakes, those cut short */
+
+struct conn {
 	struct rx *x;
 	int fd;
 	char peer[64];
-	enum rx_result result;
+	pthread_t th;
+	pthread_mutex_t mu;
+	uint64_t deadline_ns; /* under mu; 0: past the handshake (the thread may close fd) */
+	bool expired;	      /* under mu: the accept loop shut it down */
 	_Atomic bool done;
+	enum rx_result result;
 };
 
-/* Joins the session thread TH of *CUR if it has ended. Returns whether
- * rx_run is done: the domain runs here, or --once and a session (not a
- * failed handshake) ended. */
-static bool reap(struct session_arg **cur, pthread_t *th, bool once)
+/* The whole handshake's bound: TLS (link.c gives it 4 down timers, at
+ * least 5 s) and the headers (one down timer). */
+static uint64_t handshake_ms(const struct rx_config *cfg)
 {
-	enum rx_result res;
+	uint64_t t = cfg->timeout_ms;
 
-	if (!*cur || !atomic_load(&(*cur)->done))
-		return false;
-	pthread_join(*th, NULL);
-	res = (*cur)->result;
-	free(*cur);
-	*cur = NULL;
-	return res == RX_ACTIVATED || (once && res != RX_NOT_A_SESSION);
+	return (t * 4 > 5000 ? t * 4 : 5000) + t;
 }
 
-static void *session_main(void *arg)
+/* The handshake is over: from now on the thread owns fd. Returns whether
+ * the accept loop had already shut it down for being late. */
+static bool handshake_over(struct conn *c)
 {
-	struct session_arg *a = arg;
+	bool expired;
 
-	a->result = session(a->x, a->fd, a->peer);
-	atomic_store(&a->done, true);
+	pthread_mutex_lock(&c->mu);
+	c->deadline_ns = 0;
+	expired = c->expired;
+	pthread_mutex_unlock(&c->mu);
+	return expired;
+}
+
+/* Takes the session slot. False when another session holds it, or when
+ * rx_run is ending (x->closing). */
+static bool take_slot(struct rx *x)
+{
+	bool ok;
+
+	pthread_mutex_lock(&x->mu);
+	ok = !x->busy && !x->closing;
+	if (ok)
+		x->busy = true;
+	pthread_mutex_unlock(&x->mu);
+	return ok;
+}
+
+/* Whether to log one more refused connection: at most 5 per 10 s, then a
+ * count, so that a client hammering the listener cannot flood the log. */
+static bool refusal_logged(struct rx *x)
+{
+	uint64_t now = clk_now_ns();
+	unsigned quiet = 0;
+	bool log;
+
+	pthread_mutex_lock(&x->mu);
+	if (now - x->refusal_window_ns >= 10 * NSEC_PER_SEC) {
+		quiet = x->refusals_unlogged;
+		x->refusal_window_ns = now;
+		x->refusals = 0;
+		x->refusals_unlogged = 0;
+	}
+	log = ++x->refusals <= 5;
+	if (!log)
+		x->refusals_unlogged++;
+	pthread_mutex_unlock(&x->mu);
+	if (quiet)
+		log_warn("%u more connection(s) refused in 10 s, not logged one by one", quiet);
+	return log;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct rx *x = c->x;
+	struct rx_session s = {.x = x, .peer = c->peer};
+	char domain[sizeof(x->domain)];
+	int rc;
+
+	c->result = RX_NOT_A_SESSION;
+	rc = fo_link_open(c->fd, x->cfg->timeout_ms, x->cfg->tls, &s.l, s.err, sizeof(s.err));
+	if (rc == 0) {
+		s.r = fo_link_reader(s.l);
+		rc = ckpt_reader_headers(s.r, CKPT_IHDR_ID_XEN);
+		if (rc < 0)
+			refuse(&s, rc);
+	}
+	if (handshake_over(c)) {
+		rc = -ETIMEDOUT;
+		snprintf(s.err, sizeof(s.err),
+			 "cut short before its stream headers: late (over %llu ms), or more than "
+			 "%d clients in their handshake at once",
+			 (unsigned long long)handshake_ms(x->cfg), RX_PENDING);
+	}
+	if (rc < 0) {
+		if (refusal_logged(x))
+			log_error("refusing the connection from %s: %s", c->peer,
+				  s.err[0] ? s.err : strerror(-rc));
+		fo_link_free(s.l);
+		goto out;
+	}
+	if (x->cfg->tls)
+		log_info("connection from %s: %s", c->peer, fo_link_security(s.l));
+	if (!take_slot(x)) {
+		pthread_mutex_lock(&x->mu);
+		snprintf(domain, sizeof(domain), "%s", x->closing ? "(shutting down)" : x->domain);
+		pthread_mutex_unlock(&x->mu);
+		log_warn("refusing a second primary from %s: already protecting %s", c->peer,
+			 domain);
+		refuse_busy(s.l, c->fd, domain);
+		fo_link_free(s.l);
+		goto out;
+	}
+	c->result = session(&s);
+	pthread_mutex_lock(&x->mu);
+	x->busy = false;
+	pthread_mutex_unlock(&x->mu);
+out:
+	atomic_store(&c->done, true);
 	return NULL;
+}
+
+/* Joins the connections that ended. Returns whether rx_run is done: the
+ * domain runs here, or --once and a session (not a refused connection)
+ * ended. */
+static bool reap(struct conn **conns, bool once)
+{
+	bool over = false;
+
+	for (unsigned i = 0; i < RX_CONNS; i++) {
+		struct conn *c = conns[i];
+
+		if (!c || !atomic_load(&c->done))
+			continue;
+		pthread_join(c->th, NULL);
+		if (c->result == RX_ACTIVATED || (once && c->result != RX_NOT_A_SESSION))
+			over = true;
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		conns[i] = NULL;
+	}
+	return over;
+}
+
+/* Shuts down the connections still in their handshake: past their deadline,
+ * or all of them (ALL). */
+static void expire(struct conn **conns, bool all)
+{
+	uint64_t now = clk_now_ns();
+
+	for (unsigned i = 0; i < RX_CONNS; i++) {
+		struct conn *c = conns[i];
+
+		if (!c)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		if (c->deadline_ns && (all || now >= c->deadline_ns) && !c->expired) {
+			c->expired = true;
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+}
+
+/* Cuts the oldest handshake of CONNS short if RX_PENDING are running.
+ * Returns the peer it cut short, or NULL. */
+static const char *make_room(struct conn **conns)
+{
+	struct conn *oldest = NULL;
+	unsigned pending = 0;
+
+	for (unsigned i = 0; i < RX_CONNS; i++) {
+		struct conn *c = conns[i];
+
+		if (!c)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		if (c->deadline_ns && !c->expired) {
+			pending++;
+			if (!oldest || c->deadline_ns < oldest->deadline_ns)
+				oldest = c;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (pending < RX_PENDING)
+		return NULL;
+	pthread_mutex_lock(&oldest->mu);
+	if (oldest->deadline_ns && !oldest->expired) {
+		oldest->expired = true;
+		shutdown(oldest->fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&oldest->mu);
+	return oldest->peer;
+}
+
+/* Accepts one connection on LFD into a free place of CONNS. */
+static void accept_one(struct rx *x, int lfd, struct conn **conns)
+{
+	static uint64_t last_warn_ns;
+	static unsigned cut;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	char host[64] = "?", serv[16] = "";
+	const char *victim;
+	unsigned i = 0;
+	struct conn *c;
+
+	if (fd < 0)
+		return;
+	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	victim = make_room(conns);
+	while (i < RX_CONNS && conns[i])
+		i++;
+	c = i < RX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+	if (victim || !c) {
+		cut++;
+		if (clk_now_ns() - last_warn_ns >= 10 * NSEC_PER_SEC) {
+			log_warn("%u connection(s) cut short before authenticating (the last: %s): "
+				 "more than %d clients at once in the handshake, which is bounded "
+				 "to %llu ms",
+				 cut, c ? victim : host, RX_PENDING,
+				 (unsigned long long)handshake_ms(x->cfg));
+			last_warn_ns = clk_now_ns();
+			cut = 0;
+		}
+	}
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->x = x;
+	c->fd = fd;
+	snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
+	pthread_mutex_init(&c->mu, NULL);
+	c->deadline_ns = clk_now_ns() + handshake_ms(x->cfg) * NSEC_PER_MSEC;
+	if (pthread_create(&c->th, NULL, conn_main, c)) {
+		pthread_mutex_destroy(&c->mu);
+		close(fd);
+		free(c);
+		return;
+	}
+	conns[i] = c;
 }
 
 int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 {
 	struct rx *x = calloc(1, sizeof(*x));
-	struct session_arg *cur = NULL;
-	pthread_t th;
+	struct conn *conns[RX_CONNS] = {0};
 	int lfd, rc = 0;
 
 	if (!x)
@@ -798,51 +1012,24 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 
-		if (reap(&cur, &th, cfg->once)) {
-			rc = 0;
+		if (reap(conns, cfg->once))
 			break;
-		}
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		char host[64] = "?", serv[16] = "";
-
-		if (fd < 0)
-			continue;
-		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-		/* Ended since the last look (a refused handshake ends at once):
-		 * not a reason to turn this primary away. */
-		if (reap(&cur, &th, cfg->once)) {
-			close(fd);
-			rc = 0;
-			break;
-		}
-		if (cur) {
-			log_warn("refusing a second primary from %s: already protecting %s", host,
-				 x->domain);
-			refuse_busy(fd, x->domain, cfg->tls);
-			continue;
-		}
-		cur = calloc(1, sizeof(*cur));
-		if (!cur) {
-			close(fd);
-			continue;
-		}
-		cur->x = x;
-		cur->fd = fd;
-		snprintf(cur->peer, sizeof(cur->peer), "%s:%s", host, serv);
-		if (pthread_create(&th, NULL, session_main, cur)) {
-			close(fd);
-			free(cur);
-			cur = NULL;
-		}
+		expire(conns, false);
+		if (poll(&pfd, 1, 50) > 0)
+			accept_one(x, lfd, conns);
 	}
-	if (cur) {
-		pthread_join(th, NULL);
-		free(cur);
+	/* No connection may start a session from now on; those still in their
+	 * handshake are cut short. */
+	pthread_mutex_lock(&x->mu);
+	x->closing = true;
+	pthread_mutex_unlock(&x->mu);
+	expire(conns, true);
+	for (unsigned i = 0; i < RX_CONNS; i++) {
+		if (!conns[i])
+			continue;
+		pthread_join(conns[i]->th, NULL);
+		pthread_mutex_destroy(&conns[i]->mu);
+		free(conns[i]);
 	}
 	close(lfd);
 out:

@@ -34,6 +34,10 @@ struct rx {
 	char last_error[320];
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
+	bool busy;    /* under mu: a session holds the slot */
+	bool closing; /* under mu: rx_run ends, no session may start */
+	uint64_t refusal_window_ns; /* under mu: refused connections logged (receive.c) */
+	unsigned refusals, refusals_unlogged;
 
 	/* The current session. */
 	struct hv_copy *copy;

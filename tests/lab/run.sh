@@ -4,7 +4,8 @@
 #   tests/lab/run.sh BUILD [TEST...]     e.g. tests/lab/run.sh build/default 30-xl-remus
 #
 # Builds the lab first (tests/lab/build.sh, cached). The serial log is kept
-# in build/lab/serial.log. Prints "lab: N passed, N failed, N skipped" and
+# in build/lab/serial.log, and a failed run's also in
+# build/lab/serial-failed-TIME.log, which the next run leaves alone. Prints "lab: N passed, N failed, N skipped" and
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
 # run, seconds, default 2400), LAB_TEST_TIMEOUT (default per test, 300);
@@ -116,5 +117,9 @@ if [ "$tf_serial" -gt "$tf_tests" ] && [ -z "$bad" ]; then
 fi
 [ -n "$bad" ] && echo "lab: FAIL: $bad; serial log: $log"
 [ -n "$bad" ] && [ "$fail" -eq 0 ] && fail=1
+if [ "$fail" -ne 0 ]; then
+	kept=$lab/serial-failed-$(date -u +%Y%m%dT%H%M%S).log
+	cp "$log" "$kept" && echo "lab: this failed run's serial log is kept in $kept"
+fi
 echo "lab: $pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] && [ -z "$bad" ]
