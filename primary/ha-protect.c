@@ -89,11 +89,6 @@ static void on_signal(int sig)
 	prot_request_stop();
 }
 
-static unsigned long number(const char *opt, const char *s, unsigned long min, unsigned long max)
-{
-	return opt_ulong("ha-protect", opt, s, min, max);
-}
-
 /* The domain's disk and a DRBD device are the same block device. */
 static bool same_file(const char *a, const char *b)
 {
@@ -175,37 +170,37 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'i':
 			a->auto_interval = !strcmp(optarg, "auto");
 			if (!a->auto_interval)
-				a->cfg.interval_ms = (unsigned)number("--interval", optarg, 1, 60000);
+				a->cfg.interval_ms = opt_uint("ha-protect", "--interval", optarg, 1, 60000);
 			break;
 		case O_SLA:
-			a->sla_p99 = (unsigned)number("--sla-p99", optarg, 1, 600000);
+			a->sla_p99 = opt_uint("ha-protect", "--sla-p99", optarg, 1, 600000);
 			break;
 		case O_IMIN:
-			a->cfg.interval_min_ms = (unsigned)number("--interval-min", optarg, 1, 60000);
+			a->cfg.interval_min_ms = opt_uint("ha-protect", "--interval-min", optarg, 1, 60000);
 			break;
 		case O_IMAX:
-			a->cfg.interval_max_ms = (unsigned)number("--interval-max", optarg, 1, 60000);
+			a->cfg.interval_max_ms = opt_uint("ha-protect", "--interval-max", optarg, 1, 60000);
 			break;
 		case O_TIMEOUT:
-			a->cfg.timeout_ms = (unsigned)number("--timeout", optarg, 20, 600000);
+			a->cfg.timeout_ms = opt_uint("ha-protect", "--timeout", optarg, 20, 600000);
 			break;
 		case O_INFLIGHT:
-			a->cfg.max_inflight = (unsigned)number("--max-inflight", optarg, 1, 64);
+			a->cfg.max_inflight = opt_uint("ha-protect", "--max-inflight", optarg, 1, 64);
 			break;
 		case O_ROUNDS:
-			a->cfg.precopy_rounds = (unsigned)number("--precopy-rounds", optarg, 0, 100);
+			a->cfg.precopy_rounds = opt_uint("ha-protect", "--precopy-rounds", optarg, 0, 100);
 			break;
 		case O_RETRY:
-			a->cfg.retry_ms = (unsigned)number("--retry", optarg, 10, 3600000);
+			a->cfg.retry_ms = opt_uint("ha-protect", "--retry", optarg, 10, 3600000);
 			break;
 		case 'u':
 			a->cfg.compress = false;
 			break;
 		case O_CACHE:
-			a->cfg.cache_pages = number("--cache-pages", optarg, 0, 1ul << 26);
+			a->cfg.cache_pages = opt_ulong("ha-protect", "--cache-pages", optarg, 0, 1ul << 26);
 			break;
 		case O_LEVEL:
-			a->cfg.level = (int)number("--level", optarg, 1, 19);
+			a->cfg.level = (int)opt_uint("ha-protect", "--level", optarg, 1, 19);
 			break;
 		case O_SAVE:
 			a->cfg.save_path = optarg;
@@ -214,10 +209,10 @@ static int parse(int argc, char **argv, struct args *a)
 			a->netbuf = optarg;
 			break;
 		case O_NBQ:
-			a->nb.queue = (uint16_t)number("--netbuf-queue", optarg, 0, 65535);
+			a->nb.queue = (uint16_t)opt_uint("ha-protect", "--netbuf-queue", optarg, 0, 65535);
 			break;
 		case O_NBL:
-			a->nb.limit = (uint32_t)number("--netbuf-limit", optarg, 16, 1000000);
+			a->nb.limit = (uint32_t)opt_uint("ha-protect", "--netbuf-limit", optarg, 16, 1000000);
 			break;
 		case 'F':
 			a->unsafe = true;
@@ -248,10 +243,10 @@ static int parse(int argc, char **argv, struct args *a)
 			a->cfg.witness = optarg;
 			break;
 		case O_WTTL:
-			a->cfg.witness_ttl_ms = (unsigned)number("--witness-ttl", optarg, 100, 600000);
+			a->cfg.witness_ttl_ms = opt_uint("ha-protect", "--witness-ttl", optarg, 100, 600000);
 			break;
 		case O_MAXEP:
-			a->cfg.max_epochs = number("--max-epochs", optarg, 1, ~0ul);
+			a->cfg.max_epochs = opt_ulong("ha-protect", "--max-epochs", optarg, 1, ~0ul);
 			break;
 		default:
 			rc = opt_common(c, usage);

@@ -249,7 +249,12 @@ static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy
 				      "(raise --max-checkpoint)", x->cfg->max_ckpt_bytes);
 		return rc;
 	}
-	if (rc < 0 || !precopy)
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot buffer a %s record: %s", ckpt_rec_name(rec->type),
+			 strerror(-rc));
+		return rc;
+	}
+	if (!precopy)
 		return rc;
 	/* Nothing is committed yet: pre-copy pages go straight to the domain. */
 	struct hv_state none = {0};
