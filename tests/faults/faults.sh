@@ -69,8 +69,8 @@ TIMEOUT=${TIMEOUT:-$((400 * TS))}
 JOURNAL_MB=${JOURNAL_MB:-4} # the secondary compacts its disk journal past this size
 GUEST=${FAULT_GUEST:-counter}
 case $GUEST in
-counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip" ;;
-disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip disk-full" ;;
+counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer" ;;
+disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer disk-full" ;;
 *) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
 esac
 case $FENCE in
@@ -82,7 +82,7 @@ esac
 # secondary while the secondary still sees it (one-way loss, a slow link,
 # an isolated secondary) releases output that the secondary's failover then
 # forgets: those kinds run on request only (FAULT_KINDS=all, or by name).
-DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip"
+DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip hammer"
 case $FENCE in witness*) DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link" ;; esac
 [ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS disk-full"
 case ${FAULT_KINDS:-} in
@@ -117,6 +117,7 @@ rm -rf "$out"
 mkdir -p "$logs"
 
 cleanup() {
+	hammer_stop
 	[ -n "${client_pid:-}" ] && kill "$client_pid" 2>/dev/null
 	ns_cleanup
 	mountpoint -q "$run/disk/jfs" 2>/dev/null && umount "$run/disk/jfs"
@@ -243,6 +244,36 @@ start_secondary() {
 	# Both the relay and ha-receive listen before a primary may connect:
 	# ha-protect gives up when its first connection is refused.
 	wait_for 10 ip netns exec "${PREFIX}$h" sh -c "ss -Hltn | grep -q ':7788 ' && ss -Hltn | grep -q ':7789 '"
+}
+
+# Unauthenticated clients hammer HOST's listener from the client's host:
+# every 0.3 s four new connections that stay silent (each kept 4 s) and
+# one with garbage, until hammer_stop.
+hammer_start() {
+	ip netns exec "${PREFIX}c" bash -c '
+		trap "" PIPE
+		fds=()
+		while :; do
+			for i in 1 2 3 4; do
+				exec {fd}<>"/dev/tcp/$1/7788" && fds+=("$fd")
+			done
+			if exec {g}<>"/dev/tcp/$1/7788"; then
+				head -c 2048 /dev/urandom >&"$g"
+				exec {g}>&-
+			fi
+			while [ "${#fds[@]}" -gt 52 ]; do
+				eval "exec ${fds[0]}>&-"
+				fds=("${fds[@]:1}")
+			done
+			sleep 0.3
+		done' hammer "$(ip_of "$1")" >/dev/null 2>&1 &
+	hammer_pid=$!
+}
+hammer_stop() {
+	[ -n "${hammer_pid:-}" ] || return 0
+	kill "$hammer_pid" 2>/dev/null
+	wait "$hammer_pid" 2>/dev/null
+	hammer_pid=
 }
 
 start_primary() { # HOST: protects the guest running there
@@ -453,6 +484,15 @@ inject() { # KIND: injects the fault; sets heal_cmds (run later) and hold_ms
 		hold_ms=$r
 		;;
 	bitflip) kill -USR1 $(pids_of "$S" fault-relay) 2>/dev/null ;;
+	hammer)
+		# The secondary is lost while unauthenticated clients hammer its
+		# listener; they go on until the pair is protected again, so the
+		# primary must win the restarted secondary's session slot
+		# against them.
+		hammer_start "$S"
+		sleep 1
+		kill -9 $(pids_of "$S" ha-receive) 2>/dev/null
+		;;
 	disk-full)
 		dd if=/dev/zero of="$disk/jfs/filler" bs=64k 2>/dev/null
 		heal_cmds="rm -f $disk/jfs/filler"
@@ -590,6 +630,7 @@ for fault in $(seq 1 "$N"); do
 	if [ "$recovery" = ok ] && ! wait_for 40 protected; then
 		recovery=failed
 	fi
+	hammer_stop
 	n_prot=$(since "$logs/protect-$P.log" "${pxoff[$P]}" | grep -c "PROTECTED: checkpointing")
 	if [ "$recovery" = ok ] && [ "$n_prot" -gt 0 ]; then
 		reprotects[$kind]=$((reprotects[$kind] + 1))

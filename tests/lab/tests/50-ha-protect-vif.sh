@@ -140,10 +140,15 @@ protect_run() {
 
 	# The primary host dies: its domain, then its ha-protect (in this order:
 	# the copy takes the same name, which the dying domain must have left).
+	# Replies may leave the primary until xl destroy returns, and held ones
+	# until ha-protect is dead: the death is the moment both are gone, so
+	# that the first answer after it comes from the copy (death_ns, for the
+	# early-release check, is the start: nothing after it is judged).
 	death_ns=$(lab_mono_ns)
-	death_ms=$(wall_ms)
 	xl destroy "$dom" || fail_with "$b: xl destroy $dom failed"
 	kill -9 "$pr" 2>/dev/null
+	wait "$pr" 2>/dev/null
+	death_ms=$(wall_ms)
 
 	# Judged now, before the failover can fail: replies before the death.
 	sleep 1
@@ -211,8 +216,8 @@ cl=$!
 pids+=("$cl")
 sleep 15
 domu_crashed "$dom" && fail_with "xl remus: $dom crashed while protected ($(domu_crash_kind "$dom"))"
-death_ms=$(wall_ms)
 xl destroy "$primary" || fail_with "xl remus: xl destroy of the primary failed"
+death_ms=$(wall_ms) # as above: the primary is gone once xl destroy returns
 if wait_for 240 sh -c "awk -v d=$death_ms '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/xl.client'"; then
 	a=$(acked_continuity "$T/xl.client" "$death_ms")
 	echo "xl remus -n: client: $a"
