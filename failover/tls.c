@@ -37,10 +37,14 @@ struct fo_tls {
 	char identity[128];
 	unsigned char key[PSK_MAX];
 	size_t keylen;
+	char *peers; /* --tls-peer: comma-separated names, or NULL */
 };
 
 struct fo_tls_session {
 	gnutls_session_t s;
+	struct fo_tls *t;
+	bool wrong_peer;	/* the certificate chained, but is for another name */
+	unsigned verify_status; /* why it did not chain (gnutls_certificate_status_t) */
 	char desc[256];
 	/* Small writes are gathered into full records (the link serialises
 	 * writers, so one buffer suffices). */
@@ -72,9 +76,13 @@ static int load_psk(struct fo_tls *t, const char *path, char *err, size_t errlen
 		snprintf(err, errlen, "cannot open the PSK file %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		log_warn("the PSK file %s is readable by other users (mode %03o): chmod 600 it",
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
+		snprintf(err, errlen,
+			 "refusing the PSK file %s: other users may read it (mode %03o); chmod 600 it",
 			 path, (unsigned)(st.st_mode & 0777));
+		close(fd);
+		return -EACCES;
+	}
 	n = read(fd, line, sizeof(line) - 1);
 	close(fd);
 	if (n < 0) {
@@ -121,11 +129,11 @@ out:
 
 static int psk_server_key(gnutls_session_t s, const char *username, gnutls_datum_t *key)
 {
-	struct fo_tls *t = gnutls_session_get_ptr(s);
+	struct fo_tls *t = ((struct fo_tls_session *)gnutls_session_get_ptr(s))->t;
 
+	/* Not authenticated yet: what the peer calls itself is not logged. */
 	if (strcmp(username, t->identity) != 0) {
-		log_warn("TLS: the peer offered PSK identity '%s', expected '%s'", username,
-			 t->identity);
+		log_warn("TLS: the peer offered another PSK identity than '%s'", t->identity);
 		return -1;
 	}
 	key->data = gnutls_malloc(t->keylen);
@@ -134,6 +142,40 @@ static int psk_server_key(gnutls_session_t s, const char *username, gnutls_datum
 	memcpy(key->data, t->key, t->keylen);
 	key->size = (unsigned)t->keylen;
 	return 0;
+}
+
+/* GnuTLS calls this in the handshake: the peer's certificate must chain to
+ * --tls-ca and, with --tls-peer, be for one of its names. */
+static int verify_peer(gnutls_session_t s)
+{
+	struct fo_tls_session *ss = gnutls_session_get_ptr(s);
+	unsigned n = 0, status = 0;
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt;
+	bool ok = false;
+	char names[256], *save = NULL;
+	int rc = gnutls_certificate_verify_peers2(s, &status);
+
+	if (rc < 0)
+		return rc;
+	if (status) {
+		ss->verify_status = status;
+		return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+	}
+	if (!ss->t->peers)
+		return 0;
+	certs = gnutls_certificate_get_peers(s, &n);
+	if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	snprintf(names, sizeof(names), "%s", ss->t->peers);
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0)
+		for (char *name = strtok_r(names, ",", &save); name && !ok;
+		     name = strtok_r(NULL, ",", &save))
+			ok = gnutls_x509_crt_check_hostname2(crt, name,
+							     GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS);
+	gnutls_x509_crt_deinit(crt);
+	ss->wrong_peer = !ok;
+	return ok ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out, char *err,
@@ -154,11 +196,25 @@ int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out
 			 "--tls-ca");
 		return -EINVAL;
 	}
+	if (cfg->peer && !certs) {
+		snprintf(err, errlen,
+			 "--tls-peer names the peer's certificate: it needs --tls-cert, --tls-key "
+			 "and --tls-ca (with a PSK, whoever holds the key is the peer)");
+		return -EINVAL;
+	}
+	if (cfg->peer && (!cfg->peer[0] || strlen(cfg->peer) >= 256 || cfg->peer[0] == ',')) {
+		snprintf(err, errlen, "--tls-peer wants one or more names, comma-separated");
+		return -EINVAL;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->server = server;
 	t->psk_mode = !certs;
+	if (cfg->peer && !(t->peers = strdup(cfg->peer))) {
+		free(t);
+		return -ENOMEM;
+	}
 	if (t->psk_mode) {
 		gnutls_datum_t k;
 
@@ -196,6 +252,16 @@ int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out
 			rc = -EINVAL;
 			goto fail;
 		}
+		struct stat st;
+
+		if (stat(cfg->key, &st) == 0 && (st.st_mode & 077)) {
+			snprintf(err, errlen,
+				 "refusing the private key %s: other users may read it (mode %03o); "
+				 "chmod 600 it",
+				 cfg->key, (unsigned)(st.st_mode & 0777));
+			rc = -EACCES;
+			goto fail;
+		}
 		rc = gnutls_certificate_set_x509_key_file(t->xcred, cfg->cert, cfg->key,
 							  GNUTLS_X509_FMT_PEM);
 		if (rc < 0) {
@@ -231,6 +297,9 @@ bool fo_tls_option(int c, const char *arg, struct fo_tls_config *cfg, bool *inse
 		return true;
 	case FO_TLS_OPT_INSECURE:
 		*insecure = true;
+		return true;
+	case FO_TLS_OPT_PEER:
+		cfg->peer = arg;
 		return true;
 	default:
 		return false;
@@ -270,6 +339,7 @@ void fo_tls_free(struct fo_tls *t)
 	if (t->psks)
 		gnutls_psk_free_server_credentials(t->psks);
 	explicit_bzero(t->key, sizeof(t->key));
+	free(t->peers);
 	free(t);
 }
 
@@ -302,9 +372,16 @@ static void explain(struct fo_tls *t, struct fo_tls_session *ss, int grc, char *
 	gnutls_datum_t txt = {0};
 	unsigned status;
 
+	if (ss->wrong_peer) {
+		snprintf(err, errlen,
+			 "the peer's certificate is signed by our CA but is for none of the "
+			 "names in --tls-peer (%s)",
+			 t->peers);
+		return;
+	}
 	switch (grc) {
 	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
-		status = gnutls_session_get_verify_cert_status(ss->s);
+		status = ss->verify_status;
 		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &txt, 0) <
 		    0)
 			txt.data = NULL;
@@ -379,7 +456,8 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 		snprintf(err, errlen, "TLS session: %s", gnutls_strerror(grc));
 		return -ENOMEM;
 	}
-	gnutls_session_set_ptr(ss->s, t);
+	ss->t = t;
+	gnutls_session_set_ptr(ss->s, ss);
 	grc = gnutls_priority_set_direct(ss->s, t->psk_mode ? PRIO_PSK : PRIO_CERT, &errpos);
 	if (grc == 0) {
 		if (t->psk_mode) {
@@ -389,8 +467,9 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, t->xcred);
 			if (t->server)
 				gnutls_certificate_server_set_request(ss->s, GNUTLS_CERT_REQUIRE);
-			/* Checked against --tls-ca during the handshake, on both sides. */
-			gnutls_session_set_verify_cert(ss->s, NULL, 0);
+			/* Checked against --tls-ca (and --tls-peer) during the
+			 * handshake, on both sides. */
+			gnutls_session_set_verify_function(ss->s, verify_peer);
 		}
 	}
 	if (grc < 0) {

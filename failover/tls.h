@@ -26,6 +26,8 @@
 	"      --tls-cert FILE   this host's certificate (PEM); with --tls-key, --tls-ca\n"        \
 	"      --tls-key FILE    its private key (PEM)\n"                                          \
 	"      --tls-ca FILE     CA certificate the peer's certificate must chain to\n"            \
+	"      --tls-peer NAMES  with certificates: the peer's must be for one of NAMES\n"         \
+	"                        (comma-separated; its subjectAltName DNS or CN)\n"              \
 	"      --tls-psk FILE    pre-shared key instead of certificates: one line\n"               \
 	"                        IDENTITY:HEXKEY, the same file on both hosts\n"                   \
 	"      --insecure        plain TCP on the replication link: no encryption, no\n"           \
@@ -41,6 +43,9 @@ struct fo_tls_config {
 	const char *key;  /* its PEM private key */
 	const char *ca;	  /* PEM CA certificate(s) the peer must chain to */
 	const char *psk;  /* PSK file: "identity:hexkey" */
+	/* With certificates: the names (comma-separated) one of which the
+	 * peer's certificate must carry; NULL: any the CA signed. */
+	const char *peer;
 };
 
 /* The options of FO_TLS_USAGE, for a getopt_long table (<getopt.h>), with
@@ -51,13 +56,15 @@ enum {
 	FO_TLS_OPT_CA,
 	FO_TLS_OPT_PSK,
 	FO_TLS_OPT_INSECURE,
+	FO_TLS_OPT_PEER,
 };
 #define FO_TLS_OPTIONS                                                                             \
 	{"tls-cert", required_argument, NULL, FO_TLS_OPT_CERT},                                    \
 	    {"tls-key", required_argument, NULL, FO_TLS_OPT_KEY},                                  \
 	    {"tls-ca", required_argument, NULL, FO_TLS_OPT_CA},                                    \
 	    {"tls-psk", required_argument, NULL, FO_TLS_OPT_PSK},                                  \
-	    {"insecure", no_argument, NULL, FO_TLS_OPT_INSECURE}
+	    {"insecure", no_argument, NULL, FO_TLS_OPT_INSECURE},                                  \
+	    {"tls-peer", required_argument, NULL, FO_TLS_OPT_PEER}
 
 /* Takes option C (what getopt_long returned) with ARG into CFG and
  * *INSECURE if it is one of FO_TLS_OPTIONS: true; false otherwise. */

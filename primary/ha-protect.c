@@ -69,6 +69,8 @@ static void usage(FILE *f)
 		"                        holding the pair's lease from this ha-witness, else\n"
 		"                        pause it (same TLS settings as the link)\n"
 		"      --witness-ttl MS  the lease asked for, renewed every TTL/6 (default 2000)\n"
+		"      --witness-peer NAMES  with certificates: the witness's must be for one\n"
+		"                        of NAMES (as --tls-peer for the link)\n"
 		"Replication link security (one of these is required, except with -b):\n"
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
@@ -119,6 +121,7 @@ struct args {
 	bool unsafe, no_netbuf, no_disk, auto_interval, insecure;
 	unsigned sla_p99;
 	struct fo_tls_config tlscfg;
+	const char *witness_peer;
 	const char *disks[PROT_MAX_DEVS];
 	unsigned ndisks;
 };
@@ -129,7 +132,7 @@ static int parse(int argc, char **argv, struct args *a)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
 	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-	       O_WTTL, O_EVLOG };
+	       O_WTTL, O_EVLOG, O_WPEER };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -155,6 +158,7 @@ static int parse(int argc, char **argv, struct args *a)
 		FO_TLS_OPTIONS,
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
+		{"witness-peer", required_argument, NULL, O_WPEER},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
 		{"event-log", required_argument, NULL, O_EVLOG},
 		{"verbose", no_argument, NULL, 'v'},
@@ -242,6 +246,9 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_WITNESS:
 			a->cfg.witness = optarg;
 			break;
+		case O_WPEER:
+			a->witness_peer = optarg;
+			break;
 		case O_WTTL:
 			a->cfg.witness_ttl_ms = opt_uint("ha-protect", "--witness-ttl", optarg, 100, 600000);
 			break;
@@ -309,6 +316,20 @@ static int check(int argc, char **argv, struct args *a)
 	if (!a->cfg.blackhole &&
 	    fo_tls_setup(&a->tlscfg, a->insecure, false, &a->cfg.tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-protect: %s\n", err);
+		return 2;
+	}
+	if (a->cfg.witness) {
+		struct fo_tls_config wc = a->tlscfg;
+
+		wc.peer = a->witness_peer;
+		if (fo_tls_setup(&wc, a->insecure, false, &a->cfg.witness_tls, err, sizeof(err)) <
+		    0) {
+			fprintf(stderr, "ha-protect: the witness's TLS: %s\n", err);
+			fo_tls_free(a->cfg.tls);
+			return 2;
+		}
+	} else if (a->witness_peer) {
+		fprintf(stderr, "ha-protect: --witness-peer needs --witness\n");
 		return 2;
 	}
 	a->cfg.domain = argv[optind];
@@ -443,6 +464,7 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
 		fo_tls_free(cfg->tls);
+		fo_tls_free(cfg->witness_tls);
 		return 1;
 	}
 	rc = ops->save->info(dom, &info);
@@ -457,5 +479,6 @@ int main(int argc, char **argv)
 			cfg->devs[i]->ops->destroy(cfg->devs[i]);
 	ops->save->close(dom);
 	fo_tls_free(cfg->tls);
+	fo_tls_free(cfg->witness_tls);
 	return rc < 0 ? 1 : 0;
 }

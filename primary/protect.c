@@ -539,7 +539,7 @@ static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_d
 	if (cfg->witness) {
 		struct lease_config lc = {
 			.witness = cfg->witness,
-			.tls = cfg->tls,
+			.tls = cfg->witness_tls,
 			.pair = p->info.name,
 			.domain = cfg->domain,
 			.ttl_ms = cfg->witness_ttl_ms,

@@ -31,6 +31,7 @@ struct prot_config {
 	const char *domain;   /* "kvm:NAME" */
 	const char *peer;     /* host:port; NULL with blackhole */
 	struct fo_tls *tls;   /* the link's TLS; NULL: plain TCP (--insecure) */
+	struct fo_tls *witness_tls; /* the witness's (client side); NULL: plain TCP */
 	unsigned interval_ms; /* epoch period */
 	unsigned timeout_ms;  /* down timer for the secondary */
 	unsigned max_inflight;

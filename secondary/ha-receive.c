@@ -46,6 +46,8 @@ static void usage(FILE *f)
 		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
 		"                           ha-witness (same TLS settings as the link)\n"
 		"      --witness-ttl MS     the lease asked for (default 2000; as ha-protect)\n"
+		"      --witness-peer NAMES with certificates: the witness's must be for one of\n"
+		"                           NAMES (as --tls-peer for the link)\n"
 		"Replication link security (one of these is required):\n"
 		FO_TLS_USAGE
 		"  -v, --verbose            debug logging\n"
@@ -68,10 +70,10 @@ static void on_signal(int sig)
 /* Reads the options: -1 to go on, else the exit status (0 for --help, 2
  * for a usage error, said on stderr). */
 static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_config *tlscfg,
-		 bool *insecure, const char **backend)
+		 bool *insecure, const char **backend, const char **witness_peer)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -87,6 +89,7 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		{"fence-retry", required_argument, NULL, O_FRETRY},
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
+		{"witness-peer", required_argument, NULL, O_WPEER},
 		FO_TLS_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -145,6 +148,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_FRETRY:
 			cfg->fence_retry_ms = opt_uint(P, "--fence-retry", optarg, 10, 3600000);
 			break;
+		case O_WPEER:
+			*witness_peer = optarg;
+			break;
 		case O_WTTL:
 			cfg->witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
 			break;
@@ -181,7 +187,8 @@ int main(int argc, char **argv)
 				.fence_timeout_ms = 30000,
 				.fence_retry_ms = 5000,
 				.witness_ttl_ms = 2000};
-	struct fo_tls_config tlscfg = {0};
+	struct fo_tls_config tlscfg = {0}, wtlscfg;
+	const char *witness_peer = NULL;
 	bool insecure = false;
 	char err[320];
 	const char *backend = "kvm", *rest;
@@ -190,7 +197,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	log_init(argv[0]);
-	rc = parse(argc, argv, &cfg, &tlscfg, &insecure, &backend);
+	rc = parse(argc, argv, &cfg, &tlscfg, &insecure, &backend, &witness_peer);
 	if (rc >= 0)
 		return rc;
 	if (!cfg.listen || optind != argc) {
@@ -201,9 +208,15 @@ int main(int argc, char **argv)
 	if (!sock_hostport_option("ha-receive", "--listen", cfg.listen) ||
 	    !sock_hostport_option("ha-receive", "--witness", cfg.witness))
 		return 2;
+	if (witness_peer && !cfg.witness) {
+		fprintf(stderr, "ha-receive: --witness-peer needs --witness\n");
+		return 2;
+	}
+	wtlscfg = tlscfg;
+	wtlscfg.peer = witness_peer;
 	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
 	    (cfg.witness &&
-	     fo_tls_setup(&tlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {
+	     fo_tls_setup(&wtlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "ha-receive: %s\n", err);
 		fo_tls_free(cfg.tls);
 		return 2;

@@ -266,6 +266,59 @@ static void test_wrong_ca(void **state)
 	assert_non_null(strstr(b.err, "refused"));
 }
 
+/* --tls-peer: a certificate the CA signed, but for another host, is
+ * refused on either side; one of the names is enough. */
+static void test_tls_peer(void **state)
+{
+	struct side a = {0}, b = {0};
+	struct fo_tls *ta, *tb;
+	char psk[128], err[320];
+
+	certs(&a, "a");
+	certs(&b, "b");
+	a.cfg.peer = "b";
+	b.cfg.peer = "w,a";
+	pair(&a, &b, &ta, &tb);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(b.rc, 0);
+	close_pair(&a, &b, ta, tb);
+
+	/* The server expects another primary. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	certs(&a, "a");
+	certs(&b, "b");
+	b.cfg.peer = "c";
+	pair(&a, &b, &ta, &tb);
+	printf("server: %s\nclient: %s\n", b.err, a.err);
+	assert_int_equal(b.rc, -EPROTO);
+	assert_non_null(strstr(b.err, "none of the names in --tls-peer (c)"));
+	assert_true(a.rc < 0);
+	assert_non_null(strstr(a.err, "refused"));
+	assert_null(ta);
+	assert_null(tb);
+
+	/* The client expects another secondary. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	certs(&a, "a");
+	certs(&b, "b");
+	a.cfg.peer = "a";
+	pair(&a, &b, &ta, &tb);
+	printf("client: %s\nserver: %s\n", a.err, b.err);
+	assert_int_equal(a.rc, -EPROTO);
+	assert_non_null(strstr(a.err, "none of the names in --tls-peer (a)"));
+	assert_true(b.rc < 0);
+	assert_null(ta);
+	assert_null(tb);
+
+	/* With a PSK there is no name to check. */
+	path(psk, sizeof(psk), "psk");
+	struct fo_tls_config pc = {.psk = psk, .peer = "b"};
+	assert_int_equal(fo_tls_new(&pc, false, &ta, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--tls-peer"));
+}
+
 static void test_wrong_psk(void **state)
 {
 	struct side a = {0}, b = {0};
@@ -465,9 +518,29 @@ static void test_policy(void **state)
 		assert_non_null(f);
 		fputs(cases[i], f);
 		fclose(f);
+		chmod(bad, 0600);
 		psk.psk = bad;
 		assert_int_equal(fo_tls_setup(&psk, false, false, &t, err, sizeof(err)), -EINVAL);
 	}
+	/* Key files other users may read are refused: a PSK, a private key. */
+	path(bad, sizeof(bad), "open.psk");
+	assert_int_equal(run("cp %s %s && chmod 640 %s", p, bad, bad), 0);
+	psk.psk = bad;
+	assert_int_equal(fo_tls_setup(&psk, false, false, &t, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "chmod 600"));
+	struct fo_tls_config cert = {0};
+	char c[128], k[128], ca[128];
+
+	path(c, sizeof(c), "a.pem");
+	path(ca, sizeof(ca), "ca.pem");
+	path(k, sizeof(k), "open.key");
+	assert_int_equal(run("cp %s/a.key %s && chmod 604 %s", dir, k, k), 0);
+	cert = (struct fo_tls_config){.cert = c, .key = k, .ca = ca};
+	assert_int_equal(fo_tls_setup(&cert, false, true, &t, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "open.key"));
+	assert_int_equal(run("chmod 600 %s", k), 0);
+	assert_int_equal(fo_tls_setup(&cert, false, true, &t, err, sizeof(err)), 0);
+	fo_tls_free(t);
 	psk.psk = "/nonexistent/psk";
 	assert_true(fo_tls_setup(&psk, false, false, &t, err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "/nonexistent/psk"));
@@ -502,17 +575,27 @@ static void test_fence(void **state)
 	assert_non_null(f);
 	assert_int_equal(fscanf(f, "%d", &pid), 1);
 	fclose(f);
-	usleep(100000);
-	/* Gone, or a zombie waiting for init to reap it. */
+	/* Gone, or a zombie waiting for init to reap it: SIGKILL went out at
+	 * the timeout, and a loaded machine may take a moment to run the
+	 * victim's exit, so this waits up to 5 s for it. */
 	char st[64], line[256] = "";
+	bool dead = false;
+
 	snprintf(st, sizeof(st), "/proc/%d/stat", pid);
-	f = fopen(st, "r");
-	if (f) {
+	for (int i = 0; i < 500 && !dead; i++) {
+		f = fopen(st, "r");
+		if (!f) {
+			dead = true; /* gone */
+			break;
+		}
 		if (!fgets(line, sizeof(line), f))
 			line[0] = '\0';
 		fclose(f);
-		assert_non_null(strstr(line, ") Z "));
+		dead = strstr(line, ") Z ") != NULL;
+		if (!dead)
+			usleep(10000);
 	}
+	assert_true(dead);
 }
 
 static void test_lease_table(void **state)
@@ -671,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_psk_handshake),
 		cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_wrong_psk),
+		cmocka_unit_test(test_tls_peer),
 		cmocka_unit_test(test_plain_vs_tls),
 		cmocka_unit_test(test_peer_timer),
 		cmocka_unit_test(test_garbage),
