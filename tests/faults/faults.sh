@@ -69,8 +69,8 @@ TIMEOUT=${TIMEOUT:-$((400 * TS))}
 JOURNAL_MB=${JOURNAL_MB:-4} # the secondary compacts its disk journal past this size
 GUEST=${FAULT_GUEST:-counter}
 case $GUEST in
-counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer" ;;
-disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer disk-full" ;;
+counter) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer restart-witness stop-partition" ;;
+disk) ALL_KINDS="kill-vmm kill-protect kill-receive link-primary link-secondary drop-to-secondary drop-to-primary slow-link bitflip hammer restart-witness stop-partition slow-flush disk-full" ;;
 *) echo "faults: FAULT_GUEST is counter or disk, not '$GUEST'"; exit 2 ;;
 esac
 case $FENCE in
@@ -83,8 +83,8 @@ esac
 # an isolated secondary) releases output that the secondary's failover then
 # forgets: those kinds run on request only (FAULT_KINDS=all, or by name).
 DEFAULT_KINDS="kill-vmm kill-protect kill-receive link-primary drop-to-secondary bitflip hammer"
-case $FENCE in witness*) DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link" ;; esac
-[ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS disk-full"
+case $FENCE in witness*) DEFAULT_KINDS="$DEFAULT_KINDS link-secondary drop-to-primary slow-link restart-witness stop-partition" ;; esac
+[ "$GUEST" = disk ] && DEFAULT_KINDS="$DEFAULT_KINDS slow-flush disk-full"
 case ${FAULT_KINDS:-} in
 "") KINDS=$DEFAULT_KINDS ;;
 all) KINDS=$ALL_KINDS ;;
@@ -484,6 +484,40 @@ inject() { # KIND: injects the fault; sets heal_cmds (run later) and hold_ms
 		hold_ms=$r
 		;;
 	bitflip) kill -USR1 $(pids_of "$S" fault-relay) 2>/dev/null ;;
+	stop-partition)
+		# The operator stops protection (SIGTERM, as ha-ctl stop or
+		# systemd) while P and S cannot reach each other: END cannot be
+		# confirmed, so P must claim "alone" at the witness before it
+		# releases held output, and S must stand down, not activate.
+		ns "$P" iptables -w -I OUTPUT -d "$(ip_of "$S")" -j DROP
+		ns "$S" iptables -w -I OUTPUT -d "$(ip_of "$P")" -j DROP
+		heal_cmds="ns $P iptables -w -D OUTPUT -d $(ip_of "$S") -j DROP; ns $S iptables -w -D OUTPUT -d $(ip_of "$P") -j DROP"
+		sleep 0.2
+		kill -TERM $(pids_of "$P" ha-protect) 2>/dev/null
+		rand 1000 3000
+		hold_ms=$r
+		;;
+	slow-flush)
+		# The disk device's flush is slow: P's ha-diskrepl (the guest's
+		# disk and its replication) stops for 0.3 to 1.5 s, so
+		# ha-protect's flush of each epoch waits, with the guest's disk
+		# I/O. The guest must not stay paused meanwhile (devset), and
+		# the pair carries on; check_disk then fails over and compares.
+		kill -STOP $(pids_of "$P" ha-diskrepl) 2>/dev/null
+		heal_cmds="kill -CONT \$(pids_of $P ha-diskrepl)"
+		rand 300 1500
+		hold_ms=$r
+		;;
+	restart-witness)
+		# The witness host restarts: kill -9, back after 0.1 to 2 s with
+		# its memory empty (it grants nothing for --max-ttl after its
+		# start). The pair stays protected and takes the lease again.
+		$witness || return 0
+		kill -9 $(pids_of w ha-witness) 2>/dev/null
+		heal_cmds="witness_up"
+		rand 100 2000
+		hold_ms=$r
+		;;
 	hammer)
 		# The secondary is lost while unauthenticated clients hammer its
 		# listener; they go on until the pair is protected again, so the
