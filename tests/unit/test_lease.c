@@ -10,6 +10,9 @@
  *     grant does not resume the domain (superseded).
  *   - taken: the secondary held the lease meanwhile: superseded, never
  *     resumed.
+ *   - resume_waits_for_teardown: secondary and witness lost, then the
+ *     witness back first: resumed only after the held devices are torn
+ *     down, and no session begins before (a device holds the teardown).
  * The lease asks for 2 s (renewed every 333 ms, counted valid 1 s): room
  * for a loaded host. */
 #include <stdarg.h>
@@ -33,6 +36,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "failover/witness.h"
+#include "primary/devset.h"
 #include "primary/lease.h"
 
 #define TTL 2000
@@ -265,12 +269,88 @@ static void test_taken(void **state)
 	lease_free(l);
 }
 
+/* ---- a device whose teardown the test holds ---- */
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool in_teardown, release;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static int g_setup(struct ckpt_dev *d)
+{
+	(void)d;
+	return 0;
+}
+
+static void g_teardown(struct ckpt_dev *d)
+{
+	(void)d;
+	pthread_mutex_lock(&gate.mu);
+	gate.in_teardown = true;
+	pthread_cond_broadcast(&gate.cv);
+	while (!gate.release)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	pthread_mutex_unlock(&gate.mu);
+}
+
+static const struct ckpt_dev_ops gate_ops = {
+	.kind = "gate", .setup = g_setup, .teardown = g_teardown};
+
+/* The secondary and the witness are lost (output held, the domain paused),
+ * then the witness comes back before the secondary took the lease: the
+ * domain resumes, but only after the held devices are torn down. Until
+ * then no new session may begin (it would connect devices the teardown is
+ * still releasing: the wedge of a paused domain for good). Deterministic:
+ * the teardown waits for the test. */
+static void test_resume_waits_for_teardown(void **state)
+{
+	struct ckpt_dev dev = {.ops = &gate_ops, .name = "held"};
+	struct ckpt_dev *list[] = {&dev};
+	struct lease *l;
+
+	(void)state;
+	devset_free(devs);
+	assert_int_equal(devset_new(list, 1, NULL, NULL, &devs), 0);
+	assert_int_equal(devset_setup(devs), 0);
+	l = start();
+	wait_status(l, "lease held");
+	assert_int_equal(lease_session_begins(l), 0);
+
+	atomic_store(&w.up, false);
+	lease_secondary_lost(l);
+	assert_false(lease_may_release(l)); /* the lease ran out: held, paused */
+	assert_int_equal(atomic_load(&pauses), 1);
+	assert_true(lease_blocks(l));
+
+	atomic_store(&w.up, true);
+	pthread_mutex_lock(&gate.mu);
+	while (!gate.in_teardown)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	pthread_mutex_unlock(&gate.mu);
+	/* The lease is back and the teardown runs: still no new session. */
+	assert_int_equal(lease_session_begins(l), -EAGAIN);
+	assert_true(lease_blocks(l));
+	assert_int_equal(atomic_load(&resumes), 0);
+
+	pthread_mutex_lock(&gate.mu);
+	gate.release = true;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.mu);
+	wait_count(&resumes, 1);
+	for (int i = 0; i < 1000 && lease_blocks(l); i++)
+		clk_sleep_until_ns(clk_now_ns() + 10 * NSEC_PER_MSEC);
+	assert_int_equal(lease_session_begins(l), 0);
+	lease_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_taken, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_waits_for_teardown, setup, teardown),
 	};
 
 	log_set_level(LOG_LVL_ERROR);
