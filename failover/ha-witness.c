@@ -34,6 +34,7 @@ static volatile sig_atomic_t stop_flag;
 #define MAX_CONNS 64
 #define CONN_MAX_MS 3000
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *state_path; /* --state */
 
 static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot {
@@ -61,6 +62,9 @@ static void usage(FILE *f)
 		   "Grants each protected pair's lease to the host that may serve it.\n"
 		   "\n"
 		   "  -l, --listen ADDR   address to serve on (required)\n"
+		   "      --state FILE    where holders, generations and stale marks are kept\n"
+		   "                      across restarts (required; written before each\n"
+		   "                      reply that changes them)\n"
 		   "      --max-ttl MS    longest lease granted, and how long nothing is\n"
 		   "                      granted after a start (default 10000)\n"
 		   "  -v, --verbose       log every request\n"
@@ -126,6 +130,16 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 	}
 	pthread_mutex_lock(&table_mu);
 	int what = fo_lease_handle(t, line, now_ms(), reply, sizeof(reply));
+	/* What a reply grants or marks must survive a restart of this witness
+	 * before anyone acts on it. A save that fails answers ERROR: the
+	 * asker gets nothing, and the table (already changed) only denies
+	 * the other host, which is safe. */
+	if (fo_lease_table_changed(t) &&
+	    fo_lease_table_save(t, state_path, err, sizeof(err)) < 0) {
+		log_error("%s: %s; refusing the request", peer, err);
+		snprintf(reply, sizeof(reply), "ERROR the witness cannot record its state\n");
+		what = FO_LEASE_ERROR;
+	}
 	pthread_mutex_unlock(&table_mu);
 	struct iovec iov = {reply, strlen(reply)};
 	rc = s ? fo_tls_writev(s, &iov, 1) : io_writev_full(fd, &iov, 1);
@@ -245,9 +259,10 @@ static void accept_loop(int lfd, struct fo_tls *tls, struct fo_lease_table *t)
 
 int main(int argc, char **argv)
 {
-	enum { O_MAXTTL = 256 };
+	enum { O_MAXTTL = 256, O_STATE };
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
+	    {"state", required_argument, NULL, O_STATE},
 	    {"max-ttl", required_argument, NULL, O_MAXTTL},
 	    FO_TLS_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
@@ -271,6 +286,9 @@ int main(int argc, char **argv)
 		case 'l':
 			listen = optarg;
 			break;
+		case O_STATE:
+			state_path = optarg;
+			break;
 		case O_MAXTTL:
 			max_ttl = opt_ulong("ha-witness", "--max-ttl", optarg, FO_WITNESS_TTL_MIN,
 					    3600000);
@@ -287,6 +305,12 @@ int main(int argc, char **argv)
 	}
 	if (!sock_hostport_option("ha-witness", "--listen", listen))
 		return 2;
+	if (!state_path || !*state_path) {
+		fprintf(stderr, "ha-witness: --state FILE is required: without it a restarted "
+				"witness forgets every lease, so each protected primary sees a new "
+				"generation and counts itself superseded\n");
+		return 2;
+	}
 	if (fo_tls_setup(&tc, insecure, true, &tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-witness: %s\n", err);
 		return 2;
@@ -296,6 +320,17 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	if (fo_lease_table_new(now_ms(), (unsigned)max_ttl, gen_base(), &t) < 0)
 		goto out;
+	rc = fo_lease_table_load(t, state_path, err, sizeof(err));
+	if (rc == -ENOENT) {
+		log_info("no state in %s yet: starting with no leases", state_path);
+	} else if (rc < 0) {
+		log_error("%s: move it away to start with no leases (each protected primary then "
+			  "sees a new generation and counts itself superseded)",
+			  err);
+		rc = 1;
+		goto out;
+	}
+	rc = 1;
 	lfd = sock_tcp_listen(listen, 16);
 	if (lfd < 0) {
 		log_error("cannot listen on %s: %s", listen, sock_tcp_strerror(lfd));

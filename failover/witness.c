@@ -1,7 +1,9 @@
 #include "failover/witness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +140,7 @@ struct lease {
 };
 
 struct fo_lease_table {
+	bool changed; /* the durable part changed since the last save */
 	uint64_t quiet_until_ms;
 	uint64_t gen_base;
 	unsigned max_ttl_ms;
@@ -250,9 +253,12 @@ int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms,
 	}
 	int rc = FO_LEASE_RENEWED;
 	if (strcmp(l->holder, holder)) {
-		l->generation++;
+		/* Above this run's base too: a generation loaded from the state
+		 * file never counts up into one an earlier run handed out. */
+		l->generation = (l->generation > t->gen_base ? l->generation : t->gen_base) + 1;
 		snprintf(l->holder, sizeof(l->holder), "%s", holder);
 		rc = FO_LEASE_NEW_HOLDER;
+		t->changed = true;
 	}
 	l->expiry_ms = now_ms + ttl;
 	/* Only a granted claim counts, and only the newest of its run. */
@@ -261,6 +267,7 @@ int fo_lease_handle(struct fo_lease_table *t, const char *line, uint64_t now_ms,
 		l->claim_run = run;
 		l->claim_seq = seq;
 		l->stale = claim == FO_CLAIM_ALONE;
+		t->changed = true;
 	}
 	snprintf(reply, len, "GRANTED %" PRIu64 " %u\n", l->generation, ttl);
 	return rc;
@@ -270,4 +277,124 @@ malformed:
 		 "ERROR expected LEASE <pair> <holder> <ttl_ms>[ alone|protected <run> "
 		 "<seq>]\n");
 	return FO_LEASE_ERROR;
+}
+
+/* ============================== state file ============================== */
+
+#define STATE_MAGIC "ha-witness-state 1"
+
+bool fo_lease_table_changed(const struct fo_lease_table *t)
+{
+	return t->changed;
+}
+
+int fo_lease_table_save(struct fo_lease_table *t, const char *path, char *err, size_t errlen)
+{
+	char tmp[4096], dir[4096];
+	FILE *f;
+	int fd, rc = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "the state file's name is too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	fprintf(f, STATE_MAGIC "\n");
+	for (size_t i = 0; i < t->n; i++) {
+		const struct lease *l = &t->v[i];
+
+		fprintf(f, "%s %s %" PRIu64 " %d %d %016" PRIx64 " %" PRIu64 "\n", l->pair,
+			l->holder[0] ? l->holder : "-", l->generation, l->stale, l->claimed,
+			l->claim_run, l->claim_seq);
+	}
+	if (fflush(f) != 0 || fsync(fd) < 0)
+		rc = -errno;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
+		unlink(tmp);
+		return rc;
+	}
+	/* The rename must be durable too. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) < 0)
+			rc = -errno;
+		close(fd);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot make %s durable: %s", path, strerror(-rc));
+		return rc;
+	}
+	t->changed = false;
+	return 0;
+}
+
+int fo_lease_table_load(struct fo_lease_table *t, const char *path, char *err, size_t errlen)
+{
+	char line[LINE_MAX_LEN];
+	unsigned no = 1;
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (!fgets(line, sizeof(line), f) || strcmp(line, STATE_MAGIC "\n")) {
+		snprintf(err, errlen, "%s is not a witness state file (no '%s' line)", path,
+			 STATE_MAGIC);
+		rc = -EBADMSG;
+		goto out;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char pair[FO_WITNESS_NAME_MAX], holder[FO_WITNESS_NAME_MAX], runhex[17];
+		int stale, claimed, end = 0;
+		uint64_t gen, seq;
+		struct lease *l;
+
+		no++;
+		if (sscanf(line, "%63s %63s %" SCNu64 " %d %d %16[0-9a-f] %" SCNu64 "%n", pair, holder,
+			   &gen, &stale, &claimed, runhex, &seq, &end) != 7 ||
+		    strcmp(line + end, "\n") || !name_ok(pair) ||
+		    (strcmp(holder, "-") && !name_ok(holder)) || (stale | claimed) & ~1 ||
+		    strlen(runhex) != 16 || find(t, pair, false)) {
+			snprintf(err, errlen, "%s, line %u: damaged or repeated entry", path, no);
+			rc = -EBADMSG;
+			goto out;
+		}
+		l = find(t, pair, true);
+		if (!l) {
+			snprintf(err, errlen, "%s: more than %d pairs, or out of memory", path,
+				 TABLE_MAX);
+			rc = -ENOMEM;
+			goto out;
+		}
+		snprintf(l->holder, sizeof(l->holder), "%s", strcmp(holder, "-") ? holder : "");
+		l->generation = gen;
+		l->stale = stale;
+		l->claimed = claimed;
+		l->claim_run = strtoull(runhex, NULL, 16);
+		l->claim_seq = seq;
+		l->expiry_ms = 0; /* the quiet time after the start covers it */
+	}
+	if (ferror(f)) {
+		rc = -EIO;
+		snprintf(err, errlen, "cannot read %s", path);
+	}
+out:
+	fclose(f);
+	return rc;
 }

@@ -44,7 +44,11 @@
  * Claims are ordered by (run, seq): run names one ha-protect process, seq
  * counts its requests, so a claim delayed in the network cannot undo a
  * later one of the same process; a new run's claim replaces an old run's.
- * The marks live in the witness's memory: a restarted witness has none.
+ * Holders, generations and claims (not expiries) are kept in a state file
+ * (ha-witness --state), written and made durable before a reply that
+ * changed them: a restarted witness keeps them, so a primary that renews
+ * after the restart's quiet time keeps its generation (a new one would tell
+ * it the secondary took over), and a stale copy stays stale.
  *
  * Wire (inside the pair's TLS, one request per connection, text lines):
  *   LEASE <pair> <holder> <ttl_ms>[ <claim> <run:16 hex> <seq>]\n
@@ -102,6 +106,14 @@ struct fo_lease_table;
 int fo_lease_table_new(uint64_t now_ms, unsigned max_ttl_ms, uint64_t gen_base,
 		       struct fo_lease_table **out);
 void fo_lease_table_free(struct fo_lease_table *t);
+
+/* The state file (see above): load into a new table (0; -ENOENT if there
+ * is none; -EBADMSG, with err, if it is damaged), save atomically and
+ * durably (write, fsync, rename, fsync of the directory). changed: whether
+ * a request changed what the file holds since the last save. */
+int fo_lease_table_load(struct fo_lease_table *t, const char *path, char *err, size_t errlen);
+int fo_lease_table_save(struct fo_lease_table *t, const char *path, char *err, size_t errlen);
+bool fo_lease_table_changed(const struct fo_lease_table *t);
 
 enum { FO_LEASE_ERROR = -1, FO_LEASE_RENEWED, FO_LEASE_NEW_HOLDER, FO_LEASE_DENIED };
 /* Handles one request line (without the newline); writes the reply line

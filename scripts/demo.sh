@@ -32,6 +32,7 @@ echo "the replication link is TLS 1.3 with a pre-shared key (scripts/tls-gen.sh 
 down=$(ms 100) lease=$(ms 1000)
 witness="--witness $WITNESS_IP:7790 --witness-ttl $lease"
 ns w "$bin/ha-witness" --tls-psk "$tmp/pair.psk" --listen "$WITNESS_IP:7790" --max-ttl "$lease" \
+	--state "$tmp/wit.state" \
 	> "$tmp/wit.log" 2>&1 &
 echo "host W runs ha-witness: B may activate only with the pair's lease, so a partition"
 echo "never leaves two copies serving (lease ${lease} ms)"

@@ -173,8 +173,12 @@ done
 # off a or b (or the path between them), never w from both.
 witness_up() {
 	topo_witness_host
+	witness_start
+}
+witness_start() {
 	# shellcheck disable=SC2086 # option lists are words
 	ns w "$bin/ha-witness" $link_opts --listen "$WITNESS" --max-ttl "$WITNESS_TTL" -v \
+		--state "$run/witness.state" \
 		>> "$logs/witness.log" 2>&1 &
 	wait_for 10 ip netns exec "${PREFIX}w" sh -c "ss -Hltn | grep -q ':7790 '"
 }
@@ -514,7 +518,7 @@ inject() { # KIND: injects the fault; sets heal_cmds (run later) and hold_ms
 		# start). The pair stays protected and takes the lease again.
 		$witness || return 0
 		kill -9 $(pids_of w ha-witness) 2>/dev/null
-		heal_cmds="witness_up"
+		heal_cmds="witness_start"
 		rand 100 2000
 		hold_ms=$r
 		;;

@@ -95,6 +95,7 @@ check "ha-receive survived" rx_alive
 rx_stop
 
 ns h "$bin/ha-witness" --tls-psk "$tmp/psk" --listen 127.0.0.1:7801 --max-ttl $(ms 1000) \
+	--state "$tmp/w.state" \
 	> "$tmp/w.log" 2>&1 &
 wait_for 5 grep -q "witness on" "$tmp/w.log"
 rx "$tmp/rx3.log" --tls-psk "$tmp/psk2"

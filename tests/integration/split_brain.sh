@@ -52,6 +52,7 @@ WITNESS=$WITNESS_IP:7790
 witness_up() {
 	topo_witness_host
 	ns w "$bin/ha-witness" --tls-psk "$tmp/psk" --listen "$WITNESS" --max-ttl $(ms 1000) \
+		--state "$dir/wit.state" \
 		> "$dir/wit.log" 2>&1 &
 }
 

@@ -21,6 +21,7 @@ W=127.0.0.1:7811
 witness_up() {
 	# Not through the ns function: $! must be ha-witness itself.
 	ip netns exec "${PREFIX}w" "$bin/ha-witness" --insecure --listen "$W" --max-ttl 1000 -v \
+		--state "$tmp/w.state" \
 		> "$tmp/w.log" 2>&1 &
 	wpid=$!
 	wait_for 5 grep -q "witness on" "$tmp/w.log"

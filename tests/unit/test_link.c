@@ -674,6 +674,80 @@ static void test_lease_restart(void **state)
 	fo_lease_table_free(t);
 }
 
+/* The state file: a restarted witness keeps holders, generations and stale
+ * marks. The primary that renews after the quiet time keeps its generation
+ * (no "superseded"), a stale copy stays stale, and a new holder's
+ * generation is above both runs'. */
+static void test_lease_state(void **state)
+{
+	struct fo_lease_table *t;
+	char r[256], err[320], file[160], bad[160];
+	FILE *f;
+
+	path(file, sizeof(file), "witness.state");
+	assert_int_equal(fo_lease_table_new(0, 1000, 0, &t), 0);
+	assert_int_equal(fo_lease_table_load(t, file, err, sizeof(err)), -ENOENT);
+	assert_false(fo_lease_table_changed(t));
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 1",
+					 1000, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 1 1000\n");
+	assert_true(fo_lease_table_changed(t));
+	assert_int_equal(fo_lease_table_save(t, file, err, sizeof(err)), 0);
+	assert_false(fo_lease_table_changed(t));
+	/* A plain renewal changes nothing durable. */
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 1100, r, sizeof(r)),
+			 FO_LEASE_RENEWED);
+	assert_false(fo_lease_table_changed(t));
+	assert_int_equal(fo_lease_handle(t, "LEASE db primary 1000 alone 00000000000000bb 7", 1200,
+					 r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_int_equal(fo_lease_table_save(t, file, err, sizeof(err)), 0);
+	fo_lease_table_free(t);
+
+	/* The restart (another base), and the quiet time. */
+	assert_int_equal(fo_lease_table_new(5000, 1000, 1000, &t), 0);
+	assert_int_equal(fo_lease_table_load(t, file, err, sizeof(err)), 0);
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000", 5500, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_int_equal(fo_lease_handle(t, "LEASE web primary 1000 protected 00000000000000aa 2",
+					 6000, r, sizeof(r)),
+			 FO_LEASE_RENEWED);
+	assert_string_equal(r, "GRANTED 1 1000\n");
+	/* db's copy stays stale; web changes holder above both bases. */
+	assert_int_equal(fo_lease_handle(t, "LEASE db secondary 1000", 6000, r, sizeof(r)),
+			 FO_LEASE_DENIED);
+	assert_non_null(strstr(r, " stale"));
+	assert_int_equal(fo_lease_handle(t, "LEASE web secondary 1000", 7100, r, sizeof(r)),
+			 FO_LEASE_NEW_HOLDER);
+	assert_string_equal(r, "GRANTED 1001 1000\n");
+	fo_lease_table_free(t);
+
+	/* A damaged file is refused, not half read. */
+	path(bad, sizeof(bad), "witness.bad");
+	const char *cases[] = {"", "ha-witness-state 1\nweb primary x 0 0 00 1\n",
+			       "ha-witness-state 1\nweb primary 1 0 0 00000000000000aa 1 junk\n",
+			       "ha-witness-state 1\nw/b primary 1 0 0 00000000000000aa 1\n",
+			       "ha-witness-state 1\nweb - 1 2 0 00000000000000aa 1\n",
+			       "ha-witness-state 1\nweb - 1 0 0 00000000000000aa 1\n"
+			       "web - 2 0 0 00000000000000aa 1\n"};
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		f = fopen(bad, "w");
+		assert_non_null(f);
+		fputs(cases[i], f);
+		fclose(f);
+		assert_int_equal(fo_lease_table_new(0, 1000, 0, &t), 0);
+		assert_int_equal(fo_lease_table_load(t, bad, err, sizeof(err)), -EBADMSG);
+		fo_lease_table_free(t);
+	}
+	/* A save that cannot be made durable fails, and says where. */
+	assert_int_equal(fo_lease_table_new(0, 1000, 0, &t), 0);
+	assert_int_equal(fo_lease_table_save(t, "/nonexistent/dir/state", err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/dir/state"));
+	fo_lease_table_free(t);
+}
+
 /* A primary that runs without its secondary claims "alone" first: from then
  * on the secondary's copy is stale and the secondary never gets the lease,
  * not even after the primary's expired, until a session's first ACK is
@@ -762,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_fence),
 		cmocka_unit_test(test_lease_table),
 		cmocka_unit_test(test_lease_restart),
+		cmocka_unit_test(test_lease_state),
 		cmocka_unit_test(test_lease_claims),
 	};
 
