@@ -36,6 +36,29 @@ static volatile sig_atomic_t stop_flag;
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *state_path; /* --state */
 
+/* --pair NAME=HOSTS: who may ask for which lease. */
+#define MAX_PAIRS 256
+static struct pair_rule {
+	char name[FO_WITNESS_NAME_MAX];
+	const char *hosts;
+} pairs[MAX_PAIRS];
+static unsigned npairs;
+
+/* Whether the authenticated peer of S may ask what LINE asks (--pair). */
+static bool pair_allowed(const struct fo_tls_session *s, const char *line)
+{
+	char name[FO_WITNESS_NAME_MAX];
+
+	if (!npairs)
+		return true;
+	if (!s || sscanf(line, "LEASE %63s", name) != 1)
+		return false;
+	for (unsigned i = 0; i < npairs; i++)
+		if (!strcmp(pairs[i].name, name))
+			return fo_tls_session_peer_is(s, pairs[i].hosts);
+	return false;
+}
+
 static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot {
 	int fd; /* -1: free */
@@ -65,6 +88,10 @@ static void usage(FILE *f)
 		   "      --state FILE    where holders, generations and stale marks are kept\n"
 		   "                      across restarts (required; written before each\n"
 		   "                      reply that changes them)\n"
+		   "      --pair NAME=HOSTS  with certificates: only HOSTS (comma-separated\n"
+		   "                      certificate names) may ask for pair NAME's lease;\n"
+		   "                      once given, pairs not named are refused (repeat\n"
+		   "                      for each pair)\n"
 		   "      --max-ttl MS    longest lease granted, and how long nothing is\n"
 		   "                      granted after a start (default 10000)\n"
 		   "  -v, --verbose       log every request\n"
@@ -126,6 +153,17 @@ static void serve(int fd, struct fo_tls *tls, struct fo_lease_table *t, const ch
 		goto out;
 	} else if (rc < 0) {
 		log_warn("%s: no complete request (%s)", peer, strerror(-rc));
+		goto out;
+	}
+	if (!pair_allowed(s, line)) {
+		/* Authenticated, but not one of the pair's hosts (--pair). */
+		log_warn("refusing %s (%s): it is not a host of the pair it asks for", peer,
+			 s ? fo_tls_session_desc(s) : "plain TCP");
+		snprintf(reply, sizeof(reply), "ERROR this host may not ask for that pair\n");
+		struct iovec iov = {reply, strlen(reply)};
+
+		if (s)
+			fo_tls_writev(s, &iov, 1);
 		goto out;
 	}
 	pthread_mutex_lock(&table_mu);
@@ -259,9 +297,10 @@ static void accept_loop(int lfd, struct fo_tls *tls, struct fo_lease_table *t)
 
 int main(int argc, char **argv)
 {
-	enum { O_MAXTTL = 256, O_STATE };
+	enum { O_MAXTTL = 256, O_STATE, O_PAIR };
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
+	    {"pair", required_argument, NULL, O_PAIR},
 	    {"state", required_argument, NULL, O_STATE},
 	    {"max-ttl", required_argument, NULL, O_MAXTTL},
 	    FO_TLS_OPTIONS,
@@ -286,6 +325,20 @@ int main(int argc, char **argv)
 		case 'l':
 			listen = optarg;
 			break;
+		case O_PAIR: {
+			const char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg || (size_t)(eq - optarg) >= FO_WITNESS_NAME_MAX ||
+			    !eq[1] || npairs == MAX_PAIRS) {
+				fprintf(stderr, "ha-witness: --pair wants NAME=HOST[,HOST...], not "
+						"'%s' (at most %d)\n",
+					optarg, MAX_PAIRS);
+				return 2;
+			}
+			memcpy(pairs[npairs].name, optarg, (size_t)(eq - optarg));
+			pairs[npairs++].hosts = eq + 1;
+			break;
+		}
 		case O_STATE:
 			state_path = optarg;
 			break;
@@ -313,6 +366,12 @@ int main(int argc, char **argv)
 	}
 	if (fo_tls_setup(&tc, insecure, true, &tls, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-witness: %s\n", err);
+		return 2;
+	}
+	if (npairs && (!tc.cert || !tls)) {
+		fprintf(stderr, "ha-witness: --pair names the hosts' certificates: it needs "
+				"--tls-cert, --tls-key and --tls-ca\n");
+		fo_tls_free(tls);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

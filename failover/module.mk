@@ -18,7 +18,8 @@ ha-witness_OBJS := \
 
 INTEG_TESTS += \
 	tests/integration/link_tls.sh \
-	tests/integration/witness_conns.sh
+	tests/integration/witness_conns.sh \
+	tests/integration/witness_pairs.sh
 
 BENCHES += \
 	bench_link

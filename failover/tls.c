@@ -144,16 +144,39 @@ static int psk_server_key(gnutls_session_t s, const char *username, gnutls_datum
 	return 0;
 }
 
+/* Whether the peer's certificate of S is for one of NAMES (comma-separated:
+ * subjectAltName DNS or CN, no wildcards). */
+static bool cert_is_for(gnutls_session_t s, const char *names)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+	gnutls_x509_crt_t crt;
+	bool ok = false;
+	char buf[256], *save = NULL;
+
+	if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
+		return false;
+	snprintf(buf, sizeof(buf), "%s", names);
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0)
+		for (char *name = strtok_r(buf, ",", &save); name && !ok;
+		     name = strtok_r(NULL, ",", &save))
+			ok = gnutls_x509_crt_check_hostname2(crt, name,
+							     GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS);
+	gnutls_x509_crt_deinit(crt);
+	return ok;
+}
+
+bool fo_tls_session_peer_is(const struct fo_tls_session *ss, const char *names)
+{
+	return !ss->t->psk_mode && cert_is_for(ss->s, names);
+}
+
 /* GnuTLS calls this in the handshake: the peer's certificate must chain to
  * --tls-ca and, with --tls-peer, be for one of its names. */
 static int verify_peer(gnutls_session_t s)
 {
 	struct fo_tls_session *ss = gnutls_session_get_ptr(s);
-	unsigned n = 0, status = 0;
-	const gnutls_datum_t *certs;
-	gnutls_x509_crt_t crt;
-	bool ok = false;
-	char names[256], *save = NULL;
+	unsigned status = 0;
 	int rc = gnutls_certificate_verify_peers2(s, &status);
 
 	if (rc < 0)
@@ -164,18 +187,8 @@ static int verify_peer(gnutls_session_t s)
 	}
 	if (!ss->t->peers)
 		return 0;
-	certs = gnutls_certificate_get_peers(s, &n);
-	if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
-		return GNUTLS_E_CERTIFICATE_ERROR;
-	snprintf(names, sizeof(names), "%s", ss->t->peers);
-	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0)
-		for (char *name = strtok_r(names, ",", &save); name && !ok;
-		     name = strtok_r(NULL, ",", &save))
-			ok = gnutls_x509_crt_check_hostname2(crt, name,
-							     GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS);
-	gnutls_x509_crt_deinit(crt);
-	ss->wrong_peer = !ok;
-	return ok ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+	ss->wrong_peer = !cert_is_for(s, ss->t->peers);
+	return ss->wrong_peer ? GNUTLS_E_CERTIFICATE_ERROR : 0;
 }
 
 int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out, char *err,

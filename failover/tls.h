@@ -98,6 +98,9 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 void fo_tls_session_free(struct fo_tls_session *s);
 /* "TLS1.3 AES-256-GCM, peer CN=..." for the log. */
 const char *fo_tls_session_desc(const struct fo_tls_session *s);
+/* Whether the (authenticated) peer's certificate is for one of NAMES
+ * (comma-separated); false with a PSK. */
+bool fo_tls_session_peer_is(const struct fo_tls_session *s, const char *names);
 
 /* Exact I/O with common/io.h's semantics. A read that sees no octet
  * within the socket's receive timeout fails with -EAGAIN; a record that
