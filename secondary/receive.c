@@ -1,6 +1,7 @@
 #include "secondary/receive.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -715,7 +716,7 @@ struct conn {
 	char peer[64];
 	pthread_t th;
 	pthread_mutex_t mu;
-	uint64_t deadline_ns; /* under mu; 0: past the handshake (the thread may close fd) */
+	uint64_t deadline_ns; /* under mu; 0: past the handshake (the thread closes fd) */
 	bool expired;	      /* under mu: the accept loop shut it down */
 	_Atomic bool done;
 	enum rx_result result;
@@ -787,17 +788,25 @@ static void *conn_main(void *arg)
 	struct rx *x = c->x;
 	struct rx_session s = {.x = x, .peer = c->peer};
 	char domain[sizeof(x->domain)];
-	int rc;
+	bool expired;
+	int fd, rc;
 
 	c->result = RX_NOT_A_SESSION;
-	rc = fo_link_open(c->fd, x->cfg->timeout_ms, x->cfg->tls, &s.l, s.err, sizeof(s.err));
+	/* The link gets a descriptor of its own (and closes it when it
+	 * fails): c->fd stays open until the handshake is over, so that the
+	 * accept loop never shuts down a number reused meanwhile. */
+	fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+	rc = fd < 0 ? -errno
+		    : fo_link_open(fd, x->cfg->timeout_ms, x->cfg->tls, &s.l, s.err, sizeof(s.err));
 	if (rc == 0) {
 		s.r = fo_link_reader(s.l);
 		rc = ckpt_reader_headers(s.r, CKPT_IHDR_ID_XEN);
 		if (rc < 0)
 			refuse(&s, rc);
 	}
-	if (handshake_over(c)) {
+	expired = handshake_over(c);
+	close(c->fd);
+	if (expired) {
 		rc = -ETIMEDOUT;
 		snprintf(s.err, sizeof(s.err),
 			 "cut short before its stream headers: late (over %llu ms), or more than "
@@ -819,7 +828,7 @@ static void *conn_main(void *arg)
 		pthread_mutex_unlock(&x->mu);
 		log_warn("refusing a second primary from %s: already protecting %s", c->peer,
 			 domain);
-		refuse_busy(s.l, c->fd, domain);
+		refuse_busy(s.l, fd, domain);
 		fo_link_free(s.l);
 		goto out;
 	}
