@@ -176,6 +176,17 @@ protect_run() {
 		xenstore-ls -f "/local/domain/$(xl domid "$dom" 2>/dev/null)/device/vif" 2>&1 | head -n 20
 		xenstore-ls -f "/local/domain/0/backend/vif/$(xl domid "$dom" 2>/dev/null)" 2>&1 | grep -E '/(state|multi-queue-num-queues|online)' | head -n 10
 		domu_console "$dom" 30
+		echo "--- $b: dom0 when the copy does not answer"
+		free -m
+		xl info 2>/dev/null | grep -E '^(free_memory|total_memory)'
+		cv=$(vif_of "$dom")
+		ip -s link show dev "$cv" 2>&1 | head -n 8
+		bridge fdb show br "$br" 2>&1 | grep -i "$mac"
+		inns ip neigh show 2>&1
+		tc qdisc show 2>&1 | head -n 20
+		iptables -w -S 2>&1 | grep -v '^-P' | head -n 20
+		dmesg 2>/dev/null | tail -n 30
+		ps -eo pid,pcpu,rss,comm --sort=-pcpu 2>/dev/null | head -n 8
 		fail_with "$(printf '%s; ' "${failures[@]}")$b: the copy does not answer the client (state $(domu_state "$dom"))"
 	fi
 	domu_crashed "$dom" && fail_with "$b: the copy crashed ($(domu_crash_kind "$dom"))"
