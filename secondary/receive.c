@@ -671,7 +671,6 @@ static enum rx_result session(struct rx_session *s)
 	}
 	hv_state_free(&x->state_recs);
 	fo_link_free(s->l);
-	rx_set_state(x, RX_WAITING);
 	log_set_epoch(LOG_NO_EPOCH);
 	return res;
 }
@@ -703,17 +702,20 @@ static void refuse_busy(struct fo_link *l, int fd, const char *domain)
  * authenticates the peer (the TLS handshake) and reads its stream headers
  * before the connection may take the one session slot: a client that never
  * gets that far cannot keep the primary out. Each handshake gets at most
- * handshake_ms() (the accept loop shuts a late one down), and at most
- * RX_PENDING run at once: a new connection beyond that cuts the oldest one
- * short, so that clients that connect and stay silent cannot hold off a
- * primary, which finishes its handshake in a few round trips. */
+ * handshake_ms() (the accept loop shuts a late one down); at most
+ * RX_PENDING_HOST run at once per client address and RX_PENDING in all: a
+ * new connection beyond that cuts an older one short (make_room), so that
+ * clients that connect and stay silent cannot hold off a primary, which
+ * finishes its handshake in a few round trips. */
 #define RX_PENDING 8
+#define RX_PENDING_HOST 2
 #define RX_CONNS (1 + 2 * RX_PENDING) /* the session, the handshakes, those cut short */
 
 struct conn {
 	struct rx *x;
 	int fd;
-	char peer[64];
+	char host[64]; /* its address */
+	char peer[64]; /* address:port */
 	pthread_t th;
 	pthread_mutex_t mu;
 	uint64_t deadline_ns; /* under mu; 0: past the handshake (the thread closes fd) */
@@ -833,8 +835,11 @@ static void *conn_main(void *arg)
 		goto out;
 	}
 	c->result = session(&s);
+	/* "waiting" means the slot is free: a primary may come. */
 	pthread_mutex_lock(&x->mu);
 	x->busy = false;
+	if (c->result != RX_ACTIVATED)
+		x->state = RX_WAITING;
 	pthread_mutex_unlock(&x->mu);
 out:
 	atomic_store(&c->done, true);
@@ -883,35 +888,70 @@ static void expire(struct conn **conns, bool all)
 	}
 }
 
-/* Cuts the oldest handshake of CONNS short if RX_PENDING are running.
- * Returns the peer it cut short, or NULL. */
-static const char *make_room(struct conn **conns)
+/* Whether C is still in its handshake (under its mu). */
+static bool pending(struct conn *c)
+{
+	return c && c->deadline_ns && !c->expired;
+}
+
+/* The oldest handshake of CONNS from HOST (any host: NULL), and how many
+ * there are. */
+static struct conn *oldest_of(struct conn **conns, const char *host, unsigned *count)
 {
 	struct conn *oldest = NULL;
-	unsigned pending = 0;
 
+	*count = 0;
 	for (unsigned i = 0; i < RX_CONNS; i++) {
 		struct conn *c = conns[i];
 
 		if (!c)
 			continue;
 		pthread_mutex_lock(&c->mu);
-		if (c->deadline_ns && !c->expired) {
-			pending++;
+		if (pending(c) && (!host || !strcmp(c->host, host))) {
+			++*count;
 			if (!oldest || c->deadline_ns < oldest->deadline_ns)
 				oldest = c;
 		}
 		pthread_mutex_unlock(&c->mu);
 	}
-	if (pending < RX_PENDING)
-		return NULL;
-	pthread_mutex_lock(&oldest->mu);
-	if (oldest->deadline_ns && !oldest->expired) {
-		oldest->expired = true;
-		shutdown(oldest->fd, SHUT_RDWR);
+	return oldest;
+}
+
+/* Makes room for a handshake from HOST: cuts HOST's oldest short if it has
+ * RX_PENDING_HOST running, else, if RX_PENDING run in all, the oldest of
+ * the host with the most. So a client hammering from one address only
+ * ever cuts its own connections short, never the primary's. Returns the
+ * peer it cut short, or NULL. */
+static const char *make_room(struct conn **conns, const char *host)
+{
+	struct conn *victim = NULL;
+	unsigned n, total, most = 0;
+
+	victim = oldest_of(conns, host, &n);
+	if (n < RX_PENDING_HOST) {
+		victim = NULL;
+		oldest_of(conns, NULL, &total);
+		for (unsigned i = 0; total >= RX_PENDING && i < RX_CONNS; i++) {
+			struct conn *o;
+
+			if (!conns[i])
+				continue;
+			o = oldest_of(conns, conns[i]->host, &n);
+			if (o && n > most) {
+				most = n;
+				victim = o;
+			}
+		}
 	}
-	pthread_mutex_unlock(&oldest->mu);
-	return oldest->peer;
+	if (!victim)
+		return NULL;
+	pthread_mutex_lock(&victim->mu);
+	if (pending(victim)) {
+		victim->expired = true;
+		shutdown(victim->fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&victim->mu);
+	return victim->peer;
 }
 
 /* Accepts one connection on LFD into a free place of CONNS. */
@@ -931,7 +971,7 @@ static void accept_one(struct rx *x, int lfd, struct conn **conns)
 		return;
 	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 		    NI_NUMERICHOST | NI_NUMERICSERV);
-	victim = make_room(conns);
+	victim = make_room(conns, host);
 	while (i < RX_CONNS && conns[i])
 		i++;
 	c = i < RX_CONNS ? calloc(1, sizeof(*c)) : NULL;
@@ -953,6 +993,7 @@ static void accept_one(struct rx *x, int lfd, struct conn **conns)
 	}
 	c->x = x;
 	c->fd = fd;
+	snprintf(c->host, sizeof(c->host), "%s", host);
 	snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
 	pthread_mutex_init(&c->mu, NULL);
 	c->deadline_ns = clk_now_ns() + handshake_ms(x->cfg) * NSEC_PER_MSEC;

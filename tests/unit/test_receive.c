@@ -2,8 +2,9 @@
  * loopback TCP over TLS (a PSK made by scripts/tls-gen.sh), with a scripted
  * restore backend that only counts the incoming domains it is asked for.
  * Clients that connect and stay silent, trickle bytes or send garbage never
- * keep a primary out of the session slot; a second primary is refused
- * EBUSY; a handshake is cut short at its bound. */
+ * keep a primary out of the session slot, and one address hammering cuts
+ * only its own connections short; a second primary is refused EBUSY; a
+ * handshake is cut short at its bound. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include "checkpoint/stream.h"
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
+#include "common/ctl.h"
 #include "failover/link.h"
 #include "failover/tls.h"
 #include "secondary/receive.h"
@@ -80,15 +82,24 @@ static const struct hv_restore_ops ops = {
 
 /* ---- clients ---- */
 
-static int tcp_connect(void)
+/* A connection from 127.0.0.FROM. */
+static int tcp_connect_from(unsigned from)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in b = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + from)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
+}
+
+static int tcp_connect(void)
+{
+	return tcp_connect_from(1);
 }
 
 /* A primary: TLS, the stream's headers and the domain's configuration. */
@@ -114,6 +125,28 @@ static bool wait_creates(int n, unsigned ms)
 		usleep(10000);
 	}
 	return atomic_load(&creates) >= n;
+}
+
+/* Waits until the secondary waits for a primary again (its session slot is
+ * free then), as its control socket says. */
+static void wait_waiting(void)
+{
+	for (int i = 0; i < 500; i++) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		bool waiting;
+
+		assert_non_null(f);
+		ctl_request(ctl, "status", f);
+		fclose(f);
+		waiting = buf && strstr(buf, "state: waiting for a primary");
+		free(buf);
+		if (waiting)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the secondary did not go back to waiting for a primary");
 }
 
 /* Whether FD is hung up on (EOF or reset) within MS. */
@@ -216,7 +249,31 @@ static void test_silent_clients_do_not_hold_the_slot(void **state)
 	assert_true(wait_creates(before + 1, HANDSHAKE_MS / 2));
 	assert_true(clk_now_ns() - t0 < (uint64_t)HANDSHAKE_MS / 2 * NSEC_PER_MSEC);
 	fo_link_free(l);
+	wait_waiting();
 	for (int i = 0; i < 12; i++)
+		close(silent[i]);
+}
+
+/* One address hammers with silent connections: only its own are cut
+ * short (at most 2 of them wait at once), never another address's. */
+static void test_one_address_cuts_only_its_own(void **state)
+{
+	int silent[20], open_ = 0;
+	int before = atomic_load(&creates);
+
+	(void)state;
+	for (int i = 0; i < 20; i++)
+		silent[i] = tcp_connect_from(2);
+	struct fo_link *l = primary("web");
+	assert_true(wait_creates(before + 1, HANDSHAKE_MS / 2));
+	usleep(300000);
+	for (int i = 0; i < 20; i++)
+		open_ += !hung_up_within(silent[i], 10);
+	printf("silent connections from 127.0.0.2 still open: %d of 20\n", open_);
+	assert_true(open_ <= 2);
+	fo_link_free(l);
+	wait_waiting();
+	for (int i = 0; i < 20; i++)
 		close(silent[i]);
 }
 
@@ -241,6 +298,7 @@ static void test_second_primary_refused_busy(void **state)
 	assert_int_equal(atomic_load(&creates), before + 1);
 	fo_link_free(b);
 	fo_link_free(a);
+	wait_waiting();
 }
 
 /* A client that trickles a byte every 400 ms (each within the down timer)
@@ -250,7 +308,8 @@ static void test_trickler_cut_at_the_bound(void **state)
 {
 	int before = atomic_load(&creates);
 	uint64_t t0 = clk_now_ns(), took_ms;
-	int t = tcp_connect(), g = tcp_connect();
+	/* Each from an address of its own: only the bound may cut them. */
+	int t = tcp_connect_from(3), g = tcp_connect_from(4);
 	/* A TLS record header announcing a 512-octet handshake record. */
 	const char hdr[5] = {0x16, 0x03, 0x01, 0x02, 0x00};
 	char junk[4096];
@@ -264,6 +323,7 @@ static void test_trickler_cut_at_the_bound(void **state)
 	struct fo_link *l = primary("web");
 	assert_true(wait_creates(before + 1, 3000));
 	fo_link_free(l);
+	wait_waiting();
 	for (unsigned ms = 0; ms < HANDSHAKE_MS + 2000 && !cut; ms += 400) {
 		if (send(t, "\x01", 1, MSG_NOSIGNAL) != 1)
 			cut = true;
@@ -281,6 +341,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_silent_clients_do_not_hold_the_slot),
+		cmocka_unit_test(test_one_address_cuts_only_its_own),
 		cmocka_unit_test(test_second_primary_refused_busy),
 		cmocka_unit_test(test_trickler_cut_at_the_bound),
 	};
