@@ -251,25 +251,25 @@ start_secondary() {
 }
 
 # Unauthenticated clients hammer HOST's listener from the client's host:
-# every 0.3 s four new connections that stay silent (each kept 4 s) and
+# every 0.1 s eight new connections that stay silent (each kept 4 s) and
 # one with garbage, until hammer_stop.
 hammer_start() {
 	ip netns exec "${PREFIX}c" bash -c '
 		trap "" PIPE
 		fds=()
 		while :; do
-			for i in 1 2 3 4; do
+			for i in 1 2 3 4 5 6 7 8; do
 				exec {fd}<>"/dev/tcp/$1/7788" && fds+=("$fd")
 			done
 			if exec {g}<>"/dev/tcp/$1/7788"; then
 				head -c 2048 /dev/urandom >&"$g"
 				exec {g}>&-
 			fi
-			while [ "${#fds[@]}" -gt 52 ]; do
+			while [ "${#fds[@]}" -gt 320 ]; do
 				eval "exec ${fds[0]}>&-"
 				fds=("${fds[@]:1}")
 			done
-			sleep 0.3
+			sleep 0.1
 		done' hammer "$(ip_of "$1")" >/dev/null 2>&1 &
 	hammer_pid=$!
 }
