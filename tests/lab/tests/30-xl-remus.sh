@@ -127,7 +127,9 @@ xl_failover() {
 	echo "count_rate_after_failover=$after" >>"$figs"
 }
 if ! xl_failover >"$LAB_TMP/failover.why"; then
-	echo "stock xl remus failover: $(cat "$LAB_TMP/failover.why")"
+	# "lab: " lines reach the host's log even when the test passes (the
+	# serial log is kept only for failed runs).
+	echo "lab: $LAB_NAME: stock xl remus failover failed: $(cat "$LAB_TMP/failover.why")"
 	lab_figure xl_remus_failover=failed
 fi
 cat "$figs"
