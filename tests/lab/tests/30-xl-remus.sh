@@ -129,7 +129,7 @@ xl_failover() {
 if ! xl_failover >"$LAB_TMP/failover.why"; then
 	# "lab: " lines reach the host's log even when the test passes (the
 	# serial log is kept only for failed runs).
-	echo "lab: $LAB_NAME: stock xl remus failover failed: $(cat "$LAB_TMP/failover.why")"
+	echo "lab: $LAB_NAME: stock xl remus failover failed: $(tr '\n' ' ' <"$LAB_TMP/failover.why")"
 	lab_figure xl_remus_failover=failed
 fi
 cat "$figs"
