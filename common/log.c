@@ -1,17 +1,24 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/clock.h"
 
 static const char *log_prog = "ha";
 static enum log_level log_level = LOG_LVL_INFO;
 static _Thread_local char log_domain[64];
 static _Thread_local uint64_t log_epoch = LOG_NO_EPOCH;
+static bool log_journal; /* stderr is the systemd journal */
+static pthread_mutex_t rl_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERROR] = "error",
@@ -20,6 +27,24 @@ static const char *const level_names[] = {
 	[LOG_LVL_DEBUG] = "debug",
 };
 
+/* syslog priorities: err, warning, info, debug. */
+static const int level_prio[] = {3, 4, 6, 7};
+
+/* systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects to
+ * stderr; stderr redirected elsewhere since is not the journal. */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int end = 0;
+
+	if (!env || sscanf(env, "%llu:%llu%n", &dev, &ino, &end) != 2 || env[end] ||
+	    fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_init(const char *prog)
 {
 	const char *slash = strrchr(prog, '/');
@@ -27,8 +52,15 @@ void log_init(const char *prog)
 	enum log_level lvl;
 
 	log_prog = slash ? slash + 1 : prog;
-	if (env && log_parse_level(env, &lvl) == 0)
-		log_level = lvl;
+	log_journal = stderr_is_journal();
+	if (!env)
+		return;
+	if (log_parse_level(env, &lvl) < 0) {
+		fprintf(stderr, "%s: HA_LOG_LEVEL wants error, warn, info or debug, not '%s'\n",
+			log_prog, env);
+		exit(2);
+	}
+	log_level = lvl;
 }
 
 void log_set_level(enum log_level level)
@@ -89,9 +121,24 @@ __attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
 	/* One fprintf per line keeps lines from different threads whole. */
 	char msg[2048];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	fprintf(stderr, "%s.%03ldZ %s[%d]%s: %s: %s\n", ts, now.tv_nsec / 1000000, log_prog,
-		(int)getpid(), ctx, level_names[level], msg);
+	if (log_journal)
+		fprintf(stderr, "<%d>%s[%d]%s: %s: %s\n", level_prio[level], log_prog,
+			(int)getpid(), ctx, level_names[level], msg);
+	else
+		fprintf(stderr, "%s.%03ldZ %s[%d]%s: %s: %s\n", ts, now.tv_nsec / 1000000, log_prog,
+			(int)getpid(), ctx, level_names[level], msg);
 	errno = saved;
+}
+
+/* Prints whatever the level. */
+__attribute__((format(printf, 2, 3))) static void log_vline(enum log_level level, const char *fmt,
+							    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -103,6 +150,64 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
 	va_end(ap);
+}
+
+void log_unsafe(const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_vline(LOG_LVL_WARN, "UNSAFE: %s", msg);
+}
+
+void log_rl_msg(struct log_rl *rl, enum log_level level, const char *fmt, ...)
+{
+	uint64_t now = clk_now_ns();
+	unsigned long suppressed = 0;
+	bool print = false;
+	char msg[2048];
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	pthread_mutex_lock(&rl_mu);
+	if (!rl->window_ns || now - rl->window_ns >= (uint64_t)LOG_RL_WINDOW_S * NSEC_PER_SEC) {
+		rl->window_ns = now;
+		rl->printed = 0;
+	}
+	if (rl->printed < LOG_RL_BURST) {
+		rl->printed++;
+		print = true;
+		suppressed = rl->suppressed;
+		rl->suppressed = 0;
+	} else {
+		rl->suppressed++;
+	}
+	pthread_mutex_unlock(&rl_mu);
+	if (!print)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (suppressed)
+		log_vline(level, "%s (%lu like it suppressed)", msg, suppressed);
+	else
+		log_vline(level, "%s", msg);
+}
+
+void log_rl_end(struct log_rl *rl)
+{
+	unsigned long suppressed;
+
+	pthread_mutex_lock(&rl_mu);
+	suppressed = rl->suppressed;
+	*rl = (struct log_rl){0};
+	pthread_mutex_unlock(&rl_mu);
+	if (suppressed)
+		log_info("%lu repeated line(s) were suppressed", suppressed);
 }
 
 void die(const char *fmt, ...)

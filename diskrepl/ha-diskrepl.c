@@ -46,6 +46,7 @@ static void usage(FILE *f)
 		"      --chunk KIB        resynchronisation granularity (default 64)\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
+		LOG_USAGE
 		"The VM connects with nbd:unix:PATH (ha-vm --disk) or nbd+unix:///NAME?socket=PATH.\n"
 		"Status: ha-ctl status disk:NAME.\n");
 }

@@ -96,6 +96,7 @@ static void usage(FILE *f)
 		   "                      granted after a start (default 10000)\n"
 		   "  -v, --verbose       log every request\n"
 		   "  -h, --help          this text\n"
+		LOG_USAGE
 		   "Link security (the same settings as the pairs it serves; one "
 		   "required):\n" FO_TLS_USAGE);
 }
@@ -397,6 +398,10 @@ int main(int argc, char **argv)
 	}
 	log_info("witness on %s (%s); granting leases of up to %lu ms from %lu ms after start",
 		 listen, tls ? fo_tls_mode(tls) : "plain TCP, --insecure", max_ttl, max_ttl);
+	if (!tls)
+		log_unsafe("--insecure: anyone who reaches %s can take a pair's lease and so "
+			   "start a second copy of its domain",
+			   listen);
 	for (unsigned i = 0; i < MAX_CONNS; i++)
 		slots[i].fd = -1;
 	accept_loop(lfd, tls, t);

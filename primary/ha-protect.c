@@ -80,6 +80,7 @@ static void usage(FILE *f)
 		"                        checking the output commit against packet captures\n"
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n"
+		LOG_USAGE
 		"Exit status: 0 stopped (or the domain was destroyed: the secondary takes\n"
 		"over); 1 an error, or the guest shut itself down, rebooted or crashed (the\n"
 		"secondary is told to discard its copy); 2 a usage error.\n",
@@ -448,8 +449,16 @@ int main(int argc, char **argv)
 	if (cfg->tls)
 		log_info("replication link: TLS 1.3 with %s", fo_tls_mode(cfg->tls));
 	else if (!cfg->blackhole)
-		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
-			 "writes cross the network unencrypted and unauthenticated");
+		log_unsafe("--insecure: the replication link is plain TCP; guest memory and disk "
+			   "writes cross the network unencrypted and unauthenticated");
+	if (a->no_netbuf)
+		log_unsafe("network output is not held (-n or --netbuf none): clients can see "
+			   "output that a failover loses");
+	if (a->no_disk)
+		log_unsafe("-d: the disk is not replicated; a failover is safe only if it is on "
+			   "storage both hosts share");
+	if (cfg->blackhole)
+		log_unsafe("-b: no secondary; nothing survives the loss of this host");
 	if (cfg->witness)
 		log_info("witness %s: without the secondary the domain runs only while this host "
 			 "holds the lease (TTL %u ms)",

@@ -40,9 +40,43 @@ static int send_pages(struct prot *p, const uint64_t *pfns, const void *const *p
 
 /* Pre-copy sends pages of the running guest: raw pages go through a bounce
  * buffer so the checksum and the octets sent see the same copy. */
+/* Logs a pre-copy round's progress (every SYNC_LOG_NS). */
+#define SYNC_LOG_NS (5 * NSEC_PER_SEC)
+
+static void sync_advance(struct prot *p, uint64_t pos, uint64_t pages, uint64_t *last_log)
+{
+	uint64_t now = clk_now_ns();
+	struct prot_sync s;
+
+	pthread_mutex_lock(&p->mu);
+	p->sync.pos = pos;
+	p->sync.pages += pages;
+	s = p->sync;
+	pthread_mutex_unlock(&p->mu);
+	if (now - *last_log >= SYNC_LOG_NS && pos < s.total) {
+		unsigned pct;
+		double mibs;
+		long eta;
+
+		*last_log = now;
+		prot_sync_progress(&s, now, &pct, &mibs, &eta);
+		log_info("pre-copy round %u: %u%%, %llu MiB sent, %.1f MiB/s, about %ld s left",
+			 s.round, pct, (unsigned long long)(s.pages >> 8), mibs, eta);
+	}
+}
+
+static void sync_round(struct prot *p, unsigned round, uint64_t total)
+{
+	pthread_mutex_lock(&p->mu);
+	p->sync = (struct prot_sync){
+		.active = true, .round = round, .total = total, .t0_ns = clk_now_ns()};
+	pthread_mutex_unlock(&p->mu);
+}
+
 static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
 {
 	struct slot *bounce = &p->slots[0];
+	uint64_t last_log = clk_now_ns();
 
 	uint64_t *batch = bounce->pfns;
 
@@ -66,11 +100,13 @@ static int send_live(struct prot *p, const uint64_t *pfns, uint32_t n)
 			}
 			cnt++;
 		}
-		if (!cnt)
-			break;
-		rc = send_pages(p, batch, bounce->ptrs, cnt);
+		if (cnt)
+			rc = send_pages(p, batch, bounce->ptrs, cnt);
+		else
+			rc = 0;
 		if (rc < 0)
 			return rc;
+		sync_advance(p, off, cnt, &last_log);
 	}
 	return 0;
 }
@@ -337,15 +373,23 @@ int prot_precopy(struct prot *p)
 	}
 	for (uint64_t i = 0; i < p->info.nr_pages; i++)
 		pfns[i] = i;
-	log_info("pre-copy round 0: all %llu pages (%llu MiB)",
-		 (unsigned long long)p->info.nr_pages,
+	/* nr_pages spans the physical map, holes included: the pages present
+	 * are known once walked. */
+	log_info("pre-copy round 0: every page present in a %llu MiB physical map",
 		 (unsigned long long)(p->info.nr_pages >> 8));
+	sync_round(p, 0, p->info.nr_pages);
 	rc = send_live(p, pfns, (uint32_t)p->info.nr_pages);
+	if (rc == 0)
+		log_info("pre-copy round 0: %llu pages present (%llu MiB) sent in %llu ms",
+			 (unsigned long long)p->sync.pages, (unsigned long long)(p->sync.pages >> 8),
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 	for (unsigned round = 1; rc == 0 && round <= p->cfg->precopy_rounds; round++) {
 		uint32_t n = 0;
 
-		if (!prot_running(p, ST_SYNC))
-			return -ECANCELED;
+		if (!prot_running(p, ST_SYNC)) {
+			rc = -ECANCELED;
+			break;
+		}
 		bitmap_zero(&p->dirty);
 		rc = p->ops->harvest(p->dom, &p->dirty);
 		if (rc < 0)
@@ -356,14 +400,18 @@ int prot_precopy(struct prot *p)
 		log_info("pre-copy round %u: %u dirty pages", round, n);
 		if (n == 0)
 			break;
+		sync_round(p, round, n);
 		rc = send_live(p, pfns, n);
 		/* Converged: what is left fits comfortably in one pause. */
 		if (n <= 1024 || n >= prev)
 			break;
 		prev = n;
 	}
+	pthread_mutex_lock(&p->mu);
+	p->sync.active = false;
+	pthread_mutex_unlock(&p->mu);
 	if (rc < 0) {
-		if (prot_running(p, ST_SYNC))
+		if (rc != -ECANCELED && prot_running(p, ST_SYNC))
 			prot_degrade(p, "pre-copy failed: %s", strerror(-rc));
 		return rc;
 	}

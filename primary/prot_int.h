@@ -18,6 +18,7 @@
 #include "checkpoint/codec.h"
 #include "common/bitmap.h"
 #include "common/ctl.h"
+#include "common/log.h"
 #include "failover/link.h"
 #include "hv/hv.h"
 #include "primary/devset.h"
@@ -85,6 +86,8 @@ struct prot {
 	bool resync_full; /* the secondary asked for complete disk copies */
 
 	struct prot_stats stats;
+	struct log_rl retry_rl; /* "degraded: retrying" */
+	struct prot_sync sync;	/* the pre-copy in progress (under mu) */
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;

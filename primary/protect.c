@@ -253,6 +253,7 @@ static void session_protected(struct prot *p, bool first)
 		pthread_mutex_lock(&p->mu);
 		p->stats.reprotections++;
 		pthread_mutex_unlock(&p->mu);
+		log_rl_end(&p->retry_rl);
 	}
 	log_info("PROTECTED: checkpointing every %u ms to %s", atomic_load(&p->interval_ms),
 		 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
@@ -367,6 +368,8 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 	st.acked = p->acked;
 	st.stats = p->stats;
 	st.auto_on = p->auto_on;
+	st.sync = p->sync;
+	st.now_ns = clk_now_ns();
 	if (p->auto_on)
 		ival_estimate(&p->ival, &st.est);
 	pthread_mutex_unlock(&p->mu);
@@ -598,8 +601,9 @@ static int run_sessions(struct prot *p)
 		pthread_mutex_lock(&p->mu);
 		p->state = ST_DEGRADED;
 		pthread_mutex_unlock(&p->mu);
-		log_warn("degraded: retrying the secondary at %s every %u ms", p->cfg->peer,
-			 p->cfg->retry_ms);
+		log_rl_msg(&p->retry_rl, LOG_LVL_WARN,
+			   "degraded: retrying the secondary at %s every %u ms", p->cfg->peer,
+			   p->cfg->retry_ms);
 		clk_sleep_until_or(clk_now_ns() + (uint64_t)p->cfg->retry_ms * NSEC_PER_MSEC,
 				   prot_stop_requested);
 	}

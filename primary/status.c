@@ -37,6 +37,20 @@ static void print_auto(const struct prot_status *st, FILE *out)
 	fprintf(out, "ack_hist_us: %s\n", buf);
 }
 
+void prot_sync_progress(const struct prot_sync *s, uint64_t now_ns, unsigned *pct, double *mibs,
+			long *eta_s)
+{
+	double secs = (double)(now_ns - s->t0_ns) / 1e9;
+
+	*pct = s->total ? (unsigned)(s->pos * 100 / s->total) : 100;
+	*mibs = secs > 0 ? (double)s->pages / 256.0 / secs : 0;
+	*eta_s = -1;
+	if (s->pos && s->pos < s->total && secs > 0)
+		*eta_s = (long)((double)(s->total - s->pos) * secs / (double)s->pos + 0.5);
+	else if (s->pos >= s->total)
+		*eta_s = 0;
+}
+
 void prot_status_print(const struct prot_status *st, FILE *out)
 {
 	const struct prot_stats *s = &st->stats;
@@ -62,6 +76,19 @@ void prot_status_print(const struct prot_status *st, FILE *out)
 	fprintf(out, "ack_latency_us: last %llu avg %llu\n",
 		(unsigned long long)(s->ack_ns_last / 1000),
 		(unsigned long long)(s->acks ? s->ack_ns_sum / s->acks / 1000 : 0));
+	if (st->sync.active) {
+		unsigned pct;
+		double mibs;
+		long eta;
+
+		prot_sync_progress(&st->sync, st->now_ns, &pct, &mibs, &eta);
+		fprintf(out, "sync: round %u, %u%% (%llu of %llu %s), %llu pages sent, %.1f MiB/s, "
+			     "eta_s %ld\n",
+			st->sync.round, pct, (unsigned long long)st->sync.pos,
+			(unsigned long long)st->sync.total,
+			st->sync.round ? "dirty pages" : "pfns of the physical map",
+			(unsigned long long)st->sync.pages, mibs, eta);
+	}
 	if (st->witness)
 		fprintf(out, "witness: %s\n", st->witness);
 	fprintf(out, "stretched_epochs: %llu\nlong_pauses: %llu\ndegradations: %llu\n"

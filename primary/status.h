@@ -22,6 +22,16 @@ struct prot_stats {
 	struct hist pause_us, ack_us;
 };
 
+/* The pre-copy of a session that is starting: round 0 walks the guest's
+ * physical map (pfn 0 up to total), later rounds its dirty pages. */
+struct prot_sync {
+	bool active;
+	unsigned round;
+	uint64_t pos, total; /* pfns (or dirty pages) walked, to walk */
+	uint64_t pages;	     /* pages sent in this round */
+	uint64_t t0_ns;	     /* the round's start */
+};
+
 struct prot_status {
 	const char *domain;
 	const char *peer;  /* NULL: none (-b) */
@@ -36,7 +46,14 @@ struct prot_status {
 	struct ival_est est;
 	unsigned sla_p99_ms, interval_min_ms, interval_max_ms;
 	const char *witness; /* the lease's status line; NULL: no witness */
+	struct prot_sync sync;
+	uint64_t now_ns;
 };
+
+/* The percentage, rate (MiB/s) and time left (s) of a pre-copy round at
+ * now_ns; eta_s is -1 while unknown. */
+void prot_sync_progress(const struct prot_sync *s, uint64_t now_ns, unsigned *pct, double *mibs,
+			long *eta_s);
 
 /* Everything but the devices' lines, which follow it. */
 void prot_status_print(const struct prot_status *s, FILE *out);

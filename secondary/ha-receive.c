@@ -52,6 +52,7 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
+		LOG_USAGE
 		"Backend options for the incoming domain come from the environment of the\n"
 		"backend (kvm: HA_VM_ARGS, e.g. \"--tap tap0\", passed to ha-vm; xen:\n"
 		"HA_XEN_SAVE_DIR for the restore image (default /tmp), HA_XEN_CONFIG=FILE, an\n"
@@ -230,8 +231,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (insecure)
-		log_warn("--insecure: the replication link is plain TCP; guest memory and disk "
-			 "writes cross the network unencrypted and unauthenticated");
+		log_unsafe("--insecure: the replication link is plain TCP; guest memory and disk "
+			   "writes cross the network unencrypted and unauthenticated");
 	signal(SIGPIPE, SIG_IGN);
 	/* A closing terminal is no reason to stop, let alone fail over. */
 	signal(SIGHUP, SIG_IGN);

@@ -1060,10 +1060,9 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 		log_info("fencing: activation waits for '%s' to succeed (timeout %u ms)",
 			 cfg->fence_cmd, cfg->fence_timeout_ms);
 	else if (!cfg->witness)
-		log_warn("UNSAFE: no fencing configured (--fence-cmd or --witness): if the link to "
-			 "the primary "
-			 "breaks while the primary still runs (a network partition), this host "
-			 "activates a second copy of the domain and both serve clients");
+		log_unsafe("no fencing configured (--fence-cmd or --witness): if the link to the "
+			   "primary breaks while the primary still runs (a network partition), this "
+			   "host activates a second copy of the domain and both serve clients");
 	while (!stop_flag) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 

@@ -150,8 +150,8 @@ int rx_take_over(struct rx *x, const char *why)
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
 	if (!x->cfg->fence_cmd && !x->cfg->witness)
-		log_warn("no fencing configured: if the primary is alive behind a partition, two "
-			 "copies of the domain may now run");
+		log_unsafe("no fencing configured: if the primary is alive behind a partition, two "
+			   "copies of the domain may now run");
 	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
 		char err[sizeof(x->last_error)];
 

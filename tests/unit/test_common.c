@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -21,6 +22,7 @@
 #include "common/ctl.h"
 #include "common/hist.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/opt.h"
 #include "common/sock.h"
 
@@ -367,6 +369,107 @@ static void test_opt(void **state)
 	assert_int_equal(opt_child("7", 1, 10, false, msg, sizeof(msg)), 0);
 }
 
+/* Runs fn in a child whose stderr is a pipe, with HA_LOG_LEVEL set to
+ * level (NULL: unset) and, if journal, JOURNAL_STREAM naming that pipe;
+ * returns its exit status and what it wrote. */
+static int log_child(const char *level, bool journal, void (*fn)(void), char *out, size_t len)
+{
+	int p[2], st;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct stat sb;
+		char js[64];
+
+		dup2(p[1], 2);
+		if (level)
+			setenv("HA_LOG_LEVEL", level, 1);
+		else
+			unsetenv("HA_LOG_LEVEL");
+		unsetenv("JOURNAL_STREAM");
+		if (journal && fstat(2, &sb) == 0) {
+			snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)sb.st_dev,
+				 (unsigned long long)sb.st_ino);
+			setenv("JOURNAL_STREAM", js, 1);
+		}
+		log_init("/usr/sbin/ha-test");
+		fn();
+		_exit(0);
+	}
+	close(p[1]);
+	while (n < len - 1 && (r = read(p[0], out + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void log_some(void)
+{
+	log_warn("a warning");
+	log_unsafe("no fencing");
+	log_error("an error");
+}
+
+static void log_repeats(void)
+{
+	struct log_rl rl = {0};
+
+	for (int i = 0; i < 10; i++)
+		log_rl_msg(&rl, LOG_LVL_WARN, "retry %d", i);
+	log_rl_end(&rl);
+	log_rl_msg(&rl, LOG_LVL_WARN, "retry again");
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *s = strstr(hay, needle); s; s = strstr(s + 1, needle))
+		n++;
+	return n;
+}
+
+/* HA_LOG_LEVEL: an invalid value is refused; "error" hides warnings but
+ * not the UNSAFE ones; repeated lines are limited and counted; under the
+ * journal, lines carry their priority. */
+static void test_log(void **state)
+{
+	char out[4096];
+
+	(void)state;
+	assert_int_equal(log_child("loud", false, log_some, out, sizeof(out)), 2);
+	assert_string_equal(out, "ha-test: HA_LOG_LEVEL wants error, warn, info or debug, not "
+				 "'loud'\n");
+
+	assert_int_equal(log_child("error", false, log_some, out, sizeof(out)), 0);
+	assert_null(strstr(out, "a warning"));
+	assert_non_null(strstr(out, "ha-test["));
+	assert_non_null(strstr(out, ": warning: UNSAFE: no fencing\n"));
+	assert_non_null(strstr(out, ": error: an error\n"));
+
+	assert_int_equal(log_child(NULL, false, log_repeats, out, sizeof(out)), 0);
+	assert_int_equal(count(out, "retry "), (size_t)LOG_RL_BURST + 1);
+	assert_non_null(strstr(out, "retry 2\n"));
+	assert_null(strstr(out, "retry 3\n"));
+	assert_non_null(strstr(out, "7 repeated line(s) were suppressed\n"));
+	assert_non_null(strstr(out, "retry again\n"));
+
+	assert_int_equal(log_child("info", true, log_some, out, sizeof(out)), 0);
+	assert_int_equal(strncmp(out, "<4>ha-test[", 11), 0);
+	assert_non_null(strstr(out, "\n<4>ha-test["));
+	assert_non_null(strstr(out, "\n<3>ha-test["));
+	assert_int_equal(count(out, "Z ha-test["), 0);
+	assert_int_equal(log_child("info", false, log_some, out, sizeof(out)), 0);
+	assert_int_equal(count(out, "Z ha-test["), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_clock),
 		cmocka_unit_test(test_ctl_request_survives_signal),
 		cmocka_unit_test(test_hist),
+		cmocka_unit_test(test_log),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
