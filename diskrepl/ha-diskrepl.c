@@ -44,6 +44,9 @@ static void usage(FILE *f)
 		"                         bind it to a trusted address)\n"
 		"      --export NAME      the export name (default: the disk's name)\n"
 		"      --chunk KIB        resynchronisation granularity (default 64)\n"
+		"      --bitmap FILE      keep the change bitmap in FILE, crash-safe, so that a\n"
+		"                         restart of ha-diskrepl or of this host resynchronises\n"
+		"                         only the changed chunks (without it: the whole disk)\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
 		LOG_USAGE
@@ -166,7 +169,7 @@ static void accept_loop(struct server *srv, int att_fd, int nbd_fd, int tcp_fd)
 
 int main(int argc, char **argv)
 {
-	enum { O_NBD = 256, O_NBD_LISTEN, O_EXPORT, O_CHUNK };
+	enum { O_NBD = 256, O_NBD_LISTEN, O_EXPORT, O_CHUNK, O_BITMAP };
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, 'n'},
 		{"image", required_argument, NULL, 'f'},
@@ -174,14 +177,15 @@ int main(int argc, char **argv)
 		{"nbd-listen", required_argument, NULL, O_NBD_LISTEN},
 		{"export", required_argument, NULL, O_EXPORT},
 		{"chunk", required_argument, NULL, O_CHUNK},
+		{"bitmap", required_argument, NULL, O_BITMAP},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *name = NULL, *image = NULL, *nbd_path = NULL, *nbd_listen = NULL;
-	const char *export = NULL;
+	const char *export = NULL, *bitmap = NULL;
 	unsigned long chunk_kib = 64;
-	char ctl[108], nbd_default[108], attach[108], err[256];
+	char ctl[108], nbd_default[108], attach[108], err[600];
 	/* Static: connection threads may outlive main, and so does the source. */
 	static struct server srv;
 	struct ctl_commands cmds = {disk_cmds, sizeof(disk_cmds) / sizeof(disk_cmds[0]), &srv,
@@ -207,6 +211,9 @@ int main(int argc, char **argv)
 		case O_EXPORT:
 			export = optarg;
 			break;
+		case O_BITMAP:
+			bitmap = optarg;
+			break;
 		case O_CHUNK:
 			chunk_kib = opt_pow2("ha-diskrepl", "--chunk", optarg, 4, 65536);
 			break;
@@ -229,7 +236,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	if (source_open(image, (uint32_t)chunk_kib << 10, &srv.src, err, sizeof(err)) < 0) {
+	if (source_open(image, (uint32_t)chunk_kib << 10, bitmap, &srv.src, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return 1;
 	}
@@ -275,6 +282,7 @@ int main(int argc, char **argv)
 
 	accept_loop(&srv, att_fd, nbd_fd, tcp_fd);
 	log_info("stopping");
+	source_save(srv.src);
 	rc = 0;
 out:
 	ctl_server_stop(cs);

@@ -9,6 +9,7 @@ UNIT_TESTS += \
 
 LIB_OBJS += \
 	diskrepl/dev.o \
+	diskrepl/dirtylog.o \
 	diskrepl/drbd.o \
 	diskrepl/nbdsrv.o \
 	diskrepl/source.o

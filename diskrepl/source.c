@@ -22,7 +22,12 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "diskrepl/dirtylog.h"
 #include "diskrepl/proto.h"
+
+/* How often, at most, the bitmap file is rewritten to clear the chunks
+ * the replica has caught up with. */
+#define DIRTYLOG_REWRITE_NS (10 * NSEC_PER_SEC)
 
 struct extent {
 	uint64_t epoch, off;
@@ -40,6 +45,13 @@ struct source {
 	struct bitmap dirty; /* chunks the replica may lack (see source.h) */
 	bool base_known;     /* a replica of this lineage completed a commit */
 	uint8_t lineage[16];
+
+	/* --bitmap FILE (dirtylog.h); NULL: none. recent: chunks written since
+	 * the file was last rewritten, kept set by the next rewrite so that a
+	 * chunk the guest keeps writing is not marked again and again. */
+	struct dirtylog *log;
+	struct bitmap recent, cover;
+	uint64_t log_rewritten_ns;
 
 	/* The attachment, if any. */
 	int afd; /* -1: detached; writes only under mu */
@@ -76,6 +88,76 @@ static void mark_range(struct source *s, uint64_t off, uint64_t len)
 		return;
 	for (uint64_t c = off / s->chunk; c <= (off + len - 1) / s->chunk; c++)
 		bitmap_set(&s->dirty, c);
+}
+
+/* The bitmap file cannot be kept up to date: it must not be believed at
+ * the next start. Its header is made to say "no base" (then the next start
+ * copies the whole disk); if even that fails, the file goes. */
+static void log_lost(struct source *s, const char *what, int err)
+{
+	static const uint8_t none[16];
+
+	log_error("the bitmap file %s cannot be %s (%s): it is given up; the next start of "
+		  "ha-diskrepl copies the whole disk",
+		  dirtylog_path(s->log), what, strerror(-err));
+	if (dirtylog_set_base(s->log, none, false) < 0 && unlink(dirtylog_path(s->log)) < 0)
+		log_error("the bitmap file %s can be neither reset nor removed (%s): remove it "
+			  "by hand before ha-diskrepl starts again",
+			  dirtylog_path(s->log), strerror(errno));
+	dirtylog_close(s->log);
+	s->log = NULL;
+}
+
+/* Before the image changes at [off, off+len) (mu held). */
+static void log_mark(struct source *s, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	if (!s->log || !len)
+		return;
+	rc = dirtylog_mark(s->log, off / s->chunk, (off + len - 1) / s->chunk);
+	if (rc < 0) {
+		log_lost(s, "written", rc);
+		return;
+	}
+	for (uint64_t c = off / s->chunk; c <= (off + len - 1) / s->chunk; c++)
+		bitmap_set(&s->recent, c);
+}
+
+/* Rewrites the file with what the replica may lack (mu held): the bitmap,
+ * the unacknowledged writes, and the chunks written lately. */
+static void log_rewrite(struct source *s)
+{
+	int rc;
+
+	if (!s->log)
+		return;
+	bitmap_zero(&s->cover);
+	bitmap_or(&s->cover, &s->dirty);
+	bitmap_or(&s->cover, &s->recent);
+	for (size_t i = 0; i < s->npend; i++)
+		for (uint64_t c = s->pend[i].off / s->chunk;
+		     s->pend[i].len && c <= (s->pend[i].off + s->pend[i].len - 1) / s->chunk; c++)
+			bitmap_set(&s->cover, c);
+	rc = dirtylog_rewrite(s->log, &s->cover);
+	if (rc < 0) {
+		log_lost(s, "rewritten", rc);
+		return;
+	}
+	bitmap_zero(&s->recent);
+	s->log_rewritten_ns = clk_now_ns();
+}
+
+static int log_base(struct source *s)
+{
+	int rc;
+
+	if (!s->log)
+		return 0;
+	rc = dirtylog_set_base(s->log, s->lineage, s->base_known);
+	if (rc < 0)
+		log_lost(s, "written", rc);
+	return rc;
 }
 
 /* Ends the attachment (mu held): what the secondary has not acknowledged
@@ -168,6 +250,7 @@ static int src_write(void *ctx, const void *buf, uint32_t len, uint64_t off, boo
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	log_mark(s, off, len);
 	rc = io_pwrite_all(s->img, buf, len, off);
 	if (rc == 0) {
 		track(s, off, len, fua ? CKPT_DISK_FUA : 0, buf);
@@ -205,6 +288,7 @@ static int src_zero(void *ctx, uint32_t len, uint64_t off, bool fua)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	log_mark(s, off, len);
 	rc = zero_local(s, off, len);
 	if (rc == 0) {
 		track(s, off, len, (uint16_t)(CKPT_DISK_ZERO | (fua ? CKPT_DISK_FUA : 0)), NULL);
@@ -225,6 +309,7 @@ static int src_trim(void *ctx, uint32_t len, uint64_t off)
 	if (!s->can_punch)
 		return 0;
 	pthread_mutex_lock(&s->mu);
+	log_mark(s, off, len);
 	if (fallocate(s->img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
 	    0)
 		track(s, off, len, CKPT_DISK_ZERO, NULL);
@@ -359,6 +444,8 @@ static int start(struct source *s, int fd, const struct drl_cmd *cmd)
 			return -EIO;
 		}
 		s->base_known = false;
+		/* Until its first commit, a restart means another full copy. */
+		log_base(s);
 		for (size_t c2 = 0; c2 < s->snap.nbits; c2++)
 			bitmap_set(&s->snap, c2);
 		c.flags = CKPT_DISKCFG_FULL;
@@ -479,7 +566,15 @@ int source_attach(struct source *s, int fd)
 			if (!s->committed_once) {
 				/* The replica now holds the resynchronised base. */
 				bitmap_zero(&s->dirty);
+				bool was_known = s->base_known;
+
 				s->committed_once = s->base_known = true;
+				log_rewrite(s);
+				if (!was_known)
+					log_base(s);
+			} else if (s->log &&
+				   clk_now_ns() - s->log_rewritten_ns >= DIRTYLOG_REWRITE_NS) {
+				log_rewrite(s);
 			}
 			s->commits++;
 		} else {
@@ -497,6 +592,14 @@ int source_attach(struct source *s, int fd)
 	return 0;
 }
 
+void source_save(struct source *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->base_known)
+		log_rewrite(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
 void source_status(struct source *s, FILE *out)
 {
 	pthread_mutex_lock(&s->mu);
@@ -512,6 +615,8 @@ void source_status(struct source *s, FILE *out)
 		fprintf(out, "state: detached%s%s%s\n", s->last_detach[0] ? " (" : "",
 			s->last_detach, s->last_detach[0] ? ")" : "");
 	}
+	fprintf(out, "bitmap_file: %s\n",
+		s->log ? dirtylog_path(s->log) : "none (a restart copies the whole disk)");
 	fprintf(out, "base: %s\nchunks_to_resync: %zu\n",
 		s->base_known ? "replica known (incremental)" : "none (full copy next)",
 		s->base_known ? bitmap_count(&s->dirty) : (size_t)nchunks(s));
@@ -525,7 +630,39 @@ void source_status(struct source *s, FILE *out)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int source_open(const char *image, uint32_t chunk, struct source **out, char *err, size_t errlen)
+/* --bitmap: what the file says becomes the starting state. */
+static int open_log(struct source *s, const char *path, const struct stat *img, char *err,
+		    size_t errlen)
+{
+	struct dirtylog_base base;
+	int rc;
+
+	rc = bitmap_init(&s->recent, nchunks(s));
+	if (rc == 0)
+		rc = bitmap_init(&s->cover, nchunks(s));
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory for the change bitmap");
+		return rc;
+	}
+	rc = dirtylog_open(path, s->size, s->chunk, img, &s->dirty, &base, &s->log, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (base.known) {
+		s->base_known = true;
+		memcpy(s->lineage, base.lineage, sizeof(s->lineage));
+		log_info("bitmap file %s: %zu of %llu chunks to resynchronise", path,
+			 bitmap_count(&s->dirty), (unsigned long long)nchunks(s));
+	} else {
+		bitmap_zero(&s->dirty);
+		log_info("bitmap file %s: no replica base recorded%s%s: the next protection copies "
+			 "the whole disk",
+			 path, base.why_not[0] ? ", as " : "", base.why_not);
+	}
+	return 0;
+}
+
+int source_open(const char *image, uint32_t chunk, const char *bitmap_path, struct source **out,
+		char *err, size_t errlen)
 {
 	struct source *s = calloc(1, sizeof(*s));
 	struct stat sb;
@@ -577,6 +714,11 @@ int source_open(const char *image, uint32_t chunk, struct source **out, char *er
 		snprintf(err, errlen, "out of memory for the change bitmap");
 		goto fail;
 	}
+	if (bitmap_path) {
+		rc = open_log(s, bitmap_path, &sb, err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -588,8 +730,11 @@ void source_close(struct source *s)
 {
 	if (!s)
 		return;
+	dirtylog_close(s->log);
 	if (s->img >= 0)
 		close(s->img);
+	bitmap_destroy(&s->recent);
+	bitmap_destroy(&s->cover);
 	bitmap_destroy(&s->dirty);
 	bitmap_destroy(&s->snap);
 	free(s->pend);

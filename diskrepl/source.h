@@ -25,8 +25,12 @@
 
 struct source;
 
-/* chunk: resync granularity in octets (power of two, >= 4096). */
-int source_open(const char *image, uint32_t chunk, struct source **out, char *err, size_t errlen);
+/* chunk: resync granularity in octets (power of two, >= 4096).
+ * bitmap_path: where the change bitmap is kept across restarts
+ * (dirtylog.h); NULL: in memory only, so every start copies the whole
+ * disk. */
+int source_open(const char *image, uint32_t chunk, const char *bitmap_path, struct source **out,
+		char *err, size_t errlen);
 void source_close(struct source *s);
 uint64_t source_size(const struct source *s);
 
@@ -36,6 +40,10 @@ extern const struct nbdsrv_ops source_nbd_ops;
 /* Serves one attachment on fd (ha-protect's connection) until it detaches
  * or hangs up; the caller closes fd. Returns 0 or -errno. */
 int source_attach(struct source *s, int fd);
+
+/* At a clean stop: rewrites the bitmap file (if any) to what the replica
+ * lacks now, so that the next start resynchronises no more than that. */
+void source_save(struct source *s);
 
 /* Status lines (state, sync progress, counters) for ha-ctl. */
 void source_status(struct source *s, FILE *out);
