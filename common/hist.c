@@ -64,6 +64,15 @@ uint64_t hist_quantile(const struct hist *h, double q)
 	return clamp(h, mid(HIST_BUCKETS - 1));
 }
 
+uint64_t hist_count_le(const struct hist *h, uint64_t le)
+{
+	uint64_t n = 0;
+
+	for (unsigned b = 0; b + 1 < HIST_BUCKETS && lower(b + 1) - 1 <= le; b++)
+		n += h->n[b];
+	return n;
+}
+
 int hist_format(const struct hist *h, char *buf, size_t len)
 {
 	int w = 0;

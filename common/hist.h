@@ -20,6 +20,10 @@ void hist_add(struct hist *h, uint64_t v);
  * bucket's midpoint kept within the samples' exact min and max (so a p99
  * never exceeds the max); 0 when empty. */
 uint64_t hist_quantile(const struct hist *h, double q);
+/* The samples known to be at most le: those in buckets that end at or
+ * below it (a bucket le splits is left out), for Prometheus' cumulative
+ * buckets. */
+uint64_t hist_count_le(const struct hist *h, uint64_t le);
 /* Writes "MID:COUNT MID:COUNT ..." for the non-empty buckets (MID: the
  * bucket's midpoint), for tools that difference two snapshots. Returns the
  * length snprintf would have written. */

@@ -7,7 +7,11 @@ LIB_OBJS += \
 	common/io.o \
 	common/log.o \
 	common/opt.o \
+	common/report.o \
 	common/sock.o
+
+# report.c: JSON through yajl's generator
+LDLIBS += -lyajl
 
 UNIT_TESTS += \
 	test_common \

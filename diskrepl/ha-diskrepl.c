@@ -15,6 +15,7 @@
 #include "common/ctl.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/report.h"
 #include "common/sock.h"
 #include "diskrepl/nbdsrv.h"
 #include "diskrepl/source.h"
@@ -114,18 +115,43 @@ static void spawn(void *(*fn)(void *), struct conn *arg)
 	pthread_attr_destroy(&at);
 }
 
+static int report(struct server *srv, FILE *out, enum report_fmt fmt)
+{
+	struct report *r;
+	int rc = report_new(out, fmt, "ha_diskrepl", &r);
+
+	if (rc < 0)
+		return rc;
+	report_label(r, "disk", srv->name);
+	report_str(r, "role", "disk");
+	source_report(srv->src, r);
+	return report_finish(r);
+}
+
 static int cmd_status(void *ctx, const char *arg, FILE *out)
 {
 	struct server *srv = ctx;
 
-	(void)arg;
+	if (!strcmp(arg, "json"))
+		return report(srv, out, REPORT_JSON);
+	if (*arg) {
+		fprintf(out, "error: status takes no argument but json\n");
+		return -EINVAL;
+	}
 	fprintf(out, "role: disk\ndisk: %s\n", srv->name);
 	source_status(srv->src, out);
 	return 0;
 }
 
+static int cmd_metrics(void *ctx, const char *arg, FILE *out)
+{
+	(void)arg;
+	return report(ctx, out, REPORT_PROM);
+}
+
 static const struct ctl_cmd disk_cmds[] = {
-	{"status", "status", cmd_status},
+	{"status", "status [json]", cmd_status},
+	{"metrics", "metrics", cmd_metrics},
 };
 
 /* Accepts for SRV until a stop: attachments of ha-protect (att_fd), NBD clients on

@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/report.h"
 #include "common/sock.h"
 #include "diskrepl/dirtylog.h"
 #include "diskrepl/proto.h"
@@ -659,6 +660,39 @@ static int open_log(struct source *s, const char *path, const struct stat *img, 
 			 path, base.why_not[0] ? ", as " : "", base.why_not);
 	}
 	return 0;
+}
+
+void source_report(struct source *s, struct report *r)
+{
+	static const char *const states[] = {"detached", "resynchronising", "mirroring"};
+
+	pthread_mutex_lock(&s->mu);
+	report_str(r, "image", s->path);
+	report_gauge(r, "size_bytes", (double)s->size, "the disk's size");
+	report_state(r, "state", states, 3, !s->attached ? 0 : s->synced ? 2 : 1,
+		     "the disk's replication state (1: the current one)");
+	report_str(r, "last_detach", s->last_detach[0] ? s->last_detach : NULL);
+	report_bool(r, "base_known", s->base_known,
+		    "the replica holds a complete base: the next resync is incremental");
+	report_str(r, "bitmap_file", s->log ? dirtylog_path(s->log) : NULL);
+	report_gauge(r, "resync_pending_bytes",
+		     (double)(s->base_known ? bitmap_count(&s->dirty) * s->chunk : s->size),
+		     "what the next resynchronisation copies (chunks marked, or the whole disk)");
+	report_begin(r, "resync");
+	report_gauge(r, "total_bytes", (double)(s->attached ? s->sync_total : 0),
+		     "this attachment's resynchronisation: its size");
+	report_gauge(r, "done_bytes", (double)(s->attached ? s->sync_done : 0),
+		     "this attachment's resynchronisation: what is sent");
+	report_end(r);
+	report_gauge(r, "unacknowledged_writes", (double)s->npend,
+		     "mirrored writes of epochs the secondary has not committed");
+	report_counter(r, "writes", s->writes, "guest writes");
+	report_counter(r, "write_bytes", s->write_bytes, "octets the guest wrote");
+	report_counter(r, "mirrored_bytes", s->mirrored, "octets mirrored to the secondary");
+	report_counter(r, "attaches", s->attaches, "protection sessions attached");
+	report_counter(r, "barriers", s->barriers, "epochs closed");
+	report_counter(r, "commits", s->commits, "epochs the secondary committed");
+	pthread_mutex_unlock(&s->mu);
 }
 
 int source_open(const char *image, uint32_t chunk, const char *bitmap_path, struct source **out,

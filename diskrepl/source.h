@@ -47,5 +47,8 @@ void source_save(struct source *s);
 
 /* Status lines (state, sync progress, counters) for ha-ctl. */
 void source_status(struct source *s, FILE *out);
+/* The same for machines (common/report.h). */
+struct report;
+void source_report(struct source *s, struct report *r);
 
 #endif

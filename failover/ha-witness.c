@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/ctl.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/report.h"
 #include "common/sock.h"
 #include "failover/tls.h"
 #include "failover/witness.h"
@@ -35,6 +37,45 @@ static volatile sig_atomic_t stop_flag;
 #define CONN_MAX_MS 3000
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *state_path; /* --state */
+
+static uint64_t now_ms(void);
+
+/* The control socket (ha-ctl status witness). */
+static int cmd_status(void *ctx, const char *arg, FILE *out)
+{
+	struct fo_lease_table *t = ctx;
+	struct report *r;
+	int rc;
+
+	if (*arg && strcmp(arg, "json") && strcmp(arg, "metrics")) {
+		fprintf(out, "error: status takes no argument but json\n");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&table_mu);
+	if (!*arg) {
+		fo_lease_table_status(t, now_ms(), out);
+		pthread_mutex_unlock(&table_mu);
+		return 0;
+	}
+	rc = report_new(out, strcmp(arg, "json") ? REPORT_PROM : REPORT_JSON, "ha_witness", &r);
+	if (rc == 0) {
+		fo_lease_table_report(t, now_ms(), r);
+		rc = report_finish(r);
+	}
+	pthread_mutex_unlock(&table_mu);
+	return rc;
+}
+
+static int cmd_metrics(void *ctx, const char *arg, FILE *out)
+{
+	(void)arg;
+	return cmd_status(ctx, "metrics", out);
+}
+
+static const struct ctl_cmd witness_cmds[] = {
+	{"status", "status [json]", cmd_status},
+	{"metrics", "metrics", cmd_metrics},
+};
 
 /* --pair NAME=HOSTS: who may ask for which lease. */
 #define MAX_PAIRS 256
@@ -88,6 +129,8 @@ static void usage(FILE *f)
 		   "      --state FILE    where holders, generations and stale marks are kept\n"
 		   "                      across restarts (required; written before each\n"
 		   "                      reply that changes them)\n"
+		   "      --ctl PATH      control socket (default /run/ha-witness/witness.sock):\n"
+		   "                      ha-ctl status|metrics witness\n"
 		   "      --pair NAME=HOSTS  with certificates: only HOSTS (comma-separated\n"
 		   "                      certificate names) may ask for pair NAME's lease;\n"
 		   "                      once given, pairs not named are refused (repeat\n"
@@ -298,11 +341,12 @@ static void accept_loop(int lfd, struct fo_tls *tls, struct fo_lease_table *t)
 
 int main(int argc, char **argv)
 {
-	enum { O_MAXTTL = 256, O_STATE, O_PAIR };
+	enum { O_MAXTTL = 256, O_STATE, O_PAIR, O_CTL };
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"pair", required_argument, NULL, O_PAIR},
 	    {"state", required_argument, NULL, O_STATE},
+	    {"ctl", required_argument, NULL, O_CTL},
 	    {"max-ttl", required_argument, NULL, O_MAXTTL},
 	    FO_TLS_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
@@ -312,7 +356,11 @@ int main(int argc, char **argv)
 	struct fo_tls_config tc = {0};
 	struct fo_tls *tls = NULL;
 	struct fo_lease_table *t = NULL;
-	const char *listen = NULL;
+	const char *listen = NULL, *ctl = NULL;
+	struct ctl_server *cs = NULL;
+	struct ctl_commands cmds = {witness_cmds, sizeof(witness_cmds) / sizeof(witness_cmds[0]),
+				    NULL, &stop_flag};
+	char ctl_default[108];
 	bool insecure = false;
 	unsigned long max_ttl = 10000;
 	char err[320];
@@ -325,6 +373,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'l':
 			listen = optarg;
+			break;
+		case O_CTL:
+			ctl = optarg;
 			break;
 		case O_PAIR: {
 			const char *eq = strchr(optarg, '=');
@@ -390,6 +441,19 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	if (!ctl) {
+		ctl_path(ctl_default, sizeof(ctl_default), "ha-witness", "witness");
+		ctl = ctl_default;
+	}
+	cmds.ctx = t;
+	rc = ctl_server_start(ctl, ctl_dispatch, &cmds, &cs);
+	if (rc < 0) {
+		log_error("control socket %s: %s%s", ctl, strerror(-rc),
+			  rc == -EADDRINUSE ? " (does another ha-witness run here? give it --ctl)"
+					    : "");
+		rc = 1;
+		goto out;
+	}
 	rc = 1;
 	lfd = sock_tcp_listen(listen, 16);
 	if (lfd < 0) {
@@ -414,6 +478,7 @@ int main(int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
+	ctl_server_stop(cs);
 	fo_lease_table_free(t);
 	fo_tls_free(tls);
 	return rc;

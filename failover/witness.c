@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/io.h"
+#include "common/report.h"
 #include "common/sock.h"
 
 #define LINE_MAX_LEN 256
@@ -168,6 +169,71 @@ void fo_lease_table_free(struct fo_lease_table *t)
 		return;
 	free(t->v);
 	free(t);
+}
+
+void fo_lease_table_status(const struct fo_lease_table *t, uint64_t now_ms, FILE *out)
+{
+	fprintf(out, "role: witness\nquiet_ms: %llu\nleases: %zu\n",
+		(unsigned long long)(now_ms < t->quiet_until_ms ? t->quiet_until_ms - now_ms : 0),
+		t->n);
+	for (size_t i = 0; i < t->n; i++) {
+		const struct lease *l = &t->v[i];
+		char left[48] = "expired";
+
+		if (l->expiry_ms > now_ms)
+			snprintf(left, sizeof(left), "expires in %llu ms",
+				 (unsigned long long)(l->expiry_ms - now_ms));
+		fprintf(out, "lease %s: holder %s, generation %llu, %s%s\n", l->pair,
+			l->holder[0] ? l->holder : "none", (unsigned long long)l->generation, left,
+			l->stale ? ", stale: the primary ran alone (the secondary is denied)" : "");
+	}
+}
+
+void fo_lease_table_report(const struct fo_lease_table *t, uint64_t now_ms, struct report *r)
+{
+	static const char *const holders[] = {"none", "primary", "secondary"};
+	bool json = report_format(r) == REPORT_JSON;
+
+	report_str(r, "role", "witness");
+	report_gauge(r, "quiet_seconds",
+		     now_ms < t->quiet_until_ms ? (double)(t->quiet_until_ms - now_ms) / 1e3 : 0,
+		     "time left in which a restarted witness grants nothing");
+	report_gauge(r, "leases", (double)t->n, "pairs the witness knows");
+	if (json)
+		report_begin(r, "lease");
+	/* Prometheus: each family's samples together, one per pair. */
+	for (int m = 0; m < (json ? 1 : 4); m++) {
+		for (size_t i = 0; i < t->n; i++) {
+			const struct lease *l = &t->v[i];
+			size_t h = !strcmp(l->holder, "primary")     ? 1
+				   : !strcmp(l->holder, "secondary") ? 2
+								      : 0;
+			double left = l->expiry_ms > now_ms ? (double)(l->expiry_ms - now_ms) / 1e3 : 0;
+
+			if (json)
+				report_begin(r, l->pair);
+			else
+				report_sample_label(r, "pair", l->pair);
+			if (json || m == 0)
+				report_state(r, "lease_holder", holders, 3, h,
+					     "the lease's holder (1: the current one)");
+			if (json || m == 1)
+				report_gauge(r, "lease_remaining_seconds", left,
+					     "until the lease expires (0: expired)");
+			if (json || m == 2)
+				report_int(r, "lease_generation", (int64_t)l->generation,
+					   "changes whenever the holder changes");
+			if (json || m == 3)
+				report_bool(r, "lease_stale", l->stale,
+					    "the primary ran alone: the secondary's copy is stale "
+					    "and is denied");
+			if (json)
+				report_end(r);
+		}
+	}
+	report_sample_label(r, NULL, NULL);
+	if (json)
+		report_end(r);
 }
 
 static struct lease *find(struct fo_lease_table *t, const char *pair, bool create)

@@ -62,6 +62,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "failover/tls.h"
 
@@ -114,6 +115,12 @@ void fo_lease_table_free(struct fo_lease_table *t);
 int fo_lease_table_load(struct fo_lease_table *t, const char *path, char *err, size_t errlen);
 int fo_lease_table_save(struct fo_lease_table *t, const char *path, char *err, size_t errlen);
 bool fo_lease_table_changed(const struct fo_lease_table *t);
+
+/* What ha-ctl shows of the table: text lines, or for machines
+ * (common/report.h). */
+struct report;
+void fo_lease_table_status(const struct fo_lease_table *t, uint64_t now_ms, FILE *out);
+void fo_lease_table_report(const struct fo_lease_table *t, uint64_t now_ms, struct report *r);
 
 enum { FO_LEASE_ERROR = -1, FO_LEASE_RENEWED, FO_LEASE_NEW_HOLDER, FO_LEASE_DENIED };
 /* Handles one request line (without the newline); writes the reply line

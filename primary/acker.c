@@ -148,6 +148,7 @@ void *prot_acker_main(void *arg)
 		p->stats.ack_ns_last = now - p->paused_at[a->epoch % LAT_RING];
 		p->stats.ack_ns_sum += p->stats.ack_ns_last;
 		p->stats.acks++;
+		p->stats.ack_at_ns = now;
 		hist_add(&p->stats.ack_us, p->stats.ack_ns_last / 1000);
 		prot_interval_feed(p, a->epoch, now);
 		pthread_cond_broadcast(&p->cv);

@@ -59,6 +59,7 @@ struct prot {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	enum prot_state state;
+	uint64_t state_since_ns; /* CLOCK_MONOTONIC */
 	char reason[256];
 	_Atomic unsigned interval_ms;
 
@@ -111,6 +112,8 @@ bool prot_stop_requested(void);
 __attribute__((format(printf, 2, 3))) void prot_degrade(struct prot *p, const char *fmt, ...);
 /* The session is in state WANT and no stop was requested. */
 bool prot_running(struct prot *p, enum prot_state want);
+/* Changes the state (mu held), noting since when. */
+void prot_set_state(struct prot *p, enum prot_state s);
 /* One --event-log line (protect.h), stamped T or now. */
 void prot_event_at(struct prot *p, uint64_t t, const char *what, int64_t epoch);
 void prot_event(struct prot *p, const char *what, int64_t epoch);

@@ -27,9 +27,16 @@
 #include "primary/status.h"
 #include "primary/prot_int.h"
 
-static const char *const state_names[] = {"syncing", "protected", "degraded", "stopping"};
+#define state_names prot_state_names
 
 static volatile sig_atomic_t stop_flag;
+
+void prot_set_state(struct prot *p, enum prot_state s)
+{
+	if (p->state != s || !p->state_since_ns)
+		p->state_since_ns = clk_now_ns();
+	p->state = s;
+}
 
 void prot_request_stop(void)
 {
@@ -53,7 +60,7 @@ void prot_degrade(struct prot *p, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
 		va_end(ap);
-		p->state = ST_DEGRADED;
+		prot_set_state(p, ST_DEGRADED);
 		p->stats.degradations++;
 		first = true;
 	}
@@ -245,7 +252,7 @@ static void session_protected(struct prot *p, bool first)
 {
 	pthread_mutex_lock(&p->mu);
 	if (p->state == ST_SYNC)
-		p->state = ST_PROTECTED;
+		prot_set_state(p, ST_PROTECTED);
 	pthread_mutex_unlock(&p->mu);
 	if (!prot_running(p, ST_PROTECTED))
 		return;
@@ -267,7 +274,7 @@ static void session_end(struct prot *p, int rc, bool loop_failed)
 	pthread_mutex_lock(&p->mu);
 	bool clean = p->state == ST_PROTECTED || p->state == ST_SYNC;
 	if (clean)
-		p->state = ST_STOPPING;
+		prot_set_state(p, ST_STOPPING);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (p->sender_running) {
@@ -332,7 +339,7 @@ static int session(struct prot *p, bool first)
 	}
 	pthread_mutex_lock(&p->mu);
 	p->end_confirmed = false;
-	p->state = ST_SYNC;
+	prot_set_state(p, ST_SYNC);
 	p->reason[0] = '\0';
 	pthread_mutex_unlock(&p->mu);
 
@@ -348,9 +355,9 @@ static int session(struct prot *p, bool first)
 
 /* ------------------------------------------------------------------ */
 
-static int cmd_status(void *ctx, const char *arg, FILE *out)
+/* "status" (text), "status json", "metrics" (Prometheus). */
+static int show(struct prot *p, const char *arg, FILE *out, bool metrics)
 {
-	struct prot *p = ctx;
 	struct prot_status st = {
 		.domain = p->cfg->domain,
 		.peer = p->cfg->blackhole ? NULL : p->cfg->peer,
@@ -359,10 +366,17 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 		.interval_max_ms = p->cfg->interval_max_ms,
 	};
 	char wit[400];
+	struct report *r;
+	int rc;
 
-	(void)arg;
+	if (!metrics && *arg && strcmp(arg, "json")) {
+		fprintf(out, "error: status takes no argument but json\n");
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&p->mu);
 	st.state = state_names[p->state];
+	st.state_idx = p->state;
+	st.state_since_ns = p->state_since_ns;
 	snprintf(st.reason, sizeof(st.reason), "%s", p->reason);
 	st.epoch = p->next_epoch;
 	st.acked = p->acked;
@@ -378,9 +392,27 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 		lease_status(p->lease, wit, sizeof(wit));
 		st.witness = wit;
 	}
-	prot_status_print(&st, out);
-	devset_status(p->devs, out);
-	return 0;
+	if (!metrics && !*arg) {
+		prot_status_print(&st, out);
+		devset_status(p->devs, out);
+		return 0;
+	}
+	rc = report_new(out, metrics ? REPORT_PROM : REPORT_JSON, "ha_protect", &r);
+	if (rc < 0)
+		return rc;
+	prot_status_report(&st, r);
+	return report_finish(r);
+}
+
+static int cmd_status(void *ctx, const char *arg, FILE *out)
+{
+	return show(ctx, arg, out, false);
+}
+
+static int cmd_metrics(void *ctx, const char *arg, FILE *out)
+{
+	(void)arg;
+	return show(ctx, "", out, true);
 }
 
 static int cmd_interval(void *ctx, const char *arg, FILE *out)
@@ -426,7 +458,8 @@ static int cmd_interval(void *ctx, const char *arg, FILE *out)
 }
 
 static const struct ctl_cmd prot_cmds[] = {
-	{"status", "status", cmd_status},
+	{"status", "status [json]", cmd_status},
+	{"metrics", "metrics", cmd_metrics},
 	{"interval", "interval MS|auto", cmd_interval},
 };
 
@@ -599,7 +632,7 @@ static int run_sessions(struct prot *p)
 			break;
 		}
 		pthread_mutex_lock(&p->mu);
-		p->state = ST_DEGRADED;
+		prot_set_state(p, ST_DEGRADED);
 		pthread_mutex_unlock(&p->mu);
 		log_rl_msg(&p->retry_rl, LOG_LVL_WARN,
 			   "degraded: retrying the secondary at %s every %u ms", p->cfg->peer,
@@ -638,7 +671,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 	p->ops = ops;
 	p->dom = dom;
 	p->save_fd = -1;
-	p->state = ST_SYNC;
+	prot_set_state(p, ST_SYNC);
 	pthread_mutex_init(&p->mu, NULL);
 	clk_cond_init(&p->cv);
 	rc = prot_setup(p, ops, dom);

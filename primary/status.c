@@ -1,5 +1,8 @@
 #include "primary/status.h"
 
+const char *const prot_state_names[PROT_NSTATES] = {"syncing", "protected", "degraded",
+						    "stopping"};
+
 /* The interval controller's lines, and the quantiles and raw histograms
  * that ha-sla differences between two snapshots. */
 static void print_auto(const struct prot_status *st, FILE *out)
@@ -96,4 +99,55 @@ void prot_status_print(const struct prot_status *st, FILE *out)
 		(unsigned long long)s->stretched, (unsigned long long)s->long_pauses,
 		(unsigned long long)s->degradations, (unsigned long long)s->reprotections);
 	print_auto(st, out);
+}
+
+void prot_status_report(const struct prot_status *st, struct report *r)
+{
+	const struct prot_stats *s = &st->stats;
+
+	report_label(r, "domain", st->domain);
+	report_str(r, "role", "primary");
+	report_str(r, "peer", st->peer);
+	report_state(r, "state", prot_state_names, PROT_NSTATES, st->state_idx,
+		     "the protection's state (1: the current one)");
+	report_str(r, "reason", st->reason[0] ? st->reason : NULL);
+	report_gauge(r, "state_seconds", (double)(st->now_ns - st->state_since_ns) / 1e9,
+		     "time in the current state");
+	report_int(r, "epoch", (int64_t)st->epoch, "the epoch the next pause closes");
+	report_int(r, "acked_epoch", st->acked, "the last epoch the secondary acknowledged");
+	report_gauge(r, "last_ack_age_seconds",
+		     s->ack_at_ns ? (double)(st->now_ns - s->ack_at_ns) / 1e9 : -1,
+		     "time since the secondary's last acknowledgement (-1: none yet)");
+	report_gauge(r, "interval_seconds", st->interval_ms / 1e3, "the epoch interval");
+	report_counter(r, "epochs", s->epochs, "checkpoints taken");
+	report_hist(r, "pause_seconds", &s->pause_us, 1e-6, (double)s->pause_ns_sum / 1e9,
+		    "how long each checkpoint paused the guest");
+	report_hist(r, "ack_latency_seconds", &s->ack_us, 1e-6, (double)s->ack_ns_sum / 1e9,
+		    "from a checkpoint's pause to the secondary's acknowledgement");
+	report_counter(r, "pages", s->pages_sum, "pages checkpointed");
+	report_counter(r, "wire_bytes", s->wire_sum, "checkpoint octets sent (after compression)");
+	report_counter(r, "raw_bytes", s->raw_sum, "checkpoint octets before compression");
+	report_gauge(r, "wire_ratio", s->raw_sum ? (double)s->wire_sum / (double)s->raw_sum : 0,
+		     "wire octets per raw octet");
+	report_counter(r, "stretched_epochs", s->stretched,
+		       "epochs whose period a long pause stretched");
+	report_counter(r, "degradations", s->degradations, "times the secondary was lost");
+	report_counter(r, "reprotections", s->reprotections,
+		       "times protection resumed after a degradation");
+	report_begin(r, "sync");
+	report_bool(r, "active", st->sync.active, "a pre-copy is under way");
+	if (st->sync.active) {
+		unsigned pct;
+		double mibs;
+		long eta;
+
+		prot_sync_progress(&st->sync, st->now_ns, &pct, &mibs, &eta);
+		report_int(r, "round", st->sync.round, "the pre-copy round");
+		report_gauge(r, "ratio", pct / 100.0, "how far the round is");
+		report_counter(r, "pages_sent", st->sync.pages, "pages sent in this round");
+		report_gauge(r, "eta_seconds", (double)eta, "time left in the round (-1: unknown)");
+	}
+	report_end(r);
+	if (st->witness)
+		report_str(r, "witness", st->witness);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "common/hist.h"
+#include "common/report.h"
 #include "primary/interval.h"
 
 /* The running totals of a protection (every session). */
@@ -17,6 +18,7 @@ struct prot_stats {
 	uint64_t epochs, pause_ns_sum, pause_ns_last, pause_ns_max;
 	uint64_t pages_sum, wire_sum, raw_sum;
 	uint64_t ack_ns_last, ack_ns_sum, acks;
+	uint64_t ack_at_ns; /* when the last ACK was read; 0: none yet */
 	uint64_t stretched, degradations, reprotections;
 	uint64_t long_pauses; /* epochs whose pause stretched the period */
 	struct hist pause_us, ack_us;
@@ -32,10 +34,17 @@ struct prot_sync {
 	uint64_t t0_ns;	     /* the round's start */
 };
 
+/* The names of enum prot_state (prot_int.h), in its order: stable
+ * identifiers for status and metrics. */
+#define PROT_NSTATES 4
+extern const char *const prot_state_names[PROT_NSTATES];
+
 struct prot_status {
 	const char *domain;
 	const char *peer;  /* NULL: none (-b) */
 	const char *state; /* "protected", ... */
+	unsigned state_idx; /* in prot_state_names */
+	uint64_t state_since_ns;
 	char reason[256];  /* why it is degraded; "" */
 	uint64_t epoch;	   /* the next to close */
 	int64_t acked;	   /* -1: none */
@@ -57,5 +66,7 @@ void prot_sync_progress(const struct prot_sync *s, uint64_t now_ns, unsigned *pc
 
 /* Everything but the devices' lines, which follow it. */
 void prot_status_print(const struct prot_status *s, FILE *out);
+/* The same for machines (common/report.h; docs/monitoring.md). */
+void prot_status_report(const struct prot_status *s, struct report *r);
 
 #endif

@@ -20,6 +20,7 @@
 #include "common/ctl.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/report.h"
 #include "common/sock.h"
 #include "diskrepl/drbd.h"
 #include "failover/link.h"
@@ -44,11 +45,72 @@ static const char *const rx_state_names[] = {"waiting for a primary", "syncing",
 					     "active (failed over)"};
 
 
+/* Stable identifiers of the states, for machines (status --json, metrics). */
+static const char *const rx_state_ids[] = {"waiting", "syncing", "protected",
+					   "fencing", "failing_over", "active"};
+
+void rx_set_state_locked(struct rx *x, enum rx_state s)
+{
+	if (x->state != s || !x->state_since_ns)
+		x->state_since_ns = clk_now_ns();
+	x->state = s;
+}
+
 void rx_set_state(struct rx *x, enum rx_state s)
 {
 	pthread_mutex_lock(&x->mu);
-	x->state = s;
+	rx_set_state_locked(x, s);
 	pthread_mutex_unlock(&x->mu);
+}
+
+/* status json, metrics */
+static int rx_report(struct rx *x, FILE *out, bool metrics)
+{
+	uint64_t c = atomic_load(&x->committed), now = clk_now_ns();
+	struct report *r;
+	int rc;
+
+	rc = report_new(out, metrics ? REPORT_PROM : REPORT_JSON, "ha_receive", &r);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&x->mu);
+	report_label(r, "domain", x->domain);
+	report_str(r, "role", "secondary");
+	report_str(r, "peer", x->peer[0] ? x->peer : NULL);
+	report_state(r, "state", rx_state_ids, sizeof(rx_state_ids) / sizeof(rx_state_ids[0]),
+		     x->state, "the copy's state (1: the current one)");
+	report_gauge(r, "state_seconds", (double)(now - x->state_since_ns) / 1e9,
+		     "time in the current state");
+	report_int(r, "committed_epoch", c == UINT64_MAX ? -1 : (int64_t)c,
+		   "the epoch a failover resumes (-1: none)");
+	report_gauge(r, "last_commit_age_seconds",
+		     x->commit_at_ns ? (double)(now - x->commit_at_ns) / 1e9 : -1,
+		     "time since the last checkpoint was committed (-1: none yet)");
+	report_counter(r, "checkpoints", x->checkpoints, "checkpoints committed");
+	report_counter(r, "pages", x->pages, "pages committed");
+	report_counter(r, "bytes", x->bytes, "stream octets received");
+	report_gauge(r, "apply_seconds", (double)x->apply_ns_last / 1e9,
+		     "how long the last commit took");
+	report_counter(r, "failovers", x->state == RX_ACTIVE,
+		       "failovers of this domain to this host");
+	report_gauge(r, "failover_seconds", x->state == RX_ACTIVE ? x->failover_ms / 1e3 : 0,
+		     "how long the activation took (0: none)");
+	report_begin(r, "fencing");
+	report_bool(r, "witness", x->cfg->witness != NULL, "activation waits for the witness");
+	report_bool(r, "command", x->cfg->fence_cmd != NULL,
+		    "activation waits for the fence command");
+	report_counter(r, "attempts", x->fence_attempts, "fencing attempts");
+	report_str(r, "result", x->fence_attempts ? x->fence_result : NULL);
+	report_end(r);
+	report_str(r, "last_error", x->last_error[0] ? x->last_error : NULL);
+	pthread_mutex_unlock(&x->mu);
+	return report_finish(r);
+}
+
+static int cmd_metrics(void *ctx, const char *arg, FILE *out)
+{
+	(void)arg;
+	return rx_report(ctx, out, true);
 }
 
 static int cmd_status(void *ctx, const char *arg, FILE *out)
@@ -56,7 +118,12 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 	struct rx *x = ctx;
 	uint64_t c = atomic_load(&x->committed);
 
-	(void)arg;
+	if (!strcmp(arg, "json"))
+		return rx_report(x, out, false);
+	if (*arg) {
+		fprintf(out, "error: status takes no argument but json\n");
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&x->mu);
 	fprintf(out, "role: secondary\ndomain: %s\nstate: %s\nprimary: %s\n", x->domain,
 		rx_state_names[x->state], x->peer[0] ? x->peer : "(none)");
@@ -95,7 +162,8 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 }
 
 static const struct ctl_cmd rx_cmds[] = {
-	{"status", "status", cmd_status},
+	{"status", "status [json]", cmd_status},
+	{"metrics", "metrics", cmd_metrics},
 };
 
 static uint8_t *page_of(void *ctx, uint64_t pfn)
@@ -386,7 +454,8 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 	x->checkpoints++;
 	x->pages += pages;
 	x->apply_ns_last = clk_now_ns() - t0;
-	x->state = RX_PROTECTED;
+	x->commit_at_ns = clk_now_ns();
+	rx_set_state_locked(x, RX_PROTECTED);
 	pthread_mutex_unlock(&x->mu);
 	if (!s->have_ckpt)
 		log_info("first checkpoint committed: %s is protected", x->domain);
@@ -839,7 +908,7 @@ static void *conn_main(void *arg)
 	pthread_mutex_lock(&x->mu);
 	x->busy = false;
 	if (c->result != RX_ACTIVATED)
-		x->state = RX_WAITING;
+		rx_set_state_locked(x, RX_WAITING);
 	pthread_mutex_unlock(&x->mu);
 out:
 	atomic_store(&c->done, true);
@@ -1018,6 +1087,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	x->ops = ops;
 	pthread_mutex_init(&x->mu, NULL);
 	atomic_store(&x->committed, UINT64_MAX);
+	x->state_since_ns = clk_now_ns();
 	snprintf(x->domain, sizeof(x->domain), "(none yet)");
 	if (ckbuf_new(cfg->max_ckpt_bytes, &x->buf) < 0 || ckpt_decoder_new(&x->dec) < 0) {
 		rc = -ENOMEM;

@@ -25,6 +25,7 @@ struct rx {
 	const struct hv_restore_ops *ops;
 	pthread_mutex_t mu;
 	enum rx_state state;
+	uint64_t state_since_ns, commit_at_ns; /* CLOCK_MONOTONIC */
 	char domain[64];
 	char peer[64];
 	_Atomic uint64_t committed; /* UINT64_MAX: none */
@@ -53,6 +54,7 @@ struct rx {
 #define DRBD_PROMOTE_TIMEOUT_MS 30000
 
 void rx_set_state(struct rx *x, enum rx_state s);
+void rx_set_state_locked(struct rx *x, enum rx_state s); /* mu held */
 bool rx_stop_requested(void);
 
 /* The primary is lost: fences it (--fence-cmd), waits for the lease

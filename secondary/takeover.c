@@ -195,7 +195,7 @@ int rx_take_over(struct rx *x, const char *why)
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
-	x->state = RX_ACTIVE;
+	rx_set_state_locked(x, RX_ACTIVE);
 	pthread_mutex_unlock(&x->mu);
 	log_info("FAILOVER complete: the domain runs here from epoch %llu (activation %llu ms)",
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);

@@ -1,77 +1,375 @@
-/* ha-ctl: talk to the local ha-protect / ha-receive daemons. */
+/* ha-ctl: talk to the local daemons (ha-protect, ha-receive, ha-diskrepl,
+ * ha-witness) through their control sockets. */
+#include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
 
 #include "common/ctl.h"
 
+/* The daemons, in the order a DOMAIN is looked up. */
+static const char *const daemons[] = {"ha-protect", "ha-receive", "ha-diskrepl", "ha-witness"};
+#define NDAEMONS (sizeof(daemons) / sizeof(daemons[0]))
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ha-ctl [--ctl PATH] status DOMAIN\n"
-		   "       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
-		   "       ha-ctl [--ctl PATH] stop DOMAIN\n"
-		   "Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
-		   "for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME.\n"
-		   "Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
-		   "for DOMAIN, 2 usage.\n");
+	fprintf(f,
+		"usage: ha-ctl [--ctl PATH] status [--json] DOMAIN|--all\n"
+		"       ha-ctl [--ctl PATH] metrics DOMAIN|--all [--output FILE]\n"
+		"       ha-ctl list\n"
+		"       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
+		"       ha-ctl [--ctl PATH] stop DOMAIN\n"
+		"Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
+		"for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME,\n"
+		"witness the local ha-witness. --all: every daemon of this host.\n"
+		"  --json          status as JSON (docs/monitoring.md); with --all, an array\n"
+		"  metrics         Prometheus text exposition; with --all, merged\n"
+		"  --output FILE   write it to FILE atomically (node_exporter's textfile\n"
+		"                  collector)\n"
+		"  list            one line per daemon: kind, name, state\n"
+		"Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
+		"for DOMAIN, 2 usage.\n");
+}
+
+/* A daemon's control socket, found by listing its run directory. */
+struct sock {
+	const char *daemon;
+	char path[300];
+	char name[256]; /* the socket's name without ".sock" */
+};
+
+static size_t list_socks(struct sock **out)
+{
+	struct sock *v = NULL;
+	size_t n = 0;
+
+	for (size_t d = 0; d < NDAEMONS; d++) {
+		char dir[200];
+		struct dirent *e;
+		DIR *dp;
+
+		ctl_path(dir, sizeof(dir), daemons[d], "");
+		*strrchr(dir, '/') = '\0';
+		dp = opendir(dir);
+		if (!dp)
+			continue;
+		while ((e = readdir(dp))) {
+			size_t len = strlen(e->d_name);
+			struct sock *nv;
+
+			if (len < 6 || strcmp(e->d_name + len - 5, ".sock"))
+				continue;
+			nv = realloc(v, (n + 1) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+			v[n].daemon = daemons[d];
+			snprintf(v[n].path, sizeof(v[n].path), "%s/%s", dir, e->d_name);
+			snprintf(v[n].name, sizeof(v[n].name), "%.*s", (int)(len - 5), e->d_name);
+			n++;
+		}
+		closedir(dp);
+	}
+	*out = v;
+	return n;
+}
+
+/* The reply to line, in memory (NUL-terminated); rc as ctl_request. */
+static int ask(const char *path, const char *line, char **buf)
+{
+	size_t len;
+	FILE *f = open_memstream(buf, &len);
+	int rc;
+
+	if (!f)
+		return -ENOMEM;
+	rc = ctl_request(path, line, f);
+	fclose(f);
+	return rc;
+}
+
+/* Prometheus text from several daemons: families of the same name merged
+ * (one HELP and TYPE each, their samples together), in first-seen order. */
+struct family {
+	char name[200];
+	char *head, *body;
+	size_t hlen, blen;
+	FILE *hf, *bf;
+};
+
+static int merge_metrics(char **texts, size_t ntexts, FILE *out)
+{
+	/* Pointers: open_memstream holds on to each family's head and body. */
+	struct family **fam = NULL;
+	size_t nfam = 0;
+	int rc = 0;
+
+	for (size_t t = 0; t < ntexts; t++) {
+		struct family *cur = NULL;
+		bool fresh = false; /* cur was created by this block */
+		char *save = NULL;
+
+		for (char *l = strtok_r(texts[t], "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			char name[200];
+
+			if (sscanf(l, "# HELP %199s", name) == 1) {
+				cur = NULL;
+				for (size_t i = 0; i < nfam; i++)
+					if (!strcmp(fam[i]->name, name))
+						cur = fam[i];
+				fresh = !cur;
+				if (!cur) {
+					struct family **nf = realloc(fam, (nfam + 1) * sizeof(*fam));
+
+					if (!nf || !(cur = calloc(1, sizeof(*cur))))
+						return -ENOMEM;
+					fam = nf;
+					fam[nfam++] = cur;
+					snprintf(cur->name, sizeof(cur->name), "%s", name);
+					cur->hf = open_memstream(&cur->head, &cur->hlen);
+					cur->bf = open_memstream(&cur->body, &cur->blen);
+					if (!cur->hf || !cur->bf)
+						return -ENOMEM;
+					fprintf(cur->hf, "%s\n", l);
+				}
+				continue;
+			}
+			if (!cur)
+				continue;
+			if (!strncmp(l, "# ", 2)) {
+				if (fresh)
+					fprintf(cur->hf, "%s\n", l);
+				continue;
+			}
+			fprintf(cur->bf, "%s\n", l);
+		}
+	}
+	for (size_t i = 0; i < nfam; i++) {
+		fclose(fam[i]->hf);
+		fclose(fam[i]->bf);
+		if (fputs(fam[i]->head, out) == EOF || fputs(fam[i]->body, out) == EOF)
+			rc = -EIO;
+		free(fam[i]->head);
+		free(fam[i]->body);
+		free(fam[i]);
+	}
+	free(fam);
+	return rc;
+}
+
+/* The "state" member of a JSON status, or "?". */
+static void json_state(const char *json, char *buf, size_t len)
+{
+	const char *key[] = {"state", NULL};
+	char err[128];
+	yajl_val v = yajl_tree_parse(json, err, sizeof(err));
+	yajl_val s = v ? yajl_tree_get(v, key, yajl_t_string) : NULL;
+
+	snprintf(buf, len, "%s", s ? YAJL_GET_STRING(s) : "?");
+	yajl_tree_free(v);
+}
+
+static int cmd_list(void)
+{
+	struct sock *v;
+	size_t n = list_socks(&v);
+
+	for (size_t i = 0; i < n; i++) {
+		char *reply = NULL, state[64];
+		int rc = ask(v[i].path, "status json", &reply);
+
+		if (rc == 0)
+			json_state(reply, state, sizeof(state));
+		else
+			snprintf(state, sizeof(state), "%s", rc < 0 ? "unreachable" : "error");
+		printf("%-12s %-32s %s\n", v[i].daemon, v[i].name, state);
+		free(reply);
+	}
+	free(v);
+	return 0;
+}
+
+/* status --json --all, metrics --all */
+static int cmd_all(const char *line, bool metrics, FILE *out)
+{
+	struct sock *v;
+	size_t n = list_socks(&v), got = 0;
+	char **texts = calloc(n ? n : 1, sizeof(*texts));
+	int rc = 0;
+
+	if (!texts) {
+		free(v);
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *reply = NULL;
+
+		if (ask(v[i].path, line, &reply) == 0)
+			texts[got++] = reply;
+		else
+			free(reply);
+	}
+	if (metrics) {
+		rc = merge_metrics(texts, got, out) < 0;
+	} else {
+		fputs("[\n", out);
+		for (size_t i = 0; i < got; i++)
+			fprintf(out, "%s%s", texts[i], i + 1 < got ? ",\n" : "");
+		fputs("]\n", out);
+	}
+	for (size_t i = 0; i < got; i++)
+		free(texts[i]);
+	free(texts);
+	free(v);
+	return rc;
+}
+
+/* The daemon of DOMAIN: ha-protect, else ha-receive; disk:NAME ha-diskrepl;
+ * witness ha-witness. */
+static int one(const char *ctl, const char *dom, const char *line, FILE *out)
+{
+	char path[108];
+	int rc;
+
+	if (ctl)
+		return ctl_request(ctl, line, out);
+	if (!strncmp(dom, "disk:", 5)) {
+		ctl_path(path, sizeof(path), "ha-diskrepl", dom + 5);
+		rc = ctl_request(path, line, out);
+		if (rc < 0)
+			fprintf(stderr, "ha-ctl: no ha-diskrepl serving %s on this host (%s)\n",
+				dom + 5, strerror(-rc));
+		return rc;
+	}
+	if (!strcmp(dom, "witness")) {
+		ctl_path(path, sizeof(path), "ha-witness", "witness");
+		rc = ctl_request(path, line, out);
+		if (rc < 0)
+			fprintf(stderr, "ha-ctl: no ha-witness on this host (%s)\n", strerror(-rc));
+		return rc;
+	}
+	ctl_path(path, sizeof(path), "ha-protect", dom);
+	rc = ctl_request(path, line, out);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		ctl_path(path, sizeof(path), "ha-receive", dom);
+		rc = ctl_request(path, line, out);
+	}
+	if (rc < 0)
+		fprintf(stderr, "ha-ctl: no ha-protect or ha-receive for %s on this host (%s)\n",
+			dom, strerror(-rc));
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	const char *ctl = NULL, *cmd, *dom;
-	char line[128], path[108];
-	int i = 1, rc;
+	enum { O_CTL = 256, O_JSON, O_ALL, O_OUTPUT };
+	static const struct option opts[] = {
+		{"ctl", required_argument, NULL, O_CTL},
+		{"json", no_argument, NULL, O_JSON},
+		{"all", no_argument, NULL, O_ALL},
+		{"output", required_argument, NULL, O_OUTPUT},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *ctl = NULL, *output = NULL, *cmd, *dom = NULL;
+	bool json = false, all = false, metrics;
+	char line[128], tmp[4200];
+	FILE *out = stdout;
+	int c, rc;
 
-	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		usage(stdout);
-		return 0;
-	}
-	if (argc >= 3 && !strcmp(argv[1], "--ctl")) {
-		ctl = argv[2];
-		i = 3;
-	}
-	if (argc - i < 2) {
-		usage(stderr);
-		return 2;
-	}
-	cmd = argv[i];
-	dom = argv[i + 1];
-	if (!strcmp(cmd, "interval")) {
-		if (argc - i != 3) {
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_CTL:
+			ctl = optarg;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case O_ALL:
+			all = true;
+			break;
+		case O_OUTPUT:
+			output = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
 			usage(stderr);
 			return 2;
 		}
-		snprintf(line, sizeof(line), "interval %s", argv[i + 2]);
-	} else if ((!strcmp(cmd, "status") || !strcmp(cmd, "stop")) && argc - i == 2) {
-		snprintf(line, sizeof(line), "%s", cmd);
+	}
+	/* Options may also follow the command: "status --json web". */
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind++];
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == O_JSON)
+			json = true;
+		else if (c == O_ALL)
+			all = true;
+		else if (c == O_OUTPUT)
+			output = optarg;
+		else if (c == O_CTL)
+			ctl = optarg;
+		else {
+			usage(c == 'h' ? stdout : stderr);
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind < argc)
+		dom = argv[optind++];
+	metrics = !strcmp(cmd, "metrics");
+	if (!strcmp(cmd, "list")) {
+		if (dom || json || all || output || ctl) {
+			usage(stderr);
+			return 2;
+		}
+		return cmd_list();
+	}
+	if ((json && strcmp(cmd, "status")) || (output && !metrics) ||
+	    (all && ((!metrics && !json) || dom || ctl)) || (!all && !dom && !ctl)) {
+		usage(stderr);
+		return 2;
+	}
+	if (!dom)
+		dom = "";
+	if (!strcmp(cmd, "interval")) {
+		if (optind + 1 != argc) {
+			usage(stderr);
+			return 2;
+		}
+		snprintf(line, sizeof(line), "interval %s", argv[optind]);
+	} else if ((!strcmp(cmd, "status") || !strcmp(cmd, "stop") || metrics) && optind == argc) {
+		snprintf(line, sizeof(line), "%s%s", cmd, json ? " json" : "");
 	} else {
 		usage(stderr);
 		return 2;
 	}
-
-	if (ctl) {
-		rc = ctl_request(ctl, line, stdout);
-	} else if (!strncmp(dom, "disk:", 5)) {
-		ctl_path(path, sizeof(path), "ha-diskrepl", dom + 5);
-		rc = ctl_request(path, line, stdout);
-		if (rc < 0) {
-			fprintf(stderr, "ha-ctl: no ha-diskrepl serving %s on this host (%s)\n",
-				dom + 5, strerror(-rc));
+	if (output) {
+		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", output, (int)getpid());
+		out = fopen(tmp, "w");
+		if (!out) {
+			fprintf(stderr, "ha-ctl: cannot write %s: %s\n", tmp, strerror(errno));
 			return 1;
 		}
-		return rc;
-	} else {
-		ctl_path(path, sizeof(path), "ha-protect", dom);
-		rc = ctl_request(path, line, stdout);
-		if (rc == -ENOENT || rc == -ECONNREFUSED) {
-			ctl_path(path, sizeof(path), "ha-receive", dom);
-			rc = ctl_request(path, line, stdout);
+	}
+	rc = all ? cmd_all(line, metrics, out) : one(ctl, dom, line, out);
+	if (output) {
+		if (fclose(out) != 0 || rc != 0 || rename(tmp, output) < 0) {
+			if (rc == 0)
+				fprintf(stderr, "ha-ctl: cannot write %s: %s\n", output,
+					strerror(errno));
+			unlink(tmp);
+			return 1;
 		}
 	}
-	if (rc < 0) {
-		fprintf(stderr, "ha-ctl: no ha-protect or ha-receive for %s on this host (%s)\n",
-			dom, strerror(-rc));
-		return 1;
-	}
-	return rc; /* 1: the daemon answered "error: ..." */
+	return rc < 0 ? 1 : rc; /* 1: the daemon answered "error: ..." */
 }

@@ -22,4 +22,5 @@ $(B)/bin/%: tools/%.sh
 	$(Q)install -m 0755 $< $@
 
 INTEG_TESTS += \
-	tests/integration/sla_report.sh
+	tests/integration/sla_report.sh \
+	tests/integration/monitoring.sh
