@@ -29,6 +29,7 @@ struct lease {
 	bool lost;	    /* paused for want of the lease */
 	bool devs_held;	    /* and the last session's output is held */
 	uint64_t lost_at_ns; /* when the last session's secondary was lost */
+	uint64_t answer_ns;  /* when the witness last answered; 0: never */
 	char status[400];
 	/* The claims (witness.h): "alone" before anything is released
 	 * without the secondary; "protected" from a session's first ACK. */
@@ -251,6 +252,8 @@ static void *lease_main(void *arg)
 					&claim, wait_ms, &rep, err, sizeof(err));
 
 		pthread_mutex_lock(&l->mu);
+		if (rc == 0)
+			l->answer_ns = clk_now_ns();
 		take_reply(l, rc, &rep, &claim, sent, err, sizeof(err));
 		pthread_mutex_unlock(&l->mu);
 
@@ -362,6 +365,20 @@ bool lease_output_held(struct lease *l)
 	bool held = l->devs_held;
 	pthread_mutex_unlock(&l->mu);
 	return held;
+}
+
+void lease_info(struct lease *l, struct lease_info *out)
+{
+	uint64_t now = clk_now_ns();
+
+	pthread_mutex_lock(&l->mu);
+	out->valid = valid(l);
+	out->remaining_s = out->valid ? (double)(l->until_ns - now) / 1e9 : 0;
+	out->answer_age_s = l->answer_ns ? (double)(now - l->answer_ns) / 1e9 : -1;
+	out->superseded = l->superseded;
+	out->paused = l->lost;
+	out->unprotected = l->unprotected;
+	pthread_mutex_unlock(&l->mu);
 }
 
 void lease_status(struct lease *l, char *buf, size_t len)

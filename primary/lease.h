@@ -70,5 +70,13 @@ bool lease_may_release(struct lease *l);
 bool lease_output_held(struct lease *l);
 /* One line for the control socket's status. */
 void lease_status(struct lease *l, char *buf, size_t len);
+/* The same for machines. */
+struct lease_info {
+	bool valid;	     /* held, in this host's view */
+	double remaining_s;  /* of it */
+	double answer_age_s; /* since the witness last answered; -1: never */
+	bool superseded, paused, unprotected;
+};
+void lease_info(struct lease *l, struct lease_info *out);
 
 #endif

@@ -390,6 +390,7 @@ static int show(struct prot *p, const char *arg, FILE *out, bool metrics)
 	st.interval_ms = atomic_load(&p->interval_ms);
 	if (p->lease) {
 		lease_status(p->lease, wit, sizeof(wit));
+		lease_info(p->lease, &st.lease);
 		st.witness = wit;
 	}
 	if (!metrics && !*arg) {

@@ -148,6 +148,21 @@ void prot_status_report(const struct prot_status *st, struct report *r)
 		report_gauge(r, "eta_seconds", (double)eta, "time left in the round (-1: unknown)");
 	}
 	report_end(r);
-	if (st->witness)
-		report_str(r, "witness", st->witness);
+	if (st->witness) {
+		const struct lease_info *l = &st->lease;
+
+		report_begin(r, "witness");
+		report_str(r, "status", st->witness);
+		report_bool(r, "lease_valid", l->valid, "this host holds the witness's lease");
+		report_gauge(r, "lease_remaining_seconds", l->remaining_s,
+			     "until the lease runs out, in this host's view");
+		report_gauge(r, "answer_age_seconds", l->answer_age_s,
+			     "since the witness last answered (-1: never)");
+		report_bool(r, "superseded", l->superseded,
+			    "the secondary held the lease meanwhile: this copy never resumes");
+		report_bool(r, "paused", l->paused, "the domain is paused for want of the lease");
+		report_bool(r, "unprotected", l->unprotected,
+			    "the domain runs without its secondary, under the lease");
+		report_end(r);
+	}
 }

@@ -12,6 +12,7 @@
 #include "common/hist.h"
 #include "common/report.h"
 #include "primary/interval.h"
+#include "primary/lease.h"
 
 /* The running totals of a protection (every session). */
 struct prot_stats {
@@ -55,6 +56,7 @@ struct prot_status {
 	struct ival_est est;
 	unsigned sla_p99_ms, interval_min_ms, interval_max_ms;
 	const char *witness; /* the lease's status line; NULL: no witness */
+	struct lease_info lease;
 	struct prot_sync sync;
 	uint64_t now_ns;
 };

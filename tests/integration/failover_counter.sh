@@ -47,9 +47,26 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	# The kill point: the delay, counted from the guest's 11th answer (under
 	# emulation answers come slowly at first).
 	wait_for 20 sh -c "[ \$(wc -l < '$dir/acks') -gt 10 ]"
+	mon_check a "$dir/a" kvm:web "$SCHEMA_PROTECT" '.state == "protected" and .epochs > 0' \
+		"ha-protect, protecting"
+	mon_check b "$dir/b" web "$SCHEMA_RECEIVE" '.state == "protected" and .committed_epoch >= 0' \
+		"ha-receive, protected"
 	sleep "$delay"
 	before=$(wc -l < "$dir/acks")
 	kill_host_a
+	# During the failover: ha-receive's metrics until it exits (after the
+	# activation), for at most 40 s.
+	i=0
+	while [ $i -lt 800 ] &&
+		ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" metrics web > "$dir/fo-$i.prom" 2>/dev/null; do
+		i=$((i + 1))
+		sleep 0.05
+	done
+	if command -v promtool > /dev/null; then
+		check "ha-receive's metrics during the failover ($i): promtool accepts each" \
+			sh -c "[ $i -gt 0 ] && for f in '$dir'/fo-*.prom; do [ -s \"\$f\" ] || continue; promtool check metrics < \"\$f\" > /dev/null || exit 1; done"
+		echo "     states seen: $(cat "$dir"/fo-*.prom | sed -n 's/^ha_receive_state{.*state="\([a-z_]*\)"} 1$/\1/p' | uniq | tr '\n' ' ')"
+	fi
 	wait $client
 	after=$(wc -l < "$dir/acks")
 	echo "     kill after ${delay}s (interval ${interval} ms): $before acks before, $((after - before)) after"

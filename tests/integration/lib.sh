@@ -83,3 +83,35 @@ bridge_topo() {
 	ns g ip neigh replace 10.88.0.20 lladdr "$(ns c cat /sys/class/net/ceth/address)" dev geth
 	ns c ip neigh replace 10.88.0.10 lladdr "$(ns g cat /sys/class/net/geth/address)" dev ceth
 }
+
+# The JSON status schemas of docs/monitoring.md, as jq expressions (jq -e
+# exits 0 only when they hold).
+SCHEMA_PROTECT='(.role == "primary") and (.domain|type == "string")
+	and (.state|IN("syncing","protected","degraded","stopping"))
+	and ([.state_seconds, .epoch, .last_ack_age_seconds, .interval_seconds, .epochs,
+	      .pages, .wire_bytes, .raw_bytes, .wire_ratio, .stretched_epochs, .degradations,
+	      .reprotections]|all(type == "number"))
+	and (.acked_epoch|type == "number" or . == null)
+	and ([.pause_seconds[], .ack_latency_seconds[]]|all(type == "number"))
+	and (.sync.active|type == "boolean")'
+SCHEMA_RECEIVE='(.role == "secondary") and (.domain|type == "string")
+	and (.state|IN("waiting","syncing","protected","fencing","failing_over","active"))
+	and (.committed_epoch|type == "number" or . == null)
+	and ([.state_seconds, .last_commit_age_seconds, .checkpoints, .pages, .bytes,
+	      .apply_seconds, .failovers, .failover_seconds, .fencing.attempts]|all(type == "number"))
+	and ([.fencing.witness, .fencing.command]|all(type == "boolean"))'
+
+# mon_check NS RUNDIR DOMAIN SCHEMA JQ WHAT: the daemon's JSON status
+# follows SCHEMA and JQ, and promtool accepts its metrics (where jq and
+# promtool are installed: scripts/install-deps.sh installs both).
+mon_check() {
+	if ! command -v jq > /dev/null || ! command -v promtool > /dev/null; then
+		echo "     (jq or promtool missing: status and metrics not checked)"
+		return 0
+	fi
+	ns "$1" env HA_RUN_DIR="$2" "$HA_BUILD/bin/ha-ctl" status --json "$3" > "$2/status.json" 2>&1
+	check "$6: its JSON status follows the schema" jq -e "($4) and ($5)" "$2/status.json" > /dev/null ||
+		cat "$2/status.json"
+	ns "$1" env HA_RUN_DIR="$2" "$HA_BUILD/bin/ha-ctl" metrics "$3" > "$2/metrics.prom" 2>&1
+	check "$6: promtool accepts its metrics" promtool check metrics < "$2/metrics.prom"
+}

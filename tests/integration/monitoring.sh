@@ -82,6 +82,8 @@ check "one HELP per family, both disks' samples under it" \
 		grep -q '^ha_diskrepl_writes_total{disk=\"d0\"} 1\$' '$tmp/ha.prom' &&
 		grep -q '^ha_diskrepl_writes_total{disk=\"d1\"} 0\$' '$tmp/ha.prom'"
 check "--output leaves no temporary file" sh -c "! ls '$tmp'/ha.prom.tmp.* 2>/dev/null"
+check "promtool accepts the example alert rules" sh -c \
+	"promtool check rules '$(dirname "$0")/../../docs/examples/ha-protect-alerts.yml' > /dev/null"
 ctl list > "$tmp/list"
 check "list: one line per daemon with its state" \
 	sh -c "grep -q '^ha-diskrepl *d0 *detached\$' '$tmp/list' && grep -q '^ha-diskrepl *d1 *detached\$' '$tmp/list' && grep -q '^ha-witness *witness ' '$tmp/list'"
