@@ -8,6 +8,8 @@ LIB_OBJS += \
 	common/log.o \
 	common/opt.o \
 	common/report.o \
+	common/notify.o \
+	common/runcmd.o \
 	common/sock.o
 
 # report.c: JSON through yajl's generator

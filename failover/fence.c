@@ -1,190 +1,22 @@
 #include "failover/fence.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "common/clock.h"
-#include "common/log.h"
-
-extern char **environ;
-
-#define FENCE_ENV_EXTRA 4
-
-/* environ plus our variables, built before fork (the child may only call
- * async-signal-safe functions). */
-static char **build_env(const struct fo_fence_target *t, char vars[FENCE_ENV_EXTRA][256])
-{
-	size_t n = 0, k = 0;
-	char host[200];
-	const char *colon = strrchr(t->peer ? t->peer : "", ':');
-	char **env;
-
-	snprintf(host, sizeof(host), "%.*s",
-		 colon ? (int)(colon - t->peer) : (int)strlen(t->peer ? t->peer : ""),
-		 t->peer ? t->peer : "");
-	snprintf(vars[0], 256, "HA_DOMAIN=%s", t->domain ? t->domain : "");
-	snprintf(vars[1], 256, "HA_PEER=%s", t->peer ? t->peer : "");
-	snprintf(vars[2], 256, "HA_PEER_HOST=%s", host);
-	snprintf(vars[3], 256, "HA_EPOCH=%llu", (unsigned long long)t->epoch);
-	while (environ && environ[n])
-		n++;
-	env = calloc(n + FENCE_ENV_EXTRA + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (!strncmp(environ[i], "HA_DOMAIN=", 10) || !strncmp(environ[i], "HA_PEER=", 8) ||
-		    !strncmp(environ[i], "HA_PEER_HOST=", 13) ||
-		    !strncmp(environ[i], "HA_EPOCH=", 9))
-			continue;
-		env[k++] = environ[i];
-	}
-	for (int i = 0; i < FENCE_ENV_EXTRA; i++)
-		env[k++] = vars[i];
-	return env;
-}
-
-/* Logs complete lines from buf; keeps a partial last line. */
-static void log_lines(char *buf, size_t *len, int final)
-{
-	char *start = buf, *nl;
-
-	while ((nl = memchr(start, '\n', *len - (size_t)(start - buf)))) {
-		*nl = '\0';
-		log_info("fence: %s", start);
-		start = nl + 1;
-	}
-	*len -= (size_t)(start - buf);
-	memmove(buf, start, *len);
-	if (*len && (final || *len > 900)) {
-		buf[*len] = '\0';
-		log_info("fence: %s", buf);
-		*len = 0;
-	}
-}
+#include "common/runcmd.h"
 
 int fo_fence_run(const char *cmd, unsigned timeout_ms, const struct fo_fence_target *t, char *why,
 		 size_t whylen)
 {
-	char vars[FENCE_ENV_EXTRA][256];
-	char **env = build_env(t, vars);
-	uint64_t deadline = clk_now_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
-	char out[1024];
-	size_t outlen = 0;
-	int p[2] = {-1, -1}, status = 0, rc;
-	bool eof = false, exited = false;
-	pid_t pid;
+	char vars[4][256], host[200];
+	const char *peer = t->peer ? t->peer : "";
+	const char *colon = strrchr(peer, ':');
+	const char *const v[] = {vars[0], vars[1], vars[2], vars[3], NULL};
 
-	if (!env) {
-		snprintf(why, whylen, "out of memory");
-		return -ENOMEM;
-	}
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		free(env);
-		return rc;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		free(env);
-		return rc;
-	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		sigset_t none;
-
-		/* Own process group: a timeout kills everything it started. */
-		setsid();
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		if (devnull >= 0)
-			dup2(devnull, 0);
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		char sh[] = "sh", dash_c[] = "-c";
-
-		execve("/bin/sh", (char *const[]){sh, dash_c, (char *)cmd, NULL}, env);
-		_exit(127);
-	}
-	close(p[1]);
-	free(env);
-	log_info("fence: running '%s' (pid %d, timeout %u ms)", cmd, (int)pid, timeout_ms);
-
-	while (!exited) {
-		uint64_t now = clk_now_ns();
-
-		if (now >= deadline)
-			break;
-		if (!eof) {
-			struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-			int ms = (int)((deadline - now) / NSEC_PER_MSEC) + 1;
-
-			if (poll(&pfd, 1, ms > 100 ? 100 : ms) > 0) {
-				ssize_t n = read(p[0], out + outlen, sizeof(out) - 1 - outlen);
-
-				if (n > 0) {
-					outlen += (size_t)n;
-					log_lines(out, &outlen, 0);
-				} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-					eof = true;
-				}
-			}
-		} else {
-			usleep(10000);
-		}
-		pid_t w = waitpid(pid, &status, WNOHANG);
-
-		if (w == pid)
-			exited = true;
-	}
-	if (!exited) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
-	/* Whatever it printed last. */
-	for (;;) {
-		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 0) <= 0 || outlen >= sizeof(out) - 1)
-			break;
-		n = read(p[0], out + outlen, sizeof(out) - 1 - outlen);
-		if (n <= 0)
-			break;
-		outlen += (size_t)n;
-		log_lines(out, &outlen, 0);
-	}
-	log_lines(out, &outlen, 1);
-	close(p[0]);
-
-	if (!exited) {
-		snprintf(why, whylen, "the fence command did not finish within %u ms (killed)",
-			 timeout_ms);
-		return -ETIMEDOUT;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		snprintf(why, whylen, "the fence command exited 0");
-		return 0;
-	}
-	if (WIFEXITED(status))
-		snprintf(why, whylen, "the fence command exited %d%s", WEXITSTATUS(status),
-			 WEXITSTATUS(status) == 127 ? " (command not found?)" : "");
-	else
-		snprintf(why, whylen, "the fence command was killed by signal %d",
-			 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-	return -EIO;
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
+	snprintf(vars[0], sizeof(vars[0]), "HA_DOMAIN=%s", t->domain ? t->domain : "");
+	snprintf(vars[1], sizeof(vars[1]), "HA_PEER=%s", peer);
+	snprintf(vars[2], sizeof(vars[2]), "HA_PEER_HOST=%s", host);
+	snprintf(vars[3], sizeof(vars[3]), "HA_EPOCH=%llu", (unsigned long long)t->epoch);
+	return run_cmd("fence", cmd, timeout_ms, v, why, whylen);
 }

@@ -75,6 +75,12 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
+		"      --notify-cmd CMD  run /bin/sh -c CMD on each event (protected,\n"
+		"                        reprotected, degraded, lease-lost, lease-back,\n"
+		"                        superseded, stopped), with HA_EVENT, HA_DOMAIN, ...\n"
+		"                        in its environment (docs/monitoring.md); never\n"
+		"                        on the pause path; a failure changes nothing\n"
+		"      --notify-timeout MS  kill a hook after MS (default 10000)\n"
 		"      --event-log FILE  append output-commit events (epoch closed, ACK read,\n"
 		"                        output released) with CLOCK_MONOTONIC times, for\n"
 		"                        checking the output commit against packet captures\n"
@@ -133,7 +139,7 @@ static int parse(int argc, char **argv, struct args *a)
 {
 	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
 	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-	       O_WTTL, O_EVLOG, O_WPEER };
+	       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
 	static const struct option opts[] = {
 		{"interval", required_argument, NULL, 'i'},
 		{"sla-p99", required_argument, NULL, O_SLA},
@@ -162,6 +168,8 @@ static int parse(int argc, char **argv, struct args *a)
 		{"witness-peer", required_argument, NULL, O_WPEER},
 		{"max-epochs", required_argument, NULL, O_MAXEP},
 		{"event-log", required_argument, NULL, O_EVLOG},
+		{"notify-cmd", required_argument, NULL, O_NOTIFY},
+		{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -243,6 +251,13 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_EVLOG:
 			a->cfg.event_log = optarg;
+			break;
+		case O_NOTIFY:
+			a->cfg.notify_cmd = optarg;
+			break;
+		case O_NOTIFY_TO:
+			a->cfg.notify_timeout_ms =
+				opt_uint("ha-protect", "--notify-timeout", optarg, 100, 600000);
 			break;
 		case O_WITNESS:
 			a->cfg.witness = optarg;
@@ -415,6 +430,7 @@ int main(int argc, char **argv)
 			.cache_pages = CKPT_CODEC_DEFAULT_CACHE_PAGES,
 			.level = CKPT_CODEC_DEFAULT_LEVEL,
 			.witness_ttl_ms = 2000,
+			.notify_timeout_ms = 10000,
 		},
 		.netbuf = "auto",
 		.nb = {.backend = NETBUF_AUTO, .limit = 10000, .queue = 7},

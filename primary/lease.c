@@ -59,6 +59,8 @@ static void pause_domain(struct lease *l, uint64_t until, const char *why)
 	pthread_mutex_unlock(&l->mu);
 
 	log_error("%s (%s)", why, rc < 0 ? strerror(-rc) : "paused");
+	notify_event(l->cfg.notify, "lease-lost", l->cfg.domain, l->cfg.witness, NOTIFY_NO_EPOCH,
+		     why);
 	if (until && t1 > until + 20 * NSEC_PER_MSEC)
 		log_warn("witness: the domain paused %llu ms after the lease ran out (margin "
 			 "%u ms; the pause took %llu ms, %llu ms after the secondary was "
@@ -142,6 +144,8 @@ static void enforce(struct lease *l)
 		log_warn("the witness lease is back (generation %llu): the domain runs again, "
 			 "unprotected%s",
 			 (unsigned long long)l->gen, rc < 0 ? " (resume failed!)" : "");
+		notify_event(l->cfg.notify, "lease-back", l->cfg.domain, l->cfg.witness,
+			     NOTIFY_NO_EPOCH, "the witness granted the lease again: the domain runs, unprotected");
 	}
 }
 
@@ -254,8 +258,13 @@ static void *lease_main(void *arg)
 		pthread_mutex_lock(&l->mu);
 		if (rc == 0)
 			l->answer_ns = clk_now_ns();
+		bool was_superseded = l->superseded;
 		take_reply(l, rc, &rep, &claim, sent, err, sizeof(err));
+		bool superseded = l->superseded && !was_superseded;
 		pthread_mutex_unlock(&l->mu);
+		if (superseded)
+			notify_event(l->cfg.notify, "superseded", l->cfg.domain, l->cfg.witness,
+				     NOTIFY_NO_EPOCH, err);
 
 		if (err[0] && strcmp(err, last_err))
 			log_warn("witness: %s", err);

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/notify.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "primary/devset.h"
@@ -40,6 +41,7 @@ struct lease_config {
 	const struct hv_save_ops *ops;
 	struct hv_dom *dom;
 	struct devset *devs;
+	struct notify *notify; /* event hooks (common/notify.h); NULL: none */
 };
 
 struct lease;

@@ -19,6 +19,7 @@
 #include "common/bitmap.h"
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "failover/link.h"
 #include "hv/hv.h"
 #include "primary/devset.h"
@@ -88,6 +89,7 @@ struct prot {
 
 	struct prot_stats stats;
 	struct log_rl retry_rl; /* "degraded: retrying" */
+	struct notify *notify;	/* --notify-cmd; NULL: none */
 	struct prot_sync sync;	/* the pre-copy in progress (under mu) */
 	uint64_t epoch_wire_start;
 	struct ctl_server *ctl;

@@ -54,8 +54,10 @@ void prot_degrade(struct prot *p, const char *fmt, ...)
 {
 	va_list ap;
 	bool first = false;
+	int64_t acked;
 
 	pthread_mutex_lock(&p->mu);
+	acked = p->acked;
 	if (p->state == ST_SYNC || p->state == ST_PROTECTED) {
 		va_start(ap, fmt);
 		vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
@@ -70,6 +72,8 @@ void prot_degrade(struct prot *p, const char *fmt, ...)
 		if (p->lease)
 			lease_secondary_lost(p->lease);
 		log_error("secondary lost: %s", p->reason);
+		notify_event(p->notify, "degraded", p->cfg->domain, p->cfg->peer,
+			     acked < 0 ? NOTIFY_NO_EPOCH : (uint64_t)acked, p->reason);
 		if (p->cfg->witness)
 			log_error("DEGRADED: the domain runs UNPROTECTED until the secondary is "
 				  "back, its held output released only under the witness's lease");
@@ -262,6 +266,8 @@ static void session_protected(struct prot *p, bool first)
 		pthread_mutex_unlock(&p->mu);
 		log_rl_end(&p->retry_rl);
 	}
+	notify_event(p->notify, first ? "protected" : "reprotected", p->cfg->domain,
+		     p->cfg->blackhole ? NULL : p->cfg->peer, NOTIFY_NO_EPOCH, NULL);
 	log_info("PROTECTED: checkpointing every %u ms to %s", atomic_load(&p->interval_ms),
 		 p->cfg->blackhole ? "a file (no secondary)" : p->cfg->peer);
 }
@@ -551,6 +557,11 @@ static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_d
 			return rc;
 		}
 	}
+	rc = notify_start(cfg->notify_cmd, cfg->notify_timeout_ms, "primary", &p->notify);
+	if (rc < 0) {
+		log_error("cannot start the event hooks: %s", strerror(-rc));
+		return rc;
+	}
 	if (cfg->event_log) {
 		p->events = fopen(cfg->event_log, "ae");
 		if (!p->events) {
@@ -583,6 +594,7 @@ static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_d
 			.ops = ops,
 			.dom = dom,
 			.devs = p->devs,
+			.notify = p->notify,
 		};
 
 		rc = lease_start(&lc, &p->lease);
@@ -647,6 +659,7 @@ static int run_sessions(struct prot *p)
 static void prot_free(struct prot *p)
 {
 	lease_free(p->lease);
+	notify_stop(p->notify);
 	ctl_server_stop(p->ctl);
 	if (p->events)
 		fclose(p->events);
@@ -690,6 +703,10 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 			 (unsigned long long)(p->stats.pause_ns_max / 1000),
 			 (unsigned long long)(p->stats.epochs ? p->stats.pages_sum / p->stats.epochs
 							      : 0));
+		notify_event(p->notify, "stopped", cfg->domain, cfg->blackhole ? NULL : cfg->peer,
+			     p->acked < 0 ? NOTIFY_NO_EPOCH : (uint64_t)p->acked,
+			     p->guest_ended ? "the guest shut down, rebooted or crashed"
+					    : "protection stopped");
 		if (p->lease && lease_blocks(p->lease))
 			log_warn("the domain stays PAUSED%s: resume it by hand only once you know "
 				 "the secondary did not activate its copy",

@@ -66,6 +66,10 @@ struct prot_config {
 	 * of N's output is released; released N: commit(N) returned; teardown:
 	 * everything held released (protection over); discard: dropped. */
 	const char *event_log;
+	/* --notify-cmd (common/notify.h; NULL: none), each run bounded by
+	 * notify_timeout_ms. */
+	const char *notify_cmd;
+	unsigned notify_timeout_ms;
 };
 
 /* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0

@@ -42,6 +42,12 @@ static void usage(FILE *f)
 		"                           sure the primary is off; exit 0 = fenced. Without\n"
 		"                           it a network partition can leave two copies running\n"
 		"      --fence-timeout MS   kill the fence command after MS (default 30000)\n"
+		"      --notify-cmd CMD     run /bin/sh -c CMD on each event (protected,\n"
+		"                           primary-lost, fence-failed, failover-started,\n"
+		"                           failover-complete, failover-failed,\n"
+		"                           failover-refused), with HA_EVENT, HA_DOMAIN, ...\n"
+		"                           in its environment (docs/monitoring.md)\n"
+		"      --notify-timeout MS  kill a hook after MS (default 10000)\n"
 		"      --fence-retry MS     retry a failed fence after MS (default 5000)\n"
 		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
 		"                           ha-witness (same TLS settings as the link)\n"
@@ -74,7 +80,7 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		 bool *insecure, const char **backend, const char **witness_peer)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -87,6 +93,8 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		{"journal-limit", required_argument, NULL, O_JLIMIT},
 		{"fence-cmd", required_argument, NULL, O_FENCE},
 		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
+		{"notify-cmd", required_argument, NULL, O_NOTIFY},
+		{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
 		{"fence-retry", required_argument, NULL, O_FRETRY},
 		{"witness", required_argument, NULL, O_WITNESS},
 		{"witness-ttl", required_argument, NULL, O_WTTL},
@@ -146,6 +154,12 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_FTIMEOUT:
 			cfg->fence_timeout_ms = opt_uint(P, "--fence-timeout", optarg, 10, 3600000);
 			break;
+		case O_NOTIFY:
+			cfg->notify_cmd = optarg;
+			break;
+		case O_NOTIFY_TO:
+			cfg->notify_timeout_ms = opt_uint(P, "--notify-timeout", optarg, 100, 600000);
+			break;
 		case O_FRETRY:
 			cfg->fence_retry_ms = opt_uint(P, "--fence-retry", optarg, 10, 3600000);
 			break;
@@ -186,6 +200,7 @@ int main(int argc, char **argv)
 	struct rx_config cfg = {.timeout_ms = 500,
 				.max_ckpt_bytes = (size_t)1024 << 20,
 				.fence_timeout_ms = 30000,
+				.notify_timeout_ms = 10000,
 				.fence_retry_ms = 5000,
 				.witness_ttl_ms = 2000};
 	struct fo_tls_config tlscfg = {0}, wtlscfg;

@@ -457,8 +457,10 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 	x->commit_at_ns = clk_now_ns();
 	rx_set_state_locked(x, RX_PROTECTED);
 	pthread_mutex_unlock(&x->mu);
-	if (!s->have_ckpt)
+	if (!s->have_ckpt) {
 		log_info("first checkpoint committed: %s is protected", x->domain);
+		notify_event(x->notify, "protected", x->domain, x->peer, rec->epoch, NULL);
+	}
 	s->have_ckpt = true;
 	if (rc < 0) {
 		s->rc = rc;
@@ -1089,7 +1091,8 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	atomic_store(&x->committed, UINT64_MAX);
 	x->state_since_ns = clk_now_ns();
 	snprintf(x->domain, sizeof(x->domain), "(none yet)");
-	if (ckbuf_new(cfg->max_ckpt_bytes, &x->buf) < 0 || ckpt_decoder_new(&x->dec) < 0) {
+	if (ckbuf_new(cfg->max_ckpt_bytes, &x->buf) < 0 || ckpt_decoder_new(&x->dec) < 0 ||
+	    notify_start(cfg->notify_cmd, cfg->notify_timeout_ms, "secondary", &x->notify) < 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -1158,6 +1161,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	close(lfd);
 out:
 	ctl_server_stop(x->ctl);
+	notify_stop(x->notify);
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++)
 		replica_close(x->disks[i]);
 	ckbuf_free(x->buf);

@@ -71,6 +71,9 @@ struct rx_config {
 	const char *witness;
 	unsigned witness_ttl_ms;
 	struct fo_tls *witness_tls; /* client side of the same settings */
+	/* --notify-cmd (common/notify.h); NULL: none. */
+	const char *notify_cmd;
+	unsigned notify_timeout_ms;
 };
 
 /* Runs until a failover completed (returns 0 with the domain running), a

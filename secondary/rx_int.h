@@ -12,6 +12,7 @@
 #include "checkpoint/codec.h"
 #include "checkpoint/stream_format.h"
 #include "common/ctl.h"
+#include "common/notify.h"
 #include "diskrepl/drbd.h"
 #include "diskrepl/replica.h"
 #include "hv/hv.h"
@@ -24,6 +25,7 @@ struct rx {
 	const struct rx_config *cfg;
 	const struct hv_restore_ops *ops;
 	pthread_mutex_t mu;
+	struct notify *notify; /* --notify-cmd; NULL: none */
 	enum rx_state state;
 	uint64_t state_since_ns, commit_at_ns; /* CLOCK_MONOTONIC */
 	char domain[64];

@@ -37,6 +37,7 @@ static int fence(struct rx *x, uint64_t epoch)
 				 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 			return 0;
 		}
+		notify_event(x->notify, "fence-failed", x->domain, x->peer, epoch, why);
 		log_error("fencing the primary %s failed: %s; NOT activating (it may still run "
 			  "and serve). Retrying in %u ms; fix the fence device, or power the "
 			  "primary off and let the retry succeed, or stop this secondary",
@@ -130,9 +131,9 @@ static int witness_wait(struct rx *x)
 /* Returns 1 when the domain runs here, -EALREADY when the primary is
  * known alive (discard the copy), another -errno when it was not
  * activated. */
-int rx_take_over(struct rx *x, const char *why)
+static int take_over(struct rx *x, const char *why, uint64_t epoch)
 {
-	uint64_t t0 = clk_now_ns(), epoch = atomic_load(&x->committed);
+	uint64_t t0 = clk_now_ns();
 	int rc;
 
 	if (x->cfg->witness) {
@@ -149,6 +150,7 @@ int rx_take_over(struct rx *x, const char *why)
 	rx_set_state(x, RX_FAILING_OVER);
 	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
 		 (unsigned long long)epoch);
+	notify_event(x->notify, "failover-started", x->domain, x->peer, epoch, why);
 	if (!x->cfg->fence_cmd && !x->cfg->witness)
 		log_unsafe("no fencing configured: if the primary is alive behind a partition, two "
 			   "copies of the domain may now run");
@@ -202,4 +204,30 @@ int rx_take_over(struct rx *x, const char *why)
 	x->ops->close(x->copy);
 	x->copy = NULL;
 	return 1;
+}
+
+int rx_take_over(struct rx *x, const char *why)
+{
+	uint64_t epoch = atomic_load(&x->committed);
+	char reason[sizeof(x->last_error) + 40];
+	int rc;
+
+	notify_event(x->notify, "primary-lost", x->domain, x->peer, epoch, why);
+	rc = take_over(x, why, epoch);
+	if (rc == 1) {
+		snprintf(reason, sizeof(reason), "activation took %llu ms",
+			 (unsigned long long)x->failover_ms);
+		notify_event(x->notify, "failover-complete", x->domain, x->peer, epoch, reason);
+	} else if (rc == -EALREADY) {
+		notify_event(x->notify, "failover-refused", x->domain, x->peer, epoch,
+			     "the witness says the primary is alive, or ran without this copy: "
+			     "the copy is discarded");
+	} else {
+		pthread_mutex_lock(&x->mu);
+		snprintf(reason, sizeof(reason), "%s",
+			 rc == -ECANCELED ? "stopped before activating" : x->last_error);
+		pthread_mutex_unlock(&x->mu);
+		notify_event(x->notify, "failover-failed", x->domain, x->peer, epoch, reason);
+	}
+	return rc;
 }

@@ -33,12 +33,14 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	fi
 	# shellcheck disable=SC2086 # the TLS options are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout $(ms 150) > "$dir/rx.log" 2>&1 &
+		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout $(ms 150) \
+		--notify-cmd "echo \$HA_EVENT \$HA_DOMAIN >> '$dir/b.events'" > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
 	# shellcheck disable=SC2086
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" $tls_a -i "$interval" --timeout $(ms 150) \
+		--notify-cmd "echo \$HA_EVENT \$HA_DOMAIN >> '$dir/a.events'" \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
@@ -76,6 +78,10 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 		awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
 	check "the secondary failed over" grep -q "FAILOVER complete" "$dir/rx.log"
 	check "the link was TLS 1.3 ($sec)" grep -q "TLS 1.3" "$dir/rx.log"
+	wait_for 10 grep -q failover-complete "$dir/b.events"
+	check "the hooks ran once per event, in order (A: protected; B: protected, primary-lost, failover-started, failover-complete)" \
+		sh -c "printf 'protected kvm:web\n' | diff - '$dir/a.events' &&
+			printf 'protected web\nprimary-lost web\nfailover-started web\nfailover-complete web\n' | diff - '$dir/b.events'"
 	gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$dir/acks")
 	echo "     longest silence the client saw (the failover): ${gap} ms (down timer 150 ms)"
 	if [ "$fails" -ne 0 ]; then

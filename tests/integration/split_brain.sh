@@ -78,13 +78,15 @@ start() {
 	${4:-true}
 	# shellcheck disable=SC2086 # option lists are words
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" \
-		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) $2 > "$dir/rx.log" 2>&1 &
+		--tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) $2 \
+		--notify-cmd "echo \$HA_EVENT >> '$dir/b.events'" > "$dir/rx.log" 2>&1 &
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" ||
 		{ echo "FAIL $1: ha-vm on A did not start"; tail "$dir/vm.log"; return 1; }
 	# shellcheck disable=SC2086
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 $3 \
+		--notify-cmd "echo \$HA_EVENT >> '$dir/a.events'" \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" ||
 		{ echo "FAIL $1: A never reached PROTECTED"; tail "$dir/px.log" "$dir/rx.log"; return 1; }
@@ -198,6 +200,8 @@ check "the failure is logged with the command's output" sh -c "grep -q 'fence: I
 check "B keeps retrying and does not activate" sh -c "test \$(grep -c 'fencing the primary .* (attempt' '$dir/rx.log') -ge 2 && ! grep -q 'FAILOVER:' '$dir/rx.log'"
 ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" status web > "$dir/st" 2>&1
 check "ha-ctl status shows it fencing" grep -q "state: fencing the primary (not active)" "$dir/st"
+check "B's hook heard: protected, primary-lost, then fence-failed at each attempt" \
+	sh -c "head -n 3 '$dir/b.events' | tr '\n' ' ' | grep -qx 'protected primary-lost fence-failed ' && ! grep -q failover-started '$dir/b.events'"
 na=$(probe a pa)
 echo "     after the partition: A's copy answered $na"
 check "A's copy is the one that serves" test "$na" -gt 0
@@ -253,6 +257,10 @@ wait_for 10 a_witness 'SUPERSEDED'
 check "after the partition heals A knows it was superseded" a_witness 'SUPERSEDED'
 sleep 1
 check "and its copy stays paused" a_stays_paused
+check "A's hook heard: protected, degraded, lease-lost, superseded, once each" \
+	sh -c "printf 'protected\ndegraded\nlease-lost\nsuperseded\n' | diff - '$dir/a.events'"
+check "B's hook heard: protected, primary-lost, failover-started, failover-complete" \
+	sh -c "printf 'protected\nprimary-lost\nfailover-started\nfailover-complete\n' | diff - '$dir/b.events'"
 finish witness-isolated
 fi
 
@@ -309,6 +317,8 @@ check "no acknowledged increment lost (value == request id; $bad wrong)" test "$
 nc=$(probe c pc)
 echo "     after A lost the witness: the client side got $nc answers"
 check "no copy serves (A paused, B discarded its stale copy)" test "$nc" -eq 0
+check "B's hook heard: protected, primary-lost, failover-refused" \
+	sh -c "printf 'protected\nprimary-lost\nfailover-refused\n' | diff - '$dir/b.events'"
 finish witness-alone
 fi
 

@@ -23,6 +23,7 @@
 #include "common/hist.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/opt.h"
 #include "common/sock.h"
 
@@ -470,6 +471,57 @@ static void test_log(void **state)
 	assert_int_equal(count(out, "Z ha-test["), 3);
 }
 
+static char *slurp(const char *path)
+{
+	static char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Hooks run in order, one at a time, off the caller's thread, with the
+ * event in their environment; a failing or hanging one (killed at its
+ * timeout) changes nothing for the next. */
+static void test_notify(void **state)
+{
+	char dir[] = "/tmp/test_notify.XXXXXX", cmd[512], out[300];
+	struct notify *n;
+	uint64_t t0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(out, sizeof(out), "%s/events", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "echo \"$HA_SEQ $HA_EVENT $HA_ROLE $HA_DOMAIN $HA_PEER [$HA_EPOCH] $HA_REASON\" >> "
+		 "%s; case $HA_EVENT in degraded) exit 3 ;; stuck) sleep 30 ;; esac",
+		 out);
+	assert_int_equal(notify_start(NULL, 1000, "primary", &n), 0);
+	assert_null(n);
+	notify_event(n, "ignored", "web", NULL, 1, NULL); /* no hooks: nothing */
+	notify_stop(n);
+
+	assert_int_equal(notify_start(cmd, 300, "primary", &n), 0);
+	t0 = clk_now_ns();
+	notify_event(n, "protected", "kvm:web", "10.0.0.2:7788", NOTIFY_NO_EPOCH, NULL);
+	notify_event(n, "degraded", "kvm:web", "10.0.0.2:7788", 41, "the link broke");
+	notify_event(n, "stuck", "kvm:web", NULL, 42, "");
+	notify_event(n, "reprotected", "kvm:web", "10.0.0.2:7788", NOTIFY_NO_EPOCH, NULL);
+	/* Queued, not run: the caller never waits for a hook. */
+	assert_true(clk_now_ns() - t0 < 100 * NSEC_PER_MSEC);
+	notify_stop(n); /* runs what is queued, the stuck one killed at 300 ms */
+	assert_true(clk_now_ns() - t0 < 5 * NSEC_PER_SEC);
+	assert_string_equal(slurp(out), "1 protected primary kvm:web 10.0.0.2:7788 [] \n"
+					 "2 degraded primary kvm:web 10.0.0.2:7788 [41] the link broke\n"
+					 "3 stuck primary kvm:web  [42] \n"
+					 "4 reprotected primary kvm:web 10.0.0.2:7788 [] \n");
+	unlink(out);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -486,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_ctl_request_survives_signal),
 		cmocka_unit_test(test_hist),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_notify),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
