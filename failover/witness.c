@@ -195,6 +195,7 @@ void fo_lease_table_report(const struct fo_lease_table *t, uint64_t now_ms, stru
 	bool json = report_format(r) == REPORT_JSON;
 
 	report_str(r, "role", "witness");
+	report_str(r, "state", now_ms < t->quiet_until_ms ? "quiet" : "serving");
 	report_gauge(r, "quiet_seconds",
 		     now_ms < t->quiet_until_ms ? (double)(t->quiet_until_ms - now_ms) / 1e3 : 0,
 		     "time left in which a restarted witness grants nothing");

@@ -87,9 +87,11 @@ static void usage(FILE *f)
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n"
 		LOG_USAGE
-		"Exit status: 0 stopped (or the domain was destroyed: the secondary takes\n"
-		"over); 1 an error, or the guest shut itself down, rebooted or crashed (the\n"
-		"secondary is told to discard its copy); 2 a usage error.\n",
+		"Exit status: 0 stopped; 1 an error, or the guest shut itself down, rebooted\n"
+		"or crashed (the secondary is told to discard its copy); 2 a usage or\n"
+		"configuration error; 3 the domain is gone (destroyed, or its VMM died):\n"
+		"the secondary takes over; 4 stopped with the domain left PAUSED by the\n"
+		"witness rule (superseded, or no lease): resume it only by hand.\n",
 		CKPT_CODEC_DEFAULT_CACHE_PAGES, CKPT_CODEC_DEFAULT_LEVEL);
 }
 
@@ -505,5 +507,6 @@ int main(int argc, char **argv)
 	ops->save->close(dom);
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);
-	return rc < 0 ? 1 : 0;
+	/* The outcomes an operator or a cluster manager tells apart. */
+	return rc == 0 ? 0 : rc == -ESRCH ? 3 : rc == -ESTALE ? 4 : 1;
 }

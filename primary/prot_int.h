@@ -106,6 +106,7 @@ struct prot {
 	/* The guest shut itself down, rebooted or crashed (-ESHUTDOWN from
 	 * the backend): protection ends, the secondary discards its copy. */
 	bool guest_ended;
+	bool domain_gone; /* destroyed, or its VMM died: the secondary takes over */
 };
 
 /* protect.c */

@@ -633,6 +633,7 @@ static int run_sessions(struct prot *p)
 			 * left to protect, and the secondary, which saw the stream
 			 * break without END, takes over. */
 			log_error("the protected domain is gone; stopping");
+			p->domain_gone = true;
 			break;
 		}
 		if (first && p->stats.epochs == 0 && rc < 0 && rc != -ECANCELED &&
@@ -692,7 +693,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 	if (rc == 0)
 		rc = run_sessions(p);
 	if (rc == 0) {
-		rc = p->guest_ended ? -ESHUTDOWN : 0;
+		rc = p->guest_ended ? -ESHUTDOWN : p->domain_gone ? -ESRCH : 0;
 		/* No more renewals: the secondary waits for this lease to expire. */
 		lease_stop(p->lease);
 		log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu "
@@ -705,13 +706,17 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 							      : 0));
 		notify_event(p->notify, "stopped", cfg->domain, cfg->blackhole ? NULL : cfg->peer,
 			     p->acked < 0 ? NOTIFY_NO_EPOCH : (uint64_t)p->acked,
-			     p->guest_ended ? "the guest shut down, rebooted or crashed"
-					    : "protection stopped");
-		if (p->lease && lease_blocks(p->lease))
+			     p->guest_ended  ? "the guest shut down, rebooted or crashed"
+			     : p->domain_gone ? "the domain is gone: the secondary takes over"
+					      : "protection stopped");
+		if (p->lease && lease_blocks(p->lease)) {
 			log_warn("the domain stays PAUSED%s: resume it by hand only once you know "
 				 "the secondary did not activate its copy",
 				 lease_output_held(p->lease) ? " and its held output is dropped"
 							     : "");
+			if (rc == 0)
+				rc = -ESTALE;
+		}
 	}
 	prot_free(p);
 	return rc;

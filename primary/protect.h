@@ -73,7 +73,10 @@ struct prot_config {
 };
 
 /* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0
- * on a clean stop, -errno when protection could not start at all. */
+ * on a clean stop; -ESRCH when the domain is gone (the secondary takes
+ * over); -ESHUTDOWN when the guest ended itself; -ESTALE when it stopped
+ * with the domain left paused by the witness rule (superseded, or no
+ * lease); another -errno when protection could not start at all. */
 int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struct hv_dom *dom);
 
 /* Asks a running prot_run to stop (async-signal-safe). */

@@ -64,7 +64,9 @@ static void usage(FILE *f)
 		"HA_XEN_SAVE_DIR for the restore image (default /tmp), HA_XEN_CONFIG=FILE, an\n"
 		"xl config when the primary sends none, HA_XEN_XL for the xl binary,\n"
 		"HA_XEN_RESTORE_FILE=1 to write the image to a file before xl restore\n"
-		"instead of streaming it).\n");
+		"instead of streaming it).\n"
+		"Exit status: 0 stopped, no failover; 1 an error; 2 a usage or configuration\n"
+		"error; 3 failed over: the domain runs on this host now.\n");
 }
 
 static void on_signal(int sig)
@@ -256,5 +258,5 @@ int main(int argc, char **argv)
 	rc = rx_run(&cfg, ops->restore);
 	fo_tls_free(cfg.tls);
 	fo_tls_free(cfg.witness_tls);
-	return rc < 0 ? 1 : 0;
+	return rc < 0 ? 1 : rc == 1 ? 3 : 0;
 }

@@ -1159,6 +1159,8 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 		free(conns[i]);
 	}
 	close(lfd);
+	if (x->state == RX_ACTIVE)
+		rc = 1;
 out:
 	ctl_server_stop(x->ctl);
 	notify_stop(x->notify);

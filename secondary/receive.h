@@ -76,8 +76,8 @@ struct rx_config {
 	unsigned notify_timeout_ms;
 };
 
-/* Runs until a failover completed (returns 0 with the domain running), a
- * stop was requested, or a fatal error (-errno). */
+/* Runs until a failover completed (returns 1: the domain runs here), a
+ * stop was requested (0), or a fatal error (-errno). */
 int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops);
 void rx_request_stop(void);
 

@@ -51,7 +51,8 @@ disk_schema='(.role == "disk") and (.disk|type == "string") and (.image|type == 
 	and ([.size_bytes, .resync_pending_bytes, .resync.total_bytes, .resync.done_bytes,
 	      .unacknowledged_writes, .writes, .write_bytes, .mirrored_bytes, .attaches,
 	      .barriers, .commits]|all(type == "number"))'
-witness_schema='(.role == "witness") and (.quiet_seconds|type == "number")
+witness_schema='(.role == "witness") and (.state|IN("quiet","serving"))
+	and (.quiet_seconds|type == "number")
 	and (.leases|type == "number") and (.lease|type == "object")
 	and (.lease|to_entries|all(.value|(.lease_holder|IN("none","primary","secondary"))
 	     and (.lease_remaining_seconds|type == "number")
@@ -86,7 +87,7 @@ check "promtool accepts the example alert rules" sh -c \
 	"promtool check rules '$(dirname "$0")/../../docs/examples/ha-protect-alerts.yml' > /dev/null"
 ctl list > "$tmp/list"
 check "list: one line per daemon with its state" \
-	sh -c "grep -q '^ha-diskrepl *d0 *detached\$' '$tmp/list' && grep -q '^ha-diskrepl *d1 *detached\$' '$tmp/list' && grep -q '^ha-witness *witness ' '$tmp/list'"
+	sh -c "grep -q '^ha-diskrepl *d0 *detached\$' '$tmp/list' && grep -q '^ha-diskrepl *d1 *detached\$' '$tmp/list' && grep -q '^ha-witness *witness *serving\$' '$tmp/list'"
 check "status without a domain is a usage error" sh -c "'$bin/ha-ctl' status --json 2>/dev/null; [ \$? = 2 ]"
 check "metrics of a daemon that does not run: exit 1" sh -c "'$bin/ha-ctl' metrics disk:nope 2>/dev/null; [ \$? = 1 ]"
 
