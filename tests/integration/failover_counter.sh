@@ -35,6 +35,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
 		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout $(ms 150) \
 		--notify-cmd "echo \$HA_EVENT \$HA_DOMAIN >> '$dir/b.events'" > "$dir/rx.log" 2>&1 &
+	rxpid=$!
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
@@ -79,6 +80,10 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	check "the secondary failed over" grep -q "FAILOVER complete" "$dir/rx.log"
 	check "the link was TLS 1.3 ($sec)" grep -q "TLS 1.3" "$dir/rx.log"
 	wait_for 10 grep -q failover-complete "$dir/b.events"
+	wait_for 10 sh -c "! kill -0 $rxpid 2>/dev/null"
+	wait $rxpid
+	rc=$?
+	check "ha-receive exits 3: failed over ($rc)" test "$rc" -eq 3
 	check "the hooks ran once per event, in order (A: protected; B: protected, primary-lost, failover-started, failover-complete)" \
 		sh -c "printf 'protected kvm:web\n' | diff - '$dir/a.events' &&
 			printf 'protected web\nprimary-lost web\nfailover-started web\nfailover-complete web\n' | diff - '$dir/b.events'"

@@ -26,6 +26,7 @@ wait_for 10 test -S "$tmp/a/ha-vm/web.sock"
 ns a env HA_RUN_DIR="$tmp/a" "$bin/ha-protect" --insecure -i 50 --timeout $(ms 150) --retry 200 \
 	--notify-cmd "echo \$HA_SEQ \$HA_EVENT \$HA_DOMAIN >> '$tmp/events'" \
 	kvm:web 10.66.0.2:7788 > "$tmp/px.log" 2>&1 &
+pxpid=$!
 wait_for 20 grep -q "PROTECTED:" "$tmp/px.log" || { cat "$tmp/px.log"; exit 1; }
 ctl() { ns "$1" env HA_RUN_DIR="$tmp/$1" "$bin/ha-ctl" "$2" "$3" $4; }
 
@@ -78,6 +79,9 @@ check "a clean stop is not a failover" sh -c "grep -q 'stopped protection cleanl
 wait_for 10 grep -q "stopped after" "$tmp/px.log"
 check "the secondary confirms the END" grep -q "END confirmed by the secondary" "$tmp/px.log"
 wait_for 10 grep -q stopped "$tmp/events"
+wait $pxpid
+rc=$?
+check "ha-protect exits 0 after a stop ($rc)" test "$rc" -eq 0
 check "the event hook ran once per event, in order" \
 	sh -c "printf '1 protected kvm:web\n2 degraded kvm:web\n3 reprotected kvm:web\n4 stopped kvm:web\n' | diff - '$tmp/events'"
 check "output flows after the stop" sh -c "ip netns exec ${PREFIX}c $bin/ha-client counter $GUEST_IP:7000 --name c2 --count 3 >/dev/null 2>&1"

@@ -88,6 +88,7 @@ start() {
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 $3 \
 		--notify-cmd "echo \$HA_EVENT >> '$dir/a.events'" \
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
+	pxpid=$!
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" ||
 		{ echo "FAIL $1: A never reached PROTECTED"; tail "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 10 --timeout 100 \
@@ -356,6 +357,9 @@ wait_for 10 grep -q "FAILOVER complete" "$dir/rx.log"
 # that its domain is gone.
 wait_for 10 grep -q "protected domain is gone" "$dir/px.log"
 check "A's ha-protect stops: the domain is gone" grep -q "protected domain is gone" "$dir/px.log"
+wait $pxpid
+rc=$?
+check "and exits 3, saying so to its supervisor ($rc)" test "$rc" -eq 3
 check "A does not claim to run alone" sh -c "! grep -q 'took the claim' '$dir/px.log'"
 check "B got the lease and activated" sh -c "grep -q 'witness granted the lease' '$dir/rx.log' && grep -q 'FAILOVER complete' '$dir/rx.log'"
 bad=$(c1_mismatches)
