@@ -26,7 +26,11 @@ static void usage(FILE *f)
 		"                           (default) or xen\n"
 		"      --timeout MS         down timer for the primary (default 500)\n"
 		"      --max-checkpoint MB  memory bound of one buffered checkpoint (1024)\n"
-		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock)\n"
+		"      --domain NAME        serve only the domain NAME: its control socket\n"
+		"                           exists from the start (ha-ctl status NAME), and a\n"
+		"                           primary of another domain is refused\n"
+		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock,\n"
+		"                           made when the first primary names the domain)\n"
 		"      --once               exit when the first primary goes away\n"
 		"      --disk IMAGE[,journal=PATH]\n"
 		"                           the replica of the primary's next replicated disk\n"
@@ -42,13 +46,13 @@ static void usage(FILE *f)
 		"                           sure the primary is off; exit 0 = fenced. Without\n"
 		"                           it a network partition can leave two copies running\n"
 		"      --fence-timeout MS   kill the fence command after MS (default 30000)\n"
+		"      --fence-retry MS     retry a failed fence after MS (default 5000)\n"
 		"      --notify-cmd CMD     run /bin/sh -c CMD on each event (protected,\n"
 		"                           primary-lost, fence-failed, failover-started,\n"
 		"                           failover-complete, failover-failed,\n"
 		"                           failover-refused), with HA_EVENT, HA_DOMAIN, ...\n"
 		"                           in its environment (docs/monitoring.md)\n"
 		"      --notify-timeout MS  kill a hook after MS (default 10000)\n"
-		"      --fence-retry MS     retry a failed fence after MS (default 5000)\n"
 		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
 		"                           ha-witness (same TLS settings as the link)\n"
 		"      --witness-ttl MS     the lease asked for (default 2000; as ha-protect)\n"
@@ -82,7 +86,7 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		 bool *insecure, const char **backend, const char **witness_peer)
 {
 	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
+	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"backend", required_argument, NULL, O_BACKEND},
@@ -96,6 +100,7 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		{"fence-cmd", required_argument, NULL, O_FENCE},
 		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
 		{"notify-cmd", required_argument, NULL, O_NOTIFY},
+		{"domain", required_argument, NULL, O_DOMAIN},
 		{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
 		{"fence-retry", required_argument, NULL, O_FRETRY},
 		{"witness", required_argument, NULL, O_WITNESS},
@@ -184,6 +189,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 			break;
 		case O_CTL:
 			cfg->ctl_path = optarg;
+			break;
+		case O_DOMAIN:
+			cfg->domain = optarg;
 			break;
 		case O_ONCE:
 			cfg->once = true;

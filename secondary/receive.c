@@ -594,6 +594,13 @@ static int session_start(struct rx_session *s)
 		snprintf(hi.disk, sizeof(hi.disk), "%s", replica_path(x->disks[0]));
 	else if (x->cfg->ndrbd)
 		snprintf(hi.disk, sizeof(hi.disk), "%s", x->drbd[0].dev);
+	if (x->cfg->domain && strcmp(hi.name, x->cfg->domain)) {
+		snprintf(s->err, sizeof(s->err),
+			 "the primary protects the domain '%s', but this secondary serves '%s' "
+			 "(--domain)",
+			 hi.name, x->cfg->domain);
+		return -EPERM;
+	}
 	pthread_mutex_lock(&x->mu);
 	snprintf(x->domain, sizeof(x->domain), "%s", hi.name);
 	pthread_mutex_unlock(&x->mu);
@@ -1090,7 +1097,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	pthread_mutex_init(&x->mu, NULL);
 	atomic_store(&x->committed, UINT64_MAX);
 	x->state_since_ns = clk_now_ns();
-	snprintf(x->domain, sizeof(x->domain), "(none yet)");
+	snprintf(x->domain, sizeof(x->domain), "%s", cfg->domain ? cfg->domain : "(none yet)");
 	if (ckbuf_new(cfg->max_ckpt_bytes, &x->buf) < 0 || ckpt_decoder_new(&x->dec) < 0 ||
 	    notify_start(cfg->notify_cmd, cfg->notify_timeout_ms, "secondary", &x->notify) < 0) {
 		rc = -ENOMEM;
@@ -1118,6 +1125,24 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 		}
 		log_info("DRBD %s (%s) replicates a disk; promoted here on failover",
 			 x->drbd[i].name, x->drbd[i].dev);
+	}
+	if (cfg->domain || cfg->ctl_path) {
+		/* Named from the start: status and metrics before any primary. */
+		char path[108];
+
+		if (cfg->ctl_path)
+			snprintf(path, sizeof(path), "%s", cfg->ctl_path);
+		else
+			ctl_path(path, sizeof(path), "ha-receive", cfg->domain);
+		x->cmds = (struct ctl_commands){rx_cmds, sizeof(rx_cmds) / sizeof(rx_cmds[0]), x,
+						&stop_flag};
+		rc = ctl_server_start(path, ctl_dispatch, &x->cmds, &x->ctl);
+		if (rc < 0) {
+			log_error("control socket %s: %s%s", path, strerror(-rc),
+				  rc == -EADDRINUSE ? " (does another ha-receive serve this domain?)"
+						    : "");
+			goto out;
+		}
 	}
 	lfd = sock_tcp_listen(cfg->listen, 4);
 	if (lfd < 0) {

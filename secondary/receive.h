@@ -48,6 +48,10 @@ struct rx_config {
 	unsigned timeout_ms;    /* down timer for the primary */
 	size_t max_ckpt_bytes;  /* memory bound of one buffered checkpoint */
 	const char *ctl_path;   /* NULL: derived from the domain name */
+	/* --domain: the one domain this secondary serves (its control socket
+	 * exists from the start, and a primary of another domain is refused);
+	 * NULL: whichever the first primary announces. */
+	const char *domain;
 	bool once;              /* exit after the first session ends (tests) */
 	/* Replicated disks, by index: replica image and journal (NULL: next
 	 * to the image). Opened, and their journals recovered, at start. */

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Machine-readable status and metrics (docs/monitoring.md) from the daemons
 # that run without a guest: two ha-diskrepl disks, one written through NBD
-# (qemu-io) and kept with --bitmap, and an ha-witness holding two leases,
-# one of them marked stale. Every JSON status must follow the documented
+# (qemu-io) and kept with --bitmap, an ha-witness holding two leases, one
+# of them marked stale, and an ha-receive started for its domain, waiting
+# for a primary. Every JSON status must follow the documented
 # schema (jq), every metrics output must pass `promtool check metrics`, alone
 # and merged by `ha-ctl metrics --all`, which also writes a file for
 # node_exporter's textfile collector atomically. ha-protect and ha-receive
@@ -26,8 +27,11 @@ truncate -s 8M "$tmp/d0.img" "$tmp/d1.img"
 "$bin/ha-diskrepl" --name d1 --image "$tmp/d1.img" 2> "$tmp/d1.log" &
 ip netns exec "${PREFIX}w" env HA_RUN_DIR="$tmp/run" "$bin/ha-witness" --insecure \
 	--listen 127.0.0.1:7821 --max-ttl 1000 --state "$tmp/w.state" 2> "$tmp/w.log" &
+# A secondary named for its domain has its socket before any primary.
+ip netns exec "${PREFIX}w" env HA_RUN_DIR="$tmp/run" "$bin/ha-receive" --insecure \
+	--listen 127.0.0.1:7822 --domain web 2> "$tmp/rx.log" &
 wait_for 10 test -S "$tmp/run/ha-diskrepl/d0.sock" -a -S "$tmp/run/ha-diskrepl/d1.sock" -a \
-	-S "$tmp/run/ha-witness/witness.sock" || { echo "FAIL: the daemons did not start"; cat "$tmp"/*.log; exit 1; }
+	-S "$tmp/run/ha-witness/witness.sock" -a -S "$tmp/run/ha-receive/web.sock" || { echo "FAIL: the daemons did not start"; cat "$tmp"/*.log; exit 1; }
 qemu-io -f raw -c "write -P 7 0 192k" "nbd+unix:///d0?socket=$tmp/run/ha-diskrepl/d0.nbd" > /dev/null
 
 # lease PAIR HOLDER [CLAIM]: one request to the witness; prints the answer.
@@ -68,10 +72,13 @@ ctl status --json witness > "$tmp/w.json"
 check "the witness's JSON status follows the schema" js "$witness_schema" "$tmp/w.json"
 check "it shows both leases, db stale" \
 	js '.leases == 2 and .lease.web.lease_holder == "primary" and .lease.db.lease_stale and (.lease.web.lease_stale|not)' "$tmp/w.json"
+ctl status --json web > "$tmp/rx.json"
+check "ha-receive --domain: its JSON status, waiting, before any primary" \
+	js "($SCHEMA_RECEIVE) and .state == \"waiting\" and .domain == \"web\" and .committed_epoch == null" "$tmp/rx.json"
 ctl status --json --all > "$tmp/all.json"
-check "status --json --all: an array of the three" js 'length == 3 and all(.role|IN("disk","witness"))' "$tmp/all.json"
+check "status --json --all: an array of the four" js 'length == 4 and all(.role|IN("disk","witness","secondary"))' "$tmp/all.json"
 
-for d in disk:d0 disk:d1 witness; do
+for d in web disk:d0 disk:d1 witness; do
 	ctl metrics $d > "$tmp/m.prom"
 	check "promtool accepts the metrics of $d" promtool check metrics < "$tmp/m.prom"
 done
@@ -91,7 +98,7 @@ check "list: one line per daemon with its state" \
 check "status without a domain is a usage error" sh -c "'$bin/ha-ctl' status --json 2>/dev/null; [ \$? = 2 ]"
 check "metrics of a daemon that does not run: exit 1" sh -c "'$bin/ha-ctl' metrics disk:nope 2>/dev/null; [ \$? = 1 ]"
 
-for d in disk:d0 disk:d1 witness; do ctl stop $d > /dev/null; done
+for d in web disk:d0 disk:d1 witness; do ctl stop $d > /dev/null; done
 wait
 check "no sanitizer report" sh -c "! grep -q Sanitizer '$tmp'/*.log"
 [ "$fails" -eq 0 ] || tail -n 20 "$tmp"/*.log
