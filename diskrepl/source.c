@@ -387,10 +387,17 @@ static void *sync_main(void *arg)
 		if (rc < 0)
 			goto out;
 		if (clk_now_ns() - last > 2 * NSEC_PER_SEC) {
-			last = clk_now_ns();
-			log_info("resynchronising: %llu of %llu MiB",
+			double secs = (double)((last = clk_now_ns()) - t0) / 1e9;
+			double rate = (double)s->sync_done / secs; /* octets/s */
+
+			log_info("resynchronising: %llu of %llu MiB (%llu%%), %.1f MiB/s, about %.0f s "
+				 "left",
 				 (unsigned long long)(s->sync_done >> 20),
-				 (unsigned long long)(s->sync_total >> 20));
+				 (unsigned long long)(s->sync_total >> 20),
+				 (unsigned long long)(s->sync_total ? s->sync_done * 100 / s->sync_total
+								    : 100),
+				 rate / 1048576.0,
+				 rate > 0 ? (double)(s->sync_total - s->sync_done) / rate : 0.0);
 		}
 	}
 	pthread_mutex_lock(&s->mu);
