@@ -390,6 +390,11 @@ static int show(struct prot *p, const char *arg, FILE *out, bool metrics)
 	st.auto_on = p->auto_on;
 	st.sync = p->sync;
 	st.now_ns = clk_now_ns();
+	/* Output of epoch acked+1 on is held: it began when epoch acked's
+	 * pause did, at the earliest. */
+	if (p->state == ST_PROTECTED && p->acked >= 0 &&
+	    p->next_epoch - (uint64_t)p->acked < LAT_RING)
+		st.held_age_ns = st.now_ns - p->paused_at[(uint64_t)p->acked % LAT_RING];
 	if (p->auto_on)
 		ival_estimate(&p->ival, &st.est);
 	pthread_mutex_unlock(&p->mu);

@@ -119,6 +119,9 @@ void prot_status_report(const struct prot_status *st, struct report *r)
 		     s->ack_at_ns ? (double)(st->now_ns - s->ack_at_ns) / 1e9 : -1,
 		     "time since the secondary's last acknowledgement (-1: none yet)");
 	report_gauge(r, "interval_seconds", st->interval_ms / 1e3, "the epoch interval");
+	report_gauge(r, "held_output_age_seconds", (double)st->held_age_ns / 1e9,
+		     "how long the oldest output held for an acknowledgement has waited, at most "
+		     "(0: none held)");
 	report_counter(r, "epochs", s->epochs, "checkpoints taken");
 	report_hist(r, "pause_seconds", &s->pause_us, 1e-6, (double)s->pause_ns_sum / 1e9,
 		    "how long each checkpoint paused the guest");

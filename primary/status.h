@@ -59,6 +59,7 @@ struct prot_status {
 	struct lease_info lease;
 	struct prot_sync sync;
 	uint64_t now_ns;
+	uint64_t held_age_ns; /* the oldest held output's wait, at most */
 };
 
 /* The percentage, rate (MiB/s) and time left (s) of a pre-copy round at

@@ -88,7 +88,8 @@ bridge_topo() {
 # exits 0 only when they hold).
 SCHEMA_PROTECT='(.role == "primary") and (.domain|type == "string")
 	and (.state|IN("syncing","protected","degraded","stopping"))
-	and ([.state_seconds, .epoch, .last_ack_age_seconds, .interval_seconds, .epochs,
+	and ([.state_seconds, .epoch, .last_ack_age_seconds, .interval_seconds,
+	      .held_output_age_seconds, .epochs,
 	      .pages, .wire_bytes, .raw_bytes, .wire_ratio, .stretched_epochs, .degradations,
 	      .reprotections]|all(type == "number"))
 	and (.acked_epoch|type == "number" or . == null)
