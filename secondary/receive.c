@@ -63,6 +63,53 @@ void rx_set_state(struct rx *x, enum rx_state s)
 	pthread_mutex_unlock(&x->mu);
 }
 
+/* DRBD's own view of each resource, read now. */
+static void report_drbd(struct rx *x, struct report *r)
+{
+	bool json = report_format(r) == REPORT_JSON;
+	struct drbd_state st[CKPT_DISK_MAX];
+	int rc[CKPT_DISK_MAX];
+
+	if (!x->cfg->ndrbd)
+		return;
+	for (unsigned i = 0; i < x->cfg->ndrbd; i++)
+		rc[i] = drbd_read_state(x->drbd[i].minor, &st[i]);
+	if (json)
+		report_begin(r, "drbd");
+	/* Prometheus: each family's samples together, one per resource. */
+	for (int m = 0; m < (json ? 1 : 3); m++) {
+		for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
+			bool ok = rc[i] == 0;
+
+			if (json) {
+				report_begin(r, x->drbd[i].name);
+				report_str(r, "device", x->drbd[i].dev);
+				report_str(r, "connection", ok ? st[i].cs : NULL);
+				report_str(r, "role", ok ? st[i].role : NULL);
+				report_str(r, "disk", ok ? st[i].disk : NULL);
+				report_str(r, "peer_disk", ok ? st[i].peer_disk : NULL);
+			} else {
+				report_sample_label(r, "resource", x->drbd[i].name);
+			}
+			if (json || m == 0)
+				report_bool(r, "drbd_connected", ok && !strcmp(st[i].cs, "Connected"),
+					    "DRBD's connection state is Connected");
+			if (json || m == 1)
+				report_bool(r, "drbd_uptodate", ok && !strcmp(st[i].disk, "UpToDate"),
+					    "this host's DRBD disk is UpToDate");
+			if (json || m == 2)
+				report_gauge(r, "drbd_out_of_sync_bytes",
+					     ok ? (double)st[i].oos_kib * 1024 : -1,
+					     "what DRBD has to resynchronise (-1: unreadable)");
+			if (json)
+				report_end(r);
+		}
+	}
+	report_sample_label(r, NULL, NULL);
+	if (json)
+		report_end(r);
+}
+
 /* status json, metrics */
 static int rx_report(struct rx *x, FILE *out, bool metrics)
 {
@@ -104,6 +151,7 @@ static int rx_report(struct rx *x, FILE *out, bool metrics)
 	report_end(r);
 	report_str(r, "last_error", x->last_error[0] ? x->last_error : NULL);
 	pthread_mutex_unlock(&x->mu);
+	report_drbd(x, r);
 	return report_finish(r);
 }
 
