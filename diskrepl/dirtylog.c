@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,21 +62,6 @@ static int write_hdr(struct dirtylog *d)
 	return rc;
 }
 
-static int fsync_dir(const char *path)
-{
-	char copy[PATH_MAX];
-	int fd, rc = 0;
-
-	snprintf(copy, sizeof(copy), "%s", path);
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* A new file, or one that no longer describes this image: no base, no
  * bits, every octet allocated now. */
 static int init_file(struct dirtylog *d, uint64_t size, uint32_t chunk, const struct stat *img)
@@ -109,7 +93,7 @@ static int init_file(struct dirtylog *d, uint64_t size, uint32_t chunk, const st
 	if (rc == 0)
 		rc = write_hdr(d);
 	if (rc == 0)
-		rc = fsync_dir(d->path);
+		rc = io_fsync_parent(d->path);
 	return rc;
 }
 

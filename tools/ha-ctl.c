@@ -236,8 +236,12 @@ static int one(const char *ctl, const char *dom, const char *line, FILE *out)
 	char path[108];
 	int rc;
 
-	if (ctl)
-		return ctl_request(ctl, line, out);
+	if (ctl) {
+		rc = ctl_request(ctl, line, out);
+		if (rc < 0)
+			fprintf(stderr, "ha-ctl: no daemon answers on %s (%s)\n", ctl, strerror(-rc));
+		return rc;
+	}
 	if (!strncmp(dom, "disk:", 5)) {
 		ctl_path(path, sizeof(path), "ha-diskrepl", dom + 5);
 		rc = ctl_request(path, line, out);
@@ -282,7 +286,8 @@ int main(int argc, char **argv)
 	FILE *out = stdout;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	/* Options anywhere: "status --json web" as "--json status web". */
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_CTL:
 			ctl = optarg;
@@ -304,26 +309,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	/* Options may also follow the command: "status --json web". */
 	if (optind >= argc) {
 		usage(stderr);
 		return 2;
 	}
 	cmd = argv[optind++];
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == O_JSON)
-			json = true;
-		else if (c == O_ALL)
-			all = true;
-		else if (c == O_OUTPUT)
-			output = optarg;
-		else if (c == O_CTL)
-			ctl = optarg;
-		else {
-			usage(c == 'h' ? stdout : stderr);
-			return c == 'h' ? 0 : 2;
-		}
-	}
 	if (optind < argc)
 		dom = argv[optind++];
 	metrics = !strcmp(cmd, "metrics");
