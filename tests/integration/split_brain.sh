@@ -201,6 +201,10 @@ check "the failure is logged with the command's output" sh -c "grep -q 'fence: I
 check "B keeps retrying and does not activate" sh -c "test \$(grep -c 'fencing the primary .* (attempt' '$dir/rx.log') -ge 2 && ! grep -q 'FAILOVER:' '$dir/rx.log'"
 ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" status web > "$dir/st" 2>&1
 check "ha-ctl status shows it fencing" grep -q "state: fencing the primary (not active)" "$dir/st"
+mon_check b "$dir/b" web "$SCHEMA_RECEIVE" \
+	'.state == "fencing" and .fencing.command and .fencing.attempts >= 2 and (.fencing.result|test("exited 1"))' \
+	"ha-receive, fencing (a failover waiting for its fence)"
+check "its metrics say fencing" grep -qx 'ha_receive_state{domain="web",state="fencing"} 1' "$dir/b/metrics.prom"
 check "B's hook heard: protected, primary-lost, then fence-failed at each attempt" \
 	sh -c "head -n 3 '$dir/b.events' | tr '\n' ' ' | grep -qx 'protected primary-lost fence-failed ' && ! grep -q failover-started '$dir/b.events'"
 na=$(probe a pa)
