@@ -44,9 +44,12 @@ struct nfq_dev {
 		uint64_t epoch;
 		uint32_t id;
 		bool empty;
+		uint64_t pkts; /* what the epoch holds */
 	} barrier[EPOCHS_MAX];
 	unsigned nbarriers;
 	uint64_t held, released, errors;
+	uint64_t open_pkts; /* held, of the open epoch */
+	uint64_t cur_pkts;  /* held now, in all */
 };
 
 /* Runs iptables/ip6tables; quiet tolerates failures (cleanup). */
@@ -178,6 +181,8 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
 	d->last_id = ntohl(ph->packet_id);
 	d->any = true;
 	d->held++;
+	d->open_pkts++;
+	d->cur_pkts++;
 	pthread_mutex_unlock(&d->mu);
 	return 0;
 }
@@ -281,6 +286,8 @@ static int nfq_postsuspend(struct ckpt_dev *dev, uint64_t epoch)
 	/* Everything taken so far and not in an earlier epoch is epoch's. */
 	d->barrier[d->nbarriers].epoch = epoch;
 	d->barrier[d->nbarriers].id = d->last_id;
+	d->barrier[d->nbarriers].pkts = d->open_pkts;
+	d->open_pkts = 0;
 	d->barrier[d->nbarriers].empty = !d->any || (d->closed_any && d->closed_id == d->last_id);
 	d->closed_id = d->last_id;
 	d->closed_any = d->any;
@@ -298,12 +305,14 @@ static int nfq_commit(struct ckpt_dev *dev, uint64_t epoch)
 	unsigned n = 0;
 	uint32_t upto = 0;
 	bool send = false;
+	uint64_t pkts = 0;
 
 	while (n < d->nbarriers && d->barrier[n].epoch <= epoch) {
 		if (!d->barrier[n].empty) {
 			upto = d->barrier[n].id;
 			send = true;
 		}
+		pkts += d->barrier[n].pkts;
 		n++;
 	}
 	memmove(d->barrier, d->barrier + n, (d->nbarriers - n) * sizeof(d->barrier[0]));
@@ -316,6 +325,7 @@ static int nfq_commit(struct ckpt_dev *dev, uint64_t epoch)
 		} else {
 			d->released_id = upto;
 			d->released_any = true;
+			d->cur_pkts -= pkts < d->cur_pkts ? pkts : d->cur_pkts;
 		}
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -353,6 +363,7 @@ static void nfq_end(struct ckpt_dev *dev, int verdict)
 		nfq_set_verdict_batch(d->qh, d->last_id, (unsigned)verdict);
 	d->nbarriers = 0;
 	d->any = d->released_any = d->closed_any = false;
+	d->open_pkts = d->cur_pkts = 0;
 	pthread_mutex_unlock(&d->mu);
 	if (d->qh)
 		nfq_destroy_queue(d->qh);
@@ -375,6 +386,19 @@ static void nfq_teardown(struct ckpt_dev *dev)
 static void nfq_discard(struct ckpt_dev *dev)
 {
 	nfq_end(dev, NF_DROP);
+}
+
+static int nfq_held(struct ckpt_dev *dev, uint64_t *packets, uint64_t *bytes)
+{
+	struct nfq_dev *d = dev->priv;
+
+	/* Packets are queued with their metadata only (NFQNL_COPY_META):
+	 * their sizes are not known here. */
+	pthread_mutex_lock(&d->mu);
+	*packets = d->cur_pkts;
+	*bytes = UINT64_MAX;
+	pthread_mutex_unlock(&d->mu);
+	return 0;
 }
 
 static int nfq_status(struct ckpt_dev *dev, char *buf, size_t len)
@@ -406,6 +430,7 @@ static const struct ckpt_dev_ops nfq_ops = {
 	.teardown = nfq_teardown,
 	.discard = nfq_discard,
 	.status = nfq_status,
+	.held = nfq_held,
 };
 
 int netbuf_nfqueue_create(const struct netbuf_config *cfg, struct ckpt_dev **out)

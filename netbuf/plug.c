@@ -292,6 +292,37 @@ static int plug_status(struct ckpt_dev *dev, char *buf, size_t len)
 	return 0;
 }
 
+/* What the plug qdisc holds, from the kernel's statistics, on a netlink
+ * socket of its own: the epoch path owns d->sk. */
+static int plug_held(struct ckpt_dev *dev, uint64_t *packets, uint64_t *bytes)
+{
+	struct plug_dev *d = dev->priv;
+	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_cache *cache = NULL;
+	struct rtnl_qdisc *q = NULL;
+	int err = -NLE_NOMEM;
+
+	if (sk)
+		err = nl_connect(sk, NETLINK_ROUTE);
+	if (err == 0)
+		err = rtnl_qdisc_alloc_cache(sk, &cache);
+	if (err == 0) {
+		q = rtnl_qdisc_get(cache, d->ifb_index, TC_HANDLE(1, 0));
+		if (q) {
+			*packets = rtnl_tc_get_stat(TC_CAST(q), RTNL_TC_QLEN);
+			*bytes = rtnl_tc_get_stat(TC_CAST(q), RTNL_TC_BACKLOG);
+			rtnl_qdisc_put(q);
+		} else {
+			err = -NLE_OBJ_NOTFOUND;
+		}
+	}
+	if (cache)
+		nl_cache_free(cache);
+	if (sk)
+		nl_socket_free(sk);
+	return err == 0 ? 0 : -EIO;
+}
+
 static void plug_destroy(struct ckpt_dev *dev)
 {
 	struct plug_dev *d = dev->priv;
@@ -309,6 +340,7 @@ static const struct ckpt_dev_ops plug_ops = {
 	.teardown = plug_teardown,
 	.discard = plug_discard,
 	.status = plug_status,
+	.held = plug_held,
 };
 
 int netbuf_plug_create(const struct netbuf_config *cfg, struct ckpt_dev **out)

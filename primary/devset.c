@@ -194,6 +194,37 @@ void devset_discard(struct devset *ds)
 	end(ds, true);
 }
 
+bool devset_held(struct devset *ds, uint64_t *packets, int64_t *bytes)
+{
+	bool any = false;
+
+	*packets = 0;
+	*bytes = 0;
+	pthread_rwlock_rdlock(&ds->set);
+	for (unsigned i = 0; ds->up && i < ds->n; i++) {
+		struct ckpt_dev *d = ds->devs[i];
+		uint64_t p, b;
+
+		if (!d->ops->held)
+			continue;
+		dev_lock(ds, i);
+		int rc = d->ops->held(d, &p, &b);
+		dev_unlock(ds, i);
+		if (rc < 0)
+			continue;
+		any = true;
+		*packets += p;
+		if (b == UINT64_MAX || *bytes < 0)
+			*bytes = -1;
+		else
+			*bytes += (int64_t)b;
+	}
+	pthread_rwlock_unlock(&ds->set);
+	if (!any)
+		*bytes = -1;
+	return any;
+}
+
 void devset_status(struct devset *ds, FILE *out)
 {
 	pthread_rwlock_rdlock(&ds->set);

@@ -57,5 +57,8 @@ void devset_teardown(struct devset *ds);
 void devset_discard(struct devset *ds);
 /* One "device NAME (KIND): STATUS" line per device. */
 void devset_status(struct devset *ds, FILE *out);
+/* The output its devices hold now (bytes -1: not known); false when no
+ * device holds output, or none could say. */
+bool devset_held(struct devset *ds, uint64_t *packets, int64_t *bytes);
 
 #endif

@@ -399,6 +399,8 @@ static int show(struct prot *p, const char *arg, FILE *out, bool metrics)
 		ival_estimate(&p->ival, &st.est);
 	pthread_mutex_unlock(&p->mu);
 	st.interval_ms = atomic_load(&p->interval_ms);
+	if (metrics || *arg)
+		st.held_known = devset_held(p->devs, &st.held_packets, &st.held_bytes);
 	if (p->lease) {
 		lease_status(p->lease, wit, sizeof(wit));
 		lease_info(p->lease, &st.lease);

@@ -122,6 +122,12 @@ void prot_status_report(const struct prot_status *st, struct report *r)
 	report_gauge(r, "held_output_age_seconds", (double)st->held_age_ns / 1e9,
 		     "how long the oldest output held for an acknowledgement has waited, at most "
 		     "(0: none held)");
+	if (st->held_known) {
+		report_gauge(r, "held_output_packets", (double)st->held_packets,
+			     "packets held until the secondary acknowledges their epoch");
+		report_gauge(r, "held_output_bytes", (double)st->held_bytes,
+			     "octets held until then (-1: not known, with NFQUEUE)");
+	}
 	report_counter(r, "epochs", s->epochs, "checkpoints taken");
 	report_hist(r, "pause_seconds", &s->pause_us, 1e-6, (double)s->pause_ns_sum / 1e9,
 		    "how long each checkpoint paused the guest");

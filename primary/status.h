@@ -60,6 +60,9 @@ struct prot_status {
 	struct prot_sync sync;
 	uint64_t now_ns;
 	uint64_t held_age_ns; /* the oldest held output's wait, at most */
+	bool held_known;
+	uint64_t held_packets;
+	int64_t held_bytes; /* -1: not known (NFQUEUE) */
 };
 
 /* The percentage, rate (MiB/s) and time left (s) of a pre-copy round at

@@ -50,7 +50,8 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	# The kill point: the delay, counted from the guest's 11th answer (under
 	# emulation answers come slowly at first).
 	wait_for 20 sh -c "[ \$(wc -l < '$dir/acks') -gt 10 ]"
-	mon_check a "$dir/a" kvm:web "$SCHEMA_PROTECT" '.state == "protected" and .epochs > 0' \
+	mon_check a "$dir/a" kvm:web "$SCHEMA_PROTECT" \
+		'.state == "protected" and .epochs > 0 and (.held_output_packets|type == "number") and (.held_output_bytes|type == "number")' \
 		"ha-protect, protecting"
 	mon_check b "$dir/b" web "$SCHEMA_RECEIVE" '.state == "protected" and .committed_epoch >= 0' \
 		"ha-receive, protected"
