@@ -164,7 +164,7 @@ static int plug_setup(struct ckpt_dev *dev)
 	q = rtnl_qdisc_alloc();
 	rtnl_tc_set_ifindex(TC_CAST(q), d->ifindex);
 	rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
-	rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0xffffU, 0));
 	rtnl_tc_set_kind(TC_CAST(q), "ingress");
 	err = rtnl_qdisc_add(d->sk, q, NLM_F_CREATE);
 	rtnl_qdisc_put(q);
@@ -175,7 +175,7 @@ static int plug_setup(struct ckpt_dev *dev)
 	/* Every protocol (not only IPv4) goes to the IFB. */
 	c = rtnl_cls_alloc();
 	rtnl_tc_set_ifindex(TC_CAST(c), d->ifindex);
-	rtnl_tc_set_parent(TC_CAST(c), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_parent(TC_CAST(c), TC_HANDLE(0xffffU, 0));
 	rtnl_tc_set_kind(TC_CAST(c), "u32");
 	rtnl_cls_set_protocol(c, ETH_P_ALL);
 	rtnl_cls_set_prio(c, 1);
