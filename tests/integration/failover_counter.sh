@@ -45,7 +45,7 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 		kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	wait_for 20 grep -q "PROTECTED:" "$dir/px.log" || { cat "$dir/px.log" "$dir/rx.log"; return 1; }
 	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c1 --interval 2 --timeout 100 \
-		--duration "$((delay + 6 + 2 * TS))" > "$dir/acks" 2> "$dir/client.log" &
+		--duration 300 > "$dir/acks" 2> "$dir/client.log" &
 	client=$!
 	# The kill point: the delay, counted from the guest's 11th answer (under
 	# emulation answers come slowly at first).
@@ -58,19 +58,10 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 	sleep "$delay"
 	before=$(wc -l < "$dir/acks")
 	kill_host_a
-	# During the failover: ha-receive's metrics until it exits (after the
-	# activation), for at most 40 s.
-	i=0
-	while [ $i -lt 800 ] &&
-		ns b env HA_RUN_DIR="$dir/b" "$bin/ha-ctl" metrics web > "$dir/fo-$i.prom" 2>/dev/null; do
-		i=$((i + 1))
-		sleep 0.05
-	done
-	if command -v promtool > /dev/null; then
-		check "ha-receive's metrics during the failover ($i): promtool accepts each" \
-			sh -c "[ $i -gt 0 ] && for f in '$dir'/fo-*.prom; do [ -s \"\$f\" ] || continue; promtool check metrics < \"\$f\" > /dev/null || exit 1; done"
-		echo "     states seen: $(cat "$dir"/fo-*.prom | sed -n 's/^ha_receive_state{.*state="\([a-z_]*\)"} 1$/\1/p' | uniq | tr '\n' ' ')"
-	fi
+	# The client runs on for a fixed time after the kill (under a sanitizer
+	# the guest answers slowly, and the kill point moves late).
+	sleep $((6 + 2 * TS))
+	ip netns pids "${PREFIX}c" | xargs -r kill
 	wait $client
 	after=$(wc -l < "$dir/acks")
 	echo "     kill after ${delay}s (interval ${interval} ms): $before acks before, $((after - before)) after"

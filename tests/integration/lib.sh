@@ -111,7 +111,8 @@ mon_check() {
 		return 0
 	fi
 	ns "$1" env HA_RUN_DIR="$2" "$HA_BUILD/bin/ha-ctl" status --json "$3" > "$2/status.json" 2>&1
-	check "$6: its JSON status follows the schema" jq -e "($4) and ($5)" "$2/status.json" > /dev/null ||
+	check "$6: its JSON status follows the schema" \
+		sh -c 'jq -e "($1) and ($2)" "$3" > /dev/null' _ "$4" "$5" "$2/status.json" ||
 		cat "$2/status.json"
 	ns "$1" env HA_RUN_DIR="$2" "$HA_BUILD/bin/ha-ctl" metrics "$3" > "$2/metrics.prom" 2>&1
 	check "$6: promtool accepts its metrics" promtool check metrics < "$2/metrics.prom"
