@@ -455,6 +455,10 @@ static void test_bitmap_survives_restart(void **state)
 	close_epoch(dev, &sec, 1); /* 0..20 committed */
 	write_range(20, 40);	   /* mirrored, never committed */
 	stop(drl, SIGKILL);
+	/* A killed ha-diskrepl leaves its sockets: the restart below must be
+	 * awaited, not found at once. */
+	unlink(attach);
+	unlink(nbd);
 	dev->ops->teardown(dev);
 	dev->ops->destroy(dev);
 
