@@ -257,6 +257,24 @@ static struct ckpt_dev *attach_dev(struct secondary *sec, bool full)
 	return dev;
 }
 
+/* Ends the protection and fails over: the replica and the primary's own
+ * image must both equal the initial image plus the first n writes. */
+static void end_and_compare(struct ckpt_dev *dev, struct secondary *sec, pid_t drl, int n)
+{
+	static uint8_t want[SIZE], got[SIZE];
+
+	dev->ops->teardown(dev);
+	dev->ops->destroy(dev);
+	stop(drl, SIGTERM);
+	assert_int_equal(replica_failover(sec->r), 0);
+	replica_close(sec->r);
+	expected(want, n);
+	read_file(rep, got);
+	assert_memory_equal(got, want, SIZE);
+	read_file(img, got);
+	assert_memory_equal(got, want, SIZE); /* the primary's own image agrees */
+}
+
 /* Many epochs under a steady stream of writes; the primary dies in the
  * middle of an epoch; the replica is exactly the committed prefix, and it
  * holds every write that completed before the last acknowledged barrier. */
@@ -368,7 +386,6 @@ static void test_secondary_crash_recovers_journal(void **state)
  * changed chunks are sent, and the replica ends equal to the primary. */
 static void test_incremental_resync(void **state)
 {
-	static uint8_t want[SIZE], got[SIZE];
 	struct secondary sec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	struct replica_stats st;
 	struct ckpt_dev *dev;
@@ -404,17 +421,7 @@ static void test_incremental_resync(void **state)
 	waitpid(wr, NULL, 0);
 	close(out);
 	close_epoch(dev, &sec, e++);
-	dev->ops->teardown(dev);
-	dev->ops->destroy(dev);
-	stop(drl, SIGTERM);
-	assert_int_equal(replica_failover(sec.r), 0);
-	replica_close(sec.r);
-
-	read_file(rep, got);
-	expected(want, 80);
-	assert_memory_equal(got, want, SIZE);
-	read_file(img, got);
-	assert_memory_equal(got, want, SIZE); /* the primary's own image agrees */
+	end_and_compare(dev, &sec, drl, 80);
 }
 
 static void write_range(int from, int to)
@@ -432,7 +439,6 @@ static void write_range(int from, int to)
  * replica ends up exact. A damaged bitmap file means a full copy. */
 static void test_bitmap_survives_restart(void **state)
 {
-	static uint8_t want[SIZE], got[SIZE];
 	struct secondary sec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	struct replica_stats st;
 	struct ckpt_dev *dev;
@@ -478,16 +484,7 @@ static void test_bitmap_survives_restart(void **state)
 	 * is cleared at most every 10 s), never fewer than it lacks. */
 	assert_true(st.sync_bytes <= (1u << 20) + 65536);
 	close_epoch(dev, &sec, 0);
-	dev->ops->teardown(dev);
-	dev->ops->destroy(dev);
-	stop(drl, SIGTERM);
-	assert_int_equal(replica_failover(sec.r), 0);
-	replica_close(sec.r);
-	read_file(rep, got);
-	expected(want, 60);
-	assert_memory_equal(got, want, SIZE);
-	read_file(img, got);
-	assert_memory_equal(got, want, SIZE);
+	end_and_compare(dev, &sec, drl, 60);
 
 	/* A damaged header: no base is believed. */
 	fd = open(bitmap, O_WRONLY);
