@@ -47,7 +47,8 @@ kill "$rx"
 wait "$rx" 2>/dev/null
 
 ns b env HA_RUN_DIR="$tmp/run2" "$bin/ha-receive" --insecure --listen 127.0.0.1:7952 \
-	--timeout $(ms 300) --fence-cmd true > "$tmp/rx2.log" 2>&1 &
+	--timeout $(ms 300) --fence-cmd true --notify-cmd "echo \$HA_EVENT >> '$tmp/rx2.events'" \
+	> "$tmp/rx2.log" 2>&1 &
 rx=$!
 wait_for 10 grep -q listening "$tmp/rx2.log" || { cat "$tmp/rx2.log"; echo "FAIL ha-receive did not start"; exit 1; }
 send() { ns b bash -c "exec 3<>/dev/tcp/127.0.0.1/7952; cat '$tmp/big.stream' >&3; exec 3>&-"; }
@@ -59,6 +60,11 @@ send
 two_sessions() { [ "$(grep -c 'first checkpoint committed' "$tmp/rx2.log")" -ge 2 ]; }
 wait_for 15 two_sessions
 check "the next primary is served" two_sessions
+# The same forged stream twice: each session commits, loses its primary
+# and fails to activate.
+wait_for 10 sh -c "[ \$(grep -c failover-failed '$tmp/rx2.events') -ge 2 ]"
+check "the hook heard, twice: protected, primary-lost, failover-started, failover-failed" \
+	sh -c "printf 'protected\nprimary-lost\nfailover-started\nfailover-failed\n%.0s' 1 2 | diff - '$tmp/rx2.events'"
 kill "$rx"
 wait "$rx" 2>/dev/null
 ns b env HA_RUN_DIR="$tmp/run2" "$bin/ha-vm" stop forge 2>/dev/null

@@ -324,6 +324,14 @@ echo "     after A lost the witness: the client side got $nc answers"
 check "no copy serves (A paused, B discarded its stale copy)" test "$nc" -eq 0
 check "B's hook heard: protected, primary-lost, failover-refused" \
 	sh -c "printf 'protected\nprimary-lost\nfailover-refused\n' | diff - '$dir/b.events'"
+# A reaches the witness again (B still cut off): B never held the lease,
+# so A gets it back and runs on, unprotected.
+ns sw ebtables -F FORWARD
+partition_ab
+wait_for 15 grep -q "lease is back" "$dir/px.log"
+check "A's lease comes back and its copy runs again" grep -q "lease is back" "$dir/px.log"
+check "A's hook heard: protected, degraded, lease-lost, lease-back" \
+	sh -c "printf 'protected\ndegraded\nlease-lost\nlease-back\n' | diff - '$dir/a.events'"
 finish witness-alone
 fi
 
