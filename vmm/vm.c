@@ -712,8 +712,23 @@ int vm_harvest(struct vm *vm, uint64_t *bitmap)
 	return get_and_clear(vm, bitmap);
 }
 
+/* Frames that reached the TAP while the VM waited to be activated: nothing
+ * read them, and they are old (minutes, for a standby). The guest must not
+ * get them: a request the primary served long ago would be replayed. The
+ * TAP is non-blocking. */
+static unsigned drain_tap(struct vm *vm)
+{
+	static uint8_t frame[65536];
+	unsigned n = 0;
+
+	while (vm->tap >= 0 && read(vm->tap, frame, sizeof(frame)) > 0)
+		n++;
+	return n;
+}
+
 int vm_activate(struct vm *vm, const void *blob, size_t len)
 {
+	unsigned dropped;
 	int rc;
 
 	if (!vm_incoming(vm))
@@ -731,6 +746,10 @@ int vm_activate(struct vm *vm, const void *blob, size_t len)
 		return rc;
 	vm->dev.events |= HAVM_EV_MOVED;
 	vm->incoming = false;
+	dropped = drain_tap(vm);
+	if (dropped)
+		log_info("%s: dropped %u frames that reached %s while the VM waited", vm->name,
+			 dropped, vm->tap_name);
 	return vm_start(vm);
 }
 
