@@ -74,8 +74,9 @@ struct ckpt_dev_ops {
 	/* One human-readable status line (counters, drops). May be NULL. */
 	int (*status)(struct ckpt_dev *dev, char *buf, size_t len);
 	/* Output held now, for status and metrics (*bytes UINT64_MAX: not
-	 * known): 0, or -errno when it cannot be read. May be NULL (the
-	 * device holds no output). */
+	 * known): 0, or -errno when it cannot be read. Called without the
+	 * lock the phases take (it must not delay a pause): it locks what it
+	 * reads itself. May be NULL (the device holds no output). */
 	int (*held)(struct ckpt_dev *dev, uint64_t *packets, uint64_t *bytes);
 	/* Frees the device (after teardown). May be NULL. */
 	void (*destroy)(struct ckpt_dev *dev);

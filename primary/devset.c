@@ -205,12 +205,9 @@ bool devset_held(struct devset *ds, uint64_t *packets, int64_t *bytes)
 		struct ckpt_dev *d = ds->devs[i];
 		uint64_t p, b;
 
-		if (!d->ops->held)
-			continue;
-		dev_lock(ds, i);
-		int rc = d->ops->held(d, &p, &b);
-		dev_unlock(ds, i);
-		if (rc < 0)
+		/* Not under the device's lock: a netlink query for a status
+		 * request must never hold up the pause path's phases. */
+		if (!d->ops->held || d->ops->held(d, &p, &b) < 0)
 			continue;
 		any = true;
 		*packets += p;
