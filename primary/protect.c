@@ -27,7 +27,6 @@
 #include "primary/status.h"
 #include "primary/prot_int.h"
 
-#define state_names prot_state_names
 
 static volatile sig_atomic_t stop_flag;
 
@@ -380,7 +379,7 @@ static int show(struct prot *p, const char *arg, FILE *out, bool metrics)
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&p->mu);
-	st.state = state_names[p->state];
+	st.state = prot_state_names[p->state];
 	st.state_idx = p->state;
 	st.state_since_ns = p->state_since_ns;
 	snprintf(st.reason, sizeof(st.reason), "%s", p->reason);
