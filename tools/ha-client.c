@@ -5,6 +5,10 @@
  *       sends INC C ID for ID = 1, 2, ...; retries an unanswered ID (the
  *       guest answers a retry from memory); prints "ack ID VALUE US WALL_MS"
  *       per reply: US from the first try of that ID, WALL_MS the wall clock.
+ *       A refusal of an older ID ("ERR stale ID ..." for an ID not
+ *       outstanding) means an old request reached the guest again: it says
+ *       "ha-client: replay: ..." on stderr, counts it and goes on; exits 1
+ *       if there was any. Any other ERR ends it (exit 1).
  *   ha-client udp-send HOST:PORT --from K --count N [--rate PER_S]
  *       datagrams "seq K SENT_NS" .. "seq K+N-1 SENT_NS" (wall clock)
  *   ha-client udp-recv PORT [--idle MS]
@@ -83,7 +87,7 @@ static int counter(int argc, char **argv)
 	int timeout = atoi(opt(argc, argv, "--timeout", "200"));
 	double duration = atof(opt(argc, argv, "--duration", "0"));
 	uint64_t end = duration > 0 ? clk_now_ns() + (uint64_t)(duration * 1e9) : 0;
-	unsigned long long acked = 0, retries = 0;
+	unsigned long long acked = 0, retries = 0, replays = 0;
 	int fd = udp_to(argv[1], &ss, &sl);
 
 	if (fd < 0)
@@ -118,6 +122,15 @@ static int counter(int argc, char **argv)
 					acked++;
 					goto next;
 				}
+				/* A refusal of an id other than the outstanding
+				 * one answers a request sent long ago that reached
+				 * the guest again: a replay. Report it, go on. */
+				if (sscanf(rep, "ERR stale %llu", &rid) == 1 && rid != id) {
+					fprintf(stderr, "ha-client: replay: %s (while %llu is outstanding)\n",
+						rep, id);
+					replays++;
+					continue;
+				}
 				if (!strncmp(rep, "ERR", 3)) {
 					fprintf(stderr, "ha-client: %s\n", rep);
 					return 1;
@@ -130,8 +143,9 @@ next:
 			clk_sleep_until_ns(clk_now_ns() + interval * NSEC_PER_MSEC);
 	}
 done:
-	fprintf(stderr, "ha-client: %llu acknowledged, %llu retries\n", acked, retries);
-	return 0;
+	fprintf(stderr, "ha-client: %llu acknowledged, %llu retries, %llu replays\n", acked, retries,
+		replays);
+	return replays ? 1 : 0;
 }
 
 static int udp_send(int argc, char **argv)

@@ -24,3 +24,7 @@ $(B)/bin/%: tools/%.sh
 INTEG_TESTS += \
 	tests/integration/sla_report.sh \
 	tests/integration/monitoring.sh
+
+# ha-client counter against the counter guest's service on the host.
+UNIT_TESTS += \
+	test_client

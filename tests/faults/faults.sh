@@ -391,6 +391,18 @@ check_acks() {
 	checked_lines=$(lines "$acks")
 }
 
+# A request the guest refuses as older than one it already executed reached
+# it again: a replay (ha-client says "replay:" and counts on).
+replays_seen=0
+check_replays() {
+	local n
+	n=$(grep -c "ha-client: replay:" "$logs/client.log" 2>/dev/null)
+	if [ "${n:-0}" -gt "$replays_seen" ]; then
+		violation replay "$((n - replays_seen)) old request(s) reached the guest again: $(grep "ha-client: replay:" "$logs/client.log" | tail -n 1)"
+	fi
+	replays_seen=${n:-0}
+}
+
 check_service() { # the client is acknowledged again
 	local n0
 	n0=$(lines "$acks")
@@ -642,6 +654,7 @@ for fault in $(seq 1 "$N"); do
 	if [ "$GUEST" = counter ]; then
 		check_copies_during
 		check_acks
+		check_replays
 	fi
 
 	# Recovery: back to one protected pair.
@@ -687,6 +700,7 @@ for fault in $(seq 1 "$N"); do
 		if [ "$GUEST" = counter ]; then
 			check_service
 			check_acks
+			check_replays
 			check_copies_after
 		else
 			check_disk
