@@ -15,6 +15,7 @@
 #include "checkpoint/codec.h"
 #include "checkpoint/stream.h"
 #include "common/log.h"
+#include "common/version.h"
 
 struct walk {
 	bool verbose;
@@ -240,6 +241,9 @@ int main(int argc, char **argv)
 	struct ckpt_reader *r = NULL;
 	const char *path;
 	int fd, rc;
+
+	if (version_arg(argc, argv, "ha-stream"))
+		return 0;
 
 	log_init(argv[0]);
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {

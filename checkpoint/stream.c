@@ -13,6 +13,7 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "common/version.h"
 
 /* Per-type layout rules. fixed: body length must equal min_len. */
 struct rec_desc {
@@ -280,10 +281,17 @@ int ckpt_reader_headers(struct ckpt_reader *r, uint32_t ihdr_id)
 		return fail(r, -EBADMSG, NULL, "image header: id 0x%08x, expected 0x%08x",
 			    be32toh(ih.id), ihdr_id);
 	version = be32toh(ih.version);
-	if (ihdr_id == CKPT_IHDR_ID_BACK ? version != CKPT_IHDR_BACK_VERSION
-					 : (version < CKPT_IHDR_VERSION_MIN ||
-					    version > CKPT_IHDR_VERSION))
-		return fail(r, -EBADMSG, NULL, "image header: unsupported version %u", version);
+	if (ihdr_id == CKPT_IHDR_ID_BACK && version != CKPT_IHDR_BACK_VERSION)
+		return fail(r, -EBADMSG, NULL,
+			    "image header: unsupported version %u: the peer's back channel is "
+			    "version %u, this release (%s) speaks %u; run one release on both hosts",
+			    version, version, HA_VERSION, CKPT_IHDR_BACK_VERSION);
+	if (ihdr_id != CKPT_IHDR_ID_BACK &&
+	    (version < CKPT_IHDR_VERSION_MIN || version > CKPT_IHDR_VERSION))
+		return fail(r, -EBADMSG, NULL,
+			    "image header: unsupported version %u: the stream is version %u, "
+			    "this release (%s) reads %u to %u; run one release on both hosts",
+			    version, version, HA_VERSION, CKPT_IHDR_VERSION_MIN, CKPT_IHDR_VERSION);
 	if (be16toh(ih.options) & CKPT_IHDR_OPT_BIG_ENDIAN)
 		return fail(r, -EBADMSG, NULL, "image header: big-endian guest data unsupported");
 	if (be16toh(ih.options) || ih.reserved1 || ih.reserved2)

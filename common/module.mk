@@ -10,7 +10,8 @@ LIB_OBJS += \
 	common/report.o \
 	common/notify.o \
 	common/runcmd.o \
-	common/sock.o
+	common/sock.o \
+	common/version.o
 
 # report.c: JSON through yajl's generator
 LDLIBS += -lyajl

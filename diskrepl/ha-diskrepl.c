@@ -17,6 +17,7 @@
 #include "common/opt.h"
 #include "common/report.h"
 #include "common/sock.h"
+#include "common/version.h"
 #include "diskrepl/nbdsrv.h"
 #include "diskrepl/source.h"
 
@@ -50,6 +51,7 @@ static void usage(FILE *f)
 		"                         only the changed chunks (without it: the whole disk)\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
+		"      --version          release, stream protocol, features\n"
 		LOG_USAGE
 		"The VM connects with nbd:unix:PATH (ha-vm --disk) or nbd+unix:///NAME?socket=PATH.\n"
 		"Status: ha-ctl status disk:NAME.\n");
@@ -218,6 +220,9 @@ int main(int argc, char **argv)
 				    &stop_flag};
 	struct ctl_server *cs = NULL;
 	int nbd_fd = -1, tcp_fd = -1, att_fd = -1, c, rc = 1;
+
+	if (version_arg(argc, argv, "ha-diskrepl"))
+		return 0;
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "n:f:vh", opts, NULL)) != -1) {

@@ -22,6 +22,7 @@
 #include "common/opt.h"
 #include "common/report.h"
 #include "common/sock.h"
+#include "common/version.h"
 #include "failover/tls.h"
 #include "failover/witness.h"
 
@@ -139,6 +140,7 @@ static void usage(FILE *f)
 		   "                      granted after a start (default 10000)\n"
 		   "  -v, --verbose       log every request\n"
 		   "  -h, --help          this text\n"
+		   "      --version       release, stream protocol, features\n"
 		LOG_USAGE
 		   "Link security (the same settings as the pairs it serves; one "
 		   "required):\n" FO_TLS_USAGE);
@@ -365,6 +367,9 @@ int main(int argc, char **argv)
 	unsigned long max_ttl = 10000;
 	char err[320];
 	int c, lfd, rc = 1;
+
+	if (version_arg(argc, argv, "ha-witness"))
+		return 0;
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "netbuf/netbuf.h"
 
 static void usage(FILE *f)
@@ -107,6 +108,8 @@ static int hold(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	if (version_arg(argc, argv, "ha-netbuf"))
+		return 0;
 	log_init(argv[0]);
 	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && !strcmp(argv[1], "hold"))

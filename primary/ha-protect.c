@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/sock.h"
+#include "common/version.h"
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
@@ -86,6 +87,7 @@ static void usage(FILE *f)
 		"                        checking the output commit against packet captures\n"
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n"
+		"      --version         release, stream protocol, features\n"
 		LOG_USAGE
 		"Exit status: 0 stopped; 1 an error, or the guest shut itself down, rebooted\n"
 		"or crashed (the secondary is told to discard its copy); 2 a usage or\n"
@@ -445,6 +447,9 @@ int main(int argc, char **argv)
 	const char *name;
 	char ctl[108];
 	int rc;
+
+	if (version_arg(argc, argv, "ha-protect"))
+		return 0;
 
 	log_init(argv[0]);
 	rc = parse(argc, argv, a);

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/sock.h"
+#include "common/version.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "secondary/receive.h"
@@ -62,6 +63,7 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
+		"      --version            release, stream protocol, features\n"
 		LOG_USAGE
 		"Backend options for the incoming domain come from the environment of the\n"
 		"backend (kvm: HA_VM_ARGS, e.g. \"--tap tap0\", passed to ha-vm; xen:\n"
@@ -221,6 +223,9 @@ int main(int argc, char **argv)
 	const struct hv_ops *ops;
 	char spec[64];
 	int rc;
+
+	if (version_arg(argc, argv, "ha-receive"))
+		return 0;
 
 	log_init(argv[0]);
 	rc = parse(argc, argv, &cfg, &tlscfg, &insecure, &backend, &witness_peer);

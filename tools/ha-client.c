@@ -50,6 +50,7 @@
 
 #include "common/clock.h"
 #include "common/sock.h"
+#include "common/version.h"
 
 static int udp_to(const char *hostport, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -531,6 +532,8 @@ static int capture(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	if (version_arg(argc, argv, "ha-client"))
+		return 0;
 	if (argc >= 3 && !strcmp(argv[1], "counter"))
 		return counter(argc - 1, argv + 1);
 	if (argc >= 3 && !strcmp(argv[1], "udp-send"))

@@ -11,6 +11,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "common/ctl.h"
+#include "common/version.h"
 
 /* The daemons, in the order a DOMAIN is looked up. */
 static const char *const daemons[] = {"ha-protect", "ha-receive", "ha-diskrepl", "ha-witness"};
@@ -285,6 +286,9 @@ int main(int argc, char **argv)
 	char line[128], tmp[4200];
 	FILE *out = stdout;
 	int c, rc;
+
+	if (version_arg(argc, argv, "ha-ctl"))
+		return 0;
 
 	/* Options anywhere: "status --json web" as "--json status web". */
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

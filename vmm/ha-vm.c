@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "vmm/server.h"
 #include "vmm/vm.h"
 #include "vmm/vmm_ctl.h"
@@ -339,6 +340,8 @@ static int cmd_stop(const char *name)
 
 int main(int argc, char **argv)
 {
+	if (version_arg(argc, argv, "ha-vm"))
+		return 0;
 	log_init(argv[0]);
 	if (argc >= 2 && !strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);

@@ -26,6 +26,7 @@
 #include "common/notify.h"
 #include "common/opt.h"
 #include "common/sock.h"
+#include "common/version.h"
 
 static void test_bitmap(void **state)
 {
@@ -350,6 +351,28 @@ static void test_opt_common(void **state)
 	assert_ptr_equal(usage_to, stderr);
 }
 
+/* --version alone prints the release, the stream versions and features;
+ * anything else is left to the program's own parser. */
+static void test_version(void **state)
+{
+	char prog[] = "ha-x", ver[] = "--version", extra[] = "extra", verbose[] = "--verbose";
+	char *a1[] = {prog, ver}, *a2[] = {prog, ver, extra}, *a3[] = {prog, verbose};
+	char buf[1024] = "";
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+
+	(void)state;
+	assert_int_equal(version_arg(2, a2 + 1, "ha-x"), 0);
+	assert_int_equal(version_arg(3, a2, "ha-x"), 0);
+	assert_int_equal(version_arg(2, a3, "ha-x"), 0);
+	assert_int_equal(version_arg(1, a1, "ha-x"), 0);
+	assert_non_null(f);
+	version_print(f, "ha-x");
+	fclose(f);
+	assert_non_null(strstr(buf, "ha-x " HA_VERSION "\n"));
+	assert_non_null(strstr(buf, "stream protocol: writes 3, reads 2 to 3; back channel 1\n"));
+	assert_non_null(strstr(buf, "libraries: gnutls "));
+}
+
 /* One validator per kind of value: a bad one is quoted, exit 2. */
 static void test_opt(void **state)
 {
@@ -531,6 +554,7 @@ int main(void)
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_opt),
 		cmocka_unit_test(test_opt_common),
+		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_sleep_until_or),
 		cmocka_unit_test(test_tcp_loopback),
 		cmocka_unit_test(test_fd_passing),

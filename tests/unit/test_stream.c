@@ -17,6 +17,7 @@
 #include "checkpoint/codec.h"
 #include "checkpoint/stream.h"
 #include "common/log.h"
+#include "common/version.h"
 
 struct buf {
 	uint8_t *data;
@@ -332,6 +333,8 @@ static void test_bad_marker_and_version(void **state)
 	b.data[3] = 0xff;
 	b.data[15] = 9; /* version 9 */
 	expect_error(&b, -EBADMSG, "unsupported version 9");
+	/* Both versions named, for an operator with two releases. */
+	expect_error(&b, -EBADMSG, "version 9, this release (" HA_VERSION ") reads 2 to 3");
 	b.data[15] = 2; /* version 2 is accepted */
 	assert_int_equal(read_all(b.data, b.len, NULL, 0), 0);
 	b.data[15] = 3;
