@@ -2,6 +2,7 @@
 LIB_OBJS += \
 	common/bitmap.o \
 	common/clock.o \
+	common/conf.o \
 	common/ctl.o \
 	common/hist.o \
 	common/io.o \
@@ -13,11 +14,13 @@ LIB_OBJS += \
 	common/sock.o \
 	common/version.o
 
-# report.c: JSON through yajl's generator
-LDLIBS += -lyajl
+# report.c: JSON through yajl's generator; conf.c: the pair file through
+# libinih
+LDLIBS += -lyajl -linih
 
 UNIT_TESTS += \
 	test_common \
+	test_conf \
 	test_ctl
 
 FUZZERS += \

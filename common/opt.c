@@ -3,13 +3,19 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "common/conf.h"
 #include "common/log.h"
 
 static _Noreturn void bad(const char *prog, const char *opt, const char *what, unsigned long min,
 			  unsigned long max, const char *s)
 {
-	fprintf(stderr, "%s: %s wants %s in %lu..%lu, not '%s'\n", prog, opt, what, min, max, s);
+	const char *from = conf_origin(optind - 1);
+
+	/* An option from a pair file: where it is written. */
+	fprintf(stderr, "%s: %s%s%s wants %s in %lu..%lu, not '%s'\n", prog, from ? from : "",
+		from ? ": " : "", opt, what, min, max, s);
 	exit(2);
 }
 

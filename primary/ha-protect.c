@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint/codec.h"
+#include "common/conf.h"
 #include "common/ctl.h"
 #include "common/log.h"
 #include "common/opt.h"
@@ -74,6 +75,8 @@ static void usage(FILE *f)
 		"                        of NAMES (as --tls-peer for the link)\n"
 		"Replication link security (one of these is required, except with -b):\n"
 		FO_TLS_USAGE
+		"Configuration (man/ha-protect.conf.5):\n"
+		CONF_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
 		"      --notify-cmd CMD  run /bin/sh -c CMD on each event (protected,\n"
@@ -137,47 +140,50 @@ struct args {
 	unsigned ndisks;
 };
 
+/* ha-protect's options; a pair file's keys are their long names. */
+enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
+       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
+       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
+static const struct option opts[] = {
+	CONF_OPTIONS,
+	{"interval", required_argument, NULL, 'i'},
+	{"sla-p99", required_argument, NULL, O_SLA},
+	{"interval-min", required_argument, NULL, O_IMIN},
+	{"interval-max", required_argument, NULL, O_IMAX},
+	{"timeout", required_argument, NULL, O_TIMEOUT},
+	{"max-inflight", required_argument, NULL, O_INFLIGHT},
+	{"precopy-rounds", required_argument, NULL, O_ROUNDS},
+	{"retry", required_argument, NULL, O_RETRY},
+	{"no-compress", no_argument, NULL, 'u'},
+	{"cache-pages", required_argument, NULL, O_CACHE},
+	{"level", required_argument, NULL, O_LEVEL},
+	{"save", required_argument, NULL, O_SAVE},
+	{"netbuf", required_argument, NULL, O_NETBUF},
+	{"netbuf-queue", required_argument, NULL, O_NBQ},
+	{"netbuf-limit", required_argument, NULL, O_NBL},
+	{"unsafe", no_argument, NULL, 'F'},
+	{"no-netbuf", no_argument, NULL, 'n'},
+	{"no-disk", no_argument, NULL, 'd'},
+	{"disk", required_argument, NULL, O_DISK},
+	{"blackhole", no_argument, NULL, 'b'},
+	{"ctl", required_argument, NULL, O_CTL},
+	FO_TLS_OPTIONS,
+	{"witness", required_argument, NULL, O_WITNESS},
+	{"witness-ttl", required_argument, NULL, O_WTTL},
+	{"witness-peer", required_argument, NULL, O_WPEER},
+	{"max-epochs", required_argument, NULL, O_MAXEP},
+	{"event-log", required_argument, NULL, O_EVLOG},
+	{"notify-cmd", required_argument, NULL, O_NOTIFY},
+	{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
+
 /* Reads the options into A: -1 to go on, else the exit status (0 for
  * --help, 2 for a usage error, said on stderr). */
 static int parse(int argc, char **argv, struct args *a)
 {
-	enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
-	       O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-	       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
-	static const struct option opts[] = {
-		{"interval", required_argument, NULL, 'i'},
-		{"sla-p99", required_argument, NULL, O_SLA},
-		{"interval-min", required_argument, NULL, O_IMIN},
-		{"interval-max", required_argument, NULL, O_IMAX},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"max-inflight", required_argument, NULL, O_INFLIGHT},
-		{"precopy-rounds", required_argument, NULL, O_ROUNDS},
-		{"retry", required_argument, NULL, O_RETRY},
-		{"no-compress", no_argument, NULL, 'u'},
-		{"cache-pages", required_argument, NULL, O_CACHE},
-		{"level", required_argument, NULL, O_LEVEL},
-		{"save", required_argument, NULL, O_SAVE},
-		{"netbuf", required_argument, NULL, O_NETBUF},
-		{"netbuf-queue", required_argument, NULL, O_NBQ},
-		{"netbuf-limit", required_argument, NULL, O_NBL},
-		{"unsafe", no_argument, NULL, 'F'},
-		{"no-netbuf", no_argument, NULL, 'n'},
-		{"no-disk", no_argument, NULL, 'd'},
-		{"disk", required_argument, NULL, O_DISK},
-		{"blackhole", no_argument, NULL, 'b'},
-		{"ctl", required_argument, NULL, O_CTL},
-		FO_TLS_OPTIONS,
-		{"witness", required_argument, NULL, O_WITNESS},
-		{"witness-ttl", required_argument, NULL, O_WTTL},
-		{"witness-peer", required_argument, NULL, O_WPEER},
-		{"max-epochs", required_argument, NULL, O_MAXEP},
-		{"event-log", required_argument, NULL, O_EVLOG},
-		{"notify-cmd", required_argument, NULL, O_NOTIFY},
-		{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "i:uFndbvh", opts, NULL)) != -1) {
@@ -275,6 +281,10 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_MAXEP:
 			a->cfg.max_epochs = opt_ulong("ha-protect", "--max-epochs", optarg, 1, ~0ul);
 			break;
+		case CONF_OPT_PAIR:
+		case CONF_OPT_CONFIG:
+		case CONF_OPT_HOST:
+			break; /* read by conf_expand() */
 		default:
 			rc = opt_common(c, usage);
 			if (rc >= 0)
@@ -286,10 +296,16 @@ static int parse(int argc, char **argv, struct args *a)
 
 /* The options' combinations and the positional arguments: 0, or 2 (a
  * usage error, said on stderr). */
-static int check(int argc, char **argv, struct args *a)
+static int check(int argc, char **argv, struct args *a, bool pair_file)
 {
 	char err[320];
 
+	if (pair_file && (a->cfg.blackhole || argc - optind != 2)) {
+		fprintf(stderr, "ha-protect: with a pair file (--pair, --config) the DOMAIN and "
+				"the PEER come from it: give neither%s\n",
+			a->cfg.blackhole ? ", and no -b" : "");
+		return 2;
+	}
 	if (argc - optind != (a->cfg.blackhole ? 1 : 2)) {
 		fprintf(stderr, a->cfg.blackhole
 				    ? "ha-protect: with -b, give only the DOMAIN\n"
@@ -444,6 +460,7 @@ int main(int argc, char **argv)
 	const struct hv_ops *ops;
 	struct hv_info info;
 	struct hv_dom *dom;
+	struct conf_args ca;
 	const char *name;
 	char ctl[108];
 	int rc;
@@ -452,18 +469,24 @@ int main(int argc, char **argv)
 		return 0;
 
 	log_init(argv[0]);
-	rc = parse(argc, argv, a);
-	if (rc >= 0)
-		return rc;
-	rc = check(argc, argv, a);
-	if (rc)
-		return rc;
-	ops = hv_lookup(cfg->domain, &name);
-	if (!ops) {
+	if (conf_expand("ha-protect", CONF_PROTECT, opts, argc, argv, &ca) < 0)
+		return 2;
+	conf_use(&ca);
+	rc = parse(ca.argc, ca.argv, a);
+	if (rc < 0 && check(ca.argc, ca.argv, a, ca.have_pair))
+		rc = 2;
+	if (rc < 0 && !(ops = hv_lookup(cfg->domain, &name))) {
 		fprintf(stderr, "ha-protect: unknown domain kind in '%s' (use kvm:NAME or xen:NAME)\n",
 			cfg->domain);
-		return 2;
+		rc = 2;
 	}
+	if (rc >= 0) {
+		conf_args_free(&ca);
+		return rc;
+	}
+	if (ca.have_pair)
+		log_info("pair file %s: this host is %s, its peer %s", ca.pair.path, ca.pair.self,
+			 ca.pair.peer);
 	if (!cfg->ctl_path) {
 		ctl_path(ctl, sizeof(ctl), "ha-protect", cfg->domain);
 		cfg->ctl_path = ctl;
@@ -497,6 +520,7 @@ int main(int argc, char **argv)
 		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
+		conf_args_free(&ca);
 		return 1;
 	}
 	rc = ops->save->info(dom, &info);
@@ -512,6 +536,7 @@ int main(int argc, char **argv)
 	ops->save->close(dom);
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);
+	conf_args_free(&ca);
 	/* The outcomes an operator or a cluster manager tells apart. */
 	return rc == 0 ? 0 : rc == -ESRCH ? 3 : rc == -ESTALE ? 4 : 1;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/conf.h"
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/sock.h"
@@ -30,6 +31,9 @@ static void usage(FILE *f)
 		"      --domain NAME        serve only the domain NAME: its control socket\n"
 		"                           exists from the start (ha-ctl status NAME), and a\n"
 		"                           primary of another domain is refused\n"
+		"Configuration (man/ha-protect.conf.5; the file gives --listen, --backend\n"
+		"and --domain):\n"
+		CONF_USAGE
 		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock,\n"
 		"                           made when the first primary names the domain)\n"
 		"      --once               exit when the first primary goes away\n"
@@ -82,37 +86,40 @@ static void on_signal(int sig)
 
 #define P "ha-receive"
 
+/* ha-receive's options; a pair file's keys are their long names. */
+enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
+       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN };
+static const struct option opts[] = {
+	CONF_OPTIONS,
+	{"listen", required_argument, NULL, 'l'},
+	{"backend", required_argument, NULL, O_BACKEND},
+	{"timeout", required_argument, NULL, O_TIMEOUT},
+	{"max-checkpoint", required_argument, NULL, O_MAX},
+	{"ctl", required_argument, NULL, O_CTL},
+	{"once", no_argument, NULL, O_ONCE},
+	{"disk", required_argument, NULL, O_DISK},
+	{"drbd", required_argument, NULL, O_DRBD},
+	{"journal-limit", required_argument, NULL, O_JLIMIT},
+	{"fence-cmd", required_argument, NULL, O_FENCE},
+	{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
+	{"notify-cmd", required_argument, NULL, O_NOTIFY},
+	{"domain", required_argument, NULL, O_DOMAIN},
+	{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
+	{"fence-retry", required_argument, NULL, O_FRETRY},
+	{"witness", required_argument, NULL, O_WITNESS},
+	{"witness-ttl", required_argument, NULL, O_WTTL},
+	{"witness-peer", required_argument, NULL, O_WPEER},
+	FO_TLS_OPTIONS,
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
+
 /* Reads the options: -1 to go on, else the exit status (0 for --help, 2
  * for a usage error, said on stderr). */
 static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_config *tlscfg,
 		 bool *insecure, const char **backend, const char **witness_peer)
 {
-	enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-	       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN };
-	static const struct option opts[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"backend", required_argument, NULL, O_BACKEND},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"max-checkpoint", required_argument, NULL, O_MAX},
-		{"ctl", required_argument, NULL, O_CTL},
-		{"once", no_argument, NULL, O_ONCE},
-		{"disk", required_argument, NULL, O_DISK},
-		{"drbd", required_argument, NULL, O_DRBD},
-		{"journal-limit", required_argument, NULL, O_JLIMIT},
-		{"fence-cmd", required_argument, NULL, O_FENCE},
-		{"fence-timeout", required_argument, NULL, O_FTIMEOUT},
-		{"notify-cmd", required_argument, NULL, O_NOTIFY},
-		{"domain", required_argument, NULL, O_DOMAIN},
-		{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
-		{"fence-retry", required_argument, NULL, O_FRETRY},
-		{"witness", required_argument, NULL, O_WITNESS},
-		{"witness-ttl", required_argument, NULL, O_WTTL},
-		{"witness-peer", required_argument, NULL, O_WPEER},
-		FO_TLS_OPTIONS,
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "l:vh", opts, NULL)) != -1) {
@@ -198,6 +205,10 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_ONCE:
 			cfg->once = true;
 			break;
+		case CONF_OPT_PAIR:
+		case CONF_OPT_CONFIG:
+		case CONF_OPT_HOST:
+			break; /* read by conf_expand() */
 		default:
 			rc = opt_common(c, usage);
 			if (rc >= 0)
@@ -207,42 +218,35 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 	return -1;
 }
 
-int main(int argc, char **argv)
+/* The options' combinations: -1 to go on, or 2 (a usage error, said). */
+static int check(int argc, const struct rx_config *cfg, const char *witness_peer)
 {
-	struct rx_config cfg = {.timeout_ms = 500,
-				.max_ckpt_bytes = (size_t)1024 << 20,
-				.fence_timeout_ms = 30000,
-				.notify_timeout_ms = 10000,
-				.fence_retry_ms = 5000,
-				.witness_ttl_ms = 2000};
-	struct fo_tls_config tlscfg = {0}, wtlscfg;
-	const char *witness_peer = NULL;
-	bool insecure = false;
-	char err[320];
-	const char *backend = "kvm", *rest;
-	const struct hv_ops *ops;
-	char spec[64];
-	int rc;
-
-	if (version_arg(argc, argv, "ha-receive"))
-		return 0;
-
-	log_init(argv[0]);
-	rc = parse(argc, argv, &cfg, &tlscfg, &insecure, &backend, &witness_peer);
-	if (rc >= 0)
-		return rc;
-	if (!cfg.listen || optind != argc) {
+	if (!cfg->listen || optind != argc) {
 		fprintf(stderr, "ha-receive: --listen HOST:PORT is required, and nothing else\n");
 		usage(stderr);
 		return 2;
 	}
-	if (!sock_hostport_option("ha-receive", "--listen", cfg.listen) ||
-	    !sock_hostport_option("ha-receive", "--witness", cfg.witness))
+	if (!sock_hostport_option("ha-receive", "--listen", cfg->listen) ||
+	    !sock_hostport_option("ha-receive", "--witness", cfg->witness))
 		return 2;
-	if (witness_peer && !cfg.witness) {
+	if (witness_peer && !cfg->witness) {
 		fprintf(stderr, "ha-receive: --witness-peer needs --witness\n");
 		return 2;
 	}
+	return -1;
+}
+
+/* Sets up TLS and the backend, then receives: the exit status. */
+static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insecure,
+	       const char *backend, const char *witness_peer)
+{
+	struct rx_config cfg = *cfgp;
+	struct fo_tls_config tlscfg = *tlscfgp, wtlscfg;
+	const struct hv_ops *ops;
+	const char *rest;
+	char err[320], spec[64];
+	int rc;
+
 	wtlscfg = tlscfg;
 	wtlscfg.peer = witness_peer;
 	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
@@ -272,4 +276,41 @@ int main(int argc, char **argv)
 	fo_tls_free(cfg.tls);
 	fo_tls_free(cfg.witness_tls);
 	return rc < 0 ? 1 : rc == 1 ? 3 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct rx_config cfg = {.timeout_ms = 500,
+				.max_ckpt_bytes = (size_t)1024 << 20,
+				.fence_timeout_ms = 30000,
+				.notify_timeout_ms = 10000,
+				.fence_retry_ms = 5000,
+				.witness_ttl_ms = 2000};
+	struct fo_tls_config tlscfg = {0};
+	const char *witness_peer = NULL;
+	bool insecure = false;
+	const char *backend = "kvm";
+	struct conf_args ca;
+	int rc;
+
+	if (version_arg(argc, argv, "ha-receive"))
+		return 0;
+
+	log_init(argv[0]);
+	if (conf_expand("ha-receive", CONF_RECEIVE, opts, argc, argv, &ca) < 0)
+		return 2;
+	conf_use(&ca);
+	rc = parse(ca.argc, ca.argv, &cfg, &tlscfg, &insecure, &backend, &witness_peer);
+	if (rc < 0)
+		rc = check(ca.argc, &cfg, witness_peer);
+	if (rc >= 0) {
+		conf_args_free(&ca);
+		return rc;
+	}
+	if (ca.have_pair)
+		log_info("pair file %s: this host is %s, its peer %s", ca.pair.path, ca.pair.self,
+			 ca.pair.peer);
+	rc = run(&cfg, &tlscfg, insecure, backend, witness_peer);
+	conf_args_free(&ca);
+	return rc;
 }
