@@ -10,6 +10,9 @@
 #include <strings.h>
 #include <sys/utsname.h>
 
+#include "common/log.h"
+#include "common/opt.h"
+
 /* One "key = value" of the file, in file order. */
 struct entry {
 	char *section, *key, *value;
@@ -561,4 +564,42 @@ out:
 	if (rc < 0)
 		conf_args_free(out);
 	return rc;
+}
+
+void conf_reload_log_level(const char *path, enum conf_role role)
+{
+	const char *sect = role == CONF_PROTECT ? "protect" : "receive", *v = NULL;
+	enum log_level lvl;
+	struct parse p;
+	char err[512];
+	int line = 0;
+
+	if (opt_log_level_fixed()) {
+		log_info("reload: the log level stays as the command line set it");
+		return;
+	}
+	if (load(path, &p, err, sizeof(err)) < 0) {
+		log_error("reload: %s; the log level stays", err);
+		entries_free(&p);
+		return;
+	}
+	for (size_t i = 0; i < p.n; i++)
+		if ((!strcmp(p.e[i].section, "common") || !strcmp(p.e[i].section, sect)) &&
+		    !strcmp(p.e[i].key, "log-level")) {
+			v = p.e[i].value;
+			line = p.e[i].line;
+		}
+	if (!v)
+		lvl = LOG_LVL_INFO;
+	else if (log_parse_level(v, &lvl) < 0) {
+		log_error("reload: %s:%d: log-level wants error, warn, info or debug, not '%s'; "
+			  "the log level stays",
+			  path, line, v);
+		entries_free(&p);
+		return;
+	}
+	log_set_level(lvl);
+	log_info("reload: log level %s (%s)", v ? v : "info",
+		v ? path : "the default: the pair file sets none");
+	entries_free(&p);
 }

@@ -89,6 +89,11 @@ int conf_read_pair(const char *path, const char *host, struct conf_pair *out, ch
 		   size_t errlen);
 void conf_pair_free(struct conf_pair *p);
 
+/* On a reload: the log level the pair file at PATH sets now (log-level in
+ * [common] or the ROLE's section), unless the command line set one; says
+ * on the log what it did. */
+void conf_reload_log_level(const char *path, enum conf_role role);
+
 /* The path of pair NAME: $HA_CONF_DIR or CONF_DIR_DEFAULT, "/NAME.conf". */
 int conf_pair_path(const char *name, char *buf, size_t len);
 

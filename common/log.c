@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@
 #include "common/clock.h"
 
 static const char *log_prog = "ha";
-static enum log_level log_level = LOG_LVL_INFO;
+/* Changed by a reload (SIGHUP) while other threads log. */
+static _Atomic enum log_level log_level = LOG_LVL_INFO;
 static _Thread_local char log_domain[64];
 static _Thread_local uint64_t log_epoch = LOG_NO_EPOCH;
 static bool log_journal; /* stderr is the systemd journal */
@@ -61,6 +63,11 @@ void log_init(const char *prog)
 		exit(2);
 	}
 	log_level = lvl;
+}
+
+const char *log_prog_name(void)
+{
+	return log_prog;
 }
 
 void log_set_level(enum log_level level)

@@ -31,10 +31,17 @@ enum log_level {
 	"Environment: HA_LOG_LEVEL=error|warn|info|debug (default info, debug with\n" \
 	"-v); lines about unsafe settings are logged at every level.\n"
 
+/* --log-level LEVEL, for the daemons' getopt_long tables (common/opt.c
+ * takes it); it overrides HA_LOG_LEVEL, and -v overrides both. */
+#define LOG_OPT_LEVEL 0x1200
+#define LOG_OPTIONS {"log-level", required_argument, NULL, LOG_OPT_LEVEL}
+
 /* Sets the program's name and the level from HA_LOG_LEVEL; an invalid
  * value is a usage error: said on stderr, exit 2. */
 void log_init(const char *prog);
 void log_set_level(enum log_level level);
+/* The name log_init() was given, without its directory. */
+const char *log_prog_name(void);
 enum log_level log_get_level(void);
 /* Parse "error|warn|info|debug"; returns 0 or -EINVAL. */
 int log_parse_level(const char *s, enum log_level *out);

@@ -11,16 +11,20 @@ LIB_OBJS += \
 	common/report.o \
 	common/notify.o \
 	common/runcmd.o \
+	common/service.o \
 	common/sock.o \
 	common/version.o
 
 # report.c: JSON through yajl's generator; conf.c: the pair file through
 # libinih
 LDLIBS += -lyajl -linih
+# service.c: readiness and status for systemd (sd_notify)
+LDLIBS += -lsystemd
 
 UNIT_TESTS += \
 	test_common \
 	test_conf \
+	test_service \
 	test_ctl
 
 FUZZERS += \

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/runcmd.h"
+#include "common/service.h"
 
 struct event {
 	char vars[8][320];
@@ -92,6 +93,9 @@ void notify_event(struct notify *n, const char *event, const char *domain, const
 	struct tm tm;
 	char ts[32];
 
+	/* What systemctl status shows: the last event. */
+	service_status("%s%s%s%s%s", event, domain ? " " : "", domain ? domain : "",
+		       reason && *reason ? ": " : "", reason && *reason ? reason : "");
 	if (!n)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);

@@ -33,10 +33,34 @@ unsigned long opt_ulong(const char *prog, const char *opt, const char *s, unsign
 	return v;
 }
 
+static bool level_fixed, verbose;
+
+bool opt_log_level_fixed(void)
+{
+	return level_fixed;
+}
+
 int opt_common(int c, void (*usage)(FILE *))
 {
+	const char *from = conf_origin(optind - 1);
+	enum log_level lvl;
+
 	if (c == 'v') {
 		log_set_level(LOG_LVL_DEBUG);
+		verbose = true;
+		level_fixed = level_fixed || !from;
+		return -1;
+	}
+	if (c == LOG_OPT_LEVEL) {
+		if (log_parse_level(optarg, &lvl) < 0) {
+			fprintf(stderr, "%s: %s%s--log-level wants error, warn, info or debug, "
+					"not '%s'\n",
+				log_prog_name(), from ? from : "", from ? ": " : "", optarg);
+			exit(2);
+		}
+		if (!verbose)
+			log_set_level(lvl);
+		level_fixed = level_fixed || !from;
 		return -1;
 	}
 	usage(c == 'h' ? stdout : stderr);

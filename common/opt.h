@@ -7,6 +7,7 @@
 #ifndef HA_COMMON_OPT_H
 #define HA_COMMON_OPT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 /* A decimal number in [min, max]. */
@@ -18,9 +19,14 @@ unsigned long opt_pow2(const char *prog, const char *opt, const char *s, unsigne
 		       unsigned long max);
 
 /* The options every program shares, for the default branch of its
- * getopt_long switch: -v (debug logging) returns -1 (go on); -h prints
+ * getopt_long switch: -v (debug logging) and --log-level L (common/log.h's
+ * LOG_OPTIONS) return -1 (go on); -h prints
  * USAGE to stdout and returns 0, anything else prints it to stderr and
  * returns 2: the exit status. */
 int opt_common(int c, void (*usage)(FILE *));
+
+/* Whether the command line itself set the log level (-v or --log-level),
+ * which a pair file's log-level, read again on a reload, must not undo. */
+bool opt_log_level_fixed(void);
 
 #endif

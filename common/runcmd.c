@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/service.h"
 
 extern char **environ;
 
@@ -98,12 +99,10 @@ int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *
 	}
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
-		sigset_t none;
 
 		/* Own process group: a timeout kills everything it started. */
 		setsid();
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		service_child_signals();
 		signal(SIGPIPE, SIG_DFL);
 		if (devnull >= 0)
 			dup2(devnull, 0);

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/hist.h"
 #include "common/log.h"
+#include "common/service.h"
 
 #define PROC_MAX (64 * 1024)
 #define CMD_TIMEOUT_MS 10000
@@ -204,6 +205,7 @@ static int run(char *const argv[], unsigned timeout_ms, char *out, size_t outlen
 		return rc;
 	}
 	if (pid == 0) {
+		service_child_signals();
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
 		signal(SIGPIPE, SIG_DFL);

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/report.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "common/version.h"
 #include "diskrepl/nbdsrv.h"
@@ -49,6 +50,7 @@ static void usage(FILE *f)
 		"      --bitmap FILE      keep the change bitmap in FILE, crash-safe, so that a\n"
 		"                         restart of ha-diskrepl or of this host resynchronises\n"
 		"                         only the changed chunks (without it: the whole disk)\n"
+		"      --log-level L      error, warn, info or debug (default info)\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
 		"      --version          release, stream protocol, features\n"
@@ -206,6 +208,7 @@ int main(int argc, char **argv)
 		{"export", required_argument, NULL, O_EXPORT},
 		{"chunk", required_argument, NULL, O_CHUNK},
 		{"bitmap", required_argument, NULL, O_BITMAP},
+		LOG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -263,6 +266,8 @@ int main(int argc, char **argv)
 		return 2;
 	snprintf(srv.name, sizeof(srv.name), "%s", name);
 	log_set_domain(name);
+	/* A SIGHUP only says that nothing here reloads; before any thread. */
+	service_init(NULL, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -310,6 +315,7 @@ int main(int argc, char **argv)
 	log_info("serving %s (%llu MiB) as NBD export '%s' on %s%s%s", image,
 		 (unsigned long long)(source_size(srv.src) >> 20), srv.exp.name, nbd_path,
 		 nbd_listen ? " and " : "", nbd_listen ? nbd_listen : "");
+	service_ready("serving %s as NBD export '%s'", image, srv.exp.name);
 
 	accept_loop(&srv, att_fd, nbd_fd, tcp_fd);
 	log_info("stopping");

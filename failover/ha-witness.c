@@ -21,8 +21,10 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/report.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "common/version.h"
+#include "failover/reload.h"
 #include "failover/tls.h"
 #include "failover/witness.h"
 
@@ -138,6 +140,7 @@ static void usage(FILE *f)
 		   "                      for each pair)\n"
 		   "      --max-ttl MS    longest lease granted, and how long nothing is\n"
 		   "                      granted after a start (default 10000)\n"
+		   "      --log-level L   error, warn, info or debug (default info)\n"
 		   "  -v, --verbose       log every request\n"
 		   "  -h, --help          this text\n"
 		   "      --version       release, stream protocol, features\n"
@@ -351,12 +354,14 @@ int main(int argc, char **argv)
 	    {"ctl", required_argument, NULL, O_CTL},
 	    {"max-ttl", required_argument, NULL, O_MAXTTL},
 	    FO_TLS_OPTIONS,
+	    LOG_OPTIONS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct fo_tls_config tc = {0};
 	struct fo_tls *tls = NULL;
+	struct fo_reload reload;
 	struct fo_lease_table *t = NULL;
 	const char *listen = NULL, *ctl = NULL;
 	struct ctl_server *cs = NULL;
@@ -431,6 +436,9 @@ int main(int argc, char **argv)
 		fo_tls_free(tls);
 		return 2;
 	}
+	reload = (struct fo_reload){NULL, CONF_PROTECT, {tls, NULL}, {"the witness", NULL}};
+	/* SIGHUP reloads the TLS files; before any thread starts. */
+	service_init(fo_reload, &reload);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -467,6 +475,7 @@ int main(int argc, char **argv)
 	}
 	log_info("witness on %s (%s); granting leases of up to %lu ms from %lu ms after start",
 		 listen, tls ? fo_tls_mode(tls) : "plain TCP, --insecure", max_ttl, max_ttl);
+	service_ready("witness on %s", listen);
 	if (!tls)
 		log_unsafe("--insecure: anyone who reaches %s can take a pair's lease and so "
 			   "start a second copy of its domain",

@@ -3,6 +3,7 @@
 LIB_OBJS += \
 	failover/fence.o \
 	failover/link.o \
+	failover/reload.o \
 	failover/tls.o \
 	failover/witness.o
 

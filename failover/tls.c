@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,21 +30,31 @@
 /* The largest plaintext of one TLS record. */
 #define REC_MAX 16384
 
-struct fo_tls {
-	bool server;
-	bool psk_mode;
+/* What the files hold, loaded: a reload (fo_tls_reload) loads a new set,
+ * and a session keeps the set it started with until it ends. */
+struct creds {
+	atomic_int refs;
 	gnutls_certificate_credentials_t xcred;
 	gnutls_psk_client_credentials_t pskc;
 	gnutls_psk_server_credentials_t psks;
 	char identity[128];
 	unsigned char key[PSK_MAX];
 	size_t keylen;
+};
+
+struct fo_tls {
+	bool server;
+	bool psk_mode;
 	char *peers; /* --tls-peer: comma-separated names, or NULL */
+	char *cert, *key, *ca, *psk; /* the files, read again on a reload */
+	pthread_mutex_t mu;
+	struct creds *cur; /* under mu */
 };
 
 struct fo_tls_session {
 	gnutls_session_t s;
 	struct fo_tls *t;
+	struct creds *c; /* a reference */
 	bool wrong_peer;	/* the certificate chained, but is for another name */
 	unsigned verify_status; /* why it did not chain (gnutls_certificate_status_t) */
 	char desc[256];
@@ -63,7 +75,7 @@ static int hexval(int c)
 }
 
 /* One line "identity:hexkey" (psktool's format). */
-static int load_psk(struct fo_tls *t, const char *path, char *err, size_t errlen)
+static int load_psk(struct creds *t, const char *path, char *err, size_t errlen)
 {
 	char line[512];
 	struct stat st;
@@ -129,7 +141,7 @@ out:
 
 static int psk_server_key(gnutls_session_t s, const char *username, gnutls_datum_t *key)
 {
-	struct fo_tls *t = ((struct fo_tls_session *)gnutls_session_get_ptr(s))->t;
+	struct creds *t = ((struct fo_tls_session *)gnutls_session_get_ptr(s))->c;
 
 	/* Not authenticated yet: what the peer calls itself is not logged. */
 	if (strcmp(username, t->identity) != 0) {
@@ -191,6 +203,99 @@ static int verify_peer(gnutls_session_t s)
 	return ss->wrong_peer ? GNUTLS_E_CERTIFICATE_ERROR : 0;
 }
 
+static void creds_put(struct creds *c)
+{
+	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	if (c->xcred)
+		gnutls_certificate_free_credentials(c->xcred);
+	if (c->pskc)
+		gnutls_psk_free_client_credentials(c->pskc);
+	if (c->psks)
+		gnutls_psk_free_server_credentials(c->psks);
+	explicit_bzero(c->key, sizeof(c->key));
+	free(c);
+}
+
+/* Loads T's files into a new set of credentials. */
+static int creds_load(const struct fo_tls *t, struct creds **out, char *err, size_t errlen)
+{
+	struct creds *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	atomic_init(&c->refs, 1);
+	if (t->psk_mode) {
+		gnutls_datum_t k;
+
+		rc = load_psk(c, t->psk, err, errlen);
+		if (rc < 0)
+			goto fail;
+		k.data = c->key;
+		k.size = (unsigned)c->keylen;
+		if (t->server) {
+			rc = gnutls_psk_allocate_server_credentials(&c->psks);
+			if (rc == 0)
+				gnutls_psk_set_server_credentials_function(c->psks, psk_server_key);
+		} else {
+			rc = gnutls_psk_allocate_client_credentials(&c->pskc);
+			if (rc == 0)
+				rc = gnutls_psk_set_client_credentials(c->pskc, c->identity, &k,
+								       GNUTLS_PSK_KEY_RAW);
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "PSK credentials: %s", gnutls_strerror(rc));
+			rc = -ENOMEM;
+			goto fail;
+		}
+	} else {
+		struct stat st;
+
+		rc = gnutls_certificate_allocate_credentials(&c->xcred);
+		if (rc < 0) {
+			snprintf(err, errlen, "certificate credentials: %s", gnutls_strerror(rc));
+			rc = -ENOMEM;
+			goto fail;
+		}
+		rc = gnutls_certificate_set_x509_trust_file(c->xcred, t->ca, GNUTLS_X509_FMT_PEM);
+		if (rc <= 0) {
+			snprintf(err, errlen, "no CA certificate loaded from %s: %s", t->ca,
+				 rc < 0 ? gnutls_strerror(rc) : "the file holds none");
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (stat(t->key, &st) == 0 && (st.st_mode & 077)) {
+			snprintf(err, errlen,
+				 "refusing the private key %s: other users may read it (mode %03o); "
+				 "chmod 600 it",
+				 t->key, (unsigned)(st.st_mode & 0777));
+			rc = -EACCES;
+			goto fail;
+		}
+		rc = gnutls_certificate_set_x509_key_file(c->xcred, t->cert, t->key,
+							  GNUTLS_X509_FMT_PEM);
+		if (rc < 0) {
+			snprintf(err, errlen,
+				 "cannot use certificate %s with key %s: %s (both PEM, and the key "
+				 "must match the certificate)",
+				 t->cert, t->key, gnutls_strerror(rc));
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	*out = c;
+	return 0;
+fail:
+	creds_put(c);
+	return rc;
+}
+
+static int dup_path(char **dst, const char *src)
+{
+	return !src || (*dst = strdup(src)) ? 0 : -ENOMEM;
+}
+
 int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out, char *err,
 	       size_t errlen)
 {
@@ -222,75 +327,35 @@ int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	pthread_mutex_init(&t->mu, NULL);
 	t->server = server;
 	t->psk_mode = !certs;
-	if (cfg->peer && !(t->peers = strdup(cfg->peer))) {
-		free(t);
-		return -ENOMEM;
-	}
-	if (t->psk_mode) {
-		gnutls_datum_t k;
-
-		rc = load_psk(t, cfg->psk, err, errlen);
-		if (rc < 0)
-			goto fail;
-		k.data = t->key;
-		k.size = (unsigned)t->keylen;
-		if (server) {
-			rc = gnutls_psk_allocate_server_credentials(&t->psks);
-			if (rc == 0)
-				gnutls_psk_set_server_credentials_function(t->psks, psk_server_key);
-		} else {
-			rc = gnutls_psk_allocate_client_credentials(&t->pskc);
-			if (rc == 0)
-				rc = gnutls_psk_set_client_credentials(t->pskc, t->identity, &k,
-								       GNUTLS_PSK_KEY_RAW);
-		}
-		if (rc < 0) {
-			snprintf(err, errlen, "PSK credentials: %s", gnutls_strerror(rc));
-			rc = -ENOMEM;
-			goto fail;
-		}
-	} else {
-		rc = gnutls_certificate_allocate_credentials(&t->xcred);
-		if (rc < 0) {
-			snprintf(err, errlen, "certificate credentials: %s", gnutls_strerror(rc));
-			rc = -ENOMEM;
-			goto fail;
-		}
-		rc = gnutls_certificate_set_x509_trust_file(t->xcred, cfg->ca, GNUTLS_X509_FMT_PEM);
-		if (rc <= 0) {
-			snprintf(err, errlen, "no CA certificate loaded from %s: %s", cfg->ca,
-				 rc < 0 ? gnutls_strerror(rc) : "the file holds none");
-			rc = -EINVAL;
-			goto fail;
-		}
-		struct stat st;
-
-		if (stat(cfg->key, &st) == 0 && (st.st_mode & 077)) {
-			snprintf(err, errlen,
-				 "refusing the private key %s: other users may read it (mode %03o); "
-				 "chmod 600 it",
-				 cfg->key, (unsigned)(st.st_mode & 0777));
-			rc = -EACCES;
-			goto fail;
-		}
-		rc = gnutls_certificate_set_x509_key_file(t->xcred, cfg->cert, cfg->key,
-							  GNUTLS_X509_FMT_PEM);
-		if (rc < 0) {
-			snprintf(err, errlen,
-				 "cannot use certificate %s with key %s: %s (both PEM, and the key "
-				 "must match the certificate)",
-				 cfg->cert, cfg->key, gnutls_strerror(rc));
-			rc = -EINVAL;
-			goto fail;
-		}
+	rc = -ENOMEM;
+	if (dup_path(&t->peers, cfg->peer) < 0 || dup_path(&t->cert, cfg->cert) < 0 ||
+	    dup_path(&t->key, cfg->key) < 0 || dup_path(&t->ca, cfg->ca) < 0 ||
+	    dup_path(&t->psk, cfg->psk) < 0 || (rc = creds_load(t, &t->cur, err, errlen)) < 0) {
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		fo_tls_free(t);
+		return rc;
 	}
 	*out = t;
 	return 0;
-fail:
-	fo_tls_free(t);
-	return rc;
+}
+
+int fo_tls_reload(struct fo_tls *t, char *err, size_t errlen)
+{
+	struct creds *c, *old;
+	int rc = creds_load(t, &c, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&t->mu);
+	old = t->cur;
+	t->cur = c;
+	pthread_mutex_unlock(&t->mu);
+	creds_put(old);
+	return 0;
 }
 
 bool fo_tls_option(int c, const char *arg, struct fo_tls_config *cfg, bool *insecure)
@@ -345,14 +410,13 @@ void fo_tls_free(struct fo_tls *t)
 {
 	if (!t)
 		return;
-	if (t->xcred)
-		gnutls_certificate_free_credentials(t->xcred);
-	if (t->pskc)
-		gnutls_psk_free_client_credentials(t->pskc);
-	if (t->psks)
-		gnutls_psk_free_server_credentials(t->psks);
-	explicit_bzero(t->key, sizeof(t->key));
+	creds_put(t->cur);
+	pthread_mutex_destroy(&t->mu);
 	free(t->peers);
+	free(t->cert);
+	free(t->key);
+	free(t->ca);
+	free(t->psk);
 	free(t);
 }
 
@@ -470,14 +534,19 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 		return -ENOMEM;
 	}
 	ss->t = t;
+	pthread_mutex_lock(&t->mu);
+	ss->c = t->cur;
+	atomic_fetch_add(&ss->c->refs, 1);
+	pthread_mutex_unlock(&t->mu);
 	gnutls_session_set_ptr(ss->s, ss);
 	grc = gnutls_priority_set_direct(ss->s, t->psk_mode ? PRIO_PSK : PRIO_CERT, &errpos);
 	if (grc == 0) {
 		if (t->psk_mode) {
 			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_PSK,
-						     t->server ? (void *)t->psks : (void *)t->pskc);
+						     t->server ? (void *)ss->c->psks
+							       : (void *)ss->c->pskc);
 		} else {
-			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, t->xcred);
+			grc = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, ss->c->xcred);
 			if (t->server)
 				gnutls_certificate_server_set_request(ss->s, GNUTLS_CERT_REQUIRE);
 			/* Checked against --tls-ca (and --tls-peer) during the
@@ -553,7 +622,7 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 		goto fail;
 	}
 	if (t->psk_mode) {
-		snprintf(peer, sizeof(peer), "PSK identity '%s'", t->identity);
+		snprintf(peer, sizeof(peer), "PSK identity '%s'", ss->c->identity);
 	} else {
 		unsigned status = 1;
 
@@ -571,6 +640,7 @@ int fo_tls_handshake(struct fo_tls *t, int fd, struct fo_tls_session **out, char
 	return 0;
 fail:
 	gnutls_deinit(ss->s);
+	creds_put(ss->c);
 	free(ss);
 	return rc;
 }
@@ -580,6 +650,7 @@ void fo_tls_session_free(struct fo_tls_session *s)
 	if (!s)
 		return;
 	gnutls_deinit(s->s);
+	creds_put(s->c);
 	explicit_bzero(s->wbuf, sizeof(s->wbuf));
 	free(s);
 }

@@ -79,6 +79,10 @@ struct fo_tls_session;
  * files. -EINVAL with err set on a bad configuration or file. */
 int fo_tls_new(const struct fo_tls_config *cfg, bool server, struct fo_tls **out, char *err,
 	       size_t errlen);
+/* Loads the same files again (a renewed certificate, a new key) for the
+ * connections made from now on; the ones open keep theirs. On an error
+ * (ERR says which) the credentials in use stay. 0 or -errno. */
+int fo_tls_reload(struct fo_tls *t, char *err, size_t errlen);
 void fo_tls_free(struct fo_tls *t);
 /* The daemons' policy: TLS from cfg, or plain TCP only when insecure is
  * set (then *out = NULL). Neither, or both, is a usage error (-EINVAL, err

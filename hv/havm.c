@@ -15,6 +15,7 @@
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/service.h"
 #include "hv/hv.h"
 #include "vmm/vmm_ctl.h"
 
@@ -188,6 +189,7 @@ static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 		return -errno;
 	}
 	if (pid == 0) {
+		service_child_signals();
 		setsid();
 		signal(SIGPIPE, SIG_DFL);
 		execv(vmm, argv);

@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/service.h"
 
 #define XL_MAGIC "Xen saved domain, xl format\n \0 \r"
 #define XL_BYTEORDER 0x01020304u
@@ -340,6 +341,7 @@ static pid_t start_xl_restore(const char *file)
 	argv[argc] = NULL;
 	pid = fork();
 	if (pid == 0) {
+		service_child_signals();
 		signal(SIGPIPE, SIG_DFL);
 		execvp(xl, argv);
 		fprintf(stderr, "cannot run %s: %s\n", xl, strerror(errno));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/service.h"
 #include "netbuf/netbuf.h"
 
 #define EPOCHS_MAX 64
@@ -70,6 +71,7 @@ static int run_tool(bool quiet, const char *tool, const char *const *args)
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 
+		service_child_signals();
 		if (quiet)
 			dup2(null, 2);
 		dup2(null, 1);

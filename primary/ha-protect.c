@@ -12,12 +12,14 @@
 #include "common/ctl.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "common/version.h"
 #include "hv/hv.h"
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
 #include "diskrepl/drbd.h"
+#include "failover/reload.h"
 #include "failover/tls.h"
 #include "primary/protect.h"
 
@@ -88,6 +90,7 @@ static void usage(FILE *f)
 		"      --event-log FILE  append output-commit events (epoch closed, ACK read,\n"
 		"                        output released) with CLOCK_MONOTONIC times, for\n"
 		"                        checking the output commit against packet captures\n"
+		"      --log-level L     error, warn, info or debug (default info)\n"
 		"  -v, --verbose         debug logging\n"
 		"  -h, --help            this text\n"
 		"      --version         release, stream protocol, features\n"
@@ -175,6 +178,7 @@ static const struct option opts[] = {
 	{"event-log", required_argument, NULL, O_EVLOG},
 	{"notify-cmd", required_argument, NULL, O_NOTIFY},
 	{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
+	LOG_OPTIONS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{0},
@@ -461,6 +465,7 @@ int main(int argc, char **argv)
 	struct hv_info info;
 	struct hv_dom *dom;
 	struct conf_args ca;
+	struct fo_reload reload;
 	const char *name;
 	char ctl[108];
 	int rc;
@@ -487,6 +492,12 @@ int main(int argc, char **argv)
 	if (ca.have_pair)
 		log_info("pair file %s: this host is %s, its peer %s", ca.pair.path, ca.pair.self,
 			 ca.pair.peer);
+	reload = (struct fo_reload){ca.have_pair ? ca.pair.path : NULL,
+				    CONF_PROTECT,
+				    {cfg->tls, cfg->witness_tls},
+				    {"the link", "the witness"}};
+	/* Before any thread starts: they inherit the blocked SIGHUP. */
+	service_init(fo_reload, &reload);
 	if (!cfg->ctl_path) {
 		ctl_path(ctl, sizeof(ctl), "ha-protect", cfg->domain);
 		cfg->ctl_path = ctl;
@@ -510,8 +521,8 @@ int main(int argc, char **argv)
 			 "holds the lease (TTL %u ms)",
 			 cfg->witness, cfg->witness_ttl_ms);
 	signal(SIGPIPE, SIG_IGN);
-	/* A closing terminal is no reason to stop, let alone fail over. */
-	signal(SIGHUP, SIG_IGN);
+	/* SIGHUP reloads (service_init): a closing terminal is no reason to
+	 * stop, let alone fail over. */
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 

@@ -19,6 +19,7 @@
 #include "common/ctl.h"
 #include "common/hist.h"
 #include "common/log.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "failover/link.h"
 #include "primary/devset.h"
@@ -589,6 +590,8 @@ static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_d
 			return rc;
 		}
 	}
+	service_ready("%s: starting protection to %s", cfg->domain,
+		      cfg->peer ? cfg->peer : "nowhere (-b)");
 
 	if (cfg->witness) {
 		struct lease_config lc = {

@@ -10,8 +10,10 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "common/version.h"
+#include "failover/reload.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "secondary/receive.h"
@@ -65,6 +67,7 @@ static void usage(FILE *f)
 		"                           NAMES (as --tls-peer for the link)\n"
 		"Replication link security (one of these is required):\n"
 		FO_TLS_USAGE
+		"      --log-level L        error, warn, info or debug (default info)\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"      --version            release, stream protocol, features\n"
@@ -110,6 +113,7 @@ static const struct option opts[] = {
 	{"witness-ttl", required_argument, NULL, O_WTTL},
 	{"witness-peer", required_argument, NULL, O_WPEER},
 	FO_TLS_OPTIONS,
+	LOG_OPTIONS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{0},
@@ -238,10 +242,11 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 
 /* Sets up TLS and the backend, then receives: the exit status. */
 static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insecure,
-	       const char *backend, const char *witness_peer)
+	       const char *backend, const char *witness_peer, const char *pair_file)
 {
 	struct rx_config cfg = *cfgp;
 	struct fo_tls_config tlscfg = *tlscfgp, wtlscfg;
+	struct fo_reload reload;
 	const struct hv_ops *ops;
 	const char *rest;
 	char err[320], spec[64];
@@ -267,9 +272,14 @@ static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insec
 	if (insecure)
 		log_unsafe("--insecure: the replication link is plain TCP; guest memory and disk "
 			   "writes cross the network unencrypted and unauthenticated");
+	reload = (struct fo_reload){pair_file,
+				    CONF_RECEIVE,
+				    {cfg.tls, cfg.witness_tls},
+				    {"the link", "the witness"}};
+	/* Before any thread starts: they inherit the blocked SIGHUP. A
+	 * closing terminal is no reason to stop, let alone fail over. */
+	service_init(fo_reload, &reload);
 	signal(SIGPIPE, SIG_IGN);
-	/* A closing terminal is no reason to stop, let alone fail over. */
-	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = rx_run(&cfg, ops->restore);
@@ -310,7 +320,8 @@ int main(int argc, char **argv)
 	if (ca.have_pair)
 		log_info("pair file %s: this host is %s, its peer %s", ca.pair.path, ca.pair.self,
 			 ca.pair.peer);
-	rc = run(&cfg, &tlscfg, insecure, backend, witness_peer);
+	rc = run(&cfg, &tlscfg, insecure, backend, witness_peer,
+		 ca.have_pair ? ca.pair.path : NULL);
 	conf_args_free(&ca);
 	return rc;
 }

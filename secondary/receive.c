@@ -21,6 +21,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/report.h"
+#include "common/service.h"
 #include "common/sock.h"
 #include "diskrepl/drbd.h"
 #include "failover/link.h"
@@ -1200,6 +1201,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	}
 	log_info("listening on %s for a primary (%s)", cfg->listen,
 		 cfg->tls ? fo_tls_mode(cfg->tls) : "plain TCP, --insecure");
+	service_ready("waiting for a primary on %s", cfg->listen);
 	if (cfg->witness)
 		log_info("witness: activation waits for the lease from %s", cfg->witness);
 	if (cfg->fence_cmd)

@@ -3,7 +3,9 @@
 # namespace of its own: no TLS setting is a usage error; ha-receive refuses
 # a plain primary, a wrong PSK, a certificate from another CA and garbage,
 # each with a clear message and without dying; the right PSK and the right
-# certificates protect the domain; ha-witness refuses another PSK too.
+# certificates protect the domain; ha-witness refuses another PSK too. A
+# pair file configures both ends, and a SIGHUP reloads the PSK file and
+# the log level without stopping either.
 # needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=halt-
 . "$(dirname "$0")/lib.sh"
@@ -103,5 +105,61 @@ px "$tmp/p7.log" --tls-psk "$tmp/psk2" --witness 127.0.0.1:7801
 check "ha-witness refuses a pair with another PSK" grep -q "refusing .*pre-shared key does not match" "$tmp/w.log"
 check "and the primary says it has no lease" grep -q "witness: .*refused the handshake" "$tmp/p7.log"
 rx_stop
+
+# Both ends from one pair file; a SIGHUP reloads the PSK file and the log
+# level and stops nothing.
+cat > "$tmp/pair.conf" <<EOF
+# the pair of this test: both "hosts" are this namespace
+[pair]
+domain = kvm:web
+port = 7802
+[host a]
+address = 127.0.0.1
+[host b]
+address = 127.0.0.1
+[common]
+tls-psk = $tmp/psk
+timeout = $(ms 300)
+[protect]
+interval = 20
+EOF
+ns h env HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" --config "$tmp/pair.conf" --host b \
+	> "$tmp/rx4.log" 2>&1 &
+wait_for 5 grep -q "listening on 127.0.0.1:7802" "$tmp/rx4.log"
+ns h "$bin/ha-protect" --config "$tmp/pair.conf" --host a > "$tmp/p8.log" 2>&1 &
+wait_for 20 grep -q "PROTECTED:" "$tmp/p8.log"
+check "a pair file gives both ends their domain, addresses and TLS" \
+	sh -c "grep -q 'PROTECTED: checkpointing every 20 ms to 127.0.0.1:7802' '$tmp/p8.log' &&
+		grep -q 'this host is b, its peer a' '$tmp/rx4.log'"
+sh "$gen" psk "$tmp/psk.new" pair && cp "$tmp/psk.new" "$tmp/psk" # rotated in place
+printf '[common]\nlog-level = debug\n' >> "$tmp/pair.conf"
+hup_pair() {
+	for p in $(ip netns pids "${PREFIX}h"); do
+		case $(ps -o comm= -p "$p") in ha-receive | ha-protect) kill -HUP "$p" ;; esac
+	done
+}
+px_alive() { ip netns pids "${PREFIX}h" | xargs -r ps -o comm= -p | grep -q ha-protect; }
+hup_pair
+wait_for 5 grep -q "reload: log level debug" "$tmp/rx4.log"
+wait_for 5 grep -q "reload: log level debug" "$tmp/p8.log"
+check "SIGHUP: both read the PSK file again" \
+	sh -c "grep -q \"reload: the link's TLS credentials read again\" '$tmp/rx4.log' &&
+		grep -q \"reload: the link's TLS credentials read again\" '$tmp/p8.log'"
+check "and take the pair file's new log level" \
+	sh -c "grep -q 'reload: log level debug' '$tmp/rx4.log' &&
+		grep -q 'reload: log level debug' '$tmp/p8.log'"
+sleep 1
+check "and the pair stays up: ha-protect alive" px_alive
+check "ha-receive alive" rx_alive
+check "and no degradation" sh -c "! grep -q DEGRADED '$tmp/p8.log'"
+for p in $(ip netns pids "${PREFIX}h"); do
+	[ "$(ps -o comm= -p "$p")" = ha-protect ] && kill "$p"
+done
+rx_stop
+printf '[protect]\ninterval = fast\n' >> "$tmp/pair.conf"
+"$bin/ha-protect" --config "$tmp/pair.conf" --host a > "$tmp/p9.log" 2>&1
+rc=$?
+check "a bad value in the pair file: a usage error naming the file and line" \
+	sh -c "test $rc -eq 2 && grep -q 'pair.conf:17: --interval wants a number' '$tmp/p9.log'"
 
 [ "$fails" -eq 0 ]

@@ -488,6 +488,107 @@ static void test_garbage(void **state)
 	close_pair(&a, &b, ta, tb);
 }
 
+/* One handshake between two credential sets, over a socketpair. */
+struct hs {
+	struct fo_tls *t;
+	int fd, rc;
+	struct fo_tls_session *s;
+	char err[320];
+};
+
+static void *hs_run(void *arg)
+{
+	struct hs *h = arg;
+
+	h->rc = fo_tls_handshake(h->t, h->fd, &h->s, h->err, sizeof(h->err));
+	if (h->rc < 0)
+		shutdown(h->fd, SHUT_RDWR);
+	return NULL;
+}
+
+static void handshake(struct hs *client, struct hs *server)
+{
+	int sv[2];
+	pthread_t th;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	client->fd = sv[0];
+	server->fd = sv[1];
+	client->s = server->s = NULL;
+	assert_int_equal(pthread_create(&th, NULL, hs_run, server), 0);
+	hs_run(client);
+	pthread_join(th, NULL);
+}
+
+static void hs_close(struct hs *h)
+{
+	fo_tls_session_free(h->s);
+	h->s = NULL;
+	close(h->fd);
+}
+
+/* A reload reads the same files again: new connections use what they hold
+ * now, the open ones go on, and a broken file leaves the credentials in
+ * use as they were. */
+static void test_reload(void **state)
+{
+	struct fo_tls_config sc = {0}, cc = {0};
+	struct hs c = {0}, srv = {0}, c2 = {0}, srv2 = {0};
+	char spsk[160], p1[160], p2[160], err[320];
+	uint8_t b = 0, out = 0x2a;
+
+	path(spsk, sizeof(spsk), "reload.psk");
+	path(p1, sizeof(p1), "psk");
+	path(p2, sizeof(p2), "psk2"); /* the same identity, another key */
+	assert_int_equal(run("cp %s %s && chmod 600 %s", p1, spsk, spsk), 0);
+	sc.psk = spsk;
+	cc.psk = p1;
+	assert_int_equal(fo_tls_new(&sc, true, &srv.t, err, sizeof(err)), 0);
+	assert_int_equal(fo_tls_new(&cc, false, &c.t, err, sizeof(err)), 0);
+	handshake(&c, &srv);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(srv.rc, 0);
+
+	/* The key is rotated: the server's file now holds psk2's. */
+	assert_int_equal(run("cp %s %s", p2, spsk), 0);
+	assert_int_equal(fo_tls_reload(srv.t, err, sizeof(err)), 0);
+	/* The session made before goes on, on its own key. */
+	assert_int_equal(fo_tls_writev(c.s, &(struct iovec){&out, 1}, 1), 0);
+	assert_int_equal(fo_tls_read(srv.s, &b, 1), 1);
+	assert_int_equal(b, 0x2a);
+	/* A client with the old key is refused now, one with the new one not. */
+	srv2.t = srv.t;
+	c2.t = c.t;
+	handshake(&c2, &srv2);
+	assert_true(c2.rc < 0);
+	assert_true(srv2.rc < 0);
+	hs_close(&c2);
+	hs_close(&srv2);
+	cc.psk = p2;
+	assert_int_equal(fo_tls_new(&cc, false, &c2.t, err, sizeof(err)), 0);
+	handshake(&c2, &srv2);
+	assert_int_equal(c2.rc, 0);
+	assert_int_equal(srv2.rc, 0);
+	hs_close(&c2);
+	hs_close(&srv2);
+
+	/* A broken file: the reload fails, saying why, and the key stays. */
+	assert_int_equal(run("echo garbage > %s", spsk), 0);
+	assert_int_equal(fo_tls_reload(srv.t, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "IDENTITY:HEXKEY"));
+	handshake(&c2, &srv2);
+	assert_int_equal(c2.rc, 0);
+	assert_int_equal(srv2.rc, 0);
+	hs_close(&c2);
+	hs_close(&srv2);
+	fo_tls_free(c2.t);
+
+	hs_close(&c);
+	hs_close(&srv);
+	fo_tls_free(c.t);
+	fo_tls_free(srv.t);
+}
+
 static void test_policy(void **state)
 {
 	struct fo_tls_config none = {0}, both = {0}, half = {0}, psk = {0};
@@ -836,6 +937,7 @@ int main(void)
 		cmocka_unit_test(test_peer_timer),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_fence),
 		cmocka_unit_test(test_lease_table),
 		cmocka_unit_test(test_lease_restart),
