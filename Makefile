@@ -6,7 +6,8 @@
 #   make bench        run the benchmarks (figures as ratios vs in-run baselines)
 #   make fuzz         build the libFuzzer harnesses (clang) and run each briefly
 #   make lab-check    boot Xen + a Debian dom0 under QEMU (TCG) and run tests/lab/
-#   make install      install binaries under $(PREFIX)/bin
+#   make install      install under $(PREFIX) (DESTDIR, PREFIX=/usr for a
+#                     system install): daemons, tools, units, man pages
 #   V=1               show the commands
 #
 # Each module has a module.mk fragment that lists, one per line, the objects
@@ -213,9 +214,40 @@ fuzz-seeds: $(B)/tests/fuzz_seeds
 	$(Q)$(B)/tests/fuzz_seeds tests/fuzz/corpus
 
 .PHONY: install
+# The installed layout (the Debian package's too, docs/operator-guide.md):
+# daemons and the VMM in sbin, operator tools in bin, units, man pages, the
+# example pair file; $(LIBDIR)/bin holds links to every program next to the
+# test tools, the build-directory shape that ha-sla drives.
+SBIN_PROGRAMS := ha-protect ha-receive ha-witness ha-diskrepl ha-netbuf ha-vm
+BIN_PROGRAMS  := ha-ctl ha-stream
+LIBDIR        ?= $(PREFIX)/lib/ha-protect
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+MANDIR        ?= $(PREFIX)/share/man
+DOCDIR        ?= $(PREFIX)/share/doc/ha-protect
+SYSCONFDIR    ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+MAN_PAGES     := $(wildcard man/*.[158])
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(addprefix $(B)/bin/,$(PROGRAMS) $(INSTALL_SCRIPTS)) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/bin \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/ha-protect \
+		$(addprefix $(DESTDIR)$(MANDIR)/man,1 5 8) \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0755 $(addprefix $(B)/bin/,$(SBIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(addprefix $(B)/bin/,$(BIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 scripts/tls-gen.sh $(DESTDIR)$(PREFIX)/bin/ha-tls-gen
+	install -m 0755 $(B)/bin/ha-client $(addprefix $(B)/bin/,$(INSTALL_SCRIPTS)) \
+		$(DESTDIR)$(LIBDIR)/bin/
+	for p in $(SBIN_PROGRAMS); do ln -sf $(PREFIX)/sbin/$$p $(DESTDIR)$(LIBDIR)/bin/$$p; done
+	for p in $(BIN_PROGRAMS); do ln -sf $(PREFIX)/bin/$$p $(DESTDIR)$(LIBDIR)/bin/$$p; done
+	ln -sf $(LIBDIR)/bin/ha-sla $(DESTDIR)$(PREFIX)/bin/ha-sla
+	install -m 0644 dist/systemd/*.service $(DESTDIR)$(UNITDIR)/
+	for m in $(MAN_PAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+	install -m 0644 dist/bash-completion/ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ha-protect
+	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream; do \
+		ln -sf ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done
+	install -m 0644 dist/pair.conf.example docs/examples/ha-protect-alerts.yml \
+		$(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 
 .PHONY: clean
 clean:

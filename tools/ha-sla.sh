@@ -115,7 +115,9 @@ fi
 [ "$step" = 1 ] && [ "$guest" != kv ] && die "--step needs the kv guest (its client sees the latency)"
 [ "$guest" = dirty ] && baseline=0 # no client: nothing to compare
 if [ -z "$build" ]; then
-	build=$(cd "$(dirname "$0")/.." && pwd)
+	# The build directory it sits in, or the installed layout: the link
+	# /usr/bin/ha-sla leads to /usr/lib/ha-protect/bin/ha-sla.
+	build=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 fi
 bin=$(cd "$build/bin" 2>/dev/null && pwd) || die "no $build/bin: build first (make), or give --build"
 for p in ha-vm ha-protect ha-receive ha-ctl ha-client; do
@@ -542,7 +544,7 @@ fi
 	echo "title=$title"
 	echo "params=guest=$guest duration=$duration rate=$rate write=$write keys=$keys value_size=$vsize dirty_rate=$dirty_rate dirty_ws=$dirty_ws mem=$mem step_target=$step_target step_phases=$step_phases step_heavy_rate=$heavy_rate"
 } >"$out/session.txt"
-"$(dirname "$0")/ha-sla-report" "$out" || die "writing the report failed"
+"$bin/ha-sla-report" "$out" || die "writing the report failed"
 [ "$interrupted" = 1 ] && echo "ha-sla: interrupted; the report holds the runs measured so far" >&2
 echo "ha-sla: wrote $out/report.md and $csv" >&2
 exit 0
