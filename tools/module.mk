@@ -24,7 +24,8 @@ $(B)/bin/%: tools/%.sh
 INTEG_TESTS += \
 	tests/integration/sla_report.sh \
 	tests/integration/monitoring.sh \
-	tests/integration/install.sh
+	tests/integration/install.sh \
+	tests/integration/deb.sh
 
 # ha-client counter against the counter guest's service on the host.
 UNIT_TESTS += \

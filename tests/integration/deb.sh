@@ -1,0 +1,128 @@
+#!/bin/sh
+# The Debian package, as an operator gets it: dpkg-buildpackage builds
+# ha-protect and ha-protect-tests from a copy of this tree; a fresh Debian
+# root (mmdebstrap, from this machine's apt sources, with the packages'
+# dependencies and systemd) takes both with dpkg -i; there, every unit
+# verifies clean with its man pages, and the daemons run from the package:
+# ha-witness with the command line its unit gives it, ha-receive with a
+# pair file in /etc/ha-protect, each answering ha-ctl, reloading on SIGHUP
+# and stopping on SIGTERM.
+#
+# Not done here: starting the units under systemd as PID 1. Neither this
+# machine nor the labs boot systemd (docs/operator-guide.md says so).
+. "$(dirname "$0")/lib.sh"
+src=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+root=$tmp/root
+cleanup() {
+	for p in $(pids_in_root); do kill -9 "$p" 2>/dev/null; done
+	mountpoint -q "$root/proc" && umount "$root/proc"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+[ "$(id -u)" -eq 0 ] || skip "needs root (a chroot)"
+for t in dpkg-buildpackage mmdebstrap; do
+	command -v $t > /dev/null || { echo "FAIL $t is missing: run scripts/install-deps.sh"; exit 1; }
+done
+pids_in_root() { # the processes whose root is the fresh root
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && echo "${p#/proc/}"
+	done
+}
+
+# The package, from the files git tracks (the tree's build/ stays out).
+mkdir "$tmp/src"
+if git -C "$src" rev-parse --git-dir > /dev/null 2>&1; then
+	(cd "$src" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$tmp/src"
+else
+	(cd "$src" && tar --exclude=./build -cf - .) | tar -xf - -C "$tmp/src"
+fi
+(cd "$tmp/src" && dpkg-buildpackage -us -uc -b) > "$tmp/build.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || tail -n 20 "$tmp/build.log"
+check "dpkg-buildpackage -us -uc -b builds" test $rc -eq 0
+deb=$(ls "$tmp"/ha-protect_*_amd64.deb 2>/dev/null)
+tdeb=$(ls "$tmp"/ha-protect-tests_*_amd64.deb 2>/dev/null)
+[ -n "$deb" ] && [ -n "$tdeb" ] || { echo "FAIL no packages built"; exit 1; }
+check "the package's version is the release's" \
+	sh -c "dpkg-deb -f '$deb' Version | grep -q \"^\$('$HA_BUILD/bin/ha-protect' --version |
+		awk 'NR == 1 { print \$2 }')-\""
+
+# A fresh root with what the packages depend on, and systemd to verify.
+deps=$(for d in "$deb" "$tdeb"; do dpkg-deb -f "$d" Depends; done | tr ',' '\n' |
+	sed 's/(.*)//; s/|.*//; s/ //g' | grep -v '^ha-protect$' | grep -v '^$' | sort -u | paste -sd,)
+. /etc/os-release
+sources=/etc/apt/sources.list.d/debian.sources
+[ -f "$sources" ] || sources=/etc/apt/sources.list
+mmdebstrap --variant=apt --include="systemd,man-db,$deps" "$VERSION_CODENAME" "$root" \
+	"$sources" > "$tmp/root.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || tail -n 20 "$tmp/root.log"
+check "a fresh $VERSION_CODENAME root (mmdebstrap)" test $rc -eq 0
+[ $rc -eq 0 ] || exit 1
+cp "$deb" "$tdeb" "$root/tmp/"
+chroot "$root" dpkg -i "/tmp/${deb##*/}" "/tmp/${tdeb##*/}" > "$tmp/dpkg.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || tail -n 20 "$tmp/dpkg.log"
+check "dpkg -i installs both packages" test $rc -eq 0
+in_root() { chroot "$root" "$@"; }
+check "daemons in /usr/sbin, tools in /usr/bin, test tools apart" sh -c "
+	for f in usr/sbin/ha-protect usr/sbin/ha-receive usr/sbin/ha-witness usr/sbin/ha-diskrepl \
+		usr/sbin/ha-vm usr/bin/ha-ctl usr/bin/ha-stream usr/bin/ha-tls-gen \
+		usr/lib/ha-protect/bin/ha-client; do test -x '$root/'\$f || exit 1; done"
+in_root mandb -q > /dev/null 2>&1
+for u in ha-protect@web ha-receive@web ha-diskrepl@d0 ha-witness; do
+	in_root systemd-analyze verify "/lib/systemd/system/$u.service" >> "$tmp/verify" 2>&1 ||
+		echo "$u: exit $?" >> "$tmp/verify"
+done
+sed 's/^/     /' "$tmp/verify"
+check "systemd-analyze verify: every unit clean, its man pages found" test ! -s "$tmp/verify"
+check "nothing enabled or started by the installation" \
+	sh -c "! ls '$root'/etc/systemd/system/multi-user.target.wants/ha-* 2>/dev/null | grep -q ."
+
+# The daemons from the package. The witness as its unit starts it.
+mount -t proc proc "$root/proc"
+cat > "$root/etc/default/ha-witness" << EOF
+HA_WITNESS_ARGS="--listen 127.0.0.1:17790 --insecure --max-ttl 1000"
+EOF
+mkdir -p "$root/var/lib/ha-witness" "$root/run/ha-witness"
+exec_start=$(sed -n 's/^ExecStart=//p' "$root/lib/systemd/system/ha-witness.service")
+in_root sh -c ". /etc/default/ha-witness; exec $exec_start" > "$tmp/witness.log" 2>&1 &
+wait_for 10 grep -q "witness on 127.0.0.1:17790" "$tmp/witness.log"
+check "ha-witness runs from the package, as its unit's ExecStart says" \
+	grep -q "witness on 127.0.0.1:17790" "$tmp/witness.log"
+check "ha-ctl of the package reaches it" sh -c "chroot '$root' ha-ctl status witness | grep -q ."
+# A pair file in /etc/ha-protect, read by the packaged ha-receive.
+cat > "$root/etc/ha-protect/web.conf" << EOF
+[pair]
+domain = kvm:web
+port = 17788
+[host alpha]
+address = 127.0.0.1
+[host beta]
+address = 127.0.0.1
+[common]
+insecure = yes
+witness = 127.0.0.1:17790
+EOF
+mkdir -p "$root/run/ha-receive"
+in_root ha-receive --pair web --host beta > "$tmp/rx.log" 2>&1 &
+wait_for 10 grep -q "listening on 127.0.0.1:17788" "$tmp/rx.log"
+check "ha-receive runs from the package with /etc/ha-protect/web.conf" \
+	grep -q "listening on 127.0.0.1:17788" "$tmp/rx.log"
+check "and ha-ctl status web answers: waiting for a primary" \
+	sh -c "chroot '$root' ha-ctl status web | grep -q 'state: waiting'"
+alive() { [ "$(pids_in_root | wc -l)" -ge 2 ]; }
+gone() { [ -z "$(pids_in_root)" ]; }
+reloaded() {
+	grep -q 'SIGHUP: reloading' "$tmp/rx.log" && grep -q 'SIGHUP: reloading' "$tmp/witness.log"
+}
+for p in $(pids_in_root); do kill -HUP "$p"; done
+wait_for 5 reloaded
+sleep 0.5
+check "SIGHUP: both reload" reloaded
+check "and run on" alive
+for p in $(pids_in_root); do kill -TERM "$p"; done
+wait_for 10 gone
+check "SIGTERM stops both" gone
+[ "$fails" -eq 0 ]
