@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 enum log_level {
+	LOG_LVL_NONE = -1, /* nothing but log_unsafe(): for a probe whose failure is expected */
 	LOG_LVL_ERROR = 0,
 	LOG_LVL_WARN,
 	LOG_LVL_INFO,

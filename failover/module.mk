@@ -3,6 +3,7 @@
 LIB_OBJS += \
 	failover/fence.o \
 	failover/link.o \
+	failover/preflight.o \
 	failover/reload.o \
 	failover/tls.o \
 	failover/witness.o
@@ -20,7 +21,8 @@ ha-witness_OBJS := \
 INTEG_TESTS += \
 	tests/integration/link_tls.sh \
 	tests/integration/witness_conns.sh \
-	tests/integration/witness_pairs.sh
+	tests/integration/witness_pairs.sh \
+	tests/integration/preflight.sh
 
 BENCHES += \
 	bench_link

@@ -19,6 +19,7 @@
 #include "netbuf/netbuf.h"
 #include "diskrepl/dev.h"
 #include "diskrepl/drbd.h"
+#include "failover/preflight.h"
 #include "failover/reload.h"
 #include "failover/tls.h"
 #include "primary/protect.h"
@@ -81,6 +82,9 @@ static void usage(FILE *f)
 		CONF_USAGE
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
+		"      --check           check the configuration and what it names (the\n"
+		"                        domain, the secondary, the witness, disks, hooks),\n"
+		"                        one line each, then exit: 0 if all passed, else 1\n"
 		"      --notify-cmd CMD  run /bin/sh -c CMD on each event (protected,\n"
 		"                        reprotected, degraded, lease-lost, lease-back,\n"
 		"                        superseded, stopped), with HA_EVENT, HA_DOMAIN, ...\n"
@@ -135,7 +139,7 @@ struct args {
 	struct prot_config cfg;
 	struct netbuf_config nb;
 	const char *netbuf;
-	bool unsafe, no_netbuf, no_disk, auto_interval, insecure;
+	bool unsafe, no_netbuf, no_disk, auto_interval, insecure, check_only;
 	unsigned sla_p99;
 	struct fo_tls_config tlscfg;
 	const char *witness_peer;
@@ -146,7 +150,7 @@ struct args {
 /* ha-protect's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
        O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO };
+       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"interval", required_argument, NULL, 'i'},
@@ -176,6 +180,7 @@ static const struct option opts[] = {
 	{"witness-peer", required_argument, NULL, O_WPEER},
 	{"max-epochs", required_argument, NULL, O_MAXEP},
 	{"event-log", required_argument, NULL, O_EVLOG},
+	{"check", no_argument, NULL, O_CHECK},
 	{"notify-cmd", required_argument, NULL, O_NOTIFY},
 	{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
 	LOG_OPTIONS,
@@ -262,6 +267,9 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_CTL:
 			a->cfg.ctl_path = optarg;
+			break;
+		case O_CHECK:
+			a->check_only = true;
 			break;
 		case O_EVLOG:
 			a->cfg.event_log = optarg;
@@ -439,6 +447,80 @@ static int make_devices(struct args *a, const struct hv_info *info)
 	return rc;
 }
 
+/* --check: what protection needs, checked without protecting. */
+static int preflight(struct args *a, const struct hv_ops *ops, const char *name,
+		     const struct conf_args *ca)
+{
+	struct prot_config *cfg = &a->cfg;
+	struct pf p = {0};
+	struct hv_dom *dom;
+	struct hv_info info;
+	int rc;
+
+	if (ca->have_pair)
+		pf_ok(&p, "pair file %s: this host is %s, protecting %s to %s", ca->pair.path,
+		      ca->pair.self, cfg->domain, cfg->peer);
+	else
+		pf_ok(&p, "options: protecting %s to %s", cfg->domain,
+		      cfg->peer ? cfg->peer : "nowhere (-b)");
+	if (cfg->tls)
+		pf_ok(&p, "TLS: credentials loaded (%s), private files mode 0600", fo_tls_mode(cfg->tls));
+	else if (!cfg->blackhole)
+		pf_warn(&p, "UNSAFE: plain TCP (--insecure): only on a trusted, isolated network");
+	rc = ops->save->open(name, &dom);
+	if (rc < 0) {
+		pf_fail(&p, "domain %s: %s: it must run on this host (the secondary checks with "
+			    "ha-receive --check)",
+			cfg->domain, strerror(-rc));
+	} else {
+		rc = ops->save->info(dom, &info);
+		if (rc < 0)
+			pf_fail(&p, "domain %s: %s", cfg->domain, strerror(-rc));
+		else
+			pf_ok(&p, "domain %s runs here: %u vCPU(s), a %llu MiB physical map",
+			      cfg->domain, info.vcpus, (unsigned long long)(info.nr_pages >> 8));
+		ops->save->close(dom);
+	}
+	if (cfg->peer)
+		pf_peer(&p, "the secondary", cfg->peer, cfg->tls);
+	if (cfg->witness)
+		pf_peer(&p, "the witness", cfg->witness, cfg->witness_tls);
+	if (!a->no_netbuf && a->nb.backend != NETBUF_NFQUEUE) {
+		if (netbuf_plug_available() == 1)
+			pf_ok(&p, "output buffering: the kernel has the plug qdisc");
+		else if (a->nb.backend == NETBUF_PLUG)
+			pf_fail(&p, "output buffering: --netbuf plug, but the kernel has no sch_plug "
+				    "(modprobe sch_plug, or --netbuf nfqueue)");
+		else
+			pf_ok(&p, "output buffering: no plug qdisc here, NFQUEUE instead");
+	}
+	for (unsigned i = 0; i < a->ndisks; i++) {
+		const char *d = a->disks[i];
+		char path[108];
+		struct stat st;
+
+		if (!strncmp(d, "drbd:", 5)) {
+			pf_command(&p, "DRBD", "drbdadm");
+			continue;
+		}
+		if (strchr(d, '/'))
+			snprintf(path, sizeof(path), "%s", d);
+		else
+			ctl_path(path, sizeof(path), "ha-diskrepl", d);
+		if (!strchr(d, '/'))
+			snprintf(path + strlen(path) - 5, sizeof(path) - strlen(path) + 5, ".attach");
+		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			pf_ok(&p, "disk %s: ha-diskrepl serves it (%s)", d, path);
+		else
+			pf_fail(&p, "disk %s: no ha-diskrepl serves it (%s is missing): start "
+				    "ha-diskrepl@%s",
+				d, path, d);
+	}
+	if (cfg->notify_cmd)
+		pf_command(&p, "--notify-cmd", cfg->notify_cmd);
+	return pf_end(&p, "ha-protect");
+}
+
 int main(int argc, char **argv)
 {
 	struct args args = {
@@ -486,6 +568,13 @@ int main(int argc, char **argv)
 		rc = 2;
 	}
 	if (rc >= 0) {
+		conf_args_free(&ca);
+		return rc;
+	}
+	if (a->check_only) {
+		rc = preflight(a, ops, name, &ca);
+		fo_tls_free(cfg->tls);
+		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
 		return rc;
 	}

@@ -13,6 +13,7 @@
 #include "common/service.h"
 #include "common/sock.h"
 #include "common/version.h"
+#include "failover/preflight.h"
 #include "failover/reload.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
@@ -39,6 +40,10 @@ static void usage(FILE *f)
 		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock,\n"
 		"                           made when the first primary names the domain)\n"
 		"      --once               exit when the first primary goes away\n"
+		"      --check              check the configuration and this host (the port,\n"
+		"                           the backend, no copy of the domain running, the\n"
+		"                           replicas, the witness, the fence command), one\n"
+		"                           line each, then exit: 0 if all passed, else 1\n"
 		"      --disk IMAGE[,journal=PATH]\n"
 		"                           the replica of the primary's next replicated disk\n"
 		"                           (repeat in ha-protect's --disk order); its journal\n"
@@ -89,9 +94,12 @@ static void on_signal(int sig)
 
 #define P "ha-receive"
 
+static bool check_only; /* --check */
+
 /* ha-receive's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
-       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN };
+       O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN,
+       O_CHECK };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"listen", required_argument, NULL, 'l'},
@@ -100,6 +108,7 @@ static const struct option opts[] = {
 	{"max-checkpoint", required_argument, NULL, O_MAX},
 	{"ctl", required_argument, NULL, O_CTL},
 	{"once", no_argument, NULL, O_ONCE},
+	{"check", no_argument, NULL, O_CHECK},
 	{"disk", required_argument, NULL, O_DISK},
 	{"drbd", required_argument, NULL, O_DRBD},
 	{"journal-limit", required_argument, NULL, O_JLIMIT},
@@ -209,6 +218,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_ONCE:
 			cfg->once = true;
 			break;
+		case O_CHECK:
+			check_only = true;
+			break;
 		case CONF_OPT_PAIR:
 		case CONF_OPT_CONFIG:
 		case CONF_OPT_HOST:
@@ -240,6 +252,91 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 	return -1;
 }
 
+/* --check: what standing by needs, checked without standing by. */
+static int preflight(const struct rx_config *cfg, const char *backend, const char *pair_file)
+{
+	char spec[128];
+	const char *name;
+	const struct hv_ops *save;
+	struct hv_dom *dom;
+	enum log_level level;
+	struct pf p = {0};
+	bool found;
+	int fd;
+
+	pf_ok(&p, "%s%s: listening on %s for %s", pair_file ? "pair file " : "options",
+	      pair_file ? pair_file : "", cfg->listen, cfg->domain ? cfg->domain : "any domain");
+	if (cfg->tls)
+		pf_ok(&p, "TLS: credentials loaded (%s), private files mode 0600", fo_tls_mode(cfg->tls));
+	else
+		pf_warn(&p, "UNSAFE: plain TCP (--insecure): only on a trusted, isolated network");
+	fd = sock_tcp_listen(cfg->listen, 1);
+	if (fd < 0)
+		pf_fail(&p, "port %s: %s%s", cfg->listen, sock_tcp_strerror(fd),
+			fd == -EADDRINUSE ? " (does ha-receive already run?)" : "");
+	else
+		pf_ok(&p, "port %s free to listen on", cfg->listen);
+	if (fd >= 0)
+		close(fd);
+	if (!strcmp(backend, "kvm")) {
+		char self[4096], vmm[4200];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		self[n > 0 ? n : 0] = '\0';
+		if (strrchr(self, '/'))
+			*strrchr(self, '/') = '\0';
+		snprintf(vmm, sizeof(vmm), "%s/ha-vm", self);
+		if (access(vmm, X_OK) == 0 && access("/dev/kvm", R_OK | W_OK) == 0)
+			pf_ok(&p, "backend kvm: %s and /dev/kvm", vmm);
+		else
+			pf_fail(&p, "backend kvm: %s: %s", access(vmm, X_OK) ? vmm : "/dev/kvm",
+				strerror(errno));
+	} else if (access("/dev/xen/privcmd", R_OK | W_OK) == 0) {
+		pf_ok(&p, "backend xen: this is a Xen control domain (/dev/xen/privcmd)");
+	} else {
+		pf_fail(&p, "backend xen: /dev/xen/privcmd: %s: not a Xen dom0, or xen modules not "
+			    "loaded",
+			strerror(errno));
+	}
+	/* A copy of the domain running here already: a failover would start
+	 * a second one. */
+	if (cfg->domain) {
+		snprintf(spec, sizeof(spec), "%s:%s", backend, cfg->domain);
+		save = hv_lookup(spec, &name);
+		/* Not finding it is the answer wanted here: no error logged. */
+		level = log_get_level();
+		log_set_level(LOG_LVL_NONE);
+		found = save && save->save->open(name, &dom) == 0;
+		log_set_level(level);
+		if (found) {
+			save->save->close(dom);
+			pf_fail(&p, "domain %s already runs on this host: this host is its primary, "
+				    "or a failover left it here; a secondary must not hold one",
+				spec);
+		} else {
+			pf_ok(&p, "no domain %s runs on this host", spec);
+		}
+	}
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (access(cfg->disks[i], R_OK | W_OK) == 0)
+			pf_ok(&p, "replica %u: %s is there, writable", i, cfg->disks[i]);
+		else
+			pf_fail(&p, "replica %u: %s: %s", i, cfg->disks[i], strerror(errno));
+	}
+	if (cfg->ndrbd)
+		pf_command(&p, "DRBD", "drbdadm");
+	if (cfg->witness)
+		pf_peer(&p, "the witness", cfg->witness, cfg->witness_tls);
+	if (cfg->fence_cmd)
+		pf_command(&p, "--fence-cmd", cfg->fence_cmd);
+	else if (!cfg->witness)
+		pf_warn(&p, "UNSAFE: no --fence-cmd and no --witness: a network partition can "
+			    "leave two copies running");
+	if (cfg->notify_cmd)
+		pf_command(&p, "--notify-cmd", cfg->notify_cmd);
+	return pf_end(&p, "ha-receive");
+}
+
 /* Sets up TLS and the backend, then receives: the exit status. */
 static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insecure,
 	       const char *backend, const char *witness_peer, const char *pair_file)
@@ -268,6 +365,12 @@ static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insec
 		fo_tls_free(cfg.tls);
 		fo_tls_free(cfg.witness_tls);
 		return 2;
+	}
+	if (check_only) {
+		rc = preflight(&cfg, backend, pair_file);
+		fo_tls_free(cfg.tls);
+		fo_tls_free(cfg.witness_tls);
+		return rc;
 	}
 	if (insecure)
 		log_unsafe("--insecure: the replication link is plain TCP; guest memory and disk "

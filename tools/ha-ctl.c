@@ -10,8 +10,11 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "common/conf.h"
 #include "common/ctl.h"
+#include "common/log.h"
 #include "common/version.h"
+#include "hv/hv.h"
 
 /* The daemons, in the order a DOMAIN is looked up. */
 static const char *const daemons[] = {"ha-protect", "ha-receive", "ha-diskrepl", "ha-witness"};
@@ -25,6 +28,7 @@ static void usage(FILE *f)
 		"       ha-ctl list\n"
 		"       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		"       ha-ctl [--ctl PATH] stop DOMAIN\n"
+		"       ha-ctl check PAIR [--as primary|secondary] [--host NAME]\n"
 		"Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
 		"for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME,\n"
 		"witness the local ha-witness. --all: every daemon of this host.\n"
@@ -33,8 +37,11 @@ static void usage(FILE *f)
 		"  --output FILE   write it to FILE atomically (node_exporter's textfile\n"
 		"                  collector)\n"
 		"  list            one line per daemon: kind, name, state\n"
+		"  check           the preflight of pair PAIR (/etc/ha-protect/PAIR.conf) on\n"
+		"                  this host: ha-protect --check where the pair's domain runs,\n"
+		"                  else ha-receive --check (--as chooses); exit 0 if all passed\n"
 		"Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
-		"for DOMAIN, 2 usage.\n");
+		"for DOMAIN (check: a check failed), 2 usage.\n");
 }
 
 /* A daemon's control socket, found by listing its run directory. */
@@ -270,18 +277,83 @@ static int one(const char *ctl, const char *dom, const char *line, FILE *out)
 	return rc;
 }
 
+/* The daemon PROG: next to ha-ctl, in ../sbin from it (the installed
+ * layout), else wherever PATH finds it. */
+static void daemon_path(const char *prog, char *buf, size_t len)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	snprintf(buf, len, "%s", prog);
+	if (n <= 0)
+		return;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(buf, len, "%s/%s", self, prog);
+	if (access(buf, X_OK) == 0)
+		return;
+	snprintf(buf, len, "%s/../sbin/%s", self, prog);
+	if (access(buf, X_OK) == 0)
+		return;
+	snprintf(buf, len, "%s", prog);
+}
+
+/* check PAIR: runs the preflight of the daemon this host runs for it. */
+static int cmd_check(const char *pair, const char *as, const char *host)
+{
+	char path[4096], err[512], prog[4200];
+	struct conf_pair cp;
+	const struct hv_ops *ops;
+	const char *name, *role = as;
+	struct hv_dom *d;
+	int rc;
+
+	if (conf_pair_path(pair, path, sizeof(path)) < 0) {
+		fprintf(stderr, "ha-ctl: check wants the name of a pair, not '%s'\n", pair);
+		return 2;
+	}
+	if (conf_read_pair(path, host, &cp, err, sizeof(err)) < 0) {
+		printf("FAIL %s\n", err);
+		return 1;
+	}
+	if (!role) {
+		/* Where the domain runs, this host is the primary. */
+		ops = hv_lookup(cp.domain, &name);
+		log_set_level(LOG_LVL_NONE);
+		rc = ops ? ops->save->open(name, &d) : -EINVAL;
+		if (rc == 0)
+			ops->save->close(d);
+		role = rc == 0 ? "primary" : "secondary";
+		printf("ha-ctl: %s %s on this host (%s): checking it as the %s\n", cp.domain,
+		       rc == 0 ? "runs" : "does not run", cp.self, role);
+		fflush(stdout);
+	}
+	conf_pair_free(&cp);
+	daemon_path(!strcmp(role, "primary") ? "ha-protect" : "ha-receive", prog, sizeof(prog));
+	char *args[] = {prog, (char *)"--pair", (char *)pair, (char *)"--check",
+			host ? (char *)"--host" : NULL, (char *)host, NULL};
+
+	execv(prog, args);
+	fprintf(stderr, "ha-ctl: cannot run %s: %s\n", prog, strerror(errno));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	enum { O_CTL = 256, O_JSON, O_ALL, O_OUTPUT };
+	enum { O_CTL = 256, O_JSON, O_ALL, O_OUTPUT, O_AS, O_HOST };
 	static const struct option opts[] = {
 		{"ctl", required_argument, NULL, O_CTL},
+		{"as", required_argument, NULL, O_AS},
+		{"host", required_argument, NULL, O_HOST},
 		{"json", no_argument, NULL, O_JSON},
 		{"all", no_argument, NULL, O_ALL},
 		{"output", required_argument, NULL, O_OUTPUT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *ctl = NULL, *output = NULL, *cmd, *dom = NULL;
+	const char *ctl = NULL, *output = NULL, *cmd, *dom = NULL, *as = NULL, *host = NULL;
 	bool json = false, all = false, metrics;
 	char line[128], tmp[4200];
 	FILE *out = stdout;
@@ -305,6 +377,17 @@ int main(int argc, char **argv)
 		case O_OUTPUT:
 			output = optarg;
 			break;
+		case O_AS:
+			if (strcmp(optarg, "primary") && strcmp(optarg, "secondary")) {
+				fprintf(stderr, "ha-ctl: --as wants primary or secondary, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			as = optarg;
+			break;
+		case O_HOST:
+			host = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -321,6 +404,18 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		dom = argv[optind++];
 	metrics = !strcmp(cmd, "metrics");
+	if (!strcmp(cmd, "check")) {
+		if (!dom || optind != argc || json || all || output || ctl) {
+			usage(stderr);
+			return 2;
+		}
+		log_init(argv[0]);
+		return cmd_check(dom, as, host);
+	}
+	if ((as || host)) {
+		usage(stderr);
+		return 2;
+	}
 	if (!strcmp(cmd, "list")) {
 		if (dom || json || all || output || ctl) {
 			usage(stderr);

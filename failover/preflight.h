@@ -1,0 +1,32 @@
+/* The preflight of ha-protect --check and ha-receive --check (and of
+ * ha-ctl check, which runs them): one line per check on stdout, "ok   ..."
+ * or "FAIL ...: what to do" (or "warn ...": allowed, but unsafe), in the
+ * spirit of keepalived -t. The daemon exits 0 when nothing failed, 1
+ * otherwise.
+ */
+#ifndef HA_FAILOVER_PREFLIGHT_H
+#define HA_FAILOVER_PREFLIGHT_H
+
+#include "failover/tls.h"
+
+struct pf {
+	unsigned failed;
+};
+
+void pf_ok(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pf_fail(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pf_warn(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* WHAT at HOSTPORT accepts a TCP connection within 3 s and, with TLS,
+ * authenticates both ways (the peer logs a connection that sent no
+ * stream). */
+void pf_peer(struct pf *p, const char *what, const char *hostport, struct fo_tls *tls);
+
+/* The program that CMD (run as /bin/sh -c CMD) starts with is there and
+ * executable: a path, or a name found in PATH. */
+void pf_command(struct pf *p, const char *what, const char *cmd);
+
+/* The exit status: 0 when nothing failed, 1 otherwise; says so. */
+int pf_end(struct pf *p, const char *prog);
+
+#endif
