@@ -104,8 +104,9 @@ check "the domain, the secondary (authenticated), the witness" \
 	sh -c "grep -q 'ok   domain kvm:web runs here' '$tmp/a1' &&
 		grep -q 'ok   the secondary 127.0.0.1:7810 reachable and authenticated' '$tmp/a1' &&
 		grep -q 'ok   the witness 127.0.0.1:7811 reachable and authenticated' '$tmp/a1'"
+rx_waits() { ns h "$bin/ha-ctl" status web | grep -q 'state: waiting'; }
 check "the secondary took the probe as a connection that sent no stream, and waits on" \
-	sh -c "ns h '$bin/ha-ctl' status web | grep -q 'state: waiting'"
+	rx_waits
 hactl b3 --host b --as secondary
 check "a secondary where the domain runs: FAIL (a failover would start a second copy)" \
 	has b3 "FAIL domain kvm:web already runs on this host"
