@@ -219,6 +219,11 @@ static int session_sync(struct prot *p)
 		fo_link_tee(p->link, p->save_fd);
 	rc = fo_link_headers(p->link, CKPT_IHDR_ID_XEN, p->info.domain_type, p->info.xen_major,
 			     p->info.xen_minor);
+	/* This side's down timer before the configuration: the secondary
+	 * learns it before it creates the incoming domain, which may take
+	 * longer than the timer, and heartbeats at its pace meanwhile. */
+	if (rc == 0 && !p->cfg->blackhole)
+		rc = fo_link_heartbeat_start(p->link, &p->committed);
 	if (rc == 0)
 		rc = prot_send_config(p);
 	if (rc < 0) {
@@ -226,11 +231,8 @@ static int session_sync(struct prot *p)
 		return rc;
 	}
 	if (!p->cfg->blackhole) {
-		rc = fo_link_heartbeat_start(p->link, &p->committed);
-		if (rc == 0) {
-			rc = -pthread_create(&p->acker, NULL, prot_acker_main, p);
-			p->acker_running = rc == 0;
-		}
+		rc = -pthread_create(&p->acker, NULL, prot_acker_main, p);
+		p->acker_running = rc == 0;
 		if (rc < 0)
 			return rc;
 	}

@@ -45,12 +45,15 @@ static int rx_rc;
 /* ---- the scripted restore backend ---- */
 
 static _Atomic int creates;
+static _Atomic unsigned create_ms; /* how long creating a domain takes */
 
 static int c_create(const struct hv_info *info, struct hv_copy **out)
 {
 	static int token;
 
 	(void)info;
+	if (atomic_load(&create_ms))
+		usleep(atomic_load(&create_ms) * 1000);
 	atomic_fetch_add(&creates, 1);
 	*out = (struct hv_copy *)&token;
 	return 0;
@@ -337,6 +340,71 @@ static void test_trickler_cut_at_the_bound(void **state)
 	close(g);
 }
 
+/* A primary whose down timer is far shorter than the secondary's, and a
+ * domain that takes longer than it to create: the primary's timer, sent
+ * before the configuration (as ha-protect does), sets the secondary's
+ * heartbeats before the creation starts, so the primary hears one within
+ * its timer all along. Sent after the configuration, the secondary learns
+ * it only once the domain exists: its first heartbeat comes at its own
+ * pace, too late (what made a primary with --timeout 150 against one with
+ * 3000 degrade while the incoming VM was created). */
+static unsigned longest_silence_ms(bool timer_first)
+{
+	_Atomic uint64_t none = UINT64_MAX;
+	struct ckpt_ha_domain_config dc = {.nr_pages = 16, .vcpus = 1};
+	struct iovec iov = {&dc, sizeof(dc)};
+	struct ckpt_record rec;
+	struct fo_link *l;
+	char err[256];
+	uint64_t last, end, worst = 0;
+	int before = atomic_load(&creates);
+
+	snprintf(dc.name, sizeof(dc.name), "web");
+	/* The primary's own timer: 200 ms, the secondary's DOWN_MS (1000). */
+	assert_int_equal(fo_link_open(tcp_connect(), 200, cli_tls, &l, err, sizeof(err)), 0);
+	assert_int_equal(fo_link_headers(l, CKPT_IHDR_ID_XEN, CKPT_DHDR_HAVM, 0, 0), 0);
+	if (timer_first)
+		assert_int_equal(fo_link_heartbeat_start(l, &none), 0);
+	assert_int_equal(fo_link_record(l, CKPT_REC_HA_DOMAIN_CONFIG, &iov, 1), 0);
+	if (!timer_first)
+		assert_int_equal(fo_link_heartbeat_start(l, &none), 0);
+	assert_int_equal(ckpt_reader_headers(fo_link_reader(l), CKPT_IHDR_ID_BACK), 0);
+	/* The gaps between the secondary's records, read one at a time. */
+	last = clk_now_ns();
+	end = last + 1500 * NSEC_PER_MSEC;
+	while (clk_now_ns() < end) {
+		int rc = ckpt_reader_next(fo_link_reader(l), &rec);
+
+		/* A read fails once nothing came for the link's timer (its
+		 * socket's receive timeout): that silence counts too. */
+		if (clk_now_ns() - last > worst)
+			worst = clk_now_ns() - last;
+		if (rc < 0)
+			break;
+		last = clk_now_ns();
+	}
+	assert_true(wait_creates(before + 1, 3000));
+	fo_link_free(l);
+	wait_waiting();
+	return (unsigned)(worst / NSEC_PER_MSEC);
+}
+
+static void test_slow_create_keeps_the_primary_alive(void **state)
+{
+	unsigned first, after;
+
+	(void)state;
+	atomic_store(&create_ms, 1000);
+	first = longest_silence_ms(true);
+	after = longest_silence_ms(false);
+	atomic_store(&create_ms, 0);
+	printf("longest silence during a 1000 ms creation: %u ms with the timer first, %u ms "
+	       "with it after the configuration\n",
+	       first, after);
+	assert_true(first < 200);
+	assert_true(after >= 200);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_one_address_cuts_only_its_own),
 		cmocka_unit_test(test_second_primary_refused_busy),
 		cmocka_unit_test(test_trickler_cut_at_the_bound),
+		cmocka_unit_test(test_slow_create_keeps_the_primary_alive),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
