@@ -28,4 +28,5 @@ UNIT_TESTS += \
 	test_ctl
 
 FUZZERS += \
-	fuzz_ctl
+	fuzz_ctl \
+	fuzz_conf

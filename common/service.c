@@ -56,7 +56,8 @@ int service_init(service_reload_fn fn, void *ctx)
 	return -rc;
 }
 
-static void notify_fmt(const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void notify_fmt(const char *prefix, const char *fmt,
+							   va_list ap)
 {
 	char msg[256];
 

@@ -12,7 +12,7 @@
 
 #include "common/sock.h"
 
-static void line(const char *tag, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void line(const char *tag, const char *fmt, va_list ap)
 {
 	fputs(tag, stdout);
 	vprintf(fmt, ap);
