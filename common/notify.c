@@ -48,7 +48,11 @@ static void *notify_main(void *arg)
 		n->head = (n->head + 1) % NOTIFY_QUEUE;
 		n->len--;
 		pthread_mutex_unlock(&n->mu);
-		rc = run_cmd("notify", n->cmd, n->timeout_ms, v, why, sizeof(why));
+		/* What systemctl status shows: the last event (off the
+		 * caller's path too: sd_notify may block on a full socket). */
+		service_status("%s %s%s%s", e.vars[0] + 9, e.vars[2] + 10, e.vars[5][10] ? ": " : "",
+			       e.vars[5] + 10);
+		rc = n->cmd ? run_cmd("notify", n->cmd, n->timeout_ms, v, why, sizeof(why)) : 0;
 		if (rc < 0)
 			log_warn("notify: %s (%s); nothing else changes", why, e.vars[0]);
 		pthread_mutex_lock(&n->mu);
@@ -63,10 +67,12 @@ int notify_start(const char *cmd, unsigned timeout_ms, const char *role, struct 
 	int rc;
 
 	*out = NULL;
-	if (!cmd)
+	/* Without hooks the thread still tells systemd of each event, when
+	 * it runs under systemd. */
+	if (!cmd && !getenv("NOTIFY_SOCKET"))
 		return 0;
 	n = calloc(1, sizeof(*n));
-	if (!n || !(n->cmd = strdup(cmd))) {
+	if (!n || (cmd && !(n->cmd = strdup(cmd)))) {
 		free(n);
 		return -ENOMEM;
 	}
@@ -93,9 +99,6 @@ void notify_event(struct notify *n, const char *event, const char *domain, const
 	struct tm tm;
 	char ts[32];
 
-	/* What systemctl status shows: the last event. */
-	service_status("%s%s%s%s%s", event, domain ? " " : "", domain ? domain : "",
-		       reason && *reason ? ": " : "", reason && *reason ? reason : "");
 	if (!n)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);

@@ -30,7 +30,9 @@
 
 struct notify;
 
-/* cmd NULL: no hooks (*out NULL; notify_event and notify_stop accept it). */
+/* cmd NULL: no hooks. Under systemd (NOTIFY_SOCKET set) the thread still
+ * runs, to set the service's STATUS= to each event; otherwise *out is
+ * NULL, which notify_event and notify_stop accept. */
 int notify_start(const char *cmd, unsigned timeout_ms, const char *role, struct notify **out);
 void notify_event(struct notify *n, const char *event, const char *domain, const char *peer,
 		  uint64_t epoch, const char *reason);

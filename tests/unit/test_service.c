@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/notify.h"
 #include "common/service.h"
 
 static char dir[64];
@@ -81,6 +82,18 @@ static void notify_and_hup(void **state)
 	assert_string_equal(next_msg(fd, buf, sizeof(buf), 1000), "READY=1\nSTATUS=up on here");
 	service_status("degraded");
 	assert_string_equal(next_msg(fd, buf, sizeof(buf), 1000), "STATUS=degraded");
+	/* Each event becomes the status, from the hooks' thread (never on
+	 * the caller's path), also when there is no hook. */
+	{
+		struct notify *n;
+
+		assert_int_equal(notify_start(NULL, 1000, "primary", &n), 0);
+		assert_non_null(n);
+		notify_event(n, "degraded", "kvm:web", "b:7788", 3, "no ACK for 500 ms");
+		assert_string_equal(next_msg(fd, buf, sizeof(buf), 2000),
+				    "STATUS=degraded kvm:web: no ACK for 500 ms");
+		notify_stop(n);
+	}
 
 	assert_int_equal(service_init(count_reload, NULL), 0);
 	/* To the process, as systemctl reload sends it: the thread that
