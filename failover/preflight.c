@@ -48,6 +48,14 @@ void pf_warn(struct pf *p, const char *fmt, ...)
 	va_end(ap);
 }
 
+void pf_link(struct pf *p, const struct fo_tls *tls)
+{
+	if (tls)
+		pf_ok(p, "TLS: credentials loaded (%s), private files mode 0600", fo_tls_mode(tls));
+	else
+		pf_warn(p, "UNSAFE: plain TCP (--insecure): only on a trusted, isolated network");
+}
+
 void pf_peer(struct pf *p, const char *what, const char *hostport, struct fo_tls *tls)
 {
 	struct timeval tv = {.tv_sec = 3};

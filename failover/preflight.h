@@ -17,6 +17,10 @@ void pf_ok(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 
 void pf_fail(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pf_warn(struct pf *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The link's security: TLS with the credentials loaded (their files'
+ * modes were checked then), or a warning for plain TCP (TLS NULL). */
+void pf_link(struct pf *p, const struct fo_tls *tls);
+
 /* WHAT at HOSTPORT accepts a TCP connection within 3 s and, with TLS,
  * authenticates both ways (the peer logs a connection that sent no
  * stream). */

@@ -463,10 +463,8 @@ static int preflight(struct args *a, const struct hv_ops *ops, const char *name,
 	else
 		pf_ok(&p, "options: protecting %s to %s", cfg->domain,
 		      cfg->peer ? cfg->peer : "nowhere (-b)");
-	if (cfg->tls)
-		pf_ok(&p, "TLS: credentials loaded (%s), private files mode 0600", fo_tls_mode(cfg->tls));
-	else if (!cfg->blackhole)
-		pf_warn(&p, "UNSAFE: plain TCP (--insecure): only on a trusted, isolated network");
+	if (!cfg->blackhole)
+		pf_link(&p, cfg->tls);
 	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
 		pf_fail(&p, "domain %s: %s: it must run on this host (the secondary checks with "

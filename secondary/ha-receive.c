@@ -266,10 +266,7 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 
 	pf_ok(&p, "%s%s: listening on %s for %s", pair_file ? "pair file " : "options",
 	      pair_file ? pair_file : "", cfg->listen, cfg->domain ? cfg->domain : "any domain");
-	if (cfg->tls)
-		pf_ok(&p, "TLS: credentials loaded (%s), private files mode 0600", fo_tls_mode(cfg->tls));
-	else
-		pf_warn(&p, "UNSAFE: plain TCP (--insecure): only on a trusted, isolated network");
+	pf_link(&p, cfg->tls);
 	fd = sock_tcp_listen(cfg->listen, 1);
 	if (fd < 0)
 		pf_fail(&p, "port %s: %s%s", cfg->listen, sock_tcp_strerror(fd),
