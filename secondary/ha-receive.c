@@ -335,38 +335,36 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 }
 
 /* Sets up TLS and the backend, then receives: the exit status. */
-static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insecure,
+static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecure,
 	       const char *backend, const char *witness_peer, const char *pair_file)
 {
-	struct rx_config cfg = *cfgp;
-	struct fo_tls_config tlscfg = *tlscfgp, wtlscfg;
+	struct fo_tls_config wtlscfg = *tlscfg;
 	struct fo_reload reload;
 	const struct hv_ops *ops;
 	const char *rest;
 	char err[320], spec[64];
 	int rc;
 
-	wtlscfg = tlscfg;
 	wtlscfg.peer = witness_peer;
-	if (fo_tls_setup(&tlscfg, insecure, true, &cfg.tls, err, sizeof(err)) < 0 ||
-	    (cfg.witness &&
-	     fo_tls_setup(&wtlscfg, insecure, false, &cfg.witness_tls, err, sizeof(err)) < 0)) {
+	if (fo_tls_setup(tlscfg, insecure, true, &cfg->tls, err, sizeof(err)) < 0 ||
+	    (cfg->witness &&
+	     fo_tls_setup(&wtlscfg, insecure, false, &cfg->witness_tls, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "ha-receive: %s\n", err);
-		fo_tls_free(cfg.tls);
+		fo_tls_free(cfg->tls);
 		return 2;
 	}
 	snprintf(spec, sizeof(spec), "%s:x", backend);
 	ops = hv_lookup(spec, &rest);
 	if (!ops || !ops->restore) {
 		fprintf(stderr, "ha-receive: backend '%s' cannot receive domains\n", backend);
-		fo_tls_free(cfg.tls);
-		fo_tls_free(cfg.witness_tls);
+		fo_tls_free(cfg->tls);
+		fo_tls_free(cfg->witness_tls);
 		return 2;
 	}
 	if (check_only) {
-		rc = preflight(&cfg, backend, pair_file);
-		fo_tls_free(cfg.tls);
-		fo_tls_free(cfg.witness_tls);
+		rc = preflight(cfg, backend, pair_file);
+		fo_tls_free(cfg->tls);
+		fo_tls_free(cfg->witness_tls);
 		return rc;
 	}
 	if (insecure)
@@ -374,7 +372,7 @@ static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insec
 			   "writes cross the network unencrypted and unauthenticated");
 	reload = (struct fo_reload){pair_file,
 				    CONF_RECEIVE,
-				    {cfg.tls, cfg.witness_tls},
+				    {cfg->tls, cfg->witness_tls},
 				    {"the link", "the witness"}};
 	/* Before any thread starts: they inherit the blocked SIGHUP. A
 	 * closing terminal is no reason to stop, let alone fail over. */
@@ -382,9 +380,9 @@ static int run(struct rx_config *cfgp, struct fo_tls_config *tlscfgp, bool insec
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	rc = rx_run(&cfg, ops->restore);
-	fo_tls_free(cfg.tls);
-	fo_tls_free(cfg.witness_tls);
+	rc = rx_run(cfg, ops->restore);
+	fo_tls_free(cfg->tls);
+	fo_tls_free(cfg->witness_tls);
 	return rc < 0 ? 1 : rc == 1 ? 3 : 0;
 }
 
