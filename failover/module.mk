@@ -5,6 +5,7 @@ LIB_OBJS += \
 	failover/link.o \
 	failover/preflight.o \
 	failover/reload.o \
+	failover/role.o \
 	failover/tls.o \
 	failover/witness.o
 
@@ -12,7 +13,8 @@ INCLUDES += $(shell pkg-config --cflags gnutls)
 LDLIBS += $(shell pkg-config --libs gnutls)
 
 UNIT_TESTS += \
-	test_link
+	test_link \
+	test_role
 
 PROGRAMS += ha-witness
 ha-witness_OBJS := \
@@ -22,7 +24,8 @@ INTEG_TESTS += \
 	tests/integration/link_tls.sh \
 	tests/integration/witness_conns.sh \
 	tests/integration/witness_pairs.sh \
-	tests/integration/preflight.sh
+	tests/integration/preflight.sh \
+	tests/integration/role_record.sh
 
 BENCHES += \
 	bench_link

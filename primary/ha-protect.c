@@ -21,6 +21,7 @@
 #include "diskrepl/drbd.h"
 #include "failover/preflight.h"
 #include "failover/reload.h"
+#include "failover/role.h"
 #include "failover/tls.h"
 #include "primary/protect.h"
 
@@ -80,6 +81,9 @@ static void usage(FILE *f)
 		FO_TLS_USAGE
 		"Configuration (man/ha-protect.conf.5):\n"
 		CONF_USAGE
+		"                        With a pair file, this host's role in the pair is\n"
+		"                        kept in $HA_STATE_DIR/NAME.role (default\n"
+		"                        /var/lib/ha-protect; see ha-ctl role)\n"
 		"      --ctl PATH        control socket (default /run/ha-protect/DOMAIN.sock)\n"
 		"      --max-epochs N    stop after N checkpoints\n"
 		"      --check           check the configuration and what it names (the\n"
@@ -103,7 +107,10 @@ static void usage(FILE *f)
 		"or crashed (the secondary is told to discard its copy); 2 a usage or\n"
 		"configuration error; 3 the domain is gone (destroyed, or its VMM died):\n"
 		"the secondary takes over; 4 stopped with the domain left PAUSED by the\n"
-		"witness rule (superseded, or no lease): resume it only by hand.\n",
+		"witness rule (superseded, or no lease): resume it only by hand; 5 the\n"
+		"pair's role record says this host must not protect the domain now\n"
+		"(ha-ctl role; the domain is left PAUSED if the secondary did not answer\n"
+		"after an unrecorded end).\n",
 		CKPT_CODEC_DEFAULT_CACHE_PAGES, CKPT_CODEC_DEFAULT_LEVEL);
 }
 
@@ -447,20 +454,143 @@ static int make_devices(struct args *a, const struct hv_info *info)
 	return rc;
 }
 
+/* The role record of the pair (failover/role.h), with a pair file only. */
+struct role_state {
+	bool active;
+	char path[300];
+	char pair[64];
+	struct role_rec rec; /* as found at the start */
+	const char *domain, *peer;
+	bool confirm; /* the last run here did not record its end */
+	bool held;    /* recorded: the secondary holds a copy it may activate */
+	bool protected; /* this run protected the domain at least once */
+};
+
+/* Reads the record and what it lets this run do: ROLE_GO, ROLE_CONFIRM or
+ * ROLE_REFUSE (with what to do in WHY). */
+static enum role_verdict role_start(struct role_state *rs, const struct conf_args *ca,
+				    const struct prot_config *cfg, char *why, size_t len)
+{
+	char err[400];
+	int rc;
+
+	rs->active = ca->have_pair && !cfg->blackhole;
+	if (!rs->active)
+		return ROLE_GO;
+	rs->domain = cfg->domain;
+	rs->peer = cfg->peer;
+	rc = role_path(ca->pair.path, rs->path, sizeof(rs->path), rs->pair, sizeof(rs->pair));
+	if (rc == 0)
+		rc = role_load(rs->path, &rs->rec, err, sizeof(err));
+	if (rc < 0 && rc != -ENOENT) {
+		snprintf(why, len,
+			 "the role record cannot be read: %s. Check it; ha-ctl role %s primary "
+			 "(or secondary) writes a new one",
+			 rc == -ENAMETOOLONG ? strerror(-rc) : err, rs->pair);
+		return ROLE_REFUSE;
+	}
+	return role_verdict(&rs->rec, true, rs->pair, why, len);
+}
+
+static void role_write(struct role_state *rs, enum role role, bool held, const char *why)
+{
+	int rc = role_store(rs->path, role, held, "%s", why);
+
+	if (rc < 0)
+		log_error("cannot write the role record %s (%s): %s. Until it is written, a "
+			  "restart of this host cannot tell whether the secondary may have taken "
+			  "over",
+			  rs->path, why, strerror(-rc));
+	else
+		log_info("role record %s: %s%s (%s)", rs->path, role_name(role),
+			 held ? ", protecting" : "", why);
+}
+
+/* prot_config.on_copy: the secondary holds a copy it may activate, or
+ * discarded it (END confirmed). */
+static void role_on_copy(void *ctx, bool held)
+{
+	struct role_state *rs = ctx;
+	char why[200];
+
+	if (held && rs->held && rs->protected)
+		return; /* re-protected: recorded already */
+	if (held)
+		snprintf(why, sizeof(why), "protecting %s to %s", rs->domain, rs->peer);
+	else
+		snprintf(why, sizeof(why), "protection of %s stopped: the secondary confirmed "
+					   "END and discarded its copy",
+			 rs->domain);
+	role_write(rs, ROLE_PRIMARY, held, why);
+	rs->held = held;
+	rs->protected |= held;
+}
+
+/* After prot_run's RC: what the record must say now; true when the run
+ * counts as refused (exit 5). */
+static bool role_end(struct role_state *rs, int rc, const struct hv_save_ops *ops,
+		     struct hv_dom *dom, bool protected)
+{
+	char why[200];
+
+	if (!rs->active)
+		return false;
+	if (rs->confirm && !protected && !(rc == 0 && prot_stop_requested())) {
+		/* The secondary never answered as the secondary: it may run the
+		 * domain now. The copy here must not run beside it. */
+		int prc = rc == -ESRCH ? -ESRCH : ops->pause(dom);
+
+		snprintf(why, sizeof(why),
+			 "the last protection here did not record its end, and the secondary "
+			 "%s did not answer at the next start: it may have taken over",
+			 rs->peer);
+		role_write(rs, ROLE_LOST, false, why);
+		log_error("this host LOST the primary role of pair %s: %s. The domain is left "
+			  "PAUSED%s. If the other host does not run it, say so with ha-ctl role %s "
+			  "primary and resume it; else destroy it here",
+			  rs->pair, why, prc < 0 && prc != -ESRCH ? " (the pause failed!)" : "",
+			  rs->pair);
+		return true;
+	}
+	if (!rs->held)
+		return false;
+	if (rc == -ESRCH)
+		role_write(rs, ROLE_LOST, false, "the domain was gone (destroyed, or its VMM "
+						 "died): the secondary takes over");
+	else if (rc == -ESTALE)
+		role_write(rs, ROLE_LOST, false, "stopped with the domain paused by the "
+						 "witness rule: the secondary may have taken over");
+	return false;
+}
+
 /* --check: what protection needs, checked without protecting. */
 static int preflight(struct args *a, const struct hv_ops *ops, const char *name,
 		     const struct conf_args *ca)
 {
 	struct prot_config *cfg = &a->cfg;
+	struct role_state rs = {0};
 	struct pf p = {0};
 	struct hv_dom *dom;
 	struct hv_info info;
+	char why[700], role[400];
 	int rc;
 
-	if (ca->have_pair)
+	if (ca->have_pair) {
 		pf_ok(&p, "pair file %s: this host is %s, protecting %s to %s", ca->pair.path,
 		      ca->pair.self, cfg->domain, cfg->peer);
-	else
+		switch (role_start(&rs, ca, cfg, why, sizeof(why))) {
+		case ROLE_GO:
+			role_describe(&rs.rec, role, sizeof(role));
+			pf_ok(&p, "role record %s: %s", rs.path, role);
+			break;
+		case ROLE_CONFIRM:
+			pf_warn(&p, "role record %s: %s", rs.path, why);
+			break;
+		case ROLE_REFUSE:
+			pf_fail(&p, "role record %s: %s", rs.path, why);
+			break;
+		}
+	} else
 		pf_ok(&p, "options: protecting %s to %s", cfg->domain,
 		      cfg->peer ? cfg->peer : "nowhere (-b)");
 	if (!cfg->blackhole)
@@ -546,8 +676,10 @@ int main(int argc, char **argv)
 	struct hv_dom *dom;
 	struct conf_args ca;
 	struct fo_reload reload;
+	struct role_state rs = {0};
 	const char *name;
-	char ctl[108];
+	char ctl[108], why[700];
+	bool refused = false;
 	int rc;
 
 	if (version_arg(argc, argv, "ha-protect"))
@@ -613,6 +745,27 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
+	/* Before the domain is touched: a host that lost its role leaves it
+	 * as it is. */
+	switch (role_start(&rs, &ca, cfg, why, sizeof(why))) {
+	case ROLE_GO:
+		break;
+	case ROLE_CONFIRM:
+		log_warn("%s", why);
+		rs.confirm = true;
+		break;
+	case ROLE_REFUSE:
+		log_error("not protecting: %s", why);
+		fo_tls_free(cfg->tls);
+		fo_tls_free(cfg->witness_tls);
+		conf_args_free(&ca);
+		return 5;
+	}
+	if (rs.active) {
+		rs.held = rs.rec.role == ROLE_PRIMARY && rs.rec.protecting;
+		cfg->on_copy = role_on_copy;
+		cfg->on_copy_ctx = &rs;
+	}
 	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
@@ -624,10 +777,12 @@ int main(int argc, char **argv)
 	rc = ops->save->info(dom, &info);
 	if (rc == 0)
 		rc = make_devices(a, &info);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = prot_run(cfg, ops->save, dom);
-	else
+		refused = role_end(&rs, rc, ops->save, dom, rs.protected);
+	} else {
 		log_error("cannot prepare protection: %s", strerror(-rc));
+	}
 	for (unsigned i = 0; i < cfg->ndevs; i++)
 		if (cfg->devs[i]->ops->destroy)
 			cfg->devs[i]->ops->destroy(cfg->devs[i]);
@@ -636,5 +791,5 @@ int main(int argc, char **argv)
 	fo_tls_free(cfg->witness_tls);
 	conf_args_free(&ca);
 	/* The outcomes an operator or a cluster manager tells apart. */
-	return rc == 0 ? 0 : rc == -ESRCH ? 3 : rc == -ESTALE ? 4 : 1;
+	return refused ? 5 : rc == 0 ? 0 : rc == -ESRCH ? 3 : rc == -ESTALE ? 4 : 1;
 }

@@ -110,7 +110,6 @@ struct prot {
 };
 
 /* protect.c */
-bool prot_stop_requested(void);
 /* The session's secondary is lost (the first call of a session says why). */
 __attribute__((format(printf, 2, 3))) void prot_degrade(struct prot *p, const char *fmt, ...);
 /* The session is in state WANT and no stop was requested. */

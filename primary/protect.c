@@ -268,6 +268,8 @@ static void session_protected(struct prot *p, bool first)
 		pthread_mutex_unlock(&p->mu);
 		log_rl_end(&p->retry_rl);
 	}
+	if (p->cfg->on_copy && !p->cfg->blackhole)
+		p->cfg->on_copy(p->cfg->on_copy_ctx, true);
 	notify_event(p->notify, first ? "protected" : "reprotected", p->cfg->domain,
 		     p->cfg->blackhole ? NULL : p->cfg->peer, NOTIFY_NO_EPOCH, NULL);
 	log_info("PROTECTED: checkpointing every %u ms to %s", atomic_load(&p->interval_ms),
@@ -310,6 +312,8 @@ static void session_end(struct prot *p, int rc, bool loop_failed)
 	if (ended)
 		log_info("END %s", p->end_confirmed ? "confirmed by the secondary: it discards its copy"
 						    : "not confirmed by the secondary: it may take over");
+	if (ended && p->end_confirmed && p->cfg->on_copy && !p->cfg->blackhole)
+		p->cfg->on_copy(p->cfg->on_copy_ctx, false);
 	/* A domain that is gone (or stuck suspended) releases nothing it
 	 * still holds and claims nothing: the secondary's copy is all that is
 	 * left of it. */

@@ -70,6 +70,12 @@ struct prot_config {
 	 * notify_timeout_ms. */
 	const char *notify_cmd;
 	unsigned notify_timeout_ms;
+	/* Told (from the protecting thread) when the secondary comes to hold
+	 * a copy it may activate (HELD: a session is protected) and when it no
+	 * longer does (it confirmed END and discarded it): what the role
+	 * record keeps (failover/role.h). NULL: nobody is told. */
+	void (*on_copy)(void *ctx, bool held);
+	void *on_copy_ctx;
 };
 
 /* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0
@@ -81,5 +87,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 
 /* Asks a running prot_run to stop (async-signal-safe). */
 void prot_request_stop(void);
+/* Whether a stop was asked for (a signal, ha-ctl stop). */
+bool prot_stop_requested(void);
 
 #endif

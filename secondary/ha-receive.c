@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "common/version.h"
 #include "failover/preflight.h"
 #include "failover/reload.h"
+#include "failover/role.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
 #include "secondary/receive.h"
@@ -84,7 +86,10 @@ static void usage(FILE *f)
 		"HA_XEN_RESTORE_FILE=1 to write the image to a file before xl restore\n"
 		"instead of streaming it).\n"
 		"Exit status: 0 stopped, no failover; 1 an error; 2 a usage or configuration\n"
-		"error; 3 failed over: the domain runs on this host now.\n");
+		"error; 3 failed over: the domain runs on this host now; 5 the pair's role\n"
+		"record says this host is the primary (ha-ctl role).\n"
+		"With a pair file, this host's role in the pair is kept in\n"
+		"$HA_STATE_DIR/NAME.role (default /var/lib/ha-protect; see ha-ctl role).\n");
 }
 
 static void on_signal(int sig)
@@ -253,6 +258,47 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 }
 
 /* --check: what standing by needs, checked without standing by. */
+/* The role record of the pair file PAIR_FILE (failover/role.h) into PATH,
+ * PAIR and REC: 0 when it lets this host stand by, else -EPERM with what
+ * to do in WHY. */
+static int role_check(const char *pair_file, char *path, size_t len, char *pair, size_t pairlen,
+		      struct role_rec *rec, char *why, size_t whylen)
+{
+	char err[400];
+	int rc = role_path(pair_file, path, len, pair, pairlen);
+
+	if (rc == 0)
+		rc = role_load(path, rec, err, sizeof(err));
+	if (rc < 0 && rc != -ENOENT) {
+		snprintf(why, whylen,
+			 "the role record cannot be read: %s. Check it; ha-ctl role %s secondary "
+			 "(or primary) writes a new one",
+			 rc == -ENAMETOOLONG ? strerror(-rc) : err, pair);
+		return -EPERM;
+	}
+	return role_verdict(rec, false, pair, why, whylen) == ROLE_GO ? 0 : -EPERM;
+}
+
+/* Records ROLE with its reason in the role record at PATH, or says why not. */
+static void role_note(const char *path, enum role role, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void role_note(const char *path, enum role role, const char *fmt, ...)
+{
+	char why[200];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	rc = role_store(path, role, false, "%s", why);
+	if (rc < 0)
+		log_error("cannot write the role record %s (%s, %s): %s", path, role_name(role),
+			  why, strerror(-rc));
+	else
+		log_info("role record %s: %s (%s)", path, role_name(role), why);
+}
+
 static int preflight(const struct rx_config *cfg, const char *backend, const char *pair_file)
 {
 	char spec[128];
@@ -266,6 +312,18 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 
 	pf_ok(&p, "%s%s: listening on %s for %s", pair_file ? "pair file " : "options",
 	      pair_file ? pair_file : "", cfg->listen, cfg->domain ? cfg->domain : "any domain");
+	if (pair_file) {
+		char path[300], pair[64], why[700];
+		struct role_rec rec;
+
+		if (role_check(pair_file, path, sizeof(path), pair, sizeof(pair), &rec, why,
+			       sizeof(why)) < 0) {
+			pf_fail(&p, "role record %s: %s", path, why);
+		} else {
+			role_describe(&rec, why, sizeof(why));
+			pf_ok(&p, "role record %s: %s", path, why);
+		}
+	}
 	pf_link(&p, cfg->tls);
 	fd = sock_tcp_listen(cfg->listen, 1);
 	if (fd < 0)
@@ -342,7 +400,8 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	struct fo_reload reload;
 	const struct hv_ops *ops;
 	const char *rest;
-	char err[320], spec[64];
+	char err[700], spec[64], role[300], pair[64];
+	struct role_rec rec;
 	int rc;
 
 	wtlscfg.peer = witness_peer;
@@ -380,10 +439,24 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	if (pair_file) {
+		if (role_check(pair_file, role, sizeof(role), pair, sizeof(pair), &rec, err,
+			       sizeof(err)) < 0) {
+			log_error("not standing by: %s", err);
+			rc = 5;
+			goto out;
+		}
+		role_note(role, ROLE_SECONDARY, "standing by for %s", cfg->domain);
+	}
 	rc = rx_run(cfg, ops->restore);
+	if (pair_file && rc == 1)
+		role_note(role, ROLE_PRIMARY, "took over %s here: the primary was lost",
+			  cfg->domain);
+	rc = rc < 0 ? 1 : rc == 1 ? 3 : 0;
+out:
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);
-	return rc < 0 ? 1 : rc == 1 ? 3 : 0;
+	return rc;
 }
 
 int main(int argc, char **argv)

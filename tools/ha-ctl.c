@@ -14,6 +14,7 @@
 #include "common/ctl.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "failover/role.h"
 #include "hv/hv.h"
 
 /* The daemons, in the order a DOMAIN is looked up. */
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 		"       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		"       ha-ctl [--ctl PATH] stop DOMAIN\n"
 		"       ha-ctl check PAIR [--as primary|secondary] [--host NAME]\n"
+		"       ha-ctl role PAIR [primary|secondary]\n"
 		"Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
 		"for DOMAIN on this host; DOMAIN disk:NAME is ha-diskrepl's disk NAME,\n"
 		"witness the local ha-witness. --all: every daemon of this host.\n"
@@ -40,8 +42,15 @@ static void usage(FILE *f)
 		"  check           the preflight of pair PAIR (/etc/ha-protect/PAIR.conf) on\n"
 		"                  this host: ha-protect --check where the pair's domain runs,\n"
 		"                  else ha-receive --check (--as chooses); exit 0 if all passed\n"
+		"  role            this host's role in pair PAIR, as its role record keeps it\n"
+		"                  ($HA_STATE_DIR/PAIR.role, default /var/lib/ha-protect):\n"
+		"                  primary, secondary, or lost (it was primary and lost the\n"
+		"                  role). With a role: say so, after making sure the other\n"
+		"                  host agrees (ha-protect.conf(5), \"Roles across reboots\");\n"
+		"                  refused while ha-protect or ha-receive runs for the pair\n"
 		"Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
-		"for DOMAIN (check: a check failed), 2 usage.\n");
+		"for DOMAIN (check: a check failed; role: the record cannot be read or\n"
+		"written, or a daemon of the pair runs), 2 usage.\n");
 }
 
 /* A daemon's control socket, found by listing its run directory. */
@@ -340,6 +349,76 @@ static int cmd_check(const char *pair, const char *as, const char *host)
 	return 1;
 }
 
+/* role PAIR [ROLE]: shows the role record, or writes ROLE into it. */
+static int cmd_role(const char *pair, const char *set, const char *host)
+{
+	char conf[4096], err[512], path[300], name[64], d[400], sock[300];
+	struct role_rec rec;
+	struct conf_pair cp;
+	enum role role;
+	int rc;
+
+	if (set && role_parse(set, &role) < 0) {
+		fprintf(stderr, "ha-ctl: role wants primary or secondary, not '%s'\n", set);
+		return 2;
+	}
+	if (set && role == ROLE_LOST) {
+		fprintf(stderr, "ha-ctl: 'lost' is for the daemons to say; an operator says "
+				"primary or secondary\n");
+		return 2;
+	}
+	if (conf_pair_path(pair, conf, sizeof(conf)) < 0 ||
+	    role_path(conf, path, sizeof(path), name, sizeof(name)) < 0) {
+		fprintf(stderr, "ha-ctl: role wants the name of a pair, not '%s'\n", pair);
+		return 2;
+	}
+	rc = role_load(path, &rec, err, sizeof(err));
+	if (rc < 0 && rc != -ENOENT) {
+		fprintf(stderr, "ha-ctl: %s%s\n", err,
+			set ? "" : "; ha-ctl role PAIR primary (or secondary) writes a new one");
+		if (!set)
+			return 1;
+	}
+	if (!set) {
+		role_describe(&rec, d, sizeof(d));
+		printf("%s: %s\n", path, d);
+		return 0;
+	}
+	/* A daemon of the pair writes the record itself: it must not run. */
+	if (conf_read_pair(conf, host, &cp, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ha-ctl: %s\n", err);
+		return 1;
+	}
+	FILE *null = fopen("/dev/null", "w");
+
+	rc = null ? 0 : -errno;
+	for (size_t i = 0; i < 2 && rc == 0; i++) {
+		/* ha-protect's socket is named by kvm:NAME, ha-receive's by NAME. */
+		const char *colon = strchr(cp.domain, ':');
+
+		ctl_path(sock, sizeof(sock), daemons[i], i && colon ? colon + 1 : cp.domain);
+		if (ctl_request(sock, "status", null) >= 0) {
+			fprintf(stderr, "ha-ctl: %s runs for %s on this host (%s): stop it first\n",
+				daemons[i], cp.domain, sock);
+			rc = 1;
+		}
+	}
+	if (null)
+		fclose(null);
+	conf_pair_free(&cp);
+	if (rc)
+		return 1;
+	rc = role_store(path, role, false, "set by the operator: ha-ctl role %s %s", pair, set);
+	if (rc < 0) {
+		fprintf(stderr, "ha-ctl: cannot write %s: %s\n", path, strerror(-rc));
+		return 1;
+	}
+	rc = role_load(path, &rec, err, sizeof(err));
+	role_describe(&rec, d, sizeof(d));
+	printf("%s: %s\n", path, rc == 0 ? d : err);
+	return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_CTL = 256, O_JSON, O_ALL, O_OUTPUT, O_AS, O_HOST };
@@ -411,6 +490,16 @@ int main(int argc, char **argv)
 		}
 		log_init(argv[0]);
 		return cmd_check(dom, as, host);
+	}
+	if (!strcmp(cmd, "role")) {
+		const char *set = optind < argc ? argv[optind++] : NULL;
+
+		if (!dom || optind != argc || json || all || output || ctl || as) {
+			usage(stderr);
+			return 2;
+		}
+		log_init(argv[0]);
+		return cmd_role(dom, set, host);
 	}
 	if ((as || host)) {
 		usage(stderr);

@@ -123,10 +123,11 @@ timeout = $(ms 300)
 [protect]
 interval = 20
 EOF
-ns h env HA_RUN_DIR="$tmp/rx" "$bin/ha-receive" --config "$tmp/pair.conf" --host b \
+ns h env HA_RUN_DIR="$tmp/rx" HA_STATE_DIR="$tmp/state-b" "$bin/ha-receive" --config "$tmp/pair.conf" --host b \
 	> "$tmp/rx4.log" 2>&1 &
 wait_for 5 grep -q "listening on 127.0.0.1:7802" "$tmp/rx4.log"
-ns h "$bin/ha-protect" --config "$tmp/pair.conf" --host a > "$tmp/p8.log" 2>&1 &
+ns h env HA_STATE_DIR="$tmp/state-a" "$bin/ha-protect" --config "$tmp/pair.conf" --host a \
+	> "$tmp/p8.log" 2>&1 &
 wait_for 20 grep -q "PROTECTED:" "$tmp/p8.log"
 check "a pair file gives both ends their domain, addresses and TLS" \
 	sh -c "grep -q 'PROTECTED: checkpointing every 20 ms to 127.0.0.1:7802' '$tmp/p8.log' &&

@@ -38,10 +38,12 @@ fence-cmd = $tmp/fence
 EOF
 }
 # hactl LOG ARGS...: ha-ctl check in the namespace; its exit status.
+# Each host keeps its role record apart (HA_STATE_DIR), as on two machines.
 hactl() {
 	log=$1
 	shift
-	ns h "$bin/ha-ctl" check web "$@" > "$tmp/$log" 2>&1
+	case "$*" in *"--host a"*) st=$tmp/state-a ;; *) st=$tmp/state-b ;; esac
+	ns h env HA_STATE_DIR="$st" "$bin/ha-ctl" check web "$@" > "$tmp/$log" 2>&1
 }
 has() { grep -q -- "$2" "$tmp/$1"; }
 
@@ -60,6 +62,7 @@ check "its port is free, the backend there, no copy running" \
 		grep -q 'ok   no domain kvm:web runs on this host' '$tmp/b1'"
 check "the witness answers and authenticates" has b1 "ok   the witness 127.0.0.1:7811 reachable and authenticated"
 check "the fence command is executable" has b1 "ok   --fence-cmd: $tmp/fence is executable"
+check "no role record yet: none" has b1 "ok   role record $tmp/state-b/web.role: none (the pair never ran on this host)"
 
 # Each misconfiguration, one at a time.
 conf "timeot = 500"
@@ -88,7 +91,8 @@ check "a witness nobody serves: FAIL, exit 1" \
 conf
 
 # The pair runs: B stands by, A's domain runs.
-ns h env HA_VM_ARGS= "$bin/ha-receive" --pair web --host b > "$tmp/rx.log" 2>&1 &
+ns h env HA_VM_ARGS= HA_STATE_DIR="$tmp/state-b" "$bin/ha-receive" --pair web --host b \
+	> "$tmp/rx.log" 2>&1 &
 wait_for 5 grep -q "listening on 127.0.0.1:7810" "$tmp/rx.log"
 hactl b2 --host b
 rc=$?
@@ -107,6 +111,9 @@ check "the domain, the secondary (authenticated), the witness" \
 rx_waits() { ns h "$bin/ha-ctl" status web | grep -q 'state: waiting'; }
 check "the secondary took the probe as a connection that sent no stream, and waits on" \
 	rx_waits
+hactl b4 --host b --as primary
+check "the host that stands by, checked as the primary: FAIL, with the way out" \
+	has b4 "FAIL role record $tmp/state-b/web.role: this host is the secondary of pair web: secondary since .*ha-ctl role web primary"
 hactl b3 --host b --as secondary
 check "a secondary where the domain runs: FAIL (a failover would start a second copy)" \
 	has b3 "FAIL domain kvm:web already runs on this host"
