@@ -118,7 +118,9 @@ int drbd_parse_proc(const char *text, unsigned minor, struct drbd_state *st)
 	return 0;
 }
 
-int drbd_read_state(unsigned minor, struct drbd_state *st)
+/* /proc/drbd (HA_DRBD_PROC overrides the path) into a new buffer *out:
+ * 0, -ENOPKG when DRBD is not loaded, or -errno. */
+static int read_proc(char **out)
 {
 	const char *path = getenv("HA_DRBD_PROC") ? getenv("HA_DRBD_PROC") : "/proc/drbd";
 	char *buf = malloc(PROC_MAX);
@@ -146,7 +148,33 @@ int drbd_read_state(unsigned minor, struct drbd_state *st)
 	}
 	close(fd);
 	buf[got] = '\0';
+	*out = buf;
+	return 0;
+}
+
+int drbd_read_state(unsigned minor, struct drbd_state *st)
+{
+	char *buf;
+	int rc = read_proc(&buf);
+
+	if (rc < 0)
+		return rc;
 	rc = drbd_parse_proc(buf, minor, st);
+	free(buf);
+	return rc;
+}
+
+int drbd_version(char *ver, size_t len)
+{
+	char *buf;
+	int rc = read_proc(&buf);
+
+	ver[0] = '\0';
+	if (rc < 0)
+		return rc;
+	if (!strncmp(buf, "version: ", 9))
+		snprintf(ver, len, "%.*s", (int)strcspn(buf + 9, " \n"), buf + 9);
+	rc = !strncmp(ver, "8.4.", 4) ? 0 : -EPROTONOSUPPORT;
 	free(buf);
 	return rc;
 }
@@ -347,6 +375,25 @@ static int state_or_why(const struct drbd_res *r, struct drbd_state *st, char *e
 		snprintf(err, errlen, "cannot read the state of DRBD %s: %s", r->name,
 			 strerror(-rc));
 	return rc;
+}
+
+int drbd_check_primary(const struct drbd_res *r, char *err, size_t errlen)
+{
+	struct drbd_state st;
+	char s[160];
+	const char *why;
+	int rc = state_or_why(r, &st, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	drbd_state_str(&st, s, sizeof(s));
+	why = drbd_primary_unsafe(&st);
+	if (why) {
+		snprintf(err, errlen, "DRBD %s (%s): %s", r->name, s, why);
+		return -EBUSY;
+	}
+	snprintf(err, errlen, "DRBD %s (%s, %s)", r->name, r->dev, s);
+	return 0;
 }
 
 int drbd_check_secondary(const struct drbd_res *r, char *err, size_t errlen)

@@ -77,6 +77,16 @@ int drbd_resolve(const char *spec, struct drbd_res *out, char *err, size_t errle
  * are on the peer's disk; NULL when it does. */
 const char *drbd_primary_unsafe(const struct drbd_state *st);
 
+/* The DRBD module's version (/proc/drbd's first line) into VER: 0 for
+ * 8.4; -EPROTONOSUPPORT for another (VER says which, or is ""); -ENOPKG
+ * when DRBD is not loaded. */
+int drbd_version(char *ver, size_t len);
+
+/* For the primary's preflight: 0 when the resource is Primary here,
+ * connected and in sync with protocol C (ERR then describes it), else
+ * -errno with the reason in ERR. */
+int drbd_check_primary(const struct drbd_res *r, char *err, size_t errlen);
+
 /* The secondary at start: 0 when the resource is configured and
  * Secondary here, else -errno with the reason in err. */
 int drbd_check_secondary(const struct drbd_res *r, char *err, size_t errlen);

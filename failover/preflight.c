@@ -7,10 +7,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "common/sock.h"
+#include "diskrepl/drbd.h"
 
 __attribute__((format(printf, 2, 0))) static void line(const char *tag, const char *fmt, va_list ap)
 {
@@ -117,6 +119,110 @@ void pf_command(struct pf *p, const char *what, const char *cmd)
 		d += dl + (d[dl] == ':');
 	}
 	pf_fail(p, "%s: no program '%s' in PATH", what, prog);
+}
+
+void pf_drbd(struct pf *p, const char *spec, bool primary)
+{
+	char ver[32], err[400];
+	struct drbd_res r;
+	int rc = drbd_version(ver, sizeof(ver));
+
+	if (rc == -ENOPKG) {
+		pf_fail(p, "DRBD %s: DRBD is not loaded (no /proc/drbd): modprobe drbd", spec);
+		return;
+	}
+	if (rc < 0) {
+		pf_fail(p, "DRBD %s: version %s: only DRBD 8.4 (Debian's kernel module) is supported",
+			spec, ver[0] ? ver : "unknown");
+		return;
+	}
+	rc = drbd_resolve(spec, &r, err, sizeof(err));
+	if (rc == 0)
+		rc = primary ? drbd_check_primary(&r, err, sizeof(err))
+			     : drbd_check_secondary(&r, err, sizeof(err));
+	if (rc < 0)
+		pf_fail(p, "%s", err);
+	else if (primary)
+		pf_ok(p, "DRBD %s: %s (version %s)", spec, err, ver);
+	else
+		pf_ok(p, "DRBD %s (%s): Secondary here, protocol C (version %s)", spec, r.dev, ver);
+}
+
+/* MemAvailable of /proc/meminfo in MiB: 0 or -errno. */
+static int mem_available_mib(uint64_t *out)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	unsigned long long kib;
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+			*out = kib >> 10;
+			rc = 0;
+			break;
+		}
+	fclose(f);
+	return rc;
+}
+
+void pf_needs(struct pf *p, const struct hv_needs *n, const char *domain)
+{
+	char path[96];
+	struct statvfs vfs;
+	uint64_t avail = 0;
+
+	for (unsigned i = 0; i < n->nnets; i++) {
+		const char *name = n->nets[i].name;
+
+		snprintf(path, sizeof(path), "/sys/class/net/%s%s", name,
+			 n->nets[i].bridge ? "/bridge" : "");
+		if (access(path, F_OK) == 0)
+			pf_ok(p, "%s %s (%s of %s) is there", n->nets[i].bridge ? "bridge" : "interface",
+			      name, n->nets[i].what, n->source);
+		else
+			pf_fail(p, "%s %s (%s of %s): no such %s on this host: the copy's network "
+				   "could not be plugged in at failover; create it as on the primary",
+				n->nets[i].bridge ? "bridge" : "interface", name, n->nets[i].what,
+				n->source, n->nets[i].bridge ? "bridge" : "interface");
+	}
+	if (!n->mem_mib)
+		return;
+	if (n->host_free_known && n->host_free_mib >= n->mem_mib)
+		pf_ok(p, "hypervisor memory: %llu MiB free for %s's %llu MiB",
+		      (unsigned long long)n->host_free_mib, domain,
+		      (unsigned long long)n->mem_mib);
+	else if (n->host_free_known)
+		pf_fail(p, "hypervisor memory: %llu MiB free, and %s needs %llu MiB (%s) to run "
+			   "here after a failover: free memory (other domains, dom0_mem)",
+			(unsigned long long)n->host_free_mib, domain,
+			(unsigned long long)n->mem_mib, n->source);
+	if (mem_available_mib(&avail) == 0) {
+		if (avail >= n->mem_mib)
+			pf_ok(p, "memory here: %llu MiB available to hold the copy of %s's %llu MiB",
+			      (unsigned long long)avail, domain, (unsigned long long)n->mem_mib);
+		else
+			pf_fail(p, "memory here: %llu MiB available, and ha-receive holds a copy of "
+				   "%s's %llu MiB (%s): give this host (dom0) more memory",
+				(unsigned long long)avail, domain, (unsigned long long)n->mem_mib,
+				n->source);
+	}
+	if (!n->image_dir[0])
+		return;
+	if (statvfs(n->image_dir, &vfs) < 0) {
+		pf_fail(p, "restore image directory %s: %s", n->image_dir, strerror(errno));
+		return;
+	}
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize >> 20;
+	if (avail >= n->mem_mib)
+		pf_ok(p, "restore image directory %s: %llu MiB free for an image of %llu MiB",
+		      n->image_dir, (unsigned long long)avail, (unsigned long long)n->mem_mib);
+	else
+		pf_fail(p, "restore image directory %s: %llu MiB free, and a failover writes an "
+			   "image of %llu MiB there: free space, or set HA_XEN_SAVE_DIR",
+			n->image_dir, (unsigned long long)avail, (unsigned long long)n->mem_mib);
 }
 
 int pf_end(struct pf *p, const char *prog)

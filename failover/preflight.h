@@ -7,7 +7,10 @@
 #ifndef HA_FAILOVER_PREFLIGHT_H
 #define HA_FAILOVER_PREFLIGHT_H
 
+#include <stdbool.h>
+
 #include "failover/tls.h"
+#include "hv/hv.h"
 
 struct pf {
 	unsigned failed;
@@ -29,6 +32,17 @@ void pf_peer(struct pf *p, const char *what, const char *hostport, struct fo_tls
 /* The program that CMD (run as /bin/sh -c CMD) starts with is there and
  * executable: a path, or a name found in PATH. */
 void pf_command(struct pf *p, const char *what, const char *cmd);
+
+/* DRBD resource SPEC (a name or /dev/drbdN): the module is 8.4, the
+ * resource configured, and Primary here, connected and in sync with
+ * protocol C (PRIMARY), or Secondary with protocol C. */
+void pf_drbd(struct pf *p, const char *spec, bool primary);
+
+/* What a copy of DOMAIN needs here (hv_restore_ops.needs): the bridges or
+ * interfaces its network plugs into exist, the hypervisor and this host
+ * have its memory, and the directory a failover writes its image to has
+ * room for it. */
+void pf_needs(struct pf *p, const struct hv_needs *n, const char *domain);
 
 /* The exit status: 0 when nothing failed, 1 otherwise; says so. */
 int pf_end(struct pf *p, const char *prog);

@@ -273,12 +273,41 @@ static const struct hv_save_ops save_ops = {
 	.page = kvm_page,
 };
 
+/* hv_restore_ops.needs: the interface HA_VM_ARGS's --tap names, which the
+ * incoming ha-vm opens; the memory comes with the primary's stream. */
+static int kvm_needs(const char *name, struct hv_needs *out, char *err, size_t errlen)
+{
+	const char *extra = getenv("HA_VM_ARGS");
+	char *copy, *save = NULL;
+	bool tap = false;
+
+	memset(out, 0, sizeof(*out));
+	if (!extra)
+		return 0;
+	copy = strdup(extra);
+	if (!copy)
+		return -ENOMEM;
+	snprintf(out->source, sizeof(out->source), "HA_VM_ARGS");
+	for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (tap && out->nnets < HV_NEEDS_MAX_NETS) {
+			snprintf(out->nets[out->nnets].name, sizeof(out->nets[0].name), "%s", tok);
+			snprintf(out->nets[out->nnets].what, sizeof(out->nets[0].what),
+				 "--tap");
+			out->nnets++;
+		}
+		tap = !strcmp(tok, "--tap");
+	}
+	free(copy);
+	return 0;
+}
+
 static const struct hv_restore_ops restore_ops = {
 	.create = kvm_create,
 	.page = kvm_copy_page,
 	.activate = kvm_activate,
 	.destroy = kvm_destroy,
 	.close = kvm_copy_close,
+	.needs = kvm_needs,
 };
 
 const struct hv_ops hv_havm_ops = {

@@ -79,6 +79,28 @@ struct hv_save_ops {
 	uint8_t *(*page)(struct hv_dom *d, uint64_t pfn);
 };
 
+/* What holding and activating a copy of a domain takes on the secondary,
+ * as far as the secondary's own configuration tells (for its preflight). */
+#define HV_NEEDS_MAX_NETS 8
+struct hv_needs {
+	char source[256]; /* where it was read; "" when nowhere (all unknown) */
+	uint64_t mem_mib; /* the domain's memory; 0 when unknown */
+	/* Free for the copy in the hypervisor (Xen's free memory), when
+	 * host_free_known. */
+	uint64_t host_free_mib;
+	int host_free_known;
+	/* The host interfaces the copy's network plugs into. */
+	unsigned nnets;
+	struct {
+		char name[32];
+		int bridge; /* it must be a bridge (else any interface) */
+		char what[48]; /* "vif 0", "--tap" */
+	} nets[HV_NEEDS_MAX_NETS];
+	/* Where activation writes a file the size of the domain's memory
+	 * ("" when it writes none). */
+	char image_dir[256];
+};
+
 /* The secondary's side: its copy of a domain, filled by the receiver and
  * activated on failover (Xen's restore ops). */
 struct hv_restore_ops {
@@ -93,6 +115,10 @@ struct hv_restore_ops {
 	void (*destroy)(struct hv_copy *c);
 	/* Frees the handle (an activated domain runs on). */
 	void (*close)(struct hv_copy *c);
+	/* For ha-receive --check: what a copy of domain NAME needs here, into
+	 * OUT. 0, or -errno with what is wrong in ERR (a configuration that
+	 * does not parse). May be NULL. */
+	int (*needs)(const char *name, struct hv_needs *out, char *err, size_t errlen);
 };
 
 struct hv_ops {

@@ -23,6 +23,14 @@ bool hv_xen_present(const char *action);
  * none, -errno when xenstore cannot tell. */
 int hv_xen_domain_named(const char *name, uint32_t *domid);
 
+/* hv_restore_ops.needs (xen_needs.c): the domain's xl configuration on
+ * this host (HA_XEN_CONFIG, /etc/xen/NAME.cfg, /etc/xen/NAME) and Xen's
+ * free memory. */
+int hv_xen_needs(const char *name, struct hv_needs *out, char *err, size_t errlen);
+/* The memory and the vifs' bridges of the xl configuration file at PATH,
+ * read with libxlutil: 0, or -errno with xl's own message in ERR. */
+int hv_xen_config_needs(const char *path, struct hv_needs *out, char *err, size_t errlen);
+
 /* The secondary's side of the Xen backend (xen_copy.c). */
 extern const struct hv_restore_ops hv_xen_restore_ops;
 

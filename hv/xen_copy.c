@@ -82,4 +82,5 @@ const struct hv_restore_ops hv_xen_restore_ops = {
 	.page = xen_copy_page,
 	.activate = xen_activate,
 	.close = xen_copy_close,
+	.needs = hv_xen_needs,
 };

@@ -628,7 +628,7 @@ static int preflight(struct args *a, const struct hv_ops *ops, const char *name,
 		struct stat st;
 
 		if (!strncmp(d, "drbd:", 5)) {
-			pf_command(&p, "DRBD", "drbdadm");
+			pf_drbd(&p, d + 5, true);
 			continue;
 		}
 		if (strchr(d, '/'))

@@ -299,6 +299,28 @@ static void role_note(const char *path, enum role role, const char *fmt, ...)
 		log_info("role record %s: %s (%s)", path, role_name(role), why);
 }
 
+/* What a copy of SPEC (backend:NAME) needs on this host, as far as this
+ * host's configuration of it tells. */
+static void check_needs(struct pf *p, const struct hv_restore_ops *ops, const char *spec,
+			const char *name)
+{
+	struct hv_needs n;
+	char err[400];
+
+	if (!ops || !ops->needs)
+		return;
+	if (ops->needs(name, &n, err, sizeof(err)) < 0) {
+		pf_fail(p, "the configuration of %s here: %s", spec, err);
+		return;
+	}
+	if (!n.source[0] && !strncmp(spec, "xen:", 4))
+		pf_warn(p, "no xl configuration of %s on this host (HA_XEN_CONFIG, /etc/xen/%s.cfg "
+			   "or /etc/xen/%s): the bridges and the memory it needs here are not "
+			   "checked; keep a copy of the primary's",
+			spec, name, name);
+	pf_needs(p, &n, spec);
+}
+
 static int preflight(const struct rx_config *cfg, const char *backend, const char *pair_file)
 {
 	char spec[128];
@@ -371,6 +393,7 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 		} else {
 			pf_ok(&p, "no domain %s runs on this host", spec);
 		}
+		check_needs(&p, save ? save->restore : NULL, spec, name);
 	}
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		if (access(cfg->disks[i], R_OK | W_OK) == 0)
@@ -378,8 +401,8 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 		else
 			pf_fail(&p, "replica %u: %s: %s", i, cfg->disks[i], strerror(errno));
 	}
-	if (cfg->ndrbd)
-		pf_command(&p, "DRBD", "drbdadm");
+	for (unsigned i = 0; i < cfg->ndrbd; i++)
+		pf_drbd(&p, cfg->drbd[i], false);
 	if (cfg->witness)
 		pf_peer(&p, "the witness", cfg->witness, cfg->witness_tls);
 	if (cfg->fence_cmd)

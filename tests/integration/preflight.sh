@@ -65,6 +65,12 @@ check "the fence command is executable" has b1 "ok   --fence-cmd: $tmp/fence is 
 check "no role record yet: none" has b1 "ok   role record $tmp/state-b/web.role: none (the pair never ran on this host)"
 
 # Each misconfiguration, one at a time.
+export HA_VM_ARGS="--tap nosuch0"
+hactl bad-tap --host b
+rc=$?
+unset HA_VM_ARGS
+check "a --tap interface (HA_VM_ARGS) that does not exist: FAIL, exit 1" \
+	sh -c "test $rc -eq 1 && grep -q 'FAIL interface nosuch0 (--tap of HA_VM_ARGS): no such interface on this host' '$tmp/bad-tap'"
 conf "timeot = 500"
 hactl bad-key --host b
 rc=$?

@@ -137,6 +137,21 @@ grep -q 'the domain has a disk (/dev/drbd0) and nothing replicates it' "$T/err5.
 	fail_with "no --disk: $(tail -n 1 "$T/err5.out")"
 echo "refused: $(grep -o 'the domain has a disk.*' "$T/err5.out" | head -n 1)"
 
+# The preflight of each side names the resource's state (the secondary
+# is not listening yet: the primary's check fails on that, not on DRBD).
+ha-protect --check -n -F --disk drbd:haA --tls-psk "$T/psk" "xen:$dom" "127.0.0.1:$port" >"$T/chk-p.out" 2>&1
+cat "$T/chk-p.out"
+grep -q 'ok   DRBD haA: DRBD haA (/dev/drbd0, cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C' "$T/chk-p.out" ||
+	fail_with "ha-protect --check did not pass DRBD haA"
+ha-receive --check --backend xen --drbd haB --fence-cmd /bin/true --tls-psk "$T/psk" \
+	--listen "127.0.0.1:$port" >"$T/chk-r.out" 2>&1
+cat "$T/chk-r.out"
+grep -q 'ok   DRBD haB (/dev/drbd1): Secondary here, protocol C' "$T/chk-r.out" ||
+	fail_with "ha-receive --check did not pass DRBD haB"
+ha-receive --check --backend xen --drbd haA --fence-cmd /bin/true --tls-psk "$T/psk" \
+	--listen "127.0.0.1:$port" >"$T/chk-r2.out" 2>&1 && fail_with "ha-receive --check passed a Primary resource"
+grep -q 'FAIL DRBD haA is Primary here' "$T/chk-r2.out" || fail_with "ha-receive --check --drbd haA: $(grep DRBD "$T/chk-r2.out")"
+
 # A secondary without --drbd cannot resume the domain on its disk: it
 # refuses, and the primary says why.
 HA_XEN_SAVE_DIR=$T ha-receive --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:$((port + 1))" \
