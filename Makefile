@@ -224,6 +224,8 @@ LIBDIR        ?= $(PREFIX)/lib/ha-protect
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 MANDIR        ?= $(PREFIX)/share/man
 DOCDIR        ?= $(PREFIX)/share/doc/ha-protect
+# Pacemaker finds resource agents under /usr/lib/ocf.
+OCFDIR        ?= $(PREFIX)/lib/ocf
 SYSCONFDIR    ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 MAN_PAGES     := $(wildcard man/*.[158])
 
@@ -231,7 +233,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/bin \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/ha-protect \
 		$(addprefix $(DESTDIR)$(MANDIR)/man,1 5 8) \
-		$(DESTDIR)$(PREFIX)/share/bash-completion/completions
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(OCFDIR)/resource.d/ha-protect
 	install -m 0755 $(addprefix $(B)/bin/,$(SBIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(addprefix $(B)/bin/,$(BIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 scripts/tls-gen.sh $(DESTDIR)$(PREFIX)/bin/ha-tls-gen
@@ -241,6 +244,7 @@ install: all
 	for p in $(BIN_PROGRAMS); do ln -sf $(PREFIX)/bin/$$p $(DESTDIR)$(LIBDIR)/bin/$$p; done
 	ln -sf $(LIBDIR)/bin/ha-sla $(DESTDIR)$(PREFIX)/bin/ha-sla
 	install -m 0644 dist/systemd/*.service $(DESTDIR)$(UNITDIR)/
+	install -m 0755 dist/ocf/pair $(DESTDIR)$(OCFDIR)/resource.d/ha-protect/pair
 	for m in $(MAN_PAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 	install -m 0644 dist/bash-completion/ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ha-protect
 	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream; do \

@@ -25,7 +25,8 @@ INTEG_TESTS += \
 	tests/integration/witness_conns.sh \
 	tests/integration/witness_pairs.sh \
 	tests/integration/preflight.sh \
-	tests/integration/role_record.sh
+	tests/integration/role_record.sh \
+	tests/integration/ocf.sh
 
 BENCHES += \
 	bench_link

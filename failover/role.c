@@ -304,9 +304,9 @@ enum role_verdict role_verdict(const struct role_rec *r, bool primary, const cha
 	if (r->role != ROLE_PRIMARY)
 		return ROLE_GO;
 	snprintf(why, len,
-		 "this host is the primary of pair %s: %s. If the domain runs on the other "
-		 "host now and this host is to hold its copy, stop the domain here and say so: "
-		 "ha-ctl role %s secondary",
+		 "this host is the primary of pair %s: %s. While the domain runs here, this "
+		 "host must not hold a copy of it: to stand by here, stop it here first (ha-ctl "
+		 "role %s secondary records the change)",
 		 pair, d, pair);
 	return ROLE_REFUSE;
 }

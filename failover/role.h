@@ -72,7 +72,8 @@ enum role_verdict {
 	ROLE_REFUSE,  /* no: an operator decides (ha-ctl role) */
 };
 /* For ha-protect (PRIMARY true) or ha-receive; WHY says what to do when
- * the answer is not ROLE_GO. */
+ * the answer is not ROLE_GO. ha-receive takes a refusal after "primary"
+ * only while the domain runs on this host. */
 enum role_verdict role_verdict(const struct role_rec *r, bool primary, const char *pair,
 			       char *why, size_t len);
 

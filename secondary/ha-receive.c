@@ -257,12 +257,31 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 	return -1;
 }
 
-/* --check: what standing by needs, checked without standing by. */
+/* Whether domain SPEC (backend:NAME) runs on this host (quietly). */
+static bool domain_here(const char *spec)
+{
+	const struct hv_ops *ops;
+	const char *name;
+	enum log_level level = log_get_level();
+	struct hv_dom *dom;
+	bool found;
+
+	ops = hv_lookup(spec, &name);
+	log_set_level(LOG_LVL_NONE);
+	found = ops && ops->save->open(name, &dom) == 0;
+	log_set_level(level);
+	if (found)
+		ops->save->close(dom);
+	return found;
+}
+
 /* The role record of the pair file PAIR_FILE (failover/role.h) into PATH,
- * PAIR and REC: 0 when it lets this host stand by, else -EPERM with what
- * to do in WHY. */
-static int role_check(const char *pair_file, char *path, size_t len, char *pair, size_t pairlen,
-		      struct role_rec *rec, char *why, size_t whylen)
+ * PAIR and REC: 0 when it lets this host stand by for SPEC
+ * (backend:NAME), else -EPERM with what to do in WHY. A record that says
+ * primary refuses only while the domain runs here: where it does not, the
+ * other host runs it, and this one may hold its copy. */
+static int role_check(const char *pair_file, const char *spec, char *path, size_t len, char *pair,
+		      size_t pairlen, struct role_rec *rec, char *why, size_t whylen)
 {
 	char err[400];
 	int rc = role_path(pair_file, path, len, pair, pairlen);
@@ -276,7 +295,9 @@ static int role_check(const char *pair_file, char *path, size_t len, char *pair,
 			 rc == -ENAMETOOLONG ? strerror(-rc) : err, pair);
 		return -EPERM;
 	}
-	return role_verdict(rec, false, pair, why, whylen) == ROLE_GO ? 0 : -EPERM;
+	if (role_verdict(rec, false, pair, why, whylen) == ROLE_GO)
+		return 0;
+	return rec->role == ROLE_PRIMARY && !domain_here(spec) ? 0 : -EPERM;
 }
 
 /* Records ROLE with its reason in the role record at PATH, or says why not. */
@@ -321,6 +342,7 @@ static void check_needs(struct pf *p, const struct hv_restore_ops *ops, const ch
 	pf_needs(p, &n, spec);
 }
 
+/* --check: what standing by needs, checked without standing by. */
 static int preflight(const struct rx_config *cfg, const char *backend, const char *pair_file)
 {
 	char spec[128];
@@ -338,7 +360,8 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 		char path[300], pair[64], why[700];
 		struct role_rec rec;
 
-		if (role_check(pair_file, path, sizeof(path), pair, sizeof(pair), &rec, why,
+		snprintf(spec, sizeof(spec), "%s:%s", backend, cfg->domain ? cfg->domain : "");
+		if (role_check(pair_file, spec, path, sizeof(path), pair, sizeof(pair), &rec, why,
 			       sizeof(why)) < 0) {
 			pf_fail(&p, "role record %s: %s", path, why);
 		} else {
@@ -423,7 +446,7 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	struct fo_reload reload;
 	const struct hv_ops *ops;
 	const char *rest;
-	char err[700], spec[64], role[300], pair[64];
+	char err[700], spec[128], role[300], pair[64];
 	struct role_rec rec;
 	int rc;
 
@@ -463,7 +486,8 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	if (pair_file) {
-		if (role_check(pair_file, role, sizeof(role), pair, sizeof(pair), &rec, err,
+		snprintf(spec, sizeof(spec), "%s:%s", backend, cfg->domain ? cfg->domain : "");
+		if (role_check(pair_file, spec, role, sizeof(role), pair, sizeof(pair), &rec, err,
 			       sizeof(err)) < 0) {
 			log_error("not standing by: %s", err);
 			rc = 5;

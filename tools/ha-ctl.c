@@ -309,15 +309,30 @@ static void daemon_path(const char *prog, char *buf, size_t len)
 	snprintf(buf, len, "%s", prog);
 }
 
+/* Whether DOMAIN (kvm:NAME, xen:NAME) runs on this host. */
+static bool domain_runs_here(const char *domain)
+{
+	enum log_level level = log_get_level();
+	const struct hv_ops *ops;
+	const char *name;
+	struct hv_dom *d;
+	int rc;
+
+	ops = hv_lookup(domain, &name);
+	log_set_level(LOG_LVL_NONE);
+	rc = ops ? ops->save->open(name, &d) : -EINVAL;
+	log_set_level(level);
+	if (rc == 0)
+		ops->save->close(d);
+	return rc == 0;
+}
+
 /* check PAIR: runs the preflight of the daemon this host runs for it. */
 static int cmd_check(const char *pair, const char *as, const char *host)
 {
 	char path[4096], err[512], prog[4200];
 	struct conf_pair cp;
-	const struct hv_ops *ops;
-	const char *name, *role = as;
-	struct hv_dom *d;
-	int rc;
+	const char *role = as;
 
 	if (conf_pair_path(pair, path, sizeof(path)) < 0) {
 		fprintf(stderr, "ha-ctl: check wants the name of a pair, not '%s'\n", pair);
@@ -329,14 +344,11 @@ static int cmd_check(const char *pair, const char *as, const char *host)
 	}
 	if (!role) {
 		/* Where the domain runs, this host is the primary. */
-		ops = hv_lookup(cp.domain, &name);
-		log_set_level(LOG_LVL_NONE);
-		rc = ops ? ops->save->open(name, &d) : -EINVAL;
-		if (rc == 0)
-			ops->save->close(d);
-		role = rc == 0 ? "primary" : "secondary";
+		bool runs = domain_runs_here(cp.domain);
+
+		role = runs ? "primary" : "secondary";
 		printf("ha-ctl: %s %s on this host (%s): checking it as the %s\n", cp.domain,
-		       rc == 0 ? "runs" : "does not run", cp.self, role);
+		       runs ? "runs" : "does not run", cp.self, role);
 		fflush(stdout);
 	}
 	conf_pair_free(&cp);
@@ -382,6 +394,12 @@ static int cmd_role(const char *pair, const char *set, const char *host)
 	if (!set) {
 		role_describe(&rec, d, sizeof(d));
 		printf("%s: %s\n", path, d);
+		/* And what runs here now, for the operator and the OCF agent. */
+		if (conf_read_pair(conf, host, &cp, err, sizeof(err)) == 0) {
+			printf("%s %s on this host\n", cp.domain,
+			       domain_runs_here(cp.domain) ? "runs" : "does not run");
+			conf_pair_free(&cp);
+		}
 		return 0;
 	}
 	/* A daemon of the pair writes the record itself: it must not run. */

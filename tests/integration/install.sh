@@ -32,6 +32,14 @@ for p in sbin/ha-protect sbin/ha-receive sbin/ha-witness sbin/ha-diskrepl sbin/h
 		grep -q "^stream protocol: " "$tmp/v" || echo "$p" >> "$tmp/noversion"
 done
 check "every program answers --version (release, stream protocol)" test ! -e "$tmp/noversion"
+agent=$root/usr/lib/ocf/resource.d/ha-protect/pair
+check "the Pacemaker agent, executable, in /usr/lib/ocf/resource.d/ha-protect" test -x "$agent"
+if [ -r /usr/lib/ocf/lib/heartbeat/ocf-shellfuncs ] && command -v xmllint > /dev/null; then
+	check "its meta-data is valid against ra-api-1.dtd" \
+		sh -c "OCF_ROOT=/usr/lib/ocf '$agent' meta-data | (cd /usr/share/resource-agents && xmllint --noout --valid - 2>&1) | grep . && exit 1; exit 0"
+else
+	echo "     resource-agents or xmllint is missing: the agent's meta-data not validated"
+fi
 
 # Man pages: silent groff, and every option of --help documented.
 for m in "$root"/usr/share/man/man*/*; do

@@ -105,7 +105,7 @@ check "the preflight says the same" preflight_fails
 on b "$bin/ha-receive" --pair web --host b > "$tmp/rx2.log" 2>&1
 rc=$?
 check "B as secondary: exit 5, naming the way out" \
-	sh -c "test $rc -eq 5 && grep -q 'not standing by: this host is the primary of pair web: .*ha-ctl role web secondary' '$tmp/rx2.log'"
+	sh -c "test $rc -eq 5 && grep -q 'not standing by: this host is the primary of pair web: .*While the domain runs here' '$tmp/rx2.log'"
 
 # Protected the other way round, with no override: A destroys its paused
 # copy and stands by (a host that lost the role may), B protects.

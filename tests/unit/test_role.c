@@ -193,7 +193,7 @@ static void test_verdicts(void **state)
 	assert_int_equal(verdict(ROLE_SECONDARY, false, false, why, sizeof(why)), ROLE_GO);
 	assert_int_equal(verdict(ROLE_LOST, false, false, why, sizeof(why)), ROLE_GO);
 	assert_int_equal(verdict(ROLE_PRIMARY, false, false, why, sizeof(why)), ROLE_REFUSE);
-	assert_non_null(strstr(why, "ha-ctl role web secondary"));
+	assert_non_null(strstr(why, "stop it here first (ha-ctl role web secondary"));
 	assert_int_equal(verdict(ROLE_PRIMARY, true, false, why, sizeof(why)), ROLE_REFUSE);
 }
 

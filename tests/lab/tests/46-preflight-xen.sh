@@ -79,9 +79,9 @@ has big "FAIL hypervisor memory: [0-9]* MiB free, and xen:hapf needs $big MiB"
 
 mkdir -p "$T/small"
 mount -t tmpfs -o size=8m tmpfs "$T/small" || lab_fail "cannot mount a small tmpfs"
-check_rx small HA_XEN_CONFIG="$T/good.cfg" HA_XEN_RESTORE_FILE=1 HA_XEN_SAVE_DIR="$T/small" -- &&
+check_rx tiny HA_XEN_CONFIG="$T/good.cfg" HA_XEN_RESTORE_FILE=1 HA_XEN_SAVE_DIR="$T/small" -- &&
 	lab_fail "a restore directory too small passed"
-has small "FAIL restore image directory $T/small: [0-9]* MiB free, and a failover writes an image of 32 MiB"
+has tiny "FAIL restore image directory $T/small: [0-9]* MiB free, and a failover writes an image of 32 MiB"
 
 printf 'name = "hapf"\nmemory = = 3\n' >"$T/bad.cfg"
 check_rx bad HA_XEN_CONFIG="$T/bad.cfg" -- && lab_fail "a configuration that does not parse passed"
