@@ -327,6 +327,22 @@ static bool domain_runs_here(const char *domain)
 	return rc == 0;
 }
 
+/* Whether ha-receive answers for DOMAIN (kvm:NAME) here: its incoming
+ * copy is a domain of that name too, and no sign of a primary. */
+static bool receiving(const char *domain)
+{
+	const char *colon = strchr(domain, ':');
+	FILE *null = fopen("/dev/null", "w");
+	char sock[300];
+	bool r;
+
+	ctl_path(sock, sizeof(sock), "ha-receive", colon ? colon + 1 : domain);
+	r = null && ctl_request(sock, "status", null) >= 0;
+	if (null)
+		fclose(null);
+	return r;
+}
+
 /* check PAIR: runs the preflight of the daemon this host runs for it. */
 static int cmd_check(const char *pair, const char *as, const char *host)
 {
@@ -343,8 +359,9 @@ static int cmd_check(const char *pair, const char *as, const char *host)
 		return 1;
 	}
 	if (!role) {
-		/* Where the domain runs, this host is the primary. */
-		bool runs = domain_runs_here(cp.domain);
+		/* Where the domain runs, this host is the primary (unless it is
+		 * ha-receive's incoming copy). */
+		bool runs = !receiving(cp.domain) && domain_runs_here(cp.domain);
 
 		role = runs ? "primary" : "secondary";
 		printf("ha-ctl: %s %s on this host (%s): checking it as the %s\n", cp.domain,
@@ -396,8 +413,12 @@ static int cmd_role(const char *pair, const char *set, const char *host)
 		printf("%s: %s\n", path, d);
 		/* And what runs here now, for the operator and the OCF agent. */
 		if (conf_read_pair(conf, host, &cp, err, sizeof(err)) == 0) {
-			printf("%s %s on this host\n", cp.domain,
-			       domain_runs_here(cp.domain) ? "runs" : "does not run");
+			if (receiving(cp.domain))
+				printf("%s does not run on this host: ha-receive stands by for it\n",
+				       cp.domain);
+			else
+				printf("%s %s on this host\n", cp.domain,
+				       domain_runs_here(cp.domain) ? "runs" : "does not run");
 			conf_pair_free(&cp);
 		}
 		return 0;

@@ -25,7 +25,8 @@ INTEG_TESTS += \
 	tests/integration/sla_report.sh \
 	tests/integration/monitoring.sh \
 	tests/integration/install.sh \
-	tests/integration/deb.sh
+	tests/integration/deb.sh \
+	tests/integration/doc_examples.sh
 
 # ha-client counter against the counter guest's service on the host.
 UNIT_TESTS += \

@@ -77,6 +77,7 @@ ns h env HA_RSCTMP="$tmp/rsc-a" ocf-tester -n web-a -o pair=web -o host=a -o con
 	-o state_dir="$tmp/state-a" -o run_dir="$tmp/run-a" -o sbin="$bin" -o ctl="$bin/ha-ctl" \
 	-o log_dir="$tmp/log-a" -o start_timeout=$(ms 20) "$agent" > "$tmp/tester.out" 2>&1
 rc=$?
+sed -n 's/^/     ocf-tester: /p' "$tmp/tester.out" | grep -v '^     ocf-tester: $' | tail -n 3
 check "ocf-tester on the primary's node: exit 0" test "$rc" -eq 0
 check "and it tested promote and demote (a promotable agent)" \
 	sh -c "grep -q 'passed all tests' '$tmp/tester.out' && ! grep -q 'does not support the promote action' '$tmp/tester.out'"

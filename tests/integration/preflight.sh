@@ -38,12 +38,18 @@ fence-cmd = $tmp/fence
 EOF
 }
 # hactl LOG ARGS...: ha-ctl check in the namespace; its exit status.
-# Each host keeps its role record apart (HA_STATE_DIR), as on two machines.
+# Each host keeps its role record (HA_STATE_DIR) and its control sockets
+# (HA_RUN_DIR: A's domain, B's ha-receive) apart, as on two machines;
+# RUN=DIR overrides the latter.
 hactl() {
 	log=$1
 	shift
-	case "$*" in *"--host a"*) st=$tmp/state-a ;; *) st=$tmp/state-b ;; esac
-	ns h env HA_STATE_DIR="$st" "$bin/ha-ctl" check web "$@" > "$tmp/$log" 2>&1
+	case "$*" in
+	*"--host a"*) st=$tmp/state-a run=$tmp/run ;;
+	*) st=$tmp/state-b run=$tmp/run-b ;;
+	esac
+	ns h env HA_STATE_DIR="$st" HA_RUN_DIR="${RUN:-$run}" "$bin/ha-ctl" check web "$@" \
+		> "$tmp/$log" 2>&1
 }
 has() { grep -q -- "$2" "$tmp/$1"; }
 
@@ -97,7 +103,7 @@ check "a witness nobody serves: FAIL, exit 1" \
 conf
 
 # The pair runs: B stands by, A's domain runs.
-ns h env HA_VM_ARGS= HA_STATE_DIR="$tmp/state-b" "$bin/ha-receive" --pair web --host b \
+ns h env HA_VM_ARGS= HA_STATE_DIR="$tmp/state-b" HA_RUN_DIR="$tmp/run-b" "$bin/ha-receive" --pair web --host b \
 	> "$tmp/rx.log" 2>&1 &
 wait_for 5 grep -q "listening on 127.0.0.1:7810" "$tmp/rx.log"
 hactl b2 --host b
@@ -114,13 +120,15 @@ check "the domain, the secondary (authenticated), the witness" \
 	sh -c "grep -q 'ok   domain kvm:web runs here' '$tmp/a1' &&
 		grep -q 'ok   the secondary 127.0.0.1:7810 reachable and authenticated' '$tmp/a1' &&
 		grep -q 'ok   the witness 127.0.0.1:7811 reachable and authenticated' '$tmp/a1'"
-rx_waits() { ns h "$bin/ha-ctl" status web | grep -q 'state: waiting'; }
+rx_waits() { ns h env HA_RUN_DIR="$tmp/run-b" "$bin/ha-ctl" status web | grep -q 'state: waiting'; }
 check "the secondary took the probe as a connection that sent no stream, and waits on" \
 	rx_waits
 hactl b4 --host b --as primary
 check "the host that stands by, checked as the primary: FAIL, with the way out" \
 	has b4 "FAIL role record $tmp/state-b/web.role: this host is the secondary of pair web: secondary since .*ha-ctl role web primary"
+RUN=$tmp/run
 hactl b3 --host b --as secondary
+RUN=
 check "a secondary where the domain runs: FAIL (a failover would start a second copy)" \
 	has b3 "FAIL domain kvm:web already runs on this host"
 # A's PSK is not B's: the primary's preflight says so.
