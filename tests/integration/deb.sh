@@ -138,4 +138,99 @@ check "and run on" alive
 for p in $(pids_in_root); do kill -TERM "$p"; done
 wait_for 10 gone
 check "SIGTERM stops both" gone
+umount "$root/proc"
+
+# The units under a real systemd: the root boots in a container
+# (systemd-nspawn, on this host's network), where a oneshot unit runs the
+# steps below and powers the container off; their results come back in a
+# file. ha-protect@web has no domain to protect here (kvm:web needs
+# ha-vm), so its unit shows the restart policy instead: restarted after an
+# error, not after the role record's refusal (5).
+cat > "$root/root/units.sh" << 'EOF2'
+#!/bin/sh
+r() { echo "\$ $*"; "$@"; echo "exit $?"; }
+exec > /root/units.out 2>&1
+r systemctl start ha-witness
+r systemctl is-active ha-witness
+r systemctl start ha-receive@web
+r systemctl is-active ha-receive@web
+r systemctl show -p StatusText -p Type ha-receive@web
+r systemctl reload ha-receive@web
+sleep 1
+r systemctl is-active ha-receive@web
+r journalctl -b -u ha-receive@web --no-pager -o cat
+r systemctl stop ha-receive@web
+r systemctl is-active ha-receive@web
+r ha-ctl role web
+# ha-protect@web: this host stood by (its record says secondary): refused
+# until an operator says otherwise. Then no domain here, an error (1):
+# restarted.
+r systemctl start ha-protect@web
+r systemctl show -p ExecMainStatus ha-protect@web
+r ha-ctl role web primary
+r systemctl reset-failed ha-protect@web
+r systemctl start ha-protect@web
+sleep 7
+r systemctl show -p NRestarts -p ExecMainStatus ha-protect@web
+r systemctl stop ha-protect@web
+# The role record says this host lost the role: 5, not restarted.
+mkdir -p /var/lib/ha-protect
+printf '[role]\nrole = lost\nprotecting = no\nsince = 1764806400\nwhy = a test\n' > /var/lib/ha-protect/web.role
+r systemctl reset-failed ha-protect@web
+r systemctl start ha-protect@web
+sleep 7
+r systemctl show -p NRestarts -p ExecMainStatus -p ActiveState ha-protect@web
+r journalctl -b -u ha-protect@web --no-pager -o cat
+echo DONE
+systemctl poweroff
+EOF2
+chmod 755 "$root/root/units.sh"
+cat > "$root/etc/systemd/system/ha-units-test.service" << 'EOF2'
+[Unit]
+Description=the package test's steps
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/root/units.sh
+[Install]
+WantedBy=multi-user.target
+EOF2
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf /etc/systemd/system/ha-units-test.service "$root/etc/systemd/system/multi-user.target.wants/"
+if command -v systemd-nspawn > /dev/null; then
+	# --keep-unit --register=no: no machined or system bus needed here;
+	# the host name makes it beta of the pair file.
+	echo beta > "$root/etc/hostname"
+	timeout 180 systemd-nspawn --keep-unit --register=no --quiet --hostname=beta -D "$root" -b \
+		> "$tmp/boot.log" 2>&1
+	rc=$?
+	out=$root/root/units.out
+	has() { grep -q -- "$1" "$out"; }
+	check "the root boots with systemd and runs the steps (nspawn exit $rc)" has '^DONE$'
+	[ -f "$out" ] || tail -n 30 "$tmp/boot.log"
+	check "ha-witness.service starts" sh -c "grep -A1 '^\$ systemctl is-active ha-witness' '$out' | grep -q '^active'"
+	check "ha-receive@web starts (Type=notify: active once it listens)" \
+		sh -c "grep -A1 '^\$ systemctl is-active ha-receive@web' '$out' | head -n 2 | grep -q '^active'"
+	check "its status line comes from the daemon (sd_notify STATUS)" has '^StatusText=.'
+	check "systemctl reload: SIGHUP reloads, the unit stays active" \
+		sh -c "grep -q 'SIGHUP: reloading' '$out' && grep -A1 '^\$ systemctl is-active ha-receive@web' '$out' | sed -n 5p | grep -q '^active'"
+	check "the journal has its lines" has 'listening on 127.0.0.1:17788'
+	check "it wrote its role record: secondary" has 'web.role: secondary since'
+	check "systemctl stop stops it" sh -c "grep -A1 '^\$ systemctl is-active ha-receive@web' '$out' | tail -n 1 | grep -q '^inactive'"
+	check "ha-protect@web on the host that stood by: refused (5)" \
+		has 'not protecting: this host is the secondary of pair web'
+	check "ha-ctl role web primary: the operator's word" has 'web.role: primary since .*set by the operator'
+	check "ha-protect@web, failing (exit 1), is restarted" \
+		sh -c "grep -m1 '^NRestarts=' '$out' | grep -qv '=0$'"
+	check "ha-protect@web refused by the role record (exit 5) is not restarted" \
+		sh -c "grep -q '^ExecMainStatus=5' '$out' && grep '^NRestarts=' '$out' | tail -n 1 | grep -q '=0$' &&
+			grep -q 'not protecting: this host lost the primary role of pair web' '$out'"
+	if [ "$fails" -ne 0 ]; then
+		cat "$out"
+		tail -n 30 "$tmp/boot.log"
+	fi
+else
+	echo "     systemd-nspawn is missing (Debian package systemd-container): the units not started"
+	check "systemd-nspawn is here to boot the root" false
+fi
 [ "$fails" -eq 0 ]
