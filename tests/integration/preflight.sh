@@ -71,6 +71,12 @@ check "the fence command is executable" has b1 "ok   --fence-cmd: $tmp/fence is 
 check "no role record yet: none" has b1 "ok   role record $tmp/state-b/web.role: none (the pair never ran on this host)"
 
 # Each misconfiguration, one at a time.
+# A Xen pair on a host without Xen.
+ns h env HA_STATE_DIR="$tmp/state-b" HA_RUN_DIR="$tmp/run-b" "$bin/ha-receive" --backend xen \
+	--domain web --listen 127.0.0.1:7810 --tls-psk "$tmp/psk" --check > "$tmp/noxen" 2>&1
+rc=$?
+check "no Xen on a Xen secondary: FAIL, exit 1" \
+	sh -c "test $rc -eq 1 && grep -q 'FAIL backend xen: /dev/xen/privcmd: .*not a Xen dom0' '$tmp/noxen'"
 export HA_VM_ARGS="--tap nosuch0"
 hactl bad-tap --host b
 rc=$?
