@@ -53,6 +53,27 @@ wait_for() {
 	return 1
 }
 
+# pair_conf FILE PORT PSK: the pair file of a test whose two "hosts", a
+# and b, are both 127.0.0.1 (told apart with --host): domain kvm:web, the
+# PSK, a 300 ms down timer (scaled), 20 ms epochs.
+pair_conf() {
+	cat > "$1" << EOF
+# the pair of this test: both "hosts" are this namespace
+[pair]
+domain = kvm:web
+port = $2
+[host a]
+address = 127.0.0.1
+[host b]
+address = 127.0.0.1
+[common]
+tls-psk = $3
+timeout = $(ms 300)
+[protect]
+interval = 20
+EOF
+}
+
 fails=0
 check() { # description, then a command that must succeed
 	d=$1

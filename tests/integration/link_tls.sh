@@ -108,21 +108,7 @@ rx_stop
 
 # Both ends from one pair file; a SIGHUP reloads the PSK file and the log
 # level and stops nothing.
-cat > "$tmp/pair.conf" <<EOF
-# the pair of this test: both "hosts" are this namespace
-[pair]
-domain = kvm:web
-port = 7802
-[host a]
-address = 127.0.0.1
-[host b]
-address = 127.0.0.1
-[common]
-tls-psk = $tmp/psk
-timeout = $(ms 300)
-[protect]
-interval = 20
-EOF
+pair_conf "$tmp/pair.conf" 7802 "$tmp/psk"
 ns h env HA_RUN_DIR="$tmp/rx" HA_STATE_DIR="$tmp/state-b" "$bin/ha-receive" --config "$tmp/pair.conf" --host b \
 	> "$tmp/rx4.log" 2>&1 &
 wait_for 5 grep -q "listening on 127.0.0.1:7802" "$tmp/rx4.log"

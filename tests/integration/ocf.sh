@@ -29,20 +29,7 @@ install -m 0755 "$top/dist/ocf/pair" "$tmp/pair"
 agent=$tmp/pair
 mkdir -p "$tmp/conf"
 sh "$gen" psk "$tmp/psk" pair || { echo "FAIL cannot make the PSK file"; exit 1; }
-cat > "$tmp/conf/web.conf" << EOF
-[pair]
-domain = kvm:web
-port = 7830
-[host a]
-address = 127.0.0.1
-[host b]
-address = 127.0.0.1
-[common]
-tls-psk = $tmp/psk
-timeout = $(ms 300)
-[protect]
-interval = 20
-EOF
+pair_conf "$tmp/conf/web.conf" 7830 "$tmp/psk"
 # ra NODE ACTION: the agent's ACTION on node a or b; its exit status.
 ra() {
 	n=$1

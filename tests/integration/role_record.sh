@@ -21,20 +21,7 @@ ns h ip link set lo up
 export HA_CONF_DIR="$tmp/conf"
 mkdir -p "$HA_CONF_DIR"
 sh "$gen" psk "$tmp/psk" pair || { echo "FAIL cannot make the PSK file"; exit 1; }
-cat > "$HA_CONF_DIR/web.conf" << EOF
-[pair]
-domain = kvm:web
-port = 7820
-[host a]
-address = 127.0.0.1
-[host b]
-address = 127.0.0.1
-[common]
-tls-psk = $tmp/psk
-timeout = $(ms 300)
-[protect]
-interval = 20
-EOF
+pair_conf "$HA_CONF_DIR/web.conf" 7820 "$tmp/psk"
 # on HOST CMD...: CMD as host a or b (its run and state directories).
 on() {
 	h=$1
