@@ -507,6 +507,21 @@ static int xen_open(const char *name, struct hv_dom **out)
 	 * local APIC at most). */
 	d->pvh = !(info.arch_config.emulation_flags &
 		   (XEN_X86_EMU_PIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_PIT));
+	/* An HVM guest with a device model: QEMU's device state is neither
+	 * paused nor saved, and its DMA writes into the guest do not show in
+	 * the log-dirty bitmap, so a copy could resume with devices and
+	 * memory that disagree. */
+	s = d->pvh ? NULL : xs_readf(d, "/local/domain/0/device-model/%u/state", d->domid);
+	if (s) {
+		log_error("domain %s (id %u) is an HVM guest with a device model (QEMU, %s): its "
+			  "emulated devices' state is not checkpointed and their DMA writes are not "
+			  "tracked, so its copy could be wrong. ha-protect protects PVH guests "
+			  "(type = \"pvh\") and HVM guests without a device model",
+			  name, d->domid, s);
+		free(s);
+		rc = -EOPNOTSUPP;
+		goto fail;
+	}
 	snprintf(d->ctl_path, sizeof(d->ctl_path), "/local/domain/%u/control/shutdown", d->domid);
 	st = (struct hv_xen_info){.exists = true, .shutdown = info.shutdown,
 				  .reason = info.shutdown_reason};
@@ -572,11 +587,16 @@ static int xen_info(struct hv_dom *d, struct hv_info *out)
 	return 0;
 }
 
-static int logdirty_clean(struct hv_dom *d, uint64_t *dirty)
+/* Reads and clears the log-dirty bitmap (into DIRTY unless NULL). FINAL:
+ * the domain is suspended and this is the checkpoint's last harvest: Xen
+ * then also marks the frames it keeps mapped for the guest dirty (nested
+ * virtualisation's structures), as libxc asks on its last pass. */
+static int logdirty_clean(struct hv_dom *d, uint64_t *dirty, bool final)
 {
 	xc_shadow_op_stats_t stats;
 	long long rc = xc_logdirty_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
-					   &d->dirty_hbuf, d->nr_pfns, 0, &stats);
+					   &d->dirty_hbuf, d->nr_pfns,
+					   final ? XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL : 0, &stats);
 
 	if (rc < 0) {
 		int e = errno;
@@ -620,7 +640,7 @@ static int xen_dirty_start(struct hv_dom *d)
 	}
 	d->logdirty = true;
 	/* Start from a clean bitmap: the next harvest reports writes from now. */
-	return logdirty_clean(d, NULL);
+	return logdirty_clean(d, NULL, false);
 }
 
 static int xen_dirty_stop(struct hv_dom *d)
@@ -641,7 +661,7 @@ static int xen_harvest(struct hv_dom *d, struct bitmap *dirty)
 	if (dirty->nbits != d->nr_pfns)
 		return -EINVAL;
 	hv_xen_catch_late(d);
-	rc = logdirty_clean(d, dirty->words);
+	rc = logdirty_clean(d, dirty->words, d->suspended);
 	if (d->suspended)
 		d->t.harvest_ns += clk_now_ns() - t0;
 	return rc;
