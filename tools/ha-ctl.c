@@ -49,8 +49,9 @@ static void usage(FILE *f)
 		"                  host agrees (ha-protect.conf(5), \"Roles across reboots\");\n"
 		"                  refused while ha-protect or ha-receive runs for the pair\n"
 		"Exit status: 0 done, 1 the daemon answered \"error: ...\" or none runs\n"
-		"for DOMAIN (check: a check failed; role: the record cannot be read or\n"
-		"written, or a daemon of the pair runs), 2 usage.\n");
+		"for DOMAIN (check: a check failed; role: the record or the pair file\n"
+		"cannot be read, the record cannot be written, or a daemon of the pair\n"
+		"runs), 2 usage.\n");
 }
 
 /* A daemon's control socket, found by listing its run directory. */
@@ -420,6 +421,9 @@ static int cmd_role(const char *pair, const char *set, const char *host)
 				printf("%s %s on this host\n", cp.domain,
 				       domain_runs_here(cp.domain) ? "runs" : "does not run");
 			conf_pair_free(&cp);
+		} else {
+			fprintf(stderr, "ha-ctl: %s\n", err);
+			return 1;
 		}
 		return 0;
 	}
