@@ -108,6 +108,12 @@ struct hv_restore_ops {
 	int (*create)(const struct hv_info *info, struct hv_copy **out);
 	/* The copy's page pfn, mapped for writing; NULL as save_ops' page. */
 	uint8_t *(*page)(struct hv_copy *c, uint64_t pfn);
+	/* Called after each checkpoint is committed (its pages written through
+	 * page(), st its state records), before it is acknowledged: the
+	 * backend may move the copy (Xen builds its hot standby at the first).
+	 * -errno: the copy cannot be kept (the session ends as a local
+	 * failure and the copy is discarded). May be NULL. */
+	int (*commit)(struct hv_copy *c, const struct hv_state *st);
 	/* Load st and run the domain: failover. It announces itself on the
 	 * network (gratuitous ARP) as part of resuming. */
 	int (*activate)(struct hv_copy *c, const struct hv_state *st);

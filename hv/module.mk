@@ -4,8 +4,10 @@ LIB_OBJS += \
 	hv/havm.o \
 	hv/state.o \
 	hv/xen.o \
+	hv/xen_config.o \
 	hv/xen_copy.o \
 	hv/xen_pause.o \
+	hv/xen_standby.o \
 	hv/xen_suspend.o \
 	hv/xen_image.o \
 	hv/xen_needs.o

@@ -134,14 +134,22 @@ static void check_actions(struct hv_dom *d)
 	static const char *const keys[] = {"on_poweroff", "on_reboot", "on_crash"};
 	/* libxl leaves defaults out of its JSON. */
 	static const char *const defaults[] = {"destroy", "restart", "destroy"};
-	char v[32], bad[200] = "";
+	char v[48], bad[240] = "", err[320];
+	struct hv_xen_config *c;
 
 	if (!d->config)
 		return;
+	if (hv_xen_config_parse(d->config, d->config_len, &c, err, sizeof(err)) < 0) {
+		log_warn("domain %s: %s", d->name, err);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *val = hv_xen_config_str(c, keys[i]);
 		size_t n = strlen(bad);
 
-		if (hv_xen_config_string(d->config, d->config_len, keys[i], v, sizeof(v)) < 0)
+		if (val)
+			snprintf(v, sizeof(v), "%s", val);
+		else
 			snprintf(v, sizeof(v), "%s (default)", defaults[i]);
 		if (!strstr(v, "preserve"))
 			snprintf(bad + n, sizeof(bad) - n, "%s%s = %s", n ? ", " : "", keys[i], v);
@@ -152,6 +160,7 @@ static void check_actions(struct hv_dom *d)
 			 "destroyed and the secondary activates its copy. Give protected domains "
 			 "on_poweroff/on_reboot/on_crash = \"preserve\"",
 			 d->name, bad);
+	hv_xen_config_free(c);
 }
 
 /* libxl keeps each domain's configuration as JSON under /var/lib/xen;
@@ -582,8 +591,17 @@ static int xen_info(struct hv_dom *d, struct hv_info *out)
 	out->xen_major = d->xen_major;
 	out->xen_minor = d->xen_minor;
 	/* Its disk, so that ha-protect can refuse one that nothing replicates. */
-	if (d->config)
-		hv_xen_config_disk(d->config, d->config_len, out->disk, sizeof(out->disk));
+	if (d->config) {
+		struct hv_xen_config *c;
+		char err[320];
+		const char *disk;
+
+		if (hv_xen_config_parse(d->config, d->config_len, &c, err, sizeof(err)) == 0) {
+			disk = hv_xen_config_str(c, "disks.0.pdev_path");
+			snprintf(out->disk, sizeof(out->disk), "%s", disk ? disk : "");
+			hv_xen_config_free(c);
+		}
+	}
 	return 0;
 }
 

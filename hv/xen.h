@@ -54,13 +54,55 @@ int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *
 /* The same file without restoring it (for tests and tools). */
 int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd);
 
-/* The first disk's device ("pdev_path") in a libxl JSON configuration,
- * into out. 0; -ENOENT when it names no disk (out is ""); -ENAMETOOLONG. */
-int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen);
-/* The first string value of key (e.g. "on_reboot") in a libxl JSON
- * configuration, into out. 0; -ENOENT when absent; -ENAMETOOLONG. */
-int hv_xen_config_string(const char *json, size_t len, const char *key, char *out,
-			 size_t outlen);
+/* Builds the standby from the image's page list (allocated, not written)
+ * and st: an xl save file whose configuration is named NAME, restored
+ * paused with `xl restore -p`. */
+int hv_xen_image_standby(struct hv_xen_image *im, const struct hv_state *st, const char *name);
+/* What the image is of. */
+const struct hv_info *hv_xen_image_info(const struct hv_xen_image *im);
+/* Runs ARGV (NULL-terminated; argv[0] found in PATH) and waits: 0 when it
+ * exits 0, else -errno, with the command logged. */
+int hv_xen_run(const char *const argv[]);
+/* The pfns the image holds. */
+const struct bitmap *hv_xen_image_present(const struct hv_xen_image *im);
+
+/* libxl's JSON configuration of a domain (xen_config.c, yajl). Paths are
+ * dotted: "c_info.name", "on_reboot", "disks.0.pdev_path". */
+struct hv_xen_config;
+/* 0, or -EBADMSG with what is wrong in ERR; -ENOMEM. */
+int hv_xen_config_parse(const char *json, size_t len, struct hv_xen_config **out, char *err,
+			size_t errlen);
+void hv_xen_config_free(struct hv_xen_config *c);
+/* The string at path; NULL when absent or not a string. */
+const char *hv_xen_config_str(const struct hv_xen_config *c, const char *path);
+/* The length of the array at path; 0 when absent. */
+size_t hv_xen_config_count(const struct hv_xen_config *c, const char *path);
+/* Replaces the string at path: 0, -ENOENT (no string there), -ENOMEM. */
+int hv_xen_config_set(struct hv_xen_config *c, const char *path, const char *value);
+/* The configuration as JSON text, NUL-terminated as libxl stores it;
+ * *len counts the NUL. */
+int hv_xen_config_dump(const struct hv_xen_config *c, char **out, uint32_t *len);
+
+/* The secondary's hot standby (xen_standby.c): the domain itself, built
+ * paused at the first committed checkpoint and kept at the last one. */
+struct hv_xen_standby;
+/* Builds it from the committed image and state: named NAME--standby until
+ * activated, every page of the image copied into it. */
+int hv_xen_standby_new(struct hv_xen_image *im, const struct hv_state *st,
+		       struct hv_xen_standby **out);
+/* Writable page pfn of the standby; NULL out of range or when Xen cannot
+ * give it a page. */
+uint8_t *hv_xen_standby_page(struct hv_xen_standby *sb, uint64_t pfn);
+/* Failover: loads st (TSC, HVM params and context), renames it to the
+ * domain's name and unpauses it. */
+int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st);
+/* Copies its memory into IM (a refused activation keeps it as a file). */
+int hv_xen_standby_copy_out(struct hv_xen_standby *sb, struct hv_xen_image *im);
+/* Destroys the domain (a copy that will never run). */
+void hv_xen_standby_destroy(struct hv_xen_standby *sb);
+void hv_xen_standby_free(struct hv_xen_standby *sb);
+/* "NAME--standby". */
+void hv_xen_standby_name(const char *name, char *out, size_t len);
 
 /* ---- The suspend decisions (hv/xen_suspend.c): pure, no Xen calls ----
  *

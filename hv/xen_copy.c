@@ -1,21 +1,32 @@
-/* The secondary's copy of a Xen domain: the committed image, kept in this
- * process (xen_image.c) and restored with `xl restore` on failover. */
+/* The secondary's copy of a Xen domain. Until the first checkpoint
+ * commits, the pages of the pre-copy and of that checkpoint go into an
+ * image in this process (xen_image.c); then the image becomes the hot
+ * standby, the domain itself built paused on this host (xen_standby.c),
+ * and the image is freed: from then on every commit writes into the
+ * standby and failover unpauses it. If the standby cannot be built, the
+ * copy stays an image and failover restores it with `xl restore` (the cold
+ * route, slower by the time to write and restore the whole memory).
+ * HA_XEN_STANDBY=0 asks for the cold route. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 #include "hv/hv.h"
 #include "hv/xen.h"
 
 struct hv_copy {
-	struct hv_xen_image *img;
-	char name[64];
+	struct hv_xen_image *img;     /* until the standby holds the copy */
+	struct hv_xen_standby *sb;
+	bool cold;		      /* no standby: restore img at failover */
+	struct hv_info info;
 };
 
 static int xen_create(const struct hv_info *info, struct hv_copy **out)
 {
 	struct hv_copy *d;
+	const char *env = getenv("HA_XEN_STANDBY");
 	uint32_t id;
 	int rc;
 
@@ -29,50 +40,99 @@ static int xen_create(const struct hv_info *info, struct hv_copy **out)
 		free(d);
 		return rc;
 	}
-	snprintf(d->name, sizeof(d->name), "%s", info->name);
-	if (hv_xen_domain_named(d->name, &id) == 0)
+	d->info = *info;
+	d->cold = env && !strcmp(env, "0");
+	if (d->cold)
+		log_info("HA_XEN_STANDBY=0: the copy of %s stays in this process and failover "
+			 "restores it with xl restore",
+			 d->info.name);
+	if (hv_xen_domain_named(d->info.name, &id) == 0)
 		log_warn("a domain named %s already exists on this host (id %u): a failover "
 			 "activates the copy only once it is gone (protecting a domain to its own "
 			 "host is for tests)",
-			 d->name, id);
+			 d->info.name, id);
 	*out = d;
 	return 0;
+}
+
+/* After each commit: the first builds the standby from the image. */
+static int xen_commit(struct hv_copy *d, const struct hv_state *st)
+{
+	int rc;
+
+	if (d->sb || d->cold)
+		return 0;
+	rc = hv_xen_standby_new(d->img, st, &d->sb);
+	if (rc < 0) {
+		log_warn("no hot standby for %s (%s): the copy stays in this process and a "
+			 "failover restores it with xl restore, which takes the time to write and "
+			 "restore its whole memory",
+			 d->info.name, strerror(-rc));
+		d->cold = true;
+		return 0;
+	}
+	hv_xen_image_free(d->img);
+	d->img = NULL;
+	return 0;
+}
+
+/* Keeps the copy as an xl save file, for an activation that is refused. */
+static void keep(struct hv_copy *d, const struct hv_state *st)
+{
+	char path[512];
+	bool kept = false;
+
+	/* With a standby, the image is gone: its memory is copied into one. */
+	if (!d->img && hv_xen_image_new(&d->info, &d->img) == 0 &&
+	    hv_xen_standby_copy_out(d->sb, d->img) < 0) {
+		hv_xen_image_free(d->img);
+		d->img = NULL;
+	}
+	if (d->img)
+		kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
+	if (kept)
+		log_error("the copy is kept in %s: if the domain of the same name is a leftover, "
+			  "`xl destroy` it, then `xl restore` this file",
+			  path);
+	else
+		log_error("the copy could not be kept");
 }
 
 /* Failover. Never beside a domain of the same name: that is the primary
  * itself (both ends on one host), or a leftover (a crashed, preserved
  * guest; an earlier copy), and two domains would share the guest's disk
- * and addresses. The copy is refused, and kept as an xl save file. */
+ * and addresses. */
 static int xen_activate(struct hv_copy *d, const struct hv_state *st)
 {
-	char path[512];
 	uint32_t id;
 
-	if (hv_xen_domain_named(d->name, &id) == 0) {
-		bool kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
-
+	if (hv_xen_domain_named(d->info.name, &id) == 0) {
 		log_error("a domain named %s already exists on this host (id %u): not starting "
-			  "a second one beside it. %s%s%s",
-			  d->name, id,
-			  kept ? "The copy is kept in " : "The copy could not be kept",
-			  kept ? path : "",
-			  kept ? ": if that domain is a leftover, `xl destroy` it, then `xl "
-				 "restore` this file"
-			       : "");
+			  "a second one beside it",
+			  d->info.name, id);
+		keep(d, st);
 		return -EEXIST;
 	}
+	if (d->sb)
+		return hv_xen_standby_activate(d->sb, st);
 	return hv_xen_image_restore(d->img, st);
 }
 
 static uint8_t *xen_copy_page(struct hv_copy *c, uint64_t pfn)
 {
-	return hv_xen_image_page(c->img, pfn);
+	return c->sb ? hv_xen_standby_page(c->sb, pfn) : hv_xen_image_page(c->img, pfn);
+}
+
+static void xen_copy_destroy(struct hv_copy *c)
+{
+	hv_xen_standby_destroy(c->sb);
 }
 
 static void xen_copy_close(struct hv_copy *c)
 {
 	if (!c)
 		return;
+	hv_xen_standby_free(c->sb);
 	hv_xen_image_free(c->img);
 	free(c);
 }
@@ -80,7 +140,9 @@ static void xen_copy_close(struct hv_copy *c)
 const struct hv_restore_ops hv_xen_restore_ops = {
 	.create = xen_create,
 	.page = xen_copy_page,
+	.commit = xen_commit,
 	.activate = xen_activate,
+	.destroy = xen_copy_destroy,
 	.close = xen_copy_close,
 	.needs = hv_xen_needs,
 };

@@ -126,110 +126,37 @@ static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *
 	return NULL;
 }
 
-/* The first string value of key (with its quotes, e.g. "\"pdev_path\"")
- * in a libxl JSON configuration: its opening quote at *v and its closing
- * quote at *q. False when there is none. */
-static bool find_string(const char *json, size_t len, const char *key, const char **v,
-			const char **q)
+/* The configuration adapted to this host: its first disk's "pdev_path" set
+ * to DISK (the device that holds the disk here, e.g. a promoted DRBD
+ * resource with another minor than on the primary) unless DISK is "", and
+ * its name set to NAME unless NULL. 0 with *out malloc'd (NULL: use it as
+ * it is), or -errno. */
+static int adapt_config(const struct hv_info *info, const char *json, uint32_t len,
+			const char *name, char **out, uint32_t *outlen)
 {
-	const char *end = json + len, *p = json;
-	size_t klen = strlen(key);
+	struct hv_xen_config *c;
+	char err[320];
+	int rc;
 
-	while (p + klen <= end && memcmp(p, key, klen))
-		p++;
-	if (p + klen > end)
-		return false;
-	p += klen;
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':'))
-		p++;
-	if (p >= end || *p != '"')
-		return false;
-	*v = p;
-	for (p++; p < end && *p != '"'; p++)
-		if (*p == '\\')
-			p++;
-	*q = p;
-	return p < end;
-}
-
-/* The first disk's "pdev_path" value. */
-static bool find_pdev_path(const char *json, size_t len, const char **v, const char **q)
-{
-	return find_string(json, len, "\"pdev_path\"", v, q);
-}
-
-static int copy_string(const char *v, const char *q, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	for (const char *p = v + 1; p < q; p++) {
-		if (*p == '\\')
-			p++; /* \" \\ \/: the character itself (paths need no others) */
-		if (n + 1 >= outlen) {
-			if (outlen)
-				out[0] = '\0';
-			return -ENAMETOOLONG;
-		}
-		out[n++] = *p;
+	*out = NULL;
+	if (!info->disk[0] && !name)
+		return 0;
+	rc = hv_xen_config_parse(json, len, &c, err, sizeof(err));
+	if (rc < 0) {
+		log_error("%s", err);
+		return rc;
 	}
-	out[n] = '\0';
-	return 0;
-}
-
-int hv_xen_config_disk(const char *json, size_t len, char *out, size_t outlen)
-{
-	const char *v, *q;
-
-	if (outlen)
-		out[0] = '\0';
-	if (!find_pdev_path(json, len, &v, &q))
-		return -ENOENT;
-	return copy_string(v, q, out, outlen);
-}
-
-int hv_xen_config_string(const char *json, size_t len, const char *key, char *out,
-			 size_t outlen)
-{
-	char quoted[64];
-	const char *v, *q;
-
-	if (outlen)
-		out[0] = '\0';
-	if ((size_t)snprintf(quoted, sizeof(quoted), "\"%s\"", key) >= sizeof(quoted))
-		return -ENAMETOOLONG;
-	if (!find_string(json, len, quoted, &v, &q))
-		return -ENOENT;
-	return copy_string(v, q, out, outlen);
-}
-
-/* The configuration with its first disk's "pdev_path" set to disk (the
- * device that holds the disk on this host, e.g. a promoted DRBD resource
- * with another minor than on the primary). NULL when the configuration
- * names no disk (the caller uses it as it is) or on ENOMEM. */
-static char *config_with_disk(const char *json, uint32_t len, const char *disk, uint32_t *outlen)
-{
-	const char *end = json + len, *v, *q;
-	size_t n;
-	char *out;
-
-	if (!find_pdev_path(json, len, &v, &q))
-		return NULL;
-	out = malloc(len + 2 * strlen(disk) + 3);
-	if (!out)
-		return NULL;
-	n = (size_t)(v - json);
-	memcpy(out, json, n);
-	out[n++] = '"';
-	for (const char *d = disk; *d; d++) {
-		if (*d == '"' || *d == '\\')
-			out[n++] = '\\';
-		out[n++] = *d;
+	if (info->disk[0] && hv_xen_config_set(c, "disks.0.pdev_path", info->disk) < 0)
+		log_warn("the domain's configuration names no disk: %s is not attached to it",
+			 info->disk);
+	if (name && hv_xen_config_set(c, "c_info.name", name) < 0) {
+		log_error("the domain's libxl configuration has no c_info.name");
+		rc = -EBADMSG;
 	}
-	out[n++] = '"';
-	memcpy(out + n, q + 1, (size_t)(end - q - 1));
-	n += (size_t)(end - q - 1);
-	*outlen = (uint32_t)n;
-	return out;
+	if (rc == 0)
+		rc = hv_xen_config_dump(c, out, outlen);
+	hv_xen_config_free(c);
+	return rc;
 }
 
 static int write_xl_header(int fd, const void *config, uint32_t config_len)
@@ -260,7 +187,23 @@ static int write_xl_header(int fd, const void *config, uint32_t config_len)
 	return rc;
 }
 
-int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd)
+/* A PAGE_DATA record of pfns to be allocated without data (XALLOC): what
+ * libxc's restore populates and leaves zeroed. */
+static int write_alloc(struct ckpt_writer *w, const uint64_t *pfns, uint32_t n)
+{
+	struct ckpt_page_data_hdr hdr = {.count = n};
+	uint64_t ents[PAGES_PER_RECORD];
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {ents, n * sizeof(ents[0])}};
+
+	for (uint32_t i = 0; i < n; i++)
+		ents[i] = pfns[i] | (uint64_t)CKPT_PFN_TYPE_XALLOC << CKPT_PFN_TYPE_SHIFT;
+	return ckpt_writer_pages(w, CKPT_REC_PAGE_DATA, iov, 2, 0);
+}
+
+/* The image as an xl save file. NAME: the domain is created under that
+ * name, its pages allocated but not written (the standby's creation). */
+static int write_image(struct hv_xen_image *im, const struct hv_state *st, int fd,
+		       const char *name)
 {
 	static const uint32_t state_types[] = {CKPT_REC_X86_TSC_INFO, CKPT_REC_HVM_CONTEXT,
 					       CKPT_REC_HVM_PARAMS};
@@ -268,7 +211,7 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 	uint64_t pfns[PAGES_PER_RECORD];
 	const void *pages[PAGES_PER_RECORD];
 	struct ckpt_writer *w = NULL;
-	const void *config;
+	const char *config;
 	char *local = NULL;
 	uint32_t config_len = 0, n = 0, len;
 	int rc;
@@ -278,13 +221,16 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 		return -EBADMSG;
 	}
 	config = find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len);
-	if (config && im->info.disk[0]) {
-		local = config_with_disk(config, config_len, im->info.disk, &config_len);
+	if (!config && name) {
+		log_error("the primary sent no libxl configuration: cannot create %s", name);
+		return -ENOENT;
+	}
+	if (config) {
+		rc = adapt_config(&im->info, config, config_len, name, &local, &config_len);
+		if (rc < 0)
+			return rc;
 		if (local)
 			config = local;
-		else
-			log_warn("the domain's configuration names no disk: %s is not attached to "
-				 "it", im->info.disk);
 	}
 	rc = write_xl_header(fd, config, config ? config_len : 0);
 	if (rc == 0)
@@ -301,12 +247,12 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
 		pfns[n] = b;
 		pages[n] = im->mem + b * CKPT_PAGE_SIZE;
 		if (++n == PAGES_PER_RECORD) {
-			rc = ckpt_writer_page_data(w, pfns, pages, n);
+			rc = name ? write_alloc(w, pfns, n) : ckpt_writer_page_data(w, pfns, pages, n);
 			n = 0;
 		}
 	}
 	if (rc == 0 && n)
-		rc = ckpt_writer_page_data(w, pfns, pages, n);
+		rc = name ? write_alloc(w, pfns, n) : ckpt_writer_page_data(w, pfns, pages, n);
 	for (size_t t = 0; rc == 0 && t < sizeof(state_types) / sizeof(state_types[0]); t++) {
 		const void *body = find_rec(st, state_types[t], &len);
 		struct iovec iov = {(void *)body, len};
@@ -324,33 +270,27 @@ out:
 	return rc;
 }
 
-/* Starts `xl restore [CONFIG] FILE`; xl exits once the domain runs. */
-static pid_t start_xl_restore(const char *file)
+int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int fd)
 {
-	const char *xl = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
-	const char *cfg = getenv("HA_XEN_CONFIG");
-	char *argv[5];
-	int argc = 0;
-	pid_t pid;
+	return write_image(im, st, fd, NULL);
+}
 
-	argv[argc++] = (char *)xl;
-	argv[argc++] = (char *)"restore";
-	if (cfg && *cfg)
-		argv[argc++] = (char *)cfg;
-	argv[argc++] = (char *)file;
-	argv[argc] = NULL;
-	pid = fork();
+static pid_t spawn(const char *const argv[])
+{
+	pid_t pid = fork();
+
 	if (pid == 0) {
 		service_child_signals();
 		signal(SIGPIPE, SIG_DFL);
-		execvp(xl, argv);
-		fprintf(stderr, "cannot run %s: %s\n", xl, strerror(errno));
+		execvp(argv[0], (char *const *)argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	return pid < 0 ? -errno : pid;
 }
 
-static int wait_xl(pid_t pid, const char *file)
+/* Waits for pid; 0 when it exited 0, else -EIO with what names it logged. */
+static int wait_child(pid_t pid, const char *what)
 {
 	int status;
 
@@ -358,11 +298,53 @@ static int wait_xl(pid_t pid, const char *file)
 		if (errno != EINTR)
 			return -errno;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_error("`xl restore %s` failed (status 0x%x); its messages are above", file,
-			  status);
+		log_error("`%s` failed (status 0x%x); its messages are above", what, status);
 		return -EIO;
 	}
 	return 0;
+}
+
+int hv_xen_run(const char *const argv[])
+{
+	char what[256] = "";
+	pid_t pid;
+
+	for (size_t i = 0, n = 0; argv[i] && n < sizeof(what); i++)
+		n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s", i ? " " : "", argv[i]);
+	pid = spawn(argv);
+	if (pid < 0) {
+		log_error("cannot start %s: %s", argv[0], strerror(-(int)pid));
+		return (int)pid;
+	}
+	return wait_child(pid, what);
+}
+
+/* Starts `xl restore [-p] [CONFIG] FILE`; xl exits once the domain runs
+ * (or, paused, once it is built). */
+static pid_t start_xl_restore(const char *file, bool paused)
+{
+	const char *xl = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
+	const char *cfg = getenv("HA_XEN_CONFIG");
+	const char *argv[6];
+	int argc = 0;
+
+	argv[argc++] = xl;
+	argv[argc++] = "restore";
+	if (paused)
+		argv[argc++] = "-p";
+	else if (cfg && *cfg)
+		argv[argc++] = cfg;
+	argv[argc++] = file;
+	argv[argc] = NULL;
+	return spawn(argv);
+}
+
+static int wait_xl(pid_t pid, const char *file)
+{
+	char what[600];
+
+	snprintf(what, sizeof(what), "xl restore %s", file);
+	return wait_child(pid, what);
 }
 
 /* Streams the image to xl through a FIFO, so writing and restoring
@@ -383,7 +365,7 @@ static int restore_fifo(struct hv_xen_image *im, const struct hv_state *st, cons
 			 strerror(errno));
 		return -EAGAIN;
 	}
-	pid = start_xl_restore(path);
+	pid = start_xl_restore(path, false);
 	if (pid < 0) {
 		unlink(path);
 		return (int)pid;
@@ -427,9 +409,10 @@ static const char *save_dir(void)
 	return getenv("HA_XEN_SAVE_DIR") ? getenv("HA_XEN_SAVE_DIR") : "/tmp";
 }
 
-/* The image as an xl save file in dir; its name into path. */
+/* The image as an xl save file in dir (NAME: the standby's creation, see
+ * write_image); its name into path. */
 static int write_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir,
-		      char *path, size_t len)
+		      const char *name, char *path, size_t len)
 {
 	int fd, rc;
 
@@ -441,8 +424,9 @@ static int write_file(struct hv_xen_image *im, const struct hv_state *st, const 
 			  strerror(errno));
 		return rc;
 	}
-	rc = hv_xen_image_write(im, st, fd);
-	close(fd);
+	rc = write_image(im, st, fd, name);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
 	if (rc < 0) {
 		log_error("cannot write the restore image %s: %s", path, strerror(-rc));
 		unlink(path);
@@ -453,7 +437,7 @@ static int write_file(struct hv_xen_image *im, const struct hv_state *st, const 
 int hv_xen_image_keep(struct hv_xen_image *im, const struct hv_state *st, char *path,
 		      size_t len)
 {
-	return write_file(im, st, save_dir(), path, len);
+	return write_file(im, st, save_dir(), NULL, path, len);
 }
 
 static int restore_file(struct hv_xen_image *im, const struct hv_state *st, const char *dir)
@@ -463,13 +447,13 @@ static int restore_file(struct hv_xen_image *im, const struct hv_state *st, cons
 	int rc;
 	pid_t pid;
 
-	rc = write_file(im, st, dir, path, sizeof(path));
+	rc = write_file(im, st, dir, NULL, path, sizeof(path));
 	if (rc < 0)
 		return rc;
 	t1 = clk_now_ns();
 	log_info("restore image %s written: %zu pages in %llu ms; running xl restore", path,
 		 bitmap_count(&im->present), (unsigned long long)((t1 - t0) / NSEC_PER_MSEC));
-	pid = start_xl_restore(path);
+	pid = start_xl_restore(path, false);
 	rc = pid < 0 ? (int)pid : wait_xl(pid, path);
 	if (rc < 0) {
 		log_error("the image stays in %s for inspection (`xl restore` reads it)", path);
@@ -506,4 +490,34 @@ int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
 		log_warn("restoring through a FIFO failed; retrying from a file");
 	}
 	return restore_file(im, st, dir);
+}
+
+int hv_xen_image_standby(struct hv_xen_image *im, const struct hv_state *st, const char *name)
+{
+	char path[512];
+	uint64_t t0 = clk_now_ns();
+	int rc;
+	pid_t pid;
+
+	rc = write_file(im, st, save_dir(), name, path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	pid = start_xl_restore(path, true);
+	rc = pid < 0 ? (int)pid : wait_xl(pid, path);
+	unlink(path);
+	if (rc == 0)
+		log_info("xl restore -p: %s built, paused, %zu pages allocated (%llu ms)", name,
+			 bitmap_count(&im->present),
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return rc;
+}
+
+const struct hv_info *hv_xen_image_info(const struct hv_xen_image *im)
+{
+	return &im->info;
+}
+
+const struct bitmap *hv_xen_image_present(const struct hv_xen_image *im)
+{
+	return &im->present;
 }

@@ -497,6 +497,14 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 					      : strerror(-rc));
 		return classify(rc);
 	}
+	if (x->ops->commit) {
+		rc = x->ops->commit(x->copy, &x->state_recs);
+		if (rc < 0) {
+			s->rc = rc;
+			return fail(s, RX_LOCAL_FAILURE, "keeping the copy of epoch %llu: %s",
+				    (unsigned long long)rec->epoch, strerror(-rc));
+		}
+	}
 	atomic_store(&x->committed, rec->epoch);
 	rc = send_ack(s->l, rec->epoch);
 	pthread_mutex_lock(&x->mu);

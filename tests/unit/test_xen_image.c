@@ -11,6 +11,7 @@
 #include <endian.h>
 #include <stdbool.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,43 +258,70 @@ static void test_lookup_and_no_xen(void **unused)
 	assert_null(d);
 }
 
-/* The first disk's device, read from and rewritten in libxl's JSON: the
- * secondary restores a DRBD-backed domain on its own minor. */
-static void test_config_disk(void **unused)
+/* libxl's JSON read and rewritten with yajl: members by path, the first
+ * disk's device replaced (the secondary restores a DRBD-backed domain on
+ * its own minor), everything else kept. */
+static void test_config(void **unused)
 {
-	static const char two[] = "{\"disks\": [\n  {\"pdev_path\": \"/dev/drbd0\", \"vdev\": "
-				  "\"xvda\"},\n  {\"pdev_path\": \"/srv/b\\\"q.img\"}]}";
+	static const char two[] = "{\"c_info\": {\"name\": \"web\"}, \"disks\": [\n  "
+				  "{\"pdev_path\": \"/dev/drbd0\", \"vdev\": \"xvda\"},\n  "
+				  "{\"pdev_path\": \"/srv/b\\\"q.img\", \"readwrite\": 1}],\n"
+				  " \"on_reboot\": \"restart\", \"on_crash\":\"preserve\", "
+				  "\"b_info\": {\"max_memkb\": 98304, \"acpi\": true, \"x\": null}}";
+	struct hv_xen_config *c, *c2;
+	char err[320], *out;
+	uint32_t len;
+
+	(void)unused;
+	assert_int_equal(hv_xen_config_parse(two, sizeof(two), &c, err, sizeof(err)), 0);
+	assert_string_equal(hv_xen_config_str(c, "disks.0.pdev_path"), "/dev/drbd0");
+	assert_string_equal(hv_xen_config_str(c, "disks.1.pdev_path"), "/srv/b\"q.img");
+	assert_null(hv_xen_config_str(c, "disks.2.pdev_path"));
+	assert_null(hv_xen_config_str(c, "disks.x.pdev_path"));
+	assert_null(hv_xen_config_str(c, "b_info.max_memkb")); /* a number */
+	assert_int_equal(hv_xen_config_count(c, "disks"), 2);
+	assert_int_equal(hv_xen_config_count(c, "nics"), 0);
+	assert_string_equal(hv_xen_config_str(c, "on_reboot"), "restart");
+	assert_string_equal(hv_xen_config_str(c, "on_crash"), "preserve");
+	assert_null(hv_xen_config_str(c, "on_poweroff"));
+	assert_int_equal(hv_xen_config_set(c, "disks.0.pdev_path", "/dev/drbd1"), 0);
+	assert_int_equal(hv_xen_config_set(c, "c_info.name", "web--standby"), 0);
+	assert_int_equal(hv_xen_config_set(c, "on_poweroff", "x"), -ENOENT);
+	assert_int_equal(hv_xen_config_dump(c, &out, &len), 0);
+	assert_int_equal(len, strlen(out) + 1);
+	assert_int_equal(hv_xen_config_parse(out, len, &c2, err, sizeof(err)), 0);
+	assert_string_equal(hv_xen_config_str(c2, "disks.0.pdev_path"), "/dev/drbd1");
+	assert_string_equal(hv_xen_config_str(c2, "disks.0.vdev"), "xvda");
+	assert_string_equal(hv_xen_config_str(c2, "disks.1.pdev_path"), "/srv/b\"q.img");
+	assert_string_equal(hv_xen_config_str(c2, "c_info.name"), "web--standby");
+	assert_non_null(strstr(out, "98304"));
+	assert_non_null(strstr(out, "true"));
+	assert_non_null(strstr(out, "null"));
+	free(out);
+	hv_xen_config_free(c2);
+	hv_xen_config_free(c);
+	/* Not JSON, or not an object: said, with yajl's reason. */
+	assert_int_equal(hv_xen_config_parse("{\"a\": ", 6, &c, err, sizeof(err)), -EBADMSG);
+	assert_null(c);
+	assert_non_null(strstr(err, "not a JSON object"));
+	assert_int_equal(hv_xen_config_parse("[1]", 3, &c, err, sizeof(err)), -EBADMSG);
+}
+
+/* The image written on failover names this host's device. */
+static void test_image_config(void **unused)
+{
+	static const char two[] = "{\"c_info\": {\"name\": \"web\"}, \"disks\": [{\"pdev_path\": "
+				  "\"/dev/drbd0\", \"vdev\": \"xvda\"}]}";
 	struct hv_info info = {.nr_pages = 4096, .vcpus = 1, .xen_major = 4, .xen_minor = 17};
 	struct hv_xen_image *im;
+	struct hv_xen_config *c;
 	struct hv_state st = {0};
-	char dev[64], *b;
+	char *b, err[320];
 	int fd = memfd_create("image", MFD_CLOEXEC);
 	uint32_t u32;
 	off_t len;
 
 	(void)unused;
-	assert_int_equal(hv_xen_config_disk(two, sizeof(two), dev, sizeof(dev)), 0);
-	assert_string_equal(dev, "/dev/drbd0");
-	assert_int_equal(hv_xen_config_disk(config, sizeof(config), dev, sizeof(dev)), -ENOENT);
-	assert_string_equal(dev, "");
-	/* Any string key: the shutdown actions ha-protect checks. */
-	static const char acts[] = "{\"c_info\": {\"name\": \"web\"}, \"on_reboot\": \"restart\",\n"
-				   "  \"on_crash\":\"preserve\"}";
-	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_reboot", dev, sizeof(dev)), 0);
-	assert_string_equal(dev, "restart");
-	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_crash", dev, sizeof(dev)), 0);
-	assert_string_equal(dev, "preserve");
-	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_poweroff", dev, sizeof(dev)),
-			 -ENOENT);
-	assert_string_equal(dev, "");
-	assert_int_equal(hv_xen_config_string(acts, sizeof(acts), "on_reboot", dev, 4),
-			 -ENAMETOOLONG);
-	assert_string_equal(dev, "");
-	assert_int_equal(hv_xen_config_disk(two, sizeof(two), dev, 5), -ENAMETOOLONG);
-	assert_int_equal(hv_xen_config_disk("{\"pdev_path\": \"/dev/x", 21, dev, sizeof(dev)),
-			 -ENOENT);
-
-	/* The image's configuration names this host's device instead. */
 	snprintf(info.name, sizeof(info.name), "web");
 	snprintf(info.disk, sizeof(info.disk), "/dev/drbd1");
 	assert_int_equal(hv_xen_image_new(&info, &im), 0);
@@ -308,14 +336,104 @@ static void test_config_disk(void **unused)
 	b = malloc((size_t)len);
 	assert_int_equal(pread(fd, b, (size_t)len, 0), len);
 	memcpy(&u32, b + 48, 4);
-	assert_int_equal(u32, sizeof(two));
-	assert_int_equal(hv_xen_config_disk(b + 52, u32, dev, sizeof(dev)), 0);
-	assert_string_equal(dev, "/dev/drbd1");
-	const char *keep1 = "\"vdev\": \"xvda\"", *keep2 = "\"/srv/b\\\"q.img\"";
-	assert_non_null(memmem(b + 52, u32, keep1, strlen(keep1)));
-	assert_non_null(memmem(b + 52, u32, keep2, strlen(keep2)));
+	assert_int_equal(b[52 + u32 - 1], '\0');
+	assert_int_equal(hv_xen_config_parse(b + 52, u32, &c, err, sizeof(err)), 0);
+	assert_string_equal(hv_xen_config_str(c, "disks.0.pdev_path"), "/dev/drbd1");
+	assert_string_equal(hv_xen_config_str(c, "disks.0.vdev"), "xvda");
+	assert_string_equal(hv_xen_config_str(c, "c_info.name"), "web");
+	hv_xen_config_free(c);
 	free(b);
 	close(fd);
+	hv_state_free(&st);
+	hv_xen_image_free(im);
+}
+
+/* The standby's creation image: `xl restore -p` of the domain under its
+ * standby name, every page allocated (XALLOC) and none written, then the
+ * committed state. */
+static void test_standby_image(void **unused)
+{
+	struct hv_xen_image *im = make_image();
+	struct hv_state st = {0};
+	struct ckpt_reader *r;
+	struct ckpt_record rec;
+	struct hv_xen_config *c;
+	char dir[] = "/tmp/test_xen_image.XXXXXX", xl[600], out[600], script[1200], err[320];
+	char args[200] = "";
+	uint32_t u32, npfn = 0, ndata = 0;
+	FILE *f;
+	int fd, rc;
+
+	(void)unused;
+	assert_non_null(mkdtemp(dir));
+	snprintf(xl, sizeof(xl), "%s/xl", dir);
+	snprintf(out, sizeof(out), "%s/restored", dir);
+	snprintf(script, sizeof(script),
+		 "#!/bin/sh\necho \"$1 $2\" >%s/args\ncat \"$3\" >%s/restored\n", dir, dir);
+	f = fopen(xl, "w");
+	assert_non_null(f);
+	fputs(script, f);
+	fclose(f);
+	assert_int_equal(chmod(xl, 0755), 0);
+	setenv("HA_XEN_XL", xl, 1);
+	setenv("HA_XEN_SAVE_DIR", dir, 1);
+	make_state(&st, true);
+	assert_int_equal(hv_xen_image_standby(im, &st, "web--standby"), 0);
+	snprintf(script, sizeof(script), "%s/args", dir);
+	f = fopen(script, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(args, sizeof(args), f));
+	fclose(f);
+	assert_string_equal(args, "restore -p\n");
+
+	fd = open(out, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &u32, 4, 48), 4);
+	{
+		char *cfg = malloc(u32);
+
+		assert_int_equal(pread(fd, cfg, u32, 52), (ssize_t)u32);
+		assert_int_equal(hv_xen_config_parse(cfg, u32, &c, err, sizeof(err)), 0);
+		assert_string_equal(hv_xen_config_str(c, "c_info.name"), "web--standby");
+		hv_xen_config_free(c);
+		free(cfg);
+	}
+	/* Past the xl header, its configuration and the libxl header with its
+	 * LIBXC_CONTEXT record: the libxc stream. */
+	assert_int_equal(lseek(fd, 52 + u32 + 16 + 8, SEEK_SET), 52 + u32 + 16 + 8);
+	assert_int_equal(ckpt_reader_new_fd(fd, &r), 0);
+	assert_int_equal(ckpt_reader_headers(r, 0), 0);
+	while ((rc = ckpt_reader_next(r, &rec)) == 0 && rec.type != CKPT_REC_END) {
+		if (rec.type != CKPT_REC_PAGE_DATA)
+			continue;
+		const struct ckpt_page_data_hdr *h = (const void *)rec.body;
+		const uint64_t *e = (const uint64_t *)(h + 1);
+
+		assert_int_equal(rec.length, sizeof(*h) + h->count * 8); /* no data */
+		for (uint32_t i = 0; i < h->count; i++, npfn++) {
+			assert_int_equal(e[i] >> CKPT_PFN_TYPE_SHIFT, CKPT_PFN_TYPE_XALLOC);
+			assert_int_equal(e[i] & CKPT_PFN_MASK, pfns[npfn]);
+		}
+		ndata += rec.length > sizeof(*h) + h->count * 8;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(npfn, sizeof(pfns) / sizeof(pfns[0]));
+	assert_int_equal(ndata, 0);
+	ckpt_reader_free(r);
+	close(fd);
+	/* No configuration from the primary: no standby (the cold route). */
+	hv_state_free(&st);
+	make_state(&st, true);
+	for (uint32_t i = 0; i < st.nrecs; i++)
+		if (st.recs[i].type == CKPT_REC_HA_XEN_CONFIG)
+			st.recs[i].type = CKPT_REC_HVM_PARAMS + 0x1000;
+	assert_int_equal(hv_xen_image_standby(im, &st, "web--standby"), -ENOENT);
+	unlink(out);
+	unlink(script);
+	unlink(xl);
+	rmdir(dir);
+	unsetenv("HA_XEN_XL");
+	unsetenv("HA_XEN_SAVE_DIR");
 	hv_state_free(&st);
 	hv_xen_image_free(im);
 }
@@ -327,7 +445,9 @@ int main(void)
 		cmocka_unit_test(test_image_needs_context),
 		cmocka_unit_test(test_restore_plumbing),
 		cmocka_unit_test(test_lookup_and_no_xen),
-		cmocka_unit_test(test_config_disk),
+		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_image_config),
+		cmocka_unit_test(test_standby_image),
 	};
 
 	log_init("test_xen_image");
