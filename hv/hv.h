@@ -108,6 +108,10 @@ struct hv_restore_ops {
 	int (*create)(const struct hv_info *info, struct hv_copy **out);
 	/* The copy's page pfn, mapped for writing; NULL as save_ops' page. */
 	uint8_t *(*page)(struct hv_copy *c, uint64_t pfn);
+	/* The records the primary sent at the stream's start, before its first
+	 * page (save_ops' stream_start: on Xen the CPU policy and
+	 * STATIC_DATA_END). May be NULL. */
+	int (*stream_start)(struct hv_copy *c, const struct hv_state *st);
 	/* Called after each checkpoint is committed (its pages written through
 	 * page(), st its state records), before it is acknowledged: the
 	 * backend may move the copy (Xen builds its hot standby at the first).

@@ -770,11 +770,56 @@ static int save_state(struct hv_dom *d, struct hv_state *st)
 	return rc;
 }
 
+/* The domain's CPUID and MSR policy, as libxc's save writes them before
+ * STATIC_DATA_END: without them a restore rebuilds a legacy policy for the
+ * domain (it re-enables features the primary's domain lacks and clamps
+ * leaves), then checks the guest's registers against it. */
+static int cpu_policy_records(struct hv_dom *d, struct hv_state *st)
+{
+	xc_cpu_policy_t *p = xc_cpu_policy_init();
+	xen_cpuid_leaf_t *leaves = NULL;
+	xen_msr_entry_t *msrs = NULL;
+	uint32_t nl = 0, nm = 0;
+	int rc = 0;
+
+	if (!p)
+		return -ENOMEM;
+	if (xc_cpu_policy_get_size(d->xch, &nl, &nm) < 0 ||
+	    xc_cpu_policy_get_domain(d->xch, d->domid, p) < 0) {
+		rc = -errno;
+		log_error("cannot read the CPU policy of domain %u: %s", d->domid, strerror(-rc));
+		goto out;
+	}
+	leaves = calloc(nl ? nl : 1, sizeof(*leaves));
+	msrs = calloc(nm ? nm : 1, sizeof(*msrs));
+	if (!leaves || !msrs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (xc_cpu_policy_serialise(d->xch, p, leaves, &nl, msrs, &nm) < 0) {
+		rc = -errno;
+		log_error("cannot serialise the CPU policy of domain %u: %s", d->domid,
+			  strerror(-rc));
+		goto out;
+	}
+	rc = hv_state_add(st, CKPT_REC_X86_CPUID_POLICY, leaves, nl * sizeof(*leaves));
+	if (rc == 0)
+		rc = hv_state_add(st, CKPT_REC_X86_MSR_POLICY, msrs, nm * sizeof(*msrs));
+	if (rc == 0)
+		log_info("domain %u: CPU policy of %u CPUID leaves and %u MSRs sent", d->domid, nl,
+			 nm);
+out:
+	free(leaves);
+	free(msrs);
+	xc_cpu_policy_destroy(p);
+	return rc;
+}
+
 static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
 {
-	/* No CPUID/MSR policy records: the restoring side applies the host's
-	 * policy for the domain's type, as for a version 2 stream. */
-	return hv_state_add(st, CKPT_REC_STATIC_DATA_END, NULL, 0);
+	int rc = cpu_policy_records(d, st);
+
+	return rc < 0 ? rc : hv_state_add(st, CKPT_REC_STATIC_DATA_END, NULL, 0);
 }
 
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)

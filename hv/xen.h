@@ -41,6 +41,9 @@ struct hv_xen_image;
 
 int hv_xen_image_new(const struct hv_info *info, struct hv_xen_image **out);
 void hv_xen_image_free(struct hv_xen_image *im);
+/* Keeps the stream's start records (the CPU policy, written before
+ * STATIC_DATA_END in every image). */
+int hv_xen_image_set_start(struct hv_xen_image *im, const struct hv_state *st);
 /* Writable page pfn (marked present), NULL if out of range. */
 uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn);
 /* Writes the image and st as an xl save file (xl header, libxl stream,

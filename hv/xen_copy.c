@@ -20,6 +20,7 @@ struct hv_copy {
 	struct hv_xen_image *img;     /* until the standby holds the copy */
 	struct hv_xen_standby *sb;
 	bool cold;		      /* no standby: restore img at failover */
+	struct hv_state start;	      /* the stream's start records */
 	struct hv_info info;
 };
 
@@ -55,6 +56,17 @@ static int xen_create(const struct hv_info *info, struct hv_copy **out)
 	return 0;
 }
 
+static int xen_stream_start(struct hv_copy *d, const struct hv_state *st)
+{
+	int rc;
+
+	hv_state_free(&d->start);
+	rc = hv_state_copy(&d->start, st);
+	if (rc == 0 && d->img)
+		rc = hv_xen_image_set_start(d->img, st);
+	return rc;
+}
+
 /* After each commit: the first builds the standby from the image. */
 static int xen_commit(struct hv_copy *d, const struct hv_state *st)
 {
@@ -84,7 +96,8 @@ static void keep(struct hv_copy *d, const struct hv_state *st)
 
 	/* With a standby, the image is gone: its memory is copied into one. */
 	if (!d->img && hv_xen_image_new(&d->info, &d->img) == 0 &&
-	    hv_xen_standby_copy_out(d->sb, d->img) < 0) {
+	    (hv_xen_image_set_start(d->img, &d->start) < 0 ||
+	     hv_xen_standby_copy_out(d->sb, d->img) < 0)) {
 		hv_xen_image_free(d->img);
 		d->img = NULL;
 	}
@@ -134,12 +147,14 @@ static void xen_copy_close(struct hv_copy *c)
 		return;
 	hv_xen_standby_free(c->sb);
 	hv_xen_image_free(c->img);
+	hv_state_free(&c->start);
 	free(c);
 }
 
 const struct hv_restore_ops hv_xen_restore_ops = {
 	.create = xen_create,
 	.page = xen_copy_page,
+	.stream_start = xen_stream_start,
 	.commit = xen_commit,
 	.activate = xen_activate,
 	.destroy = xen_copy_destroy,

@@ -66,6 +66,7 @@ _Static_assert(sizeof(struct libxl_hdr) == 16, "libxl header size");
 
 struct hv_xen_image {
 	struct hv_info info;
+	struct hv_state start; /* the stream's start records (the CPU policy) */
 	uint8_t *mem;
 	size_t len;
 	struct bitmap present;
@@ -104,7 +105,14 @@ void hv_xen_image_free(struct hv_xen_image *im)
 	if (im->mem)
 		munmap(im->mem, im->len);
 	bitmap_destroy(&im->present);
+	hv_state_free(&im->start);
 	free(im);
+}
+
+int hv_xen_image_set_start(struct hv_xen_image *im, const struct hv_state *st)
+{
+	hv_state_free(&im->start);
+	return hv_state_copy(&im->start, st);
 }
 
 uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn)
@@ -240,6 +248,16 @@ static int write_image(struct hv_xen_image *im, const struct hv_state *st, int f
 	ckpt_writer_set_trailers(w, false);
 	rc = ckpt_writer_headers(w, CKPT_IHDR_ID_XEN, CKPT_DHDR_X86_HVM, im->info.xen_major,
 				 im->info.xen_minor);
+	/* The CPU policy, if the primary sent it, goes before STATIC_DATA_END
+	 * as libxc's save writes it. */
+	for (size_t t = 0; rc == 0 && t < 2; t++) {
+		uint32_t type = t ? CKPT_REC_X86_MSR_POLICY : CKPT_REC_X86_CPUID_POLICY;
+		const void *body = find_rec(&im->start, type, &len);
+		struct iovec iov = {(void *)body, len};
+
+		if (body)
+			rc = ckpt_writer_record(w, type, &iov, 1);
+	}
 	if (rc == 0)
 		rc = ckpt_writer_record(w, CKPT_REC_STATIC_DATA_END, NULL, 0);
 	for (size_t b = bitmap_next_set(&im->present, 0); rc == 0 && b < im->present.nbits;

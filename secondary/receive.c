@@ -374,10 +374,17 @@ static int take_record(struct rx *x, const struct ckpt_record *rec, bool precopy
 	}
 	if (!precopy)
 		return rc;
-	/* Nothing is committed yet: pre-copy pages go straight to the domain. */
-	struct hv_state none = {0};
-	rc = ckbuf_commit(x->buf, x->dec, page_of, x, &none, err, errlen);
-	hv_state_free(&none);
+	/* Nothing is committed yet: pre-copy pages go straight to the domain.
+	 * Records before them are the stream's start (stream_start). */
+	struct hv_state first = {0};
+	rc = ckbuf_commit(x->buf, x->dec, page_of, x, &first, err, errlen);
+	if (rc == 0 && first.nrecs && x->ops->stream_start) {
+		rc = x->ops->stream_start(x->copy, &first);
+		if (rc < 0)
+			snprintf(err, errlen, "keeping the stream's start records: %s",
+				 strerror(-rc));
+	}
+	hv_state_free(&first);
 	return rc;
 }
 

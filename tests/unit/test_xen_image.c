@@ -378,6 +378,18 @@ static void test_standby_image(void **unused)
 	setenv("HA_XEN_XL", xl, 1);
 	setenv("HA_XEN_SAVE_DIR", dir, 1);
 	make_state(&st, true);
+	{
+		/* The stream's start: the CPU policy, before STATIC_DATA_END. */
+		struct hv_state start = {0};
+		uint32_t leaf[6] = {7, 0, 1, 2, 3, 4};
+		uint32_t msr[4] = {0xce, 0, 5, 0};
+
+		assert_int_equal(hv_state_add(&start, CKPT_REC_X86_CPUID_POLICY, leaf, 24), 0);
+		assert_int_equal(hv_state_add(&start, CKPT_REC_X86_MSR_POLICY, msr, 16), 0);
+		assert_int_equal(hv_state_add(&start, CKPT_REC_STATIC_DATA_END, NULL, 0), 0);
+		assert_int_equal(hv_xen_image_set_start(im, &start), 0);
+		hv_state_free(&start);
+	}
 	assert_int_equal(hv_xen_image_standby(im, &st, "web--standby"), 0);
 	snprintf(script, sizeof(script), "%s/args", dir);
 	f = fopen(script, "r");
@@ -403,7 +415,10 @@ static void test_standby_image(void **unused)
 	assert_int_equal(lseek(fd, 52 + u32 + 16 + 8, SEEK_SET), 52 + u32 + 16 + 8);
 	assert_int_equal(ckpt_reader_new_fd(fd, &r), 0);
 	assert_int_equal(ckpt_reader_headers(r, 0), 0);
+	uint32_t order[3], nfirst = 0;
 	while ((rc = ckpt_reader_next(r, &rec)) == 0 && rec.type != CKPT_REC_END) {
+		if (nfirst < 3)
+			order[nfirst++] = rec.type;
 		if (rec.type != CKPT_REC_PAGE_DATA)
 			continue;
 		const struct ckpt_page_data_hdr *h = (const void *)rec.body;
@@ -419,6 +434,9 @@ static void test_standby_image(void **unused)
 	assert_int_equal(rc, 0);
 	assert_int_equal(npfn, sizeof(pfns) / sizeof(pfns[0]));
 	assert_int_equal(ndata, 0);
+	assert_int_equal(order[0], CKPT_REC_X86_CPUID_POLICY);
+	assert_int_equal(order[1], CKPT_REC_X86_MSR_POLICY);
+	assert_int_equal(order[2], CKPT_REC_STATIC_DATA_END);
 	ckpt_reader_free(r);
 	close(fd);
 	/* No configuration from the primary: no standby (the cold route). */
