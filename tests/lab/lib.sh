@@ -86,7 +86,11 @@ lab_expect_panic() {
 # is logged as NAME--incoming).
 domu_logs() {
 	local f
-	for f in "$LAB_CONSOLE_DIR/guest-$1.log" "$LAB_CONSOLE_DIR/guest-$1--incoming.log"; do
+	# xenconsoled names a log after the domain's name when it connects:
+	# xl migrate's receiver builds NAME--incoming, ha-receive's hot standby
+	# NAME--standby, and both are renamed NAME later.
+	for f in "$LAB_CONSOLE_DIR/guest-$1.log" "$LAB_CONSOLE_DIR/guest-$1--incoming.log" \
+		"$LAB_CONSOLE_DIR/guest-$1--standby.log"; do
 		[ -f "$f" ] && echo "$f"
 	done
 }

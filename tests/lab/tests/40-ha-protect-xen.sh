@@ -5,8 +5,9 @@
 #   1. a stream saved with --save (raw pages: a Xen v2 stream) verifies
 #      with ha-stream verify;
 #   2. protected to the secondary, the guest keeps counting;
-#   3. the primary domain is destroyed: the secondary restores the last
-#      committed checkpoint and the copy keeps counting;
+#   3. the primary domain is destroyed: the secondary activates its hot
+#      standby at the last committed checkpoint and the copy keeps
+#      counting;
 #   after 1., the toolstack can still suspend the domain: `xl save -c`
 #   succeeds well within libxl's 60 s (ha-protect told xenstored of each
 #   resume, so @releaseDomain fires again), the domain counts on, and
@@ -158,16 +159,15 @@ if domu_crashed "$dom"; then
 	fail_with "the copy crashed ($(domu_crash_kind "$dom"))"
 fi
 activation=$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/receive.log" | head -n 1)
-# The image goes to xl restore through a FIFO (or, failing that, a file).
-image=$(sed -n -e 's/.*restore image streamed to xl: .* in \([0-9]*\) ms.*/\1/p' \
-	-e 's/.*restore image .* written: .* in \([0-9]*\) ms.*/\1/p' "$T/receive.log" | head -n 1)
-route=fifo
-grep -q 'image streamed' "$T/receive.log" || route=file
-lab_figure failover_ms=$((tc - tf)) failover_to_restored_ms=$((ta - tf)) \
-	activation_ms="${activation:-?}" image_ms="${image:-?}" restore_route="$route"
+# The hot standby is unpaused; without one (the log says why), the image
+# goes to xl restore through a FIFO (or, failing that, a file).
+grep -q 'the standby runs as' "$T/receive.log" || fail_with "no hot standby was activated: $(grep -a -e 'no hot standby' -e error "$T/receive.log" | head -n 1)"
+built=$(sed -n 's/.*hot standby .* built in \([0-9]*\) ms, [0-9]* pages copied in \([0-9]*\) ms.*/\1+\2/p' "$T/receive.log" | head -n 1)
+lab_figure failover_ms=$((tc - tf)) failover_to_running_ms=$((ta - tf)) \
+	activation_ms="${activation:-?}" standby_build_ms="${built:-?}"
 echo "copy counting after failover: $(domu_count "$dom") (primary's last: $last)"
 grep -a -e 'suspend avg' -e 'pre-copy done' -e 'mapped domain' "$T/protect.log"
-grep -a -e 'FAILOVER' -e 'restore' "$T/receive.log"
+grep -a -e 'FAILOVER' -e 'restore' -e 'standby' "$T/receive.log"
 
 # --- ratios to xl remus, measured in the same lab run ------------------
 if [ -f "$LAB_OUT/xl-remus.figures" ]; then
@@ -176,7 +176,8 @@ if [ -f "$LAB_OUT/xl-remus.figures" ]; then
 	lab_figure vs_xl_remus_pause_p50="$(ratio "$(awk -v v="$p50" 'BEGIN {print v / 1000}')" "$(xf pause_ms_p50)")" \
 		vs_xl_remus_pause_max="$(ratio "$(awk -v v="$pmax" 'BEGIN {print v / 1000}')" "$(xf pause_ms_max)")" \
 		vs_xl_remus_period="$(ratio "$period" "$(xf period_ms)")" \
-		vs_xl_remus_slowdown="$(ratio "$slow" "$(xf slowdown)")"
+		vs_xl_remus_slowdown="$(ratio "$slow" "$(xf slowdown)")" \
+		vs_xl_remus_failover="$(ratio "$((tc - tf))" "$(xf failover_ms)")"
 else
 	echo "no $LAB_OUT/xl-remus.figures (30-xl-remus did not run): no ratios"
 fi

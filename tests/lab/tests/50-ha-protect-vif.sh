@@ -19,7 +19,12 @@
 #       value, and keeps answering;
 #   failover_ms   the primary's death to the copy's first answer;
 # and xl_remus_failover_ms (xl remus -n; with its own network buffering
-# when this Xen's libxl has it, xl_remus_netbuf says why not).
+# when this Xen's libxl has it, xl_remus_netbuf says why not), and the
+# ratio of ours (plug) to it.
+# The domU's size and the runs come from the environment (52-* runs this
+# with a larger domU): LAB_VIF_MEMORY (MiB, default 96), LAB_VIF_VCPUS (1),
+# LAB_VIF_BACKENDS ("plug nfqueue"), LAB_VIF_XL_REMUS (1: compare with xl
+# remus). Each run's figures also go to $LAB_OUT/vif-MEMORY.figures.
 # lab-timeout: 1800
 set -u
 . "$LAB_LIB"
@@ -33,6 +38,11 @@ mac=00:16:3e:4c:ab:50
 T=$LAB_TMP
 interval=100
 window=${LAB_VIF_SECONDS:-30}
+memory=${LAB_VIF_MEMORY:-96}
+vcpus=${LAB_VIF_VCPUS:-1}
+backends=${LAB_VIF_BACKENDS:-plug nfqueue}
+figs=$LAB_OUT/vif-$memory.figures
+: >"$figs"
 export HA_XEN_SUSPEND_TIMEOUT_MS=60000
 pids=()
 failures=()
@@ -91,7 +101,7 @@ inns ip link set lo up
 inns ip addr add "$cip/24" dev hacl1
 inns ip link set hacl1 up
 
-domu_create "$dom" "vif = [ \"mac=$mac,bridge=$br\" ]" \
+domu_create "$dom" "vif = [ \"mac=$mac,bridge=$br\" ]" "memory = $memory" "vcpus = $vcpus" \
 	"extra = \"console=hvc0 loglevel=3 pci=noearly rdinit=/init lab.net=$gip/24\"" >"$T/create.log" 2>&1 ||
 	fail_with "xl create $dom (with a vif on $br) failed: $(tail -n 2 "$T/create.log" | tr '\n' ' ')"
 if ! wait_for 300 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -ge 0 ]"; then
@@ -101,7 +111,8 @@ fi
 # shellcheck disable=SC2046
 grep -a -q 'domu: eth0 up' $(domu_logs "$dom") || fail_with "the domU did not bring eth0 up"
 answers 120 0 || fail_with "the domU's counter service does not answer at $gip:7000"
-echo "$dom: vif $(vif_of "$dom") on $br, counter service answers"
+echo "$dom: $memory MiB, $vcpus vCPU(s), vif $(vif_of "$dom") on $br, counter service answers"
+lab_figure memory_mib="$memory" vcpus="$vcpus"
 (umask 077 && printf 'lab:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/psk")
 
 # protect_run BACKEND PORT: protect $dom with netbuf BACKEND, count through
@@ -199,16 +210,29 @@ protect_run() {
 	lost=$(sed -n 's/.*acked_lost=\([0-9]*\).*/\1/p' <<<"$a")
 	fo=$(sed -n 's/.*first_after_ms=\([0-9]*\).*/\1/p' <<<"$a")
 	nonmono=$(sed -n 's/.*nonmonotonic=\([0-9]*\).*/\1/p' <<<"$a")
-	lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" \
-		activation_ms="$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/$b.receive.log" | head -n 1)"
+	act=$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/$b.receive.log" | head -n 1)
+	standby=yes
+	grep -q 'hot standby .* holds the committed image' "$T/$b.receive.log" || standby=no
+	lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" activation_ms="$act" standby="$standby"
+	echo "${b}_failover_ms=$fo" >>"$figs"
+	grep -a -e 'hot standby' -e 'the standby runs' -e 'xl restore' "$T/$b.receive.log"
 	grep -a -e 'netbuf' -e 'suspend avg' -e 'pre-copy done' "$T/$b.protect.log" | head -n 5
 	[ "$lost" -eq 0 ] || failures+=("$b: $lost acknowledged increments lost in the failover")
 	[ "$nonmono" -eq 0 ] || failures+=("$b: $nonmono acknowledged values not above the previous one")
 	return 0
 }
 
-protect_run plug 7410
-protect_run nfqueue 7411
+port=7410
+for b in $backends; do
+	protect_run "$b" "$port"
+	port=$((port + 1))
+done
+if [ "${LAB_VIF_XL_REMUS:-1}" != 1 ]; then
+	c=$(lab_crashes)
+	[ -z "$c" ] || echo "crashed domUs: $c"
+	[ "${#failures[@]}" -eq 0 ] || fail_with "$(printf '%s; ' "${failures[@]}")"
+	exit 0
+fi
 
 # --- stock xl remus on the same domU ------------------------------------
 # Unbuffered (-n) first, for the failover figure; then with its own network
@@ -262,6 +286,8 @@ else
 fi
 lab_figure xl_remus_flags=-F-n-d xl_remus_failover_ms="$xl_fo" xl_remus_acked_lost="$xl_lost" \
 	xl_remus_netbuf="$xl_netbuf"
+ours=$(sed -n 's/^plug_failover_ms=//p' "$figs")
+lab_figure vs_xl_remus_failover="$(awk -v a="$ours" -v b="$xl_fo" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "?"}')"
 
 c=$(lab_crashes)
 [ -z "$c" ] || echo "crashed domUs: $c"
