@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xen/hvm/params.h>
@@ -165,39 +166,75 @@ static void check_actions(struct hv_dom *d)
 
 /* libxl keeps each domain's configuration as JSON under /var/lib/xen;
  * the secondary restores the domain with it (as `xl save` does). */
+/* The file at config_path, whole and NUL-terminated (*len with the NUL),
+ * and its time and size; NULL when unreadable. */
+static char *read_file(const char *path, size_t *len, struct stat *st)
+{
+	char *buf = NULL;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return NULL;
+	if (fstat(fileno(f), st) == 0 && st->st_size > 0 && st->st_size < (1l << 20)) {
+		buf = malloc((size_t)st->st_size + 1);
+		if (buf && fread(buf, 1, (size_t)st->st_size, f) == (size_t)st->st_size) {
+			buf[st->st_size] = '\0';
+			*len = (size_t)st->st_size + 1;
+		} else {
+			free(buf);
+			buf = NULL;
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
 static void read_config(struct hv_dom *d, const xc_dominfo_t *info)
 {
 	const uint8_t *u = info->handle;
-	char path[160];
-	FILE *f;
-	long len;
+	struct stat st;
 
-	snprintf(path, sizeof(path),
+	snprintf(d->config_path, sizeof(d->config_path),
 		 "/var/lib/xen/userdata-d.%u.%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 		 "%02x%02x%02x%02x%02x%02x.libxl-json",
 		 d->domid, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
 		 u[11], u[12], u[13], u[14], u[15]);
-	f = fopen(path, "re");
-	if (!f) {
+	d->config = read_file(d->config_path, &d->config_len, &st);
+	if (!d->config) {
 		log_warn("no libxl configuration for domain %u (%s: %s): the secondary will "
 			 "need HA_XEN_CONFIG=FILE (an xl config) to restore it",
-			 d->domid, path, strerror(errno));
+			 d->domid, d->config_path, errno ? strerror(errno) : "empty or too large");
 		return;
 	}
-	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && len < (1l << 20) &&
-	    fseek(f, 0, SEEK_SET) == 0) {
-		d->config = malloc((size_t)len + 1);
-		if (d->config && fread(d->config, 1, (size_t)len, f) == (size_t)len) {
-			d->config[len] = '\0';
-			d->config_len = (size_t)len + 1;
-		} else {
-			free(d->config);
-			d->config = NULL;
-		}
-	}
-	fclose(f);
-	if (!d->config)
-		log_warn("cannot read the libxl configuration %s", path);
+	d->config_mtime = st.st_mtim;
+	d->config_size = st.st_size;
+}
+
+/* G6: libxl rewrites the configuration when a device is attached or
+ * detached: the secondary's copy, built from the old one, would lack it.
+ * Cheap while nothing changed (a stat); true when the content did. */
+static bool config_changed(struct hv_dom *d)
+{
+	struct stat st;
+	size_t len = 0;
+	char *now;
+	bool changed;
+
+	if (!d->config || stat(d->config_path, &st) < 0)
+		return false;
+	if (st.st_size == d->config_size && st.st_mtim.tv_sec == d->config_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == d->config_mtime.tv_nsec)
+		return false;
+	now = read_file(d->config_path, &len, &st);
+	if (!now)
+		return false;
+	changed = len != d->config_len || memcmp(now, d->config, len);
+	free(d->config);
+	d->config = now;
+	d->config_len = len;
+	d->config_mtime = st.st_mtim;
+	d->config_size = st.st_size;
+	return changed;
 }
 
 static int map_run(struct hv_dom *d, xen_pfn_t *pfns, int *err, uint64_t first, uint32_t n)
@@ -233,6 +270,18 @@ static int map_run(struct hv_dom *d, xen_pfn_t *pfns, int *err, uint64_t first, 
 	return 0;
 }
 
+static void unmap_memory(struct hv_dom *d)
+{
+	for (size_t i = 0; i < d->nmaps; i++)
+		xenforeignmemory_unmap(d->fmem, d->maps[i].addr, d->maps[i].n);
+	free(d->maps);
+	free(d->pages);
+	d->maps = NULL;
+	d->pages = NULL;
+	d->nmaps = 0;
+	d->populated = 0;
+}
+
 /* Maps the guest's present pages once, for the whole session: Xen reports
  * each pfn's type (1024 per call, as libxc's save asks), and every run of
  * present pfns is mapped in one call. Holes (XTAB: nothing there or a
@@ -245,6 +294,13 @@ static int map_memory(struct hv_dom *d)
 	uint32_t nrun = 0;
 	int rc = 0;
 
+	xc_dominfo_t info;
+
+	if (hv_xen_getinfo(d, &info) < 0) {
+		rc = -ESRCH;
+		goto out;
+	}
+	d->tot_pages = info.nr_pages;
 	d->pages = calloc(d->nr_pfns, sizeof(*d->pages));
 	if (!pfns || !err || !d->pages) {
 		rc = -ENOMEM;
@@ -345,10 +401,7 @@ static void xen_close(struct hv_dom *d)
 			 MS(d->t.suspend_max_ns), MS(d->t.harvest_ns / d->t.n),
 			 MS(d->t.state_ns / d->t.n), MS(d->t.resume_ns / d->t.n),
 			 (unsigned long long)d->t.woke_notified, (unsigned long long)d->t.woke_timer);
-	for (size_t i = 0; i < d->nmaps; i++)
-		xenforeignmemory_unmap(d->fmem, d->maps[i].addr, d->maps[i].n);
-	free(d->maps);
-	free(d->pages);
+	unmap_memory(d);
 	if (d->logdirty)
 		xc_shadow_control(d->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
 	if (d->dirty_buf)
@@ -567,6 +620,7 @@ static int xen_open(const char *name, struct hv_dom **out)
 	rc = map_memory(d);
 	if (rc < 0)
 		goto fail;
+	d->mapped_fresh = true;
 	log_info("Xen %u.%u: domain %s (id %u), %s%s, %u vCPUs, %llu MiB present", d->xen_major,
 		 d->xen_minor, d->name, d->domid, info.hap ? "HAP " : "", d->pvh ? "PVH" : "HVM",
 		 d->vcpus,
@@ -630,6 +684,7 @@ static int logdirty_clean(struct hv_dom *d, uint64_t *dirty, bool final)
 static int xen_dirty_start(struct hv_dom *d)
 {
 	size_t bytes = (d->nr_pfns + 63) / 64 * 8;
+	int rc;
 
 	hv_xen_catch_late(d);
 	if (!d->dirty_buf) {
@@ -658,7 +713,44 @@ static int xen_dirty_start(struct hv_dom *d)
 	}
 	d->logdirty = true;
 	/* Start from a clean bitmap: the next harvest reports writes from now. */
-	return logdirty_clean(d, NULL, false);
+	rc = logdirty_clean(d, NULL, false);
+	if (rc < 0)
+		return rc;
+	/* Every later session maps the domain again, after log-dirty is on:
+	 * what changed in its memory map since (a balloon, a page moved) is
+	 * in the new mappings, and the pre-copy sends all of it. */
+	if (!d->mapped_fresh) {
+		unmap_memory(d);
+		rc = map_memory(d);
+	}
+	d->mapped_fresh = false;
+	return rc;
+}
+
+/* A page written that was not there when the domain was mapped (G2:
+ * populated since, e.g. ballooned back): the copy would miss it. The
+ * session ends (the secondary discards its copy) and the next one maps the
+ * domain anew. */
+static int check_unmapped(struct hv_dom *d, const struct bitmap *dirty)
+{
+	uint64_t n = 0, first = 0;
+
+	for (size_t b = bitmap_next_set(dirty, 0); b < dirty->nbits;
+	     b = bitmap_next_set(dirty, b + 1)) {
+		if (d->pages[b])
+			continue;
+		if (!n++)
+			first = b;
+	}
+	if (!n)
+		return 0;
+	log_error("domain %u wrote %llu pages that were not in its memory when it was mapped "
+		  "(the first at pfn %llu): its memory map changed (ballooning, memory hot-plug). "
+		  "This session ends and the secondary discards its copy; the next session maps "
+		  "the domain again and copies it whole. A protected domain should have fixed "
+		  "memory (memory = maxmem, no balloon target changes)",
+		  d->domid, (unsigned long long)n, (unsigned long long)first);
+	return -EXDEV;
 }
 
 static int xen_dirty_stop(struct hv_dom *d)
@@ -680,6 +772,8 @@ static int xen_harvest(struct hv_dom *d, struct bitmap *dirty)
 		return -EINVAL;
 	hv_xen_catch_late(d);
 	rc = logdirty_clean(d, dirty->words, d->suspended);
+	if (rc == 0)
+		rc = check_unmapped(d, dirty);
 	if (d->suspended)
 		d->t.harvest_ns += clk_now_ns() - t0;
 	return rc;
@@ -730,6 +824,29 @@ static int save_state(struct hv_dom *d, struct hv_state *st)
 {
 	struct ckpt_tsc_info tsc = {0};
 	int n, rc;
+	xc_dominfo_t info;
+
+	/* G2, G3: pages gone (ballooned out) or added since the domain was
+	 * mapped: the copy would keep the first and miss the second. */
+	if (hv_xen_getinfo(d, &info) < 0)
+		return -ESRCH;
+	if (config_changed(d)) {
+		log_error("domain %u's libxl configuration changed (a device attached or detached, "
+			  "%s): this session ends and the secondary discards its copy; the next "
+			  "session gives the secondary the new configuration",
+			  d->domid, d->config_path);
+		return -EXDEV;
+	}
+	if (info.nr_pages != d->tot_pages) {
+		log_error("domain %u has %llu pages now and had %llu when it was mapped: its "
+			  "memory changed (ballooning, memory hot-plug). This session ends and the "
+			  "secondary discards its copy; the next session maps the domain again and "
+			  "copies it whole. A protected domain should have fixed memory (memory = "
+			  "maxmem, no balloon target changes)",
+			  d->domid, (unsigned long long)info.nr_pages,
+			  (unsigned long long)d->tot_pages);
+		return -EXDEV;
+	}
 
 	if (xc_domain_get_tsc_info(d->xch, d->domid, &tsc.mode, &tsc.nsec, &tsc.khz,
 				   &tsc.incarnation) < 0) {

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 #include <xenctrl.h>
 #include <xenevtchn.h>
 #include <xenforeignmemory.h>
@@ -66,6 +68,10 @@ struct hv_dom {
 	uint8_t **pages;   /* per pfn: its mapping, NULL for a hole */
 	struct mapping *maps;
 	size_t nmaps;
+	/* The domain's page count when it was mapped (xc_dominfo nr_pages);
+	 * a change means its memory map changed under the mappings. */
+	uint64_t tot_pages;
+	bool mapped_fresh; /* mapped at open: the first session maps nothing again */
 
 	bool logdirty;
 	xc_hypercall_buffer_t dirty_hbuf;
@@ -76,6 +82,9 @@ struct hv_dom {
 	size_t hvm_ctx_cap;
 	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
 	size_t config_len; /* with the NUL */
+	char config_path[160]; /* where libxl keeps it ("" when unknown) */
+	struct timespec config_mtime; /* ... and its time and size when read */
+	off_t config_size;
 	bool suspended;
 	enum hv_xen_via via; /* how the current (or last) suspend was asked */
 	/* A suspend the guest took but did not finish in time: when it does,

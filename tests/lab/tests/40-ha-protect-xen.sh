@@ -31,6 +31,8 @@ cleanup() {
 	sleep 0.5
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	xl destroy "$dom" >/dev/null 2>&1
+	ip link del habr40 2>/dev/null
+	return 0
 }
 trap cleanup EXIT
 
@@ -98,7 +100,7 @@ domu_counting "$dom" 20 || fail_with "$dom stopped counting after xl save -c (co
 # --- 2. protected to a secondary on this host -------------------------
 # Over TLS 1.3 with a pre-shared key, as a real pair would run.
 (umask 077 && printf 'lab:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/psk")
-HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:$port" --once \
+HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:$port" \
 	--timeout 3000 --ctl "$T/rx.sock" >"$T/receive.log" 2>&1 &
 rx=$!
 pids+=("$rx")
@@ -140,6 +142,42 @@ pavg=$(status_field "$T/status1" pause_us | awk '{print $4}')
 lab_figure pause_ms_avg="$(awk -v v="$pavg" 'BEGIN {printf "%.1f", v / 1000}')" \
 	run_share="$(awk -v p="$pavg" -v t="$period" 'BEGIN {if (t > 0) printf "%.2f", 1 - p / 1000 / t; else print "?"}')"
 
+# --- 2b. the guest balloons down, then up again -----------------------
+# Each change of its memory map ends the session (END: the secondary
+# discards its copy and destroys its standby), and the next session maps
+# the domain anew and copies it whole: pages ballooned out are not kept in
+# the copy, pages ballooned back are in it (G2, G3 of docs/xen.md).
+sessions() { grep -c 'first checkpoint committed' "$T/receive.log"; }
+changes() { grep -c 'memory changed' "$T/protect.log"; }
+for mem in 64 96; do
+	n0=$(sessions)
+	c0=$(changes)
+	xl mem-set "$dom" "$mem" || fail_with "xl mem-set $dom $mem failed"
+	wait_for 180 sh -c "[ \$(grep -c 'memory changed' '$T/protect.log') -gt $c0 ]" ||
+		fail_with "ha-protect did not notice the domain's memory going to $mem MiB"
+	wait_for 300 sh -c "[ \$(grep -c 'first checkpoint committed' '$T/receive.log') -gt $n0 ]" ||
+		fail_with "no new session after the domain's memory went to $mem MiB"
+	grep -q -e 'standby .* is destroyed' "$T/receive.log" ||
+		fail_with "the secondary did not destroy its standby when the session ended"
+	echo "memory $mem MiB: session $((n0 + 1)) protects it: $(grep -a 'memory changed' "$T/protect.log" | tail -n 1 | cut -c1-160)"
+done
+domu_counting "$dom" 20 || fail_with "$dom stopped counting after ballooning"
+
+# --- 2c. a vif hot-plugged while protected ------------------------------
+# libxl rewrites the domain's configuration: the session ends, and the
+# next one builds the secondary's standby with the vif (G6).
+ip link add habr40 type bridge 2>/dev/null
+ip link set habr40 up || fail_with "cannot create bridge habr40"
+n0=$(sessions)
+xl network-attach "$dom" bridge=habr40 mac=00:16:3e:4c:ab:40 ||
+	fail_with "xl network-attach $dom failed"
+wait_for 180 grep -q 'configuration changed' "$T/protect.log" ||
+	fail_with "ha-protect did not notice the vif attached to $dom"
+wait_for 300 sh -c "[ \$(grep -c 'first checkpoint committed' '$T/receive.log') -gt $n0 ]" ||
+	fail_with "no new session after the vif was attached"
+domu_counting "$dom" 20 || fail_with "$dom stopped counting after the vif was attached"
+lab_figure sessions="$(sessions)"
+
 # --- 3. the primary domain is destroyed: failover ---------------------
 last=$(domu_count "$dom")
 tf=$(now_ms)
@@ -155,6 +193,8 @@ wait_for 60 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_
 	fail_with "the copy does not count past $last (state $(domu_state "$dom"))"
 tc=$(now_ms)
 domu_counting "$dom" 10 || fail_with "the copy stopped counting"
+xl network-list "$dom" | grep -q '^[0-9]' ||
+	fail_with "the copy has no vif: the one attached while protected is missing ($(xl network-list "$dom" 2>&1 | tr '\n' ' '))"
 if domu_crashed "$dom"; then
 	fail_with "the copy crashed ($(domu_crash_kind "$dom"))"
 fi
