@@ -52,6 +52,9 @@ int hv_state_add(struct hv_state *st, uint32_t type, const void *body, size_t le
 void hv_state_clear(struct hv_state *st);
 void hv_state_free(struct hv_state *st);
 int hv_state_copy(struct hv_state *dst, const struct hv_state *src);
+/* The body of st's first record of type (its length into len); NULL when
+ * st has none. */
+const void *hv_state_find(const struct hv_state *st, uint32_t type, uint32_t *len);
 
 /* The primary's side: a running domain, protected (Xen's save ops). */
 struct hv_save_ops {

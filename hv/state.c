@@ -55,3 +55,14 @@ int hv_state_copy(struct hv_state *dst, const struct hv_state *src)
 	}
 	return 0;
 }
+
+const void *hv_state_find(const struct hv_state *st, uint32_t type, uint32_t *len)
+{
+	for (uint32_t i = 0; i < st->nrecs; i++) {
+		if (st->recs[i].type == type) {
+			*len = st->recs[i].len;
+			return st->buf + st->recs[i].off;
+		}
+	}
+	return NULL;
+}

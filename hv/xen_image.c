@@ -123,17 +123,6 @@ uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn)
 	return im->mem + pfn * CKPT_PAGE_SIZE;
 }
 
-static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *len)
-{
-	for (uint32_t i = 0; i < st->nrecs; i++) {
-		if (st->recs[i].type == type) {
-			*len = st->recs[i].len;
-			return st->buf + st->recs[i].off;
-		}
-	}
-	return NULL;
-}
-
 /* The configuration adapted to this host: its first disk's "pdev_path" set
  * to DISK (the device that holds the disk here, e.g. a promoted DRBD
  * resource with another minor than on the primary) unless DISK is "", and
@@ -224,11 +213,11 @@ static int write_image(struct hv_xen_image *im, const struct hv_state *st, int f
 	uint32_t config_len = 0, n = 0, len;
 	int rc;
 
-	if (!find_rec(st, CKPT_REC_HVM_CONTEXT, &len)) {
+	if (!hv_state_find(st, CKPT_REC_HVM_CONTEXT, &len)) {
 		log_error("the committed checkpoint has no HVM_CONTEXT record: nothing to restore");
 		return -EBADMSG;
 	}
-	config = find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len);
+	config = hv_state_find(st, CKPT_REC_HA_XEN_CONFIG, &config_len);
 	if (!config && name) {
 		log_error("the primary sent no libxl configuration: cannot create %s", name);
 		return -ENOENT;
@@ -252,7 +241,7 @@ static int write_image(struct hv_xen_image *im, const struct hv_state *st, int f
 	 * as libxc's save writes it. */
 	for (size_t t = 0; rc == 0 && t < 2; t++) {
 		uint32_t type = t ? CKPT_REC_X86_MSR_POLICY : CKPT_REC_X86_CPUID_POLICY;
-		const void *body = find_rec(&im->start, type, &len);
+		const void *body = hv_state_find(&im->start, type, &len);
 		struct iovec iov = {(void *)body, len};
 
 		if (body)
@@ -272,7 +261,7 @@ static int write_image(struct hv_xen_image *im, const struct hv_state *st, int f
 	if (rc == 0 && n)
 		rc = name ? write_alloc(w, pfns, n) : ckpt_writer_page_data(w, pfns, pages, n);
 	for (size_t t = 0; rc == 0 && t < sizeof(state_types) / sizeof(state_types[0]); t++) {
-		const void *body = find_rec(st, state_types[t], &len);
+		const void *body = hv_state_find(st, state_types[t], &len);
 		struct iovec iov = {(void *)body, len};
 
 		if (body)
@@ -490,7 +479,7 @@ int hv_xen_image_restore(struct hv_xen_image *im, const struct hv_state *st)
 	uint64_t t0 = clk_now_ns();
 	int rc;
 
-	if (!find_rec(st, CKPT_REC_HA_XEN_CONFIG, &config_len) && !getenv("HA_XEN_CONFIG")) {
+	if (!hv_state_find(st, CKPT_REC_HA_XEN_CONFIG, &config_len) && !getenv("HA_XEN_CONFIG")) {
 		log_error("the primary sent no libxl configuration for %s and HA_XEN_CONFIG is not "
 			  "set: give ha-receive HA_XEN_CONFIG=FILE (the domain's xl config)",
 			  im->info.name);

@@ -243,17 +243,6 @@ uint8_t *hv_xen_standby_page(struct hv_xen_standby *sb, uint64_t pfn)
 	return map_run(sb, pfn, 1) == 0 ? sb->pages[pfn] : NULL;
 }
 
-static const void *find_rec(const struct hv_state *st, uint32_t type, uint32_t *len)
-{
-	for (uint32_t i = 0; i < st->nrecs; i++) {
-		if (st->recs[i].type == type) {
-			*len = st->recs[i].len;
-			return st->buf + st->recs[i].off;
-		}
-	}
-	return NULL;
-}
-
 /* The checkpoint's TSC, HVM parameters and context, as libxc's restore
  * loads them. */
 static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
@@ -263,14 +252,14 @@ static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
 	const void *ctx;
 	uint32_t len, clen;
 
-	tsc = find_rec(st, CKPT_REC_X86_TSC_INFO, &len);
+	tsc = hv_state_find(st, CKPT_REC_X86_TSC_INFO, &len);
 	if (tsc && len >= sizeof(*tsc) &&
 	    xc_domain_set_tsc_info(sb->xch, sb->domid, tsc->mode, tsc->nsec, tsc->khz,
 				   tsc->incarnation) < 0) {
 		log_error("cannot set the TSC of the standby: %s", strerror(errno));
 		return -errno;
 	}
-	ph = find_rec(st, CKPT_REC_HVM_PARAMS, &len);
+	ph = hv_state_find(st, CKPT_REC_HVM_PARAMS, &len);
 	if (ph && len >= sizeof(*ph) + (uint64_t)ph->count * 16) {
 		const uint64_t *e = (const uint64_t *)(ph + 1);
 
@@ -282,7 +271,7 @@ static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
 			}
 		}
 	}
-	ctx = find_rec(st, CKPT_REC_HVM_CONTEXT, &clen);
+	ctx = hv_state_find(st, CKPT_REC_HVM_CONTEXT, &clen);
 	if (!ctx) {
 		log_error("the committed checkpoint has no HVM_CONTEXT record");
 		return -EBADMSG;
