@@ -56,6 +56,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_HEARTBEAT, "HA_HEARTBEAT", 24, 24},
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
 	{CKPT_REC_HA_LINK_TIMER, "HA_LINK_TIMER", 8, 8},
+	{CKPT_REC_HA_VERIFY, "HA_VERIFY", 8, CKPT_REC_LENGTH_MAX},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)
@@ -545,6 +546,21 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 
 		if (a->reserved || (a->flags & ~(CKPT_ACK_MEMORY | CKPT_ACK_DISK)))
 			return fail(r, -EBADMSG, rec, "reserved bits set");
+		return 0;
+	}
+	case CKPT_REC_HA_VERIFY: {
+		const struct ckpt_ha_verify_hdr *h = (const void *)b;
+		const uint64_t *e = (const uint64_t *)(h + 1);
+		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
+
+		if (h->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		if (need != rec->length)
+			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
+				    h->count, (unsigned long long)need, rec->length);
+		for (uint32_t i = 1; i < h->count; i++)
+			if (e[2 * i] <= e[2 * (i - 1)])
+				return fail(r, -EBADMSG, rec, "pfns not ascending at entry %u", i);
 		return 0;
 	}
 	case CKPT_REC_HA_ERROR:

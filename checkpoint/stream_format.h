@@ -98,6 +98,17 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_HEARTBEAT 0xC8410011u
 #define CKPT_REC_HA_ERROR 0x48410012u
 #define CKPT_REC_HA_LINK_TIMER 0xC8410013u /* the sender's down timer */
+#define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
+
+/* HA_VERIFY, among a checkpoint's state records (ha-ctl verify): every
+ * page the primary's domain holds at that checkpoint, with the XXH3-64 of
+ * its 4096 octets; the secondary compares its committed copy. */
+struct ckpt_ha_verify_hdr {
+	uint32_t count;
+	uint32_t reserved;
+	/* struct { uint64_t pfn, hash; } entries[count], pfns ascending; */
+};
+_Static_assert(sizeof(struct ckpt_ha_verify_hdr) == 8, "verify header size");
 
 /* PAGE_DATA and HA_PAGE_DATA_Z. */
 struct ckpt_page_data_hdr {

@@ -111,6 +111,10 @@ struct hv_restore_ops {
 	int (*create)(const struct hv_info *info, struct hv_copy **out);
 	/* The copy's page pfn, mapped for writing; NULL as save_ops' page. */
 	uint8_t *(*page)(struct hv_copy *c, uint64_t pfn);
+	/* The copy's page pfn for reading, without allocating it: NULL where
+	 * the copy holds none, or keeps none (Xen's standby: the pages it
+	 * shares with this host's daemons). NULL: page() serves. */
+	const uint8_t *(*peek)(struct hv_copy *c, uint64_t pfn);
 	/* The records the primary sent at the stream's start, before its first
 	 * page (save_ops' stream_start: on Xen the CPU policy and
 	 * STATIC_DATA_END). May be NULL. */

@@ -61,6 +61,8 @@ int hv_xen_image_write(struct hv_xen_image *im, const struct hv_state *st, int f
  * and st: an xl save file whose configuration is named NAME, restored
  * paused with `xl restore -p`. */
 int hv_xen_image_standby(struct hv_xen_image *im, const struct hv_state *st, const char *name);
+/* Page pfn if the image holds it, else NULL. */
+const uint8_t *hv_xen_image_peek(const struct hv_xen_image *im, uint64_t pfn);
 /* What the image is of. */
 const struct hv_info *hv_xen_image_info(const struct hv_xen_image *im);
 /* Runs ARGV (NULL-terminated; argv[0] found in PATH) and waits: 0 when it
@@ -96,6 +98,9 @@ int hv_xen_standby_new(struct hv_xen_image *im, const struct hv_state *st,
 /* Writable page pfn of the standby; NULL out of range or when Xen cannot
  * give it a page. */
 uint8_t *hv_xen_standby_page(struct hv_xen_standby *sb, uint64_t pfn);
+/* Page pfn for reading; NULL where the standby has none, and for the
+ * pages it shares with this host's daemons (never written). */
+const uint8_t *hv_xen_standby_peek(const struct hv_xen_standby *sb, uint64_t pfn);
 /* Failover: loads st (TSC, HVM params and context), renames it to the
  * domain's name and unpauses it. */
 int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st);

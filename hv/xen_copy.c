@@ -136,6 +136,11 @@ static uint8_t *xen_copy_page(struct hv_copy *c, uint64_t pfn)
 	return c->sb ? hv_xen_standby_page(c->sb, pfn) : hv_xen_image_page(c->img, pfn);
 }
 
+static const uint8_t *xen_copy_peek(struct hv_copy *c, uint64_t pfn)
+{
+	return c->sb ? hv_xen_standby_peek(c->sb, pfn) : hv_xen_image_peek(c->img, pfn);
+}
+
 static void xen_copy_destroy(struct hv_copy *c)
 {
 	hv_xen_standby_destroy(c->sb);
@@ -154,6 +159,7 @@ static void xen_copy_close(struct hv_copy *c)
 const struct hv_restore_ops hv_xen_restore_ops = {
 	.create = xen_create,
 	.page = xen_copy_page,
+	.peek = xen_copy_peek,
 	.stream_start = xen_stream_start,
 	.commit = xen_commit,
 	.activate = xen_activate,

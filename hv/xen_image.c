@@ -519,6 +519,13 @@ int hv_xen_image_standby(struct hv_xen_image *im, const struct hv_state *st, con
 	return rc;
 }
 
+const uint8_t *hv_xen_image_peek(const struct hv_xen_image *im, uint64_t pfn)
+{
+	if (pfn >= im->info.nr_pages || !bitmap_test(&im->present, pfn))
+		return NULL;
+	return im->mem + pfn * CKPT_PAGE_SIZE;
+}
+
 const struct hv_info *hv_xen_image_info(const struct hv_xen_image *im)
 {
 	return &im->info;

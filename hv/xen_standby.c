@@ -243,6 +243,13 @@ uint8_t *hv_xen_standby_page(struct hv_xen_standby *sb, uint64_t pfn)
 	return map_run(sb, pfn, 1) == 0 ? sb->pages[pfn] : NULL;
 }
 
+const uint8_t *hv_xen_standby_peek(const struct hv_xen_standby *sb, uint64_t pfn)
+{
+	if (pfn >= sb->nr_pfns || is_special(sb, pfn))
+		return NULL;
+	return sb->pages[pfn];
+}
+
 /* The checkpoint's TSC, HVM parameters and context, as libxc's restore
  * loads them. */
 static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
@@ -302,25 +309,24 @@ int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st
 	rc = load_state(sb, st);
 	if (rc < 0)
 		return rc;
-	t1 = clk_now_ns();
-	rc = xl("rename", sb->sbname, sb->name);
-	if (rc < 0) {
-		log_error("`xl rename %s %s` failed: not running a domain under the standby's name",
-			  sb->sbname, sb->name);
-		return rc;
-	}
-	t2 = clk_now_ns();
 	if (xc_domain_unpause(sb->xch, sb->domid) < 0) {
 		rc = -errno;
-		log_error("cannot unpause %s (id %u): %s", sb->name, sb->domid, strerror(-rc));
+		log_error("cannot unpause the standby %s (id %u): %s", sb->sbname, sb->domid,
+			  strerror(-rc));
 		return rc;
 	}
-	log_info("the standby runs as %s (id %u): state loaded in %llu ms, renamed in %llu ms, "
-		 "unpaused (%llu ms in all)",
-		 sb->name, sb->domid, (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
-		 (unsigned long long)((t2 - t1) / NSEC_PER_MSEC),
-		 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	t1 = clk_now_ns();
+	/* The guest does not read its name: it runs while xl renames it. */
 	sb->domid = DOMID_INVALID; /* it runs: nothing here destroys it any more */
+	if (xl("rename", sb->sbname, sb->name) < 0)
+		log_error("the domain runs, but as %s: `xl rename %s %s` failed (its messages are "
+			  "above); run it by hand",
+			  sb->sbname, sb->sbname, sb->name);
+	t2 = clk_now_ns();
+	log_info("the standby runs as %s: state loaded and unpaused in %llu ms, renamed in %llu "
+		 "ms",
+		 sb->name, (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
+		 (unsigned long long)((t2 - t1) / NSEC_PER_MSEC));
 	return 0;
 }
 

@@ -6,7 +6,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "checkpoint/stream.h"
 #include "common/clock.h"
@@ -220,6 +222,45 @@ void *prot_sender_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* The pause path: only harvesting and copying happen while paused. */
 
+/* HA_VERIFY (ha-ctl verify): a hash of every page the domain holds, taken
+ * in the pause of the checkpoint it goes with, so that the secondary can
+ * compare its copy of that checkpoint page by page. It lengthens that one
+ * pause by a pass over the guest's memory. */
+static int add_verify(struct prot *p, struct hv_state *st)
+{
+	struct ckpt_ha_verify_hdr *h;
+	uint64_t *e, n = 0;
+	size_t cap = 4096;
+	int rc;
+
+	h = malloc(sizeof(*h) + cap * 16);
+	if (!h)
+		return -ENOMEM;
+	for (uint64_t pfn = 0; pfn < p->info.nr_pages; pfn++) {
+		const uint8_t *src = p->ops->page(p->dom, pfn);
+
+		if (!src)
+			continue;
+		if (n == cap) {
+			void *g = realloc(h, sizeof(*h) + cap * 2 * 16);
+
+			if (!g) {
+				free(h);
+				return -ENOMEM;
+			}
+			h = g;
+			cap *= 2;
+		}
+		e = (uint64_t *)(h + 1) + 2 * n++;
+		e[0] = pfn;
+		e[1] = XXH3_64bits(src, CKPT_PAGE_SIZE);
+	}
+	*h = (struct ckpt_ha_verify_hdr){.count = (uint32_t)n};
+	rc = hv_state_add(st, CKPT_REC_HA_VERIFY, h, sizeof(*h) + n * 16);
+	free(h);
+	return rc;
+}
+
 static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint64_t *paused_at,
 			    uint64_t *resumed_at)
 {
@@ -253,6 +294,13 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	rc = p->ops->save_state(p->dom, &s->st);
 	if (rc < 0)
 		goto fail_resume;
+	if (atomic_exchange(&p->verify_req, false)) {
+		what = "verification";
+		rc = add_verify(p, &s->st);
+		if (rc < 0)
+			goto fail_resume;
+		log_info("epoch %llu carries a verification of every page", (unsigned long long)epoch);
+	}
 	what = "device barrier";
 	rc = devset_call(p->devs, DEVSET_POSTSUSPEND, epoch);
 	if (rc < 0)

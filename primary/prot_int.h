@@ -63,6 +63,8 @@ struct prot {
 	uint64_t state_since_ns; /* CLOCK_MONOTONIC */
 	char reason[256];
 	_Atomic unsigned interval_ms;
+	/* ha-ctl verify: the next checkpoint carries HA_VERIFY. */
+	atomic_bool verify_req;
 
 	struct fo_link *link;
 	int save_fd;

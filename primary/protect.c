@@ -477,10 +477,29 @@ static int cmd_interval(void *ctx, const char *arg, FILE *out)
 	return 0;
 }
 
+static int cmd_verify(void *ctx, const char *arg, FILE *out)
+{
+	struct prot *p = ctx;
+
+	if (*arg) {
+		fprintf(out, "error: verify takes no argument\n");
+		return -EINVAL;
+	}
+	if (p->cfg->blackhole) {
+		fprintf(out, "error: no secondary to verify against\n");
+		return -EINVAL;
+	}
+	atomic_store(&p->verify_req, true);
+	fprintf(out, "ok: the next checkpoint carries a hash of every page; the secondary "
+		     "compares its copy and reports in its log and its status (last_verify)\n");
+	return 0;
+}
+
 static const struct ctl_cmd prot_cmds[] = {
 	{"status", "status [json]", cmd_status},
 	{"metrics", "metrics", cmd_metrics},
 	{"interval", "interval MS|auto", cmd_interval},
+	{"verify", "verify", cmd_verify},
 };
 
 static int slots_init(struct prot *p)

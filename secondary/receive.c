@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -151,6 +152,7 @@ static int rx_report(struct rx *x, FILE *out, bool metrics)
 	report_str(r, "result", x->fence_attempts ? x->fence_result : NULL);
 	report_end(r);
 	report_str(r, "last_error", x->last_error[0] ? x->last_error : NULL);
+	report_str(r, "last_verify", x->last_verify[0] ? x->last_verify : NULL);
 	pthread_mutex_unlock(&x->mu);
 	report_drbd(x, r);
 	return report_finish(r);
@@ -193,6 +195,8 @@ static int cmd_status(void *ctx, const char *arg, FILE *out)
 			x->fence_result);
 	if (x->last_error[0])
 		fprintf(out, "last_error: %s\n", x->last_error);
+	if (x->last_verify[0])
+		fprintf(out, "last_verify: %s\n", x->last_verify);
 	pthread_mutex_unlock(&x->mu);
 	/* DRBD's own view, read now: an operator's first question on a
 	 * failover that waits or refuses. */
@@ -458,6 +462,47 @@ __attribute__((format(printf, 3, 4))) static enum rx_next fail(struct rx_session
 	return how;
 }
 
+/* HA_VERIFY in the checkpoint just committed (ha-ctl verify on the
+ * primary): every page the primary held, hashed in that checkpoint's
+ * pause, against the copy. The result goes to the log and the status. */
+static void verify_copy(struct rx *x, uint64_t epoch, const struct ckpt_ha_verify_hdr *h)
+{
+	const uint64_t *e = (const uint64_t *)(h + 1);
+	uint64_t differ = 0, absent = 0, first_differ = UINT64_MAX, first_absent = UINT64_MAX;
+	uint64_t t0 = clk_now_ns();
+	char line[sizeof(x->last_verify)];
+
+	for (uint32_t i = 0; i < h->count; i++) {
+		uint64_t pfn = e[2 * i];
+		const uint8_t *pg = x->ops->peek ? x->ops->peek(x->copy, pfn)
+						 : x->ops->page(x->copy, pfn);
+
+		if (!pg) {
+			if (!absent++)
+				first_absent = pfn;
+		} else if (XXH3_64bits(pg, CKPT_PAGE_SIZE) != e[2 * i + 1]) {
+			if (!differ++)
+				first_differ = pfn;
+		}
+	}
+	snprintf(line, sizeof(line), "epoch %llu: %u pages compared, %llu differ%s, %llu not held here",
+		 (unsigned long long)epoch, h->count, (unsigned long long)differ,
+		 differ ? " (see the log)" : "", (unsigned long long)absent);
+	if (differ)
+		log_error("verify %s; the first that differs is pfn %llu: the copy does not match "
+			  "the primary's domain",
+			  line, (unsigned long long)first_differ);
+	else
+		log_info("verify %s%s%llu (%llu ms)", line,
+			 absent ? " (pages this host's daemons share with the copy are not kept; "
+				  "the first not held is pfn "
+				: "", absent ? (unsigned long long)first_absent : 0ull,
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	pthread_mutex_lock(&x->mu);
+	snprintf(x->last_verify, sizeof(x->last_verify), "%s", line);
+	pthread_mutex_unlock(&x->mu);
+}
+
 /* CHECKPOINT(N): the disks' epoch N, then memory and state, are committed
  * together or not at all; then N is acknowledged. */
 static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record *rec)
@@ -511,6 +556,13 @@ static enum rx_next on_checkpoint(struct rx_session *s, const struct ckpt_record
 			return fail(s, RX_LOCAL_FAILURE, "keeping the copy of epoch %llu: %s",
 				    (unsigned long long)rec->epoch, strerror(-rc));
 		}
+	}
+	{
+		uint32_t vlen;
+		const void *v = hv_state_find(&x->state_recs, CKPT_REC_HA_VERIFY, &vlen);
+
+		if (v)
+			verify_copy(x, rec->epoch, v);
 	}
 	atomic_store(&x->committed, rec->epoch);
 	rc = send_ack(s->l, rec->epoch);

@@ -35,6 +35,7 @@ struct rx {
 	unsigned fence_attempts;
 	char fence_result[420];
 	char last_error[320];
+	char last_verify[200]; /* the last HA_VERIFY's result, "" if none */
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
 	bool busy;    /* under mu: a session holds the slot */

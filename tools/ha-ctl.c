@@ -29,6 +29,7 @@ static void usage(FILE *f)
 		"       ha-ctl list\n"
 		"       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		"       ha-ctl [--ctl PATH] stop DOMAIN\n"
+		"       ha-ctl [--ctl PATH] verify DOMAIN\n"
 		"       ha-ctl check PAIR [--as primary|secondary] [--host NAME]\n"
 		"       ha-ctl role PAIR [primary|secondary]\n"
 		"Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
@@ -39,6 +40,9 @@ static void usage(FILE *f)
 		"  --output FILE   write it to FILE atomically (node_exporter's textfile\n"
 		"                  collector)\n"
 		"  list            one line per daemon: kind, name, state\n"
+		"  verify          (on the primary) the next checkpoint carries a hash of every\n"
+		"                  page; the secondary compares its copy page by page and\n"
+		"                  reports in its log and status (last_verify)\n"
 		"  check           the preflight of pair PAIR (/etc/ha-protect/PAIR.conf) on\n"
 		"                  this host: ha-protect --check where the pair's domain runs,\n"
 		"                  else ha-receive --check (--as chooses); exit 0 if all passed\n"
@@ -568,6 +572,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		snprintf(line, sizeof(line), "interval %s", argv[optind]);
+	} else if (!strcmp(cmd, "verify") && optind == argc && !json) {
+		snprintf(line, sizeof(line), "verify");
 	} else if ((!strcmp(cmd, "status") || !strcmp(cmd, "stop") || metrics) && optind == argc) {
 		snprintf(line, sizeof(line), "%s%s", cmd, json ? " json" : "");
 	} else {

@@ -136,6 +136,12 @@ lab_figure pause_ms_p50="$(awk -v v="$p50" 'BEGIN {printf "%.1f", v / 1000}')" \
 	pause_ms_p99="$(awk -v v="$p99" 'BEGIN {printf "%.1f", v / 1000}')" \
 	pause_ms_max="$(awk -v v="$pmax" 'BEGIN {printf "%.1f", v / 1000}')"
 lab_figure count_rate_base="$base" count_rate="$rate" slowdown="$slow"
+# The guest's suspend alone (request to suspended), per checkpoint from
+# ha-protect's -v log, as 30-xl-remus takes xl remus's.
+susp() { sed -n 's/.*: suspended in \([0-9.]*\) ms.*/\1/p' "$T/protect.log" | sort -n |
+	awk -v q="$1" '{v[NR] = $1} END {if (NR) printf "%.1f", v[int((NR - 1) * q) + 1]; else print "?"}'; }
+s50=$(susp 0.5)
+lab_figure suspend_ms_p50="$s50" suspend_ms_p99="$(susp 0.99)"
 # The guest's share of the time between checkpoints (pauses as ha-protect
 # measures them, averaged over the session; the period over the window).
 pavg=$(status_field "$T/status1" pause_us | awk '{print $4}')
@@ -217,7 +223,8 @@ if [ -f "$LAB_OUT/xl-remus.figures" ]; then
 		vs_xl_remus_pause_max="$(ratio "$(awk -v v="$pmax" 'BEGIN {print v / 1000}')" "$(xf pause_ms_max)")" \
 		vs_xl_remus_period="$(ratio "$period" "$(xf period_ms)")" \
 		vs_xl_remus_slowdown="$(ratio "$slow" "$(xf slowdown)")" \
-		vs_xl_remus_failover="$(ratio "$((tc - tf))" "$(xf failover_ms)")"
+		vs_xl_remus_failover="$(ratio "$((tc - tf))" "$(xf failover_ms)")" \
+		vs_xl_remus_suspend_p50="$(ratio "$s50" "$(xf suspend_ms_p50)")"
 else
 	echo "no $LAB_OUT/xl-remus.figures (30-xl-remus did not run): no ratios"
 fi

@@ -52,6 +52,9 @@ cleanup() {
 	sleep 0.5
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	xl destroy "$dom" >/dev/null 2>&1
+	# The veth first: a namespace's devices go asynchronously after
+	# `ip netns del`, and the next run (52-*) makes the same ones.
+	ip link del hacl0 2>/dev/null
 	ip netns del "$ns" 2>/dev/null
 	ip link del "$br" 2>/dev/null
 	return 0
@@ -91,6 +94,9 @@ done
 iptables -w -L -n >/dev/null 2>&1 || lab_fail "iptables does not work in dom0"
 
 # --- the network: bridge, client namespace, the domU on it ------------
+ip link del hacl0 2>/dev/null
+ip netns del "$ns" 2>/dev/null
+ip link del "$br" 2>/dev/null
 ip link add "$br" type bridge stp_state 0 forward_delay 0 || lab_fail "cannot create bridge $br"
 ip link set "$br" up
 ip netns add "$ns" || lab_fail "cannot create netns $ns"
