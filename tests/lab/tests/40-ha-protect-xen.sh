@@ -184,6 +184,21 @@ wait_for 300 sh -c "[ \$(grep -c 'first checkpoint committed' '$T/receive.log') 
 domu_counting "$dom" 20 || fail_with "$dom stopped counting after the vif was attached"
 lab_figure sessions="$(sessions)"
 
+# --- 2d. the copy against the primary, page by page ---------------------
+# After the balloon and the hot-plug: the checkpoint after `ha-ctl verify`
+# carries a hash of every page of the primary, taken in its pause, and the
+# secondary compares its standby. Only the pages this host's xenstored and
+# xenconsoled share with the standby (the rings: cleared at activation,
+# as libxc's restore does) are not held.
+ha-ctl --ctl "$T/p.sock" verify "xen:$dom" || fail_with "ha-ctl verify failed"
+wait_for 60 grep -q 'verify epoch' "$T/receive.log" || fail_with "the secondary reported no verification"
+v=$(grep -a -o 'verify epoch [0-9]*: [0-9]* pages compared, [0-9]* differ[^,]*, [0-9]* not held here' "$T/receive.log" | tail -n 1)
+echo "$v"
+read -r vpages vdiffer vabsent <<<"$(sed -n 's/.*: \([0-9]*\) pages compared, \([0-9]*\) differ.*, \([0-9]*\) not held here/\1 \2 \3/p' <<<"$v")"
+lab_figure verify_pages="$vpages" verify_differ="$vdiffer" verify_not_held="$vabsent"
+[ "${vdiffer:-1}" -eq 0 ] || fail_with "the copy differs from the primary: $v"
+[ "${vabsent:-9}" -le 4 ] || fail_with "the copy lacks pages the primary has: $v"
+
 # --- 3. the primary domain is destroyed: failover ---------------------
 last=$(domu_count "$dom")
 tf=$(now_ms)
