@@ -394,6 +394,34 @@ static void test_unknown_records(void **state)
 	free(b.data);
 }
 
+/* HA_VERIFY: its count must match its length, its pfns ascend. */
+static void test_verify_record(void **state)
+{
+	struct {
+		struct ckpt_ha_verify_hdr h;
+		uint64_t e[4];
+	} v = {.h = {.count = 2}, .e = {1, 0x1111, 7, 0x7777}};
+	struct ckpt_writer *w;
+	struct iovec iov = {&v, sizeof(v)};
+	int fd = mem_fd();
+
+	(void)state;
+	assert_int_equal(ckpt_writer_new(fd, &w), 0);
+	assert_int_equal(ckpt_writer_headers(w, CKPT_IHDR_ID_XEN, CKPT_DHDR_X86_HVM, 4, 17), 0);
+	assert_int_equal(ckpt_writer_record(w, CKPT_REC_HA_VERIFY, &iov, 1), 0);
+	assert_int_equal(ckpt_writer_checkpoint(w, 0), 0);
+	assert_int_equal(ckpt_writer_end(w), 0);
+	ckpt_writer_free(w);
+	struct buf b = slurp(fd);
+	assert_int_equal(read_all(b.data, b.len, NULL, 0), 0);
+	b.data[40 + 8] = 3; /* count 3 in 40 octets */
+	expect_error(&b, -EBADMSG, "count 3 needs 56 octets, length is 40");
+	b.data[40 + 8] = 2;
+	b.data[40 + 8 + 8 + 16] = 1; /* second pfn 1, not above the first */
+	expect_error(&b, -EBADMSG, "pfns not ascending at entry 1");
+	free(b.data);
+}
+
 static void test_page_count_mismatch(void **state)
 {
 	struct buf b = full_stream();
@@ -576,6 +604,7 @@ int main(void)
 		cmocka_unit_test(test_length_over_cap),
 		cmocka_unit_test(test_nonzero_padding),
 		cmocka_unit_test(test_unknown_records),
+		cmocka_unit_test(test_verify_record),
 		cmocka_unit_test(test_page_count_mismatch),
 		cmocka_unit_test(test_compressed_descriptor_errors),
 		cmocka_unit_test(test_checksum_mismatch),
