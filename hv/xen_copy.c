@@ -104,8 +104,8 @@ static void keep(struct hv_copy *d, const struct hv_state *st)
 	if (d->img)
 		kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
 	if (kept)
-		log_error("the copy is kept in %s: if the domain of the same name is a leftover, "
-			  "`xl destroy` it, then `xl restore` this file",
+		log_error("The copy is kept in %s: if that domain is a leftover, `xl destroy` it, "
+			  "then `xl restore` this file",
 			  path);
 	else
 		log_error("the copy could not be kept");

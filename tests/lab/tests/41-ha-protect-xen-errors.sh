@@ -163,6 +163,9 @@ grep -a -q "stopped protection cleanly; discarding the copy" "$T/shut-receive.lo
 	fail_log "$dom is not the crashed domain left for the operator ($(domu_state "$dom"))"
 grep -a -q "Kernel panic" $(domu_logs "$dom") || fail_log "no kernel panic on the console of $dom"
 [ "$(xl list | awk -v d="$dom" '$1 == d' | wc -l)" -eq 1 ] || fail_log "more than one $dom"
+# The hot standby held the copy: it is written out, then destroyed.
+wait_wall 60 sh -c "! xl list '$dom--standby' >/dev/null 2>&1" ||
+	fail_log "the standby $dom--standby is left after the refused activation"
 xl destroy "$dom"
 
 # --- failover beside a domain of the same name ------------------------
@@ -199,6 +202,9 @@ grep -a -q "a domain named $dom already exists on this host (id $id): not starti
 kept=$(sed -n 's/.*The copy is kept in \([^:]*\):.*/\1/p' "$T/dup-receive.log" | head -n 1)
 [ -n "$kept" ] && [ -s "$kept" ] || fail_log "the copy was not kept as a file ('$kept')"
 [ "$(xl list | awk -v d="$dom" '$1 == d' | wc -l)" -eq 1 ] || fail_log "more than one $dom"
+# The hot standby held the copy: it is written out, then destroyed.
+wait_wall 60 sh -c "! xl list '$dom--standby' >/dev/null 2>&1" ||
+	fail_log "the standby $dom--standby is left after the refused activation"
 [ "$(domu_id "$dom")" = "$id" ] || fail_log "$dom is not domain $id any more"
 kill "$pr"
 wait_wall 120 exited "$pr" || fail_log "ha-protect did not stop"
