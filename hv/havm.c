@@ -221,19 +221,17 @@ static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 static int kvm_activate(struct hv_copy *c, const struct hv_state *st)
 {
 	struct hv_dom *d = &c->dom;
+	uint32_t len;
+	const uint8_t *rec = hv_state_find(st, CKPT_REC_HA_VMM_STATE, &len);
 
-	for (uint32_t i = 0; i < st->nrecs; i++) {
-		if (st->recs[i].type != CKPT_REC_HA_VMM_STATE)
-			continue;
-		if (st->recs[i].len < sizeof(struct ckpt_ha_vmm_state_hdr))
-			return -EBADMSG;
-		return vmm_ctl_activate(d->ctl,
-					st->buf + st->recs[i].off +
-						sizeof(struct ckpt_ha_vmm_state_hdr),
-					st->recs[i].len - sizeof(struct ckpt_ha_vmm_state_hdr));
+	if (!rec) {
+		log_error("the committed checkpoint has no ha-vm state record");
+		return -EBADMSG;
 	}
-	log_error("the committed checkpoint has no ha-vm state record");
-	return -EBADMSG;
+	if (len < sizeof(struct ckpt_ha_vmm_state_hdr))
+		return -EBADMSG;
+	return vmm_ctl_activate(d->ctl, rec + sizeof(struct ckpt_ha_vmm_state_hdr),
+				len - sizeof(struct ckpt_ha_vmm_state_hdr));
 }
 
 static void kvm_destroy(struct hv_copy *c)
