@@ -310,3 +310,21 @@ enum role_verdict role_verdict(const struct role_rec *r, bool primary, const cha
 		 pair, d, pair);
 	return ROLE_REFUSE;
 }
+
+int role_open(const char *conf_path, const char *as, char *path, size_t len, char *pair,
+	      size_t pairlen, struct role_rec *out, char *why, size_t whylen)
+{
+	char err[400];
+	int rc = role_path(conf_path, path, len, pair, pairlen);
+
+	if (rc == 0)
+		rc = role_load(path, out, err, sizeof(err));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		snprintf(why, whylen,
+			 "the role record cannot be read: %s. Check it; ha-ctl role %s %s writes "
+			 "a new one",
+			 rc == -ENAMETOOLONG ? strerror(-rc) : err, pair, as);
+	return rc;
+}

@@ -57,6 +57,12 @@ int role_path(const char *conf_path, char *buf, size_t len, char *pair, size_t p
  * record (ERR names the file, the line and what was expected). */
 int role_load(const char *path, struct role_rec *out, char *err, size_t errlen);
 
+/* role_path and role_load together, for a daemon's start: 0 with the
+ * record in OUT (ROLE_NONE when there is none), or -errno with, in WHY,
+ * what is wrong and that `ha-ctl role PAIR AS` writes a new record. */
+int role_open(const char *conf_path, const char *as, char *path, size_t len, char *pair,
+	      size_t pairlen, struct role_rec *out, char *why, size_t whylen);
+
 /* Replaces the record at PATH atomically (creating its directory): 0 or
  * -errno. SINCE is set to now. */
 int role_store(const char *path, enum role role, bool protecting, const char *fmt, ...)

@@ -471,24 +471,14 @@ struct role_state {
 static enum role_verdict role_start(struct role_state *rs, const struct conf_args *ca,
 				    const struct prot_config *cfg, char *why, size_t len)
 {
-	char err[400];
-	int rc;
-
 	rs->active = ca->have_pair && !cfg->blackhole;
 	if (!rs->active)
 		return ROLE_GO;
 	rs->domain = cfg->domain;
 	rs->peer = cfg->peer;
-	rc = role_path(ca->pair.path, rs->path, sizeof(rs->path), rs->pair, sizeof(rs->pair));
-	if (rc == 0)
-		rc = role_load(rs->path, &rs->rec, err, sizeof(err));
-	if (rc < 0 && rc != -ENOENT) {
-		snprintf(why, len,
-			 "the role record cannot be read: %s. Check it; ha-ctl role %s primary "
-			 "(or secondary) writes a new one",
-			 rc == -ENAMETOOLONG ? strerror(-rc) : err, rs->pair);
+	if (role_open(ca->pair.path, "primary (or secondary)", rs->path, sizeof(rs->path),
+		      rs->pair, sizeof(rs->pair), &rs->rec, why, len) < 0)
 		return ROLE_REFUSE;
-	}
 	return role_verdict(&rs->rec, true, rs->pair, why, len);
 }
 

@@ -283,18 +283,9 @@ static bool domain_here(const char *spec)
 static int role_check(const char *pair_file, const char *spec, char *path, size_t len, char *pair,
 		      size_t pairlen, struct role_rec *rec, char *why, size_t whylen)
 {
-	char err[400];
-	int rc = role_path(pair_file, path, len, pair, pairlen);
-
-	if (rc == 0)
-		rc = role_load(path, rec, err, sizeof(err));
-	if (rc < 0 && rc != -ENOENT) {
-		snprintf(why, whylen,
-			 "the role record cannot be read: %s. Check it; ha-ctl role %s secondary "
-			 "(or primary) writes a new one",
-			 rc == -ENAMETOOLONG ? strerror(-rc) : err, pair);
+	if (role_open(pair_file, "secondary (or primary)", path, len, pair, pairlen, rec, why,
+		      whylen) < 0)
 		return -EPERM;
-	}
 	if (role_verdict(rec, false, pair, why, whylen) == ROLE_GO)
 		return 0;
 	return rec->role == ROLE_PRIMARY && !domain_here(spec) ? 0 : -EPERM;

@@ -144,6 +144,30 @@ static void test_bad_files(void **state)
 	expect_bad(big, "web.role:3: line too long");
 }
 
+/* A daemon's start: no record is none; a bad one says how to mend it. */
+static void test_open(void **state)
+{
+	char p[256], pair[64], why[600], state_dir[160];
+	struct role_rec rec;
+
+	(void)state;
+	snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
+	setenv("HA_STATE_DIR", state_dir, 1);
+	unlink(path);
+	assert_int_equal(role_open("/etc/ha-protect/web.conf", "primary", p, sizeof(p), pair,
+				   sizeof(pair), &rec, why, sizeof(why)),
+			 0);
+	assert_string_equal(p, path);
+	assert_string_equal(pair, "web");
+	assert_int_equal(rec.role, ROLE_NONE);
+	write_file("[role]\nrole = boss\n");
+	assert_true(role_open("/etc/ha-protect/web.conf", "secondary", p, sizeof(p), pair,
+			      sizeof(pair), &rec, why, sizeof(why)) < 0);
+	assert_non_null(strstr(why, "web.role:2: role = boss"));
+	assert_non_null(strstr(why, "ha-ctl role web secondary writes a new one"));
+	unsetenv("HA_STATE_DIR");
+}
+
 static void test_unreadable(void **state)
 {
 	struct role_rec r;
@@ -215,6 +239,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_names),
