@@ -1,5 +1,7 @@
 #include "hv/hv.h"
 
+#include "common/log.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,3 +34,20 @@ const struct hv_ops *hv_lookup(const char *spec, const char **name)
 	return NULL;
 }
 
+
+bool hv_domain_here(const char *spec)
+{
+	enum log_level level = log_get_level();
+	const char *name;
+	const struct hv_ops *ops = hv_lookup(spec, &name);
+	struct hv_dom *d;
+	bool found;
+
+	/* Not finding it is an answer, not an error: nothing is logged. */
+	log_set_level(LOG_LVL_NONE);
+	found = ops && ops->save->open(name, &d) == 0;
+	log_set_level(level);
+	if (found)
+		ops->save->close(d);
+	return found;
+}

@@ -11,6 +11,7 @@
 #ifndef HA_HV_HV_H
 #define HA_HV_HV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,5 +149,9 @@ struct hv_ops {
  * A name without a prefix uses the default backend (kvm). NULL if the
  * prefix is unknown. */
 const struct hv_ops *hv_lookup(const char *spec, const char **name);
+
+/* Whether domain SPEC ("prefix:name") runs on this host: its backend can
+ * open it. Quiet: logs nothing either way. */
+bool hv_domain_here(const char *spec);
 
 #endif

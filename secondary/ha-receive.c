@@ -257,24 +257,6 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 	return -1;
 }
 
-/* Whether domain SPEC (backend:NAME) runs on this host (quietly). */
-static bool domain_here(const char *spec)
-{
-	const struct hv_ops *ops;
-	const char *name;
-	enum log_level level = log_get_level();
-	struct hv_dom *dom;
-	bool found;
-
-	ops = hv_lookup(spec, &name);
-	log_set_level(LOG_LVL_NONE);
-	found = ops && ops->save->open(name, &dom) == 0;
-	log_set_level(level);
-	if (found)
-		ops->save->close(dom);
-	return found;
-}
-
 /* The role record of the pair file PAIR_FILE (failover/role.h) into PATH,
  * PAIR and REC: 0 when it lets this host stand by for SPEC
  * (backend:NAME), else -EPERM with what to do in WHY. A record that says
@@ -288,7 +270,7 @@ static int role_check(const char *pair_file, const char *spec, char *path, size_
 		return -EPERM;
 	if (role_verdict(rec, false, pair, why, whylen) == ROLE_GO)
 		return 0;
-	return rec->role == ROLE_PRIMARY && !domain_here(spec) ? 0 : -EPERM;
+	return rec->role == ROLE_PRIMARY && !hv_domain_here(spec) ? 0 : -EPERM;
 }
 
 /* Records ROLE with its reason in the role record at PATH, or says why not. */
@@ -339,10 +321,7 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 	char spec[128];
 	const char *name;
 	const struct hv_ops *save;
-	struct hv_dom *dom;
-	enum log_level level;
 	struct pf p = {0};
-	bool found;
 	int fd;
 
 	pf_ok(&p, "%s%s: listening on %s for %s", pair_file ? "pair file " : "options",
@@ -394,13 +373,7 @@ static int preflight(const struct rx_config *cfg, const char *backend, const cha
 	if (cfg->domain) {
 		snprintf(spec, sizeof(spec), "%s:%s", backend, cfg->domain);
 		save = hv_lookup(spec, &name);
-		/* Not finding it is the answer wanted here: no error logged. */
-		level = log_get_level();
-		log_set_level(LOG_LVL_NONE);
-		found = save && save->save->open(name, &dom) == 0;
-		log_set_level(level);
-		if (found) {
-			save->save->close(dom);
+		if (hv_domain_here(spec)) {
 			pf_fail(&p, "domain %s already runs on this host: this host is its primary, "
 				    "or a failover left it here; a secondary must not hold one",
 				spec);

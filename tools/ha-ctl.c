@@ -314,24 +314,6 @@ static void daemon_path(const char *prog, char *buf, size_t len)
 	snprintf(buf, len, "%s", prog);
 }
 
-/* Whether DOMAIN (kvm:NAME, xen:NAME) runs on this host. */
-static bool domain_runs_here(const char *domain)
-{
-	enum log_level level = log_get_level();
-	const struct hv_ops *ops;
-	const char *name;
-	struct hv_dom *d;
-	int rc;
-
-	ops = hv_lookup(domain, &name);
-	log_set_level(LOG_LVL_NONE);
-	rc = ops ? ops->save->open(name, &d) : -EINVAL;
-	log_set_level(level);
-	if (rc == 0)
-		ops->save->close(d);
-	return rc == 0;
-}
-
 /* Whether ha-receive answers for DOMAIN (kvm:NAME) here: its incoming
  * copy is a domain of that name too, and no sign of a primary. */
 static bool receiving(const char *domain)
@@ -366,7 +348,7 @@ static int cmd_check(const char *pair, const char *as, const char *host)
 	if (!role) {
 		/* Where the domain runs, this host is the primary (unless it is
 		 * ha-receive's incoming copy). */
-		bool runs = !receiving(cp.domain) && domain_runs_here(cp.domain);
+		bool runs = !receiving(cp.domain) && hv_domain_here(cp.domain);
 
 		role = runs ? "primary" : "secondary";
 		printf("ha-ctl: %s %s on this host (%s): checking it as the %s\n", cp.domain,
@@ -423,7 +405,7 @@ static int cmd_role(const char *pair, const char *set, const char *host)
 				       cp.domain);
 			else
 				printf("%s %s on this host\n", cp.domain,
-				       domain_runs_here(cp.domain) ? "runs" : "does not run");
+				       hv_domain_here(cp.domain) ? "runs" : "does not run");
 			conf_pair_free(&cp);
 		} else {
 			fprintf(stderr, "ha-ctl: %s\n", err);
