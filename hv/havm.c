@@ -146,14 +146,34 @@ static uint8_t *kvm_page(struct hv_dom *d, uint64_t pfn)
 	return pfn < d->nr_pages ? d->mem + pfn * CKPT_PAGE_SIZE : NULL;
 }
 
+/* The words of HA_VM_ARGS (ha-vm options the secondary adds, split on
+ * spaces), at most max, into words; *buf holds them (free it). The count,
+ * 0 when unset, or -ENOMEM. */
+static int vm_args(char **buf, char *words[], int max)
+{
+	const char *extra = getenv("HA_VM_ARGS");
+	char *save = NULL;
+	int n = 0;
+
+	*buf = NULL;
+	if (!extra)
+		return 0;
+	*buf = strdup(extra);
+	if (!*buf)
+		return -ENOMEM;
+	for (char *tok = strtok_r(*buf, " ", &save); tok && n < max;
+	     tok = strtok_r(NULL, " ", &save))
+		words[n++] = tok;
+	return n;
+}
+
 /* Starts "ha-vm run --incoming" in its own session (it must outlive us
  * after a failover) and waits for its control socket. */
 static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 {
 	char mem[32], self[4096], vmm[4200], *slash;
-	const char *extra = getenv("HA_VM_ARGS");
 	char *argv[32];
-	int argc = 0, rc = -ETIMEDOUT;
+	int argc = 0, rc = -ETIMEDOUT, nw;
 	char *copy = NULL;
 	pid_t pid;
 
@@ -177,11 +197,10 @@ static int kvm_create_incoming(const struct hv_info *info, struct hv_dom **out)
 		argv[argc++] = (char *)"--disk";
 		argv[argc++] = (char *)info->disk;
 	}
-	if (extra) {
-		copy = strdup(extra);
-		for (char *tok = strtok(copy, " "); tok && argc < 30; tok = strtok(NULL, " "))
-			argv[argc++] = tok;
-	}
+	nw = vm_args(&copy, argv + argc, 31 - argc);
+	if (nw < 0)
+		return nw;
+	argc += nw;
 	argv[argc] = NULL;
 	pid = fork();
 	if (pid < 0) {
@@ -275,18 +294,17 @@ static const struct hv_save_ops save_ops = {
  * incoming ha-vm opens; the memory comes with the primary's stream. */
 static int kvm_needs(const char *name, struct hv_needs *out, char *err, size_t errlen)
 {
-	const char *extra = getenv("HA_VM_ARGS");
-	char *copy, *save = NULL;
+	char *copy, *words[64];
+	int n = vm_args(&copy, words, 64);
 	bool tap = false;
 
 	memset(out, 0, sizeof(*out));
-	if (!extra)
-		return 0;
-	copy = strdup(extra);
-	if (!copy)
-		return -ENOMEM;
+	if (n <= 0)
+		return n;
 	snprintf(out->source, sizeof(out->source), "HA_VM_ARGS");
-	for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+	for (int i = 0; i < n; i++) {
+		const char *tok = words[i];
+
 		if (tap && out->nnets < HV_NEEDS_MAX_NETS) {
 			snprintf(out->nets[out->nnets].name, sizeof(out->nets[0].name), "%s", tok);
 			snprintf(out->nets[out->nnets].what, sizeof(out->nets[0].what),
