@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 #include <xen/hvm/params.h>
+#include <xen/hvm/save.h>
 
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
@@ -42,6 +43,7 @@ struct hv_xen_standby {
 	size_t nmaps;
 	uint64_t special[NR_SPECIAL];
 	uint8_t *scratch; /* where a commit's writes to a special page go */
+	uint32_t vcpus;   /* whose state activation loaded */
 };
 
 void hv_xen_standby_name(const char *name, char *out, size_t len)
@@ -250,6 +252,33 @@ const uint8_t *hv_xen_standby_peek(const struct hv_xen_standby *sb, uint64_t pfn
 	return sb->pages[pfn];
 }
 
+/* How many vCPUs' registers (CPU records) an HVM context holds. */
+static uint32_t context_vcpus(const uint8_t *ctx, uint32_t len)
+{
+	uint32_t n = 0;
+
+	for (uint32_t off = 0; off + sizeof(struct hvm_save_descriptor) <= len;) {
+		struct hvm_save_descriptor d;
+
+		memcpy(&d, ctx + off, sizeof(d));
+		if (d.typecode == HVM_SAVE_CODE(END))
+			break;
+		n += d.typecode == HVM_SAVE_CODE(CPU);
+		off += sizeof(d) + d.length;
+	}
+	return n;
+}
+
+static int vcpus_of(xc_interface *xch, uint32_t domid, uint32_t *vcpus)
+{
+	xc_dominfo_t info;
+
+	if (xc_domain_getinfo(xch, domid, 1, &info) != 1 || info.domid != domid)
+		return -ESRCH;
+	*vcpus = info.max_vcpu_id + 1;
+	return 0;
+}
+
 /* The checkpoint's TSC, HVM parameters and context, as libxc's restore
  * loads them. */
 static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
@@ -257,7 +286,7 @@ static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
 	const struct ckpt_tsc_info *tsc;
 	const struct ckpt_hvm_params_hdr *ph;
 	const void *ctx;
-	uint32_t len, clen;
+	uint32_t len, clen, ncpu, vcpus = 0;
 
 	tsc = hv_state_find(st, CKPT_REC_X86_TSC_INFO, &len);
 	if (tsc && len >= sizeof(*tsc) &&
@@ -281,6 +310,14 @@ static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
 	ctx = hv_state_find(st, CKPT_REC_HVM_CONTEXT, &clen);
 	if (!ctx) {
 		log_error("the committed checkpoint has no HVM_CONTEXT record");
+		return -EBADMSG;
+	}
+	ncpu = context_vcpus(ctx, clen);
+	sb->vcpus = ncpu;
+	if (vcpus_of(sb->xch, sb->domid, &vcpus) < 0 || ncpu != vcpus) {
+		log_error("the committed HVM context holds the registers of %u vCPUs and the "
+			  "standby has %u: not activating a domain with a vCPU in no known state",
+			  ncpu, vcpus);
 		return -EBADMSG;
 	}
 	if (xc_domain_hvm_setcontext(sb->xch, sb->domid, (uint8_t *)ctx, clen) < 0) {
@@ -323,9 +360,9 @@ int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st
 			  "above); run it by hand",
 			  sb->sbname, sb->sbname, sb->name);
 	t2 = clk_now_ns();
-	log_info("the standby runs as %s: state loaded and unpaused in %llu ms, renamed in %llu "
-		 "ms",
-		 sb->name, (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
+	log_info("the standby runs as %s: state of its %u vCPUs loaded and unpaused in %llu ms, "
+		 "renamed in %llu ms",
+		 sb->name, sb->vcpus, (unsigned long long)((t1 - t0) / NSEC_PER_MSEC),
 		 (unsigned long long)((t2 - t1) / NSEC_PER_MSEC));
 	return 0;
 }

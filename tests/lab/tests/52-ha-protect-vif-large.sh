@@ -12,6 +12,8 @@ set -u
 
 LAB_VIF_MEMORY=384 LAB_VIF_VCPUS=2 LAB_VIF_BACKENDS=plug \
 	bash "$(dirname "$0")/50-ha-protect-vif.sh" || exit $?
+grep -a -q 'state of its 2 vCPUs loaded' "$LAB_TMP/plug.receive.log" ||
+	lab_fail "the failover did not load the state of both vCPUs: $(grep -a 'standby runs' "$LAB_TMP/plug.receive.log")"
 small=$(sed -n 's/^plug_failover_ms=//p' "$LAB_OUT/vif-96.figures" 2>/dev/null)
 large=$(sed -n 's/^plug_failover_ms=//p' "$LAB_OUT/vif-384.figures")
 if [ -n "$small" ]; then
