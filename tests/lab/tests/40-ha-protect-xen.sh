@@ -155,7 +155,10 @@ lab_figure pause_ms_avg="$(awk -v v="$pavg" 'BEGIN {printf "%.1f", v / 1000}')" 
 # the copy, pages ballooned back are in it (G2, G3 of docs/xen.md).
 sessions() { grep -c 'first checkpoint committed' "$T/receive.log"; }
 changes() { grep -c 'memory changed' "$T/protect.log"; }
-for mem in 64 96; do
+# 88 MiB: 8 MiB out and back. The domU's root file system lives in its
+# RAM: at 64 MiB its kernel ran out of memory ("System is deadlocked on
+# memory", an OOM panic in the guest at that target, protected or not).
+for mem in 88 96; do
 	n0=$(sessions)
 	c0=$(changes)
 	xl mem-set "$dom" "$mem" || fail_with "xl mem-set $dom $mem failed"
