@@ -157,7 +157,8 @@ sessions() { grep -c 'first checkpoint committed' "$T/receive.log"; }
 changes() { grep -c 'memory changed' "$T/protect.log"; }
 # 88 MiB: 8 MiB out and back. The domU's root file system lives in its
 # RAM: at 64 MiB its kernel ran out of memory ("System is deadlocked on
-# memory", an OOM panic in the guest at that target, protected or not).
+# memory", an OOM panic in the guest; 91-probe-balloon does the same
+# to an unprotected domU).
 for mem in 88 96; do
 	n0=$(sessions)
 	c0=$(changes)
