@@ -280,6 +280,7 @@ static void unmap_memory(struct hv_dom *d)
 	d->pages = NULL;
 	d->nmaps = 0;
 	d->populated = 0;
+	bitmap_destroy(&d->not_ram);
 }
 
 /* Maps the guest's present pages once, for the whole session: Xen reports
@@ -301,6 +302,10 @@ static int map_memory(struct hv_dom *d)
 		goto out;
 	}
 	d->tot_pages = info.nr_pages;
+	bitmap_destroy(&d->not_ram);
+	rc = bitmap_init(&d->not_ram, d->nr_pfns);
+	if (rc < 0)
+		goto out;
 	d->pages = calloc(d->nr_pfns, sizeof(*d->pages));
 	if (!pfns || !err || !d->pages) {
 		rc = -ENOMEM;
@@ -727,6 +732,31 @@ static int xen_dirty_start(struct hv_dom *d)
 	return rc;
 }
 
+/* Whether pfn, unmapped, holds a page now that can be mapped: Xen
+ * reports writes to pfns that are no RAM of the guest's (Xen's own pages
+ * mapped into its physmap, which cannot be mapped from here; holes), and
+ * those are not pages the copy misses. */
+static bool new_page(struct hv_dom *d, uint64_t pfn)
+{
+	xen_pfn_t t = pfn;
+	uint32_t type;
+	int err = 0;
+	void *addr;
+
+	if (xc_get_pfn_type_batch(d->xch, d->domid, 1, &t) < 0)
+		return false;
+	type = (uint32_t)t & XEN_DOMCTL_PFINFO_LTAB_MASK;
+	if (type == XEN_DOMCTL_PFINFO_XTAB || type == XEN_DOMCTL_PFINFO_BROKEN ||
+	    type == XEN_DOMCTL_PFINFO_XALLOC)
+		return false;
+	t = pfn;
+	addr = xenforeignmemory_map(d->fmem, d->domid, PROT_READ, 1, &t, &err);
+	if (!addr)
+		return false;
+	xenforeignmemory_unmap(d->fmem, addr, 1);
+	return err == 0;
+}
+
 /* A page written that was not there when the domain was mapped (G2:
  * populated since, e.g. ballooned back): the copy would miss it. The
  * session ends (the secondary discards its copy) and the next one maps the
@@ -737,8 +767,12 @@ static int check_unmapped(struct hv_dom *d, const struct bitmap *dirty)
 
 	for (size_t b = bitmap_next_set(dirty, 0); b < dirty->nbits;
 	     b = bitmap_next_set(dirty, b + 1)) {
-		if (d->pages[b])
+		if (d->pages[b] || bitmap_test(&d->not_ram, b))
 			continue;
+		if (!new_page(d, b)) {
+			bitmap_set(&d->not_ram, b);
+			continue;
+		}
 		if (!n++)
 			first = b;
 	}

@@ -19,6 +19,7 @@
 #include <xenguest.h>
 #include <xenstore.h>
 
+#include "common/bitmap.h"
 #include "hv/xen.h"
 
 /* Most pfns mapped by one xenforeignmemory_map call (64 MiB). */
@@ -72,6 +73,9 @@ struct hv_dom {
 	 * a change means its memory map changed under the mappings. */
 	uint64_t tot_pages;
 	bool mapped_fresh; /* mapped at open: the first session maps nothing again */
+	/* Unmapped pfns the guest wrote that hold no page this side can map
+	 * (Xen's own pages in its physmap), checked once per mapping. */
+	struct bitmap not_ram;
 
 	bool logdirty;
 	xc_hypercall_buffer_t dirty_hbuf;
