@@ -782,8 +782,8 @@ static enum rx_result primary_lost(struct rx_session *s)
 		return RX_ENDED;
 	if (!s->have_ckpt) {
 		log_error("the primary went away before the first checkpoint: %s; nothing to "
-			  "resume, waiting for a new primary",
-			  s->err);
+			  "resume, %s",
+			  s->err, s->x->cfg->once ? "and --once: exiting" : "waiting for a new primary");
 		return RX_ENDED;
 	}
 	log_error("primary lost: %s", s->err);
