@@ -195,8 +195,9 @@ void pf_needs(struct pf *p, const struct hv_needs *n, const char *domain)
 		      (unsigned long long)n->host_free_mib, domain,
 		      (unsigned long long)n->mem_mib);
 	else if (n->host_free_known)
-		pf_fail(p, "hypervisor memory: %llu MiB free, and %s needs %llu MiB (%s) to run "
-			   "here after a failover: free memory (other domains, dom0_mem)",
+		pf_fail(p, "hypervisor memory: %llu MiB free, and %s needs %llu MiB (%s) for its "
+			   "standby here (built at the first checkpoint, run after a failover): "
+			   "free memory (other domains, dom0_mem)",
 			(unsigned long long)n->host_free_mib, domain,
 			(unsigned long long)n->mem_mib, n->source);
 	if (mem_available_mib(&avail) == 0) {
