@@ -492,11 +492,13 @@ static void verify_copy(struct rx *x, uint64_t epoch, const struct ckpt_ha_verif
 		log_error("verify %s; the first that differs is pfn %llu: the copy does not match "
 			  "the primary's domain",
 			  line, (unsigned long long)first_differ);
+	else if (absent)
+		log_info("verify %s (pages this host's daemons share with the copy are not kept "
+			 "here; the first is pfn %llu) (%llu ms)",
+			 line, (unsigned long long)first_absent,
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 	else
-		log_info("verify %s%s%llu (%llu ms)", line,
-			 absent ? " (pages this host's daemons share with the copy are not kept; "
-				  "the first not held is pfn "
-				: "", absent ? (unsigned long long)first_absent : 0ull,
+		log_info("verify %s (%llu ms)", line,
 			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 	pthread_mutex_lock(&x->mu);
 	snprintf(x->last_verify, sizeof(x->last_verify), "%s", line);

@@ -36,6 +36,9 @@ run_once() { # kill delay in seconds after protection starts, interval ms, cert|
 		"$bin/ha-receive" $tls_b --listen 10.66.0.2:7788 --timeout $(ms 150) \
 		--notify-cmd "echo \$HA_EVENT \$HA_DOMAIN >> '$dir/b.events'" > "$dir/rx.log" 2>&1 &
 	rxpid=$!
+	# ha-protect's first connection must find B listening: a refused one
+	# ends it (nothing ever worked).
+	wait_for 20 grep -q 'listening on' "$dir/rx.log" || { cat "$dir/rx.log"; return 1; }
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 		--tap tapa --ip "$GUEST_IP/24" --mac "$GUEST_MAC" > "$dir/vm.log" 2>&1 &
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
