@@ -483,6 +483,23 @@ static int validate_disk(struct ckpt_reader *r, struct ckpt_record *rec)
 	}
 }
 
+/* HVM_PARAMS and HA_VERIFY: u32 count, u32 reserved, count 16-octet
+ * pairs of u64. */
+static int validate_pairs(struct ckpt_reader *r, struct ckpt_record *rec)
+{
+	const struct ckpt_hvm_params_hdr *h = (const void *)rec->body;
+	uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
+
+	_Static_assert(sizeof(struct ckpt_hvm_params_hdr) == sizeof(struct ckpt_ha_verify_hdr),
+		       "the two headers share a layout");
+	if (h->reserved)
+		return fail(r, -EBADMSG, rec, "reserved field set");
+	if (need != rec->length)
+		return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u", h->count,
+			    (unsigned long long)need, rec->length);
+	return 0;
+}
+
 static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 {
 	const uint8_t *b = rec->body;
@@ -503,17 +520,8 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 			return fail(r, -EBADMSG, rec, "reserved field set");
 		return 0;
 	}
-	case CKPT_REC_HVM_PARAMS: {
-		const struct ckpt_hvm_params_hdr *h = (const void *)b;
-		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
-
-		if (h->reserved)
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		if (need != rec->length)
-			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
-				    h->count, (unsigned long long)need, rec->length);
-		return 0;
-	}
+	case CKPT_REC_HVM_PARAMS:
+		return validate_pairs(r, rec);
 	case CKPT_REC_CHECKPOINT_DIRTY_PFN_LIST:
 		if (rec->length % 8)
 			return fail(r, -EBADMSG, rec, "length %u is not a multiple of 8", rec->length);
@@ -551,13 +559,10 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 	case CKPT_REC_HA_VERIFY: {
 		const struct ckpt_ha_verify_hdr *h = (const void *)b;
 		const uint64_t *e = (const uint64_t *)(h + 1);
-		uint64_t need = sizeof(*h) + (uint64_t)h->count * 16;
+		int rc = validate_pairs(r, rec);
 
-		if (h->reserved)
-			return fail(r, -EBADMSG, rec, "reserved field set");
-		if (need != rec->length)
-			return fail(r, -EBADMSG, rec, "count %u needs %llu octets, length is %u",
-				    h->count, (unsigned long long)need, rec->length);
+		if (rc < 0)
+			return rc;
 		for (uint32_t i = 1; i < h->count; i++)
 			if (e[2 * i] <= e[2 * (i - 1)])
 				return fail(r, -EBADMSG, rec, "pfns not ascending at entry %u", i);

@@ -729,6 +729,7 @@ static int xen_dirty_start(struct hv_dom *d)
 		rc = map_memory(d);
 	}
 	d->mapped_fresh = false;
+	d->changed = false;
 	return rc;
 }
 
@@ -845,6 +846,44 @@ static int save_hvm_params(struct hv_dom *d, struct hv_state *st)
 
 static int save_state(struct hv_dom *d, struct hv_state *st);
 
+/* G2, G3, G6, checked once the guest runs again, not in its pause: pages
+ * added since the domain was mapped (its page count grew; pages it gives
+ * back keep this side's reference, so a count that drops is not seen), or
+ * a configuration libxl rewrote. The next checkpoint then ends the
+ * session (save_state), and the next session maps the domain again. */
+static void check_changes(struct hv_dom *d)
+{
+	xc_dominfo_t info;
+
+	if (d->changed)
+		return;
+	if (config_changed(d)) {
+		log_error("domain %u's libxl configuration changed (a device attached or detached, "
+			  "%s): this session ends and the secondary discards its copy; the next "
+			  "session gives the secondary the new configuration",
+			  d->domid, d->config_path);
+		d->changed = true;
+	} else if (hv_xen_getinfo(d, &info) == 0 && info.nr_pages != d->tot_pages) {
+		log_error("domain %u has %llu pages now and had %llu when it was mapped: its "
+			  "memory changed (ballooning, memory hot-plug). This session ends and the "
+			  "secondary discards its copy; the next session maps the domain again and "
+			  "copies it whole. A protected domain should have fixed memory (memory = "
+			  "maxmem, no balloon target changes)",
+			  d->domid, (unsigned long long)info.nr_pages,
+			  (unsigned long long)d->tot_pages);
+		d->changed = true;
+	}
+}
+
+static int xen_resume(struct hv_dom *d)
+{
+	int rc = hv_xen_resume(d);
+
+	if (rc == 0)
+		check_changes(d);
+	return rc;
+}
+
 static int xen_save_state(struct hv_dom *d, struct hv_state *st)
 {
 	uint64_t t0 = clk_now_ns();
@@ -858,30 +897,9 @@ static int save_state(struct hv_dom *d, struct hv_state *st)
 {
 	struct ckpt_tsc_info tsc = {0};
 	int n, rc;
-	xc_dominfo_t info;
 
-	/* G2, G3: pages gone (ballooned out) or added since the domain was
-	 * mapped: the copy would keep the first and miss the second. */
-	if (hv_xen_getinfo(d, &info) < 0)
-		return -ESRCH;
-	if (config_changed(d)) {
-		log_error("domain %u's libxl configuration changed (a device attached or detached, "
-			  "%s): this session ends and the secondary discards its copy; the next "
-			  "session gives the secondary the new configuration",
-			  d->domid, d->config_path);
+	if (d->changed) /* found after the last resume (xen_resume) */
 		return -EXDEV;
-	}
-	if (info.nr_pages != d->tot_pages) {
-		log_error("domain %u has %llu pages now and had %llu when it was mapped: its "
-			  "memory changed (ballooning, memory hot-plug). This session ends and the "
-			  "secondary discards its copy; the next session maps the domain again and "
-			  "copies it whole. A protected domain should have fixed memory (memory = "
-			  "maxmem, no balloon target changes)",
-			  d->domid, (unsigned long long)info.nr_pages,
-			  (unsigned long long)d->tot_pages);
-		return -EXDEV;
-	}
-
 	if (xc_domain_get_tsc_info(d->xch, d->domid, &tsc.mode, &tsc.nsec, &tsc.khz,
 				   &tsc.incarnation) < 0) {
 		rc = -errno;
@@ -1003,7 +1021,7 @@ static const struct hv_save_ops save_ops = {
 	.dirty_stop = xen_dirty_stop,
 	.harvest = xen_harvest,
 	.pause = hv_xen_pause,
-	.resume = hv_xen_resume,
+	.resume = xen_resume,
 	.save_state = xen_save_state,
 	.stream_start = xen_stream_start,
 	.page = xen_page,

@@ -109,8 +109,6 @@ int hv_xen_standby_copy_out(struct hv_xen_standby *sb, struct hv_xen_image *im);
 /* Destroys the domain (a copy that will never run). */
 void hv_xen_standby_destroy(struct hv_xen_standby *sb);
 void hv_xen_standby_free(struct hv_xen_standby *sb);
-/* "NAME--standby". */
-void hv_xen_standby_name(const char *name, char *out, size_t len);
 
 /* ---- The suspend decisions (hv/xen_suspend.c): pure, no Xen calls ----
  *

@@ -73,6 +73,7 @@ struct hv_dom {
 	 * a change means its memory map changed under the mappings. */
 	uint64_t tot_pages;
 	bool mapped_fresh; /* mapped at open: the first session maps nothing again */
+	bool changed;      /* its memory map or configuration changed (check_changes) */
 	/* Unmapped pfns the guest wrote that hold no page this side can map
 	 * (Xen's own pages in its physmap), checked once per mapping. */
 	struct bitmap not_ram;

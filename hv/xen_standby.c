@@ -46,7 +46,7 @@ struct hv_xen_standby {
 	uint32_t vcpus;   /* whose state activation loaded */
 };
 
-void hv_xen_standby_name(const char *name, char *out, size_t len)
+static void standby_name(const char *name, char *out, size_t len)
 {
 	snprintf(out, len, "%s--standby", name);
 }
@@ -163,7 +163,7 @@ int hv_xen_standby_new(struct hv_xen_image *im, const struct hv_state *st,
 	if (!sb)
 		return -ENOMEM;
 	snprintf(sb->name, sizeof(sb->name), "%s", info->name);
-	hv_xen_standby_name(info->name, sb->sbname, sizeof(sb->sbname));
+	standby_name(info->name, sb->sbname, sizeof(sb->sbname));
 	sb->nr_pfns = info->nr_pages;
 	sb->domid = DOMID_INVALID;
 	destroy_leftover(sb->sbname);
