@@ -270,6 +270,43 @@ static int map_run(struct hv_dom *d, xen_pfn_t *pfns, int *err, uint64_t first, 
 	return 0;
 }
 
+/* Its balloon target (memory/target, KiB; 0 when unknown). */
+static uint64_t read_target(struct hv_dom *d)
+{
+	char *s = xs_readf(d, "/local/domain/%u/memory/target", d->domid);
+	uint64_t kib = s ? strtoull(s, NULL, 10) : 0;
+
+	free(s);
+	return kib;
+}
+
+/* G6: the configuration the secondary gets carries the live balloon
+ * target, as `xl save` retrieves it (libxl keeps memory/target at
+ * target_memkb less the video memory), so that a copy built from it keeps
+ * the size the guest was given. */
+static void adapt_config(struct hv_dom *d)
+{
+	struct hv_xen_config *c;
+	int64_t cur, video = 0;
+	char err[320];
+
+	free(d->config_out);
+	d->config_out = NULL;
+	if (!d->config || !d->target_kib ||
+	    hv_xen_config_parse(d->config, d->config_len, &c, err, sizeof(err)) < 0)
+		return;
+	if (hv_xen_config_int(c, "b_info.video_memkb", &video) < 0 || video < 0)
+		video = 0;
+	if (hv_xen_config_int(c, "b_info.target_memkb", &cur) == 0 &&
+	    cur != (int64_t)d->target_kib + video &&
+	    hv_xen_config_set_int(c, "b_info.target_memkb", (int64_t)d->target_kib + video) == 0 &&
+	    hv_xen_config_dump(c, &d->config_out, &d->config_out_len) == 0)
+		log_info("domain %u: its configuration goes to the secondary with its balloon "
+			 "target of %llu KiB (target_memkb %lld in %s)",
+			 d->domid, (unsigned long long)d->target_kib, (long long)cur, d->config_path);
+	hv_xen_config_free(c);
+}
+
 static void unmap_memory(struct hv_dom *d)
 {
 	for (size_t i = 0; i < d->nmaps; i++)
@@ -301,7 +338,9 @@ static int map_memory(struct hv_dom *d)
 		rc = -ESRCH;
 		goto out;
 	}
-	d->tot_pages = info.nr_pages;
+	d->tot_pages = d->nr_pages_seen = info.nr_pages;
+	d->target_kib = read_target(d);
+	adapt_config(d);
 	bitmap_destroy(&d->not_ram);
 	rc = bitmap_init(&d->not_ram, d->nr_pfns);
 	if (rc < 0)
@@ -424,6 +463,7 @@ static void xen_close(struct hv_dom *d)
 		xc_interface_close(d->xch);
 	free(d->hvm_ctx);
 	free(d->config);
+	free(d->config_out);
 	free(d);
 }
 
@@ -686,6 +726,39 @@ static int logdirty_clean(struct hv_dom *d, uint64_t *dirty, bool final)
 	return 0;
 }
 
+/* After the guest's memory changed (a new balloon target, pages added):
+ * the session that ended released this side's mappings, which kept the
+ * pages it gave back allocated to it. Waits until its page count has
+ * stood still for a second (at most 30 s), so that the next session maps
+ * what it settled on rather than a balloon half way. */
+static void wait_balloon(struct hv_dom *d)
+{
+	uint64_t t0 = clk_now_ns(), still = t0, last = UINT64_MAX, now = t0;
+	xc_dominfo_t info;
+
+	d->balloon = false;
+	while (hv_xen_getinfo(d, &info) == 0) {
+		now = clk_now_ns();
+		if (info.nr_pages != last) {
+			last = info.nr_pages;
+			still = now;
+		} else if (now - still >= NSEC_PER_SEC) {
+			break;
+		}
+		if (now - t0 >= 30 * NSEC_PER_SEC) {
+			log_warn("domain %u's page count still changes after 30 s (its balloon): "
+				 "mapping it as it is; a later change ends the next session too",
+				 d->domid);
+			break;
+		}
+		clk_sleep_until_ns(now + 100 * NSEC_PER_MSEC);
+	}
+	log_info("domain %u holds %llu MiB after its memory changed (balloon target %llu KiB); "
+		 "waited %llu ms for it to settle",
+		 d->domid, (unsigned long long)(last >> 8), (unsigned long long)read_target(d),
+		 (unsigned long long)((now - t0) / NSEC_PER_MSEC));
+}
+
 static int xen_dirty_start(struct hv_dom *d)
 {
 	size_t bytes = (d->nr_pfns + 63) / 64 * 8;
@@ -726,6 +799,8 @@ static int xen_dirty_start(struct hv_dom *d)
 	 * in the new mappings, and the pre-copy sends all of it. */
 	if (!d->mapped_fresh) {
 		unmap_memory(d);
+		if (d->balloon)
+			wait_balloon(d);
 		rc = map_memory(d);
 	}
 	d->mapped_fresh = false;
@@ -790,6 +865,10 @@ static int check_unmapped(struct hv_dom *d, const struct bitmap *dirty)
 
 static int xen_dirty_stop(struct hv_dom *d)
 {
+	/* The mappings hold a reference on every page: pages the guest gives
+	 * back between sessions would stay allocated to it. */
+	unmap_memory(d);
+	d->mapped_fresh = false;
 	if (!d->logdirty)
 		return 0;
 	d->logdirty = false;
@@ -846,14 +925,14 @@ static int save_hvm_params(struct hv_dom *d, struct hv_state *st)
 
 static int save_state(struct hv_dom *d, struct hv_state *st);
 
-/* G2, G3, G6, checked once the guest runs again, not in its pause: pages
- * added since the domain was mapped (its page count grew; pages it gives
- * back keep this side's reference, so a count that drops is not seen), or
- * a configuration libxl rewrote. The next checkpoint then ends the
- * session (save_state), and the next session maps the domain again. */
+/* G6, G2, G3, checked once the guest runs again, not in its pause: a
+ * configuration libxl rewrote, or a new balloon target (`xl mem-set`).
+ * The next checkpoint then ends the session (save_state), and the next
+ * session maps the domain again. A page count that grew is checked in
+ * the pause (save_state). */
 static void check_changes(struct hv_dom *d)
 {
-	xc_dominfo_t info;
+	uint64_t target;
 
 	if (d->changed)
 		return;
@@ -863,15 +942,19 @@ static void check_changes(struct hv_dom *d)
 			  "session gives the secondary the new configuration",
 			  d->domid, d->config_path);
 		d->changed = true;
-	} else if (hv_xen_getinfo(d, &info) == 0 && info.nr_pages != d->tot_pages) {
-		log_error("domain %u has %llu pages now and had %llu when it was mapped: its "
-			  "memory changed (ballooning, memory hot-plug). This session ends and the "
-			  "secondary discards its copy; the next session maps the domain again and "
-			  "copies it whole. A protected domain should have fixed memory (memory = "
-			  "maxmem, no balloon target changes)",
-			  d->domid, (unsigned long long)info.nr_pages,
-			  (unsigned long long)d->tot_pages);
+		return;
+	}
+	target = read_target(d);
+	if (target && d->target_kib && target != d->target_kib) {
+		/* The guest gives pages back or takes more: the pages it gives
+		 * back stay allocated while this side maps them, and the copy
+		 * would keep them. */
+		log_error("domain %u's balloon target changed from %llu to %llu KiB (xl mem-set): "
+			  "this session ends and the secondary discards its copy; the next session "
+			  "starts once the guest has reached its new size, and copies it whole",
+			  d->domid, (unsigned long long)d->target_kib, (unsigned long long)target);
 		d->changed = true;
+		d->balloon = true;
 	}
 }
 
@@ -898,7 +981,22 @@ static int save_state(struct hv_dom *d, struct hv_state *st)
 	struct ckpt_tsc_info tsc = {0};
 	int n, rc;
 
-	if (d->changed) /* found after the last resume (xen_resume) */
+	/* Pages added since the domain was mapped (populated, ballooned
+	 * back): a pfn may now be backed by a frame other than the one
+	 * mapped here. Checked on the suspended domain (the count of its last
+	 * look, in the pause), so no checkpoint goes out with them. Pages it
+	 * gave back keep this side's reference and do not lower the count. */
+	if (!d->changed && d->nr_pages_seen != d->tot_pages) {
+		log_error("domain %u has %llu pages now and had %llu when it was mapped: its "
+			  "memory changed (ballooning, memory hot-plug). This session ends and the "
+			  "secondary discards its copy; the next session maps the domain again and "
+			  "copies it whole",
+			  d->domid, (unsigned long long)d->nr_pages_seen,
+			  (unsigned long long)d->tot_pages);
+		d->changed = true;
+		d->balloon = true;
+	}
+	if (d->changed) /* found after the last resume (xen_resume), or above */
 		return -EXDEV;
 	if (xc_domain_get_tsc_info(d->xch, d->domid, &tsc.mode, &tsc.nsec, &tsc.khz,
 				   &tsc.incarnation) < 0) {
@@ -934,7 +1032,9 @@ static int save_state(struct hv_dom *d, struct hv_state *st)
 	rc = hv_state_add(st, CKPT_REC_HVM_CONTEXT, d->hvm_ctx, (size_t)n);
 	if (rc == 0)
 		rc = save_hvm_params(d, st);
-	if (rc == 0 && d->config)
+	if (rc == 0 && d->config_out)
+		rc = hv_state_add(st, CKPT_REC_HA_XEN_CONFIG, d->config_out, d->config_out_len);
+	else if (rc == 0 && d->config)
 		rc = hv_state_add(st, CKPT_REC_HA_XEN_CONFIG, d->config, d->config_len);
 	return rc;
 }
@@ -993,7 +1093,7 @@ static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
 
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 {
-	return pfn < d->nr_pfns ? d->pages[pfn] : NULL;
+	return d->pages && pfn < d->nr_pfns ? d->pages[pfn] : NULL;
 }
 
 /* The id of a domain named name on this host, -ENOENT when none, -errno

@@ -84,6 +84,10 @@ const char *hv_xen_config_str(const struct hv_xen_config *c, const char *path);
 size_t hv_xen_config_count(const struct hv_xen_config *c, const char *path);
 /* Replaces the string at path: 0, -ENOENT (no string there), -ENOMEM. */
 int hv_xen_config_set(struct hv_xen_config *c, const char *path, const char *value);
+/* The integer at path: 0, or -ENOENT (no integer there). */
+int hv_xen_config_int(const struct hv_xen_config *c, const char *path, int64_t *out);
+/* Replaces the integer at path: 0, -ENOENT (no integer there), -ENOMEM. */
+int hv_xen_config_set_int(struct hv_xen_config *c, const char *path, int64_t value);
 /* The configuration as JSON text, NUL-terminated as libxl stores it;
  * *len counts the NUL. */
 int hv_xen_config_dump(const struct hv_xen_config *c, char **out, uint32_t *len);

@@ -5,6 +5,7 @@
 #include "hv/xen.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,33 @@ int hv_xen_config_set(struct hv_xen_config *c, const char *path, const char *val
 		return -ENOMEM;
 	free(v->u.string);
 	v->u.string = s;
+	return 0;
+}
+
+int hv_xen_config_int(const struct hv_xen_config *c, const char *path, int64_t *out)
+{
+	yajl_val v = lookup(c->root, path);
+
+	if (!v || !YAJL_IS_INTEGER(v))
+		return -ENOENT;
+	*out = YAJL_GET_INTEGER(v);
+	return 0;
+}
+
+int hv_xen_config_set_int(struct hv_xen_config *c, const char *path, int64_t value)
+{
+	yajl_val v = lookup(c->root, path);
+	char buf[24], *s;
+
+	if (!v || !YAJL_IS_INTEGER(v))
+		return -ENOENT;
+	snprintf(buf, sizeof(buf), "%" PRId64, value);
+	s = strdup(buf);
+	if (!s)
+		return -ENOMEM;
+	free(v->u.number.r);
+	v->u.number.r = s;
+	v->u.number.i = value;
 	return 0;
 }
 

@@ -70,8 +70,15 @@ struct hv_dom {
 	struct mapping *maps;
 	size_t nmaps;
 	/* The domain's page count when it was mapped (xc_dominfo nr_pages);
-	 * a change means its memory map changed under the mappings. */
-	uint64_t tot_pages;
+	 * a change means its memory map changed under the mappings.
+	 * nr_pages_seen: the count at the last look at the domain (in a
+	 * pause: the suspended domain's). */
+	uint64_t tot_pages, nr_pages_seen;
+	/* Its balloon target (memory/target, KiB) when it was mapped, and a
+	 * change of it found (check_changes): the next session waits for the
+	 * guest to reach the new one. */
+	uint64_t target_kib;
+	bool balloon;
 	bool mapped_fresh; /* mapped at open: the first session maps nothing again */
 	bool changed;      /* its memory map or configuration changed (check_changes) */
 	/* Unmapped pfns the guest wrote that hold no page this side can map
@@ -87,6 +94,10 @@ struct hv_dom {
 	size_t hvm_ctx_cap;
 	char *config;      /* libxl's JSON configuration of the domain, NUL-terminated */
 	size_t config_len; /* with the NUL */
+	/* What the secondary gets: config with the live balloon target (as
+	 * `xl save` retrieves it), or NULL when that is config itself. */
+	char *config_out;
+	uint32_t config_out_len;
 	char config_path[160]; /* where libxl keeps it ("" when unknown) */
 	struct timespec config_mtime; /* ... and its time and size when read */
 	off_t config_size;

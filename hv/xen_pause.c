@@ -25,6 +25,7 @@ struct hv_xen_info hv_xen_dom_state(struct hv_dom *d)
 
 	if (hv_xen_getinfo(d, &info) < 0)
 		return (struct hv_xen_info){.exists = false};
+	d->nr_pages_seen = info.nr_pages;
 	return (struct hv_xen_info){.exists = true,
 				    .dying = info.dying,
 				    .crashed = info.crashed,

@@ -287,6 +287,15 @@ static void test_config(void **unused)
 	assert_int_equal(hv_xen_config_set(c, "disks.0.pdev_path", "/dev/drbd1"), 0);
 	assert_int_equal(hv_xen_config_set(c, "c_info.name", "web--standby"), 0);
 	assert_int_equal(hv_xen_config_set(c, "on_poweroff", "x"), -ENOENT);
+	/* Integers: the balloon target the secondary gets. */
+	int64_t kib = 0;
+
+	assert_int_equal(hv_xen_config_int(c, "b_info.max_memkb", &kib), 0);
+	assert_int_equal(kib, 98304);
+	assert_int_equal(hv_xen_config_int(c, "b_info.acpi", &kib), -ENOENT);
+	assert_int_equal(hv_xen_config_int(c, "b_info.target_memkb", &kib), -ENOENT);
+	assert_int_equal(hv_xen_config_set_int(c, "b_info.max_memkb", 90112), 0);
+	assert_int_equal(hv_xen_config_set_int(c, "c_info.name", 1), -ENOENT);
 	assert_int_equal(hv_xen_config_dump(c, &out, &len), 0);
 	assert_int_equal(len, strlen(out) + 1);
 	assert_int_equal(hv_xen_config_parse(out, len, &c2, err, sizeof(err)), 0);
@@ -294,7 +303,9 @@ static void test_config(void **unused)
 	assert_string_equal(hv_xen_config_str(c2, "disks.0.vdev"), "xvda");
 	assert_string_equal(hv_xen_config_str(c2, "disks.1.pdev_path"), "/srv/b\"q.img");
 	assert_string_equal(hv_xen_config_str(c2, "c_info.name"), "web--standby");
-	assert_non_null(strstr(out, "98304"));
+	assert_int_equal(hv_xen_config_int(c2, "b_info.max_memkb", &kib), 0);
+	assert_int_equal(kib, 90112);
+	assert_null(strstr(out, "98304"));
 	assert_non_null(strstr(out, "true"));
 	assert_non_null(strstr(out, "null"));
 	free(out);

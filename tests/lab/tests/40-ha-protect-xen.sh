@@ -4,7 +4,11 @@
 # remus test used. Checks:
 #   1. a stream saved with --save (raw pages: a Xen v2 stream) verifies
 #      with ha-stream verify;
-#   2. protected to the secondary, the guest keeps counting;
+#   2. protected to the secondary, the guest keeps counting; the copy
+#      equals the primary page by page (ha-ctl verify) before and after
+#      the guest balloons to 88 MiB and back, each balloon starting a new
+#      session whose standby has the new target, and after a vif is
+#      hot-plugged;
 #   3. the primary domain is destroyed: the secondary activates its hot
 #      standby at the last committed checkpoint and the copy keeps
 #      counting;
@@ -14,7 +18,7 @@
 #   ha-protect noticed its suspends by notification, not by polling;
 # and prints figures: failover time, pause p50/p99/max, guest slowdown, and
 # their ratios to xl remus's figures from 30-xl-remus (same run).
-# lab-timeout: 900
+# lab-timeout: 1200
 set -u
 . "$LAB_LIB"
 
@@ -150,6 +154,61 @@ lab_figure pause_ms_avg="$(awk -v v="$pavg" 'BEGIN {printf "%.1f", v / 1000}')" 
 
 sessions() { grep -c 'first checkpoint committed' "$T/receive.log"; }
 
+# The checkpoint after `ha-ctl verify` carries a hash of every page of the
+# primary, taken in its pause (through this session's mappings: the
+# memory map as the session found it), and the secondary compares its
+# standby. Only the pages this host's xenstored and xenconsoled share with
+# the standby (the rings: cleared at activation, as libxc's restore does)
+# are not held. Sets vpages, vdiffer, vabsent.
+verify_copy() {
+	local nv v
+	nv=$(grep -c 'verify epoch' "$T/receive.log")
+	ha-ctl --ctl "$T/p.sock" verify "xen:$dom" || fail_with "ha-ctl verify failed ($1)"
+	wait_for 60 sh -c "[ \$(grep -c 'verify epoch' '$T/receive.log') -gt $nv ]" ||
+		fail_with "the secondary reported no verification ($1)"
+	v=$(grep -a -o 'verify epoch [0-9]*: [0-9]* pages compared, [0-9]* differ[^,]*, [0-9]* not held here' "$T/receive.log" | tail -n 1)
+	echo "verify $1: $v"
+	read -r vpages vdiffer vabsent <<<"$(sed -n 's/.*: \([0-9]*\) pages compared, \([0-9]*\) differ.*, \([0-9]*\) not held here/\1 \2 \3/p' <<<"$v")"
+	[ "${vdiffer:-1}" -eq 0 ] || fail_with "the copy differs from the primary ($1): $v"
+	[ "${vabsent:-9}" -le 4 ] || fail_with "the copy lacks pages the primary has ($1): $v"
+}
+verify_copy before-balloon
+v96=$vpages
+
+# --- 2b. the guest balloons down, then up again -----------------------
+# A new balloon target ends the session (END: the secondary discards its
+# copy and destroys its standby). This side's mappings, which kept the
+# pages the guest gave back allocated, go with the session; the next one
+# waits for the guest to settle, maps it anew and copies it whole, and its
+# configuration carries the new target (G2, G3, G6). 88 MiB: the domU's
+# root file system lives in its RAM, and at 64 MiB it dies of an
+# out-of-memory panic, protected or not (91-probe-balloon).
+for mem in 88 96; do
+	n0=$(sessions)
+	c0=$(grep -c 'balloon target changed' "$T/protect.log")
+	xl mem-set "$dom" "$mem" || fail_with "xl mem-set $dom $mem failed"
+	wait_for 60 sh -c "[ \$(grep -c 'balloon target changed' '$T/protect.log') -gt $c0 ]" ||
+		fail_with "ha-protect did not notice the balloon target of $mem MiB"
+	wait_for 300 sh -c "[ \$(grep -c 'first checkpoint committed' '$T/receive.log') -gt $n0 ]" ||
+		fail_with "no new session after the balloon target went to $mem MiB"
+	have=$(xl list "$dom" | awk 'NR == 2 {print $3}')
+	echo "memory $mem MiB: xl list says $have MiB; $(grep -a 'after its memory changed' "$T/protect.log" | tail -n 1 | cut -c1-200)"
+	[ "$have" -le $((mem + 1)) ] && [ "$have" -ge $((mem - 1)) ] ||
+		fail_with "$dom holds $have MiB, not the $mem MiB it was asked for"
+	sid=$(xl domid "$dom--standby" 2>/dev/null) || fail_with "no standby after the balloon to $mem MiB"
+	st=$(xenstore-read "/local/domain/$sid/memory/target")
+	[ "$st" -eq $((mem * 1024)) ] ||
+		fail_with "the standby's balloon target is $st KiB, not $((mem * 1024))"
+	verify_copy "balloon-$mem"
+	eval "v$mem=\$vpages"
+	domu_counting "$dom" 10 || fail_with "$dom stopped counting after its balloon to $mem MiB"
+done
+grep -q -e 'standby .* is destroyed' "$T/receive.log" ||
+	fail_with "the secondary did not destroy its standby when the session ended"
+lab_figure verify_pages_96="$v96" verify_pages_88="$v88" verify_pages_96_again="$vpages"
+[ "$v88" -lt $((v96 - 1900)) ] ||
+	fail_with "the copy at 88 MiB compared $v88 pages, against $v96 at 96 MiB: the pages given back are still in it"
+
 # --- 2c. a vif hot-plugged while protected ------------------------------
 # libxl rewrites the domain's configuration: the session ends, and the
 # next one builds the secondary's standby with the vif (G6).
@@ -163,24 +222,12 @@ wait_for 180 grep -q 'configuration changed' "$T/protect.log" ||
 wait_for 300 sh -c "[ \$(grep -c 'first checkpoint committed' '$T/receive.log') -gt $n0 ]" ||
 	fail_with "no new session after the vif was attached"
 domu_counting "$dom" 20 || fail_with "$dom stopped counting after the vif was attached"
-grep -q -e 'standby .* is destroyed' "$T/receive.log" ||
-	fail_with "the secondary did not destroy its standby when the session ended"
 lab_figure sessions="$(sessions)"
 
 # --- 2d. the copy against the primary, page by page ---------------------
-# After the hot-plug: the checkpoint after `ha-ctl verify`
-# carries a hash of every page of the primary, taken in its pause, and the
-# secondary compares its standby. Only the pages this host's xenstored and
-# xenconsoled share with the standby (the rings: cleared at activation,
-# as libxc's restore does) are not held.
-ha-ctl --ctl "$T/p.sock" verify "xen:$dom" || fail_with "ha-ctl verify failed"
-wait_for 60 grep -q 'verify epoch' "$T/receive.log" || fail_with "the secondary reported no verification"
-v=$(grep -a -o 'verify epoch [0-9]*: [0-9]* pages compared, [0-9]* differ[^,]*, [0-9]* not held here' "$T/receive.log" | tail -n 1)
-echo "$v"
-read -r vpages vdiffer vabsent <<<"$(sed -n 's/.*: \([0-9]*\) pages compared, \([0-9]*\) differ.*, \([0-9]*\) not held here/\1 \2 \3/p' <<<"$v")"
+# After the balloon and the hot-plug (verify_copy, above).
+verify_copy after-hotplug
 lab_figure verify_pages="$vpages" verify_differ="$vdiffer" verify_not_held="$vabsent"
-[ "${vdiffer:-1}" -eq 0 ] || fail_with "the copy differs from the primary: $v"
-[ "${vabsent:-9}" -le 4 ] || fail_with "the copy lacks pages the primary has: $v"
 
 # --- 3. the primary domain is destroyed: failover ---------------------
 last=$(domu_count "$dom")
