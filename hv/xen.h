@@ -84,6 +84,8 @@ const char *hv_xen_config_str(const struct hv_xen_config *c, const char *path);
 size_t hv_xen_config_count(const struct hv_xen_config *c, const char *path);
 /* Replaces the string at path: 0, -ENOENT (no string there), -ENOMEM. */
 int hv_xen_config_set(struct hv_xen_config *c, const char *path, const char *value);
+/* Empties the array at path: 0, or -ENOENT (no array there). */
+int hv_xen_config_clear(struct hv_xen_config *c, const char *path);
 /* The integer at path: 0, or -ENOENT (no integer there). */
 int hv_xen_config_int(const struct hv_xen_config *c, const char *path, int64_t *out);
 /* Replaces the integer at path: 0, -ENOENT (no integer there), -ENOMEM. */

@@ -123,6 +123,18 @@ int hv_xen_config_set(struct hv_xen_config *c, const char *path, const char *val
 	return 0;
 }
 
+int hv_xen_config_clear(struct hv_xen_config *c, const char *path)
+{
+	yajl_val v = lookup(c->root, path);
+
+	if (!v || !YAJL_IS_ARRAY(v))
+		return -ENOENT;
+	for (size_t i = 0; i < v->u.array.len; i++)
+		yajl_tree_free(v->u.array.values[i]);
+	v->u.array.len = 0;
+	return 0;
+}
+
 int hv_xen_config_int(const struct hv_xen_config *c, const char *path, int64_t *out)
 {
 	yajl_val v = lookup(c->root, path);

@@ -68,22 +68,6 @@ static int xen_stream_start(struct hv_copy *d, const struct hv_state *st)
 	return rc;
 }
 
-/* Whether the domain's configuration in st gives it a disk. */
-static bool has_disk(const struct hv_state *st)
-{
-	struct hv_xen_config *c;
-	char err[320];
-	uint32_t len;
-	const char *json = hv_state_find(st, CKPT_REC_HA_XEN_CONFIG, &len);
-	bool disk = false;
-
-	if (json && hv_xen_config_parse(json, len, &c, err, sizeof(err)) == 0) {
-		disk = hv_xen_config_count(c, "disks") > 0;
-		hv_xen_config_free(c);
-	}
-	return disk;
-}
-
 /* After each commit: the first builds the standby from the image. */
 static int xen_commit(struct hv_copy *d, const struct hv_state *st)
 {
@@ -91,19 +75,6 @@ static int xen_commit(struct hv_copy *d, const struct hv_state *st)
 
 	if (d->sb || d->cold)
 		return 0;
-	/* A standby's disk backend opens the disk when the standby is built:
-	 * a DRBD resource that is still Secondary here refuses it (and stays
-	 * refused after the promotion), and a replica that this host is
-	 * writing must not be open in a domain. Until disks are attached at
-	 * activation, a domain with a disk takes the cold route. */
-	if (has_disk(st)) {
-		log_info("%s has a disk: no hot standby (its disk backend would open the disk "
-			 "before this host may write it); the copy stays in this process and a "
-			 "failover restores it with xl restore",
-			 d->info.name);
-		d->cold = true;
-		return 0;
-	}
 	rc = hv_xen_standby_new(d->img, st, &d->sb);
 	if (rc < 0) {
 		log_warn("no hot standby for %s (%s): the copy stays in this process and a "

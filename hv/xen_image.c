@@ -126,8 +126,10 @@ uint8_t *hv_xen_image_page(struct hv_xen_image *im, uint64_t pfn)
 /* The configuration adapted to this host: its first disk's "pdev_path" set
  * to DISK (the device that holds the disk here, e.g. a promoted DRBD
  * resource with another minor than on the primary) unless DISK is "", and
- * its name set to NAME unless NULL. 0 with *out malloc'd (NULL: use it as
- * it is), or -errno. */
+ * its name set to NAME unless NULL. With a NAME (the standby) it has no
+ * disks: their backends would open them at once, and this host may open
+ * them only once it takes over (the standby gets them at activation). 0
+ * with *out malloc'd (NULL: use it as it is), or -errno. */
 static int adapt_config(const struct hv_info *info, const char *json, uint32_t len,
 			const char *name, char **out, uint32_t *outlen)
 {
@@ -150,6 +152,8 @@ static int adapt_config(const struct hv_info *info, const char *json, uint32_t l
 		log_error("the domain's libxl configuration has no c_info.name");
 		rc = -EBADMSG;
 	}
+	if (name)
+		hv_xen_config_clear(c, "disks");
 	if (rc == 0)
 		rc = hv_xen_config_dump(c, out, outlen);
 	hv_xen_config_free(c);

@@ -44,6 +44,7 @@ struct hv_xen_standby {
 	uint64_t special[NR_SPECIAL];
 	uint8_t *scratch; /* where a commit's writes to a special page go */
 	uint32_t vcpus;   /* whose state activation loaded */
+	char disk[256];	  /* this host's device for its first disk ("" as on the primary) */
 };
 
 static void standby_name(const char *name, char *out, size_t len)
@@ -163,6 +164,7 @@ int hv_xen_standby_new(struct hv_xen_image *im, const struct hv_state *st,
 	if (!sb)
 		return -ENOMEM;
 	snprintf(sb->name, sizeof(sb->name), "%s", info->name);
+	snprintf(sb->disk, sizeof(sb->disk), "%s", info->disk);
 	standby_name(info->name, sb->sbname, sizeof(sb->sbname));
 	sb->nr_pfns = info->nr_pages;
 	sb->domid = DOMID_INVALID;
@@ -328,6 +330,81 @@ static int load_state(struct hv_xen_standby *sb, const struct hv_state *st)
 	return 0;
 }
 
+/* One disk of the configuration as an xl disk specification (target
+ * last, as xl wants it). -ENOENT when it names no device. */
+static int disk_spec(const struct hv_xen_config *c, size_t i, const char *pdev, char *out,
+		     size_t len)
+{
+	const char *vdev, *fmt, *be, *script, *bedom;
+	char key[64];
+	int64_t rw = 1, cdrom = 0;
+	int n;
+
+#define DISK_KEY(k) (snprintf(key, sizeof(key), "disks.%zu." k, i), key)
+	vdev = hv_xen_config_str(c, DISK_KEY("vdev"));
+	fmt = hv_xen_config_str(c, DISK_KEY("format"));
+	be = hv_xen_config_str(c, DISK_KEY("backend"));
+	script = hv_xen_config_str(c, DISK_KEY("script"));
+	bedom = hv_xen_config_str(c, DISK_KEY("backend_domname"));
+	hv_xen_config_int(c, DISK_KEY("readwrite"), &rw);
+	hv_xen_config_int(c, DISK_KEY("is_cdrom"), &cdrom);
+	if (!pdev)
+		pdev = hv_xen_config_str(c, DISK_KEY("pdev_path"));
+#undef DISK_KEY
+	if (!vdev || !pdev || !*pdev)
+		return -ENOENT;
+	n = snprintf(out, len, "vdev=%s, access=%s%s%s%s%s%s%s%s%s%s, target=%s", vdev,
+		     rw ? "rw" : "ro", cdrom ? ", devtype=cdrom" : "",
+		     fmt && strcmp(fmt, "unknown") ? ", format=" : "",
+		     fmt && strcmp(fmt, "unknown") ? fmt : "",
+		     be && strcmp(be, "unknown") ? ", backendtype=" : "",
+		     be && strcmp(be, "unknown") ? be : "", script ? ", script=" : "",
+		     script ? script : "", bedom ? ", backend=" : "", bedom ? bedom : "", pdev);
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+/* The standby was built without disks (their backends would have opened
+ * them while this host's replicas could not be written): now that the
+ * receiver has promoted them, each disk of the committed configuration is
+ * attached, the first on this host's device. The guest's front ends
+ * reconnect to them when it resumes, as after any restore. */
+static int attach_disks(struct hv_xen_standby *sb, const struct hv_state *st)
+{
+	const char *bin = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
+	struct hv_xen_config *c;
+	uint64_t t0 = clk_now_ns();
+	uint32_t len;
+	const char *json = hv_state_find(st, CKPT_REC_HA_XEN_CONFIG, &len);
+	char err[320], spec[1024];
+	size_t n;
+	int rc = 0;
+
+	if (!json || hv_xen_config_parse(json, len, &c, err, sizeof(err)) < 0)
+		return 0; /* the standby was built from it: not reached */
+	n = hv_xen_config_count(c, "disks");
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *argv[] = {bin, "block-attach", sb->sbname, spec, NULL};
+
+		rc = disk_spec(c, i, i == 0 && sb->disk[0] ? sb->disk : NULL, spec, sizeof(spec));
+		if (rc == -ENOENT) {
+			log_warn("disk %zu of %s names no device: not attached", i, sb->name);
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			rc = hv_xen_run(argv) < 0 ? -EIO : 0;
+		if (rc < 0)
+			log_error("cannot attach disk %zu (%s) to the standby %s: `xl block-attach` "
+				  "failed (its messages are above); the standby stays paused",
+				  i, spec, sb->sbname);
+	}
+	hv_xen_config_free(c);
+	if (rc == 0 && n)
+		log_info("%zu disks attached to the standby %s in %llu ms", n, sb->sbname,
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return rc;
+}
+
 int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st)
 {
 	uint64_t t0 = clk_now_ns(), t1, t2;
@@ -340,6 +417,9 @@ int hv_xen_standby_activate(struct hv_xen_standby *sb, const struct hv_state *st
 			  sb->name, id);
 		return -EEXIST;
 	}
+	rc = attach_disks(sb, st);
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < NR_SPECIAL; i++)
 		if (sb->special[i] && sb->special[i] < sb->nr_pfns && sb->pages[sb->special[i]])
 			memset(sb->pages[sb->special[i]], 0, CKPT_PAGE_SIZE);

@@ -35,7 +35,8 @@ lab_kernel_pkg
 
 PKGS="$kpkg xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
 libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
-libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1 libyajl2 drbd-utils"
+libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1 libyajl2 drbd-utils
+qemu-system-xen seabios"
 
 # Host tools that go into dom0 as they are (same Debian release); flock is
 # for the hotplug scripts' locking (a domU with a disk).
@@ -127,6 +128,12 @@ for d in lib/drbd usr/lib/drbd; do
 	[ -d "$sys/$d" ] && cp -a "$sys/$d" "$root/$(dirname "$d")/"
 done
 cp -a "$sys/etc/xen" "$root/etc/"
+# An HVM guest's device model (QEMU, where libxl looks for it), firmware
+# loader and BIOS: the lab checks that ha-protect refuses such a guest.
+mkdir -p "$root/usr/libexec" "$root/usr/lib/xen-4.17/boot" "$root/usr/share/seabios"
+cp -a "$sys/usr/libexec/xen-qemu-system-i386" "$root/usr/libexec/"
+cp -a "$sys/usr/lib/xen-4.17/boot/hvmloader" "$root/usr/lib/xen-4.17/boot/"
+cp -a "$sys/usr/share/seabios/bios-256k.bin" "$root/usr/share/seabios/"
 
 for t in $HOST_TOOLS; do
 	case $(basename "$t") in

@@ -24,7 +24,8 @@
 #include "hv/hv.h"
 #include "hv/xen.h"
 
-static const char config[] = "{\"c_info\": {\"type\": \"pvh\", \"name\": \"web\"}}";
+static const char config[] = "{\"c_info\": {\"type\": \"pvh\", \"name\": \"web\"}, "
+			     "\"disks\": [{\"pdev_path\": \"/dev/drbd0\", \"vdev\": \"xvda\"}]}";
 static const uint64_t pfns[] = {0, 1, 5, 1023, 1024, 4095};
 
 static void fill_page(uint8_t *p, uint64_t seed)
@@ -296,6 +297,7 @@ static void test_config(void **unused)
 	assert_int_equal(hv_xen_config_int(c, "b_info.target_memkb", &kib), -ENOENT);
 	assert_int_equal(hv_xen_config_set_int(c, "b_info.max_memkb", 90112), 0);
 	assert_int_equal(hv_xen_config_set_int(c, "c_info.name", 1), -ENOENT);
+	assert_int_equal(hv_xen_config_clear(c, "c_info"), -ENOENT);
 	assert_int_equal(hv_xen_config_dump(c, &out, &len), 0);
 	assert_int_equal(len, strlen(out) + 1);
 	assert_int_equal(hv_xen_config_parse(out, len, &c2, err, sizeof(err)), 0);
@@ -418,6 +420,8 @@ static void test_standby_image(void **unused)
 		assert_int_equal(pread(fd, cfg, u32, 52), (ssize_t)u32);
 		assert_int_equal(hv_xen_config_parse(cfg, u32, &c, err, sizeof(err)), 0);
 		assert_string_equal(hv_xen_config_str(c, "c_info.name"), "web--standby");
+		/* No disks: they are attached at activation. */
+		assert_int_equal(hv_xen_config_count(c, "disks"), 0);
 		hv_xen_config_free(c);
 		free(cfg);
 	}

@@ -4,6 +4,9 @@
 #   - a domain that does not exist, dom0, and a PV guest (this Xen has no
 #     shadow paging, so PV log-dirty is impossible and ha-protect must say
 #     so);
+#   - an HVM guest with a device model (QEMU in dom0, whose device state
+#     is not checkpointed and whose DMA writes are not in the log-dirty
+#     bitmap): refused before log-dirty is switched on, and it runs on;
 #   - a guest that does not take the suspend request (it is paused): the
 #     request is withdrawn after the acknowledgement timeout, nothing stale
 #     is left in xenstore, and the guest runs on once unpaused;
@@ -24,7 +27,7 @@ set -u
 
 T=$LAB_TMP
 dom=hapv
-doms=(hapv haxs hashut hadup)
+doms=(hapv hadm haxs hashut hadup)
 pids=()
 cleanup() {
 	local p d
@@ -63,6 +66,36 @@ fi
 xl list "$dom" | awk 'NR == 2 {exit !($5 !~ /[pscd]/)}' ||
 	lab_fail "the PV domU is not running after the refusal (state $(domu_state "$dom"))"
 xl destroy "$dom"
+
+# An HVM guest with QEMU as its device model: no disk, no network, no
+# display; SeaBIOS finds nothing to boot, which is all this needs.
+cat >"$T/hadm.cfg" <<'EOF'
+name = "hadm"
+type = "hvm"
+memory = 32
+vcpus = 1
+vga = "none"
+vnc = 0
+sdl = 0
+serial = "pty"
+tsc_mode = "native"
+on_reboot = "preserve"
+on_crash = "preserve"
+EOF
+xl create -q "$T/hadm.cfg" >"$T/create.log" 2>&1 ||
+	lab_fail "xl create of an HVM domU failed: $(tail -n 3 "$T/create.log" | tr '\n' ' ')"
+dmid=$(xl domid hadm) || lab_fail "the HVM domU did not appear"
+wait_for 60 sh -c "[ \"\$(xenstore-read /local/domain/0/device-model/$dmid/state 2>/dev/null)\" = running ]" ||
+	lab_fail "the HVM domU's device model is not running"
+expect_refusal "HVM guest with a device model" \
+	"is an HVM guest with a device model (QEMU, running): its emulated devices' state is not checkpointed" \
+	xen:hadm
+xl list hadm | awk 'NR == 2 {exit !($5 !~ /[pscd]/)}' ||
+	lab_fail "the HVM domU is not running after the refusal (state $(domu_state hadm))"
+# Nothing was switched on: log-dirty stays off (a second refusal is
+# the same, not "left on by an earlier run").
+expect_refusal "HVM guest with a device model, again" "is an HVM guest with a device model" xen:hadm
+xl destroy hadm
 
 # step MSG: where the test is (a timeout then says where it stopped).
 t_start=$(now_ms)

@@ -15,8 +15,8 @@
 #      again once DRBD has reconnected and resynced;
 #   4. host A dies (ha-protect stops checkpointing, the domain writes on
 #      for 2 s, then all is gone: ha-protect killed, the domain destroyed,
-#      haA down): the secondary promotes haB and restores the domain on
-#      /dev/drbd1; the copy counts on, never finds its disk behind its
+#      haA down): the secondary promotes haB, attaches /dev/drbd1 to its
+#      hot standby (built without a disk) and unpauses it; the copy counts on, never finds its disk behind its
 #      memory, does find the records written after the last checkpoint
 #      already there (disk ahead: DRBD's weaker guarantee), and every
 #      record up to its count is on haB.
@@ -259,7 +259,11 @@ wait_for 30 drbdsetup down haA || fail_with "drbdsetup down haA: $(drbdsetup dow
 wait_for 180 grep -q -e 'FAILOVER complete' -e 'activation failed' -e 'not resuming' "$T/receive.log" ||
 	fail_with "the secondary did not fail over"
 grep -q 'FAILOVER complete' "$T/receive.log" || fail_with "failover: $(grep -a error "$T/receive.log" | tail -n 1)"
-grep -a -e 'DRBD haB' -e 'FAILOVER' "$T/receive.log"
+grep -a -e 'DRBD haB' -e 'FAILOVER' -e 'disks attached' -e 'standby runs' "$T/receive.log"
+# The hot standby, built without its disk, got it only after haB was
+# promoted (its backend would have opened haB while Secondary).
+grep -q 'disks attached to the standby' "$T/receive.log" ||
+	fail_with "the failover did not attach the disk to the hot standby: $(grep -a -e standby -e 'xl restore' "$T/receive.log" | tail -n 2)"
 grep -q '^ *1: cs:[A-Za-z]* ro:Primary' /proc/drbd || fail_with "haB is not Primary after the failover"
 wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -gt '$((last + 10))' ]" ||
 	fail_with "the copy does not count past $last"
