@@ -118,6 +118,9 @@ static void print_record(const struct ckpt_record *rec)
 		       a->flags & CKPT_ACK_DISK ? " disk" : "");
 		break;
 	}
+	case CKPT_REC_HA_SWITCHOVER:
+		printf("  epoch %llu", (unsigned long long)((const struct ckpt_ha_switchover *)b)->epoch);
+		break;
 	case CKPT_REC_HA_HEARTBEAT: {
 		const struct ckpt_ha_heartbeat *h = (const void *)b;
 		printf("  seq %llu committed %lld", (unsigned long long)h->seq,

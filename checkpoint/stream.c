@@ -57,6 +57,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
 	{CKPT_REC_HA_LINK_TIMER, "HA_LINK_TIMER", 8, 8},
 	{CKPT_REC_HA_VERIFY, "HA_VERIFY", 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_SWITCHOVER, "HA_SWITCHOVER", 8, 8},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)

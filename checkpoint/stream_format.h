@@ -99,6 +99,15 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_ERROR 0x48410012u
 #define CKPT_REC_HA_LINK_TIMER 0xC8410013u /* the sender's down timer */
 #define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
+#define CKPT_REC_HA_SWITCHOVER 0x48410015u /* a planned handover of the domain */
+
+/* HA_SWITCHOVER (ha-ctl switchover). Forward: the primary's domain stopped
+ * for good at the end of epoch, which the secondary acknowledged: it is to
+ * run there from that checkpoint. Back: it runs there now. */
+struct ckpt_ha_switchover {
+	uint64_t epoch;
+};
+_Static_assert(sizeof(struct ckpt_ha_switchover) == 8, "switchover size");
 
 /* HA_VERIFY, among a checkpoint's state records (ha-ctl verify): every
  * page the primary's domain holds at that checkpoint, with the XXH3-64 of

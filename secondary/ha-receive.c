@@ -463,7 +463,11 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	if (pair_file && rc == 1)
 		role_note(role, ROLE_PRIMARY, "took over %s here: the primary was lost",
 			  cfg->domain);
-	rc = rc < 0 ? 1 : rc == 1 ? 3 : 0;
+	else if (pair_file && rc == 2)
+		role_note(role, ROLE_PRIMARY, "took over %s here: its primary handed it over "
+					      "(switchover)",
+			  cfg->domain);
+	rc = rc < 0 ? 1 : rc >= 1 ? 3 : 0;
 out:
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);

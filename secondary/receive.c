@@ -417,6 +417,8 @@ enum rx_next {
 			     * runs degraded), the copy is discarded */
 	RX_LOCAL_FAILURE,   /* this host cannot keep the copy (a limit, memory,
 			     * a replica or DRBD problem): the same */
+	RX_SWITCHOVER,	    /* the primary handed the domain over at the last
+			     * committed checkpoint (HA_SWITCHOVER) */
 };
 
 /* How a failure RC of the stream's records ends the session: the reader's
@@ -640,9 +642,29 @@ static enum rx_next on_disk(struct rx_session *s, const struct ckpt_record *rec)
 	return s->rc < 0 ? RX_LOCAL_FAILURE : RX_GO_ON;
 }
 
+/* The primary stopped its domain for good at the end of the checkpoint
+ * this side acknowledged last, and asks this side to run it. */
+static enum rx_next on_switchover(struct rx_session *s, const struct ckpt_record *rec)
+{
+	const struct ckpt_ha_switchover *h = (const void *)rec->body;
+	uint64_t committed = atomic_load(&s->x->committed);
+
+	if (!s->have_ckpt || h->epoch != committed) {
+		s->rc = -EPROTO;
+		return fail(s, RX_PRIMARY_BROKEN,
+			    "the primary hands the domain over at epoch %llu, but the last "
+			    "checkpoint committed here is %lld",
+			    (unsigned long long)h->epoch,
+			    s->have_ckpt ? (long long)committed : -1LL);
+	}
+	return RX_SWITCHOVER;
+}
+
 static enum rx_next process_record(struct rx_session *s, const struct ckpt_record *rec)
 {
 	switch (rec->type) {
+	case CKPT_REC_HA_SWITCHOVER:
+		return on_switchover(s, rec);
 	case CKPT_REC_HA_TRAILER:
 		return RX_GO_ON;
 	case CKPT_REC_END:
@@ -801,6 +823,35 @@ static enum rx_result primary_lost(struct rx_session *s)
 	return RX_NOT_ACTIVATED;
 }
 
+/* A switchover: activate the committed checkpoint and tell the primary,
+ * which waits for the answer (its domain no longer runs anywhere). */
+static enum rx_result switch_over(struct rx_session *s)
+{
+	struct rx *x = s->x;
+	struct ckpt_ha_switchover h = {.epoch = atomic_load(&x->committed)};
+	struct iovec iov = {&h, sizeof(h)};
+	int rc;
+
+	ckbuf_reset(x->buf);
+	rc = rx_switch_over(x);
+	if (rc == 1) {
+		if (fo_link_record(s->l, CKPT_REC_HA_SWITCHOVER, &iov, 1) < 0)
+			log_warn("the domain runs here, but the primary could not be told so: it "
+				 "reports the switchover as unconfirmed");
+		fo_link_shutdown(s->l);
+		return RX_ACTIVATED;
+	}
+	pthread_mutex_lock(&x->mu);
+	snprintf(s->err, sizeof(s->err), "%.280s", x->last_error);
+	pthread_mutex_unlock(&x->mu);
+	log_error("SWITCHOVER FAILED (%s): the domain runs nowhere now; the primary is told. "
+		  "Start it by hand from its last state (epoch %llu; its disk is at that epoch "
+		  "here)",
+		  s->err, (unsigned long long)h.epoch);
+	send_error(s->l, rc == -EIO ? EIO : -rc, s->err);
+	return RX_NOT_ACTIVATED;
+}
+
 /* A session with the primary on S's link, its headers read. */
 static enum rx_result session(struct rx_session *s)
 {
@@ -848,6 +899,9 @@ static enum rx_result session(struct rx_session *s)
 			break;
 		case RX_PRIMARY_LOST:
 			res = primary_lost(s);
+			break;
+		case RX_SWITCHOVER:
+			res = switch_over(s);
 			break;
 		case RX_GO_ON:
 			break;
@@ -1304,7 +1358,7 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 	}
 	close(lfd);
 	if (x->state == RX_ACTIVE)
-		rc = 1;
+		rc = x->switched ? 2 : 1;
 out:
 	ctl_server_stop(x->ctl);
 	notify_stop(x->notify);

@@ -81,7 +81,8 @@ struct rx_config {
 };
 
 /* Runs until a failover completed (returns 1: the domain runs here), a
- * stop was requested (0), or a fatal error (-errno). */
+ * switchover did (2: the same, handed over by the primary), a stop was
+ * requested (0), or a fatal error (-errno). */
 int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops);
 void rx_request_stop(void);
 

@@ -36,6 +36,7 @@ struct rx {
 	char fence_result[420];
 	char last_error[320];
 	char last_verify[200]; /* the last HA_VERIFY's result, "" if none */
+	bool switched;	       /* under mu: activated by a switchover, not a failover */
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
 	bool busy;    /* under mu: a session holds the slot */
@@ -66,5 +67,10 @@ bool rx_stop_requested(void);
  * primary is known alive (discard the copy), another -errno when it was
  * not activated. */
 int rx_take_over(struct rx *x, const char *why);
+/* The primary handed the domain over (HA_SWITCHOVER): its domain is
+ * stopped for good at the last committed checkpoint, so no fencing;
+ * promotes the disks and activates it. 1 when the domain runs here, else
+ * -errno. */
+int rx_switch_over(struct rx *x);
 
 #endif

@@ -128,30 +128,21 @@ static int witness_wait(struct rx *x)
 	return -ECANCELED;
 }
 
-/* Returns 1 when the domain runs here, -EALREADY when the primary is
- * known alive (discard the copy), another -errno when it was not
- * activated. */
-static int take_over(struct rx *x, const char *why, uint64_t epoch)
+/* Promotes the disks and activates the last committed checkpoint (epoch):
+ * a failover once the primary is fenced, or a switchover the primary
+ * handed over (PLANNED). 1 when the domain runs here, else -errno. */
+static int activate(struct rx *x, const char *why, uint64_t epoch, bool planned)
 {
-	uint64_t t0 = clk_now_ns();
+	const char *what = planned ? "SWITCHOVER" : "FAILOVER";
+	uint64_t t0 = clk_now_ns(); /* activation time alone */
 	int rc;
 
-	if (x->cfg->witness) {
-		rc = witness_wait(x);
-		if (rc < 0)
-			return rc;
-	}
-	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
-		return -ECANCELED;
-	if (x->cfg->witness || x->cfg->fence_cmd)
-		log_info("fencing took %llu ms",
-			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
-	t0 = clk_now_ns(); /* activation time alone */
 	rx_set_state(x, RX_FAILING_OVER);
-	log_warn("FAILOVER: %s; activating the domain at epoch %llu", why,
+	log_warn("%s: %s; activating the domain at epoch %llu", what, why,
 		 (unsigned long long)epoch);
-	notify_event(x->notify, "failover-started", x->domain, x->peer, epoch, why);
-	if (!x->cfg->fence_cmd && !x->cfg->witness)
+	notify_event(x->notify, planned ? "switchover-started" : "failover-started", x->domain,
+		     x->peer, epoch, why);
+	if (!planned && !x->cfg->fence_cmd && !x->cfg->witness)
 		log_unsafe("no fencing configured: if the primary is alive behind a partition, two "
 			   "copies of the domain may now run");
 	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
@@ -197,13 +188,55 @@ static int take_over(struct rx *x, const char *why, uint64_t epoch)
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
+	x->switched = planned;
 	rx_set_state_locked(x, RX_ACTIVE);
 	pthread_mutex_unlock(&x->mu);
-	log_info("FAILOVER complete: the domain runs here from epoch %llu (activation %llu ms)",
+	log_info("%s complete: the domain runs here from epoch %llu (activation %llu ms)", what,
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
 	x->ops->close(x->copy);
 	x->copy = NULL;
 	return 1;
+}
+
+/* Returns 1 when the domain runs here, -EALREADY when the primary is
+ * known alive (discard the copy), another -errno when it was not
+ * activated. */
+static int take_over(struct rx *x, const char *why, uint64_t epoch)
+{
+	uint64_t t0 = clk_now_ns();
+	int rc;
+
+	if (x->cfg->witness) {
+		rc = witness_wait(x);
+		if (rc < 0)
+			return rc;
+	}
+	if (x->cfg->fence_cmd && fence(x, epoch) < 0)
+		return -ECANCELED;
+	if (x->cfg->witness || x->cfg->fence_cmd)
+		log_info("fencing took %llu ms",
+			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return activate(x, why, epoch, false);
+}
+
+int rx_switch_over(struct rx *x)
+{
+	uint64_t epoch = atomic_load(&x->committed);
+	char reason[sizeof(x->last_error) + 40];
+	int rc = activate(x, "the primary stopped its domain for good and handed it over", epoch,
+			  true);
+
+	if (rc == 1) {
+		snprintf(reason, sizeof(reason), "activation took %llu ms",
+			 (unsigned long long)x->failover_ms);
+		notify_event(x->notify, "switchover-complete", x->domain, x->peer, epoch, reason);
+	} else {
+		pthread_mutex_lock(&x->mu);
+		snprintf(reason, sizeof(reason), "%s", x->last_error);
+		pthread_mutex_unlock(&x->mu);
+		notify_event(x->notify, "switchover-failed", x->domain, x->peer, epoch, reason);
+	}
+	return rc;
 }
 
 int rx_take_over(struct rx *x, const char *why)

@@ -82,8 +82,13 @@ tsc_mode = "native"
 on_reboot = "preserve"
 on_crash = "preserve"
 EOF
-xl create -q "$T/hadm.cfg" >"$T/create.log" 2>&1 ||
-	lab_fail "xl create of an HVM domU failed: $(tail -n 3 "$T/create.log" | tr '\n' ' ')"
+if ! xl create "$T/hadm.cfg" >"$T/create.log" 2>&1; then
+	cat "$T/create.log"
+	for f in /var/log/xen/qemu-dm-hadm.log /var/log/xen/xl-hadm.log; do
+		[ -f "$f" ] && { echo "--- $f"; cat "$f"; }
+	done
+	lab_fail "xl create of an HVM domU failed: $(grep -a -m 1 error "$T/create.log")"
+fi
 dmid=$(xl domid hadm) || lab_fail "the HVM domU did not appear"
 wait_for 60 sh -c "[ \"\$(xenstore-read /local/domain/0/device-model/$dmid/state 2>/dev/null)\" = running ]" ||
 	lab_fail "the HVM domU's device model is not running"
