@@ -19,6 +19,10 @@
  *               every record of epoch N the device ships is in the stream.
  *   commit      the secondary acknowledged epoch N (memory and disk):
  *               release everything of epochs <= N.
+ *   handover    a switchover: the domain stopped here for good after
+ *               epoch N, which the secondary acknowledged; give up what
+ *               the secondary's copy needs (a DRBD resource: Secondary
+ *               here, so that the peer can promote it).
  *   teardown    release everything still held and undo setup; must cope
  *               with a partial setup and be safe to call twice.
  *   discard     instead of teardown when the domain is gone: drop what is
@@ -69,6 +73,7 @@ struct ckpt_dev_ops {
 	int (*preresume)(struct ckpt_dev *dev, uint64_t epoch);   /* may be NULL */
 	int (*flush)(struct ckpt_dev *dev, uint64_t epoch);       /* may be NULL */
 	int (*commit)(struct ckpt_dev *dev, uint64_t epoch);      /* may be NULL */
+	int (*handover)(struct ckpt_dev *dev, uint64_t epoch);    /* may be NULL */
 	void (*teardown)(struct ckpt_dev *dev);
 	void (*discard)(struct ckpt_dev *dev); /* may be NULL: teardown then */
 	/* One human-readable status line (counters, drops). May be NULL. */

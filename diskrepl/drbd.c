@@ -419,6 +419,41 @@ int drbd_check_secondary(const struct drbd_res *r, char *err, size_t errlen)
 	return 0;
 }
 
+int drbd_demote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t errlen)
+{
+	uint64_t until = clk_now_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	struct drbd_state st;
+	char s[160], minor[16], out[2048];
+	int rc;
+
+	snprintf(minor, sizeof(minor), "%u", r->minor);
+	for (;;) {
+		char *argv[] = {(char *)drbdsetup(), (char *)"secondary", minor, NULL};
+
+		rc = state_or_why(r, &st, err, errlen);
+		if (rc < 0)
+			return rc;
+		if (strcmp(st.role, "Primary"))
+			return 0;
+		rc = run(argv, timeout_ms, out, sizeof(out));
+		/* Still open (a backend letting go): again, until the deadline. */
+		if (rc < 0 && clk_now_ns() >= until) {
+			drbd_state_str(&st, s, sizeof(s));
+			snprintf(err, errlen, "drbdsetup secondary %s (%s) failed: %s (state %s): is "
+					      "the device still open?",
+				 minor, r->name, rc == -EIO ? last_line(out) : strerror(-rc), s);
+			return rc;
+		}
+		if (rc == 0 && clk_now_ns() >= until) {
+			snprintf(err, errlen, "DRBD %s is still Primary after drbdsetup secondary",
+				 r->name);
+			return -EIO;
+		}
+		if (rc < 0)
+			clk_sleep_until_ns(clk_now_ns() + 200 * NSEC_PER_MSEC);
+	}
+}
+
 int drbd_promote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t errlen)
 {
 	struct drbd_state st;
@@ -621,6 +656,25 @@ static void ddev_teardown(struct ckpt_dev *dev)
 	d->has_sink = false;
 }
 
+/* A switchover: the domain is stopped here, so its disk is closed soon
+ * (Xen's backend lets go shortly after the domain is gone); Secondary
+ * here, so that the peer can promote. */
+static int ddev_handover(struct ckpt_dev *dev, uint64_t epoch)
+{
+	struct ddev *d = dev->priv;
+	char err[256];
+	int rc;
+
+	(void)epoch;
+	ddev_teardown(dev);
+	rc = drbd_demote(&d->res, 30000, err, sizeof(err));
+	if (rc < 0)
+		log_error("%s", err);
+	else
+		log_info("DRBD %s is Secondary here: the peer may promote it", d->res.name);
+	return rc;
+}
+
 static int ddev_status(struct ckpt_dev *dev, char *buf, size_t len)
 {
 	struct ddev *d = dev->priv;
@@ -649,6 +703,7 @@ static const struct ckpt_dev_ops ddev_ops = {
 	.connect = ddev_connect,
 	.setup = ddev_setup,
 	.flush = ddev_flush,
+	.handover = ddev_handover,
 	.teardown = ddev_teardown,
 	.status = ddev_status,
 	.destroy = ddev_destroy,

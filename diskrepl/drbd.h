@@ -96,6 +96,10 @@ int drbd_check_secondary(const struct drbd_res *r, char *err, size_t errlen);
  * 0 or -errno with the reason in err; -EBUSY while the peer is still
  * connected as Primary (worth retrying: its host may be going down). */
 int drbd_promote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t errlen);
+/* Makes the resource Secondary here (a switchover hands it over), retrying
+ * while the device is still open, for at most timeout_ms: 0, or -errno
+ * with err. */
+int drbd_demote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t errlen);
 
 /* The primary's checkpoint device for spec (see the top of this file).
  * setup waits at most setup_timeout_ms for the resource to be connected

@@ -118,6 +118,15 @@ static int kvm_resume(struct hv_dom *d)
 	return gone(vmm_ctl_resume(d->ctl));
 }
 
+/* A switchover handed the VM over: ha-vm stops it and exits. */
+static int kvm_stop(struct hv_dom *d)
+{
+	int rc = vmm_ctl_stop(d->ctl);
+
+	/* Its end may cut the answer short: gone is stopped. */
+	return rc == -EPIPE || rc == -ECONNRESET ? 0 : rc;
+}
+
 static int kvm_save_state(struct hv_dom *d, struct hv_state *st)
 {
 	void *blob;
@@ -288,6 +297,7 @@ static const struct hv_save_ops save_ops = {
 	.resume = kvm_resume,
 	.save_state = kvm_save_state,
 	.page = kvm_page,
+	.stop = kvm_stop,
 };
 
 /* hv_restore_ops.needs: the interface HA_VM_ARGS's --tap names, which the

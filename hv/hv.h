@@ -81,6 +81,9 @@ struct hv_save_ops {
 	 * or is a hole in the guest's physical map (Xen: no page there); the
 	 * core skips such pfns. */
 	uint8_t *(*page)(struct hv_dom *d, uint64_t pfn);
+	/* Ends the suspended domain for good: a switchover handed it over and
+	 * its copy runs elsewhere now. May be NULL (no switchover). */
+	int (*stop)(struct hv_dom *d);
 };
 
 /* What holding and activating a copy of a domain takes on the secondary,

@@ -1091,6 +1091,32 @@ static int xen_stream_start(struct hv_dom *d, struct hv_state *st)
 	return rc < 0 ? rc : hv_state_add(st, CKPT_REC_STATIC_DATA_END, NULL, 0);
 }
 
+/* A switchover handed the domain over: `xl destroy`, so that libxl takes
+ * its devices down as for any domain it destroys. The mappings go first:
+ * they would keep its memory allocated. */
+static int xen_stop(struct hv_dom *d)
+{
+	const char *bin = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
+	char id[16];
+	const char *argv[] = {bin, "destroy", id, NULL};
+	uint64_t t0 = clk_now_ns();
+
+	snprintf(id, sizeof(id), "%u", d->domid);
+	unmap_memory(d);
+	d->mapped_fresh = false;
+	d->logdirty = false; /* gone with the domain */
+	if (hv_xen_run(argv) < 0) {
+		log_error("`xl destroy %u` failed (its messages are above): domain %s is still "
+			  "here, suspended",
+			  d->domid, d->name);
+		return -EIO;
+	}
+	d->suspended = false;
+	log_info("domain %s (id %u) destroyed here in %llu ms: it runs on the secondary now",
+		 d->name, d->domid, (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
+	return 0;
+}
+
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 {
 	return d->pages && pfn < d->nr_pfns ? d->pages[pfn] : NULL;
@@ -1125,6 +1151,7 @@ static const struct hv_save_ops save_ops = {
 	.save_state = xen_save_state,
 	.stream_start = xen_stream_start,
 	.page = xen_page,
+	.stop = xen_stop,
 };
 
 const struct hv_ops hv_xen_ops = {

@@ -94,6 +94,9 @@ void *prot_acker_main(void *arg)
 		}
 		if (rec.type == CKPT_REC_HA_ERROR) {
 			const struct ckpt_ha_error_hdr *h = (const void *)rec.body;
+			pthread_mutex_lock(&p->mu);
+			p->peer_error = h->code ? (int)h->code : EIO;
+			pthread_mutex_unlock(&p->mu);
 
 			if (h->code == ESTALE) {
 				/* A replica that is no base for an incremental resync. */
@@ -116,6 +119,20 @@ void *prot_acker_main(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			if (!stopping)
 				prot_degrade(p, "the secondary stopped");
+			return NULL;
+		}
+		if (rec.type == CKPT_REC_HA_SWITCHOVER) {
+			/* The domain runs at the secondary now (switchover.c). */
+			const struct ckpt_ha_switchover *h = (const void *)rec.body;
+			pthread_mutex_lock(&p->mu);
+			bool ours = p->switch_epoch >= 0 && h->epoch == (uint64_t)p->switch_epoch;
+			if (ours)
+				p->switch_answer = 1;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			if (!ours)
+				prot_degrade(p, "protocol error: HA_SWITCHOVER of epoch %llu, none asked",
+					     (unsigned long long)h->epoch);
 			return NULL;
 		}
 		if (rec.type != CKPT_REC_HA_ACK)

@@ -25,6 +25,7 @@ static const char *const phase_names[] = {
 	[DEVSET_PRERESUME] = "preresume",
 	[DEVSET_FLUSH] = "flush",
 	[DEVSET_COMMIT] = "commit",
+	[DEVSET_HANDOVER] = "handover",
 };
 
 int devset_new(struct ckpt_dev *const *devs, unsigned ndevs, devset_event_fn *event, void *ctx,
@@ -127,6 +128,8 @@ static int (*phase_fn(const struct ckpt_dev_ops *ops,
 		return ops->flush;
 	case DEVSET_COMMIT:
 		return ops->commit;
+	case DEVSET_HANDOVER:
+		return ops->handover;
 	}
 	return NULL;
 }

@@ -29,6 +29,7 @@ enum devset_phase {
 	DEVSET_PRERESUME,
 	DEVSET_FLUSH,
 	DEVSET_COMMIT,
+	DEVSET_HANDOVER,
 };
 
 /* Called under the set's lock when the devices start to hold output

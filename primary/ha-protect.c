@@ -542,6 +542,17 @@ static bool role_end(struct role_state *rs, int rc, const struct hv_save_ops *op
 			  rs->pair);
 		return true;
 	}
+	if (rc == PROT_HANDED_OVER) {
+		snprintf(why, sizeof(why), "handed %s over to %s (switchover): it runs there",
+			 rs->domain, rs->peer);
+		role_write(rs, ROLE_SECONDARY, false, why);
+		return false;
+	}
+	if (rc == -EINPROGRESS) {
+		role_write(rs, ROLE_LOST, false, "a switchover's outcome was not confirmed: the "
+						 "secondary may run the domain");
+		return false;
+	}
 	if (!rs->held)
 		return false;
 	if (rc == -ESRCH)
@@ -781,5 +792,9 @@ int main(int argc, char **argv)
 	fo_tls_free(cfg->witness_tls);
 	conf_args_free(&ca);
 	/* The outcomes an operator or a cluster manager tells apart. */
-	return refused ? 5 : rc == 0 ? 0 : rc == -ESRCH ? 3 : rc == -ESTALE ? 4 : 1;
+	return refused			? 5
+	       : rc == 0 || rc == PROT_HANDED_OVER ? 0
+	       : rc == -ESRCH			? 3
+	       : rc == -ESTALE || rc == -EINPROGRESS ? 4
+						: 1;
 }

@@ -6,7 +6,8 @@ LIB_OBJS += \
 	primary/lease.o \
 	primary/pipeline.o \
 	primary/protect.o \
-	primary/status.o
+	primary/status.o \
+	primary/switchover.o
 
 LDLIBS += -lm
 

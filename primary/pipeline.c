@@ -261,8 +261,9 @@ static int add_verify(struct prot *p, struct hv_state *st)
 	return rc;
 }
 
-static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint64_t *paused_at,
-			    uint64_t *resumed_at)
+/* FINAL: the last checkpoint of a switchover: the domain is not resumed. */
+static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, bool final,
+			    uint64_t *paused_at, uint64_t *resumed_at)
 {
 	const char *what;
 	uint64_t t0 = clk_now_ns(), t1, t_closed;
@@ -308,12 +309,19 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, uint
 	/* Stamped now, written once the guest runs again (no write while it
 	 * is paused). */
 	t_closed = clk_now_ns();
-	devset_call(p->devs, DEVSET_PRERESUME, epoch);
-	what = "resume";
-	rc = p->ops->resume(p->dom);
-	if (rc < 0) {
-		p->frozen = true;
-		goto fail;
+	if (final) {
+		/* It stays suspended: the secondary runs it from this epoch. */
+		log_info("epoch %llu is the last checkpoint here: the domain stays suspended and "
+			 "is handed over to %s",
+			 (unsigned long long)epoch, p->cfg->peer);
+	} else {
+		devset_call(p->devs, DEVSET_PRERESUME, epoch);
+		what = "resume";
+		rc = p->ops->resume(p->dom);
+		if (rc < 0) {
+			p->frozen = true;
+			goto fail;
+		}
 	}
 	t1 = clk_now_ns();
 	*paused_at = t0;
@@ -382,10 +390,23 @@ int prot_epoch_loop(struct prot *p)
 			return 0;
 
 		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
+		bool final = atomic_load(&p->switchover_req);
 		log_set_epoch(epoch);
-		int rc = checkpoint_epoch(p, s, epoch, &paused_at, &resumed_at);
+		int rc = checkpoint_epoch(p, s, epoch, final, &paused_at, &resumed_at);
 		if (rc < 0)
 			return rc;
+		if (final) {
+			pthread_mutex_lock(&p->mu);
+			s->busy = true;
+			p->q[(p->qhead + p->qlen) % NSLOTS] = (unsigned)(s - p->slots);
+			p->qlen++;
+			p->next_epoch++;
+			p->switch_epoch = (int64_t)epoch;
+			p->switch_paused_at = paused_at;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			return PROT_LOOP_SWITCHOVER;
+		}
 		/* The guest runs at least as long as it was paused
 		 * (ival_next_pause_ns): a slow suspend stretches the period. */
 		deadline = ival_next_pause_ns(paused_at, resumed_at, atomic_load(&p->interval_ms));

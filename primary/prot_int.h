@@ -109,6 +109,15 @@ struct prot {
 	 * the backend): protection ends, the secondary discards its copy. */
 	bool guest_ended;
 	bool domain_gone; /* destroyed, or its VMM died: the secondary takes over */
+
+	/* ha-ctl switchover: the next checkpoint is the last here (the domain
+	 * stays suspended), then the domain is handed over (switchover.c). */
+	atomic_bool switchover_req;
+	int64_t switch_epoch;	   /* under mu: that checkpoint, -1 none */
+	uint64_t switch_paused_at; /* when its pause began */
+	int switch_answer;	   /* under mu: the secondary's: 1 it runs there, -errno */
+	int peer_error;		   /* under mu: the code of the secondary's HA_ERROR */
+	enum { SW_NONE, SW_DONE, SW_UNCONFIRMED } switch_end;
 };
 
 /* protect.c */
@@ -129,7 +138,18 @@ int prot_precopy(struct prot *p);
 /* Epochs until the session leaves PROTECTED or a stop: 0, or the -errno of
  * a failed checkpoint (logged; frozen and guest_ended say what is left). */
 int prot_epoch_loop(struct prot *p);
+/* prot_epoch_loop's return after a switchover's last checkpoint. */
+#define PROT_LOOP_SWITCHOVER 1
 void *prot_sender_main(void *arg);
+
+/* switchover.c */
+/* After the last checkpoint (PROT_LOOP_SWITCHOVER): its ACK, the domain
+ * stopped here, the devices handed over, HA_SWITCHOVER, the secondary's
+ * answer. 0 when the domain runs there (switch_end SW_DONE); -errno with
+ * the domain resumed here when the secondary refused before anything
+ * changed hands; -EINPROGRESS with it left suspended (or stopped) when the
+ * outcome is not known (switch_end SW_UNCONFIRMED). */
+int prot_switchover(struct prot *p);
 
 /* acker.c */
 void *prot_acker_main(void *arg);

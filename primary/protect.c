@@ -199,6 +199,9 @@ static void session_reset(struct prot *p)
 	pthread_mutex_lock(&p->mu);
 	p->next_epoch = 0;
 	p->frozen = false;
+	p->switch_epoch = -1;
+	p->switch_answer = 0;
+	p->peer_error = 0;
 	p->sent = p->acked = -1;
 	p->qhead = p->qlen = 0;
 	for (unsigned i = 0; i < NSLOTS; i++)
@@ -359,6 +362,8 @@ static int session(struct prot *p, bool first)
 	if (rc == 0) {
 		session_protected(p, first);
 		rc = prot_epoch_loop(p);
+		if (rc == PROT_LOOP_SWITCHOVER)
+			rc = prot_switchover(p);
 		loop_failed = rc < 0;
 	}
 	session_end(p, rc, loop_failed);
@@ -477,6 +482,31 @@ static int cmd_interval(void *ctx, const char *arg, FILE *out)
 	return 0;
 }
 
+static int cmd_switchover(void *ctx, const char *arg, FILE *out)
+{
+	struct prot *p = ctx;
+	bool ok;
+
+	if (arg && *arg) {
+		fprintf(out, "error: switchover takes no argument\n");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&p->mu);
+	ok = p->state == ST_PROTECTED && !p->cfg->blackhole;
+	pthread_mutex_unlock(&p->mu);
+	if (!ok) {
+		fprintf(out, "error: %s is not protected now: a switchover needs a secondary that "
+			     "holds its copy (ha-ctl status)\n",
+			p->cfg->domain);
+		return -EAGAIN;
+	}
+	atomic_store(&p->switchover_req, true);
+	fprintf(out, "switchover of %s to %s: the next checkpoint is the last here; the domain "
+		     "then runs on %s (ha-protect logs \"SWITCHOVER complete\" and exits)\n",
+		p->cfg->domain, p->cfg->peer, p->cfg->peer);
+	return 0;
+}
+
 static int cmd_verify(void *ctx, const char *arg, FILE *out)
 {
 	struct prot *p = ctx;
@@ -500,6 +530,7 @@ static const struct ctl_cmd prot_cmds[] = {
 	{"metrics", "metrics", cmd_metrics},
 	{"interval", "interval MS|auto", cmd_interval},
 	{"verify", "verify", cmd_verify},
+	{"switchover", "switchover", cmd_switchover},
 };
 
 static int slots_init(struct prot *p)
@@ -654,6 +685,8 @@ static int run_sessions(struct prot *p)
 			continue;
 		}
 		rc = session(p, first);
+		if (p->switch_end != SW_NONE)
+			break; /* handed over, or not known whether: never here again */
 		if (stop_flag)
 			break;
 		if (rc == -ESHUTDOWN || p->guest_ended) {
@@ -728,6 +761,10 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 		rc = run_sessions(p);
 	if (rc == 0) {
 		rc = p->guest_ended ? -ESHUTDOWN : p->domain_gone ? -ESRCH : 0;
+		if (p->switch_end == SW_DONE)
+			rc = PROT_HANDED_OVER;
+		else if (p->switch_end == SW_UNCONFIRMED)
+			rc = -EINPROGRESS;
 		/* No more renewals: the secondary waits for this lease to expire. */
 		lease_stop(p->lease);
 		log_info("stopped after %llu epochs; pause us: p50 %llu p99 %llu max %llu, %llu "
@@ -740,9 +777,11 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 							      : 0));
 		notify_event(p->notify, "stopped", cfg->domain, cfg->blackhole ? NULL : cfg->peer,
 			     p->acked < 0 ? NOTIFY_NO_EPOCH : (uint64_t)p->acked,
-			     p->guest_ended  ? "the guest shut down, rebooted or crashed"
-			     : p->domain_gone ? "the domain is gone: the secondary takes over"
-					      : "protection stopped");
+			     p->guest_ended	    ? "the guest shut down, rebooted or crashed"
+			     : p->domain_gone	    ? "the domain is gone: the secondary takes over"
+			     : p->switch_end == SW_DONE ? "handed over to the secondary (switchover)"
+			     : p->switch_end		    ? "switchover unconfirmed"
+							    : "protection stopped");
 		if (p->lease && lease_blocks(p->lease)) {
 			log_warn("the domain stays PAUSED%s: resume it by hand only once you know "
 				 "the secondary did not activate its copy",

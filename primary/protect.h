@@ -78,11 +78,17 @@ struct prot_config {
 	void *on_copy_ctx;
 };
 
-/* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs). Returns 0
- * on a clean stop; -ESRCH when the domain is gone (the secondary takes
- * over); -ESHUTDOWN when the guest ended itself; -ESTALE when it stopped
- * with the domain left paused by the witness rule (superseded, or no
- * lease); another -errno when protection could not start at all. */
+/* prot_run's return when the domain was handed over (ha-ctl switchover):
+ * it runs at the secondary now. */
+#define PROT_HANDED_OVER 2
+/* Runs until stopped (SIGINT/SIGTERM, ha-ctl stop, max_epochs) or handed
+ * over. Returns 0 on a clean stop; PROT_HANDED_OVER after a switchover;
+ * -EINPROGRESS when a switchover's outcome is unknown (the domain left
+ * suspended or stopped here); -ESRCH when the domain is gone (the
+ * secondary takes over); -ESHUTDOWN when the guest ended itself; -ESTALE
+ * when it stopped with the domain left paused by the witness rule
+ * (superseded, or no lease); another -errno when protection could not
+ * start at all. */
 int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struct hv_dom *dom);
 
 /* Asks a running prot_run to stop (async-signal-safe). */

@@ -1,0 +1,194 @@
+/* A planned switchover (ha-ctl switchover): the domain moves to the
+ * secondary with nothing acknowledged lost. The epoch loop takes one last
+ * checkpoint and leaves the domain suspended; then, in order:
+ *   1. the secondary acknowledges that checkpoint (it holds it committed);
+ *   2. the domain is stopped here for good (hv_save_ops' stop);
+ *   3. the devices hand over what the secondary's copy needs (a DRBD
+ *      resource is demoted, so that the secondary can promote it);
+ *   4. HA_SWITCHOVER tells the secondary to run the domain from that
+ *      checkpoint: it does so without fencing (this side waits on a live
+ *      link, its domain gone) and answers with HA_SWITCHOVER, or HA_ERROR.
+ * Until step 2 nothing has changed hands: a secondary that refuses (its
+ * HA_ERROR) leaves the domain to be resumed here. A link that breaks in
+ * between leaves it suspended: the secondary, which saw its primary go,
+ * activates its copy as after any loss of its primary. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "checkpoint/stream_format.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "primary/prot_int.h"
+
+/* How long the secondary may take to acknowledge the last checkpoint, and
+ * to activate its copy (DRBD's promotion, disks attached, a Xen standby
+ * unpaused or restored); its heartbeats keep the link up meanwhile. */
+#define SWITCH_ACK_MS 60000
+#define SWITCH_ANSWER_MS 300000
+
+enum wait_end { W_MET, W_REFUSED, W_LOST };
+
+/* Waits (under mu) until DONE says so, the secondary refused (HA_ERROR),
+ * or the session was lost (degraded: the link, the down timer) or the
+ * deadline passed. */
+static enum wait_end wait_for(struct prot *p, bool (*done)(const struct prot *), unsigned ms)
+{
+	uint64_t until = clk_now_ns() + (uint64_t)ms * NSEC_PER_MSEC;
+	enum wait_end w = W_LOST;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		if (done(p)) {
+			w = W_MET;
+			break;
+		}
+		if (p->peer_error) {
+			w = W_REFUSED;
+			break;
+		}
+		if (p->state != ST_PROTECTED || clk_now_ns() >= until)
+			break;
+		struct timespec ts = clk_deadline_ts(20);
+
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return w;
+}
+
+static bool last_acked(const struct prot *p)
+{
+	return p->acked >= p->switch_epoch;
+}
+
+static bool answered(const struct prot *p)
+{
+	return p->switch_answer != 0;
+}
+
+/* The secondary refused before anything changed hands: run on here. */
+static int resume_here(struct prot *p, uint64_t epoch, const char *why)
+{
+	devset_call(p->devs, DEVSET_PRERESUME, epoch + 1);
+	if (p->ops->resume(p->dom) < 0) {
+		p->frozen = true;
+		log_error("switchover of %s aborted (%s), and resuming it here failed: it stays "
+			  "suspended",
+			  p->cfg->domain, why);
+		return -EIO;
+	}
+	log_error("switchover of %s aborted: %s; it runs on here, and protection resumes as "
+		  "after any loss of the secondary",
+		  p->cfg->domain, why);
+	return -ECANCELED;
+}
+
+/* The outcome is not known here: the domain must not run here again. */
+static int unconfirmed(struct prot *p, uint64_t epoch, bool stopped, const char *why)
+{
+	pthread_mutex_lock(&p->mu);
+	p->switch_end = SW_UNCONFIRMED;
+	pthread_mutex_unlock(&p->mu);
+	p->frozen = true;
+	log_error("SWITCHOVER UNCONFIRMED: %s. The secondary %s activates its copy from its last "
+		  "committed checkpoint (epoch %llu or the one before) as after any loss of its "
+		  "primary. The domain is %s here and ha-protect will not resume it: check %s; "
+		  "if the domain does not run there, %s",
+		  why, p->cfg->peer, (unsigned long long)epoch,
+		  stopped ? "stopped" : "left suspended", p->cfg->peer,
+		  stopped ? "its last state is the secondary's copy (ha-receive's log)"
+			  : "resume it here by hand");
+	return -EINPROGRESS;
+}
+
+int prot_switchover(struct prot *p)
+{
+	struct ckpt_ha_switchover h;
+	struct iovec iov = {&h, sizeof(h)};
+	char why[600];
+	uint64_t epoch, t_ack, t_stop, t_end;
+	int rc;
+
+	atomic_store(&p->switchover_req, false); /* one attempt per request */
+	pthread_mutex_lock(&p->mu);
+	epoch = (uint64_t)p->switch_epoch;
+	pthread_mutex_unlock(&p->mu);
+	log_info("SWITCHOVER to %s: waiting for the acknowledgement of epoch %llu", p->cfg->peer,
+		 (unsigned long long)epoch);
+
+	/* 1. The last checkpoint committed there. */
+	switch (wait_for(p, last_acked, SWITCH_ACK_MS)) {
+	case W_MET:
+		break;
+	case W_REFUSED:
+		snprintf(why, sizeof(why), "the secondary refused the last checkpoint: %s",
+			 p->reason);
+		return resume_here(p, epoch, why);
+	case W_LOST:
+		snprintf(why, sizeof(why), "the secondary did not acknowledge the last checkpoint "
+					   "(epoch %llu): %s",
+			 (unsigned long long)epoch, p->reason[0] ? p->reason : "no answer");
+		return unconfirmed(p, epoch, false, why);
+	}
+	t_ack = clk_now_ns();
+
+	/* 2. Stopped here for good. */
+	rc = p->ops->stop ? p->ops->stop(p->dom) : -EOPNOTSUPP;
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "the domain could not be stopped here (%s)",
+			 strerror(-rc));
+		return resume_here(p, epoch, why);
+	}
+	t_stop = clk_now_ns();
+
+	/* 3. What the copy needs of this host's devices. */
+	rc = devset_call(p->devs, DEVSET_HANDOVER, epoch);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "a device could not hand over (%s; its messages are "
+					   "above), after the domain was stopped here",
+			 strerror(-rc));
+		return unconfirmed(p, epoch, true, why);
+	}
+
+	/* 4. Run it there. */
+	h.epoch = epoch;
+	rc = fo_link_record(p->link, CKPT_REC_HA_SWITCHOVER, &iov, 1);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "HA_SWITCHOVER could not be sent: %s", strerror(-rc));
+		return unconfirmed(p, epoch, true, why);
+	}
+	switch (wait_for(p, answered, SWITCH_ANSWER_MS)) {
+	case W_MET:
+		break;
+	case W_REFUSED:
+		pthread_mutex_lock(&p->mu);
+		p->switch_end = SW_UNCONFIRMED;
+		pthread_mutex_unlock(&p->mu);
+		log_error("SWITCHOVER FAILED at the secondary: %s. The domain runs nowhere now: "
+			  "it was stopped here, and its last state (epoch %llu) is the copy "
+			  "%s committed; see its log",
+			  p->reason, (unsigned long long)epoch, p->cfg->peer);
+		return -EIO;
+	case W_LOST:
+		snprintf(why, sizeof(why), "no answer to HA_SWITCHOVER: %s",
+			 p->reason[0] ? p->reason : "timed out");
+		return unconfirmed(p, epoch, true, why);
+	}
+	t_end = clk_now_ns();
+	pthread_mutex_lock(&p->mu);
+	p->switch_end = SW_DONE;
+	prot_set_state(p, ST_STOPPING);
+	pthread_mutex_unlock(&p->mu);
+	log_info("SWITCHOVER complete: %s runs on %s from epoch %llu; downtime %llu ms (last "
+		 "pause here to the secondary's answer: acknowledged after %llu ms, stopped here "
+		 "in %llu ms, activated there in %llu ms)",
+		 p->cfg->domain, p->cfg->peer, (unsigned long long)epoch,
+		 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC),
+		 (unsigned long long)((t_ack - p->switch_paused_at) / NSEC_PER_MSEC),
+		 (unsigned long long)((t_stop - t_ack) / NSEC_PER_MSEC),
+		 (unsigned long long)((t_end - t_stop) / NSEC_PER_MSEC));
+	notify_event(p->notify, "switched-over", p->cfg->domain, p->cfg->peer, epoch, NULL);
+	return 0;
+}
