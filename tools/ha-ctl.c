@@ -30,6 +30,7 @@ static void usage(FILE *f)
 		"       ha-ctl [--ctl PATH] interval DOMAIN MS|auto\n"
 		"       ha-ctl [--ctl PATH] stop DOMAIN\n"
 		"       ha-ctl [--ctl PATH] verify DOMAIN\n"
+		"       ha-ctl [--ctl PATH] switchover DOMAIN\n"
 		"       ha-ctl check PAIR [--as primary|secondary] [--host NAME]\n"
 		"       ha-ctl role PAIR [primary|secondary]\n"
 		"Talks to ha-protect (primary) or, failing that, ha-receive (secondary)\n"
@@ -43,6 +44,10 @@ static void usage(FILE *f)
 		"  verify          (on the primary) the next checkpoint carries a hash of every\n"
 		"                  page; the secondary compares its copy page by page and\n"
 		"                  reports in its log and status (last_verify)\n"
+		"  switchover      (on the primary) hand the domain over to the secondary: the\n"
+		"                  next checkpoint is the last here, then the domain is\n"
+		"                  stopped here and runs there; ha-protect logs the outcome\n"
+		"                  (\"SWITCHOVER complete\", with the downtime) and exits\n"
 		"  check           the preflight of pair PAIR (/etc/ha-protect/PAIR.conf) on\n"
 		"                  this host: ha-protect --check where the pair's domain runs,\n"
 		"                  else ha-receive --check (--as chooses); exit 0 if all passed\n"
@@ -554,8 +559,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		snprintf(line, sizeof(line), "interval %s", argv[optind]);
-	} else if (!strcmp(cmd, "verify") && optind == argc && !json) {
-		snprintf(line, sizeof(line), "verify");
+	} else if ((!strcmp(cmd, "verify") || !strcmp(cmd, "switchover")) && optind == argc &&
+		   !json) {
+		snprintf(line, sizeof(line), "%s", cmd);
 	} else if ((!strcmp(cmd, "status") || !strcmp(cmd, "stop") || metrics) && optind == argc) {
 		snprintf(line, sizeof(line), "%s%s", cmd, json ? " json" : "");
 	} else {

@@ -36,7 +36,7 @@ lab_kernel_pkg
 PKGS="$kpkg xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
 libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4
 libxentoollog1 libxentoolcore1 libxendevicemodel1 libxenhypfs1 libyajl2 drbd-utils
-qemu-system-xen seabios"
+qemu-system-xen qemu-system-data seabios"
 
 # Host tools that go into dom0 as they are (same Debian release); flock is
 # for the hotplug scripts' locking (a domU with a disk).
@@ -134,6 +134,9 @@ mkdir -p "$root/usr/libexec" "$root/usr/lib/xen-4.17/boot" "$root/usr/share/seab
 cp -a "$sys/usr/libexec/xen-qemu-system-i386" "$root/usr/libexec/"
 cp -a "$sys/usr/lib/xen-4.17/boot/hvmloader" "$root/usr/lib/xen-4.17/boot/"
 cp -a "$sys/usr/share/seabios/bios-256k.bin" "$root/usr/share/seabios/"
+# QEMU reads its keymap even with no display (libxl passes -vnc none -k).
+mkdir -p "$root/usr/share/qemu/keymaps"
+cp -a "$sys/usr/share/qemu/keymaps/en-us" "$root/usr/share/qemu/keymaps/"
 
 for t in $HOST_TOOLS; do
 	case $(basename "$t") in

@@ -24,7 +24,10 @@
 # The domU's size and the runs come from the environment (52-* runs this
 # with a larger domU): LAB_VIF_MEMORY (MiB, default 96), LAB_VIF_VCPUS (1),
 # LAB_VIF_BACKENDS ("plug nfqueue"), LAB_VIF_XL_REMUS (1: compare with xl
-# remus). Each run's figures also go to $LAB_OUT/vif-MEMORY.figures.
+# remus), LAB_VIF_SWITCHOVER (1: each run ends with `ha-ctl switchover`
+# instead of the primary's death; the same checks, and the downtime;
+# 53-* runs this). Each run's figures also go to
+# $LAB_OUT/vif-MEMORY.figures.
 # lab-timeout: 1800
 set -u
 . "$LAB_LIB"
@@ -41,6 +44,7 @@ window=${LAB_VIF_SECONDS:-30}
 memory=${LAB_VIF_MEMORY:-96}
 vcpus=${LAB_VIF_VCPUS:-1}
 backends=${LAB_VIF_BACKENDS:-plug nfqueue}
+switchover=${LAB_VIF_SWITCHOVER:-0}
 figs=$LAB_OUT/vif-$memory.figures
 : >"$figs"
 export HA_XEN_SUSPEND_TIMEOUT_MS=60000
@@ -155,17 +159,41 @@ protect_run() {
 	acks=$(grep -c '^ack ' "$T/$b.client")
 	echo "$b: $acks increments acknowledged in ${window}s"
 
-	# The primary host dies: its domain, then its ha-protect (in this order:
-	# the copy takes the same name, which the dying domain must have left).
-	# Replies may leave the primary until xl destroy returns, and held ones
-	# until ha-protect is dead: the death is the moment both are gone, so
-	# that the first answer after it comes from the copy (death_ns, for the
-	# early-release check, is the start: nothing after it is judged).
-	death_ns=$(lab_mono_ns)
-	xl destroy "$dom" || fail_with "$b: xl destroy $dom failed"
-	kill -9 "$pr" 2>/dev/null
-	wait "$pr" 2>/dev/null
-	death_ms=$(wall_ms)
+	if [ "$switchover" = 1 ]; then
+		# A planned switchover: the copy takes over at a checkpoint
+		# boundary, the primary's domain is destroyed by ha-protect,
+		# which exits 0. The "death" is the request.
+		local old prc
+		old=$(xl domid "$dom")
+		death_ns=$(lab_mono_ns)
+		death_ms=$(wall_ms)
+		ha-ctl --ctl "$T/$b.p.sock" switchover "xen:$dom" || fail_with "$b: ha-ctl switchover failed"
+		wait_for 180 grep -q -e 'SWITCHOVER complete' -e 'SWITCHOVER FAILED' -e 'SWITCHOVER UNCONFIRMED' \
+			-e 'switchover of .* aborted' "$T/$b.protect.log" ||
+			fail_with "$b: the switchover did not end"
+		grep -a -e SWITCHOVER -e 'destroyed here' -e 'last checkpoint here' "$T/$b.protect.log"
+		grep -q 'SWITCHOVER complete' "$T/$b.protect.log" ||
+			fail_with "$b: switchover: $(grep -a -e SWITCHOVER -e aborted -e error "$T/$b.protect.log" | tail -n 2)"
+		wait_for 30 exited "$pr" || fail_with "$b: ha-protect did not exit after the switchover"
+		wait "$pr"
+		prc=$?
+		[ "$prc" -eq 0 ] || fail_with "$b: ha-protect exited $prc after the switchover, not 0"
+		[ "$(xl domid "$dom" 2>/dev/null)" != "$old" ] ||
+			fail_with "$b: the primary's domain (id $old) still runs after the switchover"
+		lab_figure backend="$b" switchover_downtime_ms="$(sed -n 's/.*SWITCHOVER complete.*downtime \([0-9]*\) ms.*/\1/p' "$T/$b.protect.log")"
+	else
+		# The primary host dies: its domain, then its ha-protect (in this order:
+		# the copy takes the same name, which the dying domain must have left).
+		# Replies may leave the primary until xl destroy returns, and held ones
+		# until ha-protect is dead: the death is the moment both are gone, so
+		# that the first answer after it comes from the copy (death_ns, for the
+		# early-release check, is the start: nothing after it is judged).
+		death_ns=$(lab_mono_ns)
+		xl destroy "$dom" || fail_with "$b: xl destroy $dom failed"
+		kill -9 "$pr" 2>/dev/null
+		wait "$pr" 2>/dev/null
+		death_ms=$(wall_ms)
+	fi
 
 	# Judged now, before the failover can fail: replies before the death.
 	sleep 1
@@ -179,9 +207,11 @@ protect_run() {
 	[ "$checked" -ge 20 ] || failures+=("$b: only $checked replies checked (the measurement needs traffic in many epochs)")
 	[ "$early" -eq 0 ] || failures+=("$b: $early replies left before their epoch's ACK; first: $(sed -n 's/.*first_early=//p' <<<"$r")")
 
-	wait_for 180 grep -q -e 'FAILOVER complete' -e 'activation failed' "$T/$b.receive.log" ||
+	local ended=FAILOVER
+	[ "$switchover" = 1 ] && ended=SWITCHOVER
+	wait_for 180 grep -q -e "$ended complete" -e 'activation failed' "$T/$b.receive.log" ||
 		fail_with "$(printf '%s; ' "${failures[@]}")$b: the secondary did not fail over"
-	grep -q 'FAILOVER complete' "$T/$b.receive.log" ||
+	grep -q "$ended complete" "$T/$b.receive.log" ||
 		fail_with "$(printf '%s; ' "${failures[@]}")$b: failover: $(grep -a error "$T/$b.receive.log" | tail -n 1)"
 	# The copy answers the client (which retried all along) and goes on.
 	if ! wait_for 180 sh -c "awk -v d=$death_ms '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/$b.client'"; then
@@ -219,11 +249,15 @@ protect_run() {
 	act=$(sed -n 's/.*(activation \([0-9]*\) ms).*/\1/p' "$T/$b.receive.log" | head -n 1)
 	standby=yes
 	grep -q 'hot standby .* holds the committed image' "$T/$b.receive.log" || standby=no
-	lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" activation_ms="$act" standby="$standby"
-	echo "${b}_failover_ms=$fo" >>"$figs"
+	if [ "$switchover" = 1 ]; then
+		lab_figure backend="$b" acked_lost="$lost" switchover_client_gap_ms="$fo" activation_ms="$act" standby="$standby"
+	else
+		lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" activation_ms="$act" standby="$standby"
+		echo "${b}_failover_ms=$fo" >>"$figs"
+	fi
 	grep -a -e 'hot standby' -e 'the standby runs' -e 'xl restore' "$T/$b.receive.log"
 	grep -a -e 'netbuf' -e 'suspend avg' -e 'pre-copy done' "$T/$b.protect.log" | head -n 5
-	[ "$lost" -eq 0 ] || failures+=("$b: $lost acknowledged increments lost in the failover")
+	[ "$lost" -eq 0 ] || failures+=("$b: $lost acknowledged increments lost in the $ended")
 	[ "$nonmono" -eq 0 ] || failures+=("$b: $nonmono acknowledged values not above the previous one")
 	return 0
 }
