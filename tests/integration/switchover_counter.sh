@@ -71,8 +71,8 @@ check "guest answers from B after the switchover" test "$after" -gt "$((before +
 check "no acknowledged increment lost (value == request id)" \
 	awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
 check "no failover: B saw a handover, not a lost primary" sh -c "! grep -q 'FAILOVER' '$dir/rx.log'"
-check "the hooks ran once per event, in order (A: protected, switched-over; B: protected, switchover-started, switchover-complete)" \
-	sh -c "printf 'protected kvm:web\nswitched-over kvm:web\n' | diff - '$dir/a.events' &&
+check "the hooks ran once per event, in order (A: protected, switched-over, stopped; B: protected, switchover-started, switchover-complete)" \
+	sh -c "printf 'protected kvm:web\nswitched-over kvm:web\nstopped kvm:web\n' | diff - '$dir/a.events' &&
 		printf 'protected web\nswitchover-started web\nswitchover-complete web\n' | diff - '$dir/b.events'"
 grep -a -o 'downtime [0-9]* ms.*' "$dir/px.log" | sed 's/^/     /'
 gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$dir/acks")
