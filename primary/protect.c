@@ -501,7 +501,7 @@ static int cmd_switchover(void *ctx, const char *arg, FILE *out)
 		return -EAGAIN;
 	}
 	atomic_store(&p->switchover_req, true);
-	fprintf(out, "switchover of %s to %s: the next checkpoint is the last here; the domain "
+	fprintf(out, "ok: switchover of %s to %s: the next checkpoint is the last here; the domain "
 		     "then runs on %s (ha-protect logs \"SWITCHOVER complete\" and exits)\n",
 		p->cfg->domain, p->cfg->peer, p->cfg->peer);
 	return 0;
