@@ -250,7 +250,11 @@ protect_run() {
 	standby=yes
 	grep -q 'hot standby .* holds the committed image' "$T/$b.receive.log" || standby=no
 	if [ "$switchover" = 1 ]; then
-		lab_figure backend="$b" acked_lost="$lost" switchover_client_gap_ms="$fo" activation_ms="$act" standby="$standby"
+		# The primary answers until the last checkpoint: the client's
+		# downtime is its longest silence from the request on.
+		local gap
+		gap=$(awk -v d="$death_ms" '$1 == "ack" {if (t && $5 > d && $5 - t > m) m = $5 - t; t = $5} END {print m + 0}' "$T/$b.client")
+		lab_figure backend="$b" acked_lost="$lost" switchover_client_silence_ms="$gap" activation_ms="$act" standby="$standby"
 	else
 		lab_figure backend="$b" acked_lost="$lost" failover_ms="$fo" activation_ms="$act" standby="$standby"
 		echo "${b}_failover_ms=$fo" >>"$figs"
