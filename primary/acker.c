@@ -157,6 +157,14 @@ void *prot_acker_main(void *arg)
 			return NULL;
 		}
 		prot_event(p, "released", (int64_t)a->epoch);
+		/* --migrate: the copy is built there; the next checkpoint is the
+		 * last here. */
+		if (p->cfg->migrate && p->switch_epoch < 0 && !atomic_load(&p->switchover_req)) {
+			log_info("MIGRATION: the secondary holds epoch %llu; the next checkpoint is "
+				 "the last here",
+				 (unsigned long long)a->epoch);
+			atomic_store(&p->switchover_req, true);
+		}
 		uint64_t now = clk_now_ns();
 		pthread_mutex_lock(&p->mu);
 		p->resync_full = false;

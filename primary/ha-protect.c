@@ -51,6 +51,11 @@ static void usage(FILE *f)
 		"                        (default 2)\n"
 		"      --precopy-rounds N  live pre-copy rounds before the first checkpoint\n"
 		"                        (default 5)\n"
+		"      --converge-pages N  a pre-copy round that leaves at most N pages\n"
+		"                        dirty ends the pre-copy (default 1024)\n"
+		"      --migrate         live migration: once the secondary holds the first\n"
+		"                        checkpoint, switch over to it (the domain then runs\n"
+		"                        there; exit 0); prints the total time and downtime\n"
 		"      --retry MS        re-protection attempts while degraded (default 1000)\n"
 		"  -u, --no-compress     send raw pages (a Xen-compatible PAGE_DATA stream)\n"
 		"      --cache-pages N   sender cache for XOR deltas (default %d)\n"
@@ -157,7 +162,7 @@ struct args {
 /* ha-protect's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
        O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK };
+       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"interval", required_argument, NULL, 'i'},
@@ -167,6 +172,8 @@ static const struct option opts[] = {
 	{"timeout", required_argument, NULL, O_TIMEOUT},
 	{"max-inflight", required_argument, NULL, O_INFLIGHT},
 	{"precopy-rounds", required_argument, NULL, O_ROUNDS},
+	{"converge-pages", required_argument, NULL, O_CONVERGE},
+	{"migrate", no_argument, NULL, O_MIGRATE},
 	{"retry", required_argument, NULL, O_RETRY},
 	{"no-compress", no_argument, NULL, 'u'},
 	{"cache-pages", required_argument, NULL, O_CACHE},
@@ -225,6 +232,13 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_INFLIGHT:
 			a->cfg.max_inflight = opt_uint("ha-protect", "--max-inflight", optarg, 1, 64);
+			break;
+		case O_CONVERGE:
+			a->cfg.converge_pages =
+			    opt_uint("ha-protect", "--converge-pages", optarg, 1, 1u << 30);
+			break;
+		case O_MIGRATE:
+			a->cfg.migrate = true;
 			break;
 		case O_ROUNDS:
 			a->cfg.precopy_rounds = opt_uint("ha-protect", "--precopy-rounds", optarg, 0, 100);
@@ -366,6 +380,11 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	}
 	if (a->cfg.witness && a->cfg.blackhole) {
 		fprintf(stderr, "ha-protect: --witness makes no sense with -b\n");
+		return 2;
+	}
+	if (a->cfg.migrate && (a->cfg.blackhole || a->cfg.max_epochs)) {
+		fprintf(stderr, "ha-protect: --migrate needs a secondary to migrate to (no -b) and "
+				"ends by itself (no --max-epochs)\n");
 		return 2;
 	}
 	if (!a->cfg.blackhole &&
@@ -658,6 +677,7 @@ int main(int argc, char **argv)
 			.timeout_ms = 500,
 			.max_inflight = 2,
 			.precopy_rounds = 5,
+			.converge_pages = 1024,
 			.retry_ms = 1000,
 			.interval_min_ms = 2,
 			.interval_max_ms = 1000,

@@ -23,6 +23,7 @@ UNIT_TESTS += \
 INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
 	tests/integration/switchover_counter.sh \
+	tests/integration/migrate_dirty.sh \
 	tests/integration/standby_replay.sh \
 	tests/integration/secondary_loss.sh \
 	tests/integration/split_brain.sh

@@ -471,9 +471,19 @@ int prot_precopy(struct prot *p)
 			break;
 		sync_round(p, round, n);
 		rc = send_live(p, pfns, n);
-		/* Converged: what is left fits comfortably in one pause. */
-		if (n <= 1024 || n >= prev)
+		/* Converged: what is left fits comfortably in one pause; or it
+		 * does not converge (the guest dirties as fast as we send). */
+		if (n <= p->cfg->converge_pages) {
+			log_info("pre-copy converged: %u dirty pages, at most %u", n,
+				 p->cfg->converge_pages);
 			break;
+		}
+		if (n >= prev) {
+			log_info("pre-copy does not converge (%u dirty pages after %llu): the guest "
+				 "writes as fast as they are sent; stopping after round %u",
+				 n, (unsigned long long)prev, round);
+			break;
+		}
 		prev = n;
 	}
 	pthread_mutex_lock(&p->mu);

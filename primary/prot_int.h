@@ -118,6 +118,7 @@ struct prot {
 	int switch_answer;	   /* under mu: the secondary's: 1 it runs there, -errno */
 	int peer_error;		   /* under mu: the code of the secondary's HA_ERROR */
 	enum { SW_NONE, SW_DONE, SW_UNCONFIRMED } switch_end;
+	uint64_t session_t0; /* when the current session began (a migration's start) */
 };
 
 /* protect.c */

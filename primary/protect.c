@@ -339,6 +339,7 @@ static int session(struct prot *p, bool first)
 	int rc;
 
 	session_reset(p);
+	p->session_t0 = clk_now_ns();
 	rc = open_link(p);
 	if (rc < 0) {
 		if (first)
@@ -687,6 +688,12 @@ static int run_sessions(struct prot *p)
 		rc = session(p, first);
 		if (p->switch_end != SW_NONE)
 			break; /* handed over, or not known whether: never here again */
+		if (p->cfg->migrate) {
+			log_error("MIGRATION FAILED%s%s: the domain runs on here (unprotected); run "
+				  "ha-protect --migrate again once the cause is fixed",
+				  p->reason[0] ? ": " : "", p->reason);
+			return rc < 0 ? rc : -EIO;
+		}
 		if (stop_flag)
 			break;
 		if (rc == -ESHUTDOWN || p->guest_ended) {

@@ -36,6 +36,12 @@ struct prot_config {
 	unsigned timeout_ms;  /* down timer for the secondary */
 	unsigned max_inflight;
 	unsigned precopy_rounds;
+	/* A pre-copy round that leaves at most this many pages dirty ends the
+	 * pre-copy (so does one that does not shrink the dirty set). */
+	unsigned converge_pages;
+	/* --migrate: once the first checkpoint is acknowledged, switch over
+	 * (a live migration); one session, no re-protection. */
+	bool migrate;
 	unsigned retry_ms; /* between re-protection attempts */
 	bool compress;
 	size_t cache_pages;

@@ -189,6 +189,11 @@ int prot_switchover(struct prot *p)
 		 (unsigned long long)((t_ack - p->switch_paused_at) / NSEC_PER_MSEC),
 		 (unsigned long long)((t_stop - t_ack) / NSEC_PER_MSEC),
 		 (unsigned long long)((t_end - t_stop) / NSEC_PER_MSEC));
+	if (p->cfg->migrate)
+		log_info("MIGRATION complete: %s runs on %s; total %llu ms, downtime %llu ms",
+			 p->cfg->domain, p->cfg->peer,
+			 (unsigned long long)((t_end - p->session_t0) / NSEC_PER_MSEC),
+			 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC));
 	notify_event(p->notify, "switched-over", p->cfg->domain, p->cfg->peer, epoch, NULL);
 	return 0;
 }
