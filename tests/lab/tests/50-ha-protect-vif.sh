@@ -26,8 +26,10 @@
 # LAB_VIF_BACKENDS ("plug nfqueue"), LAB_VIF_XL_REMUS (1: compare with xl
 # remus), LAB_VIF_SWITCHOVER (1: each run ends with `ha-ctl switchover`
 # instead of the primary's death; the same checks, and the downtime;
-# 53-* runs this). Each run's figures also go to
-# $LAB_OUT/vif-MEMORY.figures.
+# 53-* runs this), LAB_VIF_MIGRATE (1: instead of all that, a live
+# migration by ha-protect --migrate and then by xl migrate, with the
+# client counting throughout; 54-* runs this). Each run's figures also go
+# to $LAB_OUT/vif-MEMORY.figures.
 # lab-timeout: 1800
 set -u
 . "$LAB_LIB"
@@ -45,6 +47,7 @@ memory=${LAB_VIF_MEMORY:-96}
 vcpus=${LAB_VIF_VCPUS:-1}
 backends=${LAB_VIF_BACKENDS:-plug nfqueue}
 switchover=${LAB_VIF_SWITCHOVER:-0}
+migrate=${LAB_VIF_MIGRATE:-0}
 figs=$LAB_OUT/vif-$memory.figures
 : >"$figs"
 export HA_XEN_SUSPEND_TIMEOUT_MS=60000
@@ -265,6 +268,69 @@ protect_run() {
 	[ "$nonmono" -eq 0 ] || failures+=("$b: $nonmono acknowledged values not above the previous one")
 	return 0
 }
+
+# silence FILE FROM_MS: the client's longest wait between two acks after
+# FROM_MS (its downtime as it sees it).
+silence() {
+	awk -v d="$2" '$1 == "ack" {if (t && $5 > d && $5 - t > m) m = $5 - t; t = $5} END {print m + 0}' "$1"
+}
+
+# migrate_run NAME CMD...: the client counts while CMD migrates $dom to
+# this host again; checks and figures as NAME. No output buffering on
+# either side (xl migrate has none; a migration's source stops at its last
+# copy, so nothing acknowledged can be lost without it).
+migrate_run() {
+	local name=$1 cl t0 t1 rc a lost
+	shift
+	inns ha-client counter "$gip:7000" --name "c-$name" --interval 0 --timeout 50 >"$T/$name.client" 2>"$T/$name.client.err" &
+	cl=$!
+	pids+=("$cl")
+	sleep 10
+	t0=$(wall_ms)
+	"$@" >"$T/$name.out" 2>"$T/$name.log"
+	rc=$?
+	t1=$(wall_ms)
+	[ "$rc" -eq 0 ] || fail_with "$name: the migration failed (exit $rc): $(tail -n 2 "$T/$name.log" | tr '\n' ' ')"
+	wait_for 180 sh -c "awk -v d=$t1 '\$1 == \"ack\" && \$5 > d {n++} END {exit n < 5}' '$T/$name.client'" ||
+		fail_with "$name: the migrated domain does not answer the client (state $(domu_state "$dom"))"
+	domu_crashed "$dom" && fail_with "$name: the migrated domain crashed ($(domu_crash_kind "$dom"))"
+	kill "$cl" 2>/dev/null
+	wait "$cl" 2>/dev/null
+	a=$(acked_continuity "$T/$name.client" "$t1")
+	echo "$name: client: $a"
+	lost=$(sed -n 's/.*acked_lost=\([0-9]*\).*/\1/p' <<<"$a")
+	[ "$lost" -eq 0 ] || failures+=("$name: $lost acknowledged increments lost in the migration")
+	mig_total=$((t1 - t0))
+	mig_silence=$(silence "$T/$name.client" "$t0")
+	lab_figure tool="$name" migrate_total_ms="$mig_total" client_silence_ms="$mig_silence" acked_lost="$lost"
+}
+
+if [ "$migrate" = 1 ]; then
+	# Ours: the pre-copy, the first checkpoint committed in the hot
+	# standby, then the last checkpoint and the switchover.
+	HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --tls-psk "$T/psk" --listen "127.0.0.1:7420" \
+		--once --timeout 3000 >"$T/mig.receive.log" 2>&1 &
+	pids+=("$!")
+	wait_for 20 grep -q 'listening on' "$T/mig.receive.log" || fail_with "ha-receive did not start"
+	migrate_run ha-protect ha-protect -v -F --netbuf none --migrate -i "$interval" --timeout 3000 \
+		--tls-psk "$T/psk" "xen:$dom" "127.0.0.1:7420"
+	grep -a -e 'pre-copy' -e 'MIGRATION' -e 'SWITCHOVER' -e 'destroyed here' "$T/ha-protect.log"
+	grep -q 'SWITCHOVER complete' "$T/mig.receive.log" || fail_with "ha-receive did not report the switchover"
+	ours_total=$mig_total ours_silence=$mig_silence
+	ours_down=$(sed -n 's/.*MIGRATION complete.*downtime \([0-9]*\) ms.*/\1/p' "$T/ha-protect.log")
+	# Stock xl migrate of the same domU, to this host (-s "": the "host"
+	# is the command that runs the receiver).
+	migrate_run xl-migrate xl -vvv migrate -s "" "$dom" "exec xl -vvv migrate-receive 2>$T/xlm.recv.log"
+	lab_figure ha_protect_migrate_total_ms="$ours_total" ha_protect_downtime_ms="$ours_down" \
+		ha_protect_client_silence_ms="$ours_silence" xl_migrate_total_ms="$mig_total" \
+		xl_migrate_client_silence_ms="$mig_silence" \
+		vs_xl_migrate_total="$(awk -v a="$ours_total" -v b="$mig_total" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "?"}')" \
+		vs_xl_migrate_silence="$(awk -v a="$ours_silence" -v b="$mig_silence" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "?"}')"
+	c=$(lab_crashes)
+	[ -z "$c" ] || echo "crashed domUs: $c"
+	[ "${#failures[@]}" -eq 0 ] || fail_with "$(printf '%s; ' "${failures[@]}")"
+	exit 0
+fi
 
 port=7410
 for b in $backends; do
