@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -144,6 +145,25 @@ static void devs_event(void *ctx, const char *what)
 
 /* ------------------------------------------------------------------ */
 
+/* The --save file: it holds the guest's memory, so it is the owner's
+ * alone (0600, also when it existed with a wider mode). */
+static int open_save(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) &&
+	    fchmod(fd, 0600) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 static int open_link(struct prot *p)
 {
 	int fd;
@@ -151,9 +171,9 @@ static int open_link(struct prot *p)
 	if (p->cfg->blackhole) {
 		const char *path = p->cfg->save_path ? p->cfg->save_path : "/dev/null";
 
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		fd = open_save(path);
 		if (fd < 0)
-			return -errno;
+			return fd;
 		return fo_link_new(fd, 0, &p->link);
 	}
 	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
@@ -614,10 +634,10 @@ static int prot_setup(struct prot *p, const struct hv_save_ops *ops, struct hv_d
 		return rc;
 	}
 	if (cfg->save_path && !cfg->blackhole) {
-		p->save_fd = open(cfg->save_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		p->save_fd = open_save(cfg->save_path);
 		if (p->save_fd < 0) {
-			rc = -errno;
-			log_error("cannot create %s: %s", cfg->save_path, strerror(errno));
+			rc = p->save_fd;
+			log_error("cannot create %s: %s", cfg->save_path, strerror(-rc));
 			return rc;
 		}
 	}

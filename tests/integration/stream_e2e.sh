@@ -20,8 +20,13 @@ wait_for 10 test -S "$HA_RUN_DIR/ha-vm/hastvm.sock"
 "$bin/ha-protect" -F -b --save "$tmp/z.stream" -i 10 --max-epochs 30 kvm:hastvm > "$tmp/p1.log" 2>&1
 check "a compressed stream saved by ha-protect verifies" \
 	sh -c "'$bin/ha-stream' verify '$tmp/z.stream' | grep -q 'valid: .* 30 checkpoints'"
+check "the saved stream is its owner's alone (0600)" test "$(stat -c %a "$tmp/z.stream")" = 600
+# A file that exists with a wider mode is narrowed too.
+: > "$tmp/raw.stream"
+chmod 644 "$tmp/raw.stream"
 "$bin/ha-protect" -F -b -u --save "$tmp/raw.stream" -i 10 --max-epochs 10 kvm:hastvm \
 	> "$tmp/p2.log" 2>&1
+check "an existing 0644 file is saved 0600" test "$(stat -c %a "$tmp/raw.stream")" = 600
 check "an uncompressed stream verifies" \
 	sh -c "'$bin/ha-stream' verify '$tmp/raw.stream' | grep -q 'valid: .* 10 checkpoints'"
 check "-u sends Xen PAGE_DATA records, no compressed ones" sh -c \
