@@ -8,7 +8,7 @@
 # build/lab/serial-failed-TIME.log, which the next run leaves alone. Prints "lab: N passed, N failed, N skipped" and
 # exits non-zero on a failed test, a boot that never reached the tests, a
 # dom0 that stopped early, or a timeout. Environment: LAB_TIMEOUT (whole
-# run, seconds, default 2400), LAB_TEST_TIMEOUT (default per test, 300);
+# run, seconds, default 3600), LAB_TEST_TIMEOUT (default per test, 300);
 # for experiments (docs/lab.md, "Crashes"): LAB_QEMU (the QEMU binary;
 # default: tests/qemu/build.sh's), LAB_QEMU_ACCEL, LAB_QEMU_CPU,
 # LAB_QEMU_SMP (QEMU's -accel, -cpu and -smp), LAB_QEMU_ARGS (more QEMU
@@ -22,7 +22,7 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 lab=$top/build/lab
-timeout_s=${LAB_TIMEOUT:-2400}
+timeout_s=${LAB_TIMEOUT:-3600}
 test_timeout=${LAB_TEST_TIMEOUT:-300}
 
 if ! command -v qemu-system-x86_64 >/dev/null; then

@@ -1,9 +1,7 @@
 #!/bin/bash
 # A planned switchover on Xen: 50-ha-protect-vif's domU, client and output
-# checks, ending with `ha-ctl switchover` instead of the primary's death,
-# twice: under the plug backend, then the copy is protected again (under
-# nfqueue) and switched over again, as a pair's way back would be (both
-# ends are this dom0). The last checkpoint leaves the domain suspended;
+# checks, under the plug backend, ending with `ha-ctl switchover` instead
+# of the primary's death (both ends are this dom0). The last checkpoint leaves the domain suspended;
 # once ha-receive has acknowledged it, ha-protect destroys its domain,
 # hands it over, and exits 0 when the secondary's hot standby runs. No
 # acknowledged increment may be lost (acked_lost=0), no reply may leave
@@ -14,5 +12,5 @@
 set -u
 . "$LAB_LIB"
 
-LAB_VIF_SWITCHOVER=1 LAB_VIF_BACKENDS="plug nfqueue" LAB_VIF_XL_REMUS=0 \
+LAB_VIF_SWITCHOVER=1 LAB_VIF_BACKENDS=plug LAB_VIF_XL_REMUS=0 \
 	exec bash "$(dirname "$0")/50-ha-protect-vif.sh"
