@@ -24,6 +24,7 @@ INTEG_TESTS += \
 	tests/integration/failover_counter.sh \
 	tests/integration/switchover_counter.sh \
 	tests/integration/migrate_dirty.sh \
+	tests/integration/save_restore.sh \
 	tests/integration/standby_replay.sh \
 	tests/integration/secondary_loss.sh \
 	tests/integration/split_brain.sh

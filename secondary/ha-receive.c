@@ -42,6 +42,9 @@ static void usage(FILE *f)
 		"      --ctl PATH           control socket (default /run/ha-receive/NAME.sock,\n"
 		"                           made when the first primary names the domain)\n"
 		"      --once               exit when the first primary goes away\n"
+		"      --restore FILE       no primary: read the stream from FILE (written by\n"
+		"                           ha-protect --save) and run its last complete\n"
+		"                           checkpoint here; exit 0 once the domain runs\n"
 		"      --check              check the configuration and this host (the port,\n"
 		"                           the backend, no copy of the domain running, the\n"
 		"                           replicas, the witness, the fence command), one\n"
@@ -102,7 +105,7 @@ static void on_signal(int sig)
 static bool check_only; /* --check */
 
 /* ha-receive's options; a pair file's keys are their long names. */
-enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
+enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
        O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN,
        O_CHECK };
 static const struct option opts[] = {
@@ -113,6 +116,7 @@ static const struct option opts[] = {
 	{"max-checkpoint", required_argument, NULL, O_MAX},
 	{"ctl", required_argument, NULL, O_CTL},
 	{"once", no_argument, NULL, O_ONCE},
+	{"restore", required_argument, NULL, O_RESTORE},
 	{"check", no_argument, NULL, O_CHECK},
 	{"disk", required_argument, NULL, O_DISK},
 	{"drbd", required_argument, NULL, O_DRBD},
@@ -223,6 +227,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_ONCE:
 			cfg->once = true;
 			break;
+		case O_RESTORE:
+			cfg->restore_path = optarg;
+			break;
 		case O_CHECK:
 			check_only = true;
 			break;
@@ -242,6 +249,12 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 /* The options' combinations: -1 to go on, or 2 (a usage error, said). */
 static int check(int argc, const struct rx_config *cfg, const char *witness_peer)
 {
+	if (cfg->restore_path && (cfg->listen || optind != argc)) {
+		fprintf(stderr, "ha-receive: --restore FILE takes no --listen, and nothing else\n");
+		return 2;
+	}
+	if (cfg->restore_path)
+		return -1;
 	if (!cfg->listen || optind != argc) {
 		fprintf(stderr, "ha-receive: --listen HOST:PORT is required, and nothing else\n");
 		usage(stderr);
@@ -467,7 +480,7 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 		role_note(role, ROLE_PRIMARY, "took over %s here: its primary handed it over "
 					      "(switchover)",
 			  cfg->domain);
-	rc = rc < 0 ? 1 : rc >= 1 ? 3 : 0;
+	rc = rc < 0 ? 1 : rc == 3 ? 0 : rc >= 1 ? 3 : 0; /* a restore: 0 */
 out:
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);

@@ -852,6 +852,28 @@ static enum rx_result switch_over(struct rx_session *s)
 	return RX_NOT_ACTIVATED;
 }
 
+/* --restore: the file's stream ended (NEXT): its last complete
+ * checkpoint runs here, whether the file ends with END or is cut short. */
+static enum rx_result restore_end(struct rx_session *s, enum rx_next next)
+{
+	struct rx *x = s->x;
+
+	ckbuf_reset(x->buf);
+	if (next != RX_END && next != RX_PRIMARY_LOST) {
+		log_error("cannot restore from %s: %s", x->cfg->restore_path, s->err);
+		return RX_NOT_ACTIVATED;
+	}
+	if (!s->have_ckpt) {
+		log_error("cannot restore from %s: it holds no complete checkpoint%s%s",
+			  x->cfg->restore_path, s->err[0] ? " (" : "", s->err[0] ? ")" : "");
+		return RX_NOT_ACTIVATED;
+	}
+	if (next == RX_PRIMARY_LOST)
+		log_warn("%s is cut short (%s): restoring its last complete checkpoint",
+			 x->cfg->restore_path, s->err);
+	return rx_restore(x) == 1 ? RX_ACTIVATED : RX_NOT_ACTIVATED;
+}
+
 /* A session with the primary on S's link, its headers read. */
 static enum rx_result session(struct rx_session *s)
 {
@@ -874,7 +896,9 @@ static enum rx_result session(struct rx_session *s)
 					ckpt_reader_info(s->r)->domain_type, 0, 0);
 		send_error(s->l, -rc, s->err);
 	}
-	if (rc == 0) {
+	if (rc == 0 && x->cfg->restore_path) {
+		res = restore_end(s, session_records(s));
+	} else if (rc == 0) {
 		switch (session_records(s)) {
 		case RX_END:
 			/* Answered with END: the primary may then release what it
@@ -1256,6 +1280,103 @@ static void accept_one(struct rx *x, int lfd, struct conn **conns)
 	conns[i] = c;
 }
 
+/* --restore: the file is fed through one end of a socket pair, as a
+ * primary's stream would arrive; what the session answers (ACKs,
+ * heartbeats) is read and dropped. */
+struct feed {
+	int in, fd;
+};
+
+static void *feed_main(void *arg)
+{
+	struct feed *f = arg;
+	char buf[65536], sink[4096];
+	size_t have = 0, off = 0;
+	bool eof = false;
+
+	for (;;) {
+		struct pollfd p = {.fd = f->fd, .events = POLLIN | (eof ? 0 : POLLOUT)};
+
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			break;
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(f->fd, sink, sizeof(sink));
+
+			if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+				break; /* the session closed its end */
+		}
+		if (eof || !(p.revents & POLLOUT))
+			continue;
+		if (off == have) {
+			ssize_t n = read(f->in, buf, sizeof(buf));
+
+			if (n <= 0) {
+				eof = true;
+				shutdown(f->fd, SHUT_WR);
+				continue;
+			}
+			have = (size_t)n;
+			off = 0;
+		}
+		ssize_t w = send(f->fd, buf + off, have - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w > 0)
+			off += (size_t)w;
+		else if (w < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+	}
+	close(f->fd);
+	return NULL;
+}
+
+static int restore_file(struct rx *x)
+{
+	struct rx_session s = {.x = x, .peer = "file"};
+	struct feed f = {.in = -1, .fd = -1};
+	pthread_t th;
+	int sv[2], rc;
+
+	f.in = open(x->cfg->restore_path, O_RDONLY | O_CLOEXEC);
+	if (f.in < 0) {
+		rc = -errno;
+		log_error("cannot open %s: %s", x->cfg->restore_path, strerror(errno));
+		return rc;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		rc = -errno;
+		close(f.in);
+		return rc;
+	}
+	f.fd = sv[1];
+	rc = -pthread_create(&th, NULL, feed_main, &f);
+	if (rc < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		close(f.in);
+		return rc;
+	}
+	log_info("restoring from %s", x->cfg->restore_path);
+	rc = fo_link_new(sv[0], 0, &s.l);
+	if (rc == 0) {
+		s.r = fo_link_reader(s.l);
+		rc = ckpt_reader_headers(s.r, CKPT_IHDR_ID_XEN);
+		if (rc < 0) {
+			refuse(&s, rc);
+			log_error("%s is not a stream ha-protect --save wrote: %s",
+				  x->cfg->restore_path, s.err);
+			fo_link_free(s.l);
+		} else {
+			take_slot(x);
+			rc = session(&s) == RX_ACTIVATED ? 0 : -EIO;
+		}
+	} else {
+		close(sv[0]);
+	}
+	pthread_join(th, NULL);
+	close(f.in);
+	return rc;
+}
+
 int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 {
 	struct rx *x = calloc(1, sizeof(*x));
@@ -1315,6 +1436,12 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 						    : "");
 			goto out;
 		}
+	}
+	if (cfg->restore_path) {
+		rc = restore_file(x);
+		if (rc == 0)
+			rc = 3;
+		goto out;
 	}
 	lfd = sock_tcp_listen(cfg->listen, 4);
 	if (lfd < 0) {

@@ -53,6 +53,10 @@ struct rx_config {
 	 * NULL: whichever the first primary announces. */
 	const char *domain;
 	bool once;              /* exit after the first session ends (tests) */
+	/* --restore FILE: no listening; the stream comes from FILE (written
+	 * by ha-protect --save) and its last complete checkpoint is
+	 * activated where the file ends. */
+	const char *restore_path;
 	/* Replicated disks, by index: replica image and journal (NULL: next
 	 * to the image). Opened, and their journals recovered, at start. */
 	const char *disks[CKPT_DISK_MAX];
@@ -81,8 +85,8 @@ struct rx_config {
 };
 
 /* Runs until a failover completed (returns 1: the domain runs here), a
- * switchover did (2: the same, handed over by the primary), a stop was
- * requested (0), or a fatal error (-errno). */
+ * switchover did (2: the same, handed over by the primary), a restore did
+ * (3), a stop was requested (0), or a fatal error (-errno). */
 int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops);
 void rx_request_stop(void);
 

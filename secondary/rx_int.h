@@ -37,6 +37,7 @@ struct rx {
 	char last_error[320];
 	char last_verify[200]; /* the last HA_VERIFY's result, "" if none */
 	bool switched;	       /* under mu: activated by a switchover, not a failover */
+	bool restored;	       /* under mu: activated from a file (--restore) */
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
 	bool busy;    /* under mu: a session holds the slot */
@@ -72,5 +73,8 @@ int rx_take_over(struct rx *x, const char *why);
  * promotes the disks and activates it. 1 when the domain runs here, else
  * -errno. */
 int rx_switch_over(struct rx *x);
+/* --restore: the file ended; activates its last complete checkpoint. 1
+ * when the domain runs here, else -errno. */
+int rx_restore(struct rx *x);
 
 #endif

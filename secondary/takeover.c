@@ -131,17 +131,22 @@ static int witness_wait(struct rx *x)
 /* Promotes the disks and activates the last committed checkpoint (epoch):
  * a failover once the primary is fenced, or a switchover the primary
  * handed over (PLANNED). 1 when the domain runs here, else -errno. */
-static int activate(struct rx *x, const char *why, uint64_t epoch, bool planned)
+enum how { FAILOVER, SWITCHOVER, RESTORE };
+
+static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 {
-	const char *what = planned ? "SWITCHOVER" : "FAILOVER";
+	static const char *const names[] = {"FAILOVER", "SWITCHOVER", "RESTORE"};
+	const char *what = names[how];
+	bool planned = how != FAILOVER;
 	uint64_t t0 = clk_now_ns(); /* activation time alone */
 	int rc;
 
 	rx_set_state(x, RX_FAILING_OVER);
 	log_warn("%s: %s; activating the domain at epoch %llu", what, why,
 		 (unsigned long long)epoch);
-	notify_event(x->notify, planned ? "switchover-started" : "failover-started", x->domain,
-		     x->peer, epoch, why);
+	if (how != RESTORE)
+		notify_event(x->notify, planned ? "switchover-started" : "failover-started",
+			     x->domain, x->peer, epoch, why);
 	if (!planned && !x->cfg->fence_cmd && !x->cfg->witness)
 		log_unsafe("no fencing configured: if the primary is alive behind a partition, two "
 			   "copies of the domain may now run");
@@ -188,7 +193,8 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, bool planned)
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
-	x->switched = planned;
+	x->switched = how == SWITCHOVER;
+	x->restored = how == RESTORE;
 	rx_set_state_locked(x, RX_ACTIVE);
 	pthread_mutex_unlock(&x->mu);
 	log_info("%s complete: the domain runs here from epoch %llu (activation %llu ms)", what,
@@ -216,7 +222,7 @@ static int take_over(struct rx *x, const char *why, uint64_t epoch)
 	if (x->cfg->witness || x->cfg->fence_cmd)
 		log_info("fencing took %llu ms",
 			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
-	return activate(x, why, epoch, false);
+	return activate(x, why, epoch, FAILOVER);
 }
 
 int rx_switch_over(struct rx *x)
@@ -224,7 +230,7 @@ int rx_switch_over(struct rx *x)
 	uint64_t epoch = atomic_load(&x->committed);
 	char reason[sizeof(x->last_error) + 40];
 	int rc = activate(x, "the primary stopped its domain for good and handed it over", epoch,
-			  true);
+			  SWITCHOVER);
 
 	if (rc == 1) {
 		snprintf(reason, sizeof(reason), "activation took %llu ms",
@@ -263,4 +269,12 @@ int rx_take_over(struct rx *x, const char *why)
 		notify_event(x->notify, "failover-failed", x->domain, x->peer, epoch, reason);
 	}
 	return rc;
+}
+
+int rx_restore(struct rx *x)
+{
+	char why[300];
+
+	snprintf(why, sizeof(why), "%.250s ends", x->cfg->restore_path);
+	return activate(x, why, atomic_load(&x->committed), RESTORE);
 }
