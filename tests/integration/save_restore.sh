@@ -5,8 +5,8 @@
 # times; then A's VM is stopped, and `ha-receive --restore FILE` on host B
 # runs the saved state: the next increments must answer 21, 22, ... (the
 # state of the save, not of the stop). The file is mode 0600 and verifies
-# with ha-stream; a file cut short restores its last complete checkpoint;
-# a file that is not a stream is refused.
+# with ha-stream; a file cut short before its only checkpoint, and one
+# that is not a stream, are refused with the reason.
 # needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=has-
 . "$(dirname "$0")/lib.sh"
@@ -48,6 +48,14 @@ ns b env HA_RUN_DIR="$dir/b0" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --restor
 rc=$?
 check "a file that is no stream is refused (exit $rc)" test "$rc" -eq 1
 check "... saying so" grep -q "is not a stream ha-protect --save wrote" "$dir/junk.log"
+
+# Cut in its pre-copy: no complete checkpoint, nothing to run.
+head -c $(($(stat -c %s "$dir/web.save") / 2)) "$dir/web.save" > "$dir/cut.save"
+ns b env HA_RUN_DIR="$dir/b1" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --restore "$dir/cut.save" \
+	> "$dir/cut.log" 2>&1
+rc=$?
+check "a file cut before its checkpoint is refused (exit $rc)" test "$rc" -eq 1
+check "... saying so" grep -q "holds no complete checkpoint" "$dir/cut.log"
 
 ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" "$bin/ha-receive" --restore "$dir/web.save" \
 	> "$dir/rx.log" 2>&1
