@@ -428,7 +428,9 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	int rc;
 
 	wtlscfg.peer = witness_peer;
-	if (fo_tls_setup(tlscfg, insecure, true, &cfg->tls, err, sizeof(err)) < 0 ||
+	/* --restore reads a file: no link to secure. */
+	if ((!cfg->restore_path &&
+	     fo_tls_setup(tlscfg, insecure, true, &cfg->tls, err, sizeof(err)) < 0) ||
 	    (cfg->witness &&
 	     fo_tls_setup(&wtlscfg, insecure, false, &cfg->witness_tls, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "ha-receive: %s\n", err);

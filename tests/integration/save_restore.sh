@@ -38,8 +38,9 @@ check "the saved file verifies" sh -c "'$bin/ha-stream' verify '$dir/web.save' |
 ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name c2 --count 10 --interval 2 --timeout 200 \
 	--duration 60 > "$dir/acks2" 2> "$dir/client2.log"
 check "the guest ran on after the save (value 30)" sh -c "tail -n 1 '$dir/acks2' | awk '{exit \$3 != 30}'"
-kill "$vmpid"
+ip netns pids "${PREFIX}a" | xargs -r kill
 wait_for 10 sh -c "! kill -0 $vmpid 2>/dev/null"
+check "A's VM stopped" sh -c "! kill -0 $vmpid 2>/dev/null"
 
 # Not a stream: refused, nothing started.
 head -c 4096 /dev/urandom > "$dir/junk"
