@@ -102,7 +102,10 @@ static void chain_name(char *buf, size_t len, const char *ifname)
 	snprintf(buf, len, "HANB-%.15s", ifname);
 }
 
-static void remove_rules(const char *ifname)
+/* ALL: every copy a crashed run may have left (cleanup); else the one
+ * jump per hook this run installed (teardown: under a loaded dom0 each
+ * iptables run costs seconds). */
+static void remove_rules(const char *ifname, bool all)
 {
 	static const char *const tools[] = {"iptables", "ip6tables"};
 	static const char *const hooks[] = {"FORWARD", "INPUT"};
@@ -112,8 +115,7 @@ static void remove_rules(const char *ifname)
 	for (int t = 0; t < 2; t++) {
 		for (int k = 0; k < 2; k++) {
 			const char *del[] = {"-D", hooks[k], "-j", chain, NULL};
-			/* Remove every copy a crashed run may have left. */
-			for (int i = 0; i < 8 && run_tool(true, tools[t], del) == 0; i++)
+			for (int i = 0; i < (all ? 8 : 1) && run_tool(true, tools[t], del) == 0; i++)
 				;
 		}
 		const char *flush[] = {"-F", chain, NULL};
@@ -125,7 +127,7 @@ static void remove_rules(const char *ifname)
 
 int netbuf_nfqueue_cleanup(const char *ifname)
 {
-	remove_rules(ifname);
+	remove_rules(ifname, true);
 	return 0;
 }
 
@@ -254,7 +256,7 @@ static int nfq_setup(struct ckpt_dev *dev)
 	}
 	/* The queue is ours now: rules left for this interface by a killed
 	 * run can go (a live owner would still hold the queue: EBUSY above). */
-	remove_rules(d->ifname);
+	remove_rules(d->ifname, true);
 	d->fd = nfq_fd(d->h);
 	nfnl_rcvbufsiz(nfq_nfnlh(d->h), 8 << 20);
 	if (pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
@@ -341,7 +343,7 @@ static void nfq_end(struct ckpt_dev *dev, int verdict)
 	struct nfq_dev *d = dev->priv;
 
 	if (d->rules_installed) {
-		remove_rules(d->ifname);
+		remove_rules(d->ifname, false);
 		d->rules_installed = false;
 	}
 	if (d->reader_running) {
