@@ -177,7 +177,7 @@ protect_run() {
 		grep -a -e SWITCHOVER -e 'destroyed here' -e 'last checkpoint here' "$T/$b.protect.log"
 		grep -q 'SWITCHOVER complete' "$T/$b.protect.log" ||
 			fail_with "$b: switchover: $(grep -a -e SWITCHOVER -e aborted -e error "$T/$b.protect.log" | tail -n 2)"
-		wait_for 30 exited "$pr" || fail_with "$b: ha-protect did not exit after the switchover"
+		wait_for 120 exited "$pr" || fail_with "$b: ha-protect did not exit after the switchover"
 		wait "$pr"
 		prc=$?
 		[ "$prc" -eq 0 ] || fail_with "$b: ha-protect exited $prc after the switchover, not 0"
