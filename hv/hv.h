@@ -84,6 +84,11 @@ struct hv_save_ops {
 	/* Ends the suspended domain for good: a switchover handed it over and
 	 * its copy runs elsewhere now. May be NULL (no switchover). */
 	int (*stop)(struct hv_dom *d);
+	/* Before a switchover's copy starts while the domain is still here,
+	 * suspended: give up what the copy takes (GIVE; Xen: the domain's
+	 * name, renamed NAME--handedover as xl migrate's source is renamed),
+	 * or take it back (!GIVE: the copy did not start). May be NULL. */
+	int (*release)(struct hv_dom *d, bool give);
 };
 
 /* What holding and activating a copy of a domain takes on the secondary,

@@ -1117,6 +1117,24 @@ static int xen_stop(struct hv_dom *d)
 	return 0;
 }
 
+static int xen_release(struct hv_dom *d, bool give)
+{
+	const char *bin = getenv("HA_XEN_XL") ? getenv("HA_XEN_XL") : "xl";
+	char id[16], name[96];
+	const char *argv[] = {bin, "rename", id, name, NULL};
+
+	snprintf(id, sizeof(id), "%u", d->domid);
+	if (give)
+		snprintf(name, sizeof(name), "%.60s--handedover", d->name);
+	else
+		snprintf(name, sizeof(name), "%s", d->name);
+	if (hv_xen_run(argv) < 0) {
+		log_error("`xl rename %u %s` failed (its messages are above)", d->domid, name);
+		return -EIO;
+	}
+	return 0;
+}
+
 static uint8_t *xen_page(struct hv_dom *d, uint64_t pfn)
 {
 	return d->pages && pfn < d->nr_pfns ? d->pages[pfn] : NULL;
@@ -1152,6 +1170,7 @@ static const struct hv_save_ops save_ops = {
 	.stream_start = xen_stream_start,
 	.page = xen_page,
 	.stop = xen_stop,
+	.release = xen_release,
 };
 
 const struct hv_ops hv_xen_ops = {

@@ -146,6 +146,17 @@ static void dev_unlock(struct devset *ds, unsigned i)
 		pthread_mutex_unlock(&ds->dev[i]);
 }
 
+bool devset_has(struct devset *ds, enum devset_phase phase)
+{
+	bool has = false;
+
+	pthread_rwlock_rdlock(&ds->set);
+	for (unsigned i = 0; i < ds->n && !has; i++)
+		has = phase_fn(ds->devs[i]->ops, phase) != NULL;
+	pthread_rwlock_unlock(&ds->set);
+	return has;
+}
+
 int devset_call(struct devset *ds, enum devset_phase phase, uint64_t epoch)
 {
 	int rc = 0;

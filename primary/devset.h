@@ -52,6 +52,8 @@ int devset_setup(struct devset *ds);
 /* Runs PHASE of EPOCH on every device until one fails: 0 or that -errno
  * (logged, naming the device). 0 when the devices are not up. */
 int devset_call(struct devset *ds, enum devset_phase phase, uint64_t epoch);
+/* Whether any device takes part in PHASE (its callback is set). */
+bool devset_has(struct devset *ds, enum devset_phase phase);
 /* Protection ends: everything held is released. */
 void devset_teardown(struct devset *ds);
 /* The domain is gone: everything held is dropped (discard, else teardown). */

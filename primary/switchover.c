@@ -2,16 +2,21 @@
  * secondary with nothing acknowledged lost. The epoch loop takes one last
  * checkpoint and leaves the domain suspended; then, in order:
  *   1. the secondary acknowledges that checkpoint (it holds it committed);
- *   2. the domain is stopped here for good (hv_save_ops' stop);
- *   3. the devices hand over what the secondary's copy needs (a DRBD
+ *   2. with a device to hand over (a DRBD resource): the domain is stopped
+ *      here for good (hv_save_ops' stop), and
+ *   3. the devices hand over what the secondary's copy needs (the DRBD
  *      resource is demoted, so that the secondary can promote it);
  *   4. HA_SWITCHOVER tells the secondary to run the domain from that
  *      checkpoint: it does so without fencing (this side waits on a live
- *      link, its domain gone) and answers with HA_SWITCHOVER, or HA_ERROR.
- * Until step 2 nothing has changed hands: a secondary that refuses (its
- * HA_ERROR) leaves the domain to be resumed here. A link that breaks in
- * between leaves it suspended: the secondary, which saw its primary go,
- * activates its copy as after any loss of its primary. */
+ *      link, its domain suspended or gone) and answers with
+ *      HA_SWITCHOVER, or HA_ERROR if its copy could not start;
+ *   5. without such a device, the domain is stopped only now, as xl
+ *      migrate destroys its source once the destination runs.
+ * Until the domain is stopped, nothing has changed hands: a secondary that
+ * refuses (its HA_ERROR) leaves the domain to be resumed here. A link that
+ * breaks in between leaves it suspended (or stopped): the secondary, which
+ * saw its primary go, activates its copy as after any loss of its
+ * primary. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -103,6 +108,12 @@ static int unconfirmed(struct prot *p, uint64_t epoch, bool stopped, const char 
 	return -EINPROGRESS;
 }
 
+/* The domain stopped for good (hv_save_ops' stop). */
+static int stop_here(struct prot *p)
+{
+	return p->ops->stop ? p->ops->stop(p->dom) : -EOPNOTSUPP;
+}
+
 int prot_switchover(struct prot *p)
 {
 	struct ckpt_ha_switchover h;
@@ -132,24 +143,42 @@ int prot_switchover(struct prot *p)
 			 (unsigned long long)epoch, p->reason[0] ? p->reason : "no answer");
 		return unconfirmed(p, epoch, false, why);
 	}
-	t_ack = clk_now_ns();
+	t_ack = t_stop = clk_now_ns();
 
-	/* 2. Stopped here for good. */
-	rc = p->ops->stop ? p->ops->stop(p->dom) : -EOPNOTSUPP;
-	if (rc < 0) {
-		snprintf(why, sizeof(why), "the domain could not be stopped here (%s)",
-			 strerror(-rc));
-		return resume_here(p, epoch, why);
+	/* 2, 3. With a device to hand over (a DRBD resource the secondary
+	 * must promote), the domain is stopped first: its disk must be
+	 * closed. Otherwise it stays suspended (it cannot run) until the
+	 * secondary's copy runs, and is stopped after, as xl migrate destroys
+	 * its source only once the destination runs: a shorter downtime, and
+	 * a secondary that fails to activate leaves it to be resumed here. */
+	bool stop_first = devset_has(p->devs, DEVSET_HANDOVER);
+
+	if (stop_first) {
+		rc = stop_here(p);
+		if (rc < 0) {
+			snprintf(why, sizeof(why), "the domain could not be stopped here (%s)",
+				 strerror(-rc));
+			return resume_here(p, epoch, why);
+		}
+		t_stop = clk_now_ns();
+		rc = devset_call(p->devs, DEVSET_HANDOVER, epoch);
+		if (rc < 0) {
+			snprintf(why, sizeof(why), "a device could not hand over (%s; its messages "
+						   "are above), after the domain was stopped here",
+				 strerror(-rc));
+			return unconfirmed(p, epoch, true, why);
+		}
 	}
-	t_stop = clk_now_ns();
 
-	/* 3. What the copy needs of this host's devices. */
-	rc = devset_call(p->devs, DEVSET_HANDOVER, epoch);
-	if (rc < 0) {
-		snprintf(why, sizeof(why), "a device could not hand over (%s; its messages are "
-					   "above), after the domain was stopped here",
-			 strerror(-rc));
-		return unconfirmed(p, epoch, true, why);
+	/* The copy takes the domain's name (Xen): the suspended domain gives
+	 * it up first, as xl migrate's source does. */
+	if (!stop_first && p->ops->release) {
+		rc = p->ops->release(p->dom, true);
+		if (rc < 0) {
+			snprintf(why, sizeof(why), "the domain could not give up its name here (%s)",
+				 strerror(-rc));
+			return resume_here(p, epoch, why);
+		}
 	}
 
 	/* 4. Run it there. */
@@ -157,12 +186,21 @@ int prot_switchover(struct prot *p)
 	rc = fo_link_record(p->link, CKPT_REC_HA_SWITCHOVER, &iov, 1);
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "HA_SWITCHOVER could not be sent: %s", strerror(-rc));
-		return unconfirmed(p, epoch, true, why);
+		return unconfirmed(p, epoch, stop_first, why);
 	}
 	switch (wait_for(p, answered, SWITCH_ANSWER_MS)) {
 	case W_MET:
 		break;
 	case W_REFUSED:
+		if (!stop_first) {
+			/* Its activation failed: the copy did not start. */
+			snprintf(why, sizeof(why), "the secondary could not activate its copy: %s",
+				 p->reason);
+			if (p->ops->release && p->ops->release(p->dom, false) < 0)
+				log_error("the domain keeps its --handedover name here: rename it "
+					  "back by hand");
+			return resume_here(p, epoch, why);
+		}
 		pthread_mutex_lock(&p->mu);
 		p->switch_end = SW_UNCONFIRMED;
 		pthread_mutex_unlock(&p->mu);
@@ -174,16 +212,23 @@ int prot_switchover(struct prot *p)
 	case W_LOST:
 		snprintf(why, sizeof(why), "no answer to HA_SWITCHOVER: %s",
 			 p->reason[0] ? p->reason : "timed out");
-		return unconfirmed(p, epoch, true, why);
+		return unconfirmed(p, epoch, stop_first, why);
 	}
 	t_end = clk_now_ns();
+	if (!stop_first) {
+		rc = stop_here(p);
+		if (rc < 0)
+			log_error("the domain runs on %s, but could not be stopped here (%s): it "
+				  "stays suspended; destroy it by hand, never resume it",
+				  p->cfg->peer, strerror(-rc));
+	}
 	pthread_mutex_lock(&p->mu);
 	p->switch_end = SW_DONE;
 	prot_set_state(p, ST_STOPPING);
 	pthread_mutex_unlock(&p->mu);
 	log_info("SWITCHOVER complete: %s runs on %s from epoch %llu; downtime %llu ms (last "
 		 "pause here to the secondary's answer: acknowledged after %llu ms, stopped here "
-		 "in %llu ms, activated there in %llu ms)",
+		 "before it in %llu ms, activated there in %llu ms)",
 		 p->cfg->domain, p->cfg->peer, (unsigned long long)epoch,
 		 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC),
 		 (unsigned long long)((t_ack - p->switch_paused_at) / NSEC_PER_MSEC),
