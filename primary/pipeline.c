@@ -485,6 +485,10 @@ int prot_precopy(struct prot *p)
 			break;
 		}
 		prev = n;
+		if (round == p->cfg->precopy_rounds)
+			log_info("pre-copy does not converge within %u rounds (--precopy-rounds): "
+				 "%u pages were dirty in the last",
+				 round, n);
 	}
 	pthread_mutex_lock(&p->mu);
 	p->sync.active = false;

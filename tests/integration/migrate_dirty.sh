@@ -48,6 +48,7 @@ run_once() { # pages per ms, working set (pages), expect converge|not
 		check "the pre-copy converged" grep -q 'pre-copy converged' "$dir/px.log"
 	else
 		check "the pre-copy did not converge, and said so" grep -q 'pre-copy does not converge' "$dir/px.log"
+		grep -a -o 'pre-copy does not converge.*' "$dir/px.log" | sed 's/^/     /'
 	fi
 	check "the secondary runs it (SWITCHOVER complete)" grep -q 'SWITCHOVER complete' "$dir/rx.log"
 	wait_for 20 sh -c "! kill -0 $vmpid 2>/dev/null"
