@@ -137,6 +137,10 @@ struct hv_restore_ops {
 	/* Load st and run the domain: failover. It announces itself on the
 	 * network (gratuitous ARP) as part of resuming. */
 	int (*activate)(struct hv_copy *c, const struct hv_state *st);
+	/* Writes the copy at st to the file FD as the hypervisor's own
+	 * toolstack saves a domain (Xen: a file `xl restore` reads), instead
+	 * of running it. May be NULL (no such format). */
+	int (*save_file)(struct hv_copy *c, const struct hv_state *st, int fd);
 	/* Tear down a copy that will never run. May be NULL. */
 	void (*destroy)(struct hv_copy *c);
 	/* Frees the handle (an activated domain runs on). */

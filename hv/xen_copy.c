@@ -89,6 +89,32 @@ static int xen_commit(struct hv_copy *d, const struct hv_state *st)
 	return 0;
 }
 
+/* The image of the copy, taken back from the standby if it holds it. */
+static int image_of(struct hv_copy *d)
+{
+	int rc;
+
+	if (d->img)
+		return 0;
+	rc = hv_xen_image_new(&d->info, &d->img);
+	if (rc == 0)
+		rc = hv_xen_image_set_start(d->img, &d->start);
+	if (rc == 0)
+		rc = hv_xen_standby_copy_out(d->sb, d->img);
+	if (rc < 0) {
+		hv_xen_image_free(d->img);
+		d->img = NULL;
+	}
+	return rc;
+}
+
+static int xen_save_file(struct hv_copy *d, const struct hv_state *st, int fd)
+{
+	int rc = image_of(d);
+
+	return rc < 0 ? rc : hv_xen_image_write(d->img, st, fd);
+}
+
 /* Keeps the copy as an xl save file, for an activation that is refused. */
 static void keep(struct hv_copy *d, const struct hv_state *st)
 {
@@ -96,13 +122,7 @@ static void keep(struct hv_copy *d, const struct hv_state *st)
 	bool kept = false;
 
 	/* With a standby, the image is gone: its memory is copied into one. */
-	if (!d->img && hv_xen_image_new(&d->info, &d->img) == 0 &&
-	    (hv_xen_image_set_start(d->img, &d->start) < 0 ||
-	     hv_xen_standby_copy_out(d->sb, d->img) < 0)) {
-		hv_xen_image_free(d->img);
-		d->img = NULL;
-	}
-	if (d->img)
+	if (image_of(d) == 0)
 		kept = hv_xen_image_keep(d->img, st, path, sizeof(path)) == 0;
 	if (kept)
 		log_error("The copy is kept in %s: if that domain is a leftover, `xl destroy` it, "
@@ -164,6 +184,7 @@ const struct hv_restore_ops hv_xen_restore_ops = {
 	.stream_start = xen_stream_start,
 	.commit = xen_commit,
 	.activate = xen_activate,
+	.save_file = xen_save_file,
 	.destroy = xen_copy_destroy,
 	.close = xen_copy_close,
 	.needs = hv_xen_needs,

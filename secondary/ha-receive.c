@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"      --restore FILE       no primary: read the stream from FILE (written by\n"
 		"                           ha-protect --save) and run its last complete\n"
 		"                           checkpoint here; exit 0 once the domain runs\n"
+		"      --save-file OUT      with --restore: write that checkpoint to OUT\n"
+		"                           instead, as the toolstack saves a domain (xen:\n"
+		"                           a file xl restore reads; mode 0600)\n"
 		"      --check              check the configuration and this host (the port,\n"
 		"                           the backend, no copy of the domain running, the\n"
 		"                           replicas, the witness, the fence command), one\n"
@@ -105,7 +108,7 @@ static void on_signal(int sig)
 static bool check_only; /* --check */
 
 /* ha-receive's options; a pair file's keys are their long names. */
-enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
+enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_SAVE_FILE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
        O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN,
        O_CHECK };
 static const struct option opts[] = {
@@ -117,6 +120,7 @@ static const struct option opts[] = {
 	{"ctl", required_argument, NULL, O_CTL},
 	{"once", no_argument, NULL, O_ONCE},
 	{"restore", required_argument, NULL, O_RESTORE},
+	{"save-file", required_argument, NULL, O_SAVE_FILE},
 	{"check", no_argument, NULL, O_CHECK},
 	{"disk", required_argument, NULL, O_DISK},
 	{"drbd", required_argument, NULL, O_DRBD},
@@ -230,6 +234,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_RESTORE:
 			cfg->restore_path = optarg;
 			break;
+		case O_SAVE_FILE:
+			cfg->save_file = optarg;
+			break;
 		case O_CHECK:
 			check_only = true;
 			break;
@@ -249,6 +256,10 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 /* The options' combinations: -1 to go on, or 2 (a usage error, said). */
 static int check(int argc, const struct rx_config *cfg, const char *witness_peer)
 {
+	if (cfg->save_file && !cfg->restore_path) {
+		fprintf(stderr, "ha-receive: --save-file needs --restore FILE\n");
+		return 2;
+	}
 	if (cfg->restore_path && (cfg->listen || optind != argc)) {
 		fprintf(stderr, "ha-receive: --restore FILE takes no --listen, and nothing else\n");
 		return 2;
@@ -428,6 +439,10 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 	int rc;
 
 	wtlscfg.peer = witness_peer;
+	/* Written to a file, the copy stays in this process: no standby
+	 * domain is built for it (xen). */
+	if (cfg->save_file)
+		setenv("HA_XEN_STANDBY", "0", 1);
 	/* --restore reads a file: no link to secure. */
 	if ((!cfg->restore_path &&
 	     fo_tls_setup(tlscfg, insecure, true, &cfg->tls, err, sizeof(err)) < 0) ||

@@ -852,6 +852,46 @@ static enum rx_result switch_over(struct rx_session *s)
 	return RX_NOT_ACTIVATED;
 }
 
+/* --restore with a save file: the last complete checkpoint in the
+ * hypervisor's own format (0600: it holds the guest's memory). */
+static int write_save_file(struct rx *x)
+{
+	const char *path = x->cfg->save_file;
+	int fd, rc;
+
+	if (!x->ops->save_file) {
+		log_error("this backend has no save file format of its own: run the checkpoint "
+			  "with --restore alone");
+		return -EOPNOTSUPP;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		log_error("cannot create %s: %s%s", path, strerror(errno),
+			  errno == EEXIST ? " (it is not overwritten)" : "");
+		return rc;
+	}
+	rc = x->ops->save_file(x->copy, &x->state_recs, fd);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	/* The copy never runs here. */
+	if (x->ops->destroy)
+		x->ops->destroy(x->copy);
+	x->ops->close(x->copy);
+	x->copy = NULL;
+	if (rc < 0) {
+		unlink(path);
+		log_error("cannot write %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	pthread_mutex_lock(&x->mu);
+	x->restored = true; /* written: rx_run's result */
+	pthread_mutex_unlock(&x->mu);
+	log_info("epoch %llu written to %s", (unsigned long long)atomic_load(&x->committed), path);
+	return 0;
+}
+
 /* --restore: the file's stream ended (NEXT): its last complete
  * checkpoint runs here, whether the file ends with END or is cut short. */
 static enum rx_result restore_end(struct rx_session *s, enum rx_next next)
@@ -871,6 +911,8 @@ static enum rx_result restore_end(struct rx_session *s, enum rx_next next)
 	if (next == RX_PRIMARY_LOST)
 		log_warn("%s is cut short (%s): restoring its last complete checkpoint",
 			 x->cfg->restore_path, s->err);
+	if (x->cfg->save_file)
+		return write_save_file(x) == 0 ? RX_ACTIVATED : RX_NOT_ACTIVATED;
 	return rx_restore(x) == 1 ? RX_ACTIVATED : RX_NOT_ACTIVATED;
 }
 

@@ -57,6 +57,10 @@ struct rx_config {
 	 * by ha-protect --save) and its last complete checkpoint is
 	 * activated where the file ends. */
 	const char *restore_path;
+	/* With restore_path: write that checkpoint to this file in the
+	 * hypervisor's own save format (Xen: for `xl restore`) instead of
+	 * running it. */
+	const char *save_file;
 	/* Replicated disks, by index: replica image and journal (NULL: next
 	 * to the image). Opened, and their journals recovered, at start. */
 	const char *disks[CKPT_DISK_MAX];
