@@ -101,9 +101,10 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
 #define CKPT_REC_HA_SWITCHOVER 0x48410015u /* a planned handover of the domain */
 
-/* HA_SWITCHOVER (ha-ctl switchover). Forward: the primary's domain stopped
- * for good at the end of epoch, which the secondary acknowledged: it is to
- * run there from that checkpoint. Back: it runs there now. */
+/* HA_SWITCHOVER (ha-ctl switchover). Forward: the primary's domain is
+ * suspended for good (or already stopped) at the end of epoch, which the
+ * secondary acknowledged: it is to run there from that checkpoint. Back:
+ * it runs there now. */
 struct ckpt_ha_switchover {
 	uint64_t epoch;
 };

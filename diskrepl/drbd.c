@@ -435,7 +435,10 @@ int drbd_demote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t
 			return rc;
 		if (strcmp(st.role, "Primary"))
 			return 0;
-		rc = run(argv, timeout_ms, out, sizeof(out));
+		uint64_t now = clk_now_ns();
+		unsigned left = now < until ? (unsigned)((until - now) / NSEC_PER_MSEC) : 0;
+
+		rc = run(argv, left > 1000 ? left : 1000, out, sizeof(out));
 		/* Still open (a backend letting go): again, until the deadline. */
 		if (rc < 0 && clk_now_ns() >= until) {
 			drbd_state_str(&st, s, sizeof(s));
@@ -449,8 +452,7 @@ int drbd_demote(const struct drbd_res *r, unsigned timeout_ms, char *err, size_t
 				 r->name);
 			return -EIO;
 		}
-		if (rc < 0)
-			clk_sleep_until_ns(clk_now_ns() + 200 * NSEC_PER_MSEC);
+		clk_sleep_until_ns(clk_now_ns() + 200 * NSEC_PER_MSEC);
 	}
 }
 

@@ -753,10 +753,26 @@ static void wait_balloon(struct hv_dom *d)
 		}
 		clk_sleep_until_ns(now + 100 * NSEC_PER_MSEC);
 	}
-	log_info("domain %u holds %llu MiB after its memory changed (balloon target %llu KiB); "
-		 "waited %llu ms for it to settle",
-		 d->domid, (unsigned long long)(last >> 8), (unsigned long long)read_target(d),
-		 (unsigned long long)((now - t0) / NSEC_PER_MSEC));
+	if (last != UINT64_MAX)
+		log_info("domain %u holds %llu MiB after its memory changed (balloon target %llu "
+			 "KiB); waited %llu ms for it to settle",
+			 d->domid, (unsigned long long)(last >> 8), (unsigned long long)read_target(d),
+			 (unsigned long long)((now - t0) / NSEC_PER_MSEC));
+}
+
+/* The guest's page count is more than 4 MiB from its balloon target: a
+ * balloon may be under way (a target changed before protection started,
+ * or while it was degraded). */
+static bool balloon_unsettled(struct hv_dom *d)
+{
+	uint64_t target = read_target(d);
+	xc_dominfo_t info;
+
+	if (!target || hv_xen_getinfo(d, &info) < 0)
+		return false;
+	uint64_t want = target / 4, have = info.nr_pages;
+
+	return (have > want ? have - want : want - have) > 1024;
 }
 
 static int xen_dirty_start(struct hv_dom *d)
@@ -797,9 +813,11 @@ static int xen_dirty_start(struct hv_dom *d)
 	/* Every later session maps the domain again, after log-dirty is on:
 	 * what changed in its memory map since (a balloon, a page moved) is
 	 * in the new mappings, and the pre-copy sends all of it. */
+	if (d->mapped_fresh && balloon_unsettled(d))
+		d->mapped_fresh = false; /* mapped at open: again once it settled */
 	if (!d->mapped_fresh) {
 		unmap_memory(d);
-		if (d->balloon)
+		if (d->balloon || balloon_unsettled(d))
 			wait_balloon(d);
 		rc = map_memory(d);
 	}
@@ -1104,7 +1122,6 @@ static int xen_stop(struct hv_dom *d)
 	snprintf(id, sizeof(id), "%u", d->domid);
 	unmap_memory(d);
 	d->mapped_fresh = false;
-	d->logdirty = false; /* gone with the domain */
 	if (hv_xen_run(argv) < 0) {
 		log_error("`xl destroy %u` failed (its messages are above): domain %s is still "
 			  "here, suspended",
@@ -1112,6 +1129,7 @@ static int xen_stop(struct hv_dom *d)
 		return -EIO;
 	}
 	d->suspended = false;
+	d->logdirty = false; /* gone with the domain */
 	log_info("domain %s (id %u) destroyed here in %llu ms: it runs on the secondary now",
 		 d->name, d->domid, (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 	return 0;

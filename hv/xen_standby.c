@@ -376,7 +376,7 @@ static int attach_disks(struct hv_xen_standby *sb, const struct hv_state *st)
 	uint32_t len;
 	const char *json = hv_state_find(st, CKPT_REC_HA_XEN_CONFIG, &len);
 	char err[320], spec[1024];
-	size_t n;
+	size_t n, attached = 0;
 	int rc = 0;
 
 	if (!json || hv_xen_config_parse(json, len, &c, err, sizeof(err)) < 0)
@@ -393,14 +393,16 @@ static int attach_disks(struct hv_xen_standby *sb, const struct hv_state *st)
 		}
 		if (rc == 0)
 			rc = hv_xen_run(argv) < 0 ? -EIO : 0;
+		if (rc == 0)
+			attached++;
 		if (rc < 0)
 			log_error("cannot attach disk %zu (%s) to the standby %s: `xl block-attach` "
 				  "failed (its messages are above); the standby stays paused",
 				  i, spec, sb->sbname);
 	}
 	hv_xen_config_free(c);
-	if (rc == 0 && n)
-		log_info("%zu disks attached to the standby %s in %llu ms", n, sb->sbname,
+	if (rc == 0 && attached)
+		log_info("%zu disks attached to the standby %s in %llu ms", attached, sb->sbname,
 			 (unsigned long long)((clk_now_ns() - t0) / NSEC_PER_MSEC));
 	return rc;
 }

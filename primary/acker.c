@@ -159,7 +159,10 @@ void *prot_acker_main(void *arg)
 		prot_event(p, "released", (int64_t)a->epoch);
 		/* --migrate: the copy is built there; the next checkpoint is the
 		 * last here. */
-		if (p->cfg->migrate && p->switch_epoch < 0 && !atomic_load(&p->switchover_req)) {
+		pthread_mutex_lock(&p->mu);
+		bool ask = p->cfg->migrate && p->switch_epoch < 0;
+		pthread_mutex_unlock(&p->mu);
+		if (ask && !atomic_load(&p->switchover_req)) {
 			log_info("MIGRATION: the secondary holds epoch %llu; the next checkpoint is "
 				 "the last here",
 				 (unsigned long long)a->epoch);

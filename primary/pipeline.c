@@ -471,6 +471,8 @@ int prot_precopy(struct prot *p)
 			break;
 		sync_round(p, round, n);
 		rc = send_live(p, pfns, n);
+		if (rc < 0)
+			break;
 		/* Converged: what is left fits comfortably in one pause; or it
 		 * does not converge (the guest dirties as fast as we send). */
 		if (n <= p->cfg->converge_pages) {

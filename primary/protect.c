@@ -150,7 +150,7 @@ static void devs_event(void *ctx, const char *what)
 static int open_save(const char *path)
 {
 	struct stat st;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0)
 		return -errno;
@@ -223,6 +223,9 @@ static void session_reset(struct prot *p)
 	p->switch_answer = 0;
 	p->peer_error = 0;
 	p->sent = p->acked = -1;
+	/* A switchover asked of a session that ended before it began is
+	 * not carried into the next one (--migrate asks anew). */
+	atomic_store(&p->switchover_req, false);
 	p->qhead = p->qlen = 0;
 	for (unsigned i = 0; i < NSLOTS; i++)
 		p->slots[i].busy = false;
@@ -342,8 +345,9 @@ static void session_end(struct prot *p, int rc, bool loop_failed)
 	 * left of it. */
 	if (rc == -ESRCH || p->frozen)
 		devset_discard(p->devs);
-	else if (p->end_confirmed || !p->lease || lease_may_release(p->lease))
-		devset_teardown(p->devs);
+	else if (p->switch_end != SW_NONE || p->end_confirmed || !p->lease ||
+		 lease_may_release(p->lease))
+		devset_teardown(p->devs); /* handed over: all was acknowledged */
 	if (p->ops->dirty_stop)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
@@ -513,11 +517,11 @@ static int cmd_switchover(void *ctx, const char *arg, FILE *out)
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&p->mu);
-	ok = p->state == ST_PROTECTED && !p->cfg->blackhole;
+	ok = p->state == ST_PROTECTED && !p->cfg->blackhole && p->switch_epoch < 0;
 	pthread_mutex_unlock(&p->mu);
 	if (!ok) {
-		fprintf(out, "error: %s is not protected now: a switchover needs a secondary that "
-			     "holds its copy (ha-ctl status)\n",
+		fprintf(out, "error: %s is not protected now, or a switchover is under way: a "
+			     "switchover needs a secondary that holds its copy (ha-ctl status)\n",
 			p->cfg->domain);
 		return -EAGAIN;
 	}

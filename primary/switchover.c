@@ -63,6 +63,14 @@ static enum wait_end wait_for(struct prot *p, bool (*done)(const struct prot *),
 	return w;
 }
 
+/* Why the session was lost (prot_degrade's words), read under mu. */
+static void reason(struct prot *p, char *buf, size_t len, const char *none)
+{
+	pthread_mutex_lock(&p->mu);
+	snprintf(buf, len, "%s", p->reason[0] ? p->reason : none);
+	pthread_mutex_unlock(&p->mu);
+}
+
 static bool last_acked(const struct prot *p)
 {
 	return p->acked >= p->switch_epoch;
@@ -104,7 +112,8 @@ static int unconfirmed(struct prot *p, uint64_t epoch, bool stopped, const char 
 		  why, p->cfg->peer, (unsigned long long)epoch,
 		  stopped ? "stopped" : "left suspended", p->cfg->peer,
 		  stopped ? "its last state is the secondary's copy (ha-receive's log)"
-			  : "resume it here by hand");
+			  : "resume it here by hand (on Xen, first `xl rename` it back from "
+			    "NAME--handedover if it was renamed)");
 	return -EINPROGRESS;
 }
 
@@ -118,7 +127,7 @@ int prot_switchover(struct prot *p)
 {
 	struct ckpt_ha_switchover h;
 	struct iovec iov = {&h, sizeof(h)};
-	char why[600];
+	char why[600], r[sizeof(p->reason)];
 	uint64_t epoch, t_ack, t_stop, t_end;
 	int rc;
 
@@ -134,13 +143,14 @@ int prot_switchover(struct prot *p)
 	case W_MET:
 		break;
 	case W_REFUSED:
-		snprintf(why, sizeof(why), "the secondary refused the last checkpoint: %s",
-			 p->reason);
+		reason(p, r, sizeof(r), "no reason given");
+		snprintf(why, sizeof(why), "the secondary refused the last checkpoint: %s", r);
 		return resume_here(p, epoch, why);
 	case W_LOST:
+		reason(p, r, sizeof(r), "no answer");
 		snprintf(why, sizeof(why), "the secondary did not acknowledge the last checkpoint "
 					   "(epoch %llu): %s",
-			 (unsigned long long)epoch, p->reason[0] ? p->reason : "no answer");
+			 (unsigned long long)epoch, r);
 		return unconfirmed(p, epoch, false, why);
 	}
 	t_ack = t_stop = clk_now_ns();
@@ -154,6 +164,18 @@ int prot_switchover(struct prot *p)
 	bool stop_first = devset_has(p->devs, DEVSET_HANDOVER);
 
 	if (stop_first) {
+		/* Nothing to stop for if the secondary went away meanwhile. */
+		pthread_mutex_lock(&p->mu);
+		int refused = p->peer_error;
+		bool up = p->state == ST_PROTECTED;
+		pthread_mutex_unlock(&p->mu);
+		if (refused || !up) {
+			reason(p, r, sizeof(r), "no reason given");
+			snprintf(why, sizeof(why), "the secondary %s after the last checkpoint: %s",
+				 refused ? "refused" : "was lost", r);
+			return refused ? resume_here(p, epoch, why)
+				       : unconfirmed(p, epoch, false, why);
+		}
 		rc = stop_here(p);
 		if (rc < 0) {
 			snprintf(why, sizeof(why), "the domain could not be stopped here (%s)",
@@ -192,10 +214,10 @@ int prot_switchover(struct prot *p)
 	case W_MET:
 		break;
 	case W_REFUSED:
+		reason(p, r, sizeof(r), "no reason given");
 		if (!stop_first) {
 			/* Its activation failed: the copy did not start. */
-			snprintf(why, sizeof(why), "the secondary could not activate its copy: %s",
-				 p->reason);
+			snprintf(why, sizeof(why), "the secondary could not activate its copy: %s", r);
 			if (p->ops->release && p->ops->release(p->dom, false) < 0)
 				log_error("the domain keeps its --handedover name here: rename it "
 					  "back by hand");
@@ -205,13 +227,14 @@ int prot_switchover(struct prot *p)
 		p->switch_end = SW_UNCONFIRMED;
 		pthread_mutex_unlock(&p->mu);
 		log_error("SWITCHOVER FAILED at the secondary: %s. The domain runs nowhere now: "
-			  "it was stopped here, and its last state (epoch %llu) is the copy "
-			  "%s committed; see its log",
-			  p->reason, (unsigned long long)epoch, p->cfg->peer);
+			  "it was stopped here for its disk to be handed over, and the secondary "
+			  "did not start its copy of epoch %llu; its disk (DRBD, Secondary here) "
+			  "holds that epoch or later. See %s's log",
+			  r, (unsigned long long)epoch, p->cfg->peer);
 		return -EIO;
 	case W_LOST:
-		snprintf(why, sizeof(why), "no answer to HA_SWITCHOVER: %s",
-			 p->reason[0] ? p->reason : "timed out");
+		reason(p, r, sizeof(r), "timed out");
+		snprintf(why, sizeof(why), "no answer to HA_SWITCHOVER: %s", r);
 		return unconfirmed(p, epoch, stop_first, why);
 	}
 	t_end = clk_now_ns();

@@ -642,8 +642,8 @@ static enum rx_next on_disk(struct rx_session *s, const struct ckpt_record *rec)
 	return s->rc < 0 ? RX_LOCAL_FAILURE : RX_GO_ON;
 }
 
-/* The primary stopped its domain for good at the end of the checkpoint
- * this side acknowledged last, and asks this side to run it. */
+/* The primary's domain is suspended for good (or stopped) at the end of
+ * the checkpoint this side acknowledged last: it asks this side to run it. */
 static enum rx_next on_switchover(struct rx_session *s, const struct ckpt_record *rec)
 {
 	const struct ckpt_ha_switchover *h = (const void *)rec->body;
@@ -899,7 +899,8 @@ static enum rx_result restore_end(struct rx_session *s, enum rx_next next)
 	struct rx *x = s->x;
 
 	ckbuf_reset(x->buf);
-	if (next != RX_END && next != RX_PRIMARY_LOST) {
+	/* A stream saved during a switchover ends with its HA_SWITCHOVER. */
+	if (next != RX_END && next != RX_PRIMARY_LOST && next != RX_SWITCHOVER) {
 		log_error("cannot restore from %s: %s", x->cfg->restore_path, s->err);
 		return RX_NOT_ACTIVATED;
 	}

@@ -69,7 +69,8 @@ bool rx_stop_requested(void);
  * not activated. */
 int rx_take_over(struct rx *x, const char *why);
 /* The primary handed the domain over (HA_SWITCHOVER): its domain is
- * stopped for good at the last committed checkpoint, so no fencing;
+ * suspended for good (or stopped) at the last committed checkpoint, so no
+ * fencing;
  * promotes the disks and activates it. 1 when the domain runs here, else
  * -errno. */
 int rx_switch_over(struct rx *x);

@@ -229,8 +229,8 @@ int rx_switch_over(struct rx *x)
 {
 	uint64_t epoch = atomic_load(&x->committed);
 	char reason[sizeof(x->last_error) + 40];
-	int rc = activate(x, "the primary stopped its domain for good and handed it over", epoch,
-			  SWITCHOVER);
+	int rc = activate(x, "the primary handed its domain over (suspended for good there)",
+			  epoch, SWITCHOVER);
 
 	if (rc == 1) {
 		snprintf(reason, sizeof(reason), "activation took %llu ms",
