@@ -21,6 +21,12 @@
 #      already there (disk ahead: DRBD's weaker guarantee), and every
 #      record up to its count is on haB.
 # Figures: flush p50/p99, records found ahead after the failover.
+# With LAB_DRBD_SWITCHOVER=1 (47-* runs this), step 4 is a planned
+# switchover instead: ha-protect destroys the domain and makes haA
+# Secondary before HA_SWITCHOVER, the secondary promotes haB, attaches it
+# to its standby and runs it; the copy must find its disk exactly at its
+# memory (nothing behind, nothing ahead: the domain never ran past the
+# last checkpoint).
 # lab-timeout: 900
 set -u
 . "$LAB_LIB"
@@ -226,6 +232,40 @@ wait_for 120 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^state
 	fail_with "not protected again"
 echo "re-protected after DRBD's resync"
 sleep 5
+
+# --- 4'. a planned switchover, disks and all ------------------------------
+if [ "${LAB_DRBD_SWITCHOVER:-0}" = 1 ]; then
+	last=$(domu_count "$dom")
+	ha-ctl --ctl "$T/p.sock" switchover "xen:$dom" || fail_with "ha-ctl switchover failed"
+	wait_for 180 grep -q -e 'SWITCHOVER complete' -e 'SWITCHOVER FAILED' -e 'SWITCHOVER UNCONFIRMED' \
+		-e 'switchover of .* aborted' "$T/protect.log" || fail_with "the switchover did not end"
+	grep -a -e SWITCHOVER -e 'destroyed here' -e 'Secondary here' "$T/protect.log"
+	grep -q 'SWITCHOVER complete' "$T/protect.log" ||
+		fail_with "switchover: $(grep -a -e SWITCHOVER -e aborted -e error "$T/protect.log" | tail -n 2)"
+	grep -q 'DRBD haA is Secondary here' "$T/protect.log" || fail_with "ha-protect did not hand haA over"
+	wait_for 120 exited "$pr" || fail_with "ha-protect did not exit after the switchover"
+	wait "$pr"
+	prc=$?
+	[ "$prc" -eq 0 ] || fail_with "ha-protect exited $prc after the switchover, not 0"
+	grep -q 'SWITCHOVER complete' "$T/receive.log" || fail_with "the secondary did not report the switchover"
+	grep -a -e 'DRBD haB' -e 'disks attached' -e 'standby runs' -e SWITCHOVER "$T/receive.log"
+	grep -q '^ *1: cs:[A-Za-z]* ro:Primary' /proc/drbd || fail_with "haB is not Primary after the switchover"
+	grep -q '^ *0: cs:[A-Za-z]* ro:Secondary' /proc/drbd || fail_with "haA is not Secondary after the switchover"
+	wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -gt '$((last + 10))' ]" ||
+		fail_with "the copy does not count past $last"
+	behind=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a 'DISK BEHIND' | head -n 3)
+	[ -z "$behind" ] || fail_with "the disk was behind the memory: $behind"
+	ahead=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a -c 'disk ahead')
+	[ "$ahead" -eq 0 ] || fail_with "the copy found $ahead records ahead of its memory: the domain ran past its last checkpoint"
+	now=$(domu_count "$dom")
+	dd if=/dev/drbd1 bs=512 count=$((now + 1)) iflag=direct 2>/dev/null | tr -s '\000' '\n' >"$T/records"
+	missing=$(awk -v n="$now" '/^rec [0-9]+$/ {seen[$2] = 1} END {for (k = 0; k <= n; k++) if (!(k in seen)) {print k; exit}}' "$T/records")
+	[ -z "$missing" ] || fail_with "record $missing (of 0..$now) is not on haB"
+	echo "copy counting: $now (before the switchover: $last); records 0..$now on haB; none ahead"
+	lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
+		switchover_downtime_ms="$(sed -n 's/.*SWITCHOVER complete.*downtime \([0-9]*\) ms.*/\1/p' "$T/protect.log")" records_ahead=0
+	exit 0
+fi
 
 # --- 4. host A dies -------------------------------------------------------
 # Slowly: its ha-protect stops checkpointing while the domain runs on and
