@@ -118,9 +118,14 @@ static void print_record(const struct ckpt_record *rec)
 		       a->flags & CKPT_ACK_DISK ? " disk" : "");
 		break;
 	}
-	case CKPT_REC_HA_SWITCHOVER:
-		printf("  epoch %llu", (unsigned long long)((const struct ckpt_ha_switchover *)b)->epoch);
+	case CKPT_REC_HA_SWITCHOVER: {
+		static const char *const steps[] = {"?", "prepare", "go", "ready", "runs"};
+		const struct ckpt_ha_switchover *h = (const void *)b;
+
+		printf("  epoch %llu %s", (unsigned long long)h->epoch,
+		       steps[h->step <= CKPT_SWITCH_RUNS ? h->step : 0]);
 		break;
+	}
 	case CKPT_REC_HA_HEARTBEAT: {
 		const struct ckpt_ha_heartbeat *h = (const void *)b;
 		printf("  seq %llu committed %lld", (unsigned long long)h->seq,

@@ -57,7 +57,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_ERROR, "HA_ERROR", 8, 8 + 4096},
 	{CKPT_REC_HA_LINK_TIMER, "HA_LINK_TIMER", 8, 8},
 	{CKPT_REC_HA_VERIFY, "HA_VERIFY", 8, CKPT_REC_LENGTH_MAX},
-	{CKPT_REC_HA_SWITCHOVER, "HA_SWITCHOVER", 8, 8},
+	{CKPT_REC_HA_SWITCHOVER, "HA_SWITCHOVER", 16, 16},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)
@@ -555,6 +555,14 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 
 		if (a->reserved || (a->flags & ~(CKPT_ACK_MEMORY | CKPT_ACK_DISK)))
 			return fail(r, -EBADMSG, rec, "reserved bits set");
+		return 0;
+	}
+	case CKPT_REC_HA_SWITCHOVER: {
+		const struct ckpt_ha_switchover *h = (const void *)b;
+
+		if (h->reserved || h->step < CKPT_SWITCH_PREPARE || h->step > CKPT_SWITCH_RUNS)
+			return fail(r, -EBADMSG, rec, "unknown step %u, or reserved bits set",
+				    h->step);
 		return 0;
 	}
 	case CKPT_REC_HA_VERIFY: {

@@ -101,14 +101,22 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
 #define CKPT_REC_HA_SWITCHOVER 0x48410015u /* a planned handover of the domain */
 
-/* HA_SWITCHOVER (ha-ctl switchover). Forward: the primary's domain is
- * suspended for good (or already stopped) at the end of epoch, which the
- * secondary acknowledged: it is to run there from that checkpoint. Back:
- * it runs there now. */
+/* HA_SWITCHOVER (ha-ctl switchover), about epoch, the last checkpoint the
+ * secondary acknowledged; the primary's domain is suspended for good at
+ * its end. Steps, forward: PREPARE (the secondary is to say whether it can
+ * run that checkpoint; sent before the primary stops its domain to hand a
+ * disk over), GO (run it: the domain is suspended or stopped there).
+ * Back: READY (the answer to PREPARE), RUNS (it runs here now). */
 struct ckpt_ha_switchover {
 	uint64_t epoch;
+	uint32_t step;
+	uint32_t reserved;
 };
-_Static_assert(sizeof(struct ckpt_ha_switchover) == 8, "switchover size");
+_Static_assert(sizeof(struct ckpt_ha_switchover) == 16, "switchover size");
+#define CKPT_SWITCH_PREPARE 1u
+#define CKPT_SWITCH_GO 2u
+#define CKPT_SWITCH_READY 3u
+#define CKPT_SWITCH_RUNS 4u
 
 /* HA_VERIFY, among a checkpoint's state records (ha-ctl verify): every
  * page the primary's domain holds at that checkpoint, with the XXH3-64 of

@@ -122,18 +122,24 @@ void *prot_acker_main(void *arg)
 			return NULL;
 		}
 		if (rec.type == CKPT_REC_HA_SWITCHOVER) {
-			/* The domain runs at the secondary now (switchover.c). */
+			/* The secondary's answers (switchover.c): READY, then RUNS. */
 			const struct ckpt_ha_switchover *h = (const void *)rec.body;
 			pthread_mutex_lock(&p->mu);
-			bool ours = p->switch_epoch >= 0 && h->epoch == (uint64_t)p->switch_epoch;
+			bool ours = p->switch_epoch >= 0 && h->epoch == (uint64_t)p->switch_epoch &&
+				    (h->step == CKPT_SWITCH_READY || h->step == CKPT_SWITCH_RUNS);
 			if (ours)
-				p->switch_answer = 1;
+				p->switch_answer = h->step;
 			pthread_cond_broadcast(&p->cv);
 			pthread_mutex_unlock(&p->mu);
-			if (!ours)
-				prot_degrade(p, "protocol error: HA_SWITCHOVER of epoch %llu, none asked",
-					     (unsigned long long)h->epoch);
-			return NULL;
+			if (!ours) {
+				prot_degrade(p, "protocol error: HA_SWITCHOVER step %u of epoch %llu, "
+						"none asked",
+					     h->step, (unsigned long long)h->epoch);
+				return NULL;
+			}
+			if (h->step == CKPT_SWITCH_RUNS)
+				return NULL;
+			continue;
 		}
 		if (rec.type != CKPT_REC_HA_ACK)
 			continue;

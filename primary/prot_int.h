@@ -115,7 +115,7 @@ struct prot {
 	atomic_bool switchover_req;
 	int64_t switch_epoch;	   /* under mu: that checkpoint, -1 none */
 	uint64_t switch_paused_at; /* when its pause began */
-	int switch_answer;	   /* under mu: the secondary's: 1 it runs there, -errno */
+	unsigned switch_answer;	   /* under mu: the secondary's last step (READY, RUNS), 0 none */
 	int peer_error;		   /* under mu: the code of the secondary's HA_ERROR */
 	enum { SW_NONE, SW_DONE, SW_UNCONFIRMED } switch_end;
 	uint64_t session_t0; /* when the current session began (a migration's start) */

@@ -2,11 +2,12 @@
  * secondary with nothing acknowledged lost. The epoch loop takes one last
  * checkpoint and leaves the domain suspended; then, in order:
  *   1. the secondary acknowledges that checkpoint (it holds it committed);
- *   2. with a device to hand over (a DRBD resource): the domain is stopped
- *      here for good (hv_save_ops' stop), and
+ *   2. with a device to hand over (a DRBD resource): the secondary is
+ *      asked whether it can run that checkpoint (PREPARE, READY), then
+ *      the domain is stopped here for good (hv_save_ops' stop), and
  *   3. the devices hand over what the secondary's copy needs (the DRBD
  *      resource is demoted, so that the secondary can promote it);
- *   4. HA_SWITCHOVER tells the secondary to run the domain from that
+ *   4. HA_SWITCHOVER (GO) tells the secondary to run the domain from that
  *      checkpoint: it does so without fencing (this side waits on a live
  *      link, its domain suspended or gone) and answers with
  *      HA_SWITCHOVER, or HA_ERROR if its copy could not start;
@@ -76,9 +77,14 @@ static bool last_acked(const struct prot *p)
 	return p->acked >= p->switch_epoch;
 }
 
+static bool ready(const struct prot *p)
+{
+	return p->switch_answer == CKPT_SWITCH_READY || p->switch_answer == CKPT_SWITCH_RUNS;
+}
+
 static bool answered(const struct prot *p)
 {
-	return p->switch_answer != 0;
+	return p->switch_answer == CKPT_SWITCH_RUNS;
 }
 
 /* The secondary refused before anything changed hands: run on here. */
@@ -164,6 +170,23 @@ int prot_switchover(struct prot *p)
 	bool stop_first = devset_has(p->devs, DEVSET_HANDOVER);
 
 	if (stop_first) {
+		/* The secondary says it can run that checkpoint before anything
+		 * here is given up (one that does not know switchovers refuses:
+		 * the domain then runs on here). */
+		h = (struct ckpt_ha_switchover){.epoch = epoch, .step = CKPT_SWITCH_PREPARE};
+		rc = fo_link_record(p->link, CKPT_REC_HA_SWITCHOVER, &iov, 1);
+		switch (rc < 0 ? W_LOST : wait_for(p, ready, SWITCH_ACK_MS)) {
+		case W_MET:
+			break;
+		case W_REFUSED:
+			reason(p, r, sizeof(r), "no reason given");
+			snprintf(why, sizeof(why), "the secondary cannot take it over: %s", r);
+			return resume_here(p, epoch, why);
+		case W_LOST:
+			reason(p, r, sizeof(r), rc < 0 ? strerror(-rc) : "no answer");
+			snprintf(why, sizeof(why), "no answer to the switchover's first step: %s", r);
+			return unconfirmed(p, epoch, false, why);
+		}
 		/* Nothing to stop for if the secondary went away meanwhile. */
 		pthread_mutex_lock(&p->mu);
 		int refused = p->peer_error;
@@ -204,7 +227,7 @@ int prot_switchover(struct prot *p)
 	}
 
 	/* 4. Run it there. */
-	h.epoch = epoch;
+	h = (struct ckpt_ha_switchover){.epoch = epoch, .step = CKPT_SWITCH_GO};
 	rc = fo_link_record(p->link, CKPT_REC_HA_SWITCHOVER, &iov, 1);
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "HA_SWITCHOVER could not be sent: %s", strerror(-rc));

@@ -649,6 +649,10 @@ static enum rx_next on_switchover(struct rx_session *s, const struct ckpt_record
 	const struct ckpt_ha_switchover *h = (const void *)rec->body;
 	uint64_t committed = atomic_load(&s->x->committed);
 
+	if (h->step != CKPT_SWITCH_PREPARE && h->step != CKPT_SWITCH_GO) {
+		s->rc = -EPROTO;
+		return fail(s, RX_PRIMARY_BROKEN, "HA_SWITCHOVER step %u from the primary", h->step);
+	}
 	if (!s->have_ckpt || h->epoch != committed) {
 		s->rc = -EPROTO;
 		return fail(s, RX_PRIMARY_BROKEN,
@@ -656,6 +660,18 @@ static enum rx_next on_switchover(struct rx_session *s, const struct ckpt_record
 			    "checkpoint committed here is %lld",
 			    (unsigned long long)h->epoch,
 			    s->have_ckpt ? (long long)committed : -1LL);
+	}
+	if (h->step == CKPT_SWITCH_PREPARE) {
+		/* It holds that checkpoint: the primary may stop its domain. */
+		struct ckpt_ha_switchover a = {.epoch = h->epoch, .step = CKPT_SWITCH_READY};
+		struct iovec iov = {&a, sizeof(a)};
+
+		log_info("switchover: the primary asks whether epoch %llu can run here: it can",
+			 (unsigned long long)h->epoch);
+		s->rc = fo_link_record(s->l, CKPT_REC_HA_SWITCHOVER, &iov, 1);
+		return s->rc < 0 ? fail(s, RX_PRIMARY_LOST, "answering the switchover: %s",
+					strerror(-s->rc))
+				 : RX_GO_ON;
 	}
 	return RX_SWITCHOVER;
 }
@@ -828,7 +844,8 @@ static enum rx_result primary_lost(struct rx_session *s)
 static enum rx_result switch_over(struct rx_session *s)
 {
 	struct rx *x = s->x;
-	struct ckpt_ha_switchover h = {.epoch = atomic_load(&x->committed)};
+	struct ckpt_ha_switchover h = {.epoch = atomic_load(&x->committed),
+				       .step = CKPT_SWITCH_RUNS};
 	struct iovec iov = {&h, sizeof(h)};
 	int rc;
 
