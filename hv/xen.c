@@ -943,8 +943,9 @@ static int save_hvm_params(struct hv_dom *d, struct hv_state *st)
 
 static int save_state(struct hv_dom *d, struct hv_state *st);
 
-/* G6, G2, G3, checked once the guest runs again, not in its pause: a
- * configuration libxl rewrote, or a new balloon target (`xl mem-set`).
+/* G2, G3, G6, checked once the guest runs again, not in its pause: a new
+ * balloon target (`xl mem-set`; first, as libxl may rewrite the
+ * configuration for it too), or a configuration libxl rewrote.
  * The next checkpoint then ends the session (save_state), and the next
  * session maps the domain again. A page count that grew is checked in
  * the pause (save_state). */
@@ -954,14 +955,6 @@ static void check_changes(struct hv_dom *d)
 
 	if (d->changed)
 		return;
-	if (config_changed(d)) {
-		log_error("domain %u's libxl configuration changed (a device attached or detached, "
-			  "%s): this session ends and the secondary discards its copy; the next "
-			  "session gives the secondary the new configuration",
-			  d->domid, d->config_path);
-		d->changed = true;
-		return;
-	}
 	target = read_target(d);
 	if (target && d->target_kib && target != d->target_kib) {
 		/* The guest gives pages back or takes more: the pages it gives
@@ -973,6 +966,17 @@ static void check_changes(struct hv_dom *d)
 			  d->domid, (unsigned long long)d->target_kib, (unsigned long long)target);
 		d->changed = true;
 		d->balloon = true;
+		/* libxl may rewrite the configuration for it: read it now, so
+		 * that the next session does not take that for a change. */
+		config_changed(d);
+		return;
+	}
+	if (config_changed(d)) {
+		log_error("domain %u's libxl configuration changed (a device attached or detached, "
+			  "%s): this session ends and the secondary discards its copy; the next "
+			  "session gives the secondary the new configuration",
+			  d->domid, d->config_path);
+		d->changed = true;
 	}
 }
 
