@@ -1,4 +1,5 @@
-/* ha-stream: validate and pretty-print a saved checkpoint stream.
+/* ha-stream: validate and pretty-print a saved checkpoint stream, or an
+ * xl save file (ha-save on Xen).
  *
  *   ha-stream verify FILE|-   exit 0 if valid, 1 if not (offset and record named)
  *   ha-stream dump FILE|-     records, epochs, page counts, compression ratio
@@ -10,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint/codec.h"
 #include "checkpoint/stream.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "hv/xen.h"
 
 struct walk {
 	bool verbose;
@@ -33,8 +36,10 @@ static void usage(FILE *f)
 	fprintf(f, "usage: ha-stream verify FILE|-\n"
 		   "       ha-stream dump FILE|-\n"
 		   "Validates (verify) or prints (dump) a checkpoint stream saved with\n"
-		   "ha-protect --save. '-' reads standard input. verify exits 0 when the\n"
-		   "stream is valid and 1 when it is not, naming the offset and record.\n");
+		   "ha-save or ha-protect --save, or an xl save file (ha-save on Xen;\n"
+		   "given as FILE, not on standard input). '-' reads standard input.\n"
+		   "verify exits 0 when the file is valid and 1 when it is not, naming\n"
+		   "the offset and record.\n");
 }
 
 static int map_image(struct walk *w, const struct ckpt_stream_info *info)
@@ -181,7 +186,8 @@ static void print_record(const struct ckpt_record *rec)
 	printf("\n");
 }
 
-static int walk_stream(struct walk *w, struct ckpt_reader *r)
+/* Walks one stream to its END; TO_EOF: nothing may follow it. */
+static int walk_stream(struct walk *w, struct ckpt_reader *r, bool to_eof)
 {
 	struct ckpt_record rec;
 	const struct ckpt_stream_info *info;
@@ -232,7 +238,7 @@ static int walk_stream(struct walk *w, struct ckpt_reader *r)
 		if (rec.type == CKPT_REC_END)
 			break;
 	}
-	if (!ckpt_reader_at_eof(r)) {
+	if (to_eof && !ckpt_reader_at_eof(r)) {
 		snprintf(w->err, sizeof(w->err), "offset %llu: data after the END record",
 			 (unsigned long long)ckpt_reader_offset(r) - 1);
 		return -EBADMSG;
@@ -241,6 +247,75 @@ static int walk_stream(struct walk *w, struct ckpt_reader *r)
 bad:
 	snprintf(w->err, sizeof(w->err), "%s", ckpt_reader_error(r));
 	return rc;
+}
+
+/* An xl save file (ha-save on Xen, ha-receive --save-file, xl save): its
+ * framing (hv_xl_head, hv_xl_tail) around the libxc stream, which is
+ * walked as a stream of ours is. */
+static int walk_xl(struct walk *w, const char *path, const uint8_t *buf, size_t len)
+{
+	struct ckpt_reader *r = NULL;
+	struct hv_xl_head h;
+	unsigned tail = 0;
+	int rc;
+
+	rc = hv_xl_head(buf, len, &h, w->err, sizeof(w->err));
+	if (rc < 0)
+		return rc;
+	if (w->verbose)
+		printf("xl save file: flags 0x%x, a %s configuration of %u octets; libxc stream at "
+		       "offset %zu\n",
+		       h.flags, h.flags & 1 ? "JSON" : "native", h.config_len, h.libxc_off);
+	rc = ckpt_reader_new_mem(buf + h.libxc_off, len - h.libxc_off, &r);
+	if (rc < 0) {
+		snprintf(w->err, sizeof(w->err), "out of memory");
+		return rc;
+	}
+	rc = walk_stream(w, r, false);
+	if (rc < 0) {
+		char inner[sizeof(w->err)];
+
+		snprintf(inner, sizeof(inner), "%s", w->err);
+		snprintf(w->err, sizeof(w->err), "the libxc stream at offset %zu: %.250s", h.libxc_off,
+			 inner);
+	} else {
+		rc = hv_xl_tail(buf, len, h.libxc_off + ckpt_reader_offset(r), &tail, w->err,
+				sizeof(w->err));
+	}
+	ckpt_reader_free(r);
+	if (rc == 0)
+		printf("%s: valid xl save file: configuration %u octets; libxc stream of %llu "
+		       "records, %llu pages; %u libxl records after it\n",
+		       path, h.config_len, (unsigned long long)w->records,
+		       (unsigned long long)w->pages, tail);
+	return rc;
+}
+
+/* A regular file that starts like an xl save file, mapped: 0 with *buf
+ * and *len set, 1 if it is anything else (read as a stream of ours), or
+ * -errno. */
+static int map_xl(int fd, uint8_t **buf, size_t *len)
+{
+	char head[64];
+	struct stat st;
+	ssize_t n;
+	void *m;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size == 0)
+		return 1;
+	n = pread(fd, head, sizeof(head), 0);
+	if (n < 0)
+		return -errno;
+	if (!hv_xl_is(head, (size_t)n))
+		return 1;
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	*buf = m;
+	*len = (size_t)st.st_size;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -269,14 +344,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ha-stream: cannot open %s: %s\n", path, strerror(errno));
 		return 2;
 	}
-	if (ckpt_reader_new_fd(fd, &r) < 0 || ckpt_decoder_new(&w.dec) < 0) {
+	uint8_t *xl = NULL;
+	size_t xl_len = 0;
+
+	rc = fd == STDIN_FILENO ? 1 : map_xl(fd, &xl, &xl_len);
+	if (rc < 0) {
+		fprintf(stderr, "ha-stream: cannot read %s: %s\n", path, strerror(-rc));
+		return 2;
+	}
+	if (ckpt_decoder_new(&w.dec) < 0 || (!xl && ckpt_reader_new_fd(fd, &r) < 0)) {
 		fprintf(stderr, "ha-stream: out of memory\n");
 		return 2;
 	}
-	rc = walk_stream(&w, r);
+	rc = xl ? walk_xl(&w, path, xl, xl_len) : walk_stream(&w, r, true);
 	if (rc < 0) {
 		fprintf(stderr, "ha-stream: %s: invalid: %s\n", path, w.err);
-	} else {
+	} else if (!xl) {
 		printf("%s: valid: %llu records, %llu checkpoints, %llu pages, page records "
 		       "%llu octets for %llu raw (ratio %.3f)\n",
 		       path, (unsigned long long)w.records, (unsigned long long)w.checkpoints,
@@ -286,6 +369,8 @@ int main(int argc, char **argv)
 	}
 	if (w.image)
 		munmap(w.image, w.image_pages << CKPT_PAGE_SHIFT);
+	if (xl)
+		munmap(xl, xl_len);
 	ckpt_decoder_free(w.dec);
 	ckpt_reader_free(r);
 	if (fd != STDIN_FILENO)

@@ -71,6 +71,27 @@ int hv_xen_run(const char *const argv[]);
 /* The pfns the image holds. */
 const struct bitmap *hv_xen_image_present(const struct hv_xen_image *im);
 
+/* An xl save file's framing around its libxc stream (for ha-stream): the
+ * xl header with the domain's configuration, the libxl stream's header
+ * and records, the LIBXC_CONTEXT record that the libxc stream follows,
+ * then libxl records up to libxl's END, which ends the file. */
+struct hv_xl_head {
+	uint32_t flags;	    /* the xl header's mandatory flags */
+	const char *config; /* the libxl configuration (JSON with flags' bit 0) */
+	uint32_t config_len;
+	size_t libxc_off; /* where the libxc stream starts */
+};
+/* LEN octets start like an xl save file. */
+bool hv_xl_is(const void *buf, size_t len);
+/* Checks the framing up to the libxc stream: 0 with *h set, or -EBADMSG
+ * with ERR saying what is wrong and where. */
+int hv_xl_head(const uint8_t *buf, size_t len, struct hv_xl_head *h, char *err, size_t errlen);
+/* Checks what follows the libxc stream, from file offset OFF (BUF holds
+ * the whole file of LEN octets): libxl records, then END at the file's
+ * end. 0, or -EBADMSG with ERR. *nrecs: the libxl records seen there. */
+int hv_xl_tail(const uint8_t *buf, size_t len, size_t off, unsigned *nrecs, char *err,
+	       size_t errlen);
+
 /* libxl's JSON configuration of a domain (xen_config.c, yajl). Paths are
  * dotted: "c_info.name", "on_reboot", "disks.0.pdev_path". */
 struct hv_xen_config;

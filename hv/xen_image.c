@@ -46,6 +46,7 @@
 #define LIBXL_VERSION 2u
 #define LIBXL_REC_END 0u
 #define LIBXL_REC_LIBXC_CONTEXT 1u
+#define LIBXL_REC_LAST 5u /* CHECKPOINT_STATE, the last type libxl 4.17 knows */
 #define PAGES_PER_RECORD 1024u
 
 struct xl_save_hdr {
@@ -538,4 +539,110 @@ const struct hv_info *hv_xen_image_info(const struct hv_xen_image *im)
 const struct bitmap *hv_xen_image_present(const struct hv_xen_image *im)
 {
 	return &im->present;
+}
+
+bool hv_xl_is(const void *buf, size_t len)
+{
+	return len >= sizeof(XL_MAGIC) - 1 && !memcmp(buf, XL_MAGIC, sizeof(XL_MAGIC) - 1);
+}
+
+int hv_xl_head(const uint8_t *buf, size_t len, struct hv_xl_head *h, char *err, size_t errlen)
+{
+	struct xl_save_hdr xh;
+	struct libxl_hdr lh;
+	struct ckpt_rec_hdr rh;
+	uint32_t clen;
+	size_t off;
+
+	if (len < sizeof(xh) || !hv_xl_is(buf, len)) {
+		snprintf(err, errlen, "offset 0: not an xl save file (no xl header)");
+		return -EBADMSG;
+	}
+	memcpy(&xh, buf, sizeof(xh));
+	if (xh.byteorder != XL_BYTEORDER) {
+		snprintf(err, errlen, "offset 32: xl header: byte order 0x%08x, not this host's",
+			 xh.byteorder);
+		return -EBADMSG;
+	}
+	if (!(xh.mandatory_flags & XL_FLAG_STREAMV2) ||
+	    (xh.mandatory_flags & ~(XL_FLAG_STREAMV2 | XL_FLAG_JSON))) {
+		snprintf(err, errlen, "offset 36: xl header: mandatory flags 0x%x (a libxl v2 "
+				      "stream is 0x2, with 0x1 for a JSON configuration)",
+			 xh.mandatory_flags);
+		return -EBADMSG;
+	}
+	off = sizeof(xh);
+	if (xh.optional_data_len < sizeof(clen) || xh.optional_data_len > len - off) {
+		snprintf(err, errlen, "offset 44: xl header: %u octets of configuration data, "
+				      "in a file of %zu",
+			 xh.optional_data_len, len);
+		return -EBADMSG;
+	}
+	memcpy(&clen, buf + off, sizeof(clen));
+	if (clen > xh.optional_data_len - sizeof(clen)) {
+		snprintf(err, errlen, "offset %zu: xl header: a configuration of %u octets in %u",
+			 off, clen, xh.optional_data_len);
+		return -EBADMSG;
+	}
+	h->flags = xh.mandatory_flags;
+	h->config = (const char *)buf + off + sizeof(clen);
+	h->config_len = clen;
+	off += xh.optional_data_len;
+	if (len - off < sizeof(lh) + sizeof(rh)) {
+		snprintf(err, errlen, "offset %zu: the file ends before the libxl stream", off);
+		return -EBADMSG;
+	}
+	memcpy(&lh, buf + off, sizeof(lh));
+	if (be64toh(lh.ident) != LIBXL_IDENT || be32toh(lh.version) != LIBXL_VERSION) {
+		snprintf(err, errlen, "offset %zu: no libxl v2 stream header (ident 0x%016llx, "
+				      "version %u)",
+			 off, (unsigned long long)be64toh(lh.ident), be32toh(lh.version));
+		return -EBADMSG;
+	}
+	off += sizeof(lh);
+	memcpy(&rh, buf + off, sizeof(rh));
+	if (rh.type != LIBXL_REC_LIBXC_CONTEXT || rh.length) {
+		snprintf(err, errlen, "offset %zu: libxl record type %u, length %u: the file "
+				      "holds no libxc stream (LIBXC_CONTEXT) here",
+			 off, rh.type, rh.length);
+		return -EBADMSG;
+	}
+	h->libxc_off = off + sizeof(rh);
+	return 0;
+}
+
+int hv_xl_tail(const uint8_t *buf, size_t len, size_t off, unsigned *nrecs, char *err,
+	       size_t errlen)
+{
+	struct ckpt_rec_hdr rh;
+
+	*nrecs = 0;
+	for (;;) {
+		if (off > len || len - off < sizeof(rh)) {
+			snprintf(err, errlen, "offset %zu: the file ends before libxl's END record",
+				 off);
+			return -EBADMSG;
+		}
+		memcpy(&rh, buf + off, sizeof(rh));
+		size_t body = (size_t)rh.length + ckpt_pad_len(rh.length);
+
+		if (rh.type > LIBXL_REC_LAST || rh.type == LIBXL_REC_LIBXC_CONTEXT ||
+		    body > len - off - sizeof(rh)) {
+			snprintf(err, errlen, "offset %zu: libxl record type %u, length %u: %s", off,
+				 rh.type, rh.length,
+				 rh.type > LIBXL_REC_LAST	      ? "no such type"
+				 : rh.type == LIBXL_REC_LIBXC_CONTEXT ? "a second libxc stream"
+								      : "beyond the file's end");
+			return -EBADMSG;
+		}
+		off += sizeof(rh) + body;
+		(*nrecs)++;
+		if (rh.type == LIBXL_REC_END)
+			break;
+	}
+	if (off != len) {
+		snprintf(err, errlen, "offset %zu: %zu octets after libxl's END record", off, len - off);
+		return -EBADMSG;
+	}
+	return 0;
 }

@@ -62,7 +62,9 @@ static void usage(FILE *f)
 		"      --level N         zstd level (default %d)\n"
 		"      --save FILE       also write the stream to FILE (mode 0600: it holds the\n"
 		"                        guest's memory), to inspect or verify with ha-stream;\n"
-		"                        not a file xl restore reads\n"
+		"                        with -b, a save that ha-restore runs (ha-save(8))\n"
+		"      --stop            with -b --save FILE --max-epochs N: the domain stops\n"
+		"                        at its last checkpoint, once FILE holds it on disk\n"
 		"      --netbuf MODE     auto|plug|nfqueue|none (default auto)\n"
 		"      --netbuf-queue N  NFQUEUE number (default 7)\n"
 		"      --netbuf-limit N  packets held at most (default 10000)\n"
@@ -164,7 +166,7 @@ struct args {
 /* ha-protect's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
        O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE };
+       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE, O_STOP };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"interval", required_argument, NULL, 'i'},
@@ -181,6 +183,7 @@ static const struct option opts[] = {
 	{"cache-pages", required_argument, NULL, O_CACHE},
 	{"level", required_argument, NULL, O_LEVEL},
 	{"save", required_argument, NULL, O_SAVE},
+	{"stop", no_argument, NULL, O_STOP},
 	{"netbuf", required_argument, NULL, O_NETBUF},
 	{"netbuf-queue", required_argument, NULL, O_NBQ},
 	{"netbuf-limit", required_argument, NULL, O_NBL},
@@ -241,6 +244,9 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_MIGRATE:
 			a->cfg.migrate = true;
+			break;
+		case O_STOP:
+			a->cfg.stop_at_end = true;
 			break;
 		case O_ROUNDS:
 			a->cfg.precopy_rounds = opt_uint("ha-protect", "--precopy-rounds", optarg, 0, 100);
@@ -382,6 +388,11 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	}
 	if (a->cfg.witness && a->cfg.blackhole) {
 		fprintf(stderr, "ha-protect: --witness makes no sense with -b\n");
+		return 2;
+	}
+	if (a->cfg.stop_at_end && (!a->cfg.blackhole || !a->cfg.save_path || !a->cfg.max_epochs)) {
+		fprintf(stderr, "ha-protect: --stop is for a save that stops the domain: it needs -b, "
+				"--save FILE and --max-epochs (ha-save --stop)\n");
 		return 2;
 	}
 	if (a->cfg.migrate && (a->cfg.blackhole || a->cfg.max_epochs)) {

@@ -390,7 +390,10 @@ int prot_epoch_loop(struct prot *p)
 			return 0;
 
 		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
-		bool final = atomic_load(&p->switchover_req);
+		/* The last checkpoint leaves the domain suspended: a switchover's,
+		 * or that of a save that stops it (--stop). */
+		bool final = atomic_load(&p->switchover_req) ||
+			     (p->cfg->stop_at_end && epoch + 1 >= p->cfg->max_epochs);
 		log_set_epoch(epoch);
 		int rc = checkpoint_epoch(p, s, epoch, final, &paused_at, &resumed_at);
 		if (rc < 0)

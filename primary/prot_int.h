@@ -118,6 +118,8 @@ struct prot {
 	unsigned switch_answer;	   /* under mu: the secondary's last step (READY, RUNS), 0 none */
 	int peer_error;		   /* under mu: the code of the secondary's HA_ERROR */
 	enum { SW_NONE, SW_DONE, SW_UNCONFIRMED } switch_end;
+	int file_fd; /* -b: the file the link writes (the link owns it), -1 none */
+	bool stopped_saved; /* --stop: the domain was stopped, its state in the file */
 	uint64_t session_t0; /* when the current session began (a migration's start) */
 };
 
@@ -144,6 +146,10 @@ int prot_epoch_loop(struct prot *p);
 void *prot_sender_main(void *arg);
 
 /* switchover.c */
+/* After the last checkpoint of ha-protect -b --save --stop: END, the file
+ * synced, the domain stopped. 0, or -errno with the domain resumed here
+ * (or left suspended if that failed: frozen). */
+int prot_save_stop(struct prot *p);
 /* After the last checkpoint (PROT_LOOP_SWITCHOVER): its ACK, the domain
  * stopped here, the devices handed over, HA_SWITCHOVER, the secondary's
  * answer. 0 when the domain runs there (switch_end SW_DONE); -errno with

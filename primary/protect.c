@@ -174,6 +174,7 @@ static int open_link(struct prot *p)
 		fd = open_save(path);
 		if (fd < 0)
 			return fd;
+		p->file_fd = fd;
 		return fo_link_new(fd, 0, &p->link);
 	}
 	fd = sock_tcp_connect(p->cfg->peer, (int)p->cfg->timeout_ms * 4);
@@ -352,6 +353,7 @@ static void session_end(struct prot *p, int rc, bool loop_failed)
 		p->ops->dirty_stop(p->dom);
 	fo_link_free(p->link);
 	p->link = NULL;
+	p->file_fd = -1;
 	log_set_epoch(LOG_NO_EPOCH);
 }
 
@@ -388,7 +390,7 @@ static int session(struct prot *p, bool first)
 		session_protected(p, first);
 		rc = prot_epoch_loop(p);
 		if (rc == PROT_LOOP_SWITCHOVER)
-			rc = prot_switchover(p);
+			rc = p->cfg->blackhole ? prot_save_stop(p) : prot_switchover(p);
 		loop_failed = rc < 0;
 	}
 	session_end(p, rc, loop_failed);
@@ -783,7 +785,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 	p->cfg = cfg;
 	p->ops = ops;
 	p->dom = dom;
-	p->save_fd = -1;
+	p->save_fd = p->file_fd = -1;
 	prot_set_state(p, ST_SYNC);
 	pthread_mutex_init(&p->mu, NULL);
 	clk_cond_init(&p->cv);
@@ -791,7 +793,7 @@ int prot_run(const struct prot_config *cfg, const struct hv_save_ops *ops, struc
 	if (rc == 0)
 		rc = run_sessions(p);
 	if (rc == 0) {
-		rc = p->guest_ended ? -ESHUTDOWN : p->domain_gone ? -ESRCH : 0;
+		rc = p->stopped_saved ? 0 : p->guest_ended ? -ESHUTDOWN : p->domain_gone ? -ESRCH : 0;
 		if (p->switch_end == SW_DONE)
 			rc = PROT_HANDED_OVER;
 		else if (p->switch_end == SW_UNCONFIRMED)

@@ -48,6 +48,10 @@ struct prot_config {
 	int level;
 	bool blackhole;        /* -b: stream to save_path or /dev/null, no ACKs */
 	const char *save_path; /* also write the stream here */
+	/* --stop (with -b, --save and max_epochs): the last checkpoint leaves
+	 * the domain suspended; once the file holds it durably, the domain is
+	 * stopped (a save that does not run on). */
+	bool stop_at_end;
 	bool need_disk_ack;
 	const char *ctl_path;
 	struct ckpt_dev *devs[PROT_MAX_DEVS];

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
@@ -287,4 +288,50 @@ int prot_switchover(struct prot *p)
 			 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC));
 	notify_event(p->notify, "switched-over", p->cfg->domain, p->cfg->peer, epoch, NULL);
 	return 0;
+}
+
+/* ha-protect -b --save FILE --max-epochs N --stop: the last checkpoint is
+ * written (the sender counts it acknowledged then), the stream ended and
+ * the file synced before the domain is stopped, so that a stopped domain
+ * always has its state on disk. A failure before the stop resumes it. */
+int prot_save_stop(struct prot *p)
+{
+	char why[400] = "";
+	uint64_t epoch;
+	int rc;
+
+	prot_request_stop(); /* one session: this is its end */
+	pthread_mutex_lock(&p->mu);
+	epoch = (uint64_t)p->switch_epoch;
+	pthread_mutex_unlock(&p->mu);
+	if (wait_for(p, last_acked, SWITCH_ACK_MS) != W_MET)
+		reason(p, why, sizeof(why), "it was not written in time");
+	else if ((rc = fo_link_end(p->link)) < 0)
+		snprintf(why, sizeof(why), "its END could not be written: %s", strerror(-rc));
+	else if (p->file_fd >= 0 && fdatasync(p->file_fd) < 0 && errno != EINVAL)
+		snprintf(why, sizeof(why), "the file could not be synced: %s", strerror(errno));
+	else if ((rc = stop_here(p)) < 0)
+		snprintf(why, sizeof(why), "the domain could not be stopped (%s); the file "
+					   "holds the checkpoint",
+			 strerror(-rc));
+	pthread_mutex_lock(&p->mu);
+	prot_set_state(p, ST_STOPPING);
+	pthread_mutex_unlock(&p->mu);
+	if (!why[0]) {
+		log_info("SAVED and stopped: %s's checkpoint of epoch %llu is in %s, which "
+			 "ha-restore runs",
+			 p->cfg->domain, (unsigned long long)epoch, p->cfg->save_path);
+		p->stopped_saved = true;
+		return 0;
+	}
+	if (p->ops->resume(p->dom) < 0) {
+		p->frozen = true;
+		log_error("the save of %s failed (%s), and resuming it failed: it stays suspended",
+			  p->cfg->domain, why);
+		return -EIO;
+	}
+	log_error("the save of %s failed at its last checkpoint (epoch %llu): %s; the domain "
+		  "runs on here",
+		  p->cfg->domain, (unsigned long long)epoch, why);
+	return -EIO;
 }

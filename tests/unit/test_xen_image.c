@@ -153,6 +153,89 @@ static void test_restore_image(void **unused)
 	hv_xen_image_free(im);
 }
 
+/* The framing checks ha-stream verify runs on an xl save file: the file
+ * as written passes; each kind of damage is named with its offset. */
+static void test_xl_framing(void **unused)
+{
+	struct hv_xen_image *im = make_image();
+	struct hv_state st = {0};
+	int fd = memfd_create("image", MFD_CLOEXEC);
+	struct hv_xl_head h;
+	struct ckpt_reader *r;
+	struct ckpt_record rec;
+	char err[320];
+	unsigned tail;
+	uint8_t *b, *c;
+	size_t len, end;
+
+	assert_true(fd >= 0);
+	make_state(&st, true);
+	assert_int_equal(hv_xen_image_write(im, &st, fd), 0);
+	len = (size_t)lseek(fd, 0, SEEK_END);
+	b = malloc(len + 16);
+	c = malloc(len + 16);
+	assert_int_equal(pread(fd, b, len, 0), (ssize_t)len);
+
+	assert_true(hv_xl_is(b, len));
+	assert_int_equal(hv_xl_head(b, len, &h, err, sizeof(err)), 0);
+	assert_int_equal(h.flags, 0x3);
+	assert_int_equal(h.config_len, sizeof(config));
+	assert_memory_equal(h.config, config, sizeof(config));
+	assert_int_equal(h.libxc_off, 52 + sizeof(config) + 24);
+	assert_int_equal(ckpt_reader_new_mem(b + h.libxc_off, len - h.libxc_off, &r), 0);
+	assert_int_equal(ckpt_reader_headers(r, 0), 0);
+	do
+		assert_int_equal(ckpt_reader_next(r, &rec), 0);
+	while (rec.type != CKPT_REC_END);
+	end = h.libxc_off + (size_t)ckpt_reader_offset(r);
+	ckpt_reader_free(r);
+	assert_int_equal(hv_xl_tail(b, len, end, &tail, err, sizeof(err)), 0);
+	assert_int_equal(tail, 1);
+
+	/* Not an xl file; another byte order; unknown mandatory flags. */
+	memcpy(c, b, len);
+	c[0] = 'x';
+	assert_false(hv_xl_is(c, len));
+	assert_int_equal(hv_xl_head(c, len, &h, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "not an xl save file"));
+	memcpy(c, b, len);
+	c[32] = 1, c[35] = 4;
+	assert_int_equal(hv_xl_head(c, len, &h, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "byte order"));
+	memcpy(c, b, len);
+	c[36] = 0x7;
+	assert_int_equal(hv_xl_head(c, len, &h, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "mandatory flags"));
+	/* A configuration longer than the file; a damaged libxl header. */
+	memcpy(c, b, len);
+	c[47] = 0x7f;
+	assert_int_equal(hv_xl_head(c, len, &h, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "octets of configuration data"));
+	memcpy(c, b, len);
+	c[52 + sizeof(config)] = 'X';
+	assert_int_equal(hv_xl_head(c, len, &h, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "no libxl v2 stream header"));
+	/* Cut before libxl's END; data after it; an unknown libxl record. */
+	assert_int_equal(hv_xl_tail(b, len - 8, end, &tail, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "ends before libxl's END"));
+	memcpy(c, b, len);
+	memset(c + len, 0, 16);
+	assert_int_equal(hv_xl_tail(c, len + 16, end, &tail, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "16 octets after libxl's END"));
+	c[end] = 9;
+	assert_int_equal(hv_xl_tail(c, len, end, &tail, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "no such type"));
+	c[end] = 1;
+	assert_int_equal(hv_xl_tail(c, len, end, &tail, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "a second libxc stream"));
+
+	free(b);
+	free(c);
+	close(fd);
+	hv_state_free(&st);
+	hv_xen_image_free(im);
+}
+
 static void test_image_needs_context(void **unused)
 {
 	struct hv_xen_image *im = make_image();
@@ -475,6 +558,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_image),
+		cmocka_unit_test(test_xl_framing),
 		cmocka_unit_test(test_image_needs_context),
 		cmocka_unit_test(test_restore_plumbing),
 		cmocka_unit_test(test_lookup_and_no_xen),
