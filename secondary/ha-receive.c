@@ -52,11 +52,14 @@ static void usage(FILE *f)
 		"                           the backend, no copy of the domain running, the\n"
 		"                           replicas, the witness, the fence command), one\n"
 		"                           line each, then exit: 0 if all passed, else 1\n"
-		"      --disk IMAGE[,journal=PATH]\n"
+		"      --disk IMAGE[,journal=PATH][,serve=NAME]\n"
 		"                           the replica of the primary's next replicated disk\n"
 		"                           (repeat in ha-protect's --disk order); its journal\n"
 		"                           defaults to IMAGE.journal. The resumed domain's\n"
-		"                           first disk is the first replica.\n"
+		"                           first disk is the first replica; with serve=NAME,\n"
+		"                           through ha-diskrepl's export NAME, started at\n"
+		"                           activation, so that this host can protect it in\n"
+		"                           turn (ha-protect --disk NAME: failback)\n"
 		"      --journal-limit MB   compact a journal past this size (default 64)\n"
 		"      --drbd RES           a disk is DRBD resource RES (or /dev/drbdN),\n"
 		"                           Secondary here (ha-protect --disk drbd:RES):\n"
@@ -159,15 +162,32 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 			*backend = optarg;
 			break;
 		case O_DISK: {
-			char *j = strstr(optarg, ",journal=");
+			char *o = strchr(optarg, ',');
 
 			if (cfg->ndisks == CKPT_DISK_MAX) {
 				fprintf(stderr, "ha-receive: at most %u disks\n", CKPT_DISK_MAX);
 				return 2;
 			}
-			if (j) {
-				*j = '\0';
-				cfg->journals[cfg->ndisks] = j + strlen(",journal=");
+			/* IMAGE[,journal=PATH][,serve=NAME] */
+			while (o) {
+				char *next = strchr(o + 1, ',');
+
+				*o++ = '\0';
+				if (next)
+					*next = '\0';
+				if (!strncmp(o, "journal=", 8) && o[8]) {
+					cfg->journals[cfg->ndisks] = o + 8;
+				} else if (!strncmp(o, "serve=", 6) && o[6] && !strchr(o + 6, '/')) {
+					cfg->serve[cfg->ndisks] = o + 6;
+				} else {
+					fprintf(stderr, "ha-receive: --disk %s: '%s' is neither "
+							"journal=PATH nor serve=NAME\n",
+						optarg, o);
+					return 2;
+				}
+				o = next;
+				if (next)
+					*next = ',';
 			}
 			if (!*optarg) {
 				fprintf(stderr, "ha-receive: --disk wants an image path\n");

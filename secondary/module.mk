@@ -2,6 +2,7 @@
 LIB_OBJS += \
 	secondary/ckbuf.o \
 	secondary/receive.o \
+	secondary/serve.o \
 	secondary/takeover.o
 
 UNIT_TESTS += \

@@ -746,8 +746,14 @@ static int session_start(struct rx_session *s)
 	};
 	snprintf(hi.name, sizeof(hi.name), "%s", info->config.name);
 	memcpy(hi.mac, info->config.mac, 6);
-	if (x->disks[0])
+	if (x->disks[0] && x->cfg->serve[0]) {
+		char nbd[108];
+
+		rx_serve_path(x->cfg->serve[0], nbd, sizeof(nbd));
+		snprintf(hi.disk, sizeof(hi.disk), "nbd:unix:%s", nbd);
+	} else if (x->disks[0]) {
 		snprintf(hi.disk, sizeof(hi.disk), "%s", replica_path(x->disks[0]));
+	}
 	else if (x->cfg->ndrbd)
 		snprintf(hi.disk, sizeof(hi.disk), "%s", x->drbd[0].dev);
 	if (x->cfg->domain && strcmp(hi.name, x->cfg->domain)) {

@@ -65,6 +65,10 @@ struct rx_config {
 	 * to the image). Opened, and their journals recovered, at start. */
 	const char *disks[CKPT_DISK_MAX];
 	const char *journals[CKPT_DISK_MAX];
+	/* Once the domain runs here, ha-diskrepl serves the replica as this
+	 * export and the domain reaches its disk through it, so that this
+	 * host can protect it in turn (NULL: the domain opens the replica). */
+	const char *serve[CKPT_DISK_MAX];
 	unsigned ndisks;
 	unsigned long long journal_limit; /* compaction threshold, octets (0: default) */
 	/* DRBD resources (diskrepl/drbd.h) replicating the domain's disks:

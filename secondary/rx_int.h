@@ -78,4 +78,13 @@ int rx_switch_over(struct rx *x);
  * when the domain runs here, else -errno. */
 int rx_restore(struct rx *x);
 
+/* serve.c: a replica served by ha-diskrepl once the domain runs here
+ * (--disk IMAGE,serve=NAME). */
+/* Where export NAME listens: $HA_RUN_DIR/ha-diskrepl/NAME.nbd. */
+void rx_serve_path(const char *name, char *buf, size_t len);
+/* Starts ha-diskrepl serving IMAGE as NAME (in its own session: it
+ * outlives ha-receive) and waits until it accepts connections: 0, or
+ * -errno with ERR saying why. */
+int rx_serve_disk(const char *name, const char *image, char *err, size_t errlen);
+
 #endif

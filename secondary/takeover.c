@@ -183,6 +183,18 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 		}
 		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
 			 (unsigned long long)epoch);
+		if (x->cfg->serve[i]) {
+			char err[sizeof(x->last_error) - 16];
+
+			rc = rx_serve_disk(x->cfg->serve[i], replica_path(x->disks[i]), err,
+					   sizeof(err));
+			if (rc < 0) {
+				log_error("disk %u: %s; not resuming the domain without its disk", i,
+					  err);
+				snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i, err);
+				return rc;
+			}
+		}
 	}
 	rc = x->ops->activate(x->copy, &x->state_recs);
 	if (rc < 0) {

@@ -19,9 +19,9 @@ ha-vm_OBJS := \
 GUEST_CFLAGS := -std=c11 -O2 -g0 -ffreestanding -nostdlib -static -fno-pic -fno-pie -no-pie \
 	-fno-stack-protector -mno-red-zone -mgeneral-regs-only -fno-asynchronous-unwind-tables \
 	-fcf-protection=none $(WARNINGS) -I.
-GUEST_RT := vmm/guest/rt.c vmm/guest/gnet.c vmm/guest/svc.c vmm/guest/netsvc.c
+GUEST_RT := vmm/guest/rt.c vmm/guest/gnet.c vmm/guest/svc.c vmm/guest/netsvc.c vmm/guest/diskseq.c
 
-$(B)/guest/%.elf: vmm/guest/%.c $(GUEST_RT) vmm/guest/guest.ld vmm/guest/abi.h vmm/guest/rt.h vmm/guest/netsvc.h
+$(B)/guest/%.elf: vmm/guest/%.c $(GUEST_RT) vmm/guest/guest.ld vmm/guest/abi.h vmm/guest/rt.h vmm/guest/netsvc.h vmm/guest/diskseq.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  GUEST   $@")
 	$(Q)$(CC) $(GUEST_CFLAGS) -T vmm/guest/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments -o $@ $< $(GUEST_RT) -lgcc

@@ -1,10 +1,15 @@
 /* counter: the UDP counter service of svc.h on port 7000. The failover
- * tests judge by it: every increment a client saw acknowledged must survive. */
+ * tests judge by it: every increment a client saw acknowledged must survive.
+ * With a disk, it also writes sequence-numbered blocks there, one per
+ * millisecond, and checks disk against memory after every move (diskseq.h):
+ * acknowledged increments and the disk are then judged in one run. */
+#include "vmm/guest/diskseq.h"
 #include "vmm/guest/netsvc.h"
 #include "vmm/guest/rt.h"
 #include "vmm/guest/svc.h"
 
 static struct svc_counter counter;
+static struct diskseq disk;
 
 static size_t handle(void *ctx, const void *req, size_t len, char *reply, size_t cap)
 {
@@ -17,8 +22,13 @@ static void report(void *ctx)
 		  (unsigned long long)counter.requests);
 }
 
+static void tick(void *ctx, bool moved)
+{
+	diskseq_step(&disk, moved);
+}
+
 int guest_main(void)
 {
 	svc_counter_init(&counter);
-	netsvc_run(SVC_COUNTER_PORT, handle, NULL, report);
+	netsvc_run(SVC_COUNTER_PORT, handle, NULL, report, diskseq_init(&disk, false) ? tick : NULL);
 }

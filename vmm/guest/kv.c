@@ -28,5 +28,5 @@ int guest_main(void)
 		return 1;
 	}
 	svc_kv_init(&kv, (void *)(uintptr_t)bi->heap_start, slots);
-	netsvc_run(SVC_KV_PORT, handle, NULL, report);
+	netsvc_run(SVC_KV_PORT, handle, NULL, report, NULL);
 }

@@ -25,11 +25,12 @@ static void on_request(void *ctx, struct gnet *n, uint32_t src_ip, uint16_t src_
 		gnet_udp_send(n, src_ip, dst_port, src_port, reply, r);
 }
 
-void netsvc_run(uint16_t port, netsvc_fn fn, void *ctx, void (*report)(void *ctx))
+void netsvc_run(uint16_t port, netsvc_fn fn, void *ctx, void (*report)(void *ctx),
+		void (*tick)(void *ctx, bool moved))
 {
 	const volatile struct havm_bootinfo *bi = BOOTINFO;
 	uint8_t mac[6];
-	uint64_t last_report = 0;
+	uint64_t last_report = 0, last_tick = 0;
 
 	for (int i = 0; i < 6; i++)
 		mac[i] = bi->mac[i];
@@ -41,22 +42,27 @@ void netsvc_run(uint16_t port, netsvc_fn fn, void *ctx, void (*report)(void *ctx
 		  (bi->ip >> 16) & 255, (bi->ip >> 8) & 255, bi->ip & 255, port);
 	gnet_announce(&net);
 	for (;;) {
+		bool moved = inl(HAVM_PORT_EVENTS) & HAVM_EV_MOVED;
+		uint64_t now = rt_now_us();
 		uint32_t len;
 
-		if (inl(HAVM_PORT_EVENTS) & HAVM_EV_MOVED) {
+		if (moved) {
 			rt_printf("%s: resumed on a new host; announcing\n", (const char *)bi->name);
 			gnet_announce(&net);
+		}
+		if (tick && (moved || now - last_tick >= 1000)) {
+			tick(ctx, moved);
+			last_tick = now;
 		}
 		len = inl(HAVM_PORT_NIC_RX);
 		if (len) {
 			gnet_input(&net, (const void *)(uintptr_t)HAVM_GPA_NIC_RX, len);
 			continue;
 		}
-		uint64_t now = rt_now_us();
 		if (report && now - last_report > 5000000) {
 			report(ctx);
 			last_report = now;
 		}
-		rt_idle_us(200000);
+		rt_idle_us(tick ? 1000 : 200000);
 	}
 }

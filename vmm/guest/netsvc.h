@@ -2,6 +2,7 @@
 #ifndef HA_VMM_GUEST_NETSVC_H
 #define HA_VMM_GUEST_NETSVC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,7 +11,10 @@ typedef size_t (*netsvc_fn)(void *ctx, const void *req, size_t len, char *reply,
 
 /* Brings up the stack from the boot information, serves port with fn
  * forever, and announces the guest after boot and after every move.
- * report, if not NULL, is called about every 5 s for a console line. */
-_Noreturn void netsvc_run(uint16_t port, netsvc_fn fn, void *ctx, void (*report)(void *ctx));
+ * report, if not NULL, is called about every 5 s for a console line;
+ * tick, if not NULL, about every millisecond, and at once after a move
+ * (MOVED: the guest runs on another host since the last tick). */
+_Noreturn void netsvc_run(uint16_t port, netsvc_fn fn, void *ctx, void (*report)(void *ctx),
+			  void (*tick)(void *ctx, bool moved));
 
 #endif
