@@ -10,7 +10,8 @@ UNIT_TESTS += \
 	test_receive
 
 INTEG_TESTS += \
-	tests/integration/rx_limits.sh
+	tests/integration/rx_limits.sh \
+	tests/integration/failback_disk.sh
 
 PROGRAMS += ha-receive
 ha-receive_OBJS := \

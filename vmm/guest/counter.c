@@ -1,7 +1,7 @@
 /* counter: the UDP counter service of svc.h on port 7000. The failover
  * tests judge by it: every increment a client saw acknowledged must survive.
- * With a disk, it also writes sequence-numbered blocks there, one per
- * millisecond, and checks disk against memory after every move (diskseq.h):
+ * With a disk, it also writes sequence-numbered blocks there, one every
+ * 10 ms, and checks disk against memory after every move (diskseq.h):
  * acknowledged increments and the disk are then judged in one run. */
 #include "vmm/guest/diskseq.h"
 #include "vmm/guest/netsvc.h"
@@ -22,9 +22,15 @@ static void report(void *ctx)
 		  (unsigned long long)counter.requests);
 }
 
+/* One block every 10 ms (the disk guest writes one a millisecond): the
+ * disk is a side line here, and its blocks stay distinguishable for a
+ * while after a move. */
 static void tick(void *ctx, bool moved)
 {
-	diskseq_step(&disk, moved);
+	static unsigned n;
+
+	if (moved || ++n % 10 == 0)
+		diskseq_step(&disk, moved);
 }
 
 int guest_main(void)
