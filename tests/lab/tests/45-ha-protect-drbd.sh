@@ -21,6 +21,10 @@
 #      already there (disk ahead: DRBD's weaker guarantee), and every
 #      record up to its count is on haB.
 # Figures: flush p50/p99, records found ahead after the failover.
+# With LAB_DRBD_FAILBACK=1 (48-* runs this), step 3 is left out and step
+# 4 is followed by a failback: haA comes back and DRBD resyncs it from
+# haB's bitmap, the copy is protected from B to A (ha-protect --disk
+# drbd:haB, ha-receive --drbd haA), and a switchover brings it back to A.
 # With LAB_DRBD_SWITCHOVER=1 (47-* runs this), step 4 is a planned
 # switchover instead: ha-protect destroys the domain and makes haA
 # Secondary before HA_SWITCHOVER, the secondary promotes haB, attaches it
@@ -201,6 +205,8 @@ fp50=$(sed -n 's/.*(p50 \([0-9]*\) us.*/\1/p' <<<"$dline")
 fp99=$(sed -n 's/.*p99 \([0-9]*\) us).*/\1/p' <<<"$dline")
 
 # --- 3. DRBD's link cut while protected --------------------------------
+# (not in the failback run, 48-*: this run has tested it)
+if [ "${LAB_DRBD_FAILBACK:-0}" != 1 ]; then
 run drbdsetup disconnect ipv4:127.0.0.2:7790 ipv4:127.0.0.1:7790
 wait_for 30 grep -q 'DRBD haA: .*not connected to its peer' "$T/protect.log" ||
 	fail_with "the primary did not notice DRBD's lost peer"
@@ -231,6 +237,7 @@ wait_for 300 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^repro
 wait_for 120 sh -c "ha-ctl --ctl '$T/p.sock' status 'xen:$dom' | grep -q '^state: protected'" ||
 	fail_with "not protected again"
 echo "re-protected after DRBD's resync"
+fi
 sleep 5
 
 # --- 4'. a planned switchover, disks and all ------------------------------
@@ -321,6 +328,69 @@ dd if=/dev/drbd1 bs=512 count=$((now + 1)) iflag=direct 2>/dev/null | tr -s '\00
 missing=$(awk -v n="$now" '/^rec [0-9]+$/ {seen[$2] = 1} END {for (k = 0; k <= n; k++) if (!(k in seen)) {print k; exit}}' "$T/records")
 [ -z "$missing" ] || fail_with "record $missing (of 0..$now) is not on haB"
 echo "copy counting: $now (primary's last: $last); records 0..$now on haB; $ahead found ahead"
-lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
-	records_ahead_after_failover="$ahead" failover_ms=$((ta - tf))
+if [ "${LAB_DRBD_FAILBACK:-0}" != 1 ]; then
+	lab_figure drbd_flush_us_p50="${fp50:-?}" drbd_flush_us_p99="${fp99:-?}" flushes="$flushes" \
+		records_ahead_after_failover="$ahead" failover_ms=$((ta - tf))
+	exit 0
+fi
+
+# --- 5. failback: host A comes back as the secondary ------------------------
+# haA comes back Secondary; DRBD resyncs it from haB's bitmap (what the
+# copy wrote since the failover), and ha-protect, run by B for the copy,
+# waits for that before its first checkpoint. Then a switchover brings the
+# domain back to A: B destroys its copy and makes haB Secondary, A's
+# ha-receive promotes haA and runs its standby there.
+wait_for 30 exited "$rx" || fail_with "ha-receive did not exit after the failover"
+oos=$(sed -n '/^ *1: cs:/{n;s/.*oos:\([0-9]*\).*/\1/p}' /proc/drbd)
+echo "haB: ${oos:-?} KiB out of sync with haA (of 65536) before A comes back"
+show_proc failback-before
+run drbdsetup new-resource haA
+run drbdsetup new-minor haA 0 0
+run drbdsetup attach 0 "$la" "$la" internal
+connect_a
+wait_for 180 grep -q '^ *0: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd ||
+	fail_with "haA did not come back and resync from haB"
+dmesg | grep -a -i 'split-brain' && fail_with "DRBD saw a split brain on A's return"
+dmesg | grep -a 'drbd haA' | grep -a -i -e 'resync done' -e 'out of sync' -e 'bitmap' | tail -n 4
+HA_XEN_SAVE_DIR=$T ha-receive -v --backend xen --drbd haA --tls-psk "$T/psk" \
+	--listen "127.0.0.1:$((port + 2))" --timeout 3000 --ctl "$T/rx2.sock" >"$T/receive2.log" 2>&1 &
+rx2=$!
+pids+=("$rx2")
+wait_for 20 grep -q 'listening on' "$T/receive2.log" || fail_with "A's ha-receive did not start"
+ha-protect -v -F -n -i "$interval" --timeout 3000 --retry 500 --disk drbd:haB \
+	--tls-psk "$T/psk" --ctl "$T/p2.sock" "xen:$dom" "127.0.0.1:$((port + 2))" >"$T/protect2.log" 2>&1 &
+pr2=$!
+pids+=("$pr2")
+wait_for 300 grep -q 'PROTECTED' "$T/protect2.log" || fail_with "B did not protect the copy to A"
+wait_for 60 grep -q 'first checkpoint committed' "$T/receive2.log" ||
+	fail_with "A committed no checkpoint of the copy"
+sleep 5
+last=$(domu_count "$dom")
+ha-ctl --ctl "$T/p2.sock" switchover "xen:$dom" || fail_with "ha-ctl switchover (back to A) failed"
+wait_for 180 grep -q -e 'SWITCHOVER complete' -e 'SWITCHOVER FAILED' -e 'SWITCHOVER UNCONFIRMED' \
+	-e 'switchover of .* aborted' "$T/protect2.log" || fail_with "the switchover back did not end"
+grep -q 'SWITCHOVER complete' "$T/protect2.log" ||
+	fail_with "switchover back: $(grep -a -e SWITCHOVER -e aborted -e error "$T/protect2.log" | tail -n 2)"
+grep -q 'DRBD haB is Secondary here' "$T/protect2.log" || fail_with "B did not hand haB over"
+wait_for 120 exited "$pr2" || fail_with "B's ha-protect did not exit after the switchover"
+wait "$pr2"
+prc=$?
+[ "$prc" -eq 0 ] || fail_with "B's ha-protect exited $prc after the switchover, not 0"
+grep -q 'SWITCHOVER complete' "$T/receive2.log" || fail_with "A did not report the switchover"
+grep -q '^ *0: cs:[A-Za-z]* ro:Primary' /proc/drbd || fail_with "haA is not Primary after the switchover back"
+grep -q '^ *1: cs:[A-Za-z]* ro:Secondary' /proc/drbd || fail_with "haB is not Secondary after the switchover back"
+wait_for 90 sh -c "[ \"\$(. '$LAB_LIB'; LAB_CONSOLE_DIR='$LAB_CONSOLE_DIR' domu_count '$dom')\" -gt '$((last + 10))' ]" ||
+	fail_with "the domain does not count past $last back on A"
+behind=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a 'DISK BEHIND' | head -n 3)
+[ -z "$behind" ] || fail_with "the disk was behind the memory: $behind"
+ahead2=$(cat $(domu_logs "$dom") | tr -d '\r' | grep -a -c 'disk ahead')
+[ "$ahead2" -eq "$ahead" ] ||
+	fail_with "back on A, the domain found $((ahead2 - ahead)) records ahead of its memory: it ran past its last checkpoint on B"
+now=$(domu_count "$dom")
+dd if=/dev/drbd0 bs=512 count=$((now + 1)) iflag=direct 2>/dev/null | tr -s '\000' '\n' >"$T/records2"
+missing=$(awk -v n="$now" '/^rec [0-9]+$/ {seen[$2] = 1} END {for (k = 0; k <= n; k++) if (!(k in seen)) {print k; exit}}' "$T/records2")
+[ -z "$missing" ] || fail_with "record $missing (of 0..$now) is not on haA after the failback"
+echo "back on A, counting: $now (on B before the switchover: $last); records 0..$now on haA; none ahead"
+lab_figure failover_ms=$((ta - tf)) failback_resync_kib="${oos:-?}" disk_kib=65536 \
+	switchover_back_downtime_ms="$(sed -n 's/.*SWITCHOVER complete.*downtime \([0-9]*\) ms.*/\1/p' "$T/protect2.log")"
 exit 0
