@@ -49,6 +49,8 @@
 #include <stdbool.h>
 #include <sys/uio.h>
 
+#include "checkpoint/stream_format.h"
+
 struct ckpt_dev;
 
 /* Where a device writes records of its own into the forward stream. */
@@ -60,6 +62,10 @@ struct ckpt_sink {
 	void *ctx;
 	/* The secondary asked for a complete resynchronisation. */
 	bool resync_full;
+	/* The chunks each disk's replica asked for (HA_DISK_NEED bodies by
+	 * disk index; NULL none): a replicated disk resends them. */
+	const uint8_t *need[CKPT_DISK_MAX];
+	uint32_t need_len[CKPT_DISK_MAX];
 };
 
 struct ckpt_dev_ops {

@@ -169,6 +169,17 @@ static void print_record(const struct ckpt_record *rec)
 		       (unsigned long long)c->sync_bytes);
 		break;
 	}
+	case CKPT_REC_HA_DISK_NEED: {
+		const struct ckpt_ha_disk_need_hdr *n = (const void *)b;
+		const uint64_t *w = (const uint64_t *)(n + 1);
+		unsigned long long set = 0;
+
+		for (uint64_t i = 0; i < (n->nchunks + 63) / 64; i++)
+			set += (unsigned long long)__builtin_popcountll(w[i]);
+		printf("  disk %u: %llu of %llu chunks of %u KiB", n->disk, set,
+		       (unsigned long long)n->nchunks, n->chunk >> 10);
+		break;
+	}
 	case CKPT_REC_HA_DRBD_DISK: {
 		const struct ckpt_ha_drbd_disk *d = (const void *)b;
 		printf("  DRBD %s, minor %u", d->resource, d->minor);

@@ -58,6 +58,7 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_LINK_TIMER, "HA_LINK_TIMER", 8, 8},
 	{CKPT_REC_HA_VERIFY, "HA_VERIFY", 8, CKPT_REC_LENGTH_MAX},
 	{CKPT_REC_HA_SWITCHOVER, "HA_SWITCHOVER", 16, 16},
+	{CKPT_REC_HA_DISK_NEED, "HA_DISK_NEED", 40 + 8, CKPT_REC_LENGTH_MAX},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)
@@ -466,7 +467,7 @@ static int validate_disk(struct ckpt_reader *r, struct ckpt_record *rec)
 		const struct ckpt_ha_disk_config *c = (const void *)b;
 
 		if (c->reserved || c->disk >= CKPT_DISK_MAX ||
-		    (c->flags & ~CKPT_DISKCFG_FULL) || !c->size)
+		    (c->flags & ~(CKPT_DISKCFG_FULL | CKPT_DISKCFG_NEED_MET)) || !c->size)
 			return fail(r, -EBADMSG, rec, "bad disk %u: flags 0x%x, %llu octets",
 				    c->disk, c->flags,
 				    (unsigned long long)c->size);
@@ -575,6 +576,18 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 		for (uint32_t i = 1; i < h->count; i++)
 			if (e[2 * i] <= e[2 * (i - 1)])
 				return fail(r, -EBADMSG, rec, "pfns not ascending at entry %u", i);
+		return 0;
+	}
+	case CKPT_REC_HA_DISK_NEED: {
+		const struct ckpt_ha_disk_need_hdr *h = (const void *)b;
+
+		if (h->disk >= CKPT_DISK_MAX || h->chunk < 4096 || (h->chunk & (h->chunk - 1)) ||
+		    h->size == 0 || h->nchunks != (h->size - 1) / h->chunk + 1 ||
+		    rec->length != sizeof(*h) + (h->nchunks + 63) / 64 * 8)
+			return fail(r, -EBADMSG, rec, "disk %u, chunks of %u octets, %llu chunks for "
+						    "%llu octets: not a bitmap of this length",
+				    h->disk, h->chunk, (unsigned long long)h->nchunks,
+				    (unsigned long long)h->size);
 		return 0;
 	}
 	case CKPT_REC_HA_ERROR:

@@ -100,6 +100,7 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_LINK_TIMER 0xC8410013u /* the sender's down timer */
 #define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
 #define CKPT_REC_HA_SWITCHOVER 0x48410015u /* a planned handover of the domain */
+#define CKPT_REC_HA_DISK_NEED 0x48410016u /* back channel: chunks a replica may lack */
 
 /* HA_SWITCHOVER (ha-ctl switchover), about epoch, the last checkpoint the
  * secondary acknowledged; the primary's domain is suspended for good at
@@ -231,6 +232,27 @@ _Static_assert(sizeof(struct ckpt_ha_drbd_disk) == 72, "drbd disk size");
 /* The replica is resynchronised from scratch (else only the regions that
  * changed since it last matched source_id are sent). */
 #define CKPT_DISKCFG_FULL 0x1u
+/* The resynchronisation includes the chunks the replica asked for with
+ * HA_DISK_NEED (the primary's ha-protect sets it as it forwards the
+ * record). */
+#define CKPT_DISKCFG_NEED_MET 0x2u
+
+/* HA_DISK_NEED (back channel), just before the HA_ERROR that refuses an
+ * incremental resynchronisation: the replica is a complete copy of
+ * source_id except, maybe, in the chunks set in the bitmap that follows
+ * (nchunks bits in 64-bit words, least significant bit first; chunk
+ * octets each). It is what a failed primary wrote that its secondary never
+ * committed, as its bitmap file recorded: on failback, the old primary's
+ * image is the replica, and these chunks must come again. The primary
+ * resends them in its next resynchronisation (CKPT_DISKCFG_NEED_MET). */
+struct ckpt_ha_disk_need_hdr {
+	uint32_t disk;
+	uint32_t chunk;	   /* octets: a power of two, at least 4096 */
+	uint64_t size;	   /* the disk's size, octets */
+	uint8_t source_id[16];
+	uint64_t nchunks;  /* ceil(size / chunk) */
+};
+_Static_assert(sizeof(struct ckpt_ha_disk_need_hdr) == 40, "disk need size");
 
 struct ckpt_ha_disk_write_hdr {
 	uint64_t epoch;

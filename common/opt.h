@@ -8,6 +8,7 @@
 #define HA_COMMON_OPT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* A decimal number in [min, max]. */
@@ -24,6 +25,8 @@ unsigned long opt_pow2(const char *prog, const char *opt, const char *s, unsigne
  * USAGE to stdout and returns 0, anything else prints it to stderr and
  * returns 2: the exit status. */
 int opt_common(int c, void (*usage)(FILE *));
+/* Exactly 2 * len hex digits into out: true, else false. */
+bool opt_hex(const char *s, uint8_t *out, size_t len);
 
 /* Whether the command line itself set the log level (-v or --log-level),
  * which a pair file's log-level, read again on a reload, must not undo. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "checkpoint/stream_format.h"
+#include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/ctl.h"
 #include "common/io.h"
@@ -159,9 +160,9 @@ static void *fwd_main(void *arg)
 	return NULL;
 }
 
-static int send_cmd(struct drdev *d, uint32_t op, uint64_t epoch, uint32_t flags)
+static int send_cmd(struct drdev *d, uint32_t op, uint64_t epoch, uint32_t count)
 {
-	struct drl_cmd c = {.op = op, .flags = flags, .epoch = epoch, .disk = d->index};
+	struct drl_cmd c = {.op = op, .epoch = epoch, .disk = d->index, .count = count};
 	int rc;
 
 	if (d->fd < 0)
@@ -172,10 +173,53 @@ static int send_cmd(struct drdev *d, uint32_t op, uint64_t epoch, uint32_t flags
 	return rc;
 }
 
-/* ATTACH, handing ha-diskrepl the write end of the confirmation pipe. */
-static int attach_cmd(struct drdev *d, bool full)
+/* The chunks the replica asked for (an HA_DISK_NEED body), as MARK
+ * commands: one per run of set bits. */
+static int send_marks(struct drdev *d, const uint8_t *need, uint32_t len)
 {
-	struct drl_cmd c = {.op = DRL_ATTACH, .flags = full ? DRL_ATTACH_FULL : 0,
+	const struct ckpt_ha_disk_need_hdr *h = (const void *)need;
+	struct bitmap bits = {.nbits = h->nchunks};
+	uint64_t ranges = 0, chunks = 0;
+	int rc = 0;
+
+	if (len < sizeof(*h) || len - sizeof(*h) < BITMAP_WORDS(h->nchunks) * 8)
+		return -EINVAL;
+	/* The words are read in place, through a view (never freed). */
+	bits.words = (uint64_t *)(uintptr_t)(need + sizeof(*h));
+	for (size_t c = bitmap_next_set(&bits, 0); rc == 0 && c < bits.nbits;) {
+		size_t end = c;
+
+		while (end + 1 < bits.nbits && bitmap_test(&bits, end + 1))
+			end++;
+		uint64_t off = (uint64_t)c * h->chunk, n = (uint64_t)(end - c + 1) * h->chunk;
+
+		while (rc == 0 && n) {
+			uint64_t take = n > (UINT64_C(1) << 40) ? UINT64_C(1) << 40 : n;
+
+			rc = send_cmd(d, DRL_MARK, off, (uint32_t)(take / 4096));
+			off += take;
+			n -= take;
+		}
+		ranges++;
+		chunks += end - c + 1;
+		c = bitmap_next_set(&bits, end + 1);
+	}
+	if (rc == 0)
+		rc = send_cmd(d, DRL_MARK_END, 0, 0);
+	if (rc == 0)
+		log_info("disk %u: resending %llu chunks of %u KiB (%llu ranges) the secondary asked "
+			 "for",
+			 d->index, (unsigned long long)chunks, h->chunk >> 10,
+			 (unsigned long long)ranges);
+	return rc;
+}
+
+/* ATTACH, handing ha-diskrepl the write end of the confirmation pipe; then
+ * the chunks the replica asked for, if any (NEED: an HA_DISK_NEED body). */
+static int attach_cmd(struct drdev *d, bool full, const uint8_t *need, uint32_t need_len)
+{
+	struct drl_cmd c = {.op = DRL_ATTACH,
+			    .flags = (full ? DRL_ATTACH_FULL : 0) | (need ? DRL_ATTACH_MARKS : 0),
 			    .disk = d->index};
 	int p[2], rc;
 
@@ -183,6 +227,8 @@ static int attach_cmd(struct drdev *d, bool full)
 		return -errno;
 	rc = sock_send_fd(d->fd, p[1], &c, sizeof(c));
 	close(p[1]);
+	if (rc == 0 && need)
+		rc = send_marks(d, need, need_len);
 	if (rc < 0) {
 		close(p[0]);
 		return rc;
@@ -195,6 +241,7 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 {
 	struct drdev *d = dev->priv;
 	struct drl_rec_hdr h;
+	const uint8_t *need;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	int rc;
@@ -212,7 +259,8 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 			  d->index, d->path, strerror(-rc));
 		return rc;
 	}
-	rc = attach_cmd(d, sink->resync_full);
+	need = sink->need[d->index];
+	rc = attach_cmd(d, sink->resync_full, need, sink->need_len[d->index]);
 	if (rc == 0)
 		rc = read_record(d, &h, &buf, &cap);
 	if (rc == 0 && h.type == CKPT_REC_HA_ERROR && h.length >= sizeof(struct ckpt_ha_error_hdr)) {
@@ -226,11 +274,17 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 		log_error("disk %u: ha-diskrepl answered with record 0x%08x", d->index, h.type);
 		rc = -EPROTO;
 	} else if (rc == 0) {
-		const struct ckpt_ha_disk_config *c = (const void *)buf;
+		struct ckpt_ha_disk_config *c = (void *)buf;
 
 		d->size = c->size;
 		d->sync_total = c->sync_bytes;
 		d->full = c->flags & CKPT_DISKCFG_FULL;
+		/* The replica's chunks are in this resynchronisation if it
+		 * extends the lineage they were asked for against. */
+		if (need && !d->full &&
+		    !memcmp(c->source_id, ((const struct ckpt_ha_disk_need_hdr *)need)->source_id,
+			    sizeof(c->source_id)))
+			c->flags |= CKPT_DISKCFG_NEED_MET;
 		rc = forward(d, &h, buf);
 	} else {
 		log_error("disk %u: attaching to ha-diskrepl: %s", d->index, strerror(-rc));

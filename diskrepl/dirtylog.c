@@ -194,6 +194,60 @@ fail:
 	return rc;
 }
 
+int dirtylog_read(const char *path, uint64_t size, const struct stat *img, uint32_t *chunk,
+		  struct bitmap *bits, struct dirtylog_base *base, char *err, size_t errlen)
+{
+	struct dirtylog d = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
+	char why[160];
+	int rc;
+
+	memset(base, 0, sizeof(*base));
+	if (d.fd < 0) {
+		snprintf(err, errlen, "cannot open the bitmap file %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(d.fd, LOCK_SH | LOCK_NB) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "the bitmap file %s is in use (its ha-diskrepl still runs?)",
+			 path);
+		goto out;
+	}
+	rc = io_pread_all(d.fd, &d.hdr, sizeof(d.hdr), 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "the bitmap file %s: its header cannot be read: %s", path,
+			 strerror(-rc));
+		goto out;
+	}
+	if (d.hdr.chunk < 4096 || (d.hdr.chunk & (d.hdr.chunk - 1)) ||
+	    !hdr_matches(&d, size, d.hdr.chunk, img, why, sizeof(why))) {
+		snprintf(err, errlen, "the bitmap file %s does not describe this image: %s", path,
+			 d.hdr.chunk < 4096 ? "its chunk size is out of range" : why);
+		rc = -ESTALE;
+		goto out;
+	}
+	rc = bitmap_init(bits, (size + d.hdr.chunk - 1) / d.hdr.chunk);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory for the bitmap file");
+		goto out;
+	}
+	d.disk = *bits;
+	rc = io_pread_all(d.fd, bits->words, bits_len(&d), DL_BITS_AT);
+	if (rc < 0) {
+		bitmap_destroy(bits);
+		snprintf(err, errlen, "the bitmap file %s: its bits cannot be read: %s", path,
+			 strerror(-rc));
+		goto out;
+	}
+	if (bits->nbits % 64)
+		bits->words[bits->nbits / 64] &= (UINT64_C(1) << (bits->nbits % 64)) - 1;
+	*chunk = d.hdr.chunk;
+	base->known = d.hdr.flags & DL_BASE_KNOWN;
+	memcpy(base->lineage, d.hdr.lineage, sizeof(base->lineage));
+out:
+	close(d.fd);
+	return rc;
+}
+
 void dirtylog_close(struct dirtylog *d)
 {
 	if (!d)

@@ -49,6 +49,14 @@ int dirtylog_open(const char *path, uint64_t size, uint32_t chunk, const struct 
 		  struct bitmap *dirty, struct dirtylog_base *base, struct dirtylog **out,
 		  char *err, size_t errlen);
 void dirtylog_close(struct dirtylog *d);
+/* Reads path without changing it (a failback: the old primary's file, its
+ * ha-diskrepl stopped), for an image of size octets identified by img:
+ * *chunk and *bits (initialised here: free with bitmap_destroy) as the
+ * file has them, base as above. 0 when the file describes this image (its
+ * base may still be unknown), -ESTALE with err when it does not, another
+ * -errno when it cannot be read or is in use. */
+int dirtylog_read(const char *path, uint64_t size, const struct stat *img, uint32_t *chunk,
+		  struct bitmap *bits, struct dirtylog_base *base, char *err, size_t errlen);
 const char *dirtylog_path(const struct dirtylog *d);
 
 /* Sets chunks first..last in the file, durably, unless they are set

@@ -50,6 +50,10 @@ static void usage(FILE *f)
 		"      --bitmap FILE      keep the change bitmap in FILE, crash-safe, so that a\n"
 		"                         restart of ha-diskrepl or of this host resynchronises\n"
 		"                         only the changed chunks (without it: the whole disk)\n"
+		"      --lineage HEX      FILE is a complete copy of this lineage (32 hex\n"
+		"                         digits) as it stands: a replica that holds it too\n"
+		"                         gets only what changes from now (ha-receive passes\n"
+		"                         it when it serves an activated replica: failback)\n"
 		"      --log-level L      error, warn, info or debug (default info)\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
@@ -199,7 +203,7 @@ static void accept_loop(struct server *srv, int att_fd, int nbd_fd, int tcp_fd)
 
 int main(int argc, char **argv)
 {
-	enum { O_NBD = 256, O_NBD_LISTEN, O_EXPORT, O_CHUNK, O_BITMAP };
+	enum { O_NBD = 256, O_NBD_LISTEN, O_EXPORT, O_CHUNK, O_BITMAP, O_LINEAGE };
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, 'n'},
 		{"image", required_argument, NULL, 'f'},
@@ -208,6 +212,7 @@ int main(int argc, char **argv)
 		{"export", required_argument, NULL, O_EXPORT},
 		{"chunk", required_argument, NULL, O_CHUNK},
 		{"bitmap", required_argument, NULL, O_BITMAP},
+		{"lineage", required_argument, NULL, O_LINEAGE},
 		LOG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -215,6 +220,8 @@ int main(int argc, char **argv)
 	};
 	const char *name = NULL, *image = NULL, *nbd_path = NULL, *nbd_listen = NULL;
 	const char *export = NULL, *bitmap = NULL;
+	uint8_t lineage[16];
+	bool have_lineage = false;
 	unsigned long chunk_kib = 64;
 	char ctl[108], nbd_default[108], attach[108], err[600];
 	/* Static: connection threads may outlive main, and so does the source. */
@@ -248,6 +255,13 @@ int main(int argc, char **argv)
 		case O_BITMAP:
 			bitmap = optarg;
 			break;
+		case O_LINEAGE:
+			if (!opt_hex(optarg, lineage, sizeof(lineage))) {
+				fprintf(stderr, "ha-diskrepl: --lineage wants 32 hex digits\n");
+				return 2;
+			}
+			have_lineage = true;
+			break;
 		case O_CHUNK:
 			chunk_kib = opt_pow2("ha-diskrepl", "--chunk", optarg, 4, 65536);
 			break;
@@ -272,7 +286,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	if (source_open(image, (uint32_t)chunk_kib << 10, bitmap, &srv.src, err, sizeof(err)) < 0) {
+	if (source_open(image, (uint32_t)chunk_kib << 10, bitmap, have_lineage ? lineage : NULL,
+			&srv.src, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return 1;
 	}

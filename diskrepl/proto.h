@@ -4,7 +4,12 @@
  * ha-protect -> ha-diskrepl: fixed 24-octet commands (struct drl_cmd).
  *   ATTACH(disk, flags FULL)  start mirroring; FULL forces a complete copy.
  *                             It carries (SCM_RIGHTS) the write end of a
- *                             pipe: the barrier confirmations.
+ *                             pipe: the barrier confirmations. With MARKS,
+ *                             MARK commands follow, then MARK_END, before
+ *                             the resynchronisation is planned.
+ *   MARK(offset, count)       resynchronise [offset, offset + count * 4096)
+ *                             too: chunks the replica asked for
+ *                             (HA_DISK_NEED); marked as if written
  *   BARRIER(N)                the guest is paused at the end of epoch N:
  *                             writes so far belong to N. ha-diskrepl closes
  *                             the epoch and writes N (u64) to the pipe
@@ -38,16 +43,19 @@ enum drl_op {
 	DRL_BARRIER = 2,
 	DRL_COMMIT = 3,
 	DRL_DETACH = 4,
+	DRL_MARK = 5,
+	DRL_MARK_END = 6,
 };
 
 #define DRL_ATTACH_FULL 0x1u
+#define DRL_ATTACH_MARKS 0x2u
 
 struct drl_cmd {
 	uint32_t op;
 	uint32_t flags;
-	uint64_t epoch;
-	uint32_t disk; /* ATTACH: the index this disk has in the stream */
-	uint32_t reserved;
+	uint64_t epoch; /* MARK: the range's offset, octets */
+	uint32_t disk;	/* ATTACH: the index this disk has in the stream */
+	uint32_t count; /* MARK: the range's length, in 4 KiB units */
 };
 _Static_assert(sizeof(struct drl_cmd) == 24, "diskrepl command size");
 

@@ -14,8 +14,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/bitmap.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "diskrepl/dirtylog.h"
 #include "diskrepl/journal_format.h"
 
 /* The journal file: diskrepl/journal_format.h. */
@@ -51,6 +53,18 @@ struct replica {
 		uint64_t writes;         /* its committed_writes */
 		bool set_base;           /* it set JH_BASE_COMPLETE */
 	} last;
+
+	/* replica_adopt: the image was a source of lineage (its bitmap file
+	 * said so), and may differ from that lineage's base in the chunks of
+	 * bits (chunk octets each) until an incremental copy that resends
+	 * them commits. */
+	struct {
+		bool on;
+		uint8_t lineage[16];
+		uint32_t chunk;
+		uint64_t size; /* the image's, octets */
+		struct bitmap bits;
+	} adopt;
 
 	struct replica_stats st;
 	char err[512];
@@ -502,18 +516,6 @@ fail:
 	return rc;
 }
 
-void replica_close(struct replica *r)
-{
-	if (!r)
-		return;
-	if (r->img >= 0)
-		close(r->img);
-	if (r->jfd >= 0)
-		close(r->jfd);
-	free(r->idx);
-	free(r);
-}
-
 static int image_size(struct replica *r, uint64_t *size)
 {
 	struct stat sb;
@@ -525,6 +527,98 @@ static int image_size(struct replica *r, uint64_t *size)
 	*size = (uint64_t)sb.st_size;
 	return 0;
 }
+
+void replica_close(struct replica *r)
+{
+	if (!r)
+		return;
+	if (r->img >= 0)
+		close(r->img);
+	if (r->jfd >= 0)
+		close(r->jfd);
+	bitmap_destroy(&r->adopt.bits);
+	free(r->idx);
+	free(r);
+}
+
+static void adopt_drop(struct replica *r)
+{
+	r->adopt.on = false;
+	bitmap_destroy(&r->adopt.bits);
+}
+
+int replica_adopt(struct replica *r, const char *bitmap_path)
+{
+	struct dirtylog_base base;
+	uint64_t size;
+	struct stat sb;
+	uint32_t chunk;
+	size_t n = 0;
+	int rc;
+
+	if (r->hdr.flags & JH_BASE_COMPLETE)
+		return fail(r, 0, "its journal says it is a complete replica already: the bitmap "
+				  "file %s is not read",
+			    bitmap_path);
+	if (fstat(r->img, &sb) < 0)
+		return fail(r, -errno, "replica %s: %s", r->image_path, strerror(errno));
+	rc = image_size(r, &size);
+	if (rc < 0)
+		return fail(r, rc, "replica %s: %s", r->image_path, strerror(-rc));
+	adopt_drop(r);
+	rc = dirtylog_read(bitmap_path, size, &sb, &chunk, &r->adopt.bits, &base, r->err,
+			   sizeof(r->err));
+	if (rc == -ESTALE || (rc == -ENOENT))
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (!base.known) {
+		bitmap_destroy(&r->adopt.bits);
+		return fail(r, 0, "the bitmap file %s holds no complete base (the first copy "
+				  "from this image never committed)",
+			    bitmap_path);
+	}
+	for (size_t c = bitmap_next_set(&r->adopt.bits, 0); c < r->adopt.bits.nbits;
+	     c = bitmap_next_set(&r->adopt.bits, c + 1))
+		n++;
+	memcpy(r->adopt.lineage, base.lineage, sizeof(r->adopt.lineage));
+	r->adopt.chunk = chunk;
+	r->adopt.size = size;
+	r->adopt.on = true;
+	snprintf(r->err, sizeof(r->err), "%zu chunks of %u KiB may differ from it", n, chunk >> 10);
+	return 1;
+}
+
+bool replica_lineage(const struct replica *r, uint8_t out[16])
+{
+	if ((r->hdr.flags & (JH_SOURCE_SET | JH_BASE_COMPLETE)) !=
+	    (JH_SOURCE_SET | JH_BASE_COMPLETE))
+		return false;
+	memcpy(out, r->hdr.source_id, 16);
+	return true;
+}
+
+int replica_need(const struct replica *r, uint32_t disk, void **body, uint32_t *len)
+{
+	struct ckpt_ha_disk_need_hdr h = {.disk = disk, .chunk = r->adopt.chunk,
+					  .size = r->adopt.size,
+					  .nchunks = r->adopt.bits.nbits};
+	size_t words = BITMAP_WORDS(r->adopt.bits.nbits);
+	uint8_t *b;
+
+	if (!r->adopt.on)
+		return -ENOENT;
+	b = malloc(sizeof(h) + words * 8);
+	if (!b)
+		return -ENOMEM;
+	memcpy(h.source_id, r->adopt.lineage, sizeof(h.source_id));
+	memcpy(b, &h, sizeof(h));
+	memcpy(b + sizeof(h), r->adopt.bits.words, words * 8);
+	*body = b;
+	*len = (uint32_t)(sizeof(h) + words * 8);
+	return 0;
+}
+
 
 int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c)
 {
@@ -538,7 +632,26 @@ int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c)
 	rc = compact(r);
 	if (rc < 0)
 		return rc;
-	if (!full && (!(r->hdr.flags & JH_SOURCE_SET) ||
+	bool adopted = false;
+
+	if (full) {
+		adopt_drop(r); /* everything comes again */
+	} else if (r->adopt.on && !memcmp(r->adopt.lineage, c->source_id, sizeof(c->source_id))) {
+		/* The old primary's image: the chunks its bitmap file names
+		 * must come again; then it is a complete copy of that lineage,
+		 * which the first commit records (it sets the base). */
+		if (!(c->flags & CKPT_DISKCFG_NEED_MET))
+			return fail(r, -EAGAIN,
+				    "the replica %s is this disk's old primary image: chunks it "
+				    "may hold that the new primary never had are asked for "
+				    "(HA_DISK_NEED)",
+				    r->image_path);
+		memcpy(r->hdr.source_id, c->source_id, sizeof(c->source_id));
+		r->hdr.flags = JH_SOURCE_SET;
+		r->hdr.size = c->size;
+		adopted = true;
+	}
+	if (!full && !adopted && (!(r->hdr.flags & JH_SOURCE_SET) ||
 		      memcmp(r->hdr.source_id, c->source_id, sizeof(c->source_id)) ||
 		      !(r->hdr.flags & JH_BASE_COMPLETE) || r->hdr.size != c->size))
 		return fail(r, -ESTALE,
@@ -797,6 +910,7 @@ int replica_commit(struct replica *r, uint64_t epoch)
 	if (!(r->hdr.flags & JH_BASE_COMPLETE)) {
 		r->hdr.flags |= JH_BASE_COMPLETE;
 		r->last.set_base = true;
+		adopt_drop(r); /* the journal says it from now on */
 		rc = write_header(r, r->jfd);
 		if (rc < 0) {
 			/* All or nothing: an error leaves the epoch uncommitted. */

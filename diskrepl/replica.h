@@ -56,9 +56,27 @@ void replica_close(struct replica *r);
 const char *replica_error(const struct replica *r);
 const char *replica_path(const struct replica *r);
 
+/* Failback: the image is a primary's old image, whose ha-diskrepl kept
+ * bitmap_path (--bitmap). If the journal holds no complete base, the
+ * file's lineage is taken as this replica's, but for the chunks the file
+ * marks: the image may hold writes there that the new primary never had
+ * (of epochs its replica never committed), and replica_config asks for
+ * them (-EAGAIN, replica_need) before it takes an incremental copy. 1 when
+ * adopted; 0 when not (replica_error says why: the journal has a base, or
+ * the file names another image, or no base); -errno when the file cannot
+ * be read or is in use. */
+int replica_adopt(struct replica *r, const char *bitmap_path);
+/* The HA_DISK_NEED body for disk (malloc'd into *body, *len octets), or
+ * -ENOENT when nothing was adopted. */
+int replica_need(const struct replica *r, uint32_t disk, void **body, uint32_t *len);
+/* The lineage of the replica's last commit, if it is a complete copy of
+ * it (before replica_failover, which forgets it): true with out set. */
+bool replica_lineage(const struct replica *r, uint8_t out[16]);
+
 /* A session begins (HA_DISK_CONFIG): sizes the image, checks that an
  * incremental resync has a matching base, forgets uncommitted writes of an
- * earlier session. -ESTALE: a full resync is needed. */
+ * earlier session. -ESTALE: a full resync is needed. -EAGAIN: an adopted
+ * image's chunks must come too (replica_adopt). */
 int replica_config(struct replica *r, const struct ckpt_ha_disk_config *c);
 int replica_write(struct replica *r, const struct ckpt_ha_disk_write_hdr *h, const void *data);
 int replica_barrier(struct replica *r, const struct ckpt_ha_disk_barrier *b);

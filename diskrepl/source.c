@@ -493,6 +493,42 @@ static int start(struct source *s, int fd, const struct drl_cmd *cmd)
 	return 0;
 }
 
+/* The MARK commands after an ATTACH with MARKS: chunks the replica asked
+ * for (a failback: what the old primary wrote that was never committed
+ * here), marked as if written, so that the resynchronisation planned next
+ * includes them. */
+static int take_marks(struct source *s, int fd)
+{
+	struct drl_cmd cmd;
+	uint64_t ranges = 0, octets = 0;
+
+	for (;;) {
+		if (io_read_full(fd, &cmd, sizeof(cmd)) != (ssize_t)sizeof(cmd))
+			return -EPROTO;
+		if (cmd.op == DRL_MARK_END)
+			break;
+		if (cmd.op != DRL_MARK)
+			return -EPROTO;
+		uint64_t off = cmd.epoch, len = (uint64_t)cmd.count * 4096;
+
+		if (off >= s->size)
+			continue;
+		if (len > s->size - off)
+			len = s->size - off;
+		pthread_mutex_lock(&s->mu);
+		log_mark(s, off, len);
+		mark_range(s, off, len);
+		pthread_mutex_unlock(&s->mu);
+		ranges++;
+		octets += len;
+	}
+	if (ranges)
+		log_info("the replica asks for %llu KiB in %llu ranges again (its image may hold "
+			 "writes never committed here): marked for the resynchronisation",
+			 (unsigned long long)(octets >> 10), (unsigned long long)ranges);
+	return 0;
+}
+
 int source_attach(struct source *s, int fd)
 {
 	struct drl_cmd cmd;
@@ -513,6 +549,12 @@ int source_attach(struct source *s, int fd)
 		if (ackfd >= 0)
 			close(ackfd);
 		return -EPROTO;
+	}
+	rc = (cmd.flags & DRL_ATTACH_MARKS) ? take_marks(s, fd) : 0;
+	if (rc < 0) {
+		refuse(fd, EPROTO, "expected MARK commands, then MARK_END");
+		close(ackfd);
+		return rc;
 	}
 	pthread_mutex_lock(&s->mu);
 	rc = start(s, fd, &cmd);
@@ -702,8 +744,8 @@ void source_report(struct source *s, struct report *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int source_open(const char *image, uint32_t chunk, const char *bitmap_path, struct source **out,
-		char *err, size_t errlen)
+int source_open(const char *image, uint32_t chunk, const char *bitmap_path,
+		const uint8_t *lineage, struct source **out, char *err, size_t errlen)
 {
 	struct source *s = calloc(1, sizeof(*s));
 	struct stat sb;
@@ -759,6 +801,14 @@ int source_open(const char *image, uint32_t chunk, const char *bitmap_path, stru
 		rc = open_log(s, bitmap_path, &sb, err, errlen);
 		if (rc < 0)
 			goto fail;
+	}
+	if (lineage) {
+		/* The image is a complete copy of that lineage as it stands (a
+		 * replica activated at its last commit): changes are tracked
+		 * against it from here. */
+		memcpy(s->lineage, lineage, sizeof(s->lineage));
+		s->base_known = true;
+		log_base(s);
 	}
 	*out = s;
 	return 0;

@@ -28,9 +28,12 @@ struct source;
 /* chunk: resync granularity in octets (power of two, >= 4096).
  * bitmap_path: where the change bitmap is kept across restarts
  * (dirtylog.h); NULL: in memory only, so every start copies the whole
- * disk. */
-int source_open(const char *image, uint32_t chunk, const char *bitmap_path, struct source **out,
-		char *err, size_t errlen);
+ * disk. lineage: the image is a complete copy of this lineage (16 octets)
+ * as it stands, so that a replica that holds it too needs only what
+ * changes from now (a replica served after its activation: failback);
+ * NULL: what the bitmap file says, or no base. */
+int source_open(const char *image, uint32_t chunk, const char *bitmap_path,
+		const uint8_t *lineage, struct source **out, char *err, size_t errlen);
 void source_close(struct source *s);
 uint64_t source_size(const struct source *s);
 

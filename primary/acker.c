@@ -2,6 +2,7 @@
  * releases N's output (invariant 1); its errors, END and silence end the
  * session. Each acknowledged epoch feeds the interval controller. */
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -108,6 +109,27 @@ void *prot_acker_main(void *arg)
 				(int)(rec.length - sizeof(*h)), (const char *)(rec.body + sizeof(*h)),
 				strerror((int)h->code));
 			return NULL;
+		}
+		if (rec.type == CKPT_REC_HA_DISK_NEED) {
+			/* Failback: chunks the replica asks for again (the HA_ERROR
+			 * that follows ends this session; the next one resends them). */
+			const struct ckpt_ha_disk_need_hdr *h = (const void *)rec.body;
+			uint8_t *copy = malloc(rec.length);
+
+			if (!copy) {
+				prot_degrade(p, "out of memory for the chunks disk %u asks for", h->disk);
+				return NULL;
+			}
+			memcpy(copy, rec.body, rec.length);
+			pthread_mutex_lock(&p->mu);
+			free(p->need[h->disk]);
+			p->need[h->disk] = copy;
+			p->need_len[h->disk] = rec.length;
+			pthread_mutex_unlock(&p->mu);
+			log_info("disk %u: the secondary's replica is this disk's old primary image: it "
+				 "asks again for the chunks it may hold that were never committed here",
+				 h->disk);
+			continue;
 		}
 		if (rec.type == CKPT_REC_END) {
 			/* While stopping: the secondary read our END and discards

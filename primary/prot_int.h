@@ -88,6 +88,10 @@ struct prot {
 	bool sender_running, acker_running;
 	struct devset *devs;
 	bool resync_full; /* the secondary asked for complete disk copies */
+	/* Failback: the chunks each disk's replica asked for (HA_DISK_NEED
+	 * bodies, malloc'd; NULL none), resent by the next session. */
+	uint8_t *need[CKPT_DISK_MAX];
+	uint32_t need_len[CKPT_DISK_MAX];
 
 	struct prot_stats stats;
 	struct log_rl retry_rl; /* "degraded: retrying" */

@@ -134,6 +134,12 @@ static int devs_connect(struct prot *p)
 
 	pthread_mutex_lock(&p->mu);
 	sink.resync_full = p->resync_full;
+	/* Kept until the session is protected (session_protected): the acker
+	 * replaces them only after the devices have connected. */
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		sink.need[i] = p->need[i];
+		sink.need_len[i] = p->need_len[i];
+	}
 	pthread_mutex_unlock(&p->mu);
 	return devset_connect(p->devs, &sink);
 }
@@ -286,6 +292,11 @@ static void session_protected(struct prot *p, bool first)
 	pthread_mutex_lock(&p->mu);
 	if (p->state == ST_SYNC)
 		prot_set_state(p, ST_PROTECTED);
+	/* The chunks the replicas asked for were resent. */
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		free(p->need[i]);
+		p->need[i] = NULL;
+	}
 	pthread_mutex_unlock(&p->mu);
 	if (!prot_running(p, ST_PROTECTED))
 		return;
@@ -767,6 +778,8 @@ static void prot_free(struct prot *p)
 	if (p->save_fd >= 0)
 		close(p->save_fd);
 	ckpt_encoder_free(p->enc);
+	for (unsigned i = 0; i < CKPT_DISK_MAX; i++)
+		free(p->need[i]);
 	slots_free(p);
 	bitmap_destroy(&p->dirty);
 	pthread_cond_destroy(&p->cv);

@@ -52,14 +52,17 @@ static void usage(FILE *f)
 		"                           the backend, no copy of the domain running, the\n"
 		"                           replicas, the witness, the fence command), one\n"
 		"                           line each, then exit: 0 if all passed, else 1\n"
-		"      --disk IMAGE[,journal=PATH][,serve=NAME]\n"
+		"      --disk IMAGE[,journal=PATH][,serve=NAME][,bitmap=FILE]\n"
 		"                           the replica of the primary's next replicated disk\n"
 		"                           (repeat in ha-protect's --disk order); its journal\n"
 		"                           defaults to IMAGE.journal. The resumed domain's\n"
 		"                           first disk is the first replica; with serve=NAME,\n"
 		"                           through ha-diskrepl's export NAME, started at\n"
 		"                           activation, so that this host can protect it in\n"
-		"                           turn (ha-protect --disk NAME: failback)\n"
+		"                           turn (ha-protect --disk NAME: failback). bitmap=:\n"
+		"                           the bitmap file of IMAGE's ha-diskrepl when IMAGE\n"
+		"                           was the primary's disk: a failback then copies only\n"
+		"                           the chunks that differ (and serve= keeps it)\n"
 		"      --journal-limit MB   compact a journal past this size (default 64)\n"
 		"      --drbd RES           a disk is DRBD resource RES (or /dev/drbdN),\n"
 		"                           Secondary here (ha-protect --disk drbd:RES):\n"
@@ -179,9 +182,11 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 					cfg->journals[cfg->ndisks] = o + 8;
 				} else if (!strncmp(o, "serve=", 6) && o[6] && !strchr(o + 6, '/')) {
 					cfg->serve[cfg->ndisks] = o + 6;
+				} else if (!strncmp(o, "bitmap=", 7) && o[7]) {
+					cfg->bitmaps[cfg->ndisks] = o + 7;
 				} else {
-					fprintf(stderr, "ha-receive: --disk %s: '%s' is neither "
-							"journal=PATH nor serve=NAME\n",
+					fprintf(stderr, "ha-receive: --disk %s: '%s' is not journal=PATH, "
+							"serve=NAME or bitmap=FILE\n",
 						optarg, o);
 					return 2;
 				}

@@ -452,6 +452,26 @@ struct rx_session {
 	char err[320];	   /* ... in words */
 };
 
+/* Failback: the chunks each adopted replica asks for (HA_DISK_NEED),
+ * before the HA_ERROR that refuses the incremental copy. */
+static void send_needs(struct rx_session *s)
+{
+	struct rx *x = s->x;
+
+	for (uint32_t i = 0; i < CKPT_DISK_MAX; i++) {
+		struct iovec iov;
+		uint32_t len;
+		void *body;
+
+		if (!x->disks[i] || replica_need(x->disks[i], i, &body, &len) < 0)
+			continue;
+		iov = (struct iovec){body, len};
+		if (fo_link_record(s->l, CKPT_REC_HA_DISK_NEED, &iov, 1) < 0)
+			log_warn("disk %u: cannot send the chunks it asks for", i);
+		free(body);
+	}
+}
+
 __attribute__((format(printf, 3, 4))) static enum rx_next fail(struct rx_session *s,
 							       enum rx_next how,
 							       const char *fmt, ...)
@@ -977,6 +997,8 @@ static enum rx_result session(struct rx_session *s)
 			log_error("cannot keep the copy: %s; the primary is told and runs degraded",
 				  s->err);
 			snprintf(x->last_error, sizeof(x->last_error), "%s", s->err);
+			if (s->rc == -EAGAIN)
+				send_needs(s);
 			send_error(s->l, -s->rc, s->err);
 			break;
 		case RX_PRIMARY_BROKEN:
@@ -1471,6 +1493,21 @@ int rx_run(const struct rx_config *cfg, const struct hv_restore_ops *ops)
 			log_error("disk %u: %s", i, err);
 			goto out;
 		}
+		if (!cfg->bitmaps[i])
+			continue;
+		rc = replica_adopt(x->disks[i], cfg->bitmaps[i]);
+		if (rc < 0) {
+			log_error("disk %u: %s", i, replica_error(x->disks[i]));
+			goto out;
+		}
+		if (rc == 1)
+			log_info("disk %u: %s is this disk's old primary image (bitmap file %s): %s; "
+				 "they are asked for when a primary of its lineage connects",
+				 i, cfg->disks[i], cfg->bitmaps[i], replica_error(x->disks[i]));
+		else
+			log_info("disk %u: the bitmap file %s is not used: %s", i, cfg->bitmaps[i],
+				 replica_error(x->disks[i]));
+		rc = 0;
 	}
 	for (unsigned i = 0; i < cfg->ndrbd; i++) {
 		char err[512];

@@ -69,6 +69,10 @@ struct rx_config {
 	 * export and the domain reaches its disk through it, so that this
 	 * host can protect it in turn (NULL: the domain opens the replica). */
 	const char *serve[CKPT_DISK_MAX];
+	/* Failback: the replica is this disk's old primary image, whose
+	 * ha-diskrepl kept this bitmap file (replica_adopt); NULL: none. The
+	 * served export (serve) keeps its bitmap there too. */
+	const char *bitmaps[CKPT_DISK_MAX];
 	unsigned ndisks;
 	unsigned long long journal_limit; /* compaction threshold, octets (0: default) */
 	/* DRBD resources (diskrepl/drbd.h) replicating the domain's disks:

@@ -83,8 +83,11 @@ int rx_restore(struct rx *x);
 /* Where export NAME listens: $HA_RUN_DIR/ha-diskrepl/NAME.nbd. */
 void rx_serve_path(const char *name, char *buf, size_t len);
 /* Starts ha-diskrepl serving IMAGE as NAME (in its own session: it
- * outlives ha-receive) and waits until it accepts connections: 0, or
- * -errno with ERR saying why. */
-int rx_serve_disk(const char *name, const char *image, char *err, size_t errlen);
+ * outlives ha-receive), with its change bitmap in BITMAP (NULL: in
+ * memory) and IMAGE a complete copy of LINEAGE (16 octets; NULL: unknown,
+ * the next protection copies the whole disk), and waits until it accepts
+ * connections: 0, or -errno with ERR saying why. */
+int rx_serve_disk(const char *name, const char *image, const char *bitmap,
+		  const uint8_t *lineage, char *err, size_t errlen);
 
 #endif

@@ -29,7 +29,8 @@ void rx_serve_path(const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%.*s.nbd", (int)(strlen(ctl) - 5), ctl);
 }
 
-int rx_serve_disk(const char *name, const char *image, char *err, size_t errlen)
+int rx_serve_disk(const char *name, const char *image, const char *bitmap,
+		  const uint8_t *lineage, char *err, size_t errlen)
 {
 	char self[4096], prog[4200], nbd[108];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -50,7 +51,20 @@ int rx_serve_disk(const char *name, const char *image, char *err, size_t errlen)
 		return -errno;
 	}
 	if (pid == 0) {
-		const char *argv[] = {prog, "--name", name, "--image", image, NULL};
+		const char *argv[10] = {prog, "--name", name, "--image", image};
+		char hex[33];
+		int argc = 5;
+
+		if (bitmap) {
+			argv[argc++] = "--bitmap";
+			argv[argc++] = bitmap;
+		}
+		if (lineage) {
+			for (int i = 0; i < 16; i++)
+				snprintf(hex + 2 * i, 3, "%02x", lineage[i]);
+			argv[argc++] = "--lineage";
+			argv[argc++] = hex;
+		}
 
 		/* Its own session, outliving ha-receive; never our unit's main. */
 		service_child_signals();

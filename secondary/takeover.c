@@ -170,8 +170,14 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 			 x->drbd[i].dev);
 	}
 	for (unsigned i = 0; i < CKPT_DISK_MAX; i++) {
+		uint8_t lineage[16];
+		bool complete;
+
 		if (!x->disk_on[i])
 			continue;
+		/* What the replica is a complete copy of, before the failover
+		 * forgets it: a served replica goes on from there. */
+		complete = replica_lineage(x->disks[i], lineage);
 		rc = replica_failover(x->disks[i]);
 		if (rc < 0) {
 			log_error("disk %u: %s; not resuming the domain on a disk that does not "
@@ -186,7 +192,8 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 		if (x->cfg->serve[i]) {
 			char err[sizeof(x->last_error) - 16];
 
-			rc = rx_serve_disk(x->cfg->serve[i], replica_path(x->disks[i]), err,
+			rc = rx_serve_disk(x->cfg->serve[i], replica_path(x->disks[i]),
+					   x->cfg->bitmaps[i], complete ? lineage : NULL, err,
 					   sizeof(err));
 			if (rc < 0) {
 				log_error("disk %u: %s; not resuming the domain without its disk", i,

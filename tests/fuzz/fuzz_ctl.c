@@ -560,7 +560,7 @@ static void fuzz_attach(const uint8_t *data, size_t size)
 	if (fd < 0 || io_write_full(fd, buf, DISK_SIZE) < 0)
 		bug("cannot write the scratch image");
 	close(fd);
-	if (source_open(img_path, CHUNK, NULL, &src, err, sizeof(err)) < 0)
+	if (source_open(img_path, CHUNK, NULL, NULL, &src, err, sizeof(err)) < 0)
 		bug(err);
 
 	/* The first attachment: always a full resynchronisation. */

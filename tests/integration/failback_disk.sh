@@ -7,8 +7,11 @@
 # counter throughout. Host A dies: B fails over, the guest finds disk and
 # memory in agreement. Host A comes back: its old image becomes the
 # replica (ha-receive --disk A.img,serve=d0), and B protects the guest to
-# it (ha-protect --disk d0: the whole disk is copied, as A's image holds
-# writes B never committed); `ha-ctl switchover` on B brings it back to A,
+# it (ha-protect --disk d0). A's image is no complete copy of what B runs:
+# it may hold writes B never committed, which A's bitmap file (kept by its
+# ha-diskrepl, --bitmap) marks; A's ha-receive (bitmap=) asks for those
+# chunks, and B resends them with what it wrote since the failover: an
+# incremental copy. `ha-ctl switchover` on B brings the guest back to A,
 # where the guest again finds disk and memory in agreement. No
 # acknowledged increment is lost, and A's image agrees with B's, the disk
 # B stopped with, except in blocks the guest wrote on A after the
@@ -43,10 +46,11 @@ agree() { grep -a -o 'disk and memory agree at sequence [0-9]*' "$1" | awk '{pri
 # --- A protects the guest to B -----------------------------------------
 ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
 	"$bin/ha-receive" --tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --timeout $(ms 150) \
-	--disk "$dir/b.img,serve=d0" > "$dir/rx.log" 2>&1 &
+	--disk "$dir/b.img,serve=d0,bitmap=$dir/b.bitmap" > "$dir/rx.log" 2>&1 &
 rxpid=$!
 wait_for 20 grep -q 'listening on' "$dir/rx.log" || { cat "$dir/rx.log"; exit 1; }
-ns a env HA_RUN_DIR="$dir/a" "$bin/ha-diskrepl" --name d0 --image "$dir/a.img" > "$dir/drl.log" 2>&1 &
+ns a env HA_RUN_DIR="$dir/a" "$bin/ha-diskrepl" --name d0 --image "$dir/a.img" \
+	--bitmap "$dir/a.bitmap" > "$dir/drl.log" 2>&1 &
 wait_for 10 test -S "$dir/a/ha-diskrepl/d0.nbd" || { cat "$dir/drl.log"; exit 1; }
 ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest counter \
 	--disk "nbd:unix:$dir/a/ha-diskrepl/d0.nbd" --tap tapa --ip "$GUEST_IP/24" \
@@ -81,15 +85,19 @@ phase "failed over to B"
 ns sw ip link set sw-a up
 ns a env HA_RUN_DIR="$dir/a" HA_VM_ARGS="--tap tapa" \
 	"$bin/ha-receive" --tls-psk "$tmp/psk" --listen 10.66.0.1:7788 --timeout $(ms 150) \
-	--disk "$dir/a.img,serve=d0" > "$dir/rx2.log" 2>&1 &
+	--disk "$dir/a.img,serve=d0,bitmap=$dir/a.bitmap" > "$dir/rx2.log" 2>&1 &
 rxpid=$!
 wait_for 20 grep -q 'listening on' "$dir/rx2.log" || { dump_logs; exit 1; }
 ns b env HA_RUN_DIR="$dir/b" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 --timeout $(ms 150) \
 	--disk d0 kvm:web 10.66.0.1:7788 > "$dir/px2.log" 2>&1 &
 pxpid=$!
-wait_for 60 grep -q "PROTECTED:" "$dir/px2.log"
+wait_for 60 grep -q "PROTECTED:" "$dir/px2.log" || { echo "FAIL B does not protect the guest to A"; dump_logs; exit 1; }
 check "B protects the guest to A" grep -q "PROTECTED:" "$dir/px2.log"
-check "... after copying the whole disk to A's old image" grep -q 'disk 0: attached.*full' "$dir/px2.log"
+check "... A's old image asked for the chunks it may hold that B never had" \
+	sh -c "grep -q 'old primary image' '$dir/rx2.log' && grep -q 'resending [0-9]* chunks' '$dir/px2.log'"
+synced=$(grep -a 'disk 0: attached' "$dir/px2.log" | tail -n 1 | sed -n 's/.*incremental resynchronisation of \([0-9]*\) KiB.*/\1/p')
+check "... then resynchronised incrementally (${synced:-?} KiB of 8192)" \
+	test -n "$synced" -a "${synced:-8192}" -lt 8192
 phase "B protects the guest to A"
 sleep 2
 back=$(wc -l < "$dir/acks")
@@ -134,7 +142,7 @@ check "the guest answered from A after the switchover back" test "$after" -gt "$
 check "no acknowledged increment lost (value == request id)" \
 	awk '$2 != $3 { print "     lost: " $0; bad = 1 } END { exit bad }' "$dir/acks"
 grep -a -o 'downtime [0-9]* ms' "$dir/px2.log" | sed 's/^/     switchover back: /'
-grep -a -o 'disk 0: attached.*' "$dir/px2.log" | head -n 1 | sed 's/^/     failback copy: /'
+grep -a -o -e 'resending .*' -e 'disk 0: attached.*' "$dir/px2.log" | sed 's/^/     failback: /'
 gap=$(awk 'NR > 1 && $5 - t > m { m = $5 - t } { t = $5 } END { print m + 0 }' "$dir/acks")
 echo "     longest silence the client saw (failover, failback, switchover): ${gap} ms"
 [ "$fails" -eq 0 ] || dump_logs

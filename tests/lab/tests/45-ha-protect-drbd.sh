@@ -344,6 +344,9 @@ wait_for 30 exited "$rx" || fail_with "ha-receive did not exit after the failove
 oos=$(sed -n '/^ *1: cs:/{n;s/.*oos:\([0-9]*\).*/\1/p}' /proc/drbd)
 echo "haB: ${oos:-?} KiB out of sync with haA (of 65536) before A comes back"
 show_proc failback-before
+# haA went down Primary: its activity log is replayed into its bitmap
+# first (what drbdadm up does), so that the writes in flight then resync.
+run drbdmeta 0 v08 "$la" internal apply-al
 run drbdsetup new-resource haA
 run drbdsetup new-minor haA 0 0
 run drbdsetup attach 0 "$la" "$la" internal
