@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bitmap.h"
+#include "diskrepl/dirtylog.h"
 #include "diskrepl/replica.h"
 
 #define SIZE (64 * 1024)
@@ -246,6 +248,91 @@ static void test_incremental_needs_matching_base(void **state)
 	memcpy(c.source_id, "another disk....", 16);
 	assert_int_equal(replica_config(r, &c), -ESTALE);
 	replica_close(r);
+}
+
+/* A bitmap file as the image's ha-diskrepl leaves it: lineage "0123..."
+ * (known base or not), chunks 3 and 4 of 4 KiB marked. */
+static void make_bitmap(const char *path, bool known)
+{
+	struct dirtylog_base base;
+	struct dirtylog *d;
+	struct bitmap dirty;
+	struct stat sb;
+	char err[256];
+	int fd = open(img, O_RDWR | O_CREAT, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, SIZE), 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	close(fd);
+	assert_int_equal(bitmap_init(&dirty, SIZE / 4096), 0);
+	if (dirtylog_open(path, SIZE, 4096, &sb, &dirty, &base, &d, err, sizeof(err)) < 0)
+		fail_msg("dirtylog_open: %s", err);
+	assert_int_equal(dirtylog_set_base(d, (const uint8_t *)"0123456789abcdef", known), 0);
+	assert_int_equal(dirtylog_mark(d, 3, 4), 0);
+	dirtylog_close(d);
+	bitmap_destroy(&dirty);
+}
+
+/* Failback: the old primary's image becomes the replica. Its bitmap file
+ * gives the lineage and the chunks it may hold beyond it: an incremental
+ * copy of that lineage is refused (-EAGAIN) until it says it resends
+ * them; the first commit then records the base in the journal. */
+static void test_failback_adoption(void **state)
+{
+	struct ckpt_ha_disk_config c = {.size = SIZE};
+	const struct ckpt_ha_disk_need_hdr *h;
+	struct replica *r;
+	char bm[300];
+	uint8_t lineage[16];
+	uint32_t len;
+	void *body;
+
+	(void)state;
+	snprintf(bm, sizeof(bm), "%s/bitmap", dir);
+	make_bitmap(bm, false);
+	r = open_ok();
+	assert_int_equal(replica_adopt(r, bm), 0); /* no base recorded: not adopted */
+	assert_non_null(strstr(replica_error(r), "no complete base"));
+	assert_int_equal(replica_need(r, 0, &body, &len), -ENOENT);
+	replica_close(r);
+
+	make_bitmap(bm, true);
+	r = open_ok();
+	assert_int_equal(replica_adopt(r, bm), 1);
+	assert_non_null(strstr(replica_error(r), "2 chunks of 4 KiB"));
+	config(r, false, 0, -EAGAIN);
+	assert_int_equal(replica_need(r, 2, &body, &len), 0);
+	assert_int_equal(len, sizeof(*h) + 8);
+	h = body;
+	assert_int_equal(h->disk, 2);
+	assert_int_equal(h->chunk, 4096);
+	assert_int_equal(h->size, SIZE);
+	assert_int_equal(h->nchunks, SIZE / 4096);
+	assert_memory_equal(h->source_id, "0123456789abcdef", 16);
+	assert_int_equal(*(const uint64_t *)(h + 1), (1u << 3) | (1u << 4));
+	free(body);
+	/* Another lineage is no base at all; this one, resent, is. */
+	memcpy(c.source_id, "another disk....", 16);
+	assert_int_equal(replica_config(r, &c), -ESTALE);
+	memcpy(c.source_id, "0123456789abcdef", 16);
+	c.flags = CKPT_DISKCFG_NEED_MET;
+	assert_int_equal(replica_config(r, &c), 0);
+	assert_false(replica_lineage(r, lineage)); /* not before it commits */
+	barrier(r, 0, 0);
+	assert_int_equal(replica_commit(r, 0), 0);
+	assert_true(replica_lineage(r, lineage));
+	assert_memory_equal(lineage, "0123456789abcdef", 16);
+	replica_close(r);
+
+	/* The journal says it now: the file is not read again, and an
+	 * incremental copy needs nothing more. */
+	r = open_ok();
+	assert_int_equal(replica_adopt(r, bm), 0);
+	assert_non_null(strstr(replica_error(r), "complete replica already"));
+	config(r, false, 0, 0);
+	replica_close(r);
+	unlink(bm);
 }
 
 /* The stream's promises are checked: counts, epochs, bounds. */
@@ -827,6 +914,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_entry_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental_needs_matching_base, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_failback_adoption, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_uncommitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_write_recovers, setup, teardown),
