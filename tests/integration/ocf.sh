@@ -5,10 +5,12 @@
 # the secondary and each demote ends protection cleanly; the secondary's
 # node is started and stopped by the agent too (ha-receive standing by).
 # Then the node that stands by refuses a promotion while its primary runs
-# (a planned switchover, not done by this agent), and after the primary's
-# loss the secondary's node reports the domain running there, promotable,
-# and its promotion protects it back to the first node, which the agent
-# started as the secondary again. Both "nodes" are one namespace, told apart
+# (the promoted role is moved by demoting the primary first), and after the
+# primary's loss the secondary's node reports the domain running there,
+# promotable, and its promotion protects it back to the first node, which
+# the agent started as the secondary again. Last, the promoted role moves
+# back as Pacemaker moves it: a pre-demote notification naming the first
+# node, the demote (a switchover), its promotion. Both "nodes" are one namespace, told apart
 # with --host and a run, state and log directory each.
 # needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hoc-
@@ -34,7 +36,8 @@ pair_conf "$tmp/conf/web.conf" 7830 "$tmp/psk"
 ra() {
 	n=$1
 	shift
-	ns h env OCF_ROOT=/usr/lib/ocf OCF_RESOURCE_INSTANCE="web-$n" HA_RSCTMP="$tmp/rsc-$n" \
+	# shellcheck disable=SC2086 # RA_ENV: more NAME=VALUE words
+	ns h env ${RA_ENV:-} OCF_ROOT=/usr/lib/ocf OCF_RESOURCE_INSTANCE="web-$n" HA_RSCTMP="$tmp/rsc-$n" \
 		OCF_RESKEY_pair=web OCF_RESKEY_host="$n" OCF_RESKEY_conf_dir="$tmp/conf" \
 		OCF_RESKEY_state_dir="$tmp/state-$n" OCF_RESKEY_run_dir="$tmp/run-$n" \
 		OCF_RESKEY_sbin="$bin" OCF_RESKEY_ctl="$bin/ha-ctl" OCF_RESKEY_log_dir="$tmp/log-$n" \
@@ -81,7 +84,7 @@ check "a: monitor: promoted (8)" test "$(ra_rc a monitor)" -eq 8
 ra b promote
 rc=$?
 check "b: promote while a protects: refused (1), saying why" \
-	sh -c "test $rc -eq 1 && grep -q 'planned switchover' '$tmp/ra.out'"
+	sh -c "test $rc -eq 1 && grep -q 'moving the promoted role' '$tmp/ra.out'"
 check "b: still standing by (0)" test "$(ra_rc b monitor)" -eq 0
 
 # Node a is lost: its ha-protect and its domain die at once. b takes over.
@@ -101,8 +104,27 @@ check "a: start: stands by (0)" test "$(ra_rc a start)" -eq 0
 check "b: promote: protects towards a (0)" test "$(ra_rc b promote)" -eq 0
 check "b: monitor: promoted (8)" test "$(ra_rc b monitor)" -eq 8
 check "a: monitor: standing by (0)" test "$(ra_rc a monitor)" -eq 0
-check "b: demote, stop; a: stop (0)" \
-	sh -c "test $(ra_rc b demote) -eq 0 && test $(ra_rc b stop) -eq 0 && test $(ra_rc a stop) -eq 0"
+# The promoted role moves back to a (pcs resource move --promoted): the
+# pre-demote notification names a, b's demote hands the domain over to a
+# and stands by, a's promote protects it towards b.
+RA_ENV="OCF_RESKEY_CRM_meta_on_node=b OCF_RESKEY_CRM_meta_notify_type=pre
+	OCF_RESKEY_CRM_meta_notify_operation=demote OCF_RESKEY_CRM_meta_notify_promote_uname=a"
+check "b: pre-demote notification naming a (0)" test "$(ra_rc b notify)" -eq 0
+RA_ENV="OCF_RESKEY_CRM_meta_on_node=b"
+ra b demote
+rc=$?
+check "b: demote: switched over to a, standing by ($rc)" \
+	sh -c "test $rc -eq 0 && grep -q 'SWITCHOVER complete' '$tmp/log-b/web-protect.log'"
+RA_ENV=
+check "b: monitor: unpromoted, standing by (0)" test "$(ra_rc b monitor)" -eq 0
+check "a: the domain runs there (its ha-receive handed it over)" \
+	sh -c "grep -q 'SWITCHOVER complete' '$tmp/log-a/web-receive.log' && test -S '$tmp/run-a/ha-vm/web.sock'"
+check "a: promote: protects towards b (0)" test "$(ra_rc a promote)" -eq 0
+check "a: monitor: promoted (8)" test "$(ra_rc a monitor)" -eq 8
+check "a: demote (no promotion elsewhere: protection ends, the domain stays), stop; b: stop (0)" \
+	sh -c "test $(ra_rc a demote) -eq 0 && test $(ra_rc a stop) -eq 0 && test $(ra_rc b stop) -eq 0 &&
+		test -S '$tmp/run-a/ha-vm/web.sock'"
+check "a: monitor after stop (7)" test "$(ra_rc a monitor)" -eq 7
 check "b: monitor after stop (7)" test "$(ra_rc b monitor)" -eq 7
 if [ "$fails" -ne 0 ]; then
 	cat "$tmp/tester.out"
