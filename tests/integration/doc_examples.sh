@@ -153,7 +153,7 @@ while IFS="	" read -r where cmd <&3; do
 		ok=1
 		[ "$agent" = ocf:ha-protect:pair ] || ok=0
 		for p in $params; do
-			case $p in promoted-max | promoted-node-max | clone-max | clone-node-max | notify) continue ;; # clone meta attributes esac
+			case $p in promoted-max | promoted-node-max | clone-max | clone-node-max | notify) continue ;; esac # clone meta attributes
 			echo "$meta" | grep -q "<parameter name=\"$p\"" || ok=0
 		done
 		check "$where: pcs names ocf:ha-protect:pair and its parameters" test "$ok" -eq 1
