@@ -249,7 +249,7 @@ install: all
 	for m in $(MAN_PAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 	ln -sf ha-save.8 $(DESTDIR)$(MANDIR)/man8/ha-restore.8
 	install -m 0644 dist/bash-completion/ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ha-protect
-	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream; do \
+	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream ha-save ha-restore; do \
 		ln -sf ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done
 	install -m 0644 dist/pair.conf.example docs/examples/ha-protect-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
