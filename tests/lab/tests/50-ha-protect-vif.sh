@@ -28,8 +28,10 @@
 # instead of the primary's death; the same checks, and the downtime;
 # 53-* runs this), LAB_VIF_MIGRATE (1: instead of all that, a live
 # migration by ha-protect --migrate and then by xl migrate, with the
-# client counting throughout; 54-* runs this). Each run's figures also go
-# to $LAB_OUT/vif-MEMORY.figures.
+# client counting throughout; 54-* runs this), LAB_VIF_FAILBACK (1: the
+# first run ends in a failover, the next protects the copy back and ends
+# in a switchover; 56-* runs this). Each run's figures also go to
+# $LAB_OUT/vif-MEMORY.figures.
 # lab-timeout: 1800
 set -u
 . "$LAB_LIB"
@@ -333,9 +335,14 @@ if [ "$migrate" = 1 ]; then
 fi
 
 port=7410
+first=1
 for b in $backends; do
+	# A failback: the first run ends in a failover, the next protects the
+	# copy that took over and hands it back with a switchover.
+	[ "${LAB_VIF_FAILBACK:-0}" = 1 ] && switchover=$((1 - first))
 	protect_run "$b" "$port"
 	port=$((port + 1))
+	first=0
 done
 if [ "${LAB_VIF_XL_REMUS:-1}" != 1 ]; then
 	c=$(lab_crashes)
