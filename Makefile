@@ -245,6 +245,7 @@ install: all
 	for p in $(BIN_PROGRAMS); do ln -sf $(PREFIX)/bin/$$p $(DESTDIR)$(LIBDIR)/bin/$$p; done
 	ln -sf $(LIBDIR)/bin/ha-sla $(DESTDIR)$(PREFIX)/bin/ha-sla
 	install -m 0644 dist/systemd/*.service $(DESTDIR)$(UNITDIR)/
+	install -m 0755 dist/systemd/ha-role-follow $(DESTDIR)$(LIBDIR)/
 	install -m 0755 dist/ocf/pair $(DESTDIR)$(OCFDIR)/resource.d/ha-protect/pair
 	for m in $(MAN_PAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 	ln -sf ha-save.8 $(DESTDIR)$(MANDIR)/man8/ha-restore.8

@@ -7,10 +7,9 @@
 # verifies clean with its man pages, and the daemons run from the package:
 # ha-witness with the command line its unit gives it, ha-receive with a
 # pair file in /etc/ha-protect, each answering ha-ctl, reloading on SIGHUP
-# and stopping on SIGTERM.
-#
-# Not done here: starting the units under systemd as PID 1. Neither this
-# machine nor the labs boot systemd (docs/operator-guide.md says so).
+# and stopping on SIGTERM. Then the root boots systemd (systemd-nspawn)
+# and the units run under it: start, reload, stop, the restart policy, and
+# the role following its record after a handover (ha-role-follow).
 . "$(dirname "$0")/lib.sh"
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
@@ -181,6 +180,20 @@ r systemctl start ha-protect@web
 sleep 7
 r systemctl show -p NRestarts -p ExecMainStatus -p ActiveState ha-protect@web
 r journalctl -b -u ha-protect@web --no-pager -o cat
+# The roles follow the record after a handover: the units' ExecStopPost
+# (ha-role-follow), run as systemd runs it after ha-protect exits 0 (a
+# switchover) with the record "secondary": ha-receive@web starts. After a
+# plain stop (the record says primary) nothing starts.
+r systemctl show -p ExecStopPost ha-protect@web ha-receive@web
+r ha-ctl role web primary
+r env EXIT_CODE=exited EXIT_STATUS=0 /usr/lib/ha-protect/ha-role-follow web protect
+sleep 2
+echo "after a stop: ha-receive@web $(systemctl is-active ha-receive@web)"
+r ha-ctl role web secondary
+r env EXIT_CODE=exited EXIT_STATUS=0 /usr/lib/ha-protect/ha-role-follow web protect
+sleep 3
+echo "after a handover: ha-receive@web $(systemctl is-active ha-receive@web)"
+r systemctl stop ha-receive@web
 echo DONE
 systemctl poweroff
 EOF2
@@ -225,6 +238,11 @@ if command -v systemd-nspawn > /dev/null; then
 	check "ha-protect@web refused by the role record (exit 5) is not restarted" \
 		sh -c "grep -q '^ExecMainStatus=5' '$out' && grep '^NRestarts=' '$out' | tail -n 1 | grep -q '=0$' &&
 			grep -q 'not protecting: this host lost the primary role of pair web' '$out'"
+	check "both daemons' units run ha-role-follow when they stop" \
+		sh -c "test \$(grep -c '^ExecStopPost=.*ha-role-follow' '$out') -eq 2"
+	check "after a plain stop of the primary, nothing starts" has '^after a stop: ha-receive@web inactive'
+	check "after a handover (exit 0, the record says secondary), ha-receive@web starts" \
+		has '^after a handover: ha-receive@web active'
 	if [ "$fails" -ne 0 ]; then
 		cat "$out"
 		tail -n 30 "$tmp/boot.log"

@@ -67,7 +67,8 @@ if command -v systemd-analyze > /dev/null; then
 	mkdir "$tmp/units"
 	for u in ha-protect@web ha-receive@web ha-diskrepl@d0 ha-witness; do
 		f=$root/usr/lib/systemd/system/${u%@*}$(case $u in *@*) echo @ ;; esac).service
-		sed "s|/usr/sbin/|$root/usr/sbin/|" "$f" > "$tmp/units/$u.service"
+		sed -e "s|/usr/sbin/|$root/usr/sbin/|" -e "s|/usr/lib/ha-protect/|$root/usr/lib/ha-protect/|" "$f" \
+			> "$tmp/units/$u.service"
 	done
 	(cd "$tmp/units" && MANPATH="$root/usr/share/man" systemd-analyze verify --man=yes \
 		./ha-protect@web.service ./ha-receive@web.service ./ha-diskrepl@d0.service \
