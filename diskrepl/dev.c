@@ -260,6 +260,9 @@ static int dr_connect(struct ckpt_dev *dev, const struct ckpt_sink *sink)
 		return rc;
 	}
 	need = sink->need[d->index];
+	/* The need bodies are the session's (freed once it is protected):
+	 * used during this connect only, never kept. */
+	memset(d->sink.need, 0, sizeof(d->sink.need));
 	rc = attach_cmd(d, sink->resync_full, need, sink->need_len[d->index]);
 	if (rc == 0)
 		rc = read_record(d, &h, &buf, &cap);

@@ -485,6 +485,17 @@ static int run(struct rx_config *cfg, struct fo_tls_config *tlscfg, bool insecur
 		fo_tls_free(cfg->witness_tls);
 		return 2;
 	}
+	/* serve=: the resumed ha-vm reaches its disk by NBD; a Xen domain's
+	 * disk is the device its configuration names (DRBD: --drbd). */
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (cfg->serve[i] && strcmp(backend, "kvm")) {
+			fprintf(stderr, "ha-receive: --disk ...,serve=%s is for the kvm backend\n",
+				cfg->serve[i]);
+			fo_tls_free(cfg->tls);
+			fo_tls_free(cfg->witness_tls);
+			return 2;
+		}
+	}
 	if (check_only) {
 		rc = preflight(cfg, backend, pair_file);
 		fo_tls_free(cfg->tls);
