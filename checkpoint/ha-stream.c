@@ -180,6 +180,18 @@ static void print_record(const struct ckpt_record *rec)
 		       (unsigned long long)n->nchunks, n->chunk >> 10);
 		break;
 	}
+	case CKPT_REC_HA_POSTCOPY: {
+		const struct ckpt_ha_postcopy_hdr *h = (const void *)b;
+		printf("  %llu of %llu pages left out", (unsigned long long)h->count,
+		       (unsigned long long)h->nr_pages);
+		break;
+	}
+	case CKPT_REC_HA_PC_REQ:
+		printf("  %u pages", ((const struct ckpt_ha_pc_req_hdr *)b)->count);
+		break;
+	case CKPT_REC_HA_PC_END:
+		printf("  %llu pages", (unsigned long long)((const struct ckpt_ha_pc_end *)b)->pages);
+		break;
 	case CKPT_REC_HA_DRBD_DISK: {
 		const struct ckpt_ha_drbd_disk *d = (const void *)b;
 		printf("  DRBD %s, minor %u", d->resource, d->minor);

@@ -59,6 +59,9 @@ static const struct rec_desc rec_table[] = {
 	{CKPT_REC_HA_VERIFY, "HA_VERIFY", 8, CKPT_REC_LENGTH_MAX},
 	{CKPT_REC_HA_SWITCHOVER, "HA_SWITCHOVER", 16, 16},
 	{CKPT_REC_HA_DISK_NEED, "HA_DISK_NEED", 40 + 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_POSTCOPY, "HA_POSTCOPY", 16 + 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_PC_REQ, "HA_PC_REQ", 8 + 8, CKPT_REC_LENGTH_MAX},
+	{CKPT_REC_HA_PC_END, "HA_PC_END", 16, 16},
 };
 
 static const struct rec_desc *rec_lookup(uint32_t type)
@@ -590,6 +593,39 @@ static int validate_body(struct ckpt_reader *r, struct ckpt_record *rec)
 				    (unsigned long long)h->size);
 		return 0;
 	}
+	case CKPT_REC_HA_POSTCOPY: {
+		const struct ckpt_ha_postcopy_hdr *h = (const void *)b;
+		const uint64_t *w = (const uint64_t *)(h + 1);
+		uint64_t words = (h->nr_pages + 63) / 64, set = 0;
+
+		if (h->nr_pages == 0 || h->nr_pages > CKPT_REC_LENGTH_MAX ||
+		    rec->length != sizeof(*h) + words * 8)
+			return fail(r, -EBADMSG, rec, "%llu pages need a %llu-octet bitmap",
+				    (unsigned long long)h->nr_pages,
+				    (unsigned long long)(words * 8));
+		for (uint64_t i = 0; i < words; i++)
+			set += (uint64_t)__builtin_popcountll(w[i]);
+		if (h->nr_pages % 64 && w[words - 1] >> (h->nr_pages % 64))
+			return fail(r, -EBADMSG, rec, "bits set beyond page %llu",
+				    (unsigned long long)h->nr_pages);
+		if (set != h->count)
+			return fail(r, -EBADMSG, rec, "count %llu, but %llu bits are set",
+				    (unsigned long long)h->count, (unsigned long long)set);
+		return 0;
+	}
+	case CKPT_REC_HA_PC_REQ: {
+		const struct ckpt_ha_pc_req_hdr *h = (const void *)b;
+
+		if (h->reserved || h->count == 0 ||
+		    rec->length != sizeof(*h) + (uint64_t)h->count * 8)
+			return fail(r, -EBADMSG, rec, "count %u in %u octets, or reserved bits set",
+				    h->count, rec->length);
+		return 0;
+	}
+	case CKPT_REC_HA_PC_END:
+		if (((const struct ckpt_ha_pc_end *)b)->reserved)
+			return fail(r, -EBADMSG, rec, "reserved field set");
+		return 0;
 	case CKPT_REC_HA_ERROR:
 		if (((const struct ckpt_ha_error_hdr *)b)->reserved)
 			return fail(r, -EBADMSG, rec, "reserved field set");

@@ -101,6 +101,9 @@ _Static_assert(sizeof(struct ckpt_rec_hdr) == 8, "record header size");
 #define CKPT_REC_HA_VERIFY 0xC8410014u /* a hash of every page, for a verification */
 #define CKPT_REC_HA_SWITCHOVER 0x48410015u /* a planned handover of the domain */
 #define CKPT_REC_HA_DISK_NEED 0x48410016u /* back channel: chunks a replica may lack */
+#define CKPT_REC_HA_POSTCOPY 0x48410017u /* the pages a postcopy checkpoint leaves out */
+#define CKPT_REC_HA_PC_REQ 0x48410018u /* back channel: pages the destination waits for */
+#define CKPT_REC_HA_PC_END 0x48410019u /* every left-out page sent / placed */
 
 /* HA_SWITCHOVER (ha-ctl switchover), about epoch, the last checkpoint the
  * secondary acknowledged; the primary's domain is suspended for good at
@@ -118,6 +121,37 @@ _Static_assert(sizeof(struct ckpt_ha_switchover) == 16, "switchover size");
 #define CKPT_SWITCH_GO 2u
 #define CKPT_SWITCH_READY 3u
 #define CKPT_SWITCH_RUNS 4u
+
+/* HA_POSTCOPY, among the state records of a migration's last checkpoint
+ * (ha-protect --migrate --postcopy): the checkpoint carries no pages;
+ * those set in the bitmap that follows (nr_pages bits in 64-bit words,
+ * least significant bit first; count of them set) were written since the
+ * secondary last received them and come after HA_SWITCHOVER (GO), as
+ * PAGE_DATA records pushed in the background or asked for with HA_PC_REQ.
+ * Such a checkpoint is never a failover's: the copy lacks those pages. */
+struct ckpt_ha_postcopy_hdr {
+	uint64_t nr_pages;
+	uint64_t count;
+};
+_Static_assert(sizeof(struct ckpt_ha_postcopy_hdr) == 16, "postcopy header size");
+
+/* HA_PC_REQ (back channel, postcopy): the destination's domain touched
+ * these pages, which are not there yet: they go before the rest. */
+struct ckpt_ha_pc_req_hdr {
+	uint32_t count;
+	uint32_t reserved;
+	/* uint64_t pfns[count]; */
+};
+_Static_assert(sizeof(struct ckpt_ha_pc_req_hdr) == 8, "postcopy request size");
+
+/* HA_PC_END: forward, every page HA_POSTCOPY named has been sent (pages:
+ * how many PAGE_DATA pages that took); back, every one is placed (pages:
+ * how many the domain waited for). */
+struct ckpt_ha_pc_end {
+	uint64_t pages;
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct ckpt_ha_pc_end) == 16, "postcopy end size");
 
 /* HA_VERIFY, among a checkpoint's state records (ha-ctl verify): every
  * page the primary's domain holds at that checkpoint, with the XXH3-64 of

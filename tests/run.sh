@@ -13,6 +13,12 @@
 # even where /dev/kvm exists, HA_KVM=host never (they then skip, saying
 # why). Tests marked "# needs: sch_plug" go there too when this machine's
 # kernel lacks the plug qdisc (unless HA_KVM=host).
+#
+# The lab is one emulation thread: HA_KVMLAB_JOBS labs (default: the
+# number of CPUs, at most 4) run side by side, each taking the next test
+# not yet taken from a shared queue (HA_TEST_QUEUE, a directory on this
+# machine's file system: a test is taken by creating its entry there), so
+# that every test still runs once, in a lab of its own boot's making.
 set -u
 build=$1
 shift
@@ -33,8 +39,13 @@ if [ "${HA_KVMLAB:-0}" = 1 ]; then # already inside it
 	use_lab=0 plug_lab=0
 fi
 
+i=0
 for t in "$@"; do
 	name=$(basename "$t")
+	i=$((i + 1))
+	if [ -n "${HA_TEST_QUEUE:-}" ] && ! mkdir "$HA_TEST_QUEUE/$i" 2>/dev/null; then
+		continue # another lab took it
+	fi
 	if { [ "$use_lab" = 1 ] && grep -aq '^# needs: kvm' "$t"; } 2>/dev/null ||
 		{ [ "$plug_lab" = 1 ] && grep -q '^# needs: sch_plug' "$t"; } 2>/dev/null; then
 		labtests="$labtests $t"
@@ -56,26 +67,64 @@ for t in "$@"; do
 done
 
 if [ -n "$labtests" ]; then
-	echo "=== KVM lab: these need KVM (or sch_plug) that this machine lacks, so they run in a"
-	echo "=== Linux VM under QEMU (TCG, nested KVM, Debian's kernel):$labtests"
-	out=$(mktemp)
-	# shellcheck disable=SC2086
-	{
-		"$(dirname "$0")/kvmlab/run.sh" -- tests/run.sh "$build" $labtests
-		echo $? >"$out.rc"
-	} | tee "$out"
-	rc=$(cat "$out.rc")
-	res=$(sed -n 's/^check: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$out" | tail -n 1)
-	if [ -n "$res" ]; then
-		set -- $res
-		pass=$((pass + $1)) fail=$((fail + $2)) skip=$((skip + $3))
-		failed="$failed$(sed -n 's/^failed://p' "$out" | tail -n 1)"
-	else
-		n=$(echo $labtests | wc -w)
-		echo "--- FAIL the KVM lab did not report (exit $rc): its $n tests count as failed"
-		fail=$((fail + n)) failed="$failed kvmlab"
+	top=$(cd "$(dirname "$0")/.." && pwd)
+	n=$(echo $labtests | wc -w)
+	jobs=${HA_KVMLAB_JOBS:-$(nproc)}
+	case $jobs in '' | *[!0-9]* | 0) echo "HA_KVMLAB_JOBS is a whole number >= 1, not '$jobs'"; exit 2 ;; esac
+	[ "$jobs" -gt 4 ] && [ -z "${HA_KVMLAB_JOBS:-}" ] && jobs=4
+	[ "$jobs" -gt "$n" ] && jobs=$n
+	echo "=== KVM lab: these need KVM (or sch_plug) that this machine lacks, so they run in"
+	echo "=== $jobs Linux VM(s) under QEMU (TCG, nested KVM, Debian's kernel), each taking the"
+	echo "=== next test left:$labtests"
+	"$top/tests/kvmlab/build.sh" >/dev/null || "$top/tests/kvmlab/build.sh"
+	mkdir -p "$top/build/kvmlab"
+	queue=$(mktemp -d "$top/build/kvmlab/queue.XXXXXX")
+	for j in $(seq "$jobs"); do
+		# shellcheck disable=SC2086
+		{
+			HA_TEST_QUEUE=$queue KVMLAB_SLOT=$j KVMLAB_ENV="${KVMLAB_ENV:-} HA_TEST_QUEUE" \
+				"$top/tests/kvmlab/run.sh" -- tests/run.sh "$build" $labtests >"$queue/out.$j" 2>&1
+			echo $? >"$queue/rc.$j"
+		} &
+	done
+	# Each lab's lines as they come, named by lab when there are several.
+	for j in $(seq "$jobs"); do
+		: >>"$queue/out.$j"
+		if [ "$jobs" -gt 1 ]; then
+			tail -n +1 -s 0.5 -f "$queue/out.$j" | sed -u "s/^/[lab $j] /" &
+		else
+			tail -n +1 -s 0.5 -f "$queue/out.$j" &
+		fi
+	done
+	wait_labs() {
+		for j in $(seq "$jobs"); do
+			while ! [ -s "$queue/rc.$j" ]; do sleep 1; done
+		done
+	}
+	wait_labs
+	sleep 1
+	# shellcheck disable=SC2046
+	kill $(jobs -p) 2>/dev/null
+	wait 2>/dev/null
+	reported=0
+	for j in $(seq "$jobs"); do
+		rc=$(cat "$queue/rc.$j")
+		res=$(sed -n 's/^check: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$queue/out.$j" | tail -n 1)
+		if [ -n "$res" ]; then
+			set -- $res
+			pass=$((pass + $1)) fail=$((fail + $2)) skip=$((skip + $3))
+			reported=$((reported + $1 + $2 + $3))
+			failed="$failed$(sed -n 's/^failed://p' "$queue/out.$j" | tail -n 1)"
+		else
+			echo "--- FAIL KVM lab $j did not report (exit $rc): see build/kvmlab/console.$j.log"
+			failed="$failed kvmlab.$j"
+		fi
+	done
+	if [ "$reported" -lt "$n" ]; then
+		echo "--- FAIL $((n - reported)) of the lab's $n tests did not report: they count as failed"
+		fail=$((fail + n - reported))
 	fi
-	rm -f "$out" "$out.rc"
+	rm -rf "$queue"
 fi
 [ -n "$failed" ] && echo "failed:$failed"
 echo "check: $pass passed, $fail failed, $skip skipped"

@@ -33,6 +33,17 @@ enum vmm_ctl_op {
 	VMM_OP_GET_STATE,   /* paused -> state blob */
 	VMM_OP_ACTIVATE,    /* incoming, body = state blob: load and run */
 	VMM_OP_STOP,        /* stop the VM; ha-vm exits */
+	/* incoming, body = the bitmap of pages not here yet (nr_pages bits in
+	 * u64 words) -> struct vmm_ctl_postcopy + the userfaultfd. The
+	 * connection that asked serves the pages: if it closes before
+	 * POSTCOPY_END, the guest's memory can never be whole and ha-vm
+	 * stops it. */
+	VMM_OP_POSTCOPY,
+	VMM_OP_POSTCOPY_END, /* every page is in */
+};
+
+struct vmm_ctl_postcopy {
+	uint64_t base; /* guest memory's address in ha-vm (the userfaultfd's) */
 };
 
 #define VMM_INFO_RUNNING 0x1u

@@ -10,6 +10,7 @@ ha-vm_OBJS := \
 	vmm/server.o \
 	vmm/vm.o \
 	vmm/vm_state.o \
+	vmm/vm_postcopy.o \
 	guest/counter.o \
 	guest/dirty.o \
 	guest/disk.o \

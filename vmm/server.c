@@ -29,8 +29,9 @@ static int reply(int fd, int status, const void *body, size_t len, int pass_fd)
 	return rc;
 }
 
-/* Serves one request; returns <0 to drop the client, 1 to stop the VM. */
-static int serve(struct vm *vm, int fd)
+/* Serves one request; returns <0 to drop the client, 1 to stop the VM.
+ * *pc_fd: the client serving a postcopy (-1 none). */
+static int serve(struct vm *vm, int fd, int *pc_fd)
 {
 	struct vmm_ctl_req req;
 	uint8_t *body = NULL;
@@ -107,6 +108,26 @@ static int serve(struct vm *vm, int fd)
 		rc = reply(fd, st, NULL, 0, -1);
 		break;
 	}
+	case VMM_OP_POSTCOPY: {
+		struct vmm_ctl_postcopy pc = {0};
+		int ufd = -1, st = vm_postcopy_start(vm, (const uint64_t *)body, req.len / 8, &ufd,
+						     &pc.base);
+
+		if (st == 0 && req.len % 8)
+			st = -EINVAL;
+		if (st == 0)
+			*pc_fd = fd;
+		rc = reply(fd, st, &pc, st == 0 ? sizeof(pc) : 0, st == 0 ? ufd : -1);
+		break;
+	}
+	case VMM_OP_POSTCOPY_END: {
+		int st = vm_postcopy_end(vm);
+
+		if (st == 0 || st == -ENOENT)
+			*pc_fd = -1;
+		rc = reply(fd, st, NULL, 0, -1);
+		break;
+	}
 	case VMM_OP_STOP:
 		reply(fd, 0, NULL, 0, -1);
 		ret = 1;
@@ -122,7 +143,7 @@ static int serve(struct vm *vm, int fd)
 int vmm_serve(struct vm *vm, const char *path)
 {
 	struct pollfd p[1 + MAX_CLIENTS];
-	int nclients = 0, lfd;
+	int nclients = 0, lfd, pc_fd = -1;
 	sock_mkdir_parents(path);
 	lfd = sock_unix_listen(path, 8);
 	if (lfd < 0) {
@@ -156,9 +177,15 @@ int vmm_serve(struct vm *vm, const char *path)
 
 			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
-			rc = serve(vm, p[i].fd);
+			rc = serve(vm, p[i].fd, &pc_fd);
 			if (rc == 1)
 				goto stop;
+			if (rc < 0 && p[i].fd == pc_fd && vm_postcopy_active(vm)) {
+				log_error("postcopy: the process placing the guest's pages went away "
+					  "before the last: its memory can never be whole here; "
+					  "stopping it");
+				goto stop;
+			}
 			if (rc < 0) {
 				close(p[i].fd);
 				p[i] = p[nclients--];

@@ -193,7 +193,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 
 	if (!vm)
 		return -ENOMEM;
-	vm->kvm = vm->fd = vm->vcpu = vm->memfd = vm->tap = vm->wake = -1;
+	vm->kvm = vm->fd = vm->vcpu = vm->memfd = vm->tap = vm->wake = vm->uffd = -1;
 	pthread_mutex_init(&vm->mu, NULL);
 	pthread_cond_init(&vm->cv, NULL);
 	snprintf(vm->name, sizeof(vm->name), "%s", cfg->name);
@@ -355,6 +355,8 @@ void vm_destroy(struct vm *vm)
 		close(vm->tap);
 	if (vm->wake >= 0)
 		close(vm->wake);
+	if (vm->uffd >= 0)
+		close(vm->uffd);
 	blk_close(vm->disk);
 	free(vm->kvm_bitmap);
 	free(vm->vmm_dirty);

@@ -58,6 +58,18 @@ int vm_save_state(struct vm *vm, void **blob, size_t *len);
 int vm_activate(struct vm *vm, const void *blob, size_t len);
 
 int vm_memfd(struct vm *vm);
+/* Postcopy, on an incoming VM before its activation: the pages set in
+ * NEED (nr_pages bits) are not here yet. Drops what the memfd holds of
+ * them and registers guest memory with a new userfaultfd (missing pages),
+ * returned in *uffd (the VM keeps it: it stays open until
+ * vm_postcopy_end) with the memory's address in this process in *base:
+ * whoever holds it places each page (UFFDIO_COPY) before the guest or a
+ * device reads it. */
+int vm_postcopy_start(struct vm *vm, const uint64_t *need, size_t nwords, int *uffd,
+		      uint64_t *base);
+/* Every page is in: the registration is dropped. */
+int vm_postcopy_end(struct vm *vm);
+bool vm_postcopy_active(struct vm *vm);
 uint64_t vm_mem_bytes(struct vm *vm);
 const char *vm_tap(struct vm *vm);
 /* The disk as given (file or nbd:...), "" if none. */

@@ -37,6 +37,7 @@ struct vm {
 	char tap_name[IFNAMSIZ];
 	struct blk *disk;
 	int wake; /* eventfd: breaks an idle wait */
+	int uffd; /* postcopy: the userfaultfd on mem, -1 none (vm_postcopy.c) */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

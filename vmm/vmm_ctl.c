@@ -194,3 +194,28 @@ int vmm_ctl_stop(struct vmm_ctl *c)
 {
 	return call(c, VMM_OP_STOP, NULL, 0, NULL, 0, NULL, NULL, NULL);
 }
+
+int vmm_ctl_postcopy(struct vmm_ctl *c, const uint64_t *need, size_t nwords, int *uffd,
+		     uint64_t *base)
+{
+	struct vmm_ctl_postcopy pc;
+	size_t got = 0;
+	int fd = -1;
+	int rc = call(c, VMM_OP_POSTCOPY, need, nwords * 8, &pc, sizeof(pc), NULL, &got, &fd);
+
+	if (rc == 0 && (fd < 0 || got != sizeof(pc)))
+		rc = -EPROTO;
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	*uffd = fd;
+	*base = pc.base;
+	return 0;
+}
+
+int vmm_ctl_postcopy_end(struct vmm_ctl *c)
+{
+	return call(c, VMM_OP_POSTCOPY_END, NULL, 0, NULL, 0, NULL, NULL, NULL);
+}

@@ -29,5 +29,12 @@ int vmm_ctl_harvest(struct vmm_ctl *c, uint64_t *bitmap, size_t nwords);
 int vmm_ctl_get_state(struct vmm_ctl *c, void **blob, size_t *len);
 int vmm_ctl_activate(struct vmm_ctl *c, const void *blob, size_t len);
 int vmm_ctl_stop(struct vmm_ctl *c);
+/* Postcopy (VMM_OP_POSTCOPY): the incoming VM drops the pages set in need
+ * and returns the userfaultfd that reports its first touch of one (*uffd,
+ * the caller's to close) and its memory's address there (*base). This
+ * connection must stay open until vmm_ctl_postcopy_end. */
+int vmm_ctl_postcopy(struct vmm_ctl *c, const uint64_t *need, size_t nwords, int *uffd,
+		     uint64_t *base);
+int vmm_ctl_postcopy_end(struct vmm_ctl *c);
 
 #endif

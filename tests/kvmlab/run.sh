@@ -10,9 +10,12 @@
 # environment, plus the variables named in KVMLAB_ENV (space-separated)
 # taken from the caller's. Its output is shown as it comes; the exit status
 # is the command's (125: the lab failed to start it, 124: timed out).
-# Environment: KVMLAB_TIMEOUT (seconds, default 3600); for experiments,
-# KVMLAB_QEMU (the QEMU binary) and KVMLAB_QEMU_ACCEL (QEMU's -accel). The
-# guest kernel's console goes to build/kvmlab/console.log.
+# Environment: KVMLAB_TIMEOUT (seconds, default 3600); KVMLAB_SLOT (a
+# name for one of several labs running at once: their logs are kept apart);
+# for experiments, KVMLAB_QEMU (the QEMU binary) and KVMLAB_QEMU_ACCEL
+# (QEMU's -accel). The guest kernel's console goes to
+# build/kvmlab/console.log (console.SLOT.log), QEMU's own messages to
+# qemu.log (qemu.SLOT.log).
 set -uo pipefail
 export LC_ALL=C
 
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "usage: tests/kvmlab/run.sh [-m MB] [--] CMD [ARG...]" >&2; exit 2; }
 timeout_s=${KVMLAB_TIMEOUT:-3600}
+slot=${KVMLAB_SLOT:+.$KVMLAB_SLOT}
+console=$lab/console$slot.log qlog=$lab/qemu$slot.log
 
 command -v qemu-system-x86_64 >/dev/null ||
 	{ echo "kvmlab: qemu-system-x86_64 is missing: run scripts/install-deps.sh as root" >&2; exit 125; }
@@ -58,12 +63,12 @@ out=$lab/jobs/$id.out
 timeout -k 10 "$timeout_s" "${KVMLAB_QEMU:-qemu-system-x86_64}" \
 	-accel "${KVMLAB_QEMU_ACCEL:-tcg,thread=single}" -cpu EPYC,+svm -m "$mem" -smp 2 \
 	-display none -nodefaults -no-reboot -monitor none \
-	-serial "file:$lab/console.log" -serial "file:$out" \
+	-serial "file:$console" -serial "file:$out" \
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap" \
 	-device virtio-rng-pci \
 	-kernel "$img/vmlinuz" -initrd "$img/initrd.gz" \
 	-append "console=ttyS0 loglevel=4 panic=-1 kvmlab.job=$job kvmlab.modules=$img/modules" \
-	2>"$lab/qemu.log" &
+	2>"$qlog" &
 qpid=$!
 # The serial line ends lines with CR LF: show them as the job wrote them.
 tail -n +1 -s 0.3 -f --pid=$qpid "$out" 2>/dev/null | sed -u 's/\r$//' | grep --line-buffered -av '^KVMLAB: EXIT ' &
@@ -79,8 +84,8 @@ if [ -z "$rc" ]; then
 		rc=124
 	else
 		echo "kvmlab: the lab stopped before the command ended (QEMU exit $qrc); kernel console:" >&2
-		tail -n 30 "$lab/console.log" | tr -d '\r' >&2
-		grep -v 'TCG doesn.t support' "$lab/qemu.log" | tail -n 5 >&2
+		tail -n 30 "$console" | tr -d '\r' >&2
+		grep -v 'TCG doesn.t support' "$qlog" | tail -n 5 >&2
 		rc=125
 	fi
 fi
