@@ -262,6 +262,17 @@ static int kvm_activate(struct hv_copy *c, const struct hv_state *st)
 				len - sizeof(struct ckpt_ha_vmm_state_hdr));
 }
 
+static int kvm_postcopy_start(struct hv_copy *c, const uint64_t *need, size_t nwords, int *uffd,
+			      uint64_t *base)
+{
+	return gone(vmm_ctl_postcopy(c->dom.ctl, need, nwords, uffd, base));
+}
+
+static int kvm_postcopy_end(struct hv_copy *c)
+{
+	return gone(vmm_ctl_postcopy_end(c->dom.ctl));
+}
+
 static void kvm_destroy(struct hv_copy *c)
 {
 	vmm_ctl_stop(c->dom.ctl);
@@ -331,6 +342,8 @@ static const struct hv_restore_ops restore_ops = {
 	.create = kvm_create,
 	.page = kvm_copy_page,
 	.activate = kvm_activate,
+	.postcopy_start = kvm_postcopy_start,
+	.postcopy_end = kvm_postcopy_end,
 	.destroy = kvm_destroy,
 	.close = kvm_copy_close,
 	.needs = kvm_needs,

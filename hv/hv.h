@@ -141,6 +141,17 @@ struct hv_restore_ops {
 	 * toolstack saves a domain (Xen: a file `xl restore` reads), instead
 	 * of running it. May be NULL (no such format). */
 	int (*save_file)(struct hv_copy *c, const struct hv_state *st, int fd);
+	/* Postcopy (a migration's destination), before activate: the pages
+	 * set in NEED (nr_pages bits) are not here yet. Drops what the copy
+	 * holds of them and returns a userfaultfd (*uffd, the caller's to
+	 * close) reporting the domain's first touch of one, its memory at
+	 * *base in the domain's address space; the caller places each page
+	 * (UFFDIO_COPY) and must never touch one through page() meanwhile.
+	 * May be NULL (no postcopy on this backend). */
+	int (*postcopy_start)(struct hv_copy *c, const uint64_t *need, size_t nwords, int *uffd,
+			      uint64_t *base);
+	/* Every page is placed: the domain runs on its own. */
+	int (*postcopy_end)(struct hv_copy *c);
 	/* Tear down a copy that will never run. May be NULL. */
 	void (*destroy)(struct hv_copy *c);
 	/* Frees the handle (an activated domain runs on). */

@@ -159,9 +159,24 @@ void *prot_acker_main(void *arg)
 					     h->step, (unsigned long long)h->epoch);
 				return NULL;
 			}
-			if (h->step == CKPT_SWITCH_RUNS)
+			/* A postcopy goes on: the pages the copy lacks follow. */
+			if (h->step == CKPT_SWITCH_RUNS && !p->cfg->postcopy)
 				return NULL;
 			continue;
+		}
+		if (rec.type == CKPT_REC_HA_PC_REQ && p->cfg->postcopy) {
+			const struct ckpt_ha_pc_req_hdr *h = (const void *)rec.body;
+
+			prot_pc_request(p, (const uint64_t *)(h + 1), h->count);
+			continue;
+		}
+		if (rec.type == CKPT_REC_HA_PC_END && p->cfg->postcopy) {
+			pthread_mutex_lock(&p->mu);
+			p->pc_end = true;
+			p->pc_waited = ((const struct ckpt_ha_pc_end *)rec.body)->pages;
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
 		}
 		if (rec.type != CKPT_REC_HA_ACK)
 			continue;

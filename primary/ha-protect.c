@@ -56,6 +56,10 @@ static void usage(FILE *f)
 		"      --migrate         live migration: once the secondary holds the first\n"
 		"                        checkpoint, switch over to it (the domain then runs\n"
 		"                        there; exit 0); prints the total time and downtime\n"
+		"      --postcopy        with --migrate: after the pre-copy, run the domain\n"
+		"                        there at once; the pages still dirty follow, those it\n"
+		"                        touches first (for a guest that writes faster than\n"
+		"                        the link carries; a link lost meanwhile loses it)\n"
 		"      --retry MS        re-protection attempts while degraded (default 1000)\n"
 		"  -u, --no-compress     send raw pages (a Xen-compatible PAGE_DATA stream)\n"
 		"      --cache-pages N   sender cache for XOR deltas (default %d)\n"
@@ -166,7 +170,8 @@ struct args {
 /* ha-protect's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
        O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
-       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE, O_STOP };
+       O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE, O_STOP,
+       O_POSTCOPY };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"interval", required_argument, NULL, 'i'},
@@ -178,6 +183,7 @@ static const struct option opts[] = {
 	{"precopy-rounds", required_argument, NULL, O_ROUNDS},
 	{"converge-pages", required_argument, NULL, O_CONVERGE},
 	{"migrate", no_argument, NULL, O_MIGRATE},
+	{"postcopy", no_argument, NULL, O_POSTCOPY},
 	{"retry", required_argument, NULL, O_RETRY},
 	{"no-compress", no_argument, NULL, 'u'},
 	{"cache-pages", required_argument, NULL, O_CACHE},
@@ -241,6 +247,9 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_CONVERGE:
 			a->cfg.converge_pages =
 			    opt_uint("ha-protect", "--converge-pages", optarg, 1, 1u << 30);
+			break;
+		case O_POSTCOPY:
+			a->cfg.postcopy = true;
 			break;
 		case O_MIGRATE:
 			a->cfg.migrate = true;
@@ -393,6 +402,12 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	if (a->cfg.stop_at_end && (!a->cfg.blackhole || !a->cfg.save_path || !a->cfg.max_epochs)) {
 		fprintf(stderr, "ha-protect: --stop is for a save that stops the domain: it needs -b, "
 				"--save FILE and --max-epochs (ha-save --stop)\n");
+		return 2;
+	}
+	if (a->cfg.postcopy && !a->cfg.migrate) {
+		fprintf(stderr, "ha-protect: --postcopy is for a migration (--migrate): a protected "
+				"domain's secondary must hold every page of its checkpoints to fail "
+				"over\n");
 		return 2;
 	}
 	if (a->cfg.migrate && (a->cfg.blackhole || a->cfg.max_epochs)) {

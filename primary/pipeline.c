@@ -261,6 +261,40 @@ static int add_verify(struct prot *p, struct hv_state *st)
 	return rc;
 }
 
+/* --postcopy: the pages dirty at the last checkpoint, left out of it
+ * (HA_POSTCOPY among its state records; kept in pc_need for the push). */
+static int add_postcopy(struct prot *p, struct hv_state *st)
+{
+	size_t words = BITMAP_WORDS(p->dirty.nbits), len = sizeof(struct ckpt_ha_postcopy_hdr) + words * 8;
+	struct ckpt_ha_postcopy_hdr *h = malloc(len);
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	bitmap_destroy(&p->pc_need);
+	rc = bitmap_init(&p->pc_need, p->dirty.nbits);
+	if (rc < 0) {
+		free(h);
+		return rc;
+	}
+	/* Holes in the guest's physical map have no page to send. */
+	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+	     b = bitmap_next_set(&p->dirty, b + 1))
+		if (p->ops->page(p->dom, b))
+			bitmap_set(&p->pc_need, b);
+	*h = (struct ckpt_ha_postcopy_hdr){.nr_pages = p->pc_need.nbits,
+					   .count = bitmap_count(&p->pc_need)};
+	memcpy(h + 1, p->pc_need.words, words * 8);
+	rc = hv_state_add(st, CKPT_REC_HA_POSTCOPY, h, len);
+	free(h);
+	if (rc == 0)
+		log_info("postcopy: %llu dirty pages (%llu MiB) are left out of the last "
+			 "checkpoint: they follow once the domain runs on %s",
+			 (unsigned long long)bitmap_count(&p->pc_need),
+			 (unsigned long long)(bitmap_count(&p->pc_need) >> 8), p->cfg->peer);
+	return rc;
+}
+
 /* FINAL: the last checkpoint of a switchover: the domain is not resumed. */
 static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, bool final,
 			    uint64_t *paused_at, uint64_t *resumed_at)
@@ -279,7 +313,16 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, bool
 	rc = p->ops->harvest(p->dom, &p->dirty);
 	if (rc < 0)
 		goto fail_resume;
-	for (size_t b = bitmap_next_set(&p->dirty, 0); b < p->dirty.nbits;
+	hv_state_clear(&s->st);
+	if (final && p->cfg->postcopy) {
+		/* Postcopy: the pages dirty now follow after the switchover. */
+		what = "postcopy";
+		rc = add_postcopy(p, &s->st);
+		if (rc < 0)
+			goto fail_resume;
+	}
+	for (size_t b = bitmap_next_set(&p->dirty, 0); !(final && p->cfg->postcopy) &&
+						       b < p->dirty.nbits;
 	     b = bitmap_next_set(&p->dirty, b + 1)) {
 		const uint8_t *src = p->ops->page(p->dom, b);
 
@@ -290,7 +333,6 @@ static int checkpoint_epoch(struct prot *p, struct slot *s, uint64_t epoch, bool
 		s->ptrs[n] = s->pages + (size_t)n * CKPT_PAGE_SIZE;
 		n++;
 	}
-	hv_state_clear(&s->st);
 	what = "state capture";
 	rc = p->ops->save_state(p->dom, &s->st);
 	if (rc < 0)
@@ -392,7 +434,7 @@ int prot_epoch_loop(struct prot *p)
 		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
 		/* The last checkpoint leaves the domain suspended: a switchover's,
 		 * or that of a save that stops it (--stop). */
-		bool final = atomic_load(&p->switchover_req) ||
+		bool final = atomic_load(&p->switchover_req) || p->cfg->postcopy ||
 			     (p->cfg->stop_at_end && epoch + 1 >= p->cfg->max_epochs);
 		log_set_epoch(epoch);
 		int rc = checkpoint_epoch(p, s, epoch, final, &paused_at, &resumed_at);

@@ -30,6 +30,7 @@
 
 #define NSLOTS 2
 #define LAT_RING 256
+#define PC_REQ_MAX 4096
 #define BATCH CKPT_CODEC_BATCH_MAX
 
 enum prot_state { ST_SYNC, ST_PROTECTED, ST_DEGRADED, ST_STOPPING };
@@ -125,7 +126,20 @@ struct prot {
 	int file_fd; /* -b: the file the link writes (the link owns it), -1 none */
 	bool stopped_saved; /* --stop: the domain was stopped, its state in the file */
 	uint64_t session_t0; /* when the current session began (a migration's start) */
+
+	/* --postcopy (switchover.c): the pages the last checkpoint left out;
+	 * under mu, the pages the destination asked for (a ring; more are
+	 * dropped, they come in the background anyway), and its HA_PC_END
+	 * (pc_placed: the pages its domain waited for). */
+	struct bitmap pc_need;
+	uint64_t pc_req[PC_REQ_MAX];
+	unsigned pc_req_head, pc_req_len;
+	bool pc_end;
+	uint64_t pc_waited;
 };
+
+/* switchover.c: the postcopy's request queue (struct prot.pc_req). */
+void prot_pc_request(struct prot *p, const uint64_t *pfns, uint32_t n);
 
 /* protect.c */
 /* The session's secondary is lost (the first call of a session says why). */

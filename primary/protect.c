@@ -782,6 +782,7 @@ static void prot_free(struct prot *p)
 		free(p->need[i]);
 	slots_free(p);
 	bitmap_destroy(&p->dirty);
+	bitmap_destroy(&p->pc_need);
 	pthread_cond_destroy(&p->cv);
 	devset_free(p->devs);
 	pthread_mutex_destroy(&p->mu);

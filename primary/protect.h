@@ -42,6 +42,10 @@ struct prot_config {
 	/* --migrate: once the first checkpoint is acknowledged, switch over
 	 * (a live migration); one session, no re-protection. */
 	bool migrate;
+	/* --postcopy (with migrate): after the pre-copy, the last checkpoint
+	 * leaves out the pages still dirty; the secondary runs the domain at
+	 * once and they follow, those it touches first (switchover.c). */
+	bool postcopy;
 	unsigned retry_ms; /* between re-protection attempts */
 	bool compress;
 	size_t cache_pages;

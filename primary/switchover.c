@@ -13,6 +13,10 @@
  *      HA_SWITCHOVER, or HA_ERROR if its copy could not start;
  *   5. without such a device, the domain is stopped only now, as xl
  *      migrate destroys its source once the destination runs.
+ * With --postcopy (a migration), that checkpoint carries no pages: after
+ * RUNS the pages it left out follow (postcopy_push), those the secondary's
+ * domain waits for first, and the domain is stopped here only once the
+ * secondary has placed every one (HA_PC_END both ways).
  * Until the domain is stopped, nothing has changed hands: a secondary that
  * refuses (its HA_ERROR) leaves the domain to be resumed here. A link that
  * breaks in between leaves it suspended (or stopped): the secondary, which
@@ -130,6 +134,113 @@ static int stop_here(struct prot *p)
 	return p->ops->stop ? p->ops->stop(p->dom) : -EOPNOTSUPP;
 }
 
+void prot_pc_request(struct prot *p, const uint64_t *pfns, uint32_t n)
+{
+	pthread_mutex_lock(&p->mu);
+	for (uint32_t i = 0; i < n && p->pc_req_len < PC_REQ_MAX; i++)
+		p->pc_req[(p->pc_req_head + p->pc_req_len++) % PC_REQ_MAX] = pfns[i];
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static bool pc_ended(const struct prot *p)
+{
+	return p->pc_end;
+}
+
+/* The next batch of the postcopy: the pages the secondary asked for
+ * first, then the next ones in order from *cursor; none sent twice. */
+#define PC_BATCH 32
+static uint32_t pc_batch(struct prot *p, struct bitmap *left, size_t *cursor, uint64_t *pfns,
+			 uint64_t *asked)
+{
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->pc_req_len && n < PC_BATCH) {
+		uint64_t pfn = p->pc_req[p->pc_req_head];
+
+		p->pc_req_head = (p->pc_req_head + 1) % PC_REQ_MAX;
+		p->pc_req_len--;
+		if (pfn < left->nbits && bitmap_test(left, pfn)) {
+			bitmap_clear(left, pfn);
+			pfns[n++] = pfn;
+			(*asked)++;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	while (n < PC_BATCH) {
+		*cursor = bitmap_next_set(left, *cursor);
+		if (*cursor >= left->nbits)
+			break;
+		bitmap_clear(left, *cursor);
+		pfns[n++] = *cursor;
+	}
+	return n;
+}
+
+/* The domain runs there since RAN_AT: sends every page the last
+ * checkpoint left out, then HA_PC_END, and waits for the secondary's
+ * (every page placed). 0, or -EIO: the domain can run nowhere whole. */
+static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
+{
+	uint64_t pfns[PC_BATCH], asked = 0, sent = 0, total = bitmap_count(&p->pc_need);
+	const void *pages[PC_BATCH];
+	struct bitmap left = {0};
+	size_t cursor = 0;
+	char why[400] = "", r[sizeof(p->reason)];
+	int rc = bitmap_init(&left, p->pc_need.nbits);
+
+	if (rc == 0)
+		bitmap_or(&left, &p->pc_need);
+	while (rc == 0) {
+		uint32_t n = pc_batch(p, &left, &cursor, pfns, &asked);
+
+		if (n == 0)
+			break;
+		for (uint32_t i = 0; i < n; i++)
+			pages[i] = p->ops->page(p->dom, pfns[i]);
+		rc = fo_link_page_data(p->link, pfns, pages, n);
+		sent += n;
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0 && p->state != ST_PROTECTED)
+			rc = -ECONNRESET;
+		pthread_mutex_unlock(&p->mu);
+	}
+	bitmap_destroy(&left);
+	if (rc == 0) {
+		struct ckpt_ha_pc_end e = {.pages = sent};
+		struct iovec iov = {&e, sizeof(e)};
+
+		rc = fo_link_record(p->link, CKPT_REC_HA_PC_END, &iov, 1);
+	}
+	if (rc == 0 && wait_for(p, pc_ended, SWITCH_ANSWER_MS) != W_MET)
+		rc = -ECONNRESET;
+	if (rc == 0) {
+		log_info("POSTCOPY complete: %llu pages in %llu ms, %llu of them asked for first; "
+			 "the domain waited for %llu",
+			 (unsigned long long)sent,
+			 (unsigned long long)((clk_now_ns() - ran_at) / NSEC_PER_MSEC),
+			 (unsigned long long)asked, (unsigned long long)p->pc_waited);
+		return 0;
+	}
+	reason(p, r, sizeof(r), strerror(-rc));
+	snprintf(why, sizeof(why), "%s", r);
+	pthread_mutex_lock(&p->mu);
+	p->switch_end = SW_UNCONFIRMED;
+	pthread_mutex_unlock(&p->mu);
+	p->frozen = true;
+	log_error("POSTCOPY FAILED after %llu of %llu pages: %s. Neither host holds the whole "
+		  "domain now: %s ran it from epoch %llu without the rest of its pages and stops "
+		  "its copy; here it stays suspended as of that epoch, %llu ms before, and "
+		  "ha-protect will not resume it. Resume it here only knowing that what clients "
+		  "saw of it on %s since is lost",
+		  (unsigned long long)sent, (unsigned long long)total, why, p->cfg->peer,
+		  (unsigned long long)epoch,
+		  (unsigned long long)((clk_now_ns() - ran_at) / NSEC_PER_MSEC), p->cfg->peer);
+	return -EIO;
+}
+
 int prot_switchover(struct prot *p)
 {
 	struct ckpt_ha_switchover h;
@@ -158,6 +269,9 @@ int prot_switchover(struct prot *p)
 		snprintf(why, sizeof(why), "the secondary did not acknowledge the last checkpoint "
 					   "(epoch %llu): %s",
 			 (unsigned long long)epoch, r);
+		/* A postcopy checkpoint never runs there without GO. */
+		if (p->cfg->postcopy)
+			return resume_here(p, epoch, why);
 		return unconfirmed(p, epoch, false, why);
 	}
 	t_ack = t_stop = clk_now_ns();
@@ -169,6 +283,11 @@ int prot_switchover(struct prot *p)
 	 * its source only once the destination runs: a shorter downtime, and
 	 * a secondary that fails to activate leaves it to be resumed here. */
 	bool stop_first = devset_has(p->devs, DEVSET_HANDOVER);
+
+	if (stop_first && p->cfg->postcopy)
+		return resume_here(p, epoch, "a postcopy keeps the domain here until its last page "
+					     "is sent, and its disk (DRBD) must be handed over "
+					     "before: migrate it without --postcopy");
 
 	if (stop_first) {
 		/* The secondary says it can run that checkpoint before anything
@@ -262,6 +381,11 @@ int prot_switchover(struct prot *p)
 		return unconfirmed(p, epoch, stop_first, why);
 	}
 	t_end = clk_now_ns();
+	if (p->cfg->postcopy) {
+		rc = postcopy_push(p, epoch, t_end);
+		if (rc < 0)
+			return rc;
+	}
 	if (!stop_first) {
 		rc = stop_here(p);
 		if (rc < 0)
@@ -282,10 +406,11 @@ int prot_switchover(struct prot *p)
 		 (unsigned long long)((t_stop - t_ack) / NSEC_PER_MSEC),
 		 (unsigned long long)((t_end - t_stop) / NSEC_PER_MSEC));
 	if (p->cfg->migrate)
-		log_info("MIGRATION complete: %s runs on %s; total %llu ms, downtime %llu ms",
+		log_info("MIGRATION complete: %s runs on %s; total %llu ms, downtime %llu ms%s",
 			 p->cfg->domain, p->cfg->peer,
-			 (unsigned long long)((t_end - p->session_t0) / NSEC_PER_MSEC),
-			 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC));
+			 (unsigned long long)((clk_now_ns() - p->session_t0) / NSEC_PER_MSEC),
+			 (unsigned long long)((t_end - p->switch_paused_at) / NSEC_PER_MSEC),
+			 p->cfg->postcopy ? " (postcopy)" : "");
 	notify_event(p->notify, "switched-over", p->cfg->domain, p->cfg->peer, epoch, NULL);
 	return 0;
 }

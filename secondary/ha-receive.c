@@ -32,6 +32,8 @@ static void usage(FILE *f)
 		"      --backend KIND       hypervisor backend for the incoming domain: kvm\n"
 		"                           (default) or xen\n"
 		"      --timeout MS         down timer for the primary (default 500)\n"
+		"      --postcopy-stall MS  a migration's postcopy fails when the domain waits\n"
+		"                           longer for a page (default 10000)\n"
 		"      --max-checkpoint MB  memory bound of one buffered checkpoint (1024)\n"
 		"      --domain NAME        serve only the domain NAME: its control socket\n"
 		"                           exists from the start (ha-ctl status NAME), and a\n"
@@ -114,7 +116,7 @@ static void on_signal(int sig)
 static bool check_only; /* --check */
 
 /* ha-receive's options; a pair file's keys are their long names. */
-enum { O_TIMEOUT = 256, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_SAVE_FILE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
+enum { O_TIMEOUT = 256, O_PC_STALL, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_SAVE_FILE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
        O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN,
        O_CHECK };
 static const struct option opts[] = {
@@ -122,6 +124,7 @@ static const struct option opts[] = {
 	{"listen", required_argument, NULL, 'l'},
 	{"backend", required_argument, NULL, O_BACKEND},
 	{"timeout", required_argument, NULL, O_TIMEOUT},
+	{"postcopy-stall", required_argument, NULL, O_PC_STALL},
 	{"max-checkpoint", required_argument, NULL, O_MAX},
 	{"ctl", required_argument, NULL, O_CTL},
 	{"once", no_argument, NULL, O_ONCE},
@@ -235,6 +238,9 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 			break;
 		case O_WTTL:
 			cfg->witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
+			break;
+		case O_PC_STALL:
+			cfg->postcopy_stall_ms = opt_uint(P, "--postcopy-stall", optarg, 10, 3600000);
 			break;
 		case O_TIMEOUT:
 			cfg->timeout_ms = opt_uint(P, "--timeout", optarg, 20, 600000);
@@ -543,6 +549,7 @@ out:
 int main(int argc, char **argv)
 {
 	struct rx_config cfg = {.timeout_ms = 500,
+				.postcopy_stall_ms = 10000,
 				.max_ckpt_bytes = (size_t)1024 << 20,
 				.fence_timeout_ms = 30000,
 				.notify_timeout_ms = 10000,

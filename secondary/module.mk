@@ -1,6 +1,7 @@
 # secondary/: receiving, buffering and committing checkpoints; ha-receive.
 LIB_OBJS += \
 	secondary/ckbuf.o \
+	secondary/postcopy.o \
 	secondary/receive.o \
 	secondary/serve.o \
 	secondary/takeover.o

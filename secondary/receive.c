@@ -852,6 +852,15 @@ static enum rx_result primary_lost(struct rx_session *s)
 			  s->err, s->x->cfg->once ? "and --once: exiting" : "waiting for a new primary");
 		return RX_ENDED;
 	}
+	uint32_t pclen;
+
+	if (hv_state_find(&x->state_recs, CKPT_REC_HA_POSTCOPY, &pclen)) {
+		log_error("the primary went away before its postcopy began: %s; this copy lacks the "
+			  "pages its last checkpoint left out and is never a failover's: it is "
+			  "discarded, and the primary keeps the domain",
+			  s->err);
+		return RX_ENDED;
+	}
 	log_error("primary lost: %s", s->err);
 	int rc = rx_take_over(x, s->err);
 
@@ -873,16 +882,58 @@ static enum rx_result switch_over(struct rx_session *s)
 	struct ckpt_ha_switchover h = {.epoch = atomic_load(&x->committed),
 				       .step = CKPT_SWITCH_RUNS};
 	struct iovec iov = {&h, sizeof(h)};
+	uint32_t pclen;
+	const struct ckpt_ha_postcopy_hdr *pch =
+		hv_state_find(&x->state_recs, CKPT_REC_HA_POSTCOPY, &pclen);
+	struct rx_postcopy *pc = NULL;
 	int rc;
 
 	ckbuf_reset(x->buf);
+	if (pch) {
+		rc = rx_postcopy_begin(x, s->l, pch, &pc, s->err, sizeof(s->err));
+		if (rc < 0) {
+			log_error("SWITCHOVER refused: %s; the domain runs on at the primary", s->err);
+			send_error(s->l, -rc, s->err);
+			return RX_NOT_ACTIVATED;
+		}
+		x->postcopy = true;
+	}
 	rc = rx_switch_over(x);
 	if (rc == 1) {
 		if (fo_link_record(s->l, CKPT_REC_HA_SWITCHOVER, &iov, 1) < 0)
 			log_warn("the domain runs here, but the primary could not be told so: it "
 				 "reports the switchover as unconfirmed");
+		if (pc && rx_postcopy_finish(pc) < 0) {
+			/* It can never be whole here: it runs nowhere. */
+			x->ops->destroy(x->copy);
+			x->ops->close(x->copy);
+			x->copy = NULL;
+			x->postcopy = false;
+			pthread_mutex_lock(&x->mu);
+			x->switched = false;
+			rx_set_state_locked(x, RX_WAITING);
+			pthread_mutex_unlock(&x->mu);
+			return RX_NOT_ACTIVATED;
+		}
+		if (pc) {
+			x->ops->close(x->copy);
+			x->copy = NULL;
+			x->postcopy = false;
+		}
 		fo_link_shutdown(s->l);
 		return RX_ACTIVATED;
+	}
+	if (pc) {
+		x->postcopy = false;
+		pthread_mutex_lock(&x->mu);
+		snprintf(s->err, sizeof(s->err), "%.280s", x->last_error);
+		pthread_mutex_unlock(&x->mu);
+		send_error(s->l, rc == -EIO ? EIO : -rc, s->err);
+		rx_postcopy_abort(pc);
+		log_error("SWITCHOVER FAILED (%s): the copy did not start; the primary, told so, "
+			  "resumes the domain there",
+			  s->err);
+		return RX_NOT_ACTIVATED;
 	}
 	pthread_mutex_lock(&x->mu);
 	snprintf(s->err, sizeof(s->err), "%.280s", x->last_error);

@@ -46,6 +46,9 @@
 struct rx_config {
 	const char *listen;     /* host:port */
 	unsigned timeout_ms;    /* down timer for the primary */
+	/* A postcopy's bound on how long the domain may wait for a page it
+	 * touched before the postcopy counts as failed (ms). */
+	unsigned postcopy_stall_ms;
 	size_t max_ckpt_bytes;  /* memory bound of one buffered checkpoint */
 	const char *ctl_path;   /* NULL: derived from the domain name */
 	/* --domain: the one domain this secondary serves (its control socket

@@ -38,6 +38,9 @@ struct rx {
 	char last_verify[200]; /* the last HA_VERIFY's result, "" if none */
 	bool switched;	       /* under mu: activated by a switchover, not a failover */
 	bool restored;	       /* under mu: activated from a file (--restore) */
+	/* The activation keeps the copy's handle: a postcopy still serves it
+	 * (receive.c closes it). */
+	bool postcopy;
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
 	bool busy;    /* under mu: a session holds the slot */
@@ -77,6 +80,26 @@ int rx_switch_over(struct rx *x);
 /* --restore: the file ended; activates its last complete checkpoint. 1
  * when the domain runs here, else -errno. */
 int rx_restore(struct rx *x);
+
+/* postcopy.c: a migration whose last checkpoint left pages out
+ * (HA_POSTCOPY, H among its state records): the copy runs before they are
+ * all here. */
+struct rx_postcopy;
+struct fo_link;
+/* Before the activation: the copy drops those pages and, from here on,
+ * its first touch of one is asked for on L (HA_PC_REQ), and the pages
+ * that come on L are placed, until HA_PC_END. 0, or -errno with ERR
+ * saying why (the copy then does not run). */
+int rx_postcopy_begin(struct rx *x, struct fo_link *l, const struct ckpt_ha_postcopy_hdr *h,
+		      struct rx_postcopy **out, char *err, size_t errlen);
+/* After the activation: waits until every page is placed (0: the domain is
+ * whole, the primary told with HA_PC_END) or the postcopy fails: the link
+ * breaks, the primary ends it short, or the domain waits longer than
+ * --postcopy-stall for a page (-errno, logged; the caller stops the
+ * domain). Frees PC. */
+int rx_postcopy_finish(struct rx_postcopy *pc);
+/* The activation failed: stops serving, frees PC. */
+void rx_postcopy_abort(struct rx_postcopy *pc);
 
 /* serve.c: a replica served by ha-diskrepl once the domain runs here
  * (--disk IMAGE,serve=NAME). */

@@ -218,8 +218,10 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 	pthread_mutex_unlock(&x->mu);
 	log_info("%s complete: the domain runs here from epoch %llu (activation %llu ms)", what,
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
-	x->ops->close(x->copy);
-	x->copy = NULL;
+	if (!x->postcopy) {
+		x->ops->close(x->copy);
+		x->copy = NULL;
+	}
 	return 1;
 }
 

@@ -194,6 +194,13 @@ int vmm_serve(struct vm *vm, const char *path)
 		}
 	}
 stop:
+	if (vm_postcopy_active(vm)) {
+		/* Its vCPU may wait for a page that never comes: no orderly stop. */
+		log_error("stopped in the middle of a postcopy: the guest's memory is not whole "
+			  "here; it ends now");
+		unlink(path);
+		_exit(70);
+	}
 	for (int i = 1; i <= nclients; i++)
 		close(p[i].fd);
 	close(lfd);
