@@ -215,7 +215,7 @@ fuzz-seeds: $(B)/tests/fuzz_seeds
 
 .PHONY: install
 # The installed layout (the Debian package's too, docs/operator-guide.md):
-# daemons, the VMM, ha-save and ha-restore in sbin, operator tools in bin, units, man pages, the
+# daemons, the VMM, ha-save, ha-restore and ha-migrate in sbin, operator tools in bin, units, man pages, the
 # example pair file; $(LIBDIR)/bin holds links to every program next to the
 # test tools, the build-directory shape that ha-sla drives.
 SBIN_PROGRAMS := ha-protect ha-receive ha-witness ha-diskrepl ha-netbuf ha-vm
@@ -238,7 +238,7 @@ install: all
 	install -m 0755 $(addprefix $(B)/bin/,$(SBIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(addprefix $(B)/bin/,$(BIN_PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 scripts/tls-gen.sh $(DESTDIR)$(PREFIX)/bin/ha-tls-gen
-	install -m 0755 $(B)/bin/ha-save $(B)/bin/ha-restore $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(B)/bin/ha-save $(B)/bin/ha-restore $(B)/bin/ha-migrate $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(B)/bin/ha-client $(addprefix $(B)/bin/,$(INSTALL_SCRIPTS)) \
 		$(DESTDIR)$(LIBDIR)/bin/
 	for p in $(SBIN_PROGRAMS); do ln -sf $(PREFIX)/sbin/$$p $(DESTDIR)$(LIBDIR)/bin/$$p; done
@@ -250,7 +250,7 @@ install: all
 	for m in $(MAN_PAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 	ln -sf ha-save.8 $(DESTDIR)$(MANDIR)/man8/ha-restore.8
 	install -m 0644 dist/bash-completion/ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ha-protect
-	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream ha-save ha-restore; do \
+	for c in ha-receive ha-ctl ha-witness ha-diskrepl ha-stream ha-save ha-restore ha-migrate; do \
 		ln -sf ha-protect $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$c; done
 	install -m 0644 dist/pair.conf.example docs/examples/ha-protect-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/

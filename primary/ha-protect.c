@@ -436,6 +436,13 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	}
 	a->cfg.domain = argv[optind];
 	a->cfg.peer = a->cfg.blackhole ? NULL : argv[optind + 1];
+	if (a->cfg.postcopy && !strncmp(a->cfg.domain, "xen:", 4)) {
+		fprintf(stderr, "ha-protect: --postcopy needs a domain whose memory can be missing "
+				"while it runs, and Xen 4.17 as Debian builds it has no memory paging "
+				"(CONFIG_MEM_PAGING, unsupported upstream): migrate %s without it\n",
+			a->cfg.domain);
+		return 2;
+	}
 	if (!sock_hostport_option("ha-protect", "PEER", a->cfg.peer) ||
 	    !sock_hostport_option("ha-protect", "--witness", a->cfg.witness))
 		return 2;

@@ -79,33 +79,17 @@ if [ -n "$labtests" ]; then
 	"$top/tests/kvmlab/build.sh" >/dev/null || "$top/tests/kvmlab/build.sh"
 	mkdir -p "$top/build/kvmlab"
 	queue=$(mktemp -d "$top/build/kvmlab/queue.XXXXXX")
+	label() { if [ "$jobs" -gt 1 ]; then sed -u "s/^/[lab $1] /"; else cat; fi; }
 	for j in $(seq "$jobs"); do
+		# Each lab's lines as they come, named by lab when there are several.
 		# shellcheck disable=SC2086
 		{
 			HA_TEST_QUEUE=$queue KVMLAB_SLOT=$j KVMLAB_ENV="${KVMLAB_ENV:-} HA_TEST_QUEUE" \
-				"$top/tests/kvmlab/run.sh" -- tests/run.sh "$build" $labtests >"$queue/out.$j" 2>&1
+				"$top/tests/kvmlab/run.sh" -- tests/run.sh "$build" $labtests 2>&1
 			echo $? >"$queue/rc.$j"
-		} &
+		} | tee "$queue/out.$j" | label "$j" &
 	done
-	# Each lab's lines as they come, named by lab when there are several.
-	for j in $(seq "$jobs"); do
-		: >>"$queue/out.$j"
-		if [ "$jobs" -gt 1 ]; then
-			tail -n +1 -s 0.5 -f "$queue/out.$j" | sed -u "s/^/[lab $j] /" &
-		else
-			tail -n +1 -s 0.5 -f "$queue/out.$j" &
-		fi
-	done
-	wait_labs() {
-		for j in $(seq "$jobs"); do
-			while ! [ -s "$queue/rc.$j" ]; do sleep 1; done
-		done
-	}
-	wait_labs
-	sleep 1
-	# shellcheck disable=SC2046
-	kill $(jobs -p) 2>/dev/null
-	wait 2>/dev/null
+	wait
 	reported=0
 	for j in $(seq "$jobs"); do
 		rc=$(cat "$queue/rc.$j")

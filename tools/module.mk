@@ -7,12 +7,13 @@ PROGRAMS += ha-client
 ha-client_OBJS := \
 	tools/ha-client.o
 
-# ha-save, ha-restore: save and restore on the checkpoint machinery
-# (shell drivers of ha-protect, ha-receive and ha-stream), installed in
-# sbin beside the daemons they run.
+# ha-save, ha-restore, ha-migrate: save, restore and migration on the
+# checkpoint machinery (shell drivers of ha-protect, ha-receive and
+# ha-stream), installed in sbin beside the daemons they run.
 EXTRA_ALL += \
 	$(B)/bin/ha-save \
-	$(B)/bin/ha-restore
+	$(B)/bin/ha-restore \
+	$(B)/bin/ha-migrate
 
 # ha-sla: the SLA / epoch-interval report (a shell driver and its report
 # writer), copied into bin/ beside the programs it drives.

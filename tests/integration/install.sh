@@ -14,7 +14,7 @@ root=$tmp/root
 case $HA_BUILD in *san) san=1 ;; *) san=0 ;; esac
 make -s -C "$src" install DESTDIR="$root" PREFIX=/usr SAN=$san > "$tmp/install.log" 2>&1
 check "make install DESTDIR PREFIX=/usr" test $? -eq 0
-for p in ha-protect ha-receive ha-witness ha-diskrepl ha-netbuf ha-vm ha-save ha-restore; do
+for p in ha-protect ha-receive ha-witness ha-diskrepl ha-netbuf ha-vm ha-save ha-restore ha-migrate; do
 	test -x "$root/usr/sbin/$p" || echo "$p" >> "$tmp/missing"
 done
 for p in ha-ctl ha-stream ha-tls-gen; do
@@ -49,11 +49,11 @@ done
 check "groff -man -ww is silent on every page" test ! -e "$tmp/warned"
 check "pages for the daemons (8), the tools (1) and the pair file (5)" sh -c "
 	for m in man8/ha-protect.8 man8/ha-receive.8 man8/ha-witness.8 man8/ha-diskrepl.8 \
-		man8/ha-ctl.8 man8/ha-save.8 man8/ha-restore.8 man1/ha-stream.1 man1/ha-sla.1 \
+		man8/ha-ctl.8 man8/ha-save.8 man8/ha-restore.8 man8/ha-migrate.8 man1/ha-stream.1 man1/ha-sla.1 \
 		man5/ha-protect.conf.5; do
 		test -f '$root/usr/share/man/'\$m || exit 1
 	done"
-for p in ha-protect ha-receive ha-witness ha-diskrepl ha-save ha-restore; do
+for p in ha-protect ha-receive ha-witness ha-diskrepl ha-save ha-restore ha-migrate; do
 	LC_ALL=C.UTF-8 MANWIDTH=200 man -l "$root/usr/share/man/man8/$p.8" 2>/dev/null > "$tmp/$p.txt"
 	for o in $("$root/usr/sbin/$p" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
 		grep -q -- "$o\b" "$tmp/$p.txt" || echo "$p $o" >> "$tmp/undocumented"

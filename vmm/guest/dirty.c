@@ -1,7 +1,12 @@
 /* dirty: dirties arg0 pages per millisecond over a working set of arg1
  * pages (from the heap), writing the pass number into each page it touches.
  * A mailbox at the start of the heap holds the pass number and the page
- * count, so tests can check the dirty-log invariant from outside. */
+ * count, so tests can check the dirty-log invariant from outside.
+ *
+ * It checks its own memory as it goes: a page about to get pass P must
+ * hold P - 1 (the pass before wrote it; 0 in the first), so a page that a
+ * migration or a failover lost, zeroed or left stale is counted (bad) and
+ * reported, wherever the guest runs on. */
 #include "vmm/guest/rt.h"
 
 struct mailbox {
@@ -9,6 +14,7 @@ struct mailbox {
 	uint64_t pass;
 	uint64_t writes;
 	uint64_t working_set;
+	uint64_t bad;
 };
 
 #define MAILBOX_MAGIC UINT64_C(0x5954524944) /* "DIRTY" */
@@ -33,7 +39,14 @@ int guest_main(void)
 		uint64_t start = rt_now_us();
 
 		for (uint64_t i = 0; i < per_ms; i++) {
-			*(volatile uint64_t *)(ws + next * 4096) = mb->pass;
+			volatile uint64_t *w = (volatile uint64_t *)(ws + next * 4096);
+			uint64_t was = *w;
+
+			if (was != mb->pass - 1 && mb->bad++ < 4)
+				rt_printf("dirty: BAD page %llu holds pass %llu, not %llu\n",
+					  (unsigned long long)next, (unsigned long long)was,
+					  (unsigned long long)(mb->pass - 1));
+			*w = mb->pass;
 			mb->writes++;
 			if (++next == pages) {
 				next = 0;
@@ -41,8 +54,9 @@ int guest_main(void)
 			}
 		}
 		if (start - last_report >= 5000000) {
-			rt_printf("dirty: pass %llu, %llu writes\n", (unsigned long long)mb->pass,
-				  (unsigned long long)mb->writes);
+			rt_printf("dirty: pass %llu, %llu writes, %llu bad\n",
+				  (unsigned long long)mb->pass, (unsigned long long)mb->writes,
+				  (unsigned long long)mb->bad);
 			last_report = start;
 		}
 		/* Sleep out the rest of the millisecond in the VMM, not on a core. */
