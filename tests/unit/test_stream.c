@@ -422,6 +422,46 @@ static void test_verify_record(void **state)
 	free(b.data);
 }
 
+/* HA_POSTCOPY: its bitmap's length, count and tail are checked; HA_PC_REQ's
+ * count against its length. */
+static void test_postcopy_records(void **state)
+{
+	struct {
+		struct ckpt_ha_postcopy_hdr h;
+		uint64_t w[2];
+	} pc = {.h = {.nr_pages = 100, .count = 3}, .w = {(1u << 1) | (1u << 5), 1}};
+	struct {
+		struct ckpt_ha_pc_req_hdr h;
+		uint64_t pfns[2];
+	} req = {.h = {.count = 2}, .pfns = {5, 64}};
+	struct ckpt_writer *w;
+	struct iovec iov = {&pc, sizeof(pc)}, iov2 = {&req, sizeof(req)};
+	int fd = mem_fd();
+
+	(void)state;
+	assert_int_equal(ckpt_writer_new(fd, &w), 0);
+	assert_int_equal(ckpt_writer_headers(w, CKPT_IHDR_ID_XEN, CKPT_DHDR_X86_HVM, 4, 17), 0);
+	assert_int_equal(ckpt_writer_record(w, CKPT_REC_HA_POSTCOPY, &iov, 1), 0);
+	assert_int_equal(ckpt_writer_record(w, CKPT_REC_HA_PC_REQ, &iov2, 1), 0);
+	assert_int_equal(ckpt_writer_checkpoint(w, 0), 0);
+	assert_int_equal(ckpt_writer_end(w), 0);
+	ckpt_writer_free(w);
+	struct buf b = slurp(fd);
+	assert_int_equal(read_all(b.data, b.len, NULL, 0), 0);
+	b.data[48 + 8] = 4; /* count 4, three bits set */
+	expect_error(&b, -EBADMSG, "count 4, but 3 bits are set");
+	b.data[48 + 8] = 3;
+	b.data[48 + 16 + 8 + 4] = 0x10; /* bit 100: past page 99 */
+	expect_error(&b, -EBADMSG, "bits set beyond page 100");
+	b.data[48 + 16 + 8 + 4] = 0;
+	b.data[48] = 200; /* 200 pages need 32 octets of bitmap */
+	expect_error(&b, -EBADMSG, "200 pages need a 32-octet bitmap");
+	b.data[48] = 100;
+	b.data[48 + 32 + 8] = 3; /* the request: count 3 in 24 octets */
+	expect_error(&b, -EBADMSG, "count 3 in 24 octets, or reserved bits set");
+	free(b.data);
+}
+
 static void test_page_count_mismatch(void **state)
 {
 	struct buf b = full_stream();
@@ -605,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_nonzero_padding),
 		cmocka_unit_test(test_unknown_records),
 		cmocka_unit_test(test_verify_record),
+		cmocka_unit_test(test_postcopy_records),
 		cmocka_unit_test(test_page_count_mismatch),
 		cmocka_unit_test(test_compressed_descriptor_errors),
 		cmocka_unit_test(test_checksum_mismatch),
