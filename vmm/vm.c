@@ -772,6 +772,10 @@ const char *vm_tap(struct vm *vm)
 
 const uint8_t *vm_mac(struct vm *vm)
 {
+	/* In a postcopy the boot page may not be here yet: the control
+	 * thread never waits for a page (vm_postcopy.c kept the MAC). */
+	if (vm->uffd >= 0)
+		return vm->pc_mac;
 	return ((const struct havm_bootinfo *)(vm->mem + HAVM_GPA_BOOTINFO))->mac;
 }
 

@@ -38,6 +38,7 @@ struct vm {
 	struct blk *disk;
 	int wake; /* eventfd: breaks an idle wait */
 	int uffd; /* postcopy: the userfaultfd on mem, -1 none (vm_postcopy.c) */
+	uint8_t pc_mac[6]; /* the guest's MAC, read before the postcopy began */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

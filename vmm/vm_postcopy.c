@@ -40,6 +40,8 @@ int vm_postcopy_start(struct vm *vm, const uint64_t *need, size_t nwords, int *u
 		return -EBUSY;
 	if (nwords != (nr + 63) / 64)
 		return -EINVAL;
+	/* The boot page as pre-copy left it: its MAC does not change. */
+	memcpy(vm->pc_mac, vm_mac(vm), sizeof(vm->pc_mac));
 	/* Runs of needed pages, dropped a run at a time. */
 	for (uint64_t pfn = 0; pfn <= nr; pfn++) {
 		bool set = pfn < nr && (need[pfn / 64] >> (pfn % 64) & 1);
