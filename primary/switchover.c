@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "checkpoint/codec.h"
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -187,20 +188,34 @@ static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
 	uint64_t pfns[PC_BATCH], asked = 0, sent = 0, total = bitmap_count(&p->pc_need);
 	const void *pages[PC_BATCH];
 	struct bitmap left = {0};
+	/* Compressed as the stream is, without deltas: the secondary holds no
+	 * older copy of these pages. */
+	struct ckpt_codec_config cc = {.cache_pages = 0, .level = p->cfg->level};
+	struct ckpt_encoder *enc = NULL;
 	size_t cursor = 0;
 	char why[400] = "", r[sizeof(p->reason)];
 	int rc = bitmap_init(&left, p->pc_need.nbits);
 
 	if (rc == 0)
 		bitmap_or(&left, &p->pc_need);
+	if (rc == 0 && p->cfg->compress)
+		rc = ckpt_encoder_new(&cc, &enc);
 	while (rc == 0) {
 		uint32_t n = pc_batch(p, &left, &cursor, pfns, &asked);
+		struct ckpt_zbatch zb;
 
 		if (n == 0)
 			break;
 		for (uint32_t i = 0; i < n; i++)
 			pages[i] = p->ops->page(p->dom, pfns[i]);
-		rc = fo_link_page_data(p->link, pfns, pages, n);
+		if (enc) {
+			rc = ckpt_encoder_encode(enc, pfns, pages, n, &zb);
+			if (rc == 0)
+				rc = fo_link_pages(p->link, CKPT_REC_HA_PAGE_DATA_Z, zb.iov, zb.iovcnt,
+						   zb.pages);
+		} else {
+			rc = fo_link_page_data(p->link, pfns, pages, n);
+		}
 		sent += n;
 		pthread_mutex_lock(&p->mu);
 		if (rc == 0 && p->state != ST_PROTECTED)
@@ -208,6 +223,8 @@ static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
 		pthread_mutex_unlock(&p->mu);
 	}
 	bitmap_destroy(&left);
+	uint64_t wire = enc ? ckpt_encoder_stats(enc)->wire_bytes : sent * CKPT_PAGE_SIZE;
+	ckpt_encoder_free(enc);
 	if (rc == 0) {
 		struct ckpt_ha_pc_end e = {.pages = sent};
 		struct iovec iov = {&e, sizeof(e)};
@@ -217,9 +234,9 @@ static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
 	if (rc == 0 && wait_for(p, pc_ended, SWITCH_ANSWER_MS) != W_MET)
 		rc = -ECONNRESET;
 	if (rc == 0) {
-		log_info("POSTCOPY complete: %llu pages in %llu ms, %llu of them asked for first; "
-			 "the domain waited for %llu",
-			 (unsigned long long)sent,
+		log_info("POSTCOPY complete: %llu pages (%.1f MiB sent) in %llu ms, %llu of them "
+			 "asked for first; the domain waited for %llu",
+			 (unsigned long long)sent, (double)wire / 1048576.0,
 			 (unsigned long long)((clk_now_ns() - ran_at) / NSEC_PER_MSEC),
 			 (unsigned long long)asked, (unsigned long long)p->pc_waited);
 		return 0;

@@ -5,7 +5,8 @@
  *   faults  reads the userfaultfd: a page the source still owes is asked
  *           for (HA_PC_REQ) and waited for; a page the source never sent
  *           is zero and placed at once; one already placed is woken;
- *   reader  reads the link: PAGE_DATA pages are placed (UFFDIO_COPY, a
+ *   reader  reads the link: PAGE_DATA (or HA_PAGE_DATA_Z, compressed
+ *           without deltas) pages are placed (UFFDIO_COPY, a
  *           whole page at once, waking whoever waits for it), until the
  *           source's HA_PC_END.
  * A page the domain waits for longer than the stall bound, a link that
@@ -23,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "checkpoint/codec.h"
 #include "checkpoint/stream.h"
 #include "common/bitmap.h"
 #include "common/clock.h"
@@ -50,6 +52,8 @@ struct rx_postcopy {
 	int rc;
 	char err[300];
 	atomic_bool stop;
+	struct ckpt_decoder *dec;
+	uint8_t scratch[CKPT_PAGE_SIZE]; /* a decoded page (the reader's) */
 	pthread_t reader, faults;
 	bool reader_on, faults_on;
 };
@@ -140,7 +144,7 @@ static void *reader_main(void *arg)
 			pthread_mutex_unlock(&pc->mu);
 			break;
 		}
-		if (rec.type == CKPT_REC_PAGE_DATA) {
+		if (rec.type == CKPT_REC_PAGE_DATA || rec.type == CKPT_REC_HA_PAGE_DATA_Z) {
 			struct ckpt_pages_view v;
 			struct ckpt_page_iter it;
 			struct ckpt_page pg;
@@ -148,16 +152,23 @@ static void *reader_main(void *arg)
 			rc = ckpt_pages_view(&rec, &v);
 			if (rc == 0)
 				ckpt_page_iter_init(&it, &v);
-			while (rc == 0 && ckpt_page_iter_next(&it, &pg))
-				rc = pg.encoding == CKPT_ENC_RAW && pg.length == CKPT_PAGE_SIZE
-					     ? take_page(pc, pg.pfn, pg.payload)
-					     : -EPROTO;
+			while (rc == 0 && ckpt_page_iter_next(&it, &pg)) {
+				/* No deltas: this side holds no older copy of them. */
+				if (pg.encoding == CKPT_ENC_RAW && pg.length == CKPT_PAGE_SIZE)
+					rc = take_page(pc, pg.pfn, pg.payload);
+				else if (pg.encoding == CKPT_ENC_XOR_ZSTD || pg.encoding == CKPT_ENC_RAW)
+					rc = -EPROTO;
+				else if ((rc = ckpt_decode_page(pc->dec, pg.encoding, pg.payload,
+								pg.length, NULL, pc->scratch)) == 0)
+					rc = take_page(pc, pg.pfn, pc->scratch);
+			}
 			if (rc < 0) {
 				pthread_mutex_lock(&pc->mu);
 				pc_fail(pc, rc, "placing a page: %s",
 					rc == -EPROTO ? "the source sent a page it did not leave "
-							"out, or not a whole page"
-						      : strerror(-rc));
+							"out, not a whole page, or a delta"
+					: rc == -EBADMSG ? "a compressed page does not decode"
+							 : strerror(-rc));
 				pthread_mutex_unlock(&pc->mu);
 				break;
 			}
@@ -269,6 +280,7 @@ static void pc_free(struct rx_postcopy *pc)
 		pthread_join(pc->reader, NULL);
 	if (pc->uffd >= 0)
 		close(pc->uffd);
+	ckpt_decoder_free(pc->dec);
 	bitmap_destroy(&pc->need);
 	bitmap_destroy(&pc->placed);
 	bitmap_destroy(&pc->asked);
@@ -305,6 +317,8 @@ int rx_postcopy_begin(struct rx *x, struct fo_link *l, const struct ckpt_ha_post
 		rc = bitmap_init(&pc->placed, h->nr_pages);
 	if (rc == 0)
 		rc = bitmap_init(&pc->asked, h->nr_pages);
+	if (rc == 0)
+		rc = ckpt_decoder_new(&pc->dec);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory for the postcopy's bitmaps");
 		goto fail;
