@@ -53,7 +53,7 @@ run_once() { # pages per ms, working set (pages), expect converge|not|any|postco
 	t1=$(date +%s%N)
 	check "ha-protect --migrate exits 0 ($rc; $rate pages/ms over $ws)" test "$rc" -eq 0
 	if [ "$expect" = any ]; then
-		grep -a -o 'pre-copy converged.*\|pre-copy does not converge ([^)]*)' "$dir/px.log" | sed 's/^/     /'
+		grep -a -o 'pre-copy \(converged\|does not converge\)[^:;]*' "$dir/px.log" | sed 's/^/     /'
 	elif [ "$expect" = converge ]; then
 		check "the pre-copy converged" grep -q 'pre-copy converged' "$dir/px.log"
 	elif [ "$expect" = postcopy ]; then
