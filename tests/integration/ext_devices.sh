@@ -47,13 +47,13 @@ ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 32M --guest count
 vmpid=$!
 wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; exit 1; }
 
-n=0
+nreq=0
 # The guest answers 3 requests of a new client (wherever it runs).
 answers() {
-	n=$((n + 1))
-	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name "c$n" --count 3 --interval 5 \
-		--timeout $(ms 1000) > "$dir/acks.$n" 2> /dev/null
-	[ "$(wc -l < "$dir/acks.$n")" -ge 3 ]
+	nreq=$((nreq + 1))
+	ns c "$bin/ha-client" counter "$GUEST_IP:7000" --name "c$nreq" --count 3 --interval 5 \
+		--timeout $(ms 1000) > "$dir/acks.$nreq" 2> /dev/null
+	[ "$(wc -l < "$dir/acks.$nreq")" -ge 3 ]
 }
 check "the guest answers on A" answers
 
@@ -80,22 +80,23 @@ attempt() { # fail spec ("none": all pass), name
 	return 0
 }
 
-# What the devices log when device K (a|b|c) fails at phase P.
+# What the devices log when device K (a|b|c) fails at phase P (lib.sh's
+# check uses $d: these loops use names of their own).
 expected() { # K P
 	phases="check prepare transfer commit"
-	for p in $phases; do
-		[ "$p" = "$2" ] && break
-		for d in a b c; do echo "$d $p migrate"; done
+	for xp in $phases; do
+		[ "$xp" = "$2" ] && break
+		for xd in a b c; do echo "$xd $xp migrate"; done
 	done
-	for d in a b c; do
-		echo "$d $2 migrate"
-		[ "$d" = "$1" ] && break
+	for xd in a b c; do
+		echo "$xd $2 migrate"
+		[ "$xd" = "$1" ] && break
 	done
 	# Rollback, last first: those that passed $2, and those that passed
 	# the phase before it (none before check).
-	for d in c b a; do
-		case "$2:$1$d" in
-		check:ba | check:ca | check:cb | prepare:* | transfer:* | commit:*) echo "$d rollback migrate" ;;
+	for xd in c b a; do
+		case "$2:$1$xd" in
+		check:ba | check:ca | check:cb | prepare:* | transfer:* | commit:*) echo "$xd rollback migrate" ;;
 		esac
 	done
 }
