@@ -778,6 +778,7 @@ int main(int argc, char **argv)
 	}
 	if (a->check_only) {
 		rc = preflight(a, ops, name, &ca);
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
@@ -831,6 +832,7 @@ int main(int argc, char **argv)
 		break;
 	case ROLE_REFUSE:
 		log_error("not protecting: %s", why);
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
@@ -844,6 +846,7 @@ int main(int argc, char **argv)
 	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);

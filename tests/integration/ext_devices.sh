@@ -75,7 +75,10 @@ attempt() { # fail spec ("none": all pass), name
 	# discards its copy and exits; one that was never reached is stopped.
 	[ "$1" = none ] && return 0
 	grep -q 'link to ' "$dir/px-$2.log" && wait_for 20 sh -c "! kill -0 $rxpid 2>/dev/null"
-	kill "$rxpid" 2>/dev/null
+	# $rxpid runs ns: ha-receive is it, or its child.
+	rxs="$rxpid $(pgrep -P "$rxpid" | tr '\n' ' ')"
+	kill $rxs 2>/dev/null
+	wait_for 20 sh -c "for p in $rxs; do kill -0 \$p 2>/dev/null && exit 1; done; exit 0"
 	wait "$rxpid" 2>/dev/null
 	return 0
 }
