@@ -1,6 +1,7 @@
 # checkpoint/: the stream format, writer/reader, page codec, ha-stream tool.
 LIB_OBJS += \
 	checkpoint/codec.o \
+	checkpoint/extdev.o \
 	checkpoint/stream.o \
 	checkpoint/stream_write.o
 
@@ -12,7 +13,8 @@ ha-stream_OBJS := \
 
 UNIT_TESTS += \
 	test_stream \
-	test_codec
+	test_codec \
+	test_extdev
 
 FUZZERS += \
 	fuzz_stream \

@@ -48,27 +48,41 @@ static char **build_env(const char *const *vars)
 	return env;
 }
 
+struct out_sink {
+	const char *what;
+	run_line_fn *line;
+	void *ctx;
+};
+
+static void one_line(const struct out_sink *o, const char *l)
+{
+	log_info("%s: %s", o->what, l);
+	if (o->line)
+		o->line(o->ctx, l);
+}
+
 /* Logs complete lines from buf; keeps a partial last line. */
-static void log_lines(const char *what, char *buf, size_t *len, int final)
+static void log_lines(const struct out_sink *o, char *buf, size_t *len, int final)
 {
 	char *start = buf, *nl;
 
 	while ((nl = memchr(start, '\n', *len - (size_t)(start - buf)))) {
 		*nl = '\0';
-		log_info("%s: %s", what, start);
+		one_line(o, start);
 		start = nl + 1;
 	}
 	*len -= (size_t)(start - buf);
 	memmove(buf, start, *len);
 	if (*len && (final || *len > 900)) {
 		buf[*len] = '\0';
-		log_info("%s: %s", what, buf);
+		one_line(o, buf);
 		*len = 0;
 	}
 }
 
-int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *const *vars,
-	    char *why, size_t whylen)
+/* ARGV[0] is the program's path; SHOWN is how the log names the call. */
+static int run(const char *what, const char *const *argv, const char *shown, unsigned timeout_ms,
+	       const char *const *vars, const struct out_sink *o, char *why, size_t whylen)
 {
 	char **env = build_env(vars);
 	uint64_t deadline = clk_now_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
@@ -108,14 +122,12 @@ int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *
 			dup2(devnull, 0);
 		dup2(p[1], 1);
 		dup2(p[1], 2);
-		char sh[] = "sh", dash_c[] = "-c";
-
-		execve("/bin/sh", (char *const[]){sh, dash_c, (char *)cmd, NULL}, env);
+		execve(argv[0], (char *const *)argv, env);
 		_exit(127);
 	}
 	close(p[1]);
 	free(env);
-	log_info("%s: running '%s' (pid %d, timeout %u ms)", what, cmd, (int)pid, timeout_ms);
+	log_info("%s: running '%s' (pid %d, timeout %u ms)", what, shown, (int)pid, timeout_ms);
 
 	while (!exited) {
 		uint64_t now = clk_now_ns();
@@ -131,7 +143,7 @@ int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *
 
 				if (n > 0) {
 					outlen += (size_t)n;
-					log_lines(what, out, &outlen, 0);
+					log_lines(o, out, &outlen, 0);
 				} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
 					eof = true;
 				}
@@ -160,9 +172,9 @@ int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *
 		if (n <= 0)
 			break;
 		outlen += (size_t)n;
-		log_lines(what, out, &outlen, 0);
+		log_lines(o, out, &outlen, 0);
 	}
-	log_lines(what, out, &outlen, 1);
+	log_lines(o, out, &outlen, 1);
 	close(p[0]);
 
 	if (!exited) {
@@ -181,4 +193,21 @@ int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *
 		snprintf(why, whylen, "the %s command was killed by signal %d", what,
 			 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	return -EIO;
+}
+
+int run_cmd(const char *what, const char *cmd, unsigned timeout_ms, const char *const *vars,
+	    char *why, size_t whylen)
+{
+	const char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct out_sink o = {.what = what};
+
+	return run(what, argv, cmd, timeout_ms, vars, &o, why, whylen);
+}
+
+int run_argv(const char *what, const char *const *argv, unsigned timeout_ms,
+	     const char *const *vars, run_line_fn *line, void *ctx, char *why, size_t whylen)
+{
+	struct out_sink o = {.what = what, .line = line, .ctx = ctx};
+
+	return run(what, argv, argv[0], timeout_ms, vars, &o, why, whylen);
 }

@@ -20,7 +20,7 @@
 
 #include "checkpoint/ckpt_dev.h"
 
-#define DEVSET_MAX 4
+#define DEVSET_MAX 5
 
 /* The per-epoch phases (ckpt_dev.h); a device whose callback is NULL is
  * skipped. */

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint/codec.h"
+#include "checkpoint/extdev.h"
 #include "common/conf.h"
 #include "common/ctl.h"
 #include "common/log.h"
@@ -108,6 +109,14 @@ static void usage(FILE *f)
 		"                        in its environment (docs/monitoring.md); never\n"
 		"                        on the pause path; a failure changes nothing\n"
 		"      --notify-timeout MS  kill a hook after MS (default 10000)\n"
+		"      --ext-device PATH  an external device: the executable PATH is called\n"
+		"                        with PHASE OPERATION DOMAIN PEER EPOCH when\n"
+		"                        protection starts and ends, and in a switchover or\n"
+		"                        migration (check, prepare, transfer, commit; rollback\n"
+		"                        of the others when one fails); repeat for each, in\n"
+		"                        order (docs/devices.md)\n"
+		"      --ext-device-timeout MS  kill a device's call after MS: a failure\n"
+		"                        (default 10000)\n"
 		"      --event-log FILE  append output-commit events (epoch closed, ACK read,\n"
 		"                        output released) with CLOCK_MONOTONIC times, for\n"
 		"                        checking the output commit against packet captures\n"
@@ -163,15 +172,18 @@ struct args {
 	unsigned sla_p99;
 	struct fo_tls_config tlscfg;
 	const char *witness_peer;
-	const char *disks[PROT_MAX_DEVS];
+	const char *disks[PROT_MAX_DISKS];
 	unsigned ndisks;
+	const char *ext[EXTDEV_MAX];
+	unsigned next;
+	unsigned ext_timeout_ms;
 };
 
 /* ha-protect's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_INFLIGHT, O_ROUNDS, O_RETRY, O_CACHE, O_LEVEL, O_SAVE,
        O_NETBUF, O_CTL, O_MAXEP, O_NBQ, O_NBL, O_DISK, O_SLA, O_IMIN, O_IMAX, O_WITNESS,
        O_WTTL, O_EVLOG, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_CHECK, O_CONVERGE, O_MIGRATE, O_STOP,
-       O_POSTCOPY };
+       O_POSTCOPY, O_EXTDEV, O_EXTDEV_TO };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"interval", required_argument, NULL, 'i'},
@@ -208,6 +220,8 @@ static const struct option opts[] = {
 	{"check", no_argument, NULL, O_CHECK},
 	{"notify-cmd", required_argument, NULL, O_NOTIFY},
 	{"notify-timeout", required_argument, NULL, O_NOTIFY_TO},
+	{"ext-device", required_argument, NULL, O_EXTDEV},
+	{"ext-device-timeout", required_argument, NULL, O_EXTDEV_TO},
 	LOG_OPTIONS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -294,8 +308,8 @@ static int parse(int argc, char **argv, struct args *a)
 			a->no_disk = true;
 			break;
 		case O_DISK:
-			if (a->ndisks == PROT_MAX_DEVS - 1) {
-				fprintf(stderr, "ha-protect: at most %u disks\n", PROT_MAX_DEVS - 1);
+			if (a->ndisks == PROT_MAX_DISKS) {
+				fprintf(stderr, "ha-protect: at most %u disks\n", PROT_MAX_DISKS);
 				return 2;
 			}
 			a->disks[a->ndisks++] = optarg;
@@ -318,6 +332,17 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_NOTIFY_TO:
 			a->cfg.notify_timeout_ms =
 				opt_uint("ha-protect", "--notify-timeout", optarg, 100, 600000);
+			break;
+		case O_EXTDEV:
+			if (a->next == EXTDEV_MAX) {
+				fprintf(stderr, "ha-protect: at most %u --ext-device\n", EXTDEV_MAX);
+				return 2;
+			}
+			a->ext[a->next++] = optarg;
+			break;
+		case O_EXTDEV_TO:
+			a->ext_timeout_ms =
+			    opt_uint("ha-protect", "--ext-device-timeout", optarg, 10, 3600000);
 			break;
 		case O_WITNESS:
 			a->cfg.witness = optarg;
@@ -446,6 +471,15 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	if (!sock_hostport_option("ha-protect", "PEER", a->cfg.peer) ||
 	    !sock_hostport_option("ha-protect", "--witness", a->cfg.witness))
 		return 2;
+	if (a->next && a->cfg.blackhole) {
+		fprintf(stderr, "ha-protect: --ext-device needs a secondary (no -b)\n");
+		return 2;
+	}
+	if (a->next && extdev_new(a->ext, a->next, a->ext_timeout_ms, a->cfg.domain, a->cfg.peer,
+				  &a->cfg.ext, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ha-protect: %s\n", err);
+		return 2;
+	}
 	return 0;
 }
 
@@ -494,6 +528,12 @@ static int make_devices(struct args *a, const struct hv_info *info)
 		if (rc == 0)
 			a->cfg.ndevs++;
 		a->cfg.need_disk_ack = true;
+	}
+	/* A migration's devices take part in the migration alone. */
+	if (rc == 0 && a->cfg.ext && !a->cfg.migrate) {
+		rc = extdev_ckpt_dev_create(a->cfg.ext, &a->cfg.devs[a->cfg.ndevs]);
+		if (rc == 0)
+			a->cfg.ndevs++;
 	}
 	if (rc == 0 && !a->no_netbuf) {
 		if (!info->iface[0]) {
@@ -759,6 +799,7 @@ int main(int argc, char **argv)
 	}
 	if (a->check_only) {
 		rc = preflight(a, ops, name, &ca);
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
@@ -812,6 +853,7 @@ int main(int argc, char **argv)
 		break;
 	case ROLE_REFUSE:
 		log_error("not protecting: %s", why);
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
@@ -825,6 +867,7 @@ int main(int argc, char **argv)
 	rc = ops->save->open(name, &dom);
 	if (rc < 0) {
 		log_error("cannot open domain %s: %s", cfg->domain, strerror(-rc));
+		extdev_free(cfg->ext);
 		fo_tls_free(cfg->tls);
 		fo_tls_free(cfg->witness_tls);
 		conf_args_free(&ca);
@@ -842,6 +885,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < cfg->ndevs; i++)
 		if (cfg->devs[i]->ops->destroy)
 			cfg->devs[i]->ops->destroy(cfg->devs[i]);
+	extdev_free(cfg->ext);
 	ops->save->close(dom);
 	fo_tls_free(cfg->tls);
 	fo_tls_free(cfg->witness_tls);

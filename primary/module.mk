@@ -27,7 +27,8 @@ INTEG_TESTS += \
 	tests/integration/save_restore.sh \
 	tests/integration/standby_replay.sh \
 	tests/integration/secondary_loss.sh \
-	tests/integration/split_brain.sh
+	tests/integration/split_brain.sh \
+	tests/integration/ext_devices.sh
 
 BENCHES += \
 	bench_core

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "checkpoint/extdev.h"
 #include "checkpoint/stream.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -396,6 +397,40 @@ fail:
 	return rc;
 }
 
+/* Before a switchover's last pause (the domain still runs): the external
+ * devices check (a switchover; a migration's checked at its start) and
+ * prepare. 0: the last checkpoint goes ahead; 1: a device refused a
+ * switchover, which is called off (rolled back; protection goes on);
+ * -ECANCELED: it refused a migration, which ends here (the session ends
+ * with END: the secondary discards its copy). */
+static int ext_prepare(struct prot *p, uint64_t epoch)
+{
+	bool migrate = p->cfg->migrate;
+	enum extdev_op op = migrate ? EXTDEV_MIGRATE : EXTDEV_SWITCHOVER;
+	char why[300];
+	int rc = 0;
+
+	if (!migrate) {
+		extdev_begin(p->cfg->ext, op);
+		rc = extdev_phase(p->cfg->ext, op, EXTDEV_CHECK, epoch, why, sizeof(why));
+	}
+	if (rc == 0)
+		rc = extdev_phase(p->cfg->ext, op, EXTDEV_PREPARE, epoch, why, sizeof(why));
+	if (rc == 0)
+		return 0;
+	if (!migrate) {
+		atomic_store(&p->switchover_req, false);
+		log_error("switchover of %s called off: %s; the devices were rolled back and the "
+			  "domain runs on here, protected",
+			  p->cfg->domain, why);
+		return 1;
+	}
+	pthread_mutex_lock(&p->mu);
+	snprintf(p->reason, sizeof(p->reason), "%.200s (the devices were rolled back)", why);
+	pthread_mutex_unlock(&p->mu);
+	return -ECANCELED;
+}
+
 int prot_epoch_loop(struct prot *p)
 {
 	uint64_t deadline = clk_now_ns();
@@ -432,12 +467,19 @@ int prot_epoch_loop(struct prot *p)
 			return 0;
 
 		uint64_t epoch = p->next_epoch, paused_at = 0, resumed_at = 0;
+		int rc;
 		/* The last checkpoint leaves the domain suspended: a switchover's,
 		 * or that of a save that stops it (--stop). */
 		bool final = atomic_load(&p->switchover_req) || p->cfg->postcopy ||
 			     (p->cfg->stop_at_end && epoch + 1 >= p->cfg->max_epochs);
 		log_set_epoch(epoch);
-		int rc = checkpoint_epoch(p, s, epoch, final, &paused_at, &resumed_at);
+		if (final && (atomic_load(&p->switchover_req) || p->cfg->postcopy) && p->cfg->ext) {
+			rc = ext_prepare(p, epoch);
+			if (rc < 0)
+				return rc;
+			final = rc == 0;
+		}
+		rc = checkpoint_epoch(p, s, epoch, final, &paused_at, &resumed_at);
 		if (rc < 0)
 			return rc;
 		if (final) {

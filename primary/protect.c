@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkpoint/codec.h"
+#include "checkpoint/extdev.h"
 #include "checkpoint/stream.h"
 #include "common/bitmap.h"
 #include "common/clock.h"
@@ -377,6 +378,21 @@ static int session(struct prot *p, bool first)
 
 	session_reset(p);
 	p->session_t0 = clk_now_ns();
+	/* A migration starts by asking its external devices whether it can
+	 * happen: before the secondary is even reached. */
+	if (p->cfg->migrate && p->cfg->ext) {
+		char why[300];
+
+		extdev_begin(p->cfg->ext, EXTDEV_MIGRATE);
+		rc = extdev_phase(p->cfg->ext, EXTDEV_MIGRATE, EXTDEV_CHECK, EXTDEV_NO_EPOCH, why,
+				  sizeof(why));
+		if (rc < 0) {
+			pthread_mutex_lock(&p->mu);
+			snprintf(p->reason, sizeof(p->reason), "%.200s", why);
+			pthread_mutex_unlock(&p->mu);
+			return rc;
+		}
+	}
 	rc = open_link(p);
 	if (rc < 0) {
 		if (first)

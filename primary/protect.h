@@ -26,6 +26,10 @@
 #include "primary/devset.h"
 
 #define PROT_MAX_DEVS DEVSET_MAX
+/* Disks: the devices but the output buffer and the external devices. */
+#define PROT_MAX_DISKS (PROT_MAX_DEVS - 2)
+
+struct extdev;
 
 struct prot_config {
 	const char *domain;   /* "kvm:NAME" */
@@ -60,6 +64,13 @@ struct prot_config {
 	const char *ctl_path;
 	struct ckpt_dev *devs[PROT_MAX_DEVS];
 	unsigned ndevs;
+	/* --ext-device scripts (checkpoint/extdev.h; NULL: none). They take
+	 * part in a switchover (check and prepare before its last pause,
+	 * transfer once the domain is suspended, commit once the secondary
+	 * acknowledged the last checkpoint) or, with migrate, in the
+	 * migration (check before connecting); protection's own calls go
+	 * through their entry in devs (not with migrate). */
+	struct extdev *ext;
 	/* --interval auto: p99 of the output latency checkpointing may add
 	 * (0: the interval stays interval_ms unless ha-ctl changes it); the
 	 * interval then moves within [interval_min_ms, interval_max_ms]. */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "checkpoint/codec.h"
+#include "checkpoint/extdev.h"
 #include "checkpoint/stream_format.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -93,9 +94,17 @@ static bool answered(const struct prot *p)
 	return p->switch_answer == CKPT_SWITCH_RUNS;
 }
 
+static enum extdev_op ext_op(const struct prot *p)
+{
+	return p->cfg->migrate ? EXTDEV_MIGRATE : EXTDEV_SWITCHOVER;
+}
+
 /* The secondary refused before anything changed hands: run on here. */
 static int resume_here(struct prot *p, uint64_t epoch, const char *why)
 {
+	/* The external devices go back first: the domain finds them as
+	 * before the switchover when it runs again. */
+	extdev_rollback(p->cfg->ext, ext_op(p), epoch);
 	devset_call(p->devs, DEVSET_PRERESUME, epoch + 1);
 	if (p->ops->resume(p->dom) < 0) {
 		p->frozen = true;
@@ -117,6 +126,9 @@ static int unconfirmed(struct prot *p, uint64_t epoch, bool stopped, const char 
 	p->switch_end = SW_UNCONFIRMED;
 	pthread_mutex_unlock(&p->mu);
 	p->frozen = true;
+	if (extdev_active(p->cfg->ext, ext_op(p)))
+		log_error("the external devices are left as they are (neither committed nor "
+			  "rolled back): check them once it is known where the domain runs");
 	log_error("SWITCHOVER UNCONFIRMED: %s. The secondary %s activates its copy from its last "
 		  "committed checkpoint (epoch %llu or the one before) as after any loss of its "
 		  "primary. The domain is %s here and ha-protect will not resume it: check %s; "
@@ -273,6 +285,14 @@ int prot_switchover(struct prot *p)
 	log_info("SWITCHOVER to %s: waiting for the acknowledgement of epoch %llu", p->cfg->peer,
 		 (unsigned long long)epoch);
 
+	/* The external devices move what they hold while the domain is
+	 * suspended, beside the last checkpoint's transfer. */
+	rc = extdev_phase(p->cfg->ext, ext_op(p), EXTDEV_TRANSFER, epoch, r, sizeof(r));
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s", r);
+		return resume_here(p, epoch, why);
+	}
+
 	/* 1. The last checkpoint committed there. */
 	switch (wait_for(p, last_acked, SWITCH_ACK_MS)) {
 	case W_MET:
@@ -290,6 +310,13 @@ int prot_switchover(struct prot *p)
 		if (p->cfg->postcopy)
 			return resume_here(p, epoch, why);
 		return unconfirmed(p, epoch, false, why);
+	}
+	/* The secondary holds the last state: the external devices commit
+	 * before it may run it. */
+	rc = extdev_phase(p->cfg->ext, ext_op(p), EXTDEV_COMMIT, epoch, r, sizeof(r));
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s", r);
+		return resume_here(p, epoch, why);
 	}
 	t_ack = t_stop = clk_now_ns();
 

@@ -81,6 +81,14 @@ static void usage(FILE *f)
 		"                           failover-refused), with HA_EVENT, HA_DOMAIN, ...\n"
 		"                           in its environment (docs/monitoring.md)\n"
 		"      --notify-timeout MS  kill a hook after MS (default 10000)\n"
+		"      --ext-device PATH    an external device: the executable PATH is called\n"
+		"                           with PHASE failover DOMAIN PEER EPOCH (check,\n"
+		"                           prepare, transfer, commit) before a failover\n"
+		"                           activates the copy; one that fails rolls back the\n"
+		"                           others and the copy does not run; repeat for\n"
+		"                           each, in order (docs/devices.md)\n"
+		"      --ext-device-timeout MS  kill a device's call after MS: a failure\n"
+		"                           (default 10000)\n"
 		"      --witness HOST:PORT  activate only with the pair's lease from this\n"
 		"                           ha-witness (same TLS settings as the link)\n"
 		"      --witness-ttl MS     the lease asked for (default 2000; as ha-protect)\n"
@@ -118,7 +126,7 @@ static bool check_only; /* --check */
 /* ha-receive's options; a pair file's keys are their long names. */
 enum { O_TIMEOUT = 256, O_PC_STALL, O_MAX, O_CTL, O_ONCE, O_RESTORE, O_SAVE_FILE, O_BACKEND, O_DISK, O_DRBD, O_JLIMIT, O_FENCE,
        O_FTIMEOUT, O_FRETRY, O_WITNESS, O_WTTL, O_WPEER, O_NOTIFY, O_NOTIFY_TO, O_DOMAIN,
-       O_CHECK };
+       O_CHECK, O_EXTDEV, O_EXTDEV_TO };
 static const struct option opts[] = {
 	CONF_OPTIONS,
 	{"listen", required_argument, NULL, 'l'},
@@ -143,6 +151,8 @@ static const struct option opts[] = {
 	{"witness", required_argument, NULL, O_WITNESS},
 	{"witness-ttl", required_argument, NULL, O_WTTL},
 	{"witness-peer", required_argument, NULL, O_WPEER},
+	{"ext-device", required_argument, NULL, O_EXTDEV},
+	{"ext-device-timeout", required_argument, NULL, O_EXTDEV_TO},
 	FO_TLS_OPTIONS,
 	LOG_OPTIONS,
 	{"verbose", no_argument, NULL, 'v'},
@@ -236,6 +246,16 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 		case O_WPEER:
 			*witness_peer = optarg;
 			break;
+		case O_EXTDEV:
+			if (cfg->next == EXTDEV_MAX) {
+				fprintf(stderr, "ha-receive: at most %u --ext-device\n", EXTDEV_MAX);
+				return 2;
+			}
+			cfg->ext[cfg->next++] = optarg;
+			break;
+		case O_EXTDEV_TO:
+			cfg->ext_timeout_ms = opt_uint(P, "--ext-device-timeout", optarg, 10, 3600000);
+			break;
 		case O_WTTL:
 			cfg->witness_ttl_ms = opt_uint(P, "--witness-ttl", optarg, 10, 3600000);
 			break;
@@ -308,6 +328,19 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 	if (witness_peer && !cfg->witness) {
 		fprintf(stderr, "ha-receive: --witness-peer needs --witness\n");
 		return 2;
+	}
+	if (cfg->next) {
+		/* The devices are built per failover (the domain and the peer are
+		 * the session's); their paths are checked now. */
+		struct extdev *xd;
+		char err[300];
+
+		if (extdev_new(cfg->ext, cfg->next, cfg->ext_timeout_ms, "-", "-", &xd, err,
+			       sizeof(err)) < 0) {
+			fprintf(stderr, "ha-receive: %s\n", err);
+			return 2;
+		}
+		extdev_free(xd);
 	}
 	return -1;
 }

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "checkpoint/extdev.h"
 #include "checkpoint/stream_format.h"
 #include "failover/tls.h"
 #include "hv/hv.h"
@@ -97,6 +98,14 @@ struct rx_config {
 	/* --notify-cmd (common/notify.h); NULL: none. */
 	const char *notify_cmd;
 	unsigned notify_timeout_ms;
+	/* --ext-device scripts (checkpoint/extdev.h), checked at startup:
+	 * called for a failover's activation (check, prepare, transfer,
+	 * commit, before anything else is activated), rolled back when the
+	 * activation fails after them. Not in a switchover: the primary
+	 * calls its own. */
+	const char *ext[EXTDEV_MAX];
+	unsigned next;
+	unsigned ext_timeout_ms;
 };
 
 /* Runs until a failover completed (returns 1: the domain runs here), a

@@ -128,6 +128,36 @@ static int witness_wait(struct rx *x)
 	return -ECANCELED;
 }
 
+/* A failover's external devices: their four phases with the committed
+ * EPOCH, before anything is activated. 0 with *XD to roll back should a
+ * later step fail (NULL: no devices); -EREMOTEIO when one failed (the
+ * others were rolled back): the copy must not run. */
+static int ext_failover(struct rx *x, uint64_t epoch, struct extdev **xd)
+{
+	char why[300];
+	int rc;
+
+	*xd = NULL;
+	if (!x->cfg->next)
+		return 0;
+	rc = extdev_new(x->cfg->ext, x->cfg->next, x->cfg->ext_timeout_ms, x->domain, x->peer, xd,
+			why, sizeof(why));
+	for (int ph = EXTDEV_CHECK; rc == 0 && ph <= EXTDEV_COMMIT; ph++)
+		rc = extdev_phase(*xd, EXTDEV_FAILOVER, ph, epoch, why, sizeof(why));
+	if (rc == 0)
+		return 0;
+	extdev_free(*xd);
+	*xd = NULL;
+	log_error("FAILOVER REFUSED: %s; not activating: the devices that had passed a phase "
+		  "were rolled back, and this copy does not run",
+		  why);
+	pthread_mutex_lock(&x->mu);
+	snprintf(x->last_error, sizeof(x->last_error), "refused by an external device: %.200s",
+		 why);
+	pthread_mutex_unlock(&x->mu);
+	return -EREMOTEIO;
+}
+
 /* Promotes the disks and activates the last committed checkpoint (epoch):
  * a failover once the primary is fenced, or a switchover the primary
  * handed over (PLANNED). 1 when the domain runs here, else -errno. */
@@ -139,6 +169,7 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 	const char *what = names[how];
 	bool planned = how != FAILOVER;
 	uint64_t t0 = clk_now_ns(); /* activation time alone */
+	struct extdev *xd = NULL;
 	int rc;
 
 	rx_set_state(x, RX_FAILING_OVER);
@@ -150,6 +181,11 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 	if (!planned && !x->cfg->fence_cmd && !x->cfg->witness)
 		log_unsafe("no fencing configured: if the primary is alive behind a partition, two "
 			   "copies of the domain may now run");
+	if (how == FAILOVER) {
+		rc = ext_failover(x, epoch, &xd);
+		if (rc < 0)
+			return rc;
+	}
 	for (unsigned i = 0; i < x->cfg->ndrbd; i++) {
 		char err[sizeof(x->last_error)];
 
@@ -164,7 +200,8 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 		if (rc < 0) {
 			log_error("%s; not resuming the domain without its disk", err);
 			snprintf(x->last_error, sizeof(x->last_error), "%s", err);
-			return -EIO;
+			rc = -EIO;
+			goto out;
 		}
 		log_info("DRBD %s is Primary here: %s is the domain's disk", x->drbd[i].name,
 			 x->drbd[i].dev);
@@ -185,7 +222,8 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 				  i, replica_error(x->disks[i]));
 			snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i,
 				 replica_error(x->disks[i]));
-			return -EIO;
+			rc = -EIO;
+			goto out;
 		}
 		log_info("disk %u: replica %s is at epoch %llu", i, replica_path(x->disks[i]),
 			 (unsigned long long)epoch);
@@ -199,7 +237,7 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 				log_error("disk %u: %s; not resuming the domain without its disk", i,
 					  err);
 				snprintf(x->last_error, sizeof(x->last_error), "disk %u: %s", i, err);
-				return rc;
+				goto out;
 			}
 		}
 	}
@@ -208,7 +246,7 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 		log_error("activation failed: %s; the domain cannot be resumed here", strerror(-rc));
 		snprintf(x->last_error, sizeof(x->last_error), "activation failed: %s",
 			 strerror(-rc));
-		return rc;
+		goto out;
 	}
 	pthread_mutex_lock(&x->mu);
 	x->failover_ms = (clk_now_ns() - t0) / NSEC_PER_MSEC;
@@ -222,7 +260,13 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 		x->ops->close(x->copy);
 		x->copy = NULL;
 	}
-	return 1;
+	rc = 1;
+out:
+	/* The devices that moved to this host go back: the domain did not. */
+	if (rc < 0)
+		extdev_rollback(xd, EXTDEV_FAILOVER, epoch);
+	extdev_free(xd);
+	return rc;
 }
 
 /* Returns 1 when the domain runs here, -EALREADY when the primary is
