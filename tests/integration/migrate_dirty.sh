@@ -87,8 +87,9 @@ run_once() { # pages per ms, working set (pages), expect converge|not|any|postco
 }
 
 # A postcopy whose link goes down once the destination runs the domain:
-# the push is slowed (netem, 8 Mbit/s) from the last checkpoint on, so the
-# link is surely cut midway.
+# its pages go raw (-u: the dirty guest's compress to almost nothing) and
+# the push is slowed (netem, 8 Mbit/s: 47 MiB take a minute) from the last
+# checkpoint on, so the link is surely cut midway.
 run_cut() {
 	rate=400 ws=12000 dir=$tmp/run-cut
 	mkdir -p "$dir"
@@ -103,7 +104,7 @@ run_cut() {
 		--arg 0="$rate" --arg 1="$ws" --tap tapa > "$dir/vm.log" 2>&1 &
 	vmpid=$!
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" --migrate --postcopy \
+	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" --migrate --postcopy -u \
 		-i 50 --timeout $(ms 300) kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	pxpid=$!
 	wait_for 120 grep -q 'are left out of the last checkpoint' "$dir/px.log" ||
