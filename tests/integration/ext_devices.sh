@@ -11,7 +11,12 @@
 #   - a device that hangs is killed at --ext-device-timeout (its sleep is
 #     gone) and that is a failure like the others;
 #   - then a migration with all three passing: every phase in order, the
-#     guest answers from B, A's VM is gone.
+#     guest answers from B, A's VM is gone;
+#   - B protects it back to A with a device that asks for per-epoch calls
+#     (one per acknowledged epoch), and B is lost (ha-protect killed): with
+#     device b refusing at prepare, A does not activate, the others are
+#     rolled back and the guest runs on at B; with all passing, A runs the
+#     four phases and fails over, and the guest answers from A.
 # needs: kvm (ha-vm guests; tests/run.sh runs it in the KVM lab where /dev/kvm is missing)
 PREFIX=hxd-
 . "$(dirname "$0")/lib.sh"
@@ -144,9 +149,69 @@ check "all devices pass: B runs the guest" grep -q 'SWITCHOVER complete' "$dir/r
 wait_for 20 sh -c "! kill -0 $vmpid 2>/dev/null"
 check "all devices pass: A's VM stopped" sh -c "! kill -0 $vmpid 2>/dev/null"
 check "all devices pass: the guest answers from B" answers
-ns b sh -c 'kill $(pidof ha-vm) 2>/dev/null'
 if [ "$fails" -ne 0 ]; then
 	for f in px-ok rx-ok px-hang; do echo "--- $f.log"; tail -n 25 "$dir/$f.log"; done
 	cat "$dir/devlog"
+	exit 1
+fi
+
+# Protection and failover. B protects the guest to A with device p, which
+# asks for per-epoch calls; A's ha-receive runs a, b and c when it fails
+# over. Each round ends with ha-protect killed (-9), as if B were lost.
+printf '#!/bin/sh\necho "p $1 $2" >> "%s/plog"\n[ "$1" = check ] && echo per-epoch\nexit 0\n' "$dir" > "$tmp/dev-p"
+chmod +x "$tmp/dev-p"
+# B's ha-vm: the copy the migration left running there.
+vm_b() {
+	for q in $(ip netns pids "${PREFIX}b"); do
+		[ "$(cat "/proc/$q/comm" 2>/dev/null)" = ha-vm ] && echo "$q"
+	done
+}
+protect_to_a() { # fail spec, name
+	printf '%s\n' "$1" > "$dir/fail"
+	: > "$dir/devlog"
+	: > "$dir/plog"
+	ns a env HA_RUN_DIR="$dir/a2" HA_VM_ARGS="--tap tapa" \
+		"$bin/ha-receive" --tls-psk "$tmp/psk" --listen 10.66.0.1:7788 --once \
+		--timeout $(ms 300) --ext-device "$tmp/dev-a" --ext-device "$tmp/dev-b" \
+		--ext-device "$tmp/dev-c" --ext-device-timeout $(ms 1000) > "$dir/rxa-$2.log" 2>&1 &
+	rxa=$!
+	wait_for 20 grep -q 'listening on' "$dir/rxa-$2.log" || { cat "$dir/rxa-$2.log"; return 1; }
+	# Output is not held (-F -n): B's ha-protect is killed, and a plug it
+	# left would hold the guest's answers; output commit has tests of its own.
+	ns b env HA_RUN_DIR="$dir/b" "$bin/ha-protect" --tls-psk "$tmp/psk" -i 50 -F -n \
+		--timeout $(ms 300) --ext-device "$tmp/dev-p" kvm:web 10.66.0.1:7788 \
+		> "$dir/pxb-$2.log" 2>&1 &
+	wait_for 60 grep -q 'PROTECTED:' "$dir/pxb-$2.log" || { tail "$dir/pxb-$2.log"; return 1; }
+	wait_for 30 sh -c "[ \$(grep -c '^p commit protect' '$dir/plog') -ge 3 ]"
+	printf 'p check protect\np prepare protect\n' > "$dir/want"
+	check "$2: the per-epoch device set up, then commits each acknowledged epoch" \
+		sh -c "head -n 2 '$dir/plog' | diff '$dir/want' - && [ \$(grep -c '^p commit protect' '$dir/plog') -ge 3 ]"
+	pkill -9 -f "ha-protect --tls-psk $tmp/psk -i 50 -F"
+}
+
+# A device refuses at failover: A does not activate, the others go back,
+# and the guest runs on where it ran (B).
+protect_to_a "b prepare" refused || { echo "FAIL the protection to A did not start"; exit 1; }
+wait_for 30 grep -q 'FAILOVER REFUSED' "$dir/rxa-refused.log"
+check "a device refusing the failover: A says so and does not activate" \
+	sh -c "grep -q 'FAILOVER REFUSED' '$dir/rxa-refused.log' && ! grep -q 'FAILOVER complete' '$dir/rxa-refused.log'"
+printf 'a check failover\nb check failover\nc check failover\na prepare failover\nb prepare failover\nc rollback failover\nb rollback failover\na rollback failover\n' > "$dir/want"
+check "a device refusing the failover: the others are rolled back in reverse order" diff "$dir/want" "$dir/devlog"
+wait_for 20 sh -c "! kill -0 $rxa 2>/dev/null"
+check "a device refusing the failover: the guest answers (from B)" answers
+check "a device refusing the failover: it runs on B" test -n "$(vm_b)"
+
+# All pass: A fails over once B is lost (its guest killed too).
+protect_to_a none failover || { echo "FAIL the second protection to A did not start"; exit 1; }
+kill -9 $(vm_b) 2>/dev/null
+wait_for 60 grep -q 'FAILOVER complete' "$dir/rxa-failover.log"
+check "all devices pass: A fails over" grep -q 'FAILOVER complete' "$dir/rxa-failover.log"
+printf 'a check failover\nb check failover\nc check failover\na prepare failover\nb prepare failover\nc prepare failover\na transfer failover\nb transfer failover\nc transfer failover\na commit failover\nb commit failover\nc commit failover\n' > "$dir/want"
+check "all devices pass: every failover phase ran in order" diff "$dir/want" "$dir/devlog"
+check "all devices pass: the guest answers from A" answers
+ns a sh -c 'kill $(pidof ha-vm) 2>/dev/null'
+if [ "$fails" -ne 0 ]; then
+	for f in pxb-refused rxa-refused pxb-failover rxa-failover; do echo "--- $f.log"; tail -n 25 "$dir/$f.log"; done
+	cat "$dir/devlog" "$dir/plog"
 fi
 [ "$fails" -eq 0 ]
