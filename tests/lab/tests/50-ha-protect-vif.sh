@@ -75,6 +75,9 @@ fail_with() {
 	xl list
 	for f in "$T"/*.log "$T"/*.err; do
 		[ -f "$f" ] || continue
+		# Why a session degraded is often far above the tail.
+		echo "--- $(basename "$f") (its errors and degradations, first 12)"
+		grep -a -i -e 'degrad' -e 'error' -e 'no heartbeat' -e 'timed out' "$f" | head -n 12
 		echo "--- $(basename "$f") (last lines)"
 		tail -n 15 "$f"
 	done
