@@ -175,7 +175,7 @@ struct args {
 	const char *disks[PROT_MAX_DISKS];
 	unsigned ndisks;
 	const char *ext[EXTDEV_MAX];
-	unsigned next;
+	unsigned n_ext;
 	unsigned ext_timeout_ms;
 };
 
@@ -334,11 +334,11 @@ static int parse(int argc, char **argv, struct args *a)
 				opt_uint("ha-protect", "--notify-timeout", optarg, 100, 600000);
 			break;
 		case O_EXTDEV:
-			if (a->next == EXTDEV_MAX) {
+			if (a->n_ext == EXTDEV_MAX) {
 				fprintf(stderr, "ha-protect: at most %u --ext-device\n", EXTDEV_MAX);
 				return 2;
 			}
-			a->ext[a->next++] = optarg;
+			a->ext[a->n_ext++] = optarg;
 			break;
 		case O_EXTDEV_TO:
 			a->ext_timeout_ms =
@@ -471,11 +471,11 @@ static int check(int argc, char **argv, struct args *a, bool pair_file)
 	if (!sock_hostport_option("ha-protect", "PEER", a->cfg.peer) ||
 	    !sock_hostport_option("ha-protect", "--witness", a->cfg.witness))
 		return 2;
-	if (a->next && a->cfg.blackhole) {
+	if (a->n_ext && a->cfg.blackhole) {
 		fprintf(stderr, "ha-protect: --ext-device needs a secondary (no -b)\n");
 		return 2;
 	}
-	if (a->next && extdev_new(a->ext, a->next, a->ext_timeout_ms, a->cfg.domain, a->cfg.peer,
+	if (a->n_ext && extdev_new(a->ext, a->n_ext, a->ext_timeout_ms, a->cfg.domain, a->cfg.peer,
 				  &a->cfg.ext, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ha-protect: %s\n", err);
 		return 2;

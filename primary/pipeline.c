@@ -263,7 +263,8 @@ static int add_verify(struct prot *p, struct hv_state *st)
 }
 
 /* --postcopy: the pages dirty at the last checkpoint, left out of it
- * (HA_POSTCOPY among its state records; kept in pc_need for the push). */
+ * (HA_POSTCOPY among its state records; kept in pc_need for the push).
+ * In the pause: no log line here (switchover.c says it). */
 static int add_postcopy(struct prot *p, struct hv_state *st)
 {
 	size_t words = BITMAP_WORDS(p->dirty.nbits), len = sizeof(struct ckpt_ha_postcopy_hdr) + words * 8;
@@ -288,11 +289,6 @@ static int add_postcopy(struct prot *p, struct hv_state *st)
 	memcpy(h + 1, p->pc_need.words, words * 8);
 	rc = hv_state_add(st, CKPT_REC_HA_POSTCOPY, h, len);
 	free(h);
-	if (rc == 0)
-		log_info("postcopy: %llu dirty pages (%llu MiB) are left out of the last "
-			 "checkpoint: they follow once the domain runs on %s",
-			 (unsigned long long)bitmap_count(&p->pc_need),
-			 (unsigned long long)(bitmap_count(&p->pc_need) >> 8), p->cfg->peer);
 	return rc;
 }
 

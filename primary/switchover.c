@@ -199,21 +199,19 @@ static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
 {
 	uint64_t pfns[PC_BATCH], asked = 0, sent = 0, total = bitmap_count(&p->pc_need);
 	const void *pages[PC_BATCH];
-	struct bitmap left = {0};
 	/* Compressed as the stream is, without deltas: the secondary holds no
 	 * older copy of these pages. */
 	struct ckpt_codec_config cc = {.cache_pages = 0, .level = p->cfg->level};
 	struct ckpt_encoder *enc = NULL;
 	size_t cursor = 0;
 	char why[400] = "", r[sizeof(p->reason)];
-	int rc = bitmap_init(&left, p->pc_need.nbits);
+	int rc = 0;
 
-	if (rc == 0)
-		bitmap_or(&left, &p->pc_need);
-	if (rc == 0 && p->cfg->compress)
+	/* pc_need is consumed: what is still set is still to send. */
+	if (p->cfg->compress)
 		rc = ckpt_encoder_new(&cc, &enc);
 	while (rc == 0) {
-		uint32_t n = pc_batch(p, &left, &cursor, pfns, &asked);
+		uint32_t n = pc_batch(p, &p->pc_need, &cursor, pfns, &asked);
 		struct ckpt_zbatch zb;
 
 		if (n == 0)
@@ -234,7 +232,6 @@ static int postcopy_push(struct prot *p, uint64_t epoch, uint64_t ran_at)
 			rc = -ECONNRESET;
 		pthread_mutex_unlock(&p->mu);
 	}
-	bitmap_destroy(&left);
 	uint64_t wire = enc ? ckpt_encoder_stats(enc)->wire_bytes : sent * CKPT_PAGE_SIZE;
 	ckpt_encoder_free(enc);
 	if (rc == 0) {
@@ -284,6 +281,11 @@ int prot_switchover(struct prot *p)
 	pthread_mutex_unlock(&p->mu);
 	log_info("SWITCHOVER to %s: waiting for the acknowledgement of epoch %llu", p->cfg->peer,
 		 (unsigned long long)epoch);
+	if (p->cfg->postcopy)
+		log_info("postcopy: %llu dirty pages (%llu MiB) are left out of the last checkpoint: "
+			 "they follow once the domain runs on %s",
+			 (unsigned long long)bitmap_count(&p->pc_need),
+			 (unsigned long long)(bitmap_count(&p->pc_need) >> 8), p->cfg->peer);
 
 	/* The external devices move what they hold while the domain is
 	 * suspended, beside the last checkpoint's transfer. */

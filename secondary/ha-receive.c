@@ -247,11 +247,11 @@ static int parse(int argc, char **argv, struct rx_config *cfg, struct fo_tls_con
 			*witness_peer = optarg;
 			break;
 		case O_EXTDEV:
-			if (cfg->next == EXTDEV_MAX) {
+			if (cfg->n_ext == EXTDEV_MAX) {
 				fprintf(stderr, "ha-receive: at most %u --ext-device\n", EXTDEV_MAX);
 				return 2;
 			}
-			cfg->ext[cfg->next++] = optarg;
+			cfg->ext[cfg->n_ext++] = optarg;
 			break;
 		case O_EXTDEV_TO:
 			cfg->ext_timeout_ms = opt_uint(P, "--ext-device-timeout", optarg, 10, 3600000);
@@ -329,13 +329,13 @@ static int check(int argc, const struct rx_config *cfg, const char *witness_peer
 		fprintf(stderr, "ha-receive: --witness-peer needs --witness\n");
 		return 2;
 	}
-	if (cfg->next) {
+	if (cfg->n_ext) {
 		/* The devices are built per failover (the domain and the peer are
 		 * the session's); their paths are checked now. */
 		struct extdev *xd;
 		char err[300];
 
-		if (extdev_new(cfg->ext, cfg->next, cfg->ext_timeout_ms, "-", "-", &xd, err,
+		if (extdev_new(cfg->ext, cfg->n_ext, cfg->ext_timeout_ms, "-", "-", &xd, err,
 			       sizeof(err)) < 0) {
 			fprintf(stderr, "ha-receive: %s\n", err);
 			return 2;

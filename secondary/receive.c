@@ -896,7 +896,6 @@ static enum rx_result switch_over(struct rx_session *s)
 			send_error(s->l, -rc, s->err);
 			return RX_NOT_ACTIVATED;
 		}
-		x->postcopy = true;
 	}
 	rc = rx_switch_over(x);
 	if (rc == 1) {
@@ -904,27 +903,18 @@ static enum rx_result switch_over(struct rx_session *s)
 			log_warn("the domain runs here, but the primary could not be told so: it "
 				 "reports the switchover as unconfirmed");
 		if (pc && rx_postcopy_finish(pc) < 0) {
-			/* It can never be whole here: it runs nowhere. */
-			x->ops->destroy(x->copy);
-			x->ops->close(x->copy);
-			x->copy = NULL;
-			x->postcopy = false;
+			/* It can never be whole here: it runs nowhere (session()
+			 * stops the copy). */
 			pthread_mutex_lock(&x->mu);
 			x->switched = false;
 			rx_set_state_locked(x, RX_WAITING);
 			pthread_mutex_unlock(&x->mu);
 			return RX_NOT_ACTIVATED;
 		}
-		if (pc) {
-			x->ops->close(x->copy);
-			x->copy = NULL;
-			x->postcopy = false;
-		}
 		fo_link_shutdown(s->l);
 		return RX_ACTIVATED;
 	}
 	if (pc) {
-		x->postcopy = false;
 		pthread_mutex_lock(&x->mu);
 		snprintf(s->err, sizeof(s->err), "%.280s", x->last_error);
 		pthread_mutex_unlock(&x->mu);
@@ -1071,6 +1061,10 @@ static enum rx_result session(struct rx_session *s)
 		}
 	}
 	if (res == RX_ACTIVATED) { /* the domain runs here: handed over */
+		if (x->copy) { /* the handle only: the domain runs on */
+			x->ops->close(x->copy);
+			x->copy = NULL;
+		}
 		fo_link_free(s->l);
 		log_set_epoch(LOG_NO_EPOCH);
 		return res;

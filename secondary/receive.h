@@ -104,7 +104,7 @@ struct rx_config {
 	 * activation fails after them. Not in a switchover: the primary
 	 * calls its own. */
 	const char *ext[EXTDEV_MAX];
-	unsigned next;
+	unsigned n_ext;
 	unsigned ext_timeout_ms;
 };
 

@@ -38,9 +38,6 @@ struct rx {
 	char last_verify[200]; /* the last HA_VERIFY's result, "" if none */
 	bool switched;	       /* under mu: activated by a switchover, not a failover */
 	bool restored;	       /* under mu: activated from a file (--restore) */
-	/* The activation keeps the copy's handle: a postcopy still serves it
-	 * (receive.c closes it). */
-	bool postcopy;
 	struct ctl_server *ctl;
 	struct ctl_commands cmds;
 	bool busy;    /* under mu: a session holds the slot */

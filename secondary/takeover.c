@@ -138,9 +138,9 @@ static int ext_failover(struct rx *x, uint64_t epoch, struct extdev **xd)
 	int rc;
 
 	*xd = NULL;
-	if (!x->cfg->next)
+	if (!x->cfg->n_ext)
 		return 0;
-	rc = extdev_new(x->cfg->ext, x->cfg->next, x->cfg->ext_timeout_ms, x->domain, x->peer, xd,
+	rc = extdev_new(x->cfg->ext, x->cfg->n_ext, x->cfg->ext_timeout_ms, x->domain, x->peer, xd,
 			why, sizeof(why));
 	for (int ph = EXTDEV_CHECK; rc == 0 && ph <= EXTDEV_COMMIT; ph++)
 		rc = extdev_phase(*xd, EXTDEV_FAILOVER, ph, epoch, why, sizeof(why));
@@ -256,10 +256,8 @@ static int activate(struct rx *x, const char *why, uint64_t epoch, enum how how)
 	pthread_mutex_unlock(&x->mu);
 	log_info("%s complete: the domain runs here from epoch %llu (activation %llu ms)", what,
 		 (unsigned long long)epoch, (unsigned long long)x->failover_ms);
-	if (!x->postcopy) {
-		x->ops->close(x->copy);
-		x->copy = NULL;
-	}
+	/* The handle stays open until the session ends (receive.c): a
+	 * postcopy still serves the copy. */
 	rc = 1;
 out:
 	/* The devices that moved to this host go back: the domain did not. */

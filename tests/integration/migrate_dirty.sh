@@ -28,16 +28,9 @@ sh "$gen" psk "$tmp/psk" pair || { echo "FAIL cannot make a pre-shared key"; exi
 # The last pass the dirty guest reported in LOG ("dirty: pass N, ...").
 last_pass() { sed -n 's/.*dirty: pass \([0-9]*\),.*/\1/p' "$1" | tail -n 1; }
 
-run_once() { # pages per ms, working set (pages), expect converge|not|any|postcopy
-	rate=$1 ws=$2 expect=$3 dir=$tmp/run-$1-$3
-	pcopt=""
-	[ "$expect" = postcopy ] && pcopt=--postcopy
-	# Under emulation the guest may get so little CPU while pages are sent
-	# that it dirties fewer than the default 1024 pages a round, and the
-	# pre-copy converges (seen in a whole CI run at 400 pages/ms: 875 left
-	# after round 4). The runs that need a pre-copy that does not converge
-	# say so with a threshold any rate of this guest exceeds.
-	case $expect in not | postcopy) pcopt="$pcopt --converge-pages 16" ;; esac
+# A fresh topology in $dir: ha-receive on B (--once), and on A the dirty
+# guest at $rate pages per ms over $ws pages.
+start_pair() {
 	mkdir -p "$dir"
 	ns_cleanup
 	topo_up
@@ -50,6 +43,19 @@ run_once() { # pages per ms, working set (pages), expect converge|not|any|postco
 		--arg 0="$rate" --arg 1="$ws" --tap tapa > "$dir/vm.log" 2>&1 &
 	vmpid=$!
 	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
+}
+
+run_once() { # pages per ms, working set (pages), expect converge|not|any|postcopy
+	rate=$1 ws=$2 expect=$3 dir=$tmp/run-$1-$3
+	pcopt=""
+	[ "$expect" = postcopy ] && pcopt=--postcopy
+	# Under emulation the guest may get so little CPU while pages are sent
+	# that it dirties fewer than the default 1024 pages a round, and the
+	# pre-copy converges (seen in a whole CI run at 400 pages/ms: 875 left
+	# after round 4). The runs that need a pre-copy that does not converge
+	# say so with a threshold any rate of this guest exceeds.
+	case $expect in not | postcopy) pcopt="$pcopt --converge-pages 16" ;; esac
+	start_pair || return 1
 	# Let it dirty its working set a few times over.
 	wait_for 100 sh -c "[ \"\$(sed -n 's/.*dirty: pass \\([0-9]*\\),.*/\\1/p' '$dir/vm.log' | tail -n 1)\" -ge 1 ]"
 	t0=$(date +%s%N)
@@ -98,18 +104,7 @@ run_once() { # pages per ms, working set (pages), expect converge|not|any|postco
 # checkpoint on, so the link is surely cut midway.
 run_cut() {
 	rate=400 ws=12000 dir=$tmp/run-cut
-	mkdir -p "$dir"
-	ns_cleanup
-	topo_up
-	ns b env HA_RUN_DIR="$dir/b" HA_VM_ARGS="--tap tapb" \
-		"$bin/ha-receive" --tls-psk "$tmp/psk" --listen 10.66.0.2:7788 --once \
-		--timeout $(ms 300) > "$dir/rx.log" 2>&1 &
-	rxpid=$!
-	wait_for 20 grep -q 'listening on' "$dir/rx.log" || { cat "$dir/rx.log"; return 1; }
-	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-vm" run --name web --mem 64M --guest dirty \
-		--arg 0="$rate" --arg 1="$ws" --tap tapa > "$dir/vm.log" 2>&1 &
-	vmpid=$!
-	wait_for 10 test -S "$dir/a/ha-vm/web.sock" || { cat "$dir/vm.log"; return 1; }
+	start_pair || return 1
 	ns a env HA_RUN_DIR="$dir/a" "$bin/ha-protect" --tls-psk "$tmp/psk" --migrate --postcopy -u \
 		-i 50 --timeout $(ms 300) kvm:web 10.66.0.2:7788 > "$dir/px.log" 2>&1 &
 	pxpid=$!
